@@ -1,0 +1,93 @@
+# pymixnn: build, demo and test targets (GNU make).
+#
+#   make demo   creates .venv, installs pymixnn, fits the bundled theophylline data
+#   make test   installs test extras and the Debian R packages, runs pytest and the R tests
+#
+# Install steps are recorded by stamp files inside .venv, so a second run
+# reinstalls nothing. `make distclean` removes .venv (and with it the stamps).
+
+SHELL  := /bin/bash
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+
+# The only torch release installed: a local CPU wheel. Never leave torch unpinned.
+TORCH_REQ := torch==2.13.0
+
+# Debian 12 packages for the R side (rpy2 builds against r-base-dev; R tests).
+R_APT_PKGS := r-base-core r-base-dev r-cran-nlme r-cran-lme4 r-cran-reticulate \
+	r-cran-testthat r-cran-ggplot2 r-cran-gridextra r-cran-rlang r-cran-scales \
+	r-cran-mass r-cran-mclust r-cran-survival r-cran-ordinal r-cran-knitr \
+	r-cran-rmarkdown r-cran-jsonlite pandoc
+
+CORE_STAMP  := $(VENV)/.installed-core
+R_APT_STAMP := $(VENV)/.installed-r-apt
+TEST_STAMP  := $(VENV)/.installed-test
+
+.PHONY: all venv install demo test test-py test-r bench clean distclean
+
+all: install
+
+# --- environment -----------------------------------------------------------
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+venv: $(PY)
+
+$(CORE_STAMP): pyproject.toml | $(PY)
+	$(PIP) install --quiet "$(TORCH_REQ)"
+	$(PIP) install --quiet -e .
+	touch $@
+
+install: $(CORE_STAMP)
+
+$(R_APT_STAMP): | $(PY)
+	@if command -v Rscript >/dev/null 2>&1 && dpkg -s $(R_APT_PKGS) >/dev/null 2>&1; then \
+		echo "R and the Debian R packages are already installed"; \
+	elif [ "$$(id -u)" -ne 0 ]; then \
+		echo "error: R or some of these Debian packages are missing and installing them needs root:" >&2; \
+		echo "  $(R_APT_PKGS)" >&2; \
+		echo "Install them with apt-get as root, then rerun make." >&2; \
+		exit 1; \
+	else \
+		set -e; \
+		apt-get update; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(R_APT_PKGS); \
+	fi
+	touch $@
+
+$(TEST_STAMP): $(CORE_STAMP) $(R_APT_STAMP) pyproject.toml
+	$(PIP) install --quiet -e ".[dev,r]"
+	touch $@
+
+# --- tasks -----------------------------------------------------------------
+
+demo: $(CORE_STAMP)
+	$(VENV)/bin/pymixnn demo
+
+test: $(TEST_STAMP)
+	$(MAKE) --no-print-directory test-py
+	$(MAKE) --no-print-directory test-r
+
+test-py: $(TEST_STAMP)
+	$(PY) -m pytest -q
+
+# Hook for the R package tests (rpkg/); filled in later.
+test-r: $(TEST_STAMP)
+	@echo "no R package tests yet"
+
+bench: $(CORE_STAMP)
+	$(PY) -m benchmarks.pipeline
+
+# --- cleaning --------------------------------------------------------------
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache rpkg.Rcheck .rlib
+	rm -f rpkg/*.tar.gz
+	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -print0 | xargs -0 -r rm -rf
+
+distclean: clean
+	rm -rf $(VENV)

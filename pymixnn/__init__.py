@@ -1,0 +1,27 @@
+"""pymixnn: nonlinear mixed-effects models fitted by minibatch stochastic variational inference.
+
+>>> import pymixnn
+>>> df = pymixnn.datasets.load("theo")
+>>> res = pymixnn.fit(df, pymixnn.Model.named("onecpt_oral"), id="Id", x=["Dose", "Time"],
+...                   y="Concentration", covariates={"V": ["Weight"]}, seed=0, progress=False)  # doctest: +SKIP
+>>> print(res.summary())  # doctest: +SKIP
+"""
+from pymixnn import datasets
+from pymixnn.data import Data
+from pymixnn.fitting import fit
+from pymixnn.models import NAMED_MODELS, Model, named
+
+__version__ = "0.1.0"
+
+Model.named = staticmethod(named)  # Model.named("logistic", error="combined")
+
+
+def __getattr__(name):  # Results imports torch and pyro: load it only when asked for
+    if name == "Results":
+        from pymixnn.results import Results
+
+        return Results
+    raise AttributeError(f"module 'pymixnn' has no attribute {name!r}")
+
+
+__all__ = ["fit", "Data", "Model", "named", "NAMED_MODELS", "Results", "datasets", "__version__"]

@@ -1,0 +1,343 @@
+"""Data: a validated long table of longitudinal observations.
+
+One row per observation: an individual id, one or more regressors ``x``
+(time, dose, ...), a response ``y`` and optional individual-level covariates.
+Validation happens here, before any model or inference code runs, and every
+error names the column, the first offending row (by its DataFrame index label)
+and the value found there.
+
+Example
+-------
+>>> import pandas as pd
+>>> from pymixnn.data import Data
+>>> df = pd.DataFrame({"id": [1, 1, 2, 2], "t": [0.0, 1.0, 0.0, 1.0],
+...                    "y": [1.0, 2.0, 1.5, 2.5], "w": [60, 60, 70, 70]})
+>>> data = Data.from_pandas(df, id="id", x="t", y="y", covariates=["w"])
+>>> data
+Data: 2 individuals, 4 observations, x=['t'], y='y', covariates=['w']
+>>> data.padded()[0].shape
+(2, 2, 1)
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Hashable, Iterable, Sequence
+from os import PathLike
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+__all__ = ["Data"]
+
+
+def _show(value: Any) -> str:
+    """repr of a value, with numpy scalars shown as plain Python numbers."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
+def _first(values: pd.Series, bad: pd.Series | np.ndarray) -> tuple[str, str]:
+    """Index label and value of the first row flagged in ``bad``, both shown for messages."""
+    pos = int(np.flatnonzero(np.asarray(bad))[0])
+    return _show(values.index[pos]), _show(values.iloc[pos])
+
+
+def _row_error(
+    column: Hashable, problem: str, values: pd.Series, bad: pd.Series | np.ndarray
+) -> ValueError:
+    """ValueError "column 'c' <problem>: row <label> has value <value>" for the first bad row."""
+    row, value = _first(values, bad)
+    return ValueError(f"column {column!r} {problem}: row {row} has value {value}")
+
+
+def _as_float(df: pd.DataFrame, column: Hashable) -> pd.Series:
+    """The column as float64; booleans become 0/1, anything else non-numeric is an error."""
+    values = df[column]
+    if is_bool_dtype(values.dtype):
+        return values.astype(np.float64)
+    raw = values if is_numeric_dtype(values.dtype) else values.astype(object)
+    numeric = pd.to_numeric(raw, errors="coerce")
+    bad = numeric.isna() & values.notna()
+    if bad.any():
+        raise _row_error(column, "must be numeric", values, bad)
+    return numeric.astype(np.float64)
+
+
+def _nonfinite(values: pd.Series) -> pd.Series:
+    """Missing values, plus +-inf in numeric (non-boolean) columns."""
+    bad = values.isna()
+    if is_numeric_dtype(values.dtype) and not is_bool_dtype(values.dtype):
+        bad |= np.isinf(values.astype(np.float64))
+    return bad
+
+
+class Data:
+    """A validated long table: id, x columns, y and individual-level covariates.
+
+    Build it with :meth:`Data.from_pandas` or :meth:`Data.from_csv`; the
+    constructor expects a frame that is already validated and grouped by
+    individual.
+
+    Attributes
+    ----------
+    id_col, x_cols, y_col, covariate_cols
+        Column names of each role.
+    frame : pd.DataFrame
+        The kept rows (original index labels), columns id, x..., y,
+        covariates..., grouped by individual in order of first appearance,
+        rows within an individual in their original order. x and y are float64.
+    ids : np.ndarray
+        Unique ids in order of first appearance (original dtype).
+    n_individuals, n_obs : int
+    n_dropped : int
+        Rows with a missing y dropped from the source table (``dropna=True``).
+    index : np.ndarray of int64, shape (n_obs,)
+        0-based individual index of each row of ``frame``.
+    x : np.ndarray of float64, shape (n_obs, n_x)
+    y : np.ndarray of float64, shape (n_obs,)
+    covariates : pd.DataFrame
+        One row per individual, indexed by id in ``ids`` order, covariate
+        columns in their original dtype (no columns when there are none).
+    n_obs_per_individual : np.ndarray of int64, shape (n_individuals,)
+    """
+
+    def __init__(
+        self,
+        frame: pd.DataFrame,
+        *,
+        id_col: str,
+        x_cols: list[str],
+        y_col: str,
+        covariate_cols: list[str],
+        n_dropped: int = 0,
+    ) -> None:
+        self.id_col = id_col
+        self.x_cols = list(x_cols)
+        self.y_col = y_col
+        self.covariate_cols = list(covariate_cols)
+        self.frame = frame
+        self.n_dropped = int(n_dropped)
+
+        codes, uniques = pd.factorize(frame[id_col])
+        if np.any(np.diff(codes) < 0):
+            raise ValueError(
+                "frame must be grouped by individual; build Data with Data.from_pandas"
+            )
+        self.index = codes.astype(np.int64)
+        self.ids = np.asarray(uniques)
+        self.n_individuals = len(self.ids)
+        self.n_obs = len(frame)
+        counts = np.bincount(self.index, minlength=self.n_individuals)
+        self.n_obs_per_individual = counts.astype(np.int64)
+        self.x = frame[self.x_cols].to_numpy(dtype=np.float64)
+        self.y = frame[y_col].to_numpy(dtype=np.float64)
+
+        self._starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+        self.covariates = frame[self.covariate_cols].iloc[self._starts].set_axis(
+            pd.Index(self.ids, name=id_col)
+        )
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_pandas(
+        cls,
+        df: pd.DataFrame,
+        *,
+        id: str,
+        x: str | Sequence[str],
+        y: str,
+        covariates: Sequence[str] | None = None,
+        dropna: bool = False,
+    ) -> Data:
+        """Validate a long DataFrame and build a :class:`Data`.
+
+        Parameters
+        ----------
+        df
+            One row per observation.
+        id
+            Column identifying the individual.
+        x
+            Regressor column(s), e.g. ``["Dose", "Time"]``; numeric, finite.
+        y
+            Response column; numeric, finite (missing values only with ``dropna``).
+        covariates
+            Individual-level covariate columns, constant within an individual;
+            numeric or categorical (strings, pandas Categorical, bool).
+        dropna
+            Drop rows with a missing ``y`` (with a warning) instead of failing.
+
+        Raises
+        ------
+        TypeError
+            If ``df`` is not a DataFrame.
+        ValueError
+            On missing columns, a column used in two roles, an empty frame,
+            missing ids, non-numeric or non-finite x/y, missing covariates,
+            an individual left without observations, or a covariate that
+            varies within an individual.
+        """
+        if not isinstance(df, pd.DataFrame):
+            raise TypeError(f"df must be a pandas DataFrame, got {type(df).__name__}")
+        x_cols = [x] if isinstance(x, str) else list(x)
+        covariate_cols = [] if covariates is None else list(covariates)
+        if not x_cols:
+            raise ValueError("x must name at least one column")
+        roles = [id, *x_cols, y, *covariate_cols]
+        for column in roles:
+            if column not in df.columns:
+                raise ValueError(
+                    f"column {column!r} not found in data; available columns: {list(df.columns)}"
+                )
+        repeated = sorted({str(c) for c in roles if roles.count(c) > 1})
+        if repeated:
+            raise ValueError(
+                f"column(s) {repeated} used more than once among id, x, y and covariates"
+            )
+        if df.empty:
+            raise ValueError("data has no rows")
+
+        missing_id = df[id].isna()
+        if missing_id.any():
+            raise _row_error(id, "has a missing id", df[id], missing_id)
+
+        frame = df[roles].copy()
+        for column in [*x_cols, y]:
+            frame[column] = _as_float(df, column).to_numpy()
+        for column in [*x_cols, *covariate_cols]:
+            bad = _nonfinite(frame[column])
+            if bad.any():
+                raise _row_error(column, "must be finite and not missing", frame[column], bad)
+
+        response = frame[y]
+        infinite = np.isinf(response)
+        if infinite.any():
+            raise _row_error(y, "must be finite", response, infinite)
+        missing_y = response.isna()
+        n_dropped = int(missing_y.sum())
+        if n_dropped:
+            first_row, _ = _first(response, missing_y)
+            if not dropna:
+                raise ValueError(
+                    f"column {y!r} has {n_dropped} missing values (first at row {first_row}); "
+                    "pass dropna=True to drop those rows"
+                )
+            warnings.warn(
+                f"dropped {n_dropped} rows with a missing {y!r} (first at row {first_row})",
+                UserWarning,
+                stacklevel=2,
+            )
+        all_ids = pd.unique(frame[id])
+        frame = frame.loc[~missing_y.to_numpy()]
+        kept_ids = set(frame[id])
+        empty = [i for i in all_ids if i not in kept_ids]
+        if empty:
+            raise ValueError(
+                f"individual {_show(empty[0])} has no observation left after dropping rows "
+                f"with a missing {y!r} ({len(empty)} such individuals)"
+            )
+
+        codes, _ = pd.factorize(frame[id])
+        frame = frame.iloc[np.argsort(codes, kind="stable")]
+        codes = np.sort(codes, kind="stable")
+        for column in covariate_cols:
+            values = frame[column].astype(object)
+            earlier = values.groupby(codes).transform("first")
+            varies = values != earlier
+            if varies.any():
+                row, value = _first(values, varies)
+                _, individual = _first(frame[id], varies)
+                _, before = _first(earlier, varies)
+                raise ValueError(
+                    f"covariate {column!r} varies within individual {individual} "
+                    f"(row {row} has {value}, earlier rows have {before}); "
+                    "covariates must be constant within an individual"
+                )
+
+        duplicated = frame.duplicated(subset=[id, *x_cols, y])
+        if duplicated.any():
+            row, _ = _first(frame[y], duplicated)
+            warnings.warn(
+                f"{int(duplicated.sum())} rows repeat an earlier row's id, x and y "
+                f"(first at row {row}); they are kept",
+                UserWarning,
+                stacklevel=2,
+            )
+        return cls(
+            frame,
+            id_col=id,
+            x_cols=x_cols,
+            y_col=y,
+            covariate_cols=covariate_cols,
+            n_dropped=n_dropped,
+        )
+
+    @classmethod
+    def from_csv(
+        cls,
+        path: str | PathLike[str],
+        *,
+        id: str,
+        x: str | Sequence[str],
+        y: str,
+        covariates: Sequence[str] | None = None,
+        dropna: bool = False,
+    ) -> Data:
+        """Read a CSV file with :func:`pandas.read_csv`; validate it as :meth:`from_pandas` does."""
+        return cls.from_pandas(
+            pd.read_csv(path), id=id, x=x, y=y, covariates=covariates, dropna=dropna
+        )
+
+    # ------------------------------------------------------------------ views
+    def row_positions(self) -> np.ndarray:
+        """Position in ``frame`` of each padded cell, shape (N, max n_i); -1 for padding."""
+        t_max = int(self.n_obs_per_individual.max())
+        positions = np.full((self.n_individuals, t_max), -1, dtype=np.int64)
+        rows = np.arange(self.n_obs, dtype=np.int64)
+        positions[self.index, rows - self._starts[self.index]] = rows
+        return positions
+
+    def padded(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Observations padded per individual.
+
+        Returns ``(x_pad, y_pad, mask)`` of shapes (N, T, n_x), (N, T) and (N, T),
+        with T the largest number of observations of one individual; individual
+        i's observations fill positions ``0..n_i-1`` in frame order, padding is 0
+        and ``mask`` is True on observed cells.
+        """
+        mask = self.row_positions() >= 0
+        x_pad = np.zeros((*mask.shape, len(self.x_cols)), dtype=np.float64)
+        y_pad = np.zeros(mask.shape, dtype=np.float64)
+        # Cells of ``mask`` in row-major order are exactly the rows of ``frame``.
+        x_pad[mask] = self.x
+        y_pad[mask] = self.y
+        return x_pad, y_pad, mask
+
+    def subset(self, ids: Iterable[Any]) -> Data:
+        """Data restricted to the given individuals (kept in their original order)."""
+        wanted = list(ids)
+        known = set(self.ids.tolist())
+        unknown = [i for i in wanted if i not in known]
+        if unknown:
+            raise ValueError(
+                f"unknown id(s) {unknown[:5]}; data has {self.n_individuals} individuals"
+            )
+        if not wanted:
+            raise ValueError("subset needs at least one id")
+        frame = self.frame.loc[self.frame[self.id_col].isin(wanted).to_numpy()]
+        return type(self)(
+            frame,
+            id_col=self.id_col,
+            x_cols=self.x_cols,
+            y_col=self.y_col,
+            covariate_cols=self.covariate_cols,
+            n_dropped=self.n_dropped,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"Data: {self.n_individuals} individuals, {self.n_obs} observations, "
+            f"x={self.x_cols}, y={self.y_col!r}, covariates={self.covariate_cols}"
+        )

@@ -1,0 +1,165 @@
+"""`fit()`: validate data and model, run the inference pipeline, return a `Results`.
+
+>>> import pymixnn
+>>> df = pymixnn.datasets.load("theo")
+>>> res = pymixnn.fit(df, pymixnn.Model.named("onecpt_oral"), id="Id", x=["Dose", "Time"],
+...                   y="Concentration", covariates={"V": ["Weight"]}, seed=0,
+...                   progress=False)  # doctest: +SKIP
+>>> round(res.fixed_effects["CL"], 1)  # doctest: +SKIP
+2.8
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from pymixnn.covariates import CovariateDesign, normalize_mapping
+from pymixnn.data import Data
+from pymixnn.models import Model, resolve
+from pymixnn.models import transforms as tr
+
+__all__ = ["fit"]
+
+
+def _as_data(data, id, x, y, covariate_columns: list[str], dropna: bool) -> Data:
+    if isinstance(data, Data):
+        missing = [c for c in covariate_columns if c not in data.covariate_cols]
+        if missing:
+            raise ValueError(f"covariates {missing} are not in the Data object "
+                             f"(it has {data.covariate_cols}); rebuild it with covariates=")
+        return data
+    if isinstance(data, pd.DataFrame):
+        if id is None or x is None or y is None:
+            raise ValueError("with a DataFrame, give the columns: fit(df, model, id=..., x=..., y=...)")
+        return Data.from_pandas(data, id=id, x=x, y=y, covariates=covariate_columns or None,
+                                dropna=dropna)
+    raise TypeError(f"data must be a pandas DataFrame or a pymixnn.Data, got {type(data).__name__}")
+
+
+def _check_model_on_data(model: Model, data: Data) -> None:
+    """Column count, support of y for the error model, and one evaluation of f (clear errors)."""
+    if model.x_names is not None and len(model.x_names) != len(data.x_cols):
+        raise ValueError(f"model {model.name!r} reads {len(model.x_names)} x column(s) "
+                         f"{list(model.x_names)}, but x={data.x_cols} has {len(data.x_cols)}")
+    if model.error == "exponential":
+        bad = np.nonzero(~(data.y > 0))[0]
+        if bad.size:
+            row = data.frame.index[bad[0]]
+            raise ValueError(f"the exponential error model needs y > 0: column {data.y_col!r}, "
+                             f"row {row!r} has value {data.y[bad[0]]!r}")
+
+
+def _initial_values(model: Model, data: Data, init: Mapping[str, float] | None) -> dict[str, float]:
+    values: dict[str, float] = {}
+    if model.self_start is not None:
+        values.update(model.self_start(data.x, data.y))
+    values.update(model.init or {})
+    values.update({str(k): float(v) for k, v in (init or {}).items()})
+    missing = [p for p in model.parameters if p not in values]
+    if missing:
+        raise ValueError(f"no initial value for {missing}: give init={{...}} (natural scale) or a "
+                         "model with a self_start")
+    for p in model.parameters:
+        if not tr.valid_natural(model.transforms[p], values[p]):
+            if model.init is None and init is None:  # self-start fell outside the support
+                values[p] = {"log": 1.0, "logit": 0.5, "probit": 0.5}.get(model.transforms[p], 0.0)
+            else:
+                raise ValueError(f"initial value of {p!r} is {values[p]!r}, outside the support of "
+                                 f"its {model.transforms[p]!r} transform")
+    return {p: float(values[p]) for p in model.parameters}
+
+
+def _check_function(model: Model, data: Data, init: dict[str, float]) -> None:
+    import torch
+
+    psi = torch.tensor([[init[p] for p in model.parameters]], dtype=torch.float64)
+    x_pad, _, mask = data.padded()
+    x = torch.as_tensor(x_pad[:1], dtype=torch.float64)
+    try:
+        out = model.function(psi.unsqueeze(-2), x)
+    except Exception as err:  # the user's function: report it with the shapes it was given
+        raise ValueError(f"the structural function failed on psi of shape {tuple(psi.unsqueeze(-2).shape)} "
+                         f"and x of shape {tuple(x.shape)}: {err}") from err
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != tuple(x.shape[:-1]):
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"the structural function must return a tensor of shape {tuple(x.shape[:-1])} "
+                         f"for psi {tuple(psi.unsqueeze(-2).shape)} and x {tuple(x.shape)}; got {shape}")
+    if not bool(torch.isfinite(out[0][torch.as_tensor(mask[0])]).all()):
+        raise ValueError(f"the structural function gives non-finite predictions at the initial values "
+                         f"{init} for individual {data.ids[0]!r}; change init")
+
+
+def fit(data: pd.DataFrame | Data, model: Model | str, *, id: str | None = None,
+        x: str | Sequence[str] | None = None, y: str | None = None,
+        covariates: Mapping[str, Sequence[str] | str] | None = None, dropna: bool = False,
+        init: Mapping[str, float] | None = None, error: str | None = None,
+        omega: str | None = None, random: Sequence[str] | None = None,
+        transforms: Mapping[str, str] | str | None = None,
+        batch_size: int = 512, max_steps: int = 4000, lr: float = 0.02, num_particles: int = 4,
+        refine: bool = True, is_samples: int | None = None, device: str = "cpu",
+        dtype: str | None = None, threads: int | None = None, seed: int = 0,
+        progress: bool = True):
+    """Fit a nonlinear mixed-effects model by minibatch stochastic variational inference.
+
+    Parameters
+    ----------
+    data : long-format DataFrame (one row per observation) or a :class:`pymixnn.Data`.
+    model : a :class:`pymixnn.Model` or a named model ("onecpt_oral", "logistic", "gompertz",
+        "asymptotic", "exp_growth", "emax", "sigmoid_emax", "linear").
+    id, x, y : columns of the individual identifier, the covariate(s) of the structural function
+        (several for e.g. ["Dose", "Time"]) and the response.
+    covariates : covariate model on transformed parameters, ``{"V": ["Weight"]}`` (saemix's
+        covariate.model); covariates must be constant within an individual.
+    dropna : drop rows with missing y (reported) instead of raising.
+    init : initial fixed effects on the natural scale (override the model's init / self-start).
+    error, omega, random, transforms : override the model's error model ("constant",
+        "proportional", "combined", "exponential"), covariance ("diagonal", "full"), parameters with
+        random effects, and transforms.
+    batch_size : individuals per SVI minibatch. max_steps, lr, num_particles : SVI settings
+        (Adam with step size decaying from lr to lr/20 over max_steps; ELBO particles).
+    refine : maximize the importance-weighted ELBO after SVI (maximum-likelihood accuracy).
+    is_samples : importance samples per individual for ll.is and SEs (default from data size).
+    device : "cpu", "cuda" or "auto". dtype : "float32" / "float64" (default: float64 on CPU up to
+        200,000 observations). threads : torch threads during the fit (default 1 below 200,000
+        observations, where more threads only add contention).
+    seed : random seed; the same seed gives identical results.
+    progress : show a tqdm progress bar.
+
+    Returns
+    -------
+    Results
+    """
+    from pymixnn.results import Results  # results imports inference, which imports pyro
+
+    mapping = normalize_mapping(covariates)
+    model = resolve(model)
+    overrides = {k: v for k, v in dict(error=error, omega=omega, random=random,
+                                       transforms=transforms).items() if v is not None}
+    if overrides:
+        model = model.replace(**overrides)
+    covariate_columns = list(dict.fromkeys(c for cols in mapping.values() for c in cols))
+    data = _as_data(data, id, x, y, covariate_columns, dropna)
+    _check_model_on_data(model, data)
+    design = CovariateDesign.build(mapping, data.covariates, model.parameters)
+    start = _initial_values(model, data, init)
+    for name, value in dict(batch_size=batch_size, max_steps=max_steps, num_particles=num_particles).items():
+        if not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if not (isinstance(seed, (int, np.integer)) and seed >= 0):
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    _check_function(model, data, start)
+
+    from pymixnn.inference import EstimationOptions, SVIOptions, estimate
+
+    options = EstimationOptions(
+        seed=int(seed), device=device, dtype=dtype, threads=threads, refine=refine,
+        is_samples=is_samples,
+        svi=SVIOptions(batch_size=int(batch_size), max_steps=int(max_steps), lr=lr,
+                       lr_final=lr / 20, num_particles=int(num_particles), progress=progress))
+    estimation = estimate(model, data, design, start, options)
+    return Results(model=model, data=data, design=design, estimation=estimation,
+                   settings=dict(seed=int(seed), device=device, batch_size=int(batch_size),
+                                 max_steps=int(max_steps), lr=lr, num_particles=int(num_particles),
+                                 refine=refine, init=start, covariates=mapping))

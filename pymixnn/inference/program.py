@@ -1,0 +1,189 @@
+"""The NLME log-density in torch: population parameters, random effects, structural model, error model.
+
+Everything the Pyro program, the Laplace updates and importance sampling share lives here, so the
+three compute the same density. The population parameters are one unconstrained vector ``theta``:
+
+    mu (P, transformed scale) | beta (covariate effects) | omega (log-Cholesky of Omega, or log sd
+    when diagonal) | log a, log b (residual error)
+
+Shapes: individuals are padded to the longest series (``mask`` marks real observations); random
+effects ``eta`` have shape ``(..., B, d)`` for a batch of B individuals and any leading sample axes.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from pymixnn.covariates import CovariateDesign
+from pymixnn.data import Data
+from pymixnn.models import Model
+from pymixnn.models import transforms as tr
+
+__all__ = ["Layout", "Program"]
+
+_LOG_2PI = math.log(2 * math.pi)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Positions of each block of the unconstrained population vector ``theta``."""
+
+    n_params: int
+    n_beta: int
+    n_random: int
+    full_omega: bool
+    error_names: tuple[str, ...]
+
+    @property
+    def mu(self) -> slice:
+        return slice(0, self.n_params)
+
+    @property
+    def beta(self) -> slice:
+        return slice(self.n_params, self.n_params + self.n_beta)
+
+    @property
+    def n_omega(self) -> int:
+        d = self.n_random
+        return d * (d + 1) // 2 if self.full_omega else d
+
+    @property
+    def omega(self) -> slice:
+        start = self.beta.stop
+        return slice(start, start + self.n_omega)
+
+    @property
+    def error(self) -> slice:
+        return slice(self.omega.stop, self.omega.stop + len(self.error_names))
+
+    @property
+    def size(self) -> int:
+        return self.error.stop
+
+
+class Program:
+    """Tensors of one fit and the log-densities evaluated on them."""
+
+    def __init__(self, model: Model, data: Data, design: CovariateDesign, *,
+                 device: torch.device, dtype: torch.dtype):
+        self.model = model
+        self.device, self.dtype = device, dtype
+        x_pad, y_pad, mask = data.padded()
+        as_t = lambda a: torch.as_tensor(a, dtype=dtype, device=device)  # noqa: E731
+        self.x, self.mask = as_t(x_pad), torch.as_tensor(mask, device=device)
+        self.n_individuals, self.n_obs = data.n_individuals, data.n_obs
+        self.params = tuple(model.parameters)
+        self.transforms = [model.transforms[p] for p in self.params]
+        self.random_index = [self.params.index(p) for p in model.random]
+        self.layout = Layout(len(self.params), design.n_effects, len(self.random_index),
+                             model.omega == "full", model.error_parameters)
+        # covariates are centred internally (mu is then the typical value at the mean covariate,
+        # which decorrelates mu and beta); reported fixed effects are mapped back to saemix's
+        # uncentred definition by ``mu_uncentred``
+        self.z_center = as_t(design.matrix.mean(axis=0) if design.n_effects else np.zeros(0))
+        self.Z = as_t(design.matrix) - self.z_center
+        s = np.zeros((design.n_effects, len(self.params)))
+        for j, p in enumerate(design.parameters):
+            s[j, self.params.index(p)] = 1.0
+        self.S = as_t(s)
+        a = np.zeros((len(self.random_index), len(self.params)))
+        a[np.arange(len(self.random_index)), self.random_index] = 1.0
+        self.A = as_t(a)
+        if model.error == "exponential":
+            self.y = as_t(np.where(mask, np.log(np.where(mask, y_pad, 1.0)), 0.0))
+            # log-likelihood of y itself: add the Jacobian of y -> log y
+            self.jacobian = -(self.y * self.mask).sum(-1)
+        else:
+            self.y = as_t(y_pad)
+            self.jacobian = None
+        self._tril = torch.tril_indices(self.layout.n_random, self.layout.n_random, device=device)
+
+    # ---- population parameters ---------------------------------------------------------------
+    def omega_tril(self, theta: torch.Tensor) -> torch.Tensor:
+        """Cholesky factor L of Omega (d x d), diagonal positive."""
+        lay = self.layout
+        raw = theta[lay.omega]
+        d = lay.n_random
+        if not lay.full_omega:
+            return torch.diag_embed(torch.exp(raw))
+        L = torch.zeros(d, d, dtype=theta.dtype, device=theta.device)
+        L = L.index_put((self._tril[0], self._tril[1]), raw)
+        diag = torch.diagonal(L)
+        return L - torch.diag_embed(diag) + torch.diag_embed(torch.exp(diag))
+
+    def error_params(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
+        return dict(zip(self.layout.error_names, torch.exp(theta[self.layout.error])))
+
+    def phi_population(self, theta: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor:
+        """mu + covariate effects, (B, P)."""
+        lay = self.layout
+        mu = theta[lay.mu]
+        if lay.n_beta == 0:
+            n = self.n_individuals if idx is None else idx.shape[0]
+            return mu.expand(n, -1)
+        Z = self.Z if idx is None else self.Z[idx]
+        return mu + (Z * theta[lay.beta]) @ self.S
+
+    def mu_uncentred(self, theta: torch.Tensor) -> torch.Tensor:
+        """Fixed effects on the transformed scale at covariate value 0 (saemix's mu)."""
+        lay = self.layout
+        if lay.n_beta == 0:
+            return theta[lay.mu]
+        return theta[lay.mu] - (theta[lay.beta] * self.z_center) @ self.S
+
+    def psi(self, phi: torch.Tensor) -> torch.Tensor:
+        cols = [tr.forward(t, phi[..., p]) for p, t in enumerate(self.transforms)]
+        return torch.stack(cols, dim=-1)
+
+    def individual_phi(self, theta: torch.Tensor, eta: torch.Tensor, idx: torch.Tensor | None):
+        return self.phi_population(theta, idx) + eta @ self.A
+
+    # ---- observations ------------------------------------------------------------------------
+    def prediction(self, psi: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor:
+        """f(psi_i, x_ij) on the padded grid, (..., B, T)."""
+        x = self.x if idx is None else self.x[idx]
+        return self.model.function(psi.unsqueeze(-2), x)
+
+    def observation_scale(self, theta: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+        """Residual standard deviation g(f) of the error model (saemix's error.typ)."""
+        e = self.error_params(theta)
+        kind = self.model.error
+        if kind in ("constant", "exponential"):
+            return e["a"].expand_as(f)
+        if kind == "proportional":
+            return (e["b"] * f.abs()).clamp_min(1e-10)
+        return torch.sqrt(e["a"] ** 2 + e["b"] ** 2 * f**2)
+
+    def observation_terms(self, theta: torch.Tensor, eta: torch.Tensor, idx: torch.Tensor | None):
+        """(loc, scale, y, mask) of the Gaussian observation model on the (possibly log) y scale."""
+        psi = self.psi(self.individual_phi(theta, eta, idx))
+        f = self.prediction(psi, idx)
+        scale = self.observation_scale(theta, f)
+        if self.model.error == "exponential":
+            f = torch.log(f.clamp_min(1e-10))
+        y = self.y if idx is None else self.y[idx]
+        mask = self.mask if idx is None else self.mask[idx]
+        return f, scale, y, mask
+
+    def log_likelihood(self, theta: torch.Tensor, eta: torch.Tensor, idx: torch.Tensor | None):
+        """log p(y_i | eta_i, theta), (..., B)."""
+        loc, scale, y, mask = self.observation_terms(theta, eta, idx)
+        z = (y - loc) / scale
+        terms = -0.5 * z**2 - torch.log(scale) - 0.5 * _LOG_2PI
+        ll = torch.where(mask, terms, torch.zeros_like(terms)).sum(-1)
+        if self.jacobian is not None:
+            ll = ll + (self.jacobian if idx is None else self.jacobian[idx])
+        return ll
+
+    def log_prior(self, theta: torch.Tensor, eta: torch.Tensor) -> torch.Tensor:
+        """log N(eta_i; 0, Omega), (..., B)."""
+        L = self.omega_tril(theta)
+        z = torch.linalg.solve_triangular(L, eta.unsqueeze(-1), upper=False).squeeze(-1)
+        d = L.shape[-1]
+        return -0.5 * (z**2).sum(-1) - torch.log(torch.diagonal(L)).sum() - 0.5 * d * _LOG_2PI
+
+    def log_joint(self, theta: torch.Tensor, eta: torch.Tensor, idx: torch.Tensor | None):
+        return self.log_likelihood(theta, eta, idx) + self.log_prior(theta, eta)

@@ -1,0 +1,116 @@
+"""The Pyro program and the minibatch SVI loop.
+
+Model (one plate over individuals, subsampled):
+
+    eta_i ~ MVN(0, Omega)
+    y_ij | eta_i ~ Normal(f(h(mu + Z_i beta + eta_i), x_ij), g(f))   (on log y for exponential error)
+
+The population vector ``theta`` is a ``pyro.param`` of the model (variational EM: it maximizes the
+ELBO); the guide is q(eta_i) = N(m_i, S_i) with m_i, S_i set by Laplace updates each time i is in
+the minibatch (see laplace.py), so each SVI step is a stochastic gradient of the ELBO in theta.
+Adam (ClippedAdam) with an exponentially decaying step size; stopping on the ELBO's plateau.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.infer import SVI, Trace_ELBO
+from pyro.optim import ClippedAdam
+from tqdm.auto import tqdm
+
+from pymixnn.inference.laplace import LocalPosteriors
+from pymixnn.inference.program import Program
+
+__all__ = ["SVIOptions", "SVITrace", "run_svi", "pyro_model", "pyro_guide"]
+
+
+@dataclass
+class SVIOptions:
+    batch_size: int = 512
+    max_steps: int = 4000
+    min_steps: int = 300
+    lr: float = 0.02
+    lr_final: float = 0.001
+    num_particles: int = 4
+    window: int = 50
+    tol: float = 1e-4
+    newton_iter: int = 3
+    progress: bool = True
+
+
+@dataclass
+class SVITrace:
+    """ELBO per step (full-data scale, from the minibatch) and why the loop stopped."""
+
+    elbo: list[float] = field(default_factory=list)
+    steps: int = 0
+    converged: bool = False
+
+
+def pyro_model(program: Program, theta0: torch.Tensor, idx: torch.Tensor) -> None:
+    theta = pyro.param("theta", theta0)
+    L = program.omega_tril(theta)
+    d = L.shape[-1]
+    with pyro.plate("individuals", program.n_individuals, subsample=idx):
+        eta = pyro.sample("eta", dist.MultivariateNormal(
+            torch.zeros(d, dtype=theta.dtype, device=theta.device), scale_tril=L))
+        loc, scale, y, mask = program.observation_terms(theta, eta, idx)
+        pyro.sample("y", dist.Normal(loc, scale).mask(mask).to_event(1), obs=y)
+        if program.jacobian is not None:
+            pyro.factor("log_jacobian", program.jacobian[idx])
+
+
+def pyro_guide(program: Program, local: LocalPosteriors, idx: torch.Tensor) -> None:
+    with pyro.plate("individuals", program.n_individuals, subsample=idx):
+        pyro.sample("eta", dist.MultivariateNormal(local.loc[idx], scale_tril=local.scale_tril[idx]))
+
+
+def run_svi(program: Program, theta0: torch.Tensor, local: LocalPosteriors, options: SVIOptions,
+            generator: torch.Generator) -> tuple[torch.Tensor, SVITrace]:
+    """Minibatch SVI from theta0; returns the final theta and the ELBO trace."""
+    n = program.n_individuals
+    batch = min(options.batch_size, n)
+    decay = (options.lr_final / options.lr) ** (1.0 / max(options.max_steps, 1))
+    optim = ClippedAdam({"lr": options.lr, "lrd": decay, "clip_norm": 10.0})
+    elbo = Trace_ELBO(num_particles=options.num_particles, vectorize_particles=True,
+                      max_plate_nesting=1)
+    trace = SVITrace()
+    with pyro.get_param_store().scope():
+        pyro.param("theta", theta0.detach().clone())
+        svi = SVI(lambda idx: pyro_model(program, theta0, idx),
+                  lambda idx: pyro_guide(program, local, idx), optim, elbo)
+        order = torch.randperm(n, generator=generator, device="cpu").to(program.device)
+        cursor, window_means, calm = 0, [], 0
+        bar = tqdm(total=options.max_steps, disable=not options.progress, desc="SVI", leave=False)
+        for step in range(options.max_steps):
+            if cursor + batch > n:
+                order = torch.randperm(n, generator=generator, device="cpu").to(program.device)
+                cursor = 0
+            idx = order[cursor:cursor + batch]
+            cursor += batch
+            theta = pyro.param("theta").detach()
+            local.refresh(theta, idx, max_iter=options.newton_iter if bool(local.visited[idx].all())
+                          else 20)
+            loss = svi.step(idx)
+            trace.elbo.append(-loss / program.n_obs)
+            trace.steps = step + 1
+            bar.update(1)
+            if trace.steps % options.window == 0:
+                window_means.append(sum(trace.elbo[-options.window:]) / options.window)
+                bar.set_postfix(elbo_per_obs=f"{window_means[-1]:.4f}")
+                if len(window_means) >= 2 and trace.steps >= options.min_steps:
+                    gain = window_means[-1] - window_means[-2]
+                    calm = calm + 1 if gain < options.tol * (1 + abs(window_means[-1])) else 0
+                    if calm >= 2:
+                        trace.converged = True
+                        break
+        bar.close()
+        theta = pyro.param("theta").detach().clone()
+    if not math.isfinite(float(theta.sum())):
+        raise FloatingPointError("SVI diverged (non-finite parameters); try other initial values "
+                                 "or a smaller lr")
+    return theta, trace

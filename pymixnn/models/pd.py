@@ -1,0 +1,43 @@
+"""Pharmacodynamic dose-response models (saemix's PD1/PD2 examples).
+
+>>> import torch
+>>> from pymixnn.models.pd import emax
+>>> float(emax(torch.tensor([10.0, 100.0, 20.0]), torch.tensor([20.0])))
+60.0
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+__all__ = ["emax", "sigmoid_emax", "start_emax", "start_sigmoid_emax"]
+
+
+def emax(psi: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """E = E0 + Emax d / (ED50 + d); x column 0 is the dose (or concentration)."""
+    d = x[..., 0]
+    return psi[..., 0] + psi[..., 1] * d / (psi[..., 2] + d)
+
+
+def sigmoid_emax(psi: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """E = E0 + Emax d^gamma / (ED50^gamma + d^gamma)."""
+    d = x[..., 0]
+    dg = d ** psi[..., 3]
+    return psi[..., 0] + psi[..., 1] * dg / (psi[..., 2] ** psi[..., 3] + dg)
+
+
+def start_emax(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """E0 from the lowest dose, Emax from the range, ED50 from the dose giving half of it."""
+    d = x[:, 0]
+    doses = np.unique(d)
+    m = np.array([np.median(y[d == s]) for s in doses])
+    e0 = float(m[0])
+    top = float(m[-1])
+    span = top - e0 if abs(top - e0) > 1e-8 else 1.0
+    half = np.nonzero((m - e0) / span >= 0.5)[0]
+    ed50 = float(doses[half[0]]) if half.size and doses[half[0]] > 0 else float(np.median(doses[doses > 0]) if np.any(doses > 0) else 1.0)
+    return {"E0": e0, "Emax": abs(span) * 1.2, "ED50": max(ed50, 1e-6)}
+
+
+def start_sigmoid_emax(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    return {**start_emax(x, y), "gamma": 1.0}

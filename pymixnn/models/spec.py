@@ -1,0 +1,139 @@
+"""`Model`: the structural model of an NLME fit, as a plain Python object (no Pyro).
+
+It mirrors saemix's ``saemixModel``: a structural function ``f(psi, x)``, parameter names, initial
+values (``psi0``), per-parameter transforms (``transform.par``), which parameters carry a random effect
+(``covariance.model`` diagonal), the random-effect covariance structure (``omega``: "diagonal" or
+"full") and the residual error model (``error.model``).
+
+The structural function is vectorized in torch: ``psi`` has shape ``(..., P)`` with the parameters in
+the order of ``parameters`` (as saemix's ``psi[, 1]``), ``x`` has shape ``(..., Q)`` with the columns
+given as ``x=`` to :func:`pymixnn.fit` (as saemix's ``xidep``); leading dimensions broadcast, and the
+result has the broadcast shape without the last axis.
+
+>>> import torch
+>>> from pymixnn import Model
+>>> def exp_decay(psi, x):
+...     return psi[..., 0] * torch.exp(-psi[..., 1] * x[..., 0])
+>>> m = Model(exp_decay, ["C0", "k"], init={"C0": 10.0, "k": 0.2}, transforms="log")
+>>> m.transforms
+{'C0': 'log', 'k': 'log'}
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from pymixnn.models import transforms as tr
+
+__all__ = ["Model", "ERROR_MODELS"]
+
+ERROR_MODELS = ("constant", "proportional", "combined", "exponential")
+
+StructuralFunction = Callable[..., "object"]
+SelfStart = Callable[[np.ndarray, np.ndarray], Mapping[str, float]]
+
+
+@dataclass(frozen=True)
+class Model:
+    """Structural model, parameter transforms, random-effect structure and residual error model.
+
+    Parameters
+    ----------
+    function : callable ``f(psi, x) -> prediction``, vectorized in torch (see module docstring).
+    parameters : names of the individual parameters, in the order ``f`` reads them.
+    init : initial values of the fixed effects on the natural scale (saemix ``psi0``). Named models
+        compute them from the data when omitted (a self-start, as nlme's ``SSlogis``).
+    transforms : one name for all parameters, or a mapping name -> "identity" | "log" | "logit" |
+        "probit" (or saemix codes 0-3). Default "identity".
+    random : parameters that carry a random effect (default: all).
+    omega : "diagonal" or "full" covariance of the random effects.
+    error : "constant" (y = f + a e), "proportional" (y = f + b f e), "combined"
+        (y = f + sqrt(a^2 + b^2 f^2) e, saemix's combined model) or "exponential" (log y = log f + a e).
+    error_init : optional initial values {"a": ..., "b": ...}.
+    name : a label (the registry name for named models).
+    x_names : what each x column means, for messages and documentation (e.g. ("dose", "time")).
+    self_start : optional callable ``(x, y) -> {name: value}`` giving data-based initial values.
+    """
+
+    function: StructuralFunction
+    parameters: Sequence[str]
+    init: Mapping[str, float] | None = None
+    transforms: Mapping[str, str] | str | None = None
+    random: Sequence[str] | None = None
+    omega: str = "diagonal"
+    error: str = "constant"
+    error_init: Mapping[str, float] | None = None
+    name: str | None = None
+    x_names: Sequence[str] | None = None
+    self_start: SelfStart | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if not callable(self.function):
+            raise TypeError("Model.function must be a callable f(psi, x)")
+        params = tuple(str(p) for p in self.parameters)
+        if not params:
+            raise ValueError("Model needs at least one parameter name")
+        if len(set(params)) != len(params):
+            raise ValueError(f"parameter names must be unique, got {list(params)}")
+        object.__setattr__(self, "parameters", params)
+
+        if self.transforms is None or isinstance(self.transforms, (str, int)):
+            one = tr.check(self.transforms if self.transforms is not None else "identity")
+            trans = {p: one for p in params}
+        else:
+            unknown = set(self.transforms) - set(params)
+            if unknown:
+                raise ValueError(f"transforms given for unknown parameters {sorted(unknown)}; "
+                                 f"parameters are {list(params)}")
+            trans = {p: tr.check(self.transforms.get(p, "identity")) for p in params}
+        object.__setattr__(self, "transforms", trans)
+
+        random = params if self.random is None else tuple(self.random)
+        unknown = set(random) - set(params)
+        if unknown:
+            raise ValueError(f"random effects on unknown parameters {sorted(unknown)}; "
+                             f"parameters are {list(params)}")
+        object.__setattr__(self, "random", tuple(p for p in params if p in random))
+
+        if self.omega not in ("diagonal", "full"):
+            raise ValueError(f"omega must be 'diagonal' or 'full', got {self.omega!r}")
+        if self.error not in ERROR_MODELS:
+            raise ValueError(f"error must be one of {list(ERROR_MODELS)}, got {self.error!r}")
+
+        if self.init is not None:
+            init = {str(k): float(v) for k, v in self.init.items()}
+            unknown = set(init) - set(params)
+            if unknown:
+                raise ValueError(f"init given for unknown parameters {sorted(unknown)}; "
+                                 f"parameters are {list(params)}")
+            for p, v in init.items():
+                if not tr.valid_natural(trans[p], v):
+                    raise ValueError(f"init for {p!r} is {v!r}, outside the support of its "
+                                     f"{trans[p]!r} transform")
+            object.__setattr__(self, "init", init)
+        if self.error_init is not None:
+            ei = {str(k): float(v) for k, v in self.error_init.items()}
+            bad = [k for k, v in ei.items() if k not in self.error_parameters or not v > 0]
+            if bad:
+                raise ValueError(f"error_init keys must be {list(self.error_parameters)} with "
+                                 f"positive values, got {dict(ei)}")
+            object.__setattr__(self, "error_init", ei)
+
+    @property
+    def error_parameters(self) -> tuple[str, ...]:
+        """Names of the residual error parameters (saemix: a, b)."""
+        return {"constant": ("a",), "proportional": ("b",), "combined": ("a", "b"),
+                "exponential": ("a",)}[self.error]
+
+    def replace(self, **changes) -> "Model":
+        """A copy with some fields changed, e.g. ``model.replace(error="combined")``."""
+        return replace(self, **changes)
+
+    def describe(self) -> str:
+        """One line per setting, for summaries."""
+        trans = ", ".join(f"{p}: {t}" for p, t in self.transforms.items())
+        return (f"model {self.name or getattr(self.function, '__name__', 'custom')}; "
+                f"parameters {list(self.parameters)} ({trans}); random effects on "
+                f"{list(self.random)} ({self.omega} omega); {self.error} error model")
