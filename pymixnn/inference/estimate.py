@@ -70,6 +70,7 @@ class Estimation:
     loglik_se: float
     loglik_individual: np.ndarray
     is_samples: int
+    is_samples_fisher: int
     elbo_trace: np.ndarray
     steps: int
     converged: bool
@@ -266,22 +267,39 @@ def estimate(model: Model, data: Data, design: CovariateDesign, init: dict[str, 
         seconds["start"] = time.perf_counter() - t_start
 
         t0 = time.perf_counter()
+        theta_start = theta.clone()
         theta, trace = run_svi(program, theta, local, options.svi, generator)
         seconds["svi"] = time.perf_counter() - t0
         if not trace.converged:
             warnings.append(f"SVI reached max_steps={options.svi.max_steps} before the ELBO plateau")
 
-        cells = data.n_obs
-        K = options.is_samples or int(np.clip(5_000_000 / max(cells, 1), 50, 5000))
+        # draws per individual: K for ll.is (no gradient, cheap) and K_opt for the refinement and
+        # the Fisher information (second-order autograd); with proposals that follow the posterior
+        # mode, a few dozen draws already pin the maximum down (checked against K=500 in tests)
+        K = options.is_samples or int(np.clip(5_000_000 / data.n_obs, 200, 5000))
+        K_opt = int(min(K, np.clip(1_000_000 / data.n_obs, 20, 1000)))
         t0 = time.perf_counter()
         rounds = 0
         if options.refine:
+            # safeguard: refine from whichever of the SVI end point and the Laplace-EM start has
+            # the higher importance-sampling log-likelihood (SVI with Laplace-updated local
+            # posteriors can drift for error models whose variance depends on f)
+            scores = []
+            for candidate in (theta, theta_start):
+                local.refresh(candidate, None, max_iter=50)
+                scores.append(ImportanceSampler(program, local.loc, local.scale_tril,
+                                                n_samples=K_opt, seed=options.seed + 1)
+                              .total(candidate))
+            if not scores[0] >= scores[1]:
+                warnings.append(f"SVI lowered the IS log-likelihood ({scores[1]:.2f} -> "
+                                f"{scores[0]:.2f}); refinement started from the Laplace-EM start")
+                theta = theta_start
             # re-centre the proposals at the new theta until theta stops moving; the same draws
             # each round (seed fixed), so only the proposal's centre and scale change
             for rounds in range(1, options.refine_rounds + 1):
                 local.refresh(theta, None, max_iter=50)
                 sampler = ImportanceSampler(program, local.loc, local.scale_tril,
-                                            n_samples=K, seed=options.seed + 1)
+                                            n_samples=K_opt, seed=options.seed + 1)
                 new_theta, _ = sampler.maximize(theta)
                 move = float((new_theta - theta).abs().max())
                 theta = new_theta
@@ -291,7 +309,7 @@ def estimate(model: Model, data: Data, design: CovariateDesign, init: dict[str, 
 
         t0 = time.perf_counter()
         local.refresh(theta, None, max_iter=50)
-        sampler = ImportanceSampler(program, local.loc, local.scale_tril, n_samples=K,
+        sampler = ImportanceSampler(program, local.loc, local.scale_tril, n_samples=K_opt,
                                     seed=options.seed + 1000)
         hess = sampler.hessian(theta)
         info = -hess
@@ -306,7 +324,8 @@ def estimate(model: Model, data: Data, design: CovariateDesign, init: dict[str, 
         seconds["fisher"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        result = sampler.evaluate(theta)
+        result = ImportanceSampler(program, local.loc, local.scale_tril, n_samples=K,
+                                   seed=options.seed + 2000).evaluate(theta)
         seconds["loglik"] = time.perf_counter() - t0
 
         names, kinds, params, scales, values = reported_parameters(program, design)
@@ -337,9 +356,9 @@ def estimate(model: Model, data: Data, design: CovariateDesign, init: dict[str, 
             eta_map=np_(local.loc), eta_map_cov=np_(local.scale_tril @ local.scale_tril.transpose(-1, -2)),
             eta_mean=np_(result.eta_mean), psi_mean=np_(result.psi_mean), psi_sd=np_(result.psi_sd),
             loglik=float(result.loglik.sum()), loglik_se=float(result.mc_variance.sum().sqrt()),
-            loglik_individual=np_(result.loglik), is_samples=K, elbo_trace=np.asarray(trace.elbo),
+            loglik_individual=np_(result.loglik), is_samples=K, is_samples_fisher=K_opt, elbo_trace=np.asarray(trace.elbo),
             steps=trace.steps, converged=trace.converged, refine_rounds=rounds, seconds=seconds,
             device=str(device), dtype=str(dtype).replace("torch.", ""), threads=threads,
             se_method=("observed Fisher information: Hessian of the importance-sampling "
-                       f"log-likelihood (K={K} t4 draws per individual, common random numbers)"),
+                       f"log-likelihood (K={K_opt} t4 draws per individual, common random numbers)"),
             warnings=warnings)

@@ -24,8 +24,16 @@ def _gradient_and_hessian(program: Program, theta: torch.Tensor, eta: torch.Tens
         d = eta.shape[-1]
         rows = [torch.autograd.grad(grad[:, j].sum(), eta, retain_graph=j < d - 1)[0]
                 for j in range(d)]
-    hess = torch.stack(rows, dim=-2)
-    return value.detach(), grad.detach(), 0.5 * (hess + hess.transpose(-1, -2)).detach()
+    hess = torch.stack(rows, dim=-2).detach()
+    grad = grad.detach()
+    # an individual whose derivatives overflow (far from its mode, extreme parameters) takes a
+    # plain gradient-free step this round: zero gradient, unit curvature
+    bad = ~(torch.isfinite(grad).all(-1) & torch.isfinite(hess).flatten(-2).all(-1))
+    if bool(bad.any()):
+        eye = torch.eye(hess.shape[-1], dtype=hess.dtype, device=hess.device)
+        grad = torch.where(bad.unsqueeze(-1), torch.zeros_like(grad), grad)
+        hess = torch.where(bad.unsqueeze(-1).unsqueeze(-1), -eye, hess)
+    return value.detach(), grad, 0.5 * (hess + hess.transpose(-1, -2))
 
 
 def _positive_definite(neg_hess: torch.Tensor, floor: float = 1e-8) -> torch.Tensor:

@@ -80,7 +80,11 @@ def run_svi(program: Program, theta0: torch.Tensor, local: LocalPosteriors, opti
                       max_plate_nesting=1)
     trace = SVITrace()
     with pyro.get_param_store().scope():
-        pyro.param("theta", theta0.detach().clone())
+        param = pyro.param("theta", theta0.detach().clone())
+        # a draw far in a tail can overflow the structural model; its non-finite gradient
+        # components are dropped for that step instead of poisoning Adam's moments
+        param.unconstrained().register_hook(
+            lambda g: torch.nan_to_num(g, nan=0.0, posinf=0.0, neginf=0.0))
         svi = SVI(lambda idx: pyro_model(program, theta0, idx),
                   lambda idx: pyro_guide(program, local, idx), optim, elbo)
         order = torch.randperm(n, generator=generator, device="cpu").to(program.device)

@@ -19,12 +19,13 @@ __all__ = ["logistic", "gompertz", "asymptotic", "exp_growth", "linear",
 
 def logistic(psi: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """y = A / (1 + exp(-(t - B) / C)): asymptote A, inflection time B, scale C (nlme SSlogis)."""
-    return psi[..., 0] / (1 + torch.exp(-(x[..., 0] - psi[..., 1]) / psi[..., 2]))
+    return psi[..., 0] * torch.sigmoid((x[..., 0] - psi[..., 1]) / psi[..., 2])
 
 
 def gompertz(psi: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """y = A exp(-exp(-(t - B) / C)): asymptote A, inflection time B, scale C."""
-    return psi[..., 0] * torch.exp(-torch.exp(-(x[..., 0] - psi[..., 1]) / psi[..., 2]))
+    z = ((x[..., 0] - psi[..., 1]) / psi[..., 2]).clamp_min(-50.0)  # finite gradients far left
+    return psi[..., 0] * torch.exp(-torch.exp(-z))
 
 
 def asymptotic(psi: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,1 @@
+"""pymixnn benchmarks: `python -m benchmarks SUITE [args]` (suites: pipeline)."""

@@ -1,0 +1,19 @@
+"""`python -m benchmarks SUITE [args]`: run one benchmark suite, e.g. `python -m benchmarks pipeline --quick`."""
+from __future__ import annotations
+
+import sys
+
+from benchmarks import pipeline
+
+SUITES = {"pipeline": pipeline.main}
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] not in SUITES:
+        sys.exit(f"usage: python -m benchmarks {{{','.join(SUITES)}}} [args]")
+    SUITES[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    main()
