@@ -121,8 +121,7 @@ def fit(data: pd.DataFrame | Data, model: Model | str, *, id: str | None = None,
         (Adam with step size decaying from lr to lr/20 over max_steps; ELBO particles).
     refine : maximize the importance-weighted ELBO after SVI (maximum-likelihood accuracy).
     is_samples : importance samples per individual for ll.is and SEs (default from data size).
-    device : "cpu", "cuda" or "auto". dtype : "float32" / "float64" (default: float64 on CPU up to
-        200,000 observations). threads : torch threads during the fit (default 1 below 200,000
+    device : "cpu", "cuda" or "auto". dtype : "float32" / "float64" (default: float64 on CPU, float32 on CUDA). threads : torch threads during the fit (default 1 below 200,000
         observations, where more threads only add contention).
     seed : random seed; the same seed gives identical results.
     progress : show a tqdm progress bar.
