@@ -1,4 +1,4 @@
-"""`python -m benchmarks SUITE [args]`: run one benchmark suite, e.g. `python -m benchmarks pipeline --quick`."""
+"""`python -m benchmarks SUITE [args]`: run one suite, e.g. `python -m benchmarks pipeline --quick`."""
 from __future__ import annotations
 
 import sys

@@ -111,32 +111,51 @@ class ImportanceSampler:
 
     def maximize(self, theta: torch.Tensor, *, max_iter: int = 50,
                  tol: float = 1e-7) -> tuple[torch.Tensor, float]:
-        """argmax_theta sum_i log L_i(theta): Newton steps on the exact Hessian (theta is short),
-        made positive definite, with backtracking that rejects non-finite or lower values."""
+        """argmax_theta sum_i log L_i(theta) by Newton steps (theta is short).
+
+        The Hessian (made positive definite) is computed at the start and again only when a step
+        fails to improve; other iterations reuse it with a fresh gradient (a chord method: one
+        backward pass per iteration instead of one per parameter). Backtracking rejects
+        non-finite or lower values."""
         theta = theta.detach().clone()
         value = self.total(theta)
         if not math.isfinite(value):
             raise FloatingPointError("importance-sampling log-likelihood is not finite at the "
                                      "starting point of the refinement")
+        grad, hess = self.gradient_and_hessian(theta)
+        fresh = True
         for _ in range(max_iter):
-            grad, hess = self.gradient_and_hessian(theta)
-            vals, vecs = torch.linalg.eigh(-0.5 * (hess + hess.T))
+            vals, vecs = torch.linalg.eigh(-hess)
             vals = torch.maximum(vals.abs(), 1e-8 * vals.abs().max().clamp_min(1.0))
             step = vecs @ ((vecs.T @ grad) / vals)
             t = 1.0
             while t > 1e-6:
-                trial = theta + t * step
-                trial_value = self.total(trial)
+                trial_value = self.total(theta + t * step)
                 if math.isfinite(trial_value) and trial_value >= value - 1e-12:
                     break
                 t *= 0.5
-            else:
-                break
+            if t <= 1e-6 or (t < 0.25 and not fresh):
+                if fresh:
+                    break
+                grad, hess = self.gradient_and_hessian(theta)  # stale Hessian: renew, retry
+                fresh = True
+                continue
             gain = trial_value - value
-            theta, value = trial, trial_value
+            theta, value = theta + t * step, trial_value
             if float((t * step).abs().max()) < tol or gain < 1e-10:
                 break
+            grad, fresh = self.gradient(theta), False
         return theta, value
+
+    def gradient(self, theta: torch.Tensor) -> torch.Tensor:
+        """Gradient of sum_i log L_i, accumulated over chunks."""
+        theta = theta.detach()
+        grad = torch.zeros_like(theta)
+        for c, idx in self.chunks():
+            th = theta.clone().requires_grad_(True)
+            with torch.enable_grad():
+                grad += torch.autograd.grad(self.chunk_loglik(th, c, idx).sum(), th)[0]
+        return grad
 
     def gradient_and_hessian(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Gradient and Hessian of sum_i log L_i, accumulated over chunks."""

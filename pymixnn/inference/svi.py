@@ -6,9 +6,10 @@ Model (one plate over individuals, subsampled):
     y_ij | eta_i ~ Normal(f(h(mu + Z_i beta + eta_i), x_ij), g(f))   (on log y for exponential error)
 
 The population vector ``theta`` is a ``pyro.param`` of the model (variational EM: it maximizes the
-ELBO); the guide is q(eta_i) = N(m_i, S_i) with m_i, S_i set by Laplace updates each time i is in
-the minibatch (see laplace.py), so each SVI step is a stochastic gradient of the ELBO in theta.
-Adam (ClippedAdam) with an exponentially decaying step size; stopping on the ELBO's plateau.
+ELBO); the guide is q(eta_i) = N(m_i, S_i), moved by Newton-type (Laplace, then natural-gradient)
+updates each time i is in the minibatch (see laplace.py), so each SVI step is a stochastic gradient of the ELBO in theta.
+Adam (ClippedAdam) with an exponentially decaying step size; stopping on the ELBO's plateau; the
+returned theta is the average of the iterates over the last two plateau windows.
 """
 from __future__ import annotations
 
@@ -38,7 +39,6 @@ class SVIOptions:
     num_particles: int = 4
     window: int = 50
     tol: float = 1e-4
-    newton_iter: int = 3
     progress: bool = True
 
 
@@ -88,7 +88,7 @@ def run_svi(program: Program, theta0: torch.Tensor, local: LocalPosteriors, opti
         svi = SVI(lambda idx: pyro_model(program, theta0, idx),
                   lambda idx: pyro_guide(program, local, idx), optim, elbo)
         order = torch.randperm(n, generator=generator, device="cpu").to(program.device)
-        cursor, window_means, calm = 0, [], 0
+        cursor, window_means, calm, recent = 0, [], 0, []
         bar = tqdm(total=options.max_steps, disable=not options.progress, desc="SVI", leave=False)
         for step in range(options.max_steps):
             if cursor + batch > n:
@@ -97,10 +97,15 @@ def run_svi(program: Program, theta0: torch.Tensor, local: LocalPosteriors, opti
             idx = order[cursor:cursor + batch]
             cursor += batch
             theta = pyro.param("theta").detach()
-            local.refresh(theta, idx, max_iter=options.newton_iter if bool(local.visited[idx].all())
-                          else 20)
+            # Newton steps to the current mode (warm-started), then a variational correction
+            warm = bool(local.visited[idx].all())
+            local.refresh(theta, idx, max_iter=3 if warm else 20, vi_iter=1 if warm else 2)
             loss = svi.step(idx)
             trace.elbo.append(-loss / program.n_obs)
+            current = pyro.param("theta").detach()
+            recent.append(current.clone())
+            if len(recent) > 2 * options.window:
+                recent.pop(0)
             trace.steps = step + 1
             bar.update(1)
             if trace.steps % options.window == 0:
@@ -113,7 +118,8 @@ def run_svi(program: Program, theta0: torch.Tensor, local: LocalPosteriors, opti
                         trace.converged = True
                         break
         bar.close()
-        theta = pyro.param("theta").detach().clone()
+        # Polyak-Ruppert averaging over the last two windows removes most of Adam's step noise
+        theta = torch.stack(recent).mean(0)
     if not math.isfinite(float(theta.sum())):
         raise FloatingPointError("SVI diverged (non-finite parameters); try other initial values "
                                  "or a smaller lr")
