@@ -13,8 +13,6 @@ from pymixnn.models import NAMED_MODELS, Model, named
 
 __version__ = "0.1.0"
 
-Model.named = staticmethod(named)  # Model.named("logistic", error="combined")
-
 
 def __getattr__(name):  # Results imports torch and pyro: load it only when asked for
     if name == "Results":

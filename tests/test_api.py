@@ -184,3 +184,15 @@ def test_cli_demo_prints_summary(tmp_path):
     record = json.loads(out.read_text())
     assert record["model"] == "onecpt_oral" and record["n_individuals"] == 12
     assert abs(record["loglik"] - (-171.32)) < 1.0  # saemix ll.is, as in test_fit
+
+
+def test_fit_accepts_data_object_and_dropna():
+    df = pymixnn.datasets.load("orange")
+    df.loc[3, "circumference"] = np.nan
+    with pytest.raises(ValueError, match="1 missing value.*dropna=True"):
+        pymixnn.fit(df, "logistic", **ORANGE, random=["A"], progress=False)
+    with pytest.warns(UserWarning, match="dropped 1 row"):
+        data = pymixnn.Data.from_pandas(df, id="Tree", x="age", y="circumference", dropna=True)
+    res = pymixnn.fit(data, "logistic", init=ORANGE["init"], random=["A"], seed=3, progress=False)
+    assert res.nobs == 34 and res.n_individuals == 5
+    assert res.info["steps"] > 0 and np.isfinite(res.loglik)

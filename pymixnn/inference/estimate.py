@@ -3,7 +3,7 @@
 1. Start: fixed effects from the model's init/self-start, refined by pooled least squares (no random
    effects); Omega and residual error from a few Laplace-EM iterations on a subsample (closed-form
    M-steps), so SVI starts in the right region whatever the scale of the parameters.
-2. Minibatch SVI (svi.py) maximizes the ELBO in theta with Laplace-updated local posteriors.
+2. Minibatch SVI (svi.py) maximizes the ELBO in theta; local posteriors by Newton-type updates.
 3. Refinement (``refine=True``): the importance-weighted ELBO with K fixed t-draws per individual
    (common random numbers; K -> inf gives log L) is maximized by L-BFGS, after re-centering the
    local posteriors; repeated until theta stops moving. This removes the SGD noise and the bias of
@@ -284,8 +284,7 @@ def estimate(model: Model, data: Data, design: CovariateDesign, init: dict[str, 
         rounds = 0
         if options.refine:
             # safeguard: refine from whichever of the SVI end point and the Laplace-EM start has
-            # the higher importance-sampling log-likelihood (SVI with Laplace-updated local
-            # posteriors can drift for error models whose variance depends on f)
+            # the higher importance-sampling log-likelihood (should SVI ever wander off)
             scores = []
             for candidate in (theta, theta_start):
                 local.refresh(candidate, None, max_iter=50)

@@ -127,6 +127,13 @@ class Model:
         return {"constant": ("a",), "proportional": ("b",), "combined": ("a", "b"),
                 "exponential": ("a",)}[self.error]
 
+    @staticmethod
+    def named(name: str, **options) -> "Model":
+        """A named model ("logistic", "onecpt_oral", ...); ``options`` override its fields."""
+        from pymixnn.models import named
+
+        return named(name, **options)
+
     def replace(self, **changes) -> "Model":
         """A copy with some fields changed, e.g. ``model.replace(error="combined")``."""
         return replace(self, **changes)
