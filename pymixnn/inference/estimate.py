@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyro
 import torch
+from tqdm.auto import tqdm
 
 from pymixnn.covariates import CovariateDesign
 from pymixnn.data import Data
@@ -297,7 +298,10 @@ def estimate(model: Model, data: Data, design: CovariateDesign, init: dict[str, 
                 theta = theta_start
             # re-centre the proposals at the new theta until theta stops moving; the same draws
             # each round (seed fixed), so only the proposal's centre and scale change
+            bar = tqdm(total=options.refine_rounds, desc="refine", leave=False,
+                       disable=not options.svi.progress)
             for rounds in range(1, options.refine_rounds + 1):
+                bar.update(1)
                 local.refresh(theta, None, max_iter=50)
                 sampler = ImportanceSampler(program, local.loc, local.scale_tril,
                                             n_samples=K_opt, seed=options.seed + 1)
@@ -306,6 +310,7 @@ def estimate(model: Model, data: Data, design: CovariateDesign, init: dict[str, 
                 theta = new_theta
                 if move < options.refine_tol:
                     break
+            bar.close()
         seconds["refine"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
