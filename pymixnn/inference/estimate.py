@@ -320,10 +320,13 @@ def estimate(model: Model, data: Data, design: CovariateDesign, init: dict[str, 
         hess = sampler.hessian(theta)
         info = -hess
         try:
+            if not bool(torch.isfinite(info).all()):
+                raise RuntimeError
             cov_theta = torch.linalg.inv(info)
             if not bool(torch.all(torch.diagonal(cov_theta) > 0)):
                 raise RuntimeError
         except RuntimeError:
+            info = torch.nan_to_num(info, nan=0.0, posinf=0.0, neginf=0.0)
             cov_theta = torch.linalg.pinv(info)
             warnings.append("observed Fisher information is not positive definite: some "
                             "parameters are poorly identified; their SEs are unreliable (NaN)")

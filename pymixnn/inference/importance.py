@@ -125,6 +125,8 @@ class ImportanceSampler:
         grad, hess = self.gradient_and_hessian(theta)
         fresh = True
         for _ in range(max_iter):
+            if not (bool(torch.isfinite(grad).all()) and bool(torch.isfinite(hess).all())):
+                break  # derivatives overflow: keep the last finite point (estimate() warns)
             vals, vecs = torch.linalg.eigh(-hess)
             vals = torch.maximum(vals.abs(), 1e-8 * vals.abs().max().clamp_min(1.0))
             step = vecs @ ((vecs.T @ grad) / vals)

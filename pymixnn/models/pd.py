@@ -22,7 +22,10 @@ def emax(psi: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 def sigmoid_emax(psi: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """E = E0 + Emax d^gamma / (ED50^gamma + d^gamma)."""
     d = x[..., 0]
-    dg = d ** psi[..., 3]
+    positive = d > 0
+    # d ** gamma with a finite derivative in gamma at dose 0 (0 * log 0 would give NaN)
+    dg = torch.where(positive, torch.where(positive, d, torch.ones_like(d)) ** psi[..., 3],
+                     torch.zeros_like(d))
     return psi[..., 0] + psi[..., 1] * dg / (psi[..., 2] ** psi[..., 3] + dg)
 
 
