@@ -81,6 +81,7 @@ test-r: $(TEST_STAMP)
 
 bench: $(CORE_STAMP)
 	$(PY) -m benchmarks.pipeline
+	$(PY) -m benchmarks random_effects
 
 # --- cleaning --------------------------------------------------------------
 

@@ -1,11 +1,12 @@
-"""`python -m benchmarks SUITE [args]`: run one suite, e.g. `python -m benchmarks pipeline --quick`."""
+"""`python -m benchmarks SUITE [args]`: run one suite, e.g. `python -m benchmarks pipeline --quick`,
+`python -m benchmarks random_effects`."""
 from __future__ import annotations
 
 import sys
 
-from benchmarks import pipeline
+from benchmarks import pipeline, random_effects
 
-SUITES = {"pipeline": pipeline.main}
+SUITES = {"pipeline": pipeline.main, "random_effects": random_effects.main}
 
 
 def main(argv: list[str] | None = None) -> None:

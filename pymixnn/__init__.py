@@ -10,6 +10,7 @@ from pymixnn import datasets
 from pymixnn.data import Data
 from pymixnn.fitting import fit
 from pymixnn.models import NAMED_MODELS, Model, named
+from pymixnn.random_effects import Flow, Gaussian, Mixture
 
 __version__ = "0.1.0"
 
@@ -19,7 +20,12 @@ def __getattr__(name):  # Results imports torch and pyro: load it only when aske
         from pymixnn.results import Results
 
         return Results
+    if name == "compare_fits":
+        from pymixnn.results import compare_fits
+
+        return compare_fits
     raise AttributeError(f"module 'pymixnn' has no attribute {name!r}")
 
 
-__all__ = ["fit", "Data", "Model", "named", "NAMED_MODELS", "Results", "datasets", "__version__"]
+__all__ = ["fit", "Data", "Model", "named", "NAMED_MODELS", "Results", "compare_fits", "Gaussian",
+           "Mixture", "Flow", "datasets", "__version__"]

@@ -3,7 +3,9 @@
     pymixnn demo [--json PATH] [--plot PATH] [--seed N]
     pymixnn fit DATA.csv --model NAME --id COL --x COL[,COL] --y COL
                 [--covariate PARAM=COL ...] [--error MODEL] [--omega diagonal|full]
-                [--init NAME=VALUE ...] [--json PATH] [--plot PATH] [--seed N] [--no-progress]
+                [--init NAME=VALUE ...] [--random-effects gaussian|mixture|flow]
+                [--n-components K|auto] [--context COL[,COL]]
+                [--json PATH] [--plot PATH] [--seed N] [--no-progress]
 
 Errors in the input (a missing column, a non-numeric value...) print one line and exit with 2.
 """
@@ -56,8 +58,19 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--error", choices=["constant", "proportional", "combined", "exponential"])
     fit.add_argument("--omega", choices=["diagonal", "full"])
     fit.add_argument("--dropna", action="store_true", help="drop rows with missing y")
+    fit.add_argument("--random-effects", choices=["gaussian", "mixture", "flow"], default="gaussian",
+                     help="law of the random effects (default gaussian)")
+    fit.add_argument("--n-components", metavar="K", help="mixture components: an integer or 'auto'")
+    fit.add_argument("--context", metavar="COL[,COL]", help="covariates a flow is conditioned on")
     outputs(fit)
     return parser
+
+
+def _integer(value: str, flag: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{flag} {value!r}: give an integer or 'auto'") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,6 +102,12 @@ def main(argv: list[str] | None = None) -> int:
                         y=args.y, covariates=covariates or None, init=init or None)
             extra = {k: v for k, v in dict(error=args.error, omega=args.omega).items() if v}
             extra["dropna"] = args.dropna
+            extra["random_effects"] = args.random_effects
+            if args.n_components is not None:
+                k = args.n_components
+                extra["n_components"] = k if k == "auto" else _integer(k, "--n-components")
+            if args.context:
+                extra["context"] = [c.strip() for c in args.context.split(",")]
         res = pymixnn.fit(df, spec.pop("model"), **spec, **extra, seed=args.seed,
                           progress=not args.no_progress)
     except (ValueError, TypeError) as err:

@@ -97,6 +97,8 @@ def fit(data: pd.DataFrame | Data, model: Model | str, *, id: str | None = None,
         init: Mapping[str, float] | None = None, error: str | None = None,
         omega: str | None = None, random: Sequence[str] | None = None,
         transforms: Mapping[str, str] | str | None = None,
+        random_effects="gaussian", n_components: int | str | None = None,
+        context: Sequence[str] | str | None = None,
         batch_size: int = 512, max_steps: int = 4000, lr: float = 0.02, num_particles: int = 4,
         refine: bool = True, is_samples: int | None = None, device: str = "cpu",
         dtype: str | None = None, threads: int | None = None, seed: int = 0,
@@ -117,6 +119,12 @@ def fit(data: pd.DataFrame | Data, model: Model | str, *, id: str | None = None,
     error, omega, random, transforms : override the model's error model ("constant",
         "proportional", "combined", "exponential"), covariance ("diagonal", "full"), parameters with
         random effects, and transforms.
+    random_effects : law of the random effects: "gaussian" (default), "mixture" (K Gaussian
+        components, ``n_components=`` K or "auto" to choose K by BIC), "flow" (a normalizing flow,
+        nonparametric: multimodal or skewed laws), or a spec object ``pymixnn.Gaussian()``,
+        ``pymixnn.Mixture(...)``, ``pymixnn.Flow(kind=..., n_layers=..., hidden=...)``.
+    context : covariate columns the flow's law is conditioned on (a conditional flow), e.g.
+        ``context=["scenario"]``; constant within an individual.
     batch_size : individuals per SVI minibatch. max_steps, lr, num_particles : SVI settings
         (Adam with step size decaying from lr to lr/20 over max_steps; ELBO particles).
     refine : maximize the importance-weighted ELBO after SVI (maximum-likelihood accuracy).
@@ -132,16 +140,25 @@ def fit(data: pd.DataFrame | Data, model: Model | str, *, id: str | None = None,
     """
     from pymixnn.results import Results  # results imports inference, which imports pyro
 
+    from pymixnn.random_effects import Flow
+    from pymixnn.random_effects import resolve as resolve_law
+
     mapping = normalize_mapping(covariates)
     model = resolve(model)
+    law = resolve_law(random_effects, n_components=n_components, context=context)
     overrides = {k: v for k, v in dict(error=error, omega=omega, random=random,
                                        transforms=transforms).items() if v is not None}
     if overrides:
         model = model.replace(**overrides)
-    covariate_columns = list(dict.fromkeys(c for cols in mapping.values() for c in cols))
+    context_columns = list(law.context) if isinstance(law, Flow) and law.context else []
+    covariate_columns = list(dict.fromkeys([c for cols in mapping.values() for c in cols]
+                                           + context_columns))
     data = _as_data(data, id, x, y, covariate_columns, dropna)
     _check_model_on_data(model, data)
+    if law.name != "gaussian" and not model.random:
+        raise ValueError(f"random_effects={law.name!r} needs at least one parameter with a random effect")
     design = CovariateDesign.build(mapping, data.covariates, model.parameters)
+    context_matrix = _context_matrix(data, context_columns, model) if context_columns else None
     start = _initial_values(model, data, init)
     for name, value in dict(batch_size=batch_size, max_steps=max_steps, num_particles=num_particles).items():
         if not isinstance(value, (int, np.integer)) or value < 1:
@@ -157,8 +174,22 @@ def fit(data: pd.DataFrame | Data, model: Model | str, *, id: str | None = None,
         is_samples=is_samples,
         svi=SVIOptions(batch_size=int(batch_size), max_steps=int(max_steps), lr=lr,
                        lr_final=lr / 20, num_particles=int(num_particles), progress=progress))
-    estimation = estimate(model, data, design, start, options)
+    estimation = estimate(model, data, design, start, options, law=law, context=context_matrix)
     return Results(model=model, data=data, design=design, estimation=estimation,
                    settings=dict(seed=int(seed), device=device, batch_size=int(batch_size),
                                  max_steps=int(max_steps), lr=lr, num_particles=int(num_particles),
-                                 refine=refine, init=start, covariates=mapping))
+                                 refine=refine, init=start, covariates=mapping,
+                                 context=context_columns))
+
+
+def _context_matrix(data: Data, columns: list[str], model: Model) -> np.ndarray:
+    """Context of a conditional flow, one row per individual: numeric covariates standardized,
+    categorical ones coded as indicators of their non-reference levels (CovariateDesign's coding)."""
+    coded = CovariateDesign.build({model.parameters[0]: columns}, data.covariates, model.parameters)
+    matrix = coded.matrix.astype(np.float64)
+    sd = matrix.std(axis=0)
+    constant = [coded.names[j] for j in np.nonzero(sd == 0)[0]]
+    if constant:
+        raise ValueError(f"flow context {columns}: {constant} take a single value in the data; "
+                         "a conditional flow needs covariates that vary between individuals")
+    return (matrix - matrix.mean(axis=0)) / sd

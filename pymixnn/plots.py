@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["plot_individual_fits"]
+__all__ = ["plot_individual_fits", "plot_random_effects"]
 
 
 def plot_individual_fits(res, path: str | Path, *, ids=None, max_panels: int = 24,
@@ -55,6 +55,72 @@ def plot_individual_fits(res, path: str | Path, *, ids=None, max_panels: int = 2
     fig.supxlabel(time, fontsize=9)
     fig.supylabel(d.y_col, fontsize=9)
     fig.suptitle("observed (points), individual fit (line), population fit (dashed)", fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_random_effects(res, path: str | Path, *, truth: dict | None = None,
+                        n_samples: int = 200_000, seed: int = 0) -> Path:
+    """Fitted law of phi against the individual estimates (and the truth when given).
+
+    Diagonal: the fitted marginal density (line), histograms of the MAP and conditional-mean
+    estimates of phi (individuals' eta + typical phi), and the true density (dashed) when
+    ``truth[name]`` is a callable log-density of phi or an array of true phi values. Below the
+    diagonal: law draws (grey) with the MAP estimates (points) for each pair.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pymixnn.re_density import count_modes
+
+    dens = res.re_density(n_samples=n_samples, seed=seed)
+    rand = list(res.model.random)
+    d = len(rand)
+    phi0 = res._typical_phi()
+    pos = [res.model.parameters.index(p) for p in rand]
+    shift = phi0[pos]
+    eta_map = res.random_effects("map").to_numpy() + shift
+    eta_mean = res.random_effects("mean").to_numpy() + shift
+    fig, axes = plt.subplots(d, d, figsize=(3.4 * d, 3.0 * d), squeeze=False)
+    draws = dens.samples.to_numpy()[:5000]
+    for a in range(d):
+        for b in range(d):
+            ax = axes[a, b]
+            if b > a:
+                ax.axis("off")
+                continue
+            if a == b:
+                name = rand[a]
+                g = dens.grid[dens.grid["parameter"] == name]
+                bins = np.linspace(g["phi"].min(), g["phi"].max(), 40)
+                ax.hist(eta_map[:, a], bins=bins, density=True, alpha=0.35, color="tab:blue",
+                        label="MAP")
+                ax.hist(eta_mean[:, a], bins=bins, density=True, alpha=0.35, color="tab:orange",
+                        label="cond. mean")
+                ax.plot(g["phi"], g["density"], color="black", lw=1.8,
+                        label=f"fitted {dens.law} ({count_modes(g['density'].to_numpy())} mode(s))")
+                if truth and name in truth:
+                    t = truth[name]
+                    if callable(t):
+                        ax.plot(g["phi"], np.exp(t(g["phi"].to_numpy())), "r--", lw=1.5, label="truth")
+                    else:
+                        ax.hist(np.asarray(t, float), bins=bins, density=True, histtype="step",
+                                color="red", ls="--", lw=1.5, label="true phi")
+                ax.set_xlabel(f"phi {name} ({res.model.transforms[name]} scale)")
+                ax.set_yticks([])
+                if a == 0:
+                    ax.legend(fontsize=7)
+            else:
+                ax.scatter(draws[:, b], draws[:, a], s=2, color="0.7", alpha=0.4, rasterized=True)
+                ax.scatter(eta_map[:, b], eta_map[:, a], s=5, color="tab:blue", alpha=0.7)
+                ax.set_xlabel(f"phi {rand[b]}")
+                ax.set_ylabel(f"phi {rand[a]}")
+    fig.suptitle(f"Random-effects law: {res.random_effects_law.describe()}", fontsize=10)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=110)

@@ -90,7 +90,9 @@ class Results:
         self.sigma = pd.Series(self.estimation.error, name="sigma")
         self.loglik = float(self.estimation.loglik)
         self.loglik_se = float(self.estimation.loglik_se)
-        self.df_modelwc = int(len(tab))
+        # free parameters: the length of theta (a mixture's K weights have K - 1; a flow counts
+        # every parameter of its layers)
+        self.df_modelwc = int(len(self.estimation.theta))
         self.aic = -2 * self.loglik + 2 * self.df_modelwc
         self.bic = -2 * self.loglik + math.log(self.data.n_individuals) * self.df_modelwc
 
@@ -137,14 +139,21 @@ class Results:
             f"seed {info['seed']}, device {info['device']} ({info['dtype']}), {info['steps']} SVI "
             f"steps, {info['seconds']:.1f} s",
         ]
+        law = self.random_effects_law
+        if law.name != "gaussian":
+            head.insert(2, law.describe() + (
+                f"; {self.df_modelwc} free parameters" if law.name == "flow" else ""))
         labels = {"fixed": "Fixed effects", "beta": None, "omega": "Variance of random effects",
-                  "sigma": "Residual error"}
+                  "sigma": "Residual error", "law": "Mixture components (weights; means on the "
+                                                    "natural scale)"}
+        if law.name == "flow":
+            labels["omega"] = "Variance of random effects under the fitted flow (transformed scale)"
         p = self.params
         lines = []
         fmt = lambda v: "NA" if not np.isfinite(v) else f"{v:.5g}"  # noqa: E731
         width = max(len(str(n)) for n in p.index) + 2
         cols = f"{'':{width}}{'Estimate':>11}{'SE':>11}{'RSE(%)':>9}{'2.5%':>11}{'97.5%':>11}"
-        for kind in ("fixed", "omega", "sigma"):
+        for kind in ("fixed", "law", "omega", "sigma"):
             kinds = ("fixed", "beta") if kind == "fixed" else (kind,)
             block = p[p["kind"].isin(kinds)]
             if block.empty:
@@ -160,9 +169,20 @@ class Results:
                f"  AIC    {self.aic:.3f}", f"  BIC    {self.bic:.3f}  (log of the number of "
                                              "individuals, as saemix)",
                "", f"SEs: {info['se_method']}"]
+        selection = self.estimation.law.get("selection")
+        if selection:
+            lik += ["", f"Number of mixture components chosen by {self.estimation.law['criterion']}:"]
+            lik += ["  " + line for line in pd.DataFrame(selection).to_string(index=False).splitlines()]
         lik += [f"warning: {w}" for w in info.get("warnings", [])]
         table = p.drop(columns="kind")
         return Summary("\n".join(head + lines + lik), table)
+
+    @property
+    def random_effects_law(self):
+        """The random-effects law spec of the fit (pymixnn.Gaussian / Mixture / Flow)."""
+        from pymixnn.random_effects import from_dict
+
+        return from_dict(self.estimation.law.get("spec"))
 
     def __repr__(self) -> str:
         return (f"<pymixnn Results: {self.model.name or 'custom model'}, {self.data.n_individuals} "
@@ -214,6 +234,115 @@ class Results:
         var = self.estimation.eta_map.var(axis=0, ddof=1)
         return pd.Series(100 * (1 - var / np.diag(self.estimation.omega)),
                          index=list(self.model.random), name="shrinkage (%)")
+
+    # ---- the law of the random effects -----------------------------------------------------
+    def _law_draws(self, n: int, seed: int) -> np.ndarray:
+        from pymixnn.inference.laws import sample_fitted_law
+
+        record = self.estimation.law
+        if not record or "omega_slice" not in record:
+            raise ValueError("these results carry no random-effects law record")
+        return sample_fitted_law(record, self.estimation.theta, n, seed)
+
+    def _typical_phi(self) -> np.ndarray:
+        """phi at eta = 0 for the average covariate row of the data (transformed scale)."""
+        Z = self.design.matrix.mean(axis=0, keepdims=True) if self.design.n_effects else \
+            np.zeros((1, 0))
+        return self._phi_population(Z)[0]
+
+    def re_density(self, *, n_samples: int = 200_000, grid_size: int = 400, seed: int = 0):
+        """The fitted law of the individual parameters with a random effect: draws and marginal
+        log-densities on a grid (exact for Gaussian and mixture laws, kernel estimates for a
+        flow). Returns a :class:`pymixnn.re_density.REDensity` (pandas tables)."""
+        from pymixnn.re_density import REDensity, marginal_grid
+
+        rand = list(self.model.random)
+        eta = self._law_draws(n_samples, seed)
+        phi0 = self._typical_phi()
+        pos = [self.model.parameters.index(p) for p in rand]
+        phi = eta + phi0[pos]
+        law = self.random_effects_law
+        rows = []
+        psi_cols = {}
+        for j, name in enumerate(rand):
+            exact = self._exact_marginal(j, phi0[pos[j]]) if law.name != "flow" else None
+            grid, logd = marginal_grid(phi[:, j], exact, size=grid_size)
+            psi_grid = self._psi_column(name, grid)
+            rows.append(pd.DataFrame({"parameter": name, "phi": grid, "psi": psi_grid,
+                                      "log_density": logd, "density": np.exp(logd)}))
+            psi_cols[name] = self._psi_column(name, phi[:, j])
+        return REDensity(samples=pd.DataFrame(phi, columns=rand),
+                         psi_samples=pd.DataFrame(psi_cols), grid=pd.concat(rows, ignore_index=True),
+                         law=law.name)
+
+    def _psi_column(self, name: str, phi: np.ndarray) -> np.ndarray:
+        import torch
+
+        return tr.forward(self.model.transforms[name], torch.as_tensor(phi, dtype=torch.float64)).numpy()
+
+    def _exact_marginal(self, j: int, centre: float):
+        """log-density of the j-th marginal of phi for Gaussian and mixture laws (closed form)."""
+        import torch
+        from scipy.special import logsumexp
+
+        from pymixnn.inference.laws import fitted_law
+
+        if self.random_effects_law.name == "gaussian":
+            sd = math.sqrt(self.estimation.omega[j, j])
+            return lambda x: stats.norm.logpdf(x, centre, sd)
+        law, L, raw = fitted_law(self.estimation.law, self.estimation.theta)
+        with torch.no_grad():
+            w, means, trils = law.components(L, raw)
+            var = (trils @ trils.transpose(-1, -2))[:, j, j]
+        w, m, sd = w.numpy(), means[:, j].numpy() + centre, var.sqrt().numpy()
+        return lambda x: logsumexp(np.log(w) + stats.norm.logpdf(np.asarray(x)[:, None], m, sd), axis=1)
+
+    def re_summary(self, *, n_samples: int = 200_000, seed: int = 0) -> pd.DataFrame:
+        """Per parameter with a random effect, under the fitted law (average covariates): mean,
+        median, sd and skewness of psi (natural scale) and of phi (transformed scale), and the
+        number of modes of the marginal density of phi."""
+        from pymixnn.re_density import law_table
+
+        dens = self.re_density(n_samples=n_samples, seed=seed)
+        return law_table(dens.samples, dens.psi_samples, dens.grid)
+
+    def re_correlation(self, *, scale: str = "psi", n_samples: int = 200_000, seed: int = 0) -> pd.DataFrame:
+        """Correlation matrix of the individual parameters with a random effect under the fitted
+        law (average covariates), on the natural ("psi") or transformed ("phi") scale."""
+        if scale not in ("psi", "phi"):
+            raise ValueError(f"scale must be 'psi' or 'phi', got {scale!r}")
+        dens = self.re_density(n_samples=n_samples, seed=seed)
+        return (dens.psi_samples if scale == "psi" else dens.samples).corr()
+
+    def re_logpdf(self, eta: np.ndarray) -> np.ndarray:
+        """Joint log-density of random-effect vectors (rows, transformed scale, centred as
+        ``random_effects()``) under the fitted law."""
+        from pymixnn.inference.laws import log_density_fitted_law
+
+        eta = np.atleast_2d(np.asarray(eta, float))
+        if eta.shape[1] != len(self.model.random):
+            raise ValueError(f"eta must have {len(self.model.random)} columns {list(self.model.random)}, "
+                             f"got shape {eta.shape}")
+        return log_density_fitted_law(self.estimation.law, self.estimation.theta, eta)
+
+    def component_probabilities(self) -> pd.DataFrame:
+        """Mixture laws: posterior probability of each component for each individual."""
+        resp = self.estimation.law.get("responsibilities")
+        if resp is None:
+            raise ValueError("component probabilities exist only for random_effects='mixture'")
+        resp = np.asarray(resp)
+        return pd.DataFrame(resp, index=pd.Index(self.data.ids, name=self.data.id_col),
+                            columns=[f"component {k + 1}" for k in range(resp.shape[1])])
+
+    def plot_random_effects(self, path: str | Path, *, truth: dict | None = None,
+                            n_samples: int = 200_000, seed: int = 0) -> Path:
+        """PNG of the fitted law of phi: marginals (fitted density, histograms of the MAP and
+        conditional-mean estimates, and the true density when ``truth`` maps a parameter to a
+        callable log-density of phi or to an array of true phi values) and pairwise scatter
+        plots of law draws against the MAP estimates."""
+        from pymixnn.plots import plot_random_effects
+
+        return plot_random_effects(self, path, truth=truth, n_samples=n_samples, seed=seed)
 
     # ---- predictions -------------------------------------------------------------------------
     def _evaluate(self, psi_rows: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -322,6 +451,9 @@ class Results:
             "seconds": float(self.info["seconds"]), "device": self.info["device"],
             "seed": self.info["seed"], "steps": int(self.info["steps"]),
             "se_method": self.info["se_method"], "versions": self.info["versions"],
+            "random_effects": {**dataclasses.asdict(self.random_effects_law), "df": self.df_modelwc,
+                               **({"penalty": self.estimation.law["penalty"]}
+                                  if "penalty" in self.estimation.law else {})},
         }
 
     def to_json(self, path: str | Path | None = None, **kwargs) -> str:
@@ -374,6 +506,36 @@ class Results:
         estimation = Estimation(**record["estimation"])
         return cls(model=model, data=data, design=design, estimation=estimation,
                    settings=record["settings"], info=record["info"])
+
+
+def compare_fits(*results: "Results", names: list[str] | None = None) -> pd.DataFrame:
+    """Fits side by side: one column per fit; rows are the law, the number of free parameters,
+    ll.is (and its Monte Carlo SE), AIC, BIC, seconds, then every fixed effect, variance and
+    residual error parameter that any of the fits reports (NaN where a fit does not have it).
+
+    >>> table = pymixnn.compare_fits(res_gauss, res_mix, res_flow)  # doctest: +SKIP
+    """
+    if not results:
+        raise ValueError("compare_fits needs at least one Results")
+    if len(results) == 1 and isinstance(results[0], (list, tuple)):
+        results = tuple(results[0])
+    for r in results:
+        if not isinstance(r, Results):
+            raise TypeError(f"compare_fits takes Results objects, got {type(r).__name__}")
+    if names is None:
+        names = [r.random_effects_law.name for r in results]
+        if len(set(names)) < len(names):
+            names = [f"{n} ({k + 1})" for k, n in enumerate(names)]
+    if len(names) != len(results):
+        raise ValueError(f"{len(names)} names for {len(results)} fits")
+    head = pd.DataFrame({n: {"random_effects": r.random_effects_law.name,
+                             "df": r.df_modelwc, "ll.is": r.loglik, "ll.is_se": r.loglik_se,
+                             "AIC": r.aic, "BIC": r.bic, "seconds": r.info["seconds"],
+                             "individuals": r.n_individuals}
+                         for n, r in zip(names, results)})
+    params = pd.DataFrame({n: r.params["estimate"] for n, r in zip(names, results)})
+    order = list(dict.fromkeys(i for r in results for i in r.params.index))
+    return pd.concat([head, params.loc[order]])
 
 
 def _named_models():

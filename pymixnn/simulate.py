@@ -31,7 +31,8 @@ from statistics import NormalDist
 import numpy as np
 import pandas as pd
 
-__all__ = ["simulate_nlme", "simulate_logistic", "logistic"]
+__all__ = ["simulate_nlme", "simulate_logistic", "logistic", "RandomEffectLaw1D", "NormalMixture1D",
+           "SkewNormal1D"]
 
 _TRANSFORM_NAMES = {0: "identity", 1: "log", 2: "probit", 3: "logit",
                     "identity": "identity", "log": "log", "probit": "probit", "logit": "logit"}
@@ -88,6 +89,7 @@ def simulate_nlme(
     b: float = 0.0,
     x_names: Sequence[str] | None = None,
     seed: int = 0,
+    laws: Mapping[str, "RandomEffectLaw1D"] | None = None,
 ) -> pd.DataFrame:
     """Simulate a long table from a nonlinear mixed-effects model with a diagonal omega.
 
@@ -105,6 +107,9 @@ def simulate_nlme(
     a, b : residual error sd = sqrt(a^2 + b^2 f^2); b = 0 is the constant error model.
     x_names : column names for x (default ``t`` for one column, else ``x1..xq``).
     seed : seed of ``numpy.random.default_rng``.
+    laws : non-Gaussian laws of some random effects, by parameter name (e.g.
+        ``{"A": NormalMixture1D([0.4, 0.6], [-0.24, 0.16], [0.1, 0.1])}``); their draws replace the
+        Gaussian ones (independent of the others) and their ``omega2`` entry may be omitted.
 
     Returns
     -------
@@ -114,6 +119,11 @@ def simulate_nlme(
     ``attrs["psi"]`` is a DataFrame of the individual parameters indexed by id.
     """
     names = list(param_names)
+    laws = dict(laws or {})
+    unknown = set(laws) - set(names)
+    if unknown:
+        raise ValueError(f"laws given for unknown parameters {sorted(unknown)}")
+    omega2 = {**dict(omega2), **{p: float(law.variance) for p, law in laws.items()}}
     for label, mapping in (("mu_natural", mu_natural), ("omega2", omega2), ("transforms", transforms)):
         missing = [p for p in names if p not in mapping]
         if missing:
@@ -145,6 +155,10 @@ def simulate_nlme(
     z = rng.standard_normal((n_individuals, len(names)))      # random effects first ...
     e = rng.standard_normal((n_individuals, n_obs))           # ... then residuals
     phi = mu_phi + z * np.sqrt(omega2_values)
+    for p, law in laws.items():
+        # after the residuals, so the Gaussian parts of the design stay the same draws
+        k = names.index(p)
+        phi[:, k] = mu_phi[k] + law.sample(rng, n_individuals)
     psi = np.column_stack([_to_psi(kind, phi[:, k]) for k, kind in enumerate(kinds)])
 
     pred = np.asarray(f(psi[:, None, :], design[None, :, :]), dtype=float)
@@ -160,12 +174,86 @@ def simulate_nlme(
 
     truth: dict[str, float] = {p: float(mu_natural[p]) for p in names}
     truth.update({f"omega2.{p}": float(omega2[p]) for p in names})
+    truth.update({f"law.{p}": repr(law) for p, law in laws.items()})
     truth["a"] = float(a)
     if b != 0:
         truth["b"] = float(b)
     df.attrs["truth"] = truth
     df.attrs["psi"] = pd.DataFrame(psi, index=pd.Index(ids, name="id"), columns=names)
     return df
+
+
+class RandomEffectLaw1D:
+    """A zero-mean law for one random effect (transformed scale): ``sample``, ``logpdf``, ``variance``."""
+
+    variance: float
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def logpdf(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class NormalMixture1D(RandomEffectLaw1D):
+    """sum_k w_k N(m_k, s_k^2), recentred to mean 0 (so ``mu`` stays the mean of phi).
+
+    >>> law = NormalMixture1D.separated(weight=0.4, separation=4.0, sd=0.1)
+    >>> [round(m, 3) for m in law.means], round(law.variance, 4)
+    ([-0.24, 0.16], 0.0484)
+    """
+
+    def __init__(self, weights: Sequence[float], means: Sequence[float], sds: Sequence[float]):
+        w = np.asarray(weights, float)
+        if np.any(w <= 0) or abs(w.sum() - 1) > 1e-9:
+            raise ValueError(f"weights must be positive and sum to 1, got {list(weights)}")
+        m, s = np.asarray(means, float), np.asarray(sds, float)
+        self.weights, self.means, self.sds = w, m - (w * m).sum(), s
+        self.variance = float((w * (s**2 + self.means**2)).sum())
+
+    @classmethod
+    def separated(cls, weight: float, separation: float, sd: float) -> "NormalMixture1D":
+        """Two components of equal sd, ``separation`` sds apart, the first with ``weight``."""
+        return cls([weight, 1 - weight], [0.0, separation * sd], [sd, sd])
+
+    def sample(self, rng, n):
+        k = rng.choice(len(self.weights), size=n, p=self.weights)
+        return self.means[k] + self.sds[k] * rng.standard_normal(n)
+
+    def logpdf(self, x):
+        x = np.asarray(x, float)[..., None]
+        comp = (np.log(self.weights) - np.log(self.sds) - 0.5 * np.log(2 * np.pi)
+                - 0.5 * ((x - self.means) / self.sds) ** 2)
+        top = comp.max(-1, keepdims=True)
+        return (top + np.log(np.exp(comp - top).sum(-1, keepdims=True)))[..., 0]
+
+    def __repr__(self):
+        return (f"NormalMixture1D(weights={self.weights.round(4).tolist()}, "
+                f"means={self.means.round(4).tolist()}, sds={self.sds.round(4).tolist()})")
+
+
+class SkewNormal1D(RandomEffectLaw1D):
+    """Azzalini's skew normal with shape ``alpha`` and scale ``omega``, recentred to mean 0."""
+
+    def __init__(self, alpha: float, omega: float):
+        from scipy import stats
+
+        self.alpha, self.omega = float(alpha), float(omega)
+        self._dist = stats.skewnorm(self.alpha, scale=self.omega)
+        self._mean = float(self._dist.mean())
+        self.variance = float(self._dist.var())
+
+    def sample(self, rng, n):
+        delta = self.alpha / np.sqrt(1 + self.alpha**2)
+        u0, v = rng.standard_normal(n), rng.standard_normal(n)
+        x = delta * np.abs(u0) + np.sqrt(1 - delta**2) * v
+        return self.omega * x - self._mean
+
+    def logpdf(self, x):
+        return self._dist.logpdf(np.asarray(x, float) + self._mean)
+
+    def __repr__(self):
+        return f"SkewNormal1D(alpha={self.alpha}, omega={self.omega})"
 
 
 def simulate_logistic(
@@ -179,6 +267,7 @@ def simulate_logistic(
     sigma: float = 2.0,
     times: Sequence[float] | np.ndarray | None = None,
     seed: int = 0,
+    laws: Mapping[str, RandomEffectLaw1D] | None = None,
 ) -> pd.DataFrame:
     """Logistic growth with log-normal A, B, C and constant error (the nlme/saemix textbook case).
 
@@ -203,4 +292,5 @@ def simulate_logistic(
         a=sigma,
         b=0.0,
         seed=seed,
+        laws=laws,
     )

@@ -11,9 +11,17 @@
 4. Observed Fisher information: minus the Hessian of the same importance-sampling log-likelihood;
    standard errors of reported parameters by the delta method; ll.is with fresh draws and its
    Monte Carlo standard error.
+
+Non-Gaussian random-effect laws (random_effects.py, laws.py) start from the Gaussian fit (steps
+1-3): a mixture from EM on draws of the individual posteriors, a flow from the identity fitted on
+cached importance draws with its penalty chosen by cross-validation (deconvolution.py); then
+minibatch SVI with the law (skipped for a flow when one batch holds every individual and the
+cached draws covered them all), refinement (Newton for a mixture, L-BFGS over a flow's many
+parameters), and step 4 (for a flow, the Hessian over mu, beta, omega and error only).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from contextlib import contextmanager
@@ -26,12 +34,17 @@ from tqdm.auto import tqdm
 
 from pymixnn.covariates import CovariateDesign
 from pymixnn.data import Data
+from pymixnn.inference.deconvolution import apply_law_fit, cache_draws, choose_penalty, fit_law
+from pymixnn.inference.deconvolution import _pack as pack_law
 from pymixnn.inference.importance import ImportanceSampler
 from pymixnn.inference.laplace import LocalPosteriors
+from pymixnn.inference.laws import FlowLaw, MixtureLaw, fit_gaussian_mixture, raw_from_tril
 from pymixnn.inference.program import Program
 from pymixnn.inference.svi import SVIOptions, run_svi
 from pymixnn.models import Model
 from pymixnn.models import transforms as tr
+from pymixnn.random_effects import Flow, Gaussian, Mixture
+from pymixnn.random_effects import to_dict as law_to_dict
 
 __all__ = ["EstimationOptions", "Estimation", "estimate", "resolve_device"]
 
@@ -82,6 +95,9 @@ class Estimation:
     threads: int
     se_method: str
     warnings: list[str]
+    # the random-effects law: spec, seed, positions in theta, E[eta] moved into mu ("shift"),
+    # mixture responsibilities, and for n_components="auto" the candidates' table
+    law: dict = field(default_factory=dict)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -199,54 +215,77 @@ def _pooled_start(program: Program, theta: torch.Tensor, idx: torch.Tensor) -> t
     return _maximize_block(program, theta, block, eta0, idx, prior=False)
 
 
+class _Rows:
+    """Names, kinds, parameters and CI scales of the reported parameters, built block by block."""
+
+    def __init__(self):
+        self.names, self.kinds, self.params, self.scales = [], [], [], []
+
+    def add(self, name, kind, param, scale):
+        self.names.append(name), self.kinds.append(kind), self.params.append(param)
+        self.scales.append(scale)
+
+    def fixed(self, program: Program, design: CovariateDesign):
+        for p, name in enumerate(program.params):
+            self.add(name, "fixed", name, program.transforms[p])
+            for j, target in enumerate(design.parameters):
+                if target == name:
+                    self.add(design.names[j], "beta", name, "identity")
+
+    def omega(self, rand: list[str], full: bool, tag: str = ""):
+        for name in rand:
+            self.add(f"omega2.{tag}{name}", "omega", name, "log")
+        if full:
+            for a in range(len(rand)):
+                for b in range(a):
+                    self.add(f"cov.{tag}{rand[b]}.{rand[a]}", "omega", f"{rand[b]}.{rand[a]}", "identity")
+
+    def error(self, names):
+        for name in names:
+            self.add(name, "sigma", name, "log")
+
+    def result(self, values):
+        return self.names, self.kinds, self.params, self.scales, values
+
+
+def _fixed_values(program: Program, design: CovariateDesign, theta: torch.Tensor, shift=None) -> list:
+    """h(mu + shift) per parameter, each followed by its covariate effects."""
+    out = []
+    mu, beta = program.mu_uncentred(theta), theta[program.layout.beta]
+    for p in range(program.layout.n_params):
+        out.append(tr.forward(program.transforms[p], mu[p] if shift is None else mu[p] + shift[p]))
+        for j, target in enumerate(design.parameters):
+            if target == program.params[p]:
+                out.append(beta[j])
+    return out
+
+
+def _omega_values(omega: torch.Tensor, full: bool) -> list:
+    out = list(torch.diagonal(omega))
+    if full:
+        for a in range(omega.shape[0]):
+            for b in range(a):
+                out.append(omega[a, b])
+    return out
+
+
 def reported_parameters(program: Program, design: CovariateDesign):
     """Names, kinds and the map theta -> reported values (natural-scale fixed effects, omega2...)."""
     lay = program.layout
-    names, kinds, params, scales = [], [], [], []
-    for p, name in enumerate(program.params):
-        names.append(name), kinds.append("fixed"), params.append(name)
-        scales.append(program.transforms[p])
-        for j, target in enumerate(design.parameters):
-            if target == name:
-                names.append(design.names[j]), kinds.append("beta"), params.append(name)
-                scales.append("identity")
-    rand = [program.params[p] for p in program.random_index]
-    for name in rand:
-        names.append(f"omega2.{name}"), kinds.append("omega"), params.append(name)
-        scales.append("log")
-    if lay.full_omega:
-        for a in range(len(rand)):
-            for b in range(a):
-                names.append(f"cov.{rand[b]}.{rand[a]}"), kinds.append("omega")
-                params.append(f"{rand[b]}.{rand[a]}"), scales.append("identity")
-    for name in lay.error_names:
-        names.append(name), kinds.append("sigma"), params.append(name), scales.append("log")
+    rows = _Rows()
+    rows.fixed(program, design)
+    rows.omega([program.params[p] for p in program.random_index], lay.full_omega)
+    rows.error(lay.error_names)
 
     def values(theta: torch.Tensor) -> torch.Tensor:
-        out = []
-        mu, beta = program.mu_uncentred(theta), theta[lay.beta]
-        for p in range(lay.n_params):
-            out.append(tr.forward(program.transforms[p], mu[p]))
-            for j, target in enumerate(design.parameters):
-                if target == program.params[p]:
-                    out.append(beta[j])
         L = program.omega_tril(theta)
-        omega = L @ L.T
-        out.extend(torch.diagonal(omega))
-        if lay.full_omega:
-            for a in range(len(rand)):
-                for b in range(a):
-                    out.append(omega[a, b])
+        out = _fixed_values(program, design, theta) + _omega_values(L @ L.T, lay.full_omega)
         out.extend(torch.exp(theta[lay.error]))
         return torch.stack(out)
 
-    return names, kinds, params, scales, values
+    return rows.result(values)
 
-
-def estimate(model: Model, data: Data, design: CovariateDesign, init: dict[str, float],
-             options: EstimationOptions) -> Estimation:
-    """Fit the NLME model; see the module docstring for the steps."""
-    t_start = time.perf_counter()
+def _setup(data: Data, options: EstimationOptions):
     device = resolve_device(options.device)
     dtype = {"float32": torch.float32, "float64": torch.float64, None: None}[options.dtype]
     if dtype is None:
@@ -254,125 +293,435 @@ def estimate(model: Model, data: Data, design: CovariateDesign, init: dict[str, 
         # log-likelihood of 10^5 individuals (~1e6 in size) finely enough (benchmarks: 1.6% bias)
         dtype = torch.float64 if device.type == "cpu" else torch.float32
     threads = options.threads or (1 if data.n_obs < 200_000 else torch.get_num_threads())
-    pyro.set_rng_seed(options.seed)
-    generator = torch.Generator().manual_seed(options.seed)
+    return device, dtype, threads
+
+
+def _sample_sizes(data: Data, options: EstimationOptions) -> tuple[int, int]:
+    # draws per individual: K for ll.is (no gradient, cheap) and K_opt for the refinement and
+    # the Fisher information (second-order autograd); with proposals that follow the posterior
+    # mode, a few dozen draws already pin the maximum down (logistic simulation, N=1000:
+    # K=20, 50 and 500 gave estimates within 0.2 SE of each other)
+    K = options.is_samples or int(np.clip(5_000_000 / data.n_obs, 200, 5000))
+    K_opt = int(min(K, np.clip(1_000_000 / data.n_obs, 20, 1000)))
+    return K, K_opt
+
+
+@dataclass
+class _Stage:
+    """What one estimation stage hands on: parameters, local posteriors and bookkeeping."""
+
+    program: Program
+    theta: torch.Tensor
+    local: LocalPosteriors
+    trace: object
+    rounds: int
+    seconds: dict
+    warnings: list
+    law_info: dict = field(default_factory=dict)
+
+
+def _gaussian_stage(model, data, design, init, options, device, dtype, generator) -> _Stage:
+    """Start values, Laplace-EM warm-up, SVI and refinement for Gaussian random effects."""
+    t_start = time.perf_counter()
     seconds: dict[str, float] = {}
     warnings: list[str] = []
-    with _threads(threads):
-        program = Program(model, data, design, device=device, dtype=dtype)
-        lay = program.layout
-        n = program.n_individuals
-        theta = _initial_theta(program, model, init)
-        sub = torch.randperm(n, generator=generator)[:options.warmup_individuals].sort().values
-        sub = sub.to(device)
-        theta = _pooled_start(program, theta, sub)
-        local = LocalPosteriors(program, program.omega_tril(theta))
-        theta = _warmup(program, theta, local, sub, options.warmup_iter)
-        seconds["start"] = time.perf_counter() - t_start
+    program = Program(model, data, design, device=device, dtype=dtype)
+    n = program.n_individuals
+    theta = _initial_theta(program, model, init)
+    sub = torch.randperm(n, generator=generator)[:options.warmup_individuals].sort().values
+    sub = sub.to(device)
+    theta = _pooled_start(program, theta, sub)
+    local = LocalPosteriors(program, program.omega_tril(theta))
+    theta = _warmup(program, theta, local, sub, options.warmup_iter)
+    seconds["start"] = time.perf_counter() - t_start
 
-        t0 = time.perf_counter()
-        theta_start = theta.clone()
-        theta, trace = run_svi(program, theta, local, options.svi, generator)
-        seconds["svi"] = time.perf_counter() - t0
-        if not trace.converged:
-            warnings.append(f"SVI reached max_steps={options.svi.max_steps} before the ELBO plateau")
+    t0 = time.perf_counter()
+    theta_start = theta.clone()
+    theta, trace = run_svi(program, theta, local, options.svi, generator)
+    seconds["svi"] = time.perf_counter() - t0
+    if not trace.converged:
+        warnings.append(f"SVI reached max_steps={options.svi.max_steps} before the ELBO plateau")
 
-        # draws per individual: K for ll.is (no gradient, cheap) and K_opt for the refinement and
-        # the Fisher information (second-order autograd); with proposals that follow the posterior
-        # mode, a few dozen draws already pin the maximum down (logistic simulation, N=1000:
-        # K=20, 50 and 500 gave estimates within 0.2 SE of each other)
-        K = options.is_samples or int(np.clip(5_000_000 / data.n_obs, 200, 5000))
-        K_opt = int(min(K, np.clip(1_000_000 / data.n_obs, 20, 1000)))
-        t0 = time.perf_counter()
-        rounds = 0
-        if options.refine:
-            # safeguard: refine from whichever of the SVI end point and the Laplace-EM start has
-            # the higher importance-sampling log-likelihood (should SVI ever wander off)
-            scores = []
-            for candidate in (theta_start, theta):  # the SVI end point last: usually kept
-                local.refresh(candidate, None, max_iter=50)
-                scores.append(ImportanceSampler(program, local.loc, local.scale_tril,
-                                                n_samples=K_opt, seed=options.seed + 1)
-                              .total(candidate))
-            centred = True  # local posteriors were last updated at theta
-            if not scores[1] >= scores[0]:
-                warnings.append(f"SVI lowered the IS log-likelihood ({scores[0]:.2f} -> "
-                                f"{scores[1]:.2f}); refinement started from the Laplace-EM start")
-                theta, centred = theta_start, False
-            # re-centre the proposals at the new theta until theta stops moving; the same draws
-            # each round (seed fixed), so only the proposal's centre and scale change
-            bar = tqdm(total=options.refine_rounds, desc="refine", leave=False,
-                       disable=not options.svi.progress)
-            for rounds in range(1, options.refine_rounds + 1):
-                bar.update(1)
-                if not centred:
-                    local.refresh(theta, None, max_iter=50)
-                centred = False
-                sampler = ImportanceSampler(program, local.loc, local.scale_tril,
+    _, K_opt = _sample_sizes(data, options)
+    t0 = time.perf_counter()
+    rounds = 0
+    if options.refine:
+        # safeguard: refine from whichever of the SVI end point and the Laplace-EM start has
+        # the higher importance-sampling log-likelihood (should SVI ever wander off)
+        scores = []
+        for candidate in (theta_start, theta):  # the SVI end point last: usually kept
+            local.refresh(candidate, None, max_iter=50)
+            scores.append(ImportanceSampler(program, local.loc, local.scale_tril,
                                             n_samples=K_opt, seed=options.seed + 1)
-                new_theta, _ = sampler.maximize(theta)
-                move = float((new_theta - theta).abs().max())
-                theta = new_theta
-                if move < options.refine_tol:
-                    break
-            bar.close()
-        seconds["refine"] = time.perf_counter() - t0
+                          .total(candidate))
+        centred = True  # local posteriors were last updated at theta
+        if not scores[1] >= scores[0]:
+            warnings.append(f"SVI lowered the IS log-likelihood ({scores[0]:.2f} -> "
+                            f"{scores[1]:.2f}); refinement started from the Laplace-EM start")
+            theta, centred = theta_start, False
+        theta, rounds = _refine_newton(program, theta, local, options, K_opt, centred)
+    seconds["refine"] = time.perf_counter() - t0
+    return _Stage(program, theta, local, trace, rounds, seconds, warnings)
 
-        t0 = time.perf_counter()
+
+def _refine_newton(program, theta, local, options, K_opt, centred):
+    """Re-centre the proposals at theta, maximize the IS log-likelihood by chord-Newton steps; the
+    same draws each round (seed fixed), so only the proposal's centre and scale change."""
+    bar = tqdm(total=options.refine_rounds, desc="refine", leave=False,
+               disable=not options.svi.progress)
+    rounds = 0
+    for rounds in range(1, options.refine_rounds + 1):
+        bar.update(1)
+        if not centred:
+            local.refresh(theta, None, max_iter=50)
+        centred = False
+        sampler = ImportanceSampler(program, local.loc, local.scale_tril,
+                                    n_samples=K_opt, seed=options.seed + 1)
+        new_theta, _ = sampler.maximize(theta)
+        move = float((new_theta - theta).abs().max())
+        theta = new_theta
+        if move < options.refine_tol:
+            break
+    bar.close()
+    return theta, rounds
+
+
+def _refine_lbfgs(program, theta, local, options, K_opt, *, max_iter: int = 60, max_rounds: int = 3):
+    """Flows: theta is long, so the penalized IS log-likelihood is maximized by L-BFGS (gradient
+    only) after each re-centring of the proposals."""
+    n_rounds = min(options.refine_rounds, max_rounds)
+    bar = tqdm(total=n_rounds, desc="refine (flow)", leave=False, disable=not options.svi.progress)
+    rounds = 0
+    for rounds in range(1, n_rounds + 1):
+        bar.update(1)
         local.refresh(theta, None, max_iter=50)
         sampler = ImportanceSampler(program, local.loc, local.scale_tril, n_samples=K_opt,
-                                    seed=options.seed + 1000)
-        hess = sampler.hessian(theta)
-        info = -hess
-        try:
-            if not bool(torch.isfinite(info).all()):
-                raise RuntimeError
-            cov_theta = torch.linalg.inv(info)
-            if not bool(torch.all(torch.diagonal(cov_theta) > 0)):
-                raise RuntimeError
-        except RuntimeError:
-            info = torch.nan_to_num(info, nan=0.0, posinf=0.0, neginf=0.0)
-            cov_theta = torch.linalg.pinv(info)
-            warnings.append("observed Fisher information is not positive definite: some "
-                            "parameters are poorly identified; their SEs are unreliable (NaN)")
-        seconds["fisher"] = time.perf_counter() - t0
+                                    seed=options.seed + 1)
+        free = theta.detach().clone().requires_grad_(True)
+        opt = torch.optim.LBFGS([free], lr=1.0, max_iter=max_iter, history_size=20,
+                                line_search_fn="strong_wolfe", tolerance_change=1e-10)
+        scale = 1.0 / program.n_individuals
 
-        t0 = time.perf_counter()
-        result = ImportanceSampler(program, local.loc, local.scale_tril, n_samples=K,
-                                   seed=options.seed + 2000).evaluate(theta)
-        seconds["loglik"] = time.perf_counter() - t0
+        def closure():
+            opt.zero_grad()
+            total = torch.zeros((), dtype=theta.dtype, device=theta.device)
+            with torch.enable_grad():
+                for c, idx in sampler.chunks():
+                    value = -(sampler.chunk_loglik(free, c, idx).sum()) * scale
+                    value.backward()
+                    total = total + value.detach()
+                pen = program.law_penalty(free) * scale
+                pen.backward()
+            if free.grad is not None:
+                free.grad = torch.nan_to_num(free.grad, nan=0.0, posinf=0.0, neginf=0.0)
+            return total + pen.detach()
 
+        before = float(closure())
+        opt.step(closure)
+        after = float(closure())
+        new_theta = free.detach()
+        if not (math.isfinite(after) and after <= before):
+            break
+        move = float((new_theta - theta).abs().max())
+        theta = new_theta
+        if move < options.refine_tol or before - after < 1e-4 * scale:
+            break
+    bar.close()
+    return theta, rounds
+
+
+def _law_program(model, data, design, law, context, device, dtype, seed) -> Program:
+    return Program(model, data, design, device=device, dtype=dtype, law=law, context=context,
+                   seed=seed)
+
+
+def _law_stage(gauss: _Stage, model, data, design, law, context, options, device, dtype,
+               generator) -> _Stage:
+    """Start the law from the Gaussian fit (a flow at the identity, a mixture from EM on draws of
+    the local posteriors), then minibatch SVI and refinement with that law."""
+    t_start = time.perf_counter()
+    seconds = {k: v for k, v in gauss.seconds.items()}
+    warnings = list(gauss.warnings)
+    program = _law_program(model, data, design, law, context, device, dtype, options.seed)
+    lay = program.layout
+    theta = torch.zeros(lay.size, dtype=dtype, device=device)
+    theta[lay.core] = gauss.theta
+    local = LocalPosteriors(program, gauss.program.omega_tril(gauss.theta))
+    local.loc, local.scale_tril = gauss.local.loc.clone(), gauss.local.scale_tril.clone()
+    local.visited[:] = True
+    if isinstance(law, Mixture):
+        draws = (local.loc + (local.scale_tril @ torch.randn(
+            20, *local.loc.shape, 1, generator=generator, dtype=dtype).to(device)).squeeze(-1))
+        w, means, cov = fit_gaussian_mixture(draws.reshape(-1, lay.n_random), program.law.K,
+                                             generator, shared=law.shared_omega)
+        order = torch.argsort(-w)  # component 1 (the base scale) is the largest
+        w, means, cov = w[order], means[order], cov[order]
+        centre = (w.unsqueeze(-1) * means).sum(0)
+        theta[program.random_index] = theta[program.random_index] + centre
+        C0 = cov[0]
+        if not lay.full_omega:
+            C0 = torch.diag(torch.diagonal(C0))
+        theta[lay.omega] = raw_from_tril(torch.linalg.cholesky(C0), lay.full_omega)
+        theta[lay.law] = program.law.initial_raw_from(program.omega_tril(theta), w, means - centre, cov)
+    else:
+        theta[lay.law] = program.law.initial_raw(dtype, device)
+    law_info: dict = {}
+    if isinstance(law, Flow):
+        # the flow's start: fitted on cached importance draws of the Gaussian fit (deconvolution.py),
+        # with its ridge weight chosen by cross-validation over individuals unless given
+        seed = options.seed + 7
+        if law.penalty == "cv":
+            best, table, x = choose_penalty(program, theta, local, grid=law.penalty_grid,
+                                            folds=law.cv_folds, seed=seed)
+            program.law.penalty_weight = best
+            law_info.update(penalty=best, penalty_cv=table)
+        else:
+            gen = torch.Generator().manual_seed(seed)
+            rows = torch.randperm(program.n_individuals, generator=gen)[:2000].sort().values
+            cache = cache_draws(program, theta, local, n_samples=100, seed=seed, rows=rows.to(device))
+            x = fit_law(program, pack_law(program, theta), cache,
+                        torch.arange(rows.shape[0], device=device), float(law.penalty))
+            law_info.update(penalty=float(law.penalty))
+        theta = apply_law_fit(program, theta, local, x)
+    seconds["law_start"] = time.perf_counter() - t_start
+
+    t0 = time.perf_counter()
+    # minibatch SVI with the law: the Gaussian stage has placed theta and the local posteriors,
+    # so it only has to shape the law and runs shorter. A flow already fitted on the cached
+    # draws of every individual (N <= 2,000) skips it when the whole data set fits in one batch:
+    # the importance-weighted refinement below then finishes the job
+    trace = gauss.trace
+    if not (isinstance(law, Flow) and program.n_individuals <= 2000
+            and options.svi.batch_size >= program.n_individuals):
+        law_svi = dataclasses.replace(options.svi, max_steps=min(options.svi.max_steps, 400),
+                                      min_steps=min(options.svi.min_steps, 100))
+        theta, trace = run_svi(program, theta, local, law_svi, generator)
+        if not trace.converged:
+            warnings.append(f"SVI ({law.name} law) reached max_steps={law_svi.max_steps} before "
+                            "the ELBO plateau")
+    seconds["svi_law"] = time.perf_counter() - t0
+    _, K_opt = _sample_sizes(data, options)
+    t0 = time.perf_counter()
+    rounds = 0
+    if options.refine:
+        if isinstance(law, Flow):
+            # L-BFGS over the flow's many parameters: fewer draws per individual than the
+            # Newton refinement (the proposals follow the posterior mode, so 64 suffice)
+            theta, rounds = _refine_lbfgs(program, theta, local, options, min(K_opt, 64))
+        else:
+            theta, rounds = _refine_newton(program, theta, local, options, K_opt, centred=False)
+    seconds["refine_law"] = time.perf_counter() - t0
+    return _Stage(program, theta, local, trace, rounds, seconds, warnings, law_info)
+
+
+def _law_moments(program: Program, theta: torch.Tensor, n: int, seed: int):
+    """E[eta] and Var[eta] under the fitted law (closed form, or a fixed Monte Carlo sample for a
+    flow: differentiable in theta for the delta method)."""
+    lay = program.layout
+    L = program.omega_tril(theta)
+    law = program.law
+    if isinstance(law, MixtureLaw):
+        w, means, trils = law.components(L, theta[lay.law])
+        covs = trils @ trils.transpose(-1, -2)
+        mean = (w.unsqueeze(-1) * means).sum(0)
+        second = (w.view(-1, 1, 1) * (covs + means.unsqueeze(-1) * means.unsqueeze(-2))).sum(0)
+        return mean, second - mean.unsqueeze(-1) * mean.unsqueeze(-2)
+    if isinstance(law, FlowLaw):
+        gen = torch.Generator().manual_seed(seed)
+        u = torch.randn(n // 2, lay.n_random, generator=gen, dtype=theta.dtype).to(theta.device)
+        u = torch.cat([u, -u])
+        context = None
+        if law.conditional:
+            rows = torch.randint(program.n_individuals, (u.shape[0],), generator=gen).to(theta.device)
+            context = program.context[rows]
+        eta = law.transform(theta[lay.law], u, context) @ L.T
+        mean = eta.mean(0)
+        centred = eta - mean
+        return mean, centred.T @ centred / (eta.shape[0] - 1)
+    return torch.zeros(lay.n_random, dtype=theta.dtype, device=theta.device), L @ L.T
+
+
+def reported_parameters_law(program: Program, design: CovariateDesign, moment_seed: int,
+                            n_moment: int = 100_000):
+    """Reported parameters for non-Gaussian laws: fixed effects h(E[phi]); for a mixture its
+    weights, component means (natural scale) and covariances; for a flow the covariance of eta
+    under the fitted law."""
+    lay = program.layout
+    law = program.law
+    rand = [program.params[p] for p in program.random_index]
+    rows = _Rows()
+    rows.fixed(program, design)
+    if isinstance(law, MixtureLaw):
+        for k in range(law.K):
+            rows.add(f"prob.{k + 1}", "law", f"component {k + 1}", "logit")
+        for k in range(law.K):
+            for j, name in enumerate(rand):
+                rows.add(f"mean.{k + 1}.{name}", "law", name,
+                         program.transforms[program.random_index[j]])
+        for k in ([None] if law.spec.shared_omega else range(law.K)):
+            rows.omega(rand, lay.full_omega, "" if k is None else f"{k + 1}.")
+    else:  # flow: moments of eta under the fitted law (a flow couples every pair)
+        rows.omega(rand, True)
+    rows.error(lay.error_names)
+
+    def values(theta: torch.Tensor) -> torch.Tensor:
+        mean, cov = _law_moments(program, theta, n_moment, moment_seed)
+        shift = torch.zeros(lay.n_params, dtype=theta.dtype, device=theta.device).index_add(
+            0, torch.tensor(program.random_index, device=theta.device), mean)
+        out = _fixed_values(program, design, theta, shift)
+        if isinstance(law, MixtureLaw):
+            mu = program.mu_uncentred(theta)
+            w, means, trils = law.components(program.omega_tril(theta), theta[lay.law])
+            out.extend(w)
+            for k in range(law.K):
+                for j, p in enumerate(program.random_index):
+                    out.append(tr.forward(program.transforms[p], mu[p] + means[k, j]))
+            for k in ([0] if law.spec.shared_omega else range(law.K)):
+                out.extend(_omega_values(trils[k] @ trils[k].T, lay.full_omega))
+        else:
+            out.extend(_omega_values(cov, True))
+        out.extend(torch.exp(theta[lay.error]))
+        return torch.stack(out)
+
+    return rows.result(values)
+
+def _finish(stage: _Stage, design: CovariateDesign, data: Data, options: EstimationOptions, *,
+            device, dtype, threads, t_start: float, law_record: dict) -> Estimation:
+    """Observed Fisher information, ll.is, reported parameters and the numpy Estimation."""
+    program, theta, local = stage.program, stage.theta, stage.local
+    lay = program.layout
+    seconds, warnings = dict(stage.seconds), list(stage.warnings)
+    K, K_opt = _sample_sizes(data, options)
+    is_flow = isinstance(program.law, FlowLaw)
+    t0 = time.perf_counter()
+    local.refresh(theta, None, max_iter=50)
+    # a flow's own parameters (hundreds) are held fixed: SEs conditional on the law's shape;
+    # 64 draws per individual as in its refinement (second derivatives through the flow are costly)
+    K_fisher = min(K_opt, 64) if is_flow else K_opt
+    sampler = ImportanceSampler(program, local.loc, local.scale_tril, n_samples=K_fisher,
+                                seed=options.seed + 1000)
+    index = list(range(lay.core.stop)) if is_flow else None
+    _, hess = sampler.gradient_and_hessian(theta, index=index)
+    info = -hess
+    try:
+        if not bool(torch.isfinite(info).all()):
+            raise RuntimeError
+        cov_sub = torch.linalg.inv(info)
+        if not bool(torch.all(torch.diagonal(cov_sub) > 0)):
+            raise RuntimeError
+    except RuntimeError:
+        info = torch.nan_to_num(info, nan=0.0, posinf=0.0, neginf=0.0)
+        cov_sub = torch.linalg.pinv(info)
+        warnings.append("observed Fisher information is not positive definite: some "
+                        "parameters are poorly identified; their SEs are unreliable (NaN)")
+    if index is None:
+        cov_theta = cov_sub
+    else:
+        cov_theta = torch.zeros(lay.size, lay.size, dtype=dtype, device=device)
+        ix = torch.tensor(index, device=device)
+        cov_theta[ix.unsqueeze(-1), ix] = cov_sub
+    seconds["fisher"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    result = ImportanceSampler(program, local.loc, local.scale_tril, n_samples=K,
+                               seed=options.seed + 2000).evaluate(theta)
+    seconds["loglik"] = time.perf_counter() - t0
+
+    gaussian = lay.n_law == 0 and not program.law.conditional
+    if gaussian:
         names, kinds, params, scales, values = reported_parameters(program, design)
-        est = values(theta)
-        J = torch.autograd.functional.jacobian(values, theta)
-        cov_rep = J @ cov_theta @ J.T
-        var = torch.diagonal(cov_rep)
-        se = torch.where(var > 0, var.clamp_min(0).sqrt(), torch.full_like(var, float("nan")))
-        table = []
-        for k in range(len(names)):
-            e, s = float(est[k]), float(se[k])
-            scale = scales[k]
-            if scale == "identity":
-                est_t, se_t = e, s
-            else:
-                est_t = float(tr.inverse(scale, est[k]))
-                deriv = float(tr.derivative(scale, torch.tensor(est_t, dtype=torch.float64)))
-                se_t = s / deriv if deriv > 0 else float("nan")
-            table.append(dict(name=names[k], kind=kinds[k], parameter=params[k], estimate=e, se=s,
-                              estimate_transformed=est_t, se_transformed=se_t, scale=scale))
-        L = program.omega_tril(theta)
-        np_ = lambda t: t.detach().to("cpu", torch.float64).numpy()  # noqa: E731
-        seconds["total"] = time.perf_counter() - t_start
-        return Estimation(
-            table=table, theta=np_(theta), theta_cov=np_(cov_theta), mu=np_(program.mu_uncentred(theta)),
-            beta=np_(theta[lay.beta]), omega=np_(L @ L.T),
-            error={k: float(v) for k, v in program.error_params(theta).items()},
-            eta_map=np_(local.loc), eta_map_cov=np_(local.scale_tril @ local.scale_tril.transpose(-1, -2)),
-            eta_mean=np_(result.eta_mean), psi_mean=np_(result.psi_mean), psi_sd=np_(result.psi_sd),
-            loglik=float(result.loglik.sum()), loglik_se=float(result.mc_variance.sum().sqrt()),
-            loglik_individual=np_(result.loglik), is_samples=K, is_samples_fisher=K_opt, elbo_trace=np.asarray(trace.elbo),
-            steps=trace.steps, converged=trace.converged, refine_rounds=rounds, seconds=seconds,
-            device=str(device), dtype=str(dtype).replace("torch.", ""), threads=threads,
-            se_method=("observed Fisher information: Hessian of the importance-sampling "
-                       f"log-likelihood (K={K_opt} t4 draws per individual, common random numbers)"),
-            warnings=warnings)
+    else:
+        names, kinds, params, scales, values = reported_parameters_law(program, design,
+                                                                       options.seed + 3000)
+    est = values(theta)
+    J = torch.autograd.functional.jacobian(values, theta)
+    cov_rep = J @ cov_theta @ J.T
+    var = torch.diagonal(cov_rep)
+    se = torch.where(var > 0, var.clamp_min(0).sqrt(), torch.full_like(var, float("nan")))
+    table = []
+    for k in range(len(names)):
+        e, s = float(est[k]), float(se[k])
+        scale = scales[k]
+        if scale == "identity":
+            est_t, se_t = e, s
+        else:
+            est_t = float(tr.inverse(scale, est[k]))
+            deriv = float(tr.derivative(scale, torch.tensor(est_t, dtype=torch.float64)))
+            se_t = s / deriv if deriv > 0 else float("nan")
+        table.append(dict(name=names[k], kind=kinds[k], parameter=params[k], estimate=e, se=s,
+                          estimate_transformed=est_t, se_transformed=se_t, scale=scale))
+    np_ = lambda t: t.detach().to("cpu", torch.float64).numpy()  # noqa: E731
+    with torch.no_grad():
+        shift, omega = _law_moments(program, theta, 100_000, options.seed + 3000)
+    mu = program.mu_uncentred(theta).clone()
+    mu[program.random_index] = mu[program.random_index] + shift
+    record = dict(law_record)
+    record.update(stage.law_info)
+    record.update(shift=np_(shift).tolist(), n_theta=int(lay.size), n_law=int(lay.n_law),
+                  law_slice=[lay.law.start, lay.law.stop], omega_slice=[lay.omega.start, lay.omega.stop],
+                  full_omega=bool(lay.full_omega))
+    if program.context is not None:
+        record["context"] = np_(program.context).tolist()
+    if isinstance(program.law, MixtureLaw):
+        with torch.no_grad():
+            resp = program.law.responsibilities(program.omega_tril(theta), theta[lay.law],
+                                                result.eta_mean)
+        record["responsibilities"] = np_(resp).tolist()
+    seconds["total"] = time.perf_counter() - t_start
+    se_method = ("observed Fisher information: Hessian of the importance-sampling "
+                 f"log-likelihood (K={K_fisher} t4 draws per individual, common random numbers)")
+    if is_flow:
+        se_method += ("; the flow's own parameters held fixed (SEs conditional on the shape of the "
+                      "fitted law)")
+    return Estimation(
+        table=table, theta=np_(theta), theta_cov=np_(cov_theta), mu=np_(mu),
+        beta=np_(theta[lay.beta]), omega=np_(omega),
+        error={k: float(v) for k, v in program.error_params(theta).items()},
+        eta_map=np_(local.loc - shift), eta_map_cov=np_(local.scale_tril @ local.scale_tril.transpose(-1, -2)),
+        eta_mean=np_(result.eta_mean - shift), psi_mean=np_(result.psi_mean), psi_sd=np_(result.psi_sd),
+        loglik=float(result.loglik.sum()), loglik_se=float(result.mc_variance.sum().sqrt()),
+        loglik_individual=np_(result.loglik), is_samples=K, is_samples_fisher=K_fisher,
+        elbo_trace=np.asarray(stage.trace.elbo), steps=stage.trace.steps,
+        converged=stage.trace.converged, refine_rounds=stage.rounds, seconds=seconds,
+        device=str(device), dtype=str(dtype).replace("torch.", ""), threads=threads,
+        se_method=se_method, warnings=warnings, law=record)
+
+
+def estimate(model: Model, data: Data, design: CovariateDesign, init: dict[str, float],
+             options: EstimationOptions, *, law=None, context: np.ndarray | None = None) -> Estimation:
+    """Fit the NLME model; see the module docstring for the steps. ``law`` is a random-effects
+    spec (pymixnn.random_effects); ``context`` the (N, c) covariates of a conditional flow."""
+    t_start = time.perf_counter()
+    law = Gaussian() if law is None else law
+    device, dtype, threads = _setup(data, options)
+    pyro.set_rng_seed(options.seed)
+    generator = torch.Generator().manual_seed(options.seed)
+    with _threads(threads):
+        gauss = _gaussian_stage(model, data, design, init, options, device, dtype, generator)
+        finish = lambda stage, record: _finish(  # noqa: E731
+            stage, design, data, options, device=device, dtype=dtype, threads=threads,
+            t_start=t_start, law_record=record)
+        if isinstance(law, Gaussian):
+            return finish(gauss, dict(spec=law_to_dict(law), seed=options.seed))
+        if isinstance(law, Mixture) and law.n_components == "auto":
+            candidates = [(1, finish(gauss, dict(spec=law_to_dict(Gaussian()), seed=options.seed)))]
+            for k in range(2, law.max_components + 1):
+                spec = dataclasses.replace(law, n_components=k)
+                stage = _law_stage(gauss, model, data, design, spec, None, options, device, dtype,
+                                   generator)
+                candidates.append((k, finish(stage, dict(spec=law_to_dict(spec), seed=options.seed))))
+            table = []
+            for k, est in candidates:
+                df = len(est.theta)
+                table.append(dict(n_components=k, loglik=est.loglik, df=df,
+                                  aic=-2 * est.loglik + 2 * df,
+                                  bic=-2 * est.loglik + math.log(data.n_individuals) * df))
+            best = min(range(len(table)), key=lambda i: table[i][law.criterion])
+            chosen = candidates[best][1]
+            chosen.law["selection"] = table
+            chosen.law["criterion"] = law.criterion
+            chosen.seconds["total"] = time.perf_counter() - t_start
+            return chosen
+        stage = _law_stage(gauss, model, data, design, law, context, options, device, dtype,
+                           generator)
+        return finish(stage, dict(spec=law_to_dict(law), seed=options.seed))

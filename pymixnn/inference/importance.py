@@ -159,20 +159,26 @@ class ImportanceSampler:
                 grad += torch.autograd.grad(self.chunk_loglik(th, c, idx).sum(), th)[0]
         return grad
 
-    def gradient_and_hessian(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Gradient and Hessian of sum_i log L_i, accumulated over chunks."""
+    def gradient_and_hessian(self, theta: torch.Tensor, index: list[int] | None = None
+                             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gradient and Hessian of sum_i log L_i, accumulated over chunks; with ``index``, the
+        Hessian block of those entries of theta only (the others held fixed)."""
         theta = theta.detach()
         p = theta.shape[0]
+        rows_of = list(range(p)) if index is None else list(index)
+        m = len(rows_of)
         grad = torch.zeros(p, dtype=theta.dtype, device=theta.device)
-        hess = torch.zeros(p, p, dtype=theta.dtype, device=theta.device)
+        hess = torch.zeros(m, m, dtype=theta.dtype, device=theta.device)
         for c, idx in self.chunks():
             th = theta.clone().requires_grad_(True)
             with torch.enable_grad():
                 value = self.chunk_loglik(th, c, idx).sum()
                 (g,) = torch.autograd.grad(value, th, create_graph=True)
-                rows = [torch.autograd.grad(g[j], th, retain_graph=j < p - 1)[0] for j in range(p)]
+                rows = [torch.autograd.grad(g[j], th, retain_graph=k < m - 1)[0]
+                        for k, j in enumerate(rows_of)]
             grad += g.detach()
-            hess += torch.stack(rows).detach()
+            block = torch.stack(rows).detach()
+            hess += block if index is None else block[:, rows_of]
         return grad, 0.5 * (hess + hess.T)
 
     def hessian(self, theta: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,8 @@ Everything the Pyro program, the Laplace updates and importance sampling share l
 three compute the same density. The population parameters are one unconstrained vector ``theta``:
 
     mu (P, transformed scale) | beta (covariate effects) | omega (log-Cholesky of Omega, or log sd
-    when diagonal) | log a, log b (residual error)
+    when diagonal) | log a, log b (residual error) | law (parameters of a non-Gaussian random-effect
+    law: mixture weights, means and covariances, or the flow's parameters; see laws.py)
 
 Shapes: individuals are padded to the longest series (``mask`` marks real observations); random
 effects ``eta`` have shape ``(..., B, d)`` for a batch of B individuals and any leading sample axes.
@@ -19,8 +20,10 @@ import torch
 
 from pymixnn.covariates import CovariateDesign
 from pymixnn.data import Data
+from pymixnn.inference.laws import build_law, tril_from_raw
 from pymixnn.models import Model
 from pymixnn.models import transforms as tr
+from pymixnn.random_effects import Gaussian
 
 __all__ = ["Layout", "Program"]
 
@@ -36,6 +39,7 @@ class Layout:
     n_random: int
     full_omega: bool
     error_names: tuple[str, ...]
+    n_law: int = 0
 
     @property
     def mu(self) -> slice:
@@ -60,15 +64,25 @@ class Layout:
         return slice(self.omega.stop, self.omega.stop + len(self.error_names))
 
     @property
+    def law(self) -> slice:
+        return slice(self.error.stop, self.error.stop + self.n_law)
+
+    @property
+    def core(self) -> slice:
+        """Everything but the law block: mu, beta, omega (base scale) and error."""
+        return slice(0, self.error.stop)
+
+    @property
     def size(self) -> int:
-        return self.error.stop
+        return self.law.stop
 
 
 class Program:
     """Tensors of one fit and the log-densities evaluated on them."""
 
     def __init__(self, model: Model, data: Data, design: CovariateDesign, *,
-                 device: torch.device, dtype: torch.dtype):
+                 device: torch.device, dtype: torch.dtype, law=None,
+                 context: np.ndarray | None = None, seed: int = 0):
         self.model = model
         self.device, self.dtype = device, dtype
         x_pad, y_pad, mask = data.padded()
@@ -78,8 +92,13 @@ class Program:
         self.params = tuple(model.parameters)
         self.transforms = [model.transforms[p] for p in self.params]
         self.random_index = [self.params.index(p) for p in model.random]
+        self.law_spec = law if law is not None else Gaussian()
+        context_dim = 0 if context is None else int(context.shape[1])
+        self.context = None if context is None else as_t(context)
+        self.law = build_law(self.law_spec, len(self.random_index), model.omega == "full",
+                             context_dim=context_dim, dtype=dtype, device=device, seed=seed)
         self.layout = Layout(len(self.params), design.n_effects, len(self.random_index),
-                             model.omega == "full", model.error_parameters)
+                             model.omega == "full", model.error_parameters, self.law.n_params)
         # covariates are centred internally (mu is then the typical value at the mean covariate,
         # which decorrelates mu and beta); reported fixed effects are mapped back to saemix's
         # uncentred definition by ``mu_uncentred``
@@ -99,20 +118,12 @@ class Program:
         else:
             self.y = as_t(y_pad)
             self.jacobian = None
-        self._tril = torch.tril_indices(self.layout.n_random, self.layout.n_random, device=device)
 
     # ---- population parameters ---------------------------------------------------------------
     def omega_tril(self, theta: torch.Tensor) -> torch.Tensor:
         """Cholesky factor L of Omega (d x d), diagonal positive."""
         lay = self.layout
-        raw = theta[lay.omega]
-        d = lay.n_random
-        if not lay.full_omega:
-            return torch.diag_embed(torch.exp(raw))
-        L = torch.zeros(d, d, dtype=theta.dtype, device=theta.device)
-        L = L.index_put((self._tril[0], self._tril[1]), raw)
-        diag = torch.diagonal(L)
-        return L - torch.diag_embed(diag) + torch.diag_embed(torch.exp(diag))
+        return tril_from_raw(theta[lay.omega], lay.n_random, lay.full_omega)
 
     def error_params(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
         return dict(zip(self.layout.error_names, torch.exp(theta[self.layout.error])))
@@ -178,12 +189,25 @@ class Program:
             ll = ll + (self.jacobian if idx is None else self.jacobian[idx])
         return ll
 
-    def log_prior(self, theta: torch.Tensor, eta: torch.Tensor) -> torch.Tensor:
-        """log N(eta_i; 0, Omega), (..., B)."""
+    def log_prior(self, theta: torch.Tensor, eta: torch.Tensor,
+                  idx: torch.Tensor | None = None) -> torch.Tensor:
+        """log p(eta_i | law), (..., B): N(0, Omega) for the Gaussian law (laws.py for the others)."""
         L = self.omega_tril(theta)
-        z = torch.linalg.solve_triangular(L, eta.unsqueeze(-1), upper=False).squeeze(-1)
-        d = L.shape[-1]
-        return -0.5 * (z**2).sum(-1) - torch.log(torch.diagonal(L)).sum() - 0.5 * d * _LOG_2PI
+        if self.layout.n_law == 0 and not self.law.conditional:
+            z = torch.linalg.solve_triangular(L, eta.unsqueeze(-1), upper=False).squeeze(-1)
+            d = L.shape[-1]
+            return -0.5 * (z**2).sum(-1) - torch.log(torch.diagonal(L)).sum() - 0.5 * d * _LOG_2PI
+        context = None
+        if self.law.conditional:
+            context = self.context if idx is None else self.context[idx]
+        return self.law.log_prob(L, theta[self.layout.law], eta, context)
+
+    def law_penalty(self, theta: torch.Tensor) -> torch.Tensor:
+        """Penalty on the law's parameters (a flow's ridge towards the identity); 0 otherwise."""
+        penalty = getattr(self.law, "penalty", None)
+        if penalty is None:
+            return torch.zeros((), dtype=theta.dtype, device=theta.device)
+        return penalty(theta[self.layout.law])
 
     def log_joint(self, theta: torch.Tensor, eta: torch.Tensor, idx: torch.Tensor | None):
-        return self.log_likelihood(theta, eta, idx) + self.log_prior(theta, eta)
+        return self.log_likelihood(theta, eta, idx) + self.log_prior(theta, eta, idx)

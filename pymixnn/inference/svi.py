@@ -51,13 +51,43 @@ class SVITrace:
     converged: bool = False
 
 
+class RandomEffectsLaw(dist.TorchDistribution):
+    """The law of eta_i for a batch of individuals as a Pyro distribution (log_prob only: in SVI the
+    guide supplies the values). Gaussian, mixture or flow, from ``Program.log_prior``."""
+
+    arg_constraints: dict = {}
+    support = dist.constraints.real_vector
+
+    def __init__(self, program: Program, theta: torch.Tensor, idx: torch.Tensor,
+                 batch_shape: torch.Size | None = None):
+        self.program, self.theta, self.idx = program, theta, idx
+        d = program.layout.n_random
+        super().__init__(batch_shape=idx.shape if batch_shape is None else torch.Size(batch_shape),
+                         event_shape=(d,), validate_args=False)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        return self.program.log_prior(self.theta, value, self.idx).expand(
+            value.shape[:-1])
+
+    def expand(self, batch_shape, _instance=None):
+        # leading (particle) axes broadcast in log_prob; the last axis stays the batch of individuals
+        return RandomEffectsLaw(self.program, self.theta, self.idx, batch_shape)
+
+
 def pyro_model(program: Program, theta0: torch.Tensor, idx: torch.Tensor) -> None:
     theta = pyro.param("theta", theta0)
     L = program.omega_tril(theta)
     d = L.shape[-1]
+    if program.layout.n_law:
+        # the flow's ridge towards the Gaussian model (a prior on the law's parameters, once per step)
+        pyro.factor("law_penalty", -program.law_penalty(theta))
     with pyro.plate("individuals", program.n_individuals, subsample=idx):
-        eta = pyro.sample("eta", dist.MultivariateNormal(
-            torch.zeros(d, dtype=theta.dtype, device=theta.device), scale_tril=L))
+        if program.layout.n_law or program.law.conditional:
+            law = RandomEffectsLaw(program, theta, idx)
+        else:
+            law = dist.MultivariateNormal(torch.zeros(d, dtype=theta.dtype, device=theta.device),
+                                          scale_tril=L)
+        eta = pyro.sample("eta", law)
         loc, scale, y, mask = program.observation_terms(theta, eta, idx)
         pyro.sample("y", dist.Normal(loc, scale).mask(mask).to_event(1), obs=y)
         if program.jacobian is not None:
