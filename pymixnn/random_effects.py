@@ -147,7 +147,8 @@ class Flow:
 
     def describe(self) -> str:
         ctx = f", conditional on {list(self.context)}" if self.context else ""
-        return (f"normalizing-flow random effects ({self.kind}, {self.n_layers} layers, hidden "
+        layers = f"{self.n_layers} layer" + ("" if self.n_layers == 1 else "s")
+        return (f"normalizing-flow random effects ({self.kind}, {layers}, hidden "
                 f"{list(self.hidden)}, {self.count_bins} bins{ctx})")
 
 

@@ -152,7 +152,7 @@ class Results:
         lines = []
         fmt = lambda v: "NA" if not np.isfinite(v) else f"{v:.5g}"  # noqa: E731
         width = max(len(str(n)) for n in p.index) + 2
-        cols = f"{'':{width}}{'Estimate':>11}{'SE':>11}{'RSE(%)':>9}{'2.5%':>11}{'97.5%':>11}"
+        cols = f"{'':{width}}{'Estimate':>12}{'SE':>12}{'RSE(%)':>9}{'2.5%':>12}{'97.5%':>12}"
         for kind in ("fixed", "law", "omega", "sigma"):
             kinds = ("fixed", "beta") if kind == "fixed" else (kind,)
             block = p[p["kind"].isin(kinds)]
@@ -160,9 +160,10 @@ class Results:
                 continue
             lines += ["", labels[kind], cols]
             for name, r in block.iterrows():
-                lines.append(f"{name:{width}}{fmt(r['estimate']):>11}{fmt(r['se']):>11}"
+                # width 12 holds the longest %.5g value (-1.2346e-05) with a separating space
+                lines.append(f"{name:{width}}{fmt(r['estimate']):>12}{fmt(r['se']):>12}"
                              f"{(f'{r.rse:.1f}' if np.isfinite(r.rse) else 'NA'):>9}"
-                             f"{fmt(r['ci_lower']):>11}{fmt(r['ci_upper']):>11}")
+                             f"{fmt(r['ci_lower']):>12}{fmt(r['ci_upper']):>12}")
         lik = ["", "Likelihood (importance sampling)",
                f"  ll.is  {self.loglik:.3f}  (Monte Carlo SE {self.loglik_se:.3f}, "
                f"{info['is_samples']} draws per individual)",
