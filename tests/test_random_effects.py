@@ -245,3 +245,12 @@ def test_cli_mixture(tmp_path, small_bimodal):
     assert record["random_effects"]["df"] == 14  # 3 mu + 2 x 3 variances + 3 offsets + 1 weight + a
     assert main(["fit", str(path), "--model", "logistic", "--id", "id", "--x", "t", "--y", "y",
                  "--random-effects", "mixture", "--n-components", "two"]) == 2
+
+
+def test_flow_same_seed_same_numbers():
+    # seed= makes a flow fit bit-identical run to run (CV folds, draws, layer orders all seeded)
+    df = simulate_logistic(80, 8, laws={"A": NormalMixture1D.separated(0.4, 4.0, 0.1)}, seed=2)
+    a = _fit(df, pymixnn.Flow(penalty_grid=(10.0, 1000.0)))
+    b = _fit(df, pymixnn.Flow(penalty_grid=(10.0, 1000.0)))
+    np.testing.assert_array_equal(a.estimation.theta, b.estimation.theta)
+    assert a.loglik == b.loglik
