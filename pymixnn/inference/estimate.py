@@ -38,7 +38,7 @@ from pymixnn.inference.deconvolution import apply_law_fit, cache_draws, choose_p
 from pymixnn.inference.deconvolution import _pack as pack_law
 from pymixnn.inference.importance import ImportanceSampler
 from pymixnn.inference.laplace import LocalPosteriors
-from pymixnn.inference.laws import FlowLaw, MixtureLaw, fit_gaussian_mixture, raw_from_tril
+from pymixnn.inference.laws import FlowLaw, GaussianLaw, MixtureLaw, fit_gaussian_mixture, raw_from_tril
 from pymixnn.inference.program import Program
 from pymixnn.inference.svi import SVIOptions, run_svi
 from pymixnn.models import Model
@@ -430,11 +430,6 @@ def _refine_lbfgs(program, theta, local, options, K_opt, *, max_iter: int = 60, 
     return theta, rounds
 
 
-def _law_program(model, data, design, law, context, device, dtype, seed) -> Program:
-    return Program(model, data, design, device=device, dtype=dtype, law=law, context=context,
-                   seed=seed)
-
-
 def _law_stage(gauss: _Stage, model, data, design, law, context, options, device, dtype,
                generator) -> _Stage:
     """Start the law from the Gaussian fit (a flow at the identity, a mixture from EM on draws of
@@ -442,7 +437,8 @@ def _law_stage(gauss: _Stage, model, data, design, law, context, options, device
     t_start = time.perf_counter()
     seconds = {k: v for k, v in gauss.seconds.items()}
     warnings = list(gauss.warnings)
-    program = _law_program(model, data, design, law, context, device, dtype, options.seed)
+    program = Program(model, data, design, device=device, dtype=dtype, law=law, context=context,
+                      seed=options.seed)
     lay = program.layout
     theta = torch.zeros(lay.size, dtype=dtype, device=device)
     theta[lay.core] = gauss.theta
@@ -627,8 +623,7 @@ def _finish(stage: _Stage, design: CovariateDesign, data: Data, options: Estimat
                                seed=options.seed + 2000).evaluate(theta)
     seconds["loglik"] = time.perf_counter() - t0
 
-    gaussian = lay.n_law == 0 and not program.law.conditional
-    if gaussian:
+    if isinstance(program.law, GaussianLaw):
         names, kinds, params, scales, values = reported_parameters(program, design)
     else:
         names, kinds, params, scales, values = reported_parameters_law(program, design,

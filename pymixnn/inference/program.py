@@ -193,10 +193,6 @@ class Program:
                   idx: torch.Tensor | None = None) -> torch.Tensor:
         """log p(eta_i | law), (..., B): N(0, Omega) for the Gaussian law (laws.py for the others)."""
         L = self.omega_tril(theta)
-        if self.layout.n_law == 0 and not self.law.conditional:
-            z = torch.linalg.solve_triangular(L, eta.unsqueeze(-1), upper=False).squeeze(-1)
-            d = L.shape[-1]
-            return -0.5 * (z**2).sum(-1) - torch.log(torch.diagonal(L)).sum() - 0.5 * d * _LOG_2PI
         context = None
         if self.law.conditional:
             context = self.context if idx is None else self.context[idx]
