@@ -82,6 +82,7 @@ test-r: $(TEST_STAMP)
 bench: $(CORE_STAMP)
 	$(PY) -m benchmarks.pipeline
 	$(PY) -m benchmarks random_effects
+	$(PY) -m benchmarks discrete
 
 # --- cleaning --------------------------------------------------------------
 

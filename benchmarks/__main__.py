@@ -1,12 +1,13 @@
 """`python -m benchmarks SUITE [args]`: run one suite, e.g. `python -m benchmarks pipeline --quick`,
-`python -m benchmarks random_effects`."""
+`python -m benchmarks random_effects`, `python -m benchmarks discrete`."""
 from __future__ import annotations
 
 import sys
 
-from benchmarks import pipeline, random_effects
+from benchmarks import discrete, pipeline, random_effects
 
-SUITES = {"pipeline": pipeline.main, "random_effects": random_effects.main}
+SUITES = {"pipeline": pipeline.main, "random_effects": random_effects.main,
+          "discrete": discrete.main}
 
 
 def main(argv: list[str] | None = None) -> None:

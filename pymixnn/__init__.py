@@ -10,6 +10,8 @@ from pymixnn import datasets
 from pymixnn.data import Data
 from pymixnn.fitting import fit
 from pymixnn.models import NAMED_MODELS, Model, named
+from pymixnn.models.observation import (Bernoulli, Binomial, LogLikelihood, NegativeBinomial, Normal,
+                                        Ordinal, Poisson, ZeroInflatedPoisson, observation)
 from pymixnn.random_effects import Flow, Gaussian, Mixture
 
 __version__ = "0.1.0"
@@ -28,4 +30,5 @@ def __getattr__(name):  # Results imports torch and pyro: load it only when aske
 
 
 __all__ = ["fit", "Data", "Model", "named", "NAMED_MODELS", "Results", "compare_fits", "Gaussian",
-           "Mixture", "Flow", "datasets", "__version__"]
+           "Mixture", "Flow", "Normal", "Poisson", "NegativeBinomial", "ZeroInflatedPoisson", "Binomial",
+           "Bernoulli", "Ordinal", "LogLikelihood", "observation", "datasets", "__version__"]

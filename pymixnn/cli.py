@@ -62,6 +62,18 @@ def _parser() -> argparse.ArgumentParser:
                      help="law of the random effects (default gaussian)")
     fit.add_argument("--n-components", metavar="K", help="mixture components: an integer or 'auto'")
     fit.add_argument("--context", metavar="COL[,COL]", help="covariates a flow is conditioned on")
+    fit.add_argument("--observation", default="gaussian",
+                     choices=["gaussian", "poisson", "negative_binomial", "zero_inflated_poisson",
+                              "binomial", "bernoulli", "ordinal"],
+                     help="observation model (default gaussian, with the model's error model)")
+    fit.add_argument("--link", help="link of the observation model (e.g. identity; default the "
+                                    "family's: log for counts, logit for binomial/bernoulli)")
+    fit.add_argument("--trials", metavar="COL", help="column of binomial trials")
+    fit.add_argument("--censoring", metavar="COL",
+                     help="column flagging left-censored rows (1; y holds the limit): M3 likelihood")
+    fit.add_argument("--likelihood", choices=["auto", "is", "gq"], default="auto",
+                     help="importance sampling (is), adaptive quadrature (gq) or auto (default)")
+    fit.add_argument("--vpc", metavar="PATH", help="write a visual predictive check PNG")
     outputs(fit)
     return parser
 
@@ -108,6 +120,11 @@ def main(argv: list[str] | None = None) -> int:
                 extra["n_components"] = k if k == "auto" else _integer(k, "--n-components")
             if args.context:
                 extra["context"] = [c.strip() for c in args.context.split(",")]
+            extra["observation"] = _observation(args.observation, args.link)
+            extra["likelihood"] = args.likelihood
+            for key in ("trials", "censoring"):
+                if getattr(args, key):
+                    extra[key] = getattr(args, key)
         res = pymixnn.fit(df, spec.pop("model"), **spec, **extra, seed=args.seed,
                           progress=not args.no_progress)
     except (ValueError, TypeError) as err:
@@ -120,7 +137,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.plot:
         res.plot_individuals(args.plot)
         print(f"individual fits plotted in {args.plot}")
+    if getattr(args, "vpc", None):
+        res.plot_vpc(args.vpc, seed=args.seed)
+        print(f"visual predictive check plotted in {args.vpc}")
     return 0
+
+
+def _observation(name: str, link: str | None):
+    from pymixnn.models.observation import FAMILIES, observation
+
+    if link is None:
+        return name
+    cls = FAMILIES[name]
+    if not cls.links:
+        raise ValueError(f"--link: observation {name!r} has no link to choose")
+    return observation(cls(link=link))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -112,6 +112,7 @@ class Data:
         y_col: str,
         covariate_cols: list[str],
         n_dropped: int = 0,
+        aux_cols: dict[str, str] | None = None,
     ) -> None:
         self.id_col = id_col
         self.x_cols = list(x_cols)
@@ -119,6 +120,7 @@ class Data:
         self.covariate_cols = list(covariate_cols)
         self.frame = frame
         self.n_dropped = int(n_dropped)
+        self.aux_cols = dict(aux_cols or {})
 
         codes, uniques = pd.factorize(frame[id_col])
         if np.any(np.diff(codes) < 0):
@@ -133,6 +135,7 @@ class Data:
         self.n_obs_per_individual = counts.astype(np.int64)
         self.x = frame[self.x_cols].to_numpy(dtype=np.float64)
         self.y = frame[y_col].to_numpy(dtype=np.float64)
+        self.aux = {role: frame[col].to_numpy(dtype=np.float64) for role, col in self.aux_cols.items()}
 
         self._starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
         self.covariates = frame[self.covariate_cols].iloc[self._starts].set_axis(
@@ -150,6 +153,7 @@ class Data:
         y: str,
         covariates: Sequence[str] | None = None,
         dropna: bool = False,
+        aux: dict[str, str] | None = None,
     ) -> Data:
         """Validate a long DataFrame and build a :class:`Data`.
 
@@ -168,6 +172,10 @@ class Data:
             numeric or categorical (strings, pandas Categorical, bool).
         dropna
             Drop rows with a missing ``y`` (with a warning) instead of failing.
+        aux
+            Observation-level columns of the observation model by role, e.g.
+            ``{"trials": "leaves"}`` (binomial) or ``{"censored": "blq"}`` (M3
+            censoring); numeric, finite.
 
         Raises
         ------
@@ -183,9 +191,10 @@ class Data:
             raise TypeError(f"df must be a pandas DataFrame, got {type(df).__name__}")
         x_cols = [x] if isinstance(x, str) else list(x)
         covariate_cols = [] if covariates is None else list(covariates)
+        aux_cols = dict(aux or {})
         if not x_cols:
             raise ValueError("x must name at least one column")
-        roles = [id, *x_cols, y, *covariate_cols]
+        roles = [id, *x_cols, y, *covariate_cols, *aux_cols.values()]
         for column in roles:
             if column not in df.columns:
                 raise ValueError(
@@ -194,7 +203,8 @@ class Data:
         repeated = sorted({str(c) for c in roles if roles.count(c) > 1})
         if repeated:
             raise ValueError(
-                f"column(s) {repeated} used more than once among id, x, y and covariates"
+                f"column(s) {repeated} used more than once among id, x, y, covariates, trials "
+                "and censoring"
             )
         if df.empty:
             raise ValueError("data has no rows")
@@ -204,9 +214,9 @@ class Data:
             raise _row_error(id, "has a missing id", df[id], missing_id)
 
         frame = df[roles].copy()
-        for column in [*x_cols, y]:
+        for column in [*x_cols, y, *aux_cols.values()]:
             frame[column] = _as_float(df, column).to_numpy()
-        for column in [*x_cols, *covariate_cols]:
+        for column in [*x_cols, *covariate_cols, *aux_cols.values()]:
             bad = _nonfinite(frame[column])
             if bad.any():
                 raise _row_error(column, "must be finite and not missing", frame[column], bad)
@@ -272,6 +282,7 @@ class Data:
             y_col=y,
             covariate_cols=covariate_cols,
             n_dropped=n_dropped,
+            aux_cols=aux_cols,
         )
 
     @classmethod
@@ -298,6 +309,13 @@ class Data:
         rows = np.arange(self.n_obs, dtype=np.int64)
         positions[self.index, rows - self._starts[self.index]] = rows
         return positions
+
+    def padded_aux(self, role: str, fill: float = 0.0) -> np.ndarray:
+        """An auxiliary column (``aux`` role) padded as y, (N, T); ``fill`` on padding."""
+        mask = self.row_positions() >= 0
+        out = np.full(mask.shape, fill, dtype=np.float64)
+        out[mask] = self.aux[role]
+        return out
 
     def padded(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Observations padded per individual.
@@ -334,6 +352,7 @@ class Data:
             y_col=self.y_col,
             covariate_cols=self.covariate_cols,
             n_dropped=self.n_dropped,
+            aux_cols=self.aux_cols,
         )
 
     def __repr__(self) -> str:

@@ -23,27 +23,35 @@ from pymixnn.models import transforms as tr
 __all__ = ["fit"]
 
 
-def _as_data(data, id, x, y, covariate_columns: list[str], dropna: bool) -> Data:
+def _as_data(data, id, x, y, covariate_columns: list[str], dropna: bool,
+             aux: dict[str, str]) -> Data:
     if isinstance(data, Data):
         missing = [c for c in covariate_columns if c not in data.covariate_cols]
         if missing:
             raise ValueError(f"covariates {missing} are not in the Data object "
                              f"(it has {data.covariate_cols}); rebuild it with covariates=")
+        if aux and dict(data.aux_cols) != aux:
+            raise ValueError(f"the Data object has auxiliary columns {data.aux_cols}, not {aux}; "
+                             "rebuild it with Data.from_pandas(..., aux=...)")
         return data
     if isinstance(data, pd.DataFrame):
         if id is None or x is None or y is None:
             raise ValueError("with a DataFrame, give the columns: fit(df, model, id=..., x=..., y=...)")
         return Data.from_pandas(data, id=id, x=x, y=y, covariates=covariate_columns or None,
-                                dropna=dropna)
+                                dropna=dropna, aux=aux or None)
     raise TypeError(f"data must be a pandas DataFrame or a pymixnn.Data, got {type(data).__name__}")
 
 
-def _check_model_on_data(model: Model, data: Data) -> None:
-    """Column count, support of y for the error model, and one evaluation of f (clear errors)."""
+def _check_model_on_data(model: Model, data: Data, obs) -> None:
+    """Column count, support of y for the error model / observation family (clear errors)."""
     if model.x_names is not None and len(model.x_names) != len(data.x_cols):
         raise ValueError(f"model {model.name!r} reads {len(model.x_names)} x column(s) "
                          f"{list(model.x_names)}, but x={data.x_cols} has {len(data.x_cols)}")
-    if model.error == "exponential":
+    frame = data.frame
+    if obs.name != "ordinal":  # ordinal levels are checked, and coded 0..K-1, before Data
+        obs.validate(frame[data.y_col], data.y_col,
+                     {role: frame[col].rename(col) for role, col in data.aux_cols.items()})
+    if model.error == "exponential" and obs.name == "gaussian":
         bad = np.nonzero(~(data.y > 0))[0]
         if bad.size:
             row = data.frame.index[bad[0]]
@@ -51,10 +59,12 @@ def _check_model_on_data(model: Model, data: Data) -> None:
                              f"row {row!r} has value {data.y[bad[0]]!r}")
 
 
-def _initial_values(model: Model, data: Data, init: Mapping[str, float] | None) -> dict[str, float]:
+def _initial_values(model: Model, data: Data, init: Mapping[str, float] | None,
+                    obs) -> dict[str, float]:
     values: dict[str, float] = {}
     if model.self_start is not None:
-        values.update(model.self_start(data.x, data.y))
+        # on the scale of the structural function: log counts, logits of proportions, ...
+        values.update(model.self_start(data.x, obs.working_response(data.y, data.aux)))
     values.update(model.init or {})
     values.update({str(k): float(v) for k, v in (init or {}).items()})
     missing = [p for p in model.parameters if p not in values]
@@ -99,8 +109,10 @@ def fit(data: pd.DataFrame | Data, model: Model | str, *, id: str | None = None,
         transforms: Mapping[str, str] | str | None = None,
         random_effects="gaussian", n_components: int | str | None = None,
         context: Sequence[str] | str | None = None,
+        observation="gaussian", trials: str | None = None, censoring: str | None = None,
         batch_size: int = 512, max_steps: int = 4000, lr: float = 0.02, num_particles: int = 4,
-        refine: bool = True, is_samples: int | None = None, device: str = "cpu",
+        refine: bool = True, is_samples: int | None = None, likelihood: str = "auto",
+        device: str = "cpu",
         dtype: str | None = None, threads: int | None = None, seed: int = 0,
         progress: bool = True):
     """Fit a nonlinear mixed-effects model by minibatch stochastic variational inference.
@@ -125,10 +137,25 @@ def fit(data: pd.DataFrame | Data, model: Model | str, *, id: str | None = None,
         ``pymixnn.Mixture(...)``, ``pymixnn.Flow(kind=..., n_layers=..., hidden=...)``.
     context : covariate columns the flow's law is conditioned on (a conditional flow), e.g.
         ``context=["scenario"]``; constant within an individual.
+    observation : the observation model: "gaussian" (default; the model's error model),
+        "poisson", "negative_binomial", "zero_inflated_poisson", "binomial", "bernoulli",
+        "ordinal", a spec (``pymixnn.Poisson(link="identity")``, ``pymixnn.Ordinal(levels=[...])``)
+        or ``pymixnn.LogLikelihood(function, parameters={...})``. The structural function gives
+        the family's linear predictor (log rate, logit of a probability, ...); see
+        :mod:`pymixnn.models.observation`.
+    trials : column with the number of trials of each binomial observation (e.g. the plant's
+        number of leaves when y counts senescent leaves).
+    censoring : column flagging left-censored observations (1: below the limit of quantification,
+        y holding that limit; 0: observed), fitted by the M3 likelihood (Gaussian observations).
     batch_size : individuals per SVI minibatch. max_steps, lr, num_particles : SVI settings
         (Adam with step size decaying from lr to lr/20 over max_steps; ELBO particles).
     refine : maximize the importance-weighted ELBO after SVI (maximum-likelihood accuracy).
     is_samples : importance samples per individual for ll.is and SEs (default from data size).
+    likelihood : how the marginal likelihood (refinement, SEs, reported log-likelihood) integrates
+        the random effects out: "is" (importance sampling, saemix's ll.is), "gq" (adaptive
+        Gauss-Hermite quadrature, saemix's ll.gq and lme4's nAGQ: 25, 15 or 7 nodes per random
+        effect for 1, 2 or 3 of them) or "auto" (default: gq for one or two random effects,
+        unless the data are so large that the nodes would cost more than 2e7 evaluations).
     device : "cpu", "cuda" or "auto". dtype : "float32" / "float64" (default: float64 on CPU, float32 on CUDA). threads : torch threads during the fit (default 1 below 200,000
         observations, where more threads only add contention).
     seed : random seed; the same seed gives identical results.
@@ -143,8 +170,13 @@ def fit(data: pd.DataFrame | Data, model: Model | str, *, id: str | None = None,
     from pymixnn.random_effects import Flow
     from pymixnn.random_effects import resolve as resolve_law
 
+    from pymixnn.models.observation import Ordinal, resolve_levels
+    from pymixnn.models.observation import observation as resolve_observation
+
     mapping = normalize_mapping(covariates)
     model = resolve(model)
+    obs = resolve_observation(observation)
+    data, aux = _observation_columns(data, obs, y, trials, censoring, error)
     law = resolve_law(random_effects, n_components=n_components, context=context)
     overrides = {k: v for k, v in dict(error=error, omega=omega, random=random,
                                        transforms=transforms).items() if v is not None}
@@ -153,16 +185,23 @@ def fit(data: pd.DataFrame | Data, model: Model | str, *, id: str | None = None,
     context_columns = list(law.context) if isinstance(law, Flow) and law.context else []
     covariate_columns = list(dict.fromkeys([c for cols in mapping.values() for c in cols]
                                            + context_columns))
-    data = _as_data(data, id, x, y, covariate_columns, dropna)
-    _check_model_on_data(model, data)
+    if isinstance(obs, Ordinal):
+        data, obs = _encode_ordinal(data, obs, y, resolve_levels)
+    data = _as_data(data, id, x, y, covariate_columns, dropna, aux)
+    _check_model_on_data(model, data, obs)
     if law.name != "gaussian" and not model.random:
         raise ValueError(f"random_effects={law.name!r} needs at least one parameter with a random effect")
     design = CovariateDesign.build(mapping, data.covariates, model.parameters)
     context_matrix = _context_matrix(data, context_columns, model) if context_columns else None
-    start = _initial_values(model, data, init)
+    start = _initial_values(model, data, init, obs)
     for name, value in dict(batch_size=batch_size, max_steps=max_steps, num_particles=num_particles).items():
         if not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if likelihood not in ("auto", "is", "gq"):
+        raise ValueError(f"likelihood must be 'auto', 'is' or 'gq', got {likelihood!r}")
+    if likelihood == "gq" and len(model.random) > 3:
+        raise ValueError(f"likelihood='gq' integrates at most 3 random effects (tensor-product "
+                         f"nodes); this model has {len(model.random)}: use 'is'")
     if not (isinstance(seed, (int, np.integer)) and seed >= 0):
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     _check_function(model, data, start)
@@ -171,15 +210,76 @@ def fit(data: pd.DataFrame | Data, model: Model | str, *, id: str | None = None,
 
     options = EstimationOptions(
         seed=int(seed), device=device, dtype=dtype, threads=threads, refine=refine,
-        is_samples=is_samples,
+        is_samples=is_samples, likelihood=likelihood,
         svi=SVIOptions(batch_size=int(batch_size), max_steps=int(max_steps), lr=lr,
                        lr_final=lr / 20, num_particles=int(num_particles), progress=progress))
-    estimation = estimate(model, data, design, start, options, law=law, context=context_matrix)
+    estimation = estimate(model, data, design, start, options, law=law, context=context_matrix,
+                          observation=obs)
+    from pymixnn.models.observation import to_dict as observation_to_dict
+
     return Results(model=model, data=data, design=design, estimation=estimation,
                    settings=dict(seed=int(seed), device=device, batch_size=int(batch_size),
                                  max_steps=int(max_steps), lr=lr, num_particles=int(num_particles),
                                  refine=refine, init=start, covariates=mapping,
-                                 context=context_columns))
+                                 context=context_columns, observation=observation_to_dict(obs),
+                                 likelihood=likelihood),
+                   observation=obs)
+
+
+def _observation_columns(data, obs, y, trials, censoring, error):
+    """Check the auxiliary columns against the family (before any data conversion); returns the
+    data and the role -> column mapping."""
+    from pymixnn.models.observation import Normal
+
+    aux: dict[str, str] = {}
+    if not isinstance(obs, Normal) and error is not None:
+        raise ValueError(f"error={error!r} sets the Gaussian error model; observation="
+                         f"{obs.name!r} has its own law (drop error=)")
+    if censoring is not None:
+        if not isinstance(obs, Normal):
+            frame = data.frame if isinstance(data, Data) else data
+            flags = frame[censoring] if censoring in getattr(frame, "columns", []) else None
+            where = ""
+            if flags is not None:
+                on = np.flatnonzero(pd.to_numeric(flags, errors="coerce").fillna(1).to_numpy() != 0)
+                if on.size:
+                    where = f": row {flags.index[on[0]]!r} has value {flags.iloc[on[0]]!r}"
+            raise ValueError(f"censoring column {censoring!r} flags censored observations{where}; "
+                             f"left-censoring (M3) needs observation='gaussian', not {obs.name!r}")
+        aux["censored"] = censoring
+    if "trials" in obs.needs:
+        if trials is None:
+            raise ValueError(f"observation={obs.name!r} needs trials=<column with the number of "
+                             "trials of each observation>")
+        aux["trials"] = trials
+    elif trials is not None:
+        raise ValueError(f"trials={trials!r} is used only by observation='binomial' (this fit uses "
+                         f"{obs.name!r})")
+    return data, aux
+
+
+def _encode_ordinal(data, obs, y, resolve_levels):
+    """Ordinal y as category codes 0..K-1 (levels given, or the sorted values / an ordered
+    categorical's categories); a level outside the given ones is an error naming its row."""
+    if isinstance(data, Data):
+        frame, column = data.frame, data.y_col
+    else:
+        if y not in getattr(data, "columns", []):
+            return data, obs  # Data.from_pandas reports the missing column
+        frame, column = data, y
+    values = frame[column]
+    obs = resolve_levels(obs, values, column)
+    present = values.notna()
+    obs.validate(values[present], column, {})
+    codes = obs.encode(values)
+    if isinstance(data, Data):
+        if not np.array_equal(codes, data.y):
+            raise ValueError("ordinal data given as a pymixnn.Data must hold the codes 0..K-1 of "
+                             f"the levels {list(obs.levels)}; pass the DataFrame instead")
+        return data, obs
+    out = frame.copy()
+    out[column] = codes
+    return out, obs
 
 
 def _context_matrix(data: Data, columns: list[str], model: Model) -> np.ndarray:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["plot_individual_fits", "plot_random_effects"]
+__all__ = ["plot_individual_fits", "plot_random_effects", "plot_vpc"]
 
 
 def plot_individual_fits(res, path: str | Path, *, ids=None, max_panels: int = 24,
@@ -43,6 +43,8 @@ def plot_individual_fits(res, path: str | Path, *, ids=None, max_panels: int = 2
             if c != time:
                 grid[c] = rows[c].iloc[0]
         grid[d.id_col] = ind
+        if "trials" in d.aux_cols:  # binomial: expected successes at the individual's trials
+            grid[d.aux_cols["trials"]] = rows[d.aux_cols["trials"]].iloc[0]
         for c in res.design.columns:
             grid[c] = d.covariates.loc[ind, c]
         ax.plot(grid[time], res.predict(grid, level="individual"), color="C0", lw=1.4)
@@ -121,6 +123,51 @@ def plot_random_effects(res, path: str | Path, *, truth: dict | None = None,
                 ax.set_xlabel(f"phi {rand[b]}")
                 ax.set_ylabel(f"phi {rand[a]}")
     fig.suptitle(f"Random-effects law: {res.random_effects_law.describe()}", fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_vpc(res, table: pd.DataFrame, path: str | Path, *, level_pi: float = 0.9) -> Path:
+    """Visual predictive check: per statistic (a panel per ordinal category), the observed value
+    by time bin (red points and line) over the simulated median (black) and prediction band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stats_ = list(dict.fromkeys(table["statistic"]))
+    percentiles = res.observation.statistic() == "percentiles"
+    panels = [stats_] if percentiles else [[s] for s in stats_]
+    if percentiles and "below limit" in stats_:
+        panels = [[s for s in stats_ if s != "below limit"], ["below limit"]]
+    n = len(panels)
+    ncol = min(3, n)
+    nrow = math.ceil(n / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(max(4.2 * ncol, 7.0), 3.2 * nrow + 0.4),
+                             squeeze=False)
+    for ax, group in zip(axes.flat, panels):
+        for k, name in enumerate(group):
+            sub = table[table["statistic"] == name].sort_values("time")
+            colour = f"C{k}" if len(group) > 1 else "C0"
+            ax.fill_between(sub["time"], sub["sim_lower"], sub["sim_upper"], color=colour, alpha=0.2,
+                            label=f"simulated {int(100 * level_pi)}% PI" if k == 0 else None)
+            ax.plot(sub["time"], sub["sim_median"], color="black", lw=1, ls="--",
+                    label="simulated median" if k == 0 else None)
+            ax.plot(sub["time"], sub["observed"], "o-", color="tab:red", ms=4, lw=1.2,
+                    label="observed" if k == 0 else None)
+        ax.set_title(", ".join(group) if len(group) <= 3 else "percentiles", fontsize=9)
+        ax.set_xlabel(table.attrs.get("time", "time"), fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes.flat[0].legend(fontsize=7)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    obs = res.observation
+    fig.suptitle(f"VPC: {obs.describe(res.model)}\n{table.attrs.get('n_sim')} simulated data sets; "
+                 f"{int(table['outside'].sum())} of {len(table)} observed values outside the "
+                 f"{int(100 * level_pi)}% band", fontsize=9)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=110)

@@ -58,8 +58,14 @@ class Results:
     """Estimates, uncertainty, likelihood, individual estimates and predictions of one fit."""
 
     def __init__(self, *, model: Model, data: Data, design: CovariateDesign,
-                 estimation: Estimation, settings: dict, info: dict | None = None):
+                 estimation: Estimation, settings: dict, info: dict | None = None,
+                 observation=None):
+        from pymixnn.models.observation import bind, from_dict
+
         self.model, self.data, self.design = model, data, design
+        if observation is None:
+            observation = from_dict(settings.get("observation"))
+        self.observation = bind(observation, model)
         self.estimation = estimation
         self.settings = settings
         est = estimation
@@ -103,8 +109,14 @@ class Results:
 
     @property
     def llf(self) -> float:
-        """Log-likelihood by importance sampling (statsmodels name; saemix's ll.is)."""
+        """Log-likelihood (statsmodels name): saemix's ll.is (importance sampling) or ll.gq
+        (adaptive Gauss-Hermite quadrature), see ``loglik_method``."""
         return self.loglik
+
+    @property
+    def loglik_method(self) -> str:
+        """How the log-likelihood was integrated: "is" or "gq"."""
+        return getattr(self.estimation, "loglik_method", "is")
 
     @property
     def n_individuals(self) -> int:
@@ -133,7 +145,7 @@ class Results:
         head = [
             "Nonlinear mixed-effects model (pymixnn): minibatch SVI"
             + (" + importance-weighted refinement" if self.settings.get("refine", True) else ""),
-            self.model.describe(),
+            self._describe_model(),
             f"data: {d.n_individuals} individuals, {d.n_obs} observations; y={d.y_col!r}, "
             f"x={d.x_cols}" + (f", covariates={d.covariate_cols}" if d.covariate_cols else ""),
             f"seed {info['seed']}, device {info['device']} ({info['dtype']}), {info['steps']} SVI "
@@ -144,7 +156,8 @@ class Results:
             head.insert(2, law.describe() + (
                 f"; {self.df_modelwc} free parameters" if law.name == "flow" else ""))
         labels = {"fixed": "Fixed effects", "beta": None, "omega": "Variance of random effects",
-                  "sigma": "Residual error", "law": "Mixture components (weights; means on the "
+                  "sigma": ("Residual error" if self.observation.name == "gaussian" else
+                            f"Observation model ({self.observation.name})"), "law": "Mixture components (weights; means on the "
                                                     "natural scale)"}
         if law.name == "flow":
             labels["omega"] = "Variance of random effects under the fitted flow (transformed scale)"
@@ -164,12 +177,17 @@ class Results:
                 lines.append(f"{name:{width}}{fmt(r['estimate']):>12}{fmt(r['se']):>12}"
                              f"{(f'{r.rse:.1f}' if np.isfinite(r.rse) else 'NA'):>9}"
                              f"{fmt(r['ci_lower']):>12}{fmt(r['ci_upper']):>12}")
-        lik = ["", "Likelihood (importance sampling)",
-               f"  ll.is  {self.loglik:.3f}  (Monte Carlo SE {self.loglik_se:.3f}, "
-               f"{info['is_samples']} draws per individual)",
-               f"  AIC    {self.aic:.3f}", f"  BIC    {self.bic:.3f}  (log of the number of "
-                                             "individuals, as saemix)",
-               "", f"SEs: {info['se_method']}"]
+        if self.loglik_method == "gq":
+            lik = ["", "Likelihood (adaptive Gauss-Hermite quadrature)",
+                   f"  ll.gq  {self.loglik:.3f}  ({self.estimation.quadrature_nodes} nodes per "
+                   f"random effect, {info['is_samples']} per individual)"]
+        else:
+            lik = ["", "Likelihood (importance sampling)",
+                   f"  ll.is  {self.loglik:.3f}  (Monte Carlo SE {self.loglik_se:.3f}, "
+                   f"{info['is_samples']} draws per individual)"]
+        lik += [f"  AIC    {self.aic:.3f}", f"  BIC    {self.bic:.3f}  (log of the number of "
+                                                  "individuals, as saemix)",
+                "", f"SEs: {info['se_method']}"]
         selection = self.estimation.law.get("selection")
         if selection:
             lik += ["", f"Number of mixture components chosen by {self.estimation.law['criterion']}:"]
@@ -177,6 +195,19 @@ class Results:
         lik += [f"warning: {w}" for w in info.get("warnings", [])]
         table = p.drop(columns="kind")
         return Summary("\n".join(head + lines + lik), table)
+
+    def _describe_model(self) -> str:
+        text = self.model.describe()
+        obs = self.observation
+        n_cens = int(self.data.aux["censored"].sum()) if "censored" in self.data.aux else 0
+        if obs.name == "gaussian":
+            if n_cens:
+                text += (f"; {n_cens} left-censored observations (column "
+                         f"{self.data.aux_cols['censored']!r}, M3 likelihood)")
+            return text
+        head = text.rsplit(";", 1)[0]
+        extra = f", trials in {self.data.aux_cols['trials']!r}" if "trials" in self.data.aux_cols else ""
+        return f"{head}; {obs.describe(self.model)}{extra}"
 
     @property
     def random_effects_law(self):
@@ -187,7 +218,7 @@ class Results:
 
     def __repr__(self) -> str:
         return (f"<pymixnn Results: {self.model.name or 'custom model'}, {self.data.n_individuals} "
-                f"individuals, ll.is {self.loglik:.3f}>")
+                f"individuals, ll.{self.loglik_method} {self.loglik:.3f}>")
 
     # ---- individual parameters ---------------------------------------------------------------
     def _phi_population(self, Z: np.ndarray) -> np.ndarray:
@@ -354,65 +385,171 @@ class Results:
                                       torch.as_tensor(x, dtype=torch.float64))
         return out.numpy()
 
-    def predict(self, data: pd.DataFrame | None = None, level: str = "population") -> np.ndarray:
-        """Predictions f(psi, x) for each row: population (eta = 0, covariates included) or
-        individual (MAP eta; individuals not in the fit get eta = 0). ``data`` needs the id and x
-        columns (and the covariates of the model); default: the fitted data."""
-        if level not in ("population", "individual"):
-            raise ValueError(f"level must be 'population' or 'individual', got {level!r}")
+    def _design_rows(self, data: pd.DataFrame | None):
+        """Per row of ``data`` (default: the fitted data): x, individual position of the row, the
+        covariate rows per individual, known (fitted) individual of each row and its position,
+        auxiliary columns (trials, censoring)."""
         d = self.data
         if data is None:
-            frame, row_ind = d.frame, d.index
-            x = d.x
-            Z_ind = self.design.matrix
-            known = np.ones(len(frame), dtype=bool)
-        else:
-            needed = [d.id_col, *d.x_cols, *self.design.columns]
-            missing = [c for c in dict.fromkeys(needed) if c not in data.columns]
-            if missing:
-                raise ValueError(f"columns {missing} are needed for prediction")
-            frame = data
-            x = frame[d.x_cols].to_numpy(dtype=np.float64)
-            bad = ~np.isfinite(x)
-            if bad.any():
-                r, c = np.argwhere(bad)[0]
-                raise ValueError(f"column {d.x_cols[c]!r}: row {frame.index[r]!r} has value {x[r, c]!r}")
-            ids = pd.unique(frame[d.id_col])
-            row_ind = pd.Index(ids).get_indexer(frame[d.id_col])
-            covs = frame.groupby(d.id_col, sort=False)[list(dict.fromkeys(self.design.columns))].first()
-            Z_ind = self.design.transform(covs.loc[ids]) if self.design.n_effects else np.zeros((len(ids), 0))
-            fitted = pd.Index(d.ids)
-            pos = fitted.get_indexer(ids)
-            known = pos[row_ind] >= 0
-        phi = self._phi_population(Z_ind)[row_ind]
+            return dict(frame=d.frame, x=d.x, row_ind=d.index, Z=self.design.matrix,
+                        known=np.ones(d.n_obs, dtype=bool), pos=np.arange(d.n_individuals),
+                        aux={k: v for k, v in d.aux.items()})
+        needed = [d.id_col, *d.x_cols, *self.design.columns]
+        if "trials" in d.aux_cols:
+            needed.append(d.aux_cols["trials"])
+        missing = [c for c in dict.fromkeys(needed) if c not in data.columns]
+        if missing:
+            raise ValueError(f"columns {missing} are needed for prediction")
+        x = data[d.x_cols].to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(x)
+        if bad.any():
+            r, c = np.argwhere(bad)[0]
+            raise ValueError(f"column {d.x_cols[c]!r}: row {data.index[r]!r} has value {x[r, c]!r}")
+        ids = pd.unique(data[d.id_col])
+        row_ind = pd.Index(ids).get_indexer(data[d.id_col])
+        covs = data.groupby(d.id_col, sort=False)[list(dict.fromkeys(self.design.columns))].first()
+        Z = self.design.transform(covs.loc[ids]) if self.design.n_effects else np.zeros((len(ids), 0))
+        pos = pd.Index(d.ids).get_indexer(ids)
+        aux = {}
+        if "trials" in d.aux_cols:
+            aux["trials"] = data[d.aux_cols["trials"]].to_numpy(dtype=np.float64)
+        return dict(frame=data, x=x, row_ind=row_ind, Z=Z, known=pos[row_ind] >= 0, pos=pos,
+                    aux=aux)
+
+    def _family_tensors(self, f: np.ndarray, aux: dict):
+        import torch
+
+        params = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in self._family_params().items()}
+        return (torch.as_tensor(f, dtype=torch.float64), params,
+                {k: torch.as_tensor(v, dtype=torch.float64) for k, v in aux.items()})
+
+    def _family_params(self) -> dict:
+        """The observation model's parameters in the form its log-density takes (natural scale)."""
+        import torch
+
+        from pymixnn.models.observation import Ordinal
+
+        e = self.estimation.error
+        if isinstance(self.observation, Ordinal):
+            return {"cuts": torch.tensor([0.0, *e.values()], dtype=torch.float64)}
+        return {k: torch.tensor(v, dtype=torch.float64) for k, v in e.items()}
+
+    def predict(self, data: pd.DataFrame | None = None, level: str = "population",
+                which: str = "mean") -> np.ndarray:
+        """Predictions for each row: population (eta = 0, covariates included) or individual (MAP
+        eta; individuals not in the fit get eta = 0). ``which="mean"`` gives E[y | eta] (the
+        structural prediction for Gaussian data; the rate, the expected number of successes or
+        the expected category index for discrete families), ``which="linear"`` the structural
+        function's output f (the linear predictor). ``data`` needs the id and x columns, the
+        model's covariates (and the trials column of a binomial fit); default: the fitted data."""
+        if level not in ("population", "individual"):
+            raise ValueError(f"level must be 'population' or 'individual', got {level!r}")
+        if which not in ("mean", "linear"):
+            raise ValueError(f"which must be 'mean' or 'linear', got {which!r}")
+        rows = self._design_rows(data)
+        phi = self._phi_population(rows["Z"])[rows["row_ind"]]
         if level == "individual":
             eta = self._eta_full(self.estimation.eta_map)
-            if data is None:
-                phi = phi + eta[row_ind]
-            else:
-                phi = phi + np.where(known[:, None], eta[np.maximum(pos[row_ind], 0)], 0.0)
-        return self._evaluate(self._psi(phi), x)
+            pos = rows["pos"][rows["row_ind"]]
+            phi = phi + np.where(rows["known"][:, None], eta[np.maximum(pos, 0)], 0.0)
+        f = self._evaluate(self._psi(phi), rows["x"])
+        if which == "linear" or self.observation.name == "gaussian":
+            return f
+        import torch
 
-    def _residual_scale(self, f: np.ndarray) -> np.ndarray:
-        e = self.estimation.error
-        if self.model.error in ("constant", "exponential"):
-            return np.full_like(f, e["a"])
-        if self.model.error == "proportional":
-            return np.maximum(e["b"] * np.abs(f), 1e-10)
-        return np.sqrt(e["a"] ** 2 + e["b"] ** 2 * f**2)
+        with torch.no_grad():
+            return self.observation.mean(*self._family_tensors(f, rows["aux"])).numpy()
 
     def residuals(self) -> pd.DataFrame:
-        """Per observation: PRED, IPRED, IRES (y - IPRED) and IWRES (IRES / g(IPRED))."""
+        """Per observation: PRED, IPRED (expected values), IRES (y - IPRED) and IWRES: IRES / g(IPRED)
+        for Gaussian data (log scale for the exponential error model), the Pearson residual
+        (y - E[y]) / sd(y) for discrete families. Ordinal y is the category index."""
+        import torch
+
         d = self.data
         pred, ipred = self.predict(level="population"), self.predict(level="individual")
-        if self.model.error == "exponential":
+        f_ind = self.predict(level="individual", which="linear")
+        out = d.frame[[d.id_col, *d.x_cols, d.y_col]].copy()
+        obs = self.observation
+        with torch.no_grad():
+            var = obs.variance(*self._family_tensors(f_ind, d.aux)).numpy()
+        if obs.name == "gaussian" and self.model.error == "exponential":
             ires = np.log(d.y) - np.log(np.maximum(ipred, 1e-300))
         else:
             ires = d.y - ipred
-        out = d.frame[[d.id_col, *d.x_cols, d.y_col]].copy()
         out["pred"], out["ipred"], out["ires"] = pred, ipred, ires
-        out["iwres"] = ires / self._residual_scale(ipred)
+        out["iwres"] = ires / np.sqrt(var)
+        if "censored" in d.aux:
+            out["censored"] = d.aux["censored"].astype(bool)
         return out
+
+    def simulate(self, n_rep: int = 100, *, seed: int = 0, level: str = "population",
+                 data: pd.DataFrame | None = None) -> pd.DataFrame:
+        """Replicates of the data set drawn from the fitted model: at ``level="population"`` new
+        random effects from the fitted law (each individual keeps its covariates), at
+        "individual" the MAP random effects; then observations from the observation model.
+        Returns the rows of ``data`` (default: the fitted data) repeated ``n_rep`` times with
+        columns ``rep``, id, x and ``y_sim`` (ordinal: the level)."""
+        from pymixnn.models.observation import Ordinal
+
+        if not (isinstance(n_rep, (int, np.integer)) and n_rep >= 1):
+            raise ValueError(f"n_rep must be a positive integer, got {n_rep!r}")
+        if level not in ("population", "individual"):
+            raise ValueError(f"level must be 'population' or 'individual', got {level!r}")
+        rows = self._design_rows(data)
+        sims = self._simulated(n_rep, seed=seed, level=level, rows=rows)
+        d = self.data
+        frame = rows["frame"][[d.id_col, *d.x_cols]]
+        out = pd.concat([frame.assign(rep=r) for r in range(n_rep)], ignore_index=True)
+        y_all = np.concatenate(sims)
+        if isinstance(self.observation, Ordinal):
+            y_all = np.asarray(self.observation.levels, dtype=object)[y_all.astype(int)]
+        out["y_sim"] = y_all
+        return out[["rep", d.id_col, *d.x_cols, "y_sim"]]
+
+    def _simulated(self, n_rep: int, *, seed: int, level: str = "population", rows=None) -> np.ndarray:
+        """(n_rep, n_rows) simulated observations (ordinal: category codes)."""
+        import torch
+
+        rows = self._design_rows(None) if rows is None else rows
+        n_ind, row_ind = rows["Z"].shape[0], rows["row_ind"]
+        phi0 = self._phi_population(rows["Z"])
+        gen = torch.Generator().manual_seed(int(seed))
+        sims = []
+        if level == "population":
+            draws = self._law_draws(n_ind * n_rep, seed=int(seed)).reshape(n_rep, n_ind, -1)
+        for r in range(n_rep):
+            if level == "population":
+                eta = draws[r]
+            else:
+                eta = np.where((rows["pos"] >= 0)[:, None],
+                               self.estimation.eta_map[np.maximum(rows["pos"], 0)], 0.0)
+            phi = phi0 + self._eta_full(eta)
+            f = self._evaluate(self._psi(phi[row_ind]), rows["x"])
+            with torch.no_grad():
+                y = self.observation.sample(*self._family_tensors(f, rows["aux"]), gen).numpy()
+            sims.append(y)
+        return np.stack(sims)
+
+    def vpc(self, *, n_sim: int = 200, bins: int | np.ndarray | None = None, time: str | None = None,
+            level_pi: float = 0.9, seed: int = 0) -> pd.DataFrame:
+        """Visual predictive check table: per time bin, the observed statistic and the median and
+        ``level_pi`` prediction interval of the same statistic over ``n_sim`` data sets simulated
+        from the fitted model. The statistic is the mean count (count families), the proportion
+        of successes (binomial, bernoulli), the proportion in each category (ordinal: one row per
+        bin and level) or the 10th, 50th and 90th percentiles (Gaussian)."""
+        from pymixnn.vpc import vpc_table
+
+        return vpc_table(self, n_sim=n_sim, bins=bins, time=time, level_pi=level_pi, seed=seed)
+
+    def plot_vpc(self, path: str | Path, *, n_sim: int = 200, bins=None, time: str | None = None,
+                 level_pi: float = 0.9, seed: int = 0) -> Path:
+        """PNG of :meth:`vpc`: observed statistic (points and line) against the simulated median
+        and prediction band, by time bin (one panel per category for ordinal data)."""
+        from pymixnn.plots import plot_vpc
+
+        table = self.vpc(n_sim=n_sim, bins=bins, time=time, level_pi=level_pi, seed=seed)
+        return plot_vpc(self, table, path, level_pi=level_pi)
 
     @property
     def fittedvalues(self) -> np.ndarray:
@@ -448,7 +585,9 @@ class Results:
             "omega_se": {n.split(".", 1)[1]: clean(r["se"]) for n, r in p.iterrows()
                          if n.startswith("omega2.")},
             "sigma": {n: float(v) for n, v in self.sigma.items()},
-            "loglik": self.loglik, "loglik_se": self.loglik_se, "aic": self.aic, "bic": self.bic,
+            "observation": self.settings.get("observation", {"name": "gaussian"}),
+            "loglik": self.loglik, "loglik_se": self.loglik_se, "loglik_method": self.loglik_method,
+            "aic": self.aic, "bic": self.bic,
             "seconds": float(self.info["seconds"]), "device": self.info["device"],
             "seed": self.info["seed"], "steps": int(self.info["steps"]),
             "se_method": self.info["se_method"], "versions": self.info["versions"],
@@ -475,7 +614,8 @@ class Results:
                       "error": m.error, "error_init": m.error_init,
                       "x_names": list(m.x_names) if m.x_names else None},
             "data": {"frame": self.data.frame, "id": self.data.id_col, "x": self.data.x_cols,
-                     "y": self.data.y_col, "covariates": self.data.covariate_cols},
+                     "y": self.data.y_col, "covariates": self.data.covariate_cols,
+                     "aux": self.data.aux_cols},
             "design": dataclasses.asdict(self.design),
             "estimation": dataclasses.asdict(self.estimation),
             "settings": self.settings, "info": self.info,
@@ -485,8 +625,11 @@ class Results:
         return path
 
     @classmethod
-    def load(cls, path: str | Path, *, model: Model | None = None) -> "Results":
-        """Reload saved results. A custom structural function is not saved: pass ``model=``."""
+    def load(cls, path: str | Path, *, model: Model | None = None, observation=None) -> "Results":
+        """Reload saved results. A custom structural function is not saved: pass ``model=``
+        (and ``observation=`` for a user log-likelihood)."""
+        from pymixnn.models.observation import from_dict as observation_from_dict
+
         from pymixnn.serialization import decode
 
         record = decode(json.loads(Path(path).read_text()))
@@ -502,11 +645,12 @@ class Results:
                           error_init=spec["error_init"])
         dd = record["data"]
         data = Data.from_pandas(dd["frame"], id=dd["id"], x=dd["x"], y=dd["y"],
-                                covariates=dd["covariates"] or None)
+                                covariates=dd["covariates"] or None, aux=dd.get("aux") or None)
+        obs = observation_from_dict(record["settings"].get("observation"), observation)
         design = CovariateDesign(**record["design"])
         estimation = Estimation(**record["estimation"])
         return cls(model=model, data=data, design=design, estimation=estimation,
-                   settings=record["settings"], info=record["info"])
+                   settings=record["settings"], info=record["info"], observation=obs)
 
 
 def compare_fits(*results: "Results", names: list[str] | None = None) -> pd.DataFrame:
@@ -531,6 +675,7 @@ def compare_fits(*results: "Results", names: list[str] | None = None) -> pd.Data
         raise ValueError(f"{len(names)} names for {len(results)} fits")
     head = pd.DataFrame({n: {"random_effects": r.random_effects_law.name,
                              "df": r.df_modelwc, "ll.is": r.loglik, "ll.is_se": r.loglik_se,
+                             "ll.method": r.loglik_method,
                              "AIC": r.aic, "BIC": r.bic, "seconds": r.info["seconds"],
                              "individuals": r.n_individuals}
                          for n, r in zip(names, results)})

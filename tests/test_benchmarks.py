@@ -40,3 +40,20 @@ def test_random_effects_quick(tmp_path):
     # (80 at N = 500); more than 5 guards against a flow stuck at the identity
     assert f["loglik"] - g["loglik"] > 5
     assert f["wasserstein_logA"] < g["wasserstein_logA"]
+
+
+def test_discrete_quick(tmp_path):
+    subprocess.run([sys.executable, "-m", "benchmarks", "discrete", "--quick", "--out", str(tmp_path)],
+                   cwd=ROOT, check=True)
+    table = pd.read_csv(tmp_path / "discrete.csv")
+    assert set(table["case"]) == {"epil", "toenail"}
+    # the GLMM acceptance tolerances (tests/test_discrete.py): 3% on fixed effects, 15% on the
+    # variance, and the log-likelihood within 1 unit (its row compares values, not percents)
+    fixed = table[~table["parameter"].isin(["omega2.intercept", "loglik"])]
+    assert (fixed["rel_diff_pct"].abs() < 3).all()
+    omega = table[table["parameter"] == "omega2.intercept"]
+    assert (omega["rel_diff_pct"].abs() < 15).all()
+    ll = table[table["parameter"] == "loglik"]
+    assert (ll["abs_diff"].abs() < 1).all()
+    assert (tmp_path / "discrete_vpc_toenail.png").stat().st_size > 10_000
+    assert "| parameter | reference | pymixnn |" in (tmp_path / "discrete.md").read_text()

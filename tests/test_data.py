@@ -218,7 +218,8 @@ def test_theo():
 @pytest.mark.parametrize(
     ("name", "shape", "n_individuals"),
     [("theo", (120, 6), 12), ("oxboys", (234, 4), 26), ("orange", (35, 3), 5),
-     ("soybean", (412, 5), 48)],
+     ("soybean", (412, 5), 48), ("rapi", (3616, 4), 818), ("epil", (236, 9), 59),
+     ("toenail", (1908, 5), 294), ("knee", (508, 8), 127)],
 )
 def test_every_dataset_loads_as_data(name, shape, n_individuals):
     df = datasets.load(name)
@@ -232,6 +233,6 @@ def test_every_dataset_loads_as_data(name, shape, n_individuals):
 
 
 def test_unknown_dataset():
-    assert datasets.names() == ["orange", "oxboys", "soybean", "theo"]
-    with pytest.raises(ValueError, match=r"unknown data set 'nope'; available: \['orange'"):
+    assert datasets.names() == ["epil", "knee", "orange", "oxboys", "rapi", "soybean", "theo", "toenail"]
+    with pytest.raises(ValueError, match=r"unknown data set 'nope'; available: \['epil'"):
         datasets.load("nope")

@@ -6,7 +6,7 @@ Example
 -------
 >>> from pymixnn import datasets
 >>> datasets.names()
-['orange', 'oxboys', 'soybean', 'theo']
+['epil', 'knee', 'orange', 'oxboys', 'rapi', 'soybean', 'theo', 'toenail']
 >>> df = datasets.load("theo")
 >>> df.shape
 (120, 6)
@@ -72,6 +72,49 @@ _INFO: dict[str, dict[str, Any]] = {
         "id": "Plot", "x": ["Time"], "y": "weight", "covariates": ["Variety", "Year"],
         "citation": "Davidian M, Giltinan DM (1995). Nonlinear Models for Repeated Measurement "
                     f"Data. Chapman & Hall, London. {_PINHEIRO_BATES}",
+    },
+    "rapi": {
+        "description": "Rutgers Alcohol Problem Index (count 0-45) of 818 college students "
+                       "(gender) measured every 6 months over 2 years; saemix's Poisson, "
+                       "zero-inflated and generalized Poisson examples (log-linear in time).",
+        "source": _SAEMIX_SOURCE.format("rapi"),
+        "license": "GPL (>= 2)",
+        "id": "id", "x": ["time"], "y": "rapi", "covariates": ["gender"],
+        "citation": "Atkins DC, Baldwin SA, Zheng C, Gallop RJ, Neighbors C (2013). A tutorial on "
+                    "count regression and zero-altered count models for longitudinal substance "
+                    f"use data. Psychol Addict Behav 27(1):166-177. {_SAEMIX}",
+    },
+    "epil": {
+        "description": "Seizure counts of 59 epileptics in four 2-week periods (Thall & Vail): "
+                       "treatment (placebo/progabide), log baseline count (lbase) and log age "
+                       "(lage, centred), V4 = indicator of the 4th period; Poisson GLMM.",
+        "source": "R package MASS 7.3 (recommended package), data epil, exported with R 4.2",
+        "license": "GPL-2 | GPL-3",
+        "id": "subject", "x": ["V4"], "y": "y", "covariates": ["trt", "lbase", "lage", "base", "age"],
+        "citation": "Thall PF, Vail SC (1990). Some covariance models for longitudinal count data "
+                    "with overdispersion. Biometrics 46:657-671. Venables WN, Ripley BD (2002). "
+                    "Modern Applied Statistics with S, 4th ed. Springer.",
+    },
+    "toenail": {
+        "description": "Onychomycosis: binary moderate-or-severe separation of the nail plate in "
+                       "294 patients at 7 visits (time in months), two oral treatments; logistic "
+                       "GLMM (De Backer et al.).",
+        "source": _SAEMIX_SOURCE.format("toenail"),
+        "license": "GPL (>= 2)",
+        "id": "id", "x": ["time"], "y": "y", "covariates": ["treatment"],
+        "citation": "De Backer M, De Vroey C, Lesaffre E, Scheys I, De Keyser P (1998). Twelve "
+                    "weeks of continuous oral therapy for toenail onychomycosis caused by "
+                    "dermatophytes. J Am Acad Dermatol 38:S57-S63. " + _SAEMIX,
+    },
+    "knee": {
+        "description": "Knee pain (ordinal 0-4) of 127 patients with sports injuries at days 0, "
+                       "3, 7 and 10 of two therapies; Age centred, Age2 its square, Sex 0/1, "
+                       "treatment 0/1; proportional-odds GLMM.",
+        "source": _SAEMIX_SOURCE.format("knee") + " (from catdata's knee)",
+        "license": "GPL (>= 2)",
+        "id": "id", "x": ["time"], "y": "y", "covariates": ["Age", "Sex", "treatment", "Age2"],
+        "citation": "Tutz G (2012). Regression for Categorical Data. Cambridge University Press. "
+                    + _SAEMIX,
     },
 }
 

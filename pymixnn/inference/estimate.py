@@ -62,6 +62,32 @@ class EstimationOptions:
     is_samples: int | None = None
     warmup_iter: int = 10
     warmup_individuals: int = 2000
+    # marginal likelihood: "is" (importance sampling, saemix's ll.is), "gq" (adaptive
+    # Gauss-Hermite quadrature, saemix's ll.gq / lme4's nAGQ) or "auto" (gq for one or two random
+    # effects when the Q^d nodes x observations stay below 2e7, else is)
+    likelihood: str = "auto"
+
+
+# nodes per dimension of the adaptive Gauss-Hermite rule by number of random effects
+QUADRATURE_NODES = {1: 25, 2: 15, 3: 7}
+
+
+def quadrature_nodes(n_random: int, n_obs: int, likelihood: str) -> int:
+    """Nodes per dimension for adaptive quadrature, 0 for importance sampling."""
+    if likelihood == "is" or n_random not in QUADRATURE_NODES:
+        return 0
+    q = QUADRATURE_NODES[n_random]
+    if likelihood == "gq":
+        return q
+    return q if n_random <= 2 and n_obs * q**n_random <= 20_000_000 else 0
+
+
+def _sampler(program: Program, local: LocalPosteriors, n_samples: int, seed: int,
+             options: EstimationOptions) -> ImportanceSampler:
+    """Importance sampler, or adaptive quadrature when ``options.likelihood`` asks for it."""
+    q = quadrature_nodes(program.layout.n_random, program.n_obs, options.likelihood)
+    return ImportanceSampler(program, local.loc, local.scale_tril, n_samples=n_samples, seed=seed,
+                             quadrature=q)
 
 
 @dataclass
@@ -98,6 +124,10 @@ class Estimation:
     # the random-effects law: spec, seed, positions in theta, E[eta] moved into mu ("shift"),
     # mixture responsibilities, and for n_components="auto" the candidates' table
     law: dict = field(default_factory=dict)
+    # "is" (importance sampling) or "gq" (adaptive Gauss-Hermite quadrature with
+    # ``quadrature_nodes`` nodes per random effect; is_samples is then the nodes per individual)
+    loglik_method: str = "is"
+    quadrature_nodes: int = 0
 
 
 def resolve_device(device: str) -> torch.device:
@@ -138,9 +168,12 @@ def _initial_theta(program: Program, model: Model, init: dict[str, float]) -> to
         theta[lay.omega] = vals.to(program.device)
     else:
         theta[lay.omega] = torch.log(torch.tensor(sd, dtype=program.dtype, device=program.device))
-    error_init = dict(model.error_init or {})
-    for k, name in enumerate(lay.error_names):
-        theta[lay.error.start + k] = math.log(error_init.get(name, 1.0 if name == "a" else 0.1))
+    mask = program.mask
+    y = program.y[mask].detach().cpu().numpy()
+    aux = {k: v[mask].detach().cpu().numpy() for k, v in program.aux.items()}
+    raw = program.family.initial_raw(model, y, aux)
+    if raw:
+        theta[lay.error] = torch.tensor(raw, dtype=program.dtype, device=program.device)
     return theta
 
 
@@ -202,8 +235,9 @@ def _warmup(program: Program, theta: torch.Tensor, local: LocalPosteriors, idx: 
             theta[lay.omega] = raw
         else:
             theta[lay.omega] = torch.log(torch.sqrt(torch.diagonal(omega)))
-        new_eta = local.loc[idx]
-        theta = _maximize_block(program, theta, error_block, new_eta, idx, prior=False, max_iter=20)
+        if error_block:
+            theta = _maximize_block(program, theta, error_block, local.loc[idx], idx, prior=False,
+                                    max_iter=20)
     return theta
 
 
@@ -240,9 +274,9 @@ class _Rows:
                 for b in range(a):
                     self.add(f"cov.{tag}{rand[b]}.{rand[a]}", "omega", f"{rand[b]}.{rand[a]}", "identity")
 
-    def error(self, names):
-        for name in names:
-            self.add(name, "sigma", name, "log")
+    def error(self, names, scales):
+        for name, scale in zip(names, scales):
+            self.add(name, "sigma", name, scale)
 
     def result(self, values):
         return self.names, self.kinds, self.params, self.scales, values
@@ -275,12 +309,12 @@ def reported_parameters(program: Program, design: CovariateDesign):
     rows = _Rows()
     rows.fixed(program, design)
     rows.omega([program.params[p] for p in program.random_index], lay.full_omega)
-    rows.error(lay.error_names)
+    rows.error(lay.error_names, program.family.parameter_scales(program.model))
 
     def values(theta: torch.Tensor) -> torch.Tensor:
         L = program.omega_tril(theta)
         out = _fixed_values(program, design, theta) + _omega_values(L @ L.T, lay.full_omega)
-        out.extend(torch.exp(theta[lay.error]))
+        out.extend(program.family.reported(theta[lay.error], program.model))
         return torch.stack(out)
 
     return rows.result(values)
@@ -320,12 +354,13 @@ class _Stage:
     law_info: dict = field(default_factory=dict)
 
 
-def _gaussian_stage(model, data, design, init, options, device, dtype, generator) -> _Stage:
+def _gaussian_stage(model, data, design, init, options, device, dtype, generator,
+                    observation=None) -> _Stage:
     """Start values, Laplace-EM warm-up, SVI and refinement for Gaussian random effects."""
     t_start = time.perf_counter()
     seconds: dict[str, float] = {}
     warnings: list[str] = []
-    program = Program(model, data, design, device=device, dtype=dtype)
+    program = Program(model, data, design, device=device, dtype=dtype, observation=observation)
     n = program.n_individuals
     theta = _initial_theta(program, model, init)
     sub = torch.randperm(n, generator=generator)[:options.warmup_individuals].sort().values
@@ -351,8 +386,7 @@ def _gaussian_stage(model, data, design, init, options, device, dtype, generator
         scores = []
         for candidate in (theta_start, theta):  # the SVI end point last: usually kept
             local.refresh(candidate, None, max_iter=50)
-            scores.append(ImportanceSampler(program, local.loc, local.scale_tril,
-                                            n_samples=K_opt, seed=options.seed + 1)
+            scores.append(_sampler(program, local, K_opt, options.seed + 1, options)
                           .total(candidate))
         centred = True  # local posteriors were last updated at theta
         if not scores[1] >= scores[0]:
@@ -375,8 +409,7 @@ def _refine_newton(program, theta, local, options, K_opt, centred):
         if not centred:
             local.refresh(theta, None, max_iter=50)
         centred = False
-        sampler = ImportanceSampler(program, local.loc, local.scale_tril,
-                                    n_samples=K_opt, seed=options.seed + 1)
+        sampler = _sampler(program, local, K_opt, options.seed + 1, options)
         new_theta, _ = sampler.maximize(theta)
         move = float((new_theta - theta).abs().max())
         theta = new_theta
@@ -395,8 +428,7 @@ def _refine_lbfgs(program, theta, local, options, K_opt, *, max_iter: int = 60, 
     for rounds in range(1, n_rounds + 1):
         bar.update(1)
         local.refresh(theta, None, max_iter=50)
-        sampler = ImportanceSampler(program, local.loc, local.scale_tril, n_samples=K_opt,
-                                    seed=options.seed + 1)
+        sampler = _sampler(program, local, K_opt, options.seed + 1, options)
         free = theta.detach().clone().requires_grad_(True)
         opt = torch.optim.LBFGS([free], lr=1.0, max_iter=max_iter, history_size=20,
                                 line_search_fn="strong_wolfe", tolerance_change=1e-10)
@@ -438,7 +470,7 @@ def _law_stage(gauss: _Stage, model, data, design, law, context, options, device
     seconds = {k: v for k, v in gauss.seconds.items()}
     warnings = list(gauss.warnings)
     program = Program(model, data, design, device=device, dtype=dtype, law=law, context=context,
-                      seed=options.seed)
+                      seed=options.seed, observation=gauss.program.family)
     lay = program.layout
     theta = torch.zeros(lay.size, dtype=dtype, device=device)
     theta[lay.core] = gauss.theta
@@ -558,7 +590,7 @@ def reported_parameters_law(program: Program, design: CovariateDesign, moment_se
             rows.omega(rand, lay.full_omega, "" if k is None else f"{k + 1}.")
     else:  # flow: moments of eta under the fitted law (a flow couples every pair)
         rows.omega(rand, True)
-    rows.error(lay.error_names)
+    rows.error(lay.error_names, program.family.parameter_scales(program.model))
 
     def values(theta: torch.Tensor) -> torch.Tensor:
         mean, cov = _law_moments(program, theta, n_moment, moment_seed)
@@ -576,7 +608,7 @@ def reported_parameters_law(program: Program, design: CovariateDesign, moment_se
                 out.extend(_omega_values(trils[k] @ trils[k].T, lay.full_omega))
         else:
             out.extend(_omega_values(cov, True))
-        out.extend(torch.exp(theta[lay.error]))
+        out.extend(program.family.reported(theta[lay.error], program.model))
         return torch.stack(out)
 
     return rows.result(values)
@@ -594,8 +626,8 @@ def _finish(stage: _Stage, design: CovariateDesign, data: Data, options: Estimat
     # a flow's own parameters (hundreds) are held fixed: SEs conditional on the law's shape;
     # 64 draws per individual as in its refinement (second derivatives through the flow are costly)
     K_fisher = min(K_opt, 64) if is_flow else K_opt
-    sampler = ImportanceSampler(program, local.loc, local.scale_tril, n_samples=K_fisher,
-                                seed=options.seed + 1000)
+    sampler = _sampler(program, local, K_fisher, options.seed + 1000, options)
+    K_fisher = sampler.n_samples
     index = list(range(lay.core.stop)) if is_flow else None
     _, hess = sampler.gradient_and_hessian(theta, index=index)
     info = -hess
@@ -619,8 +651,9 @@ def _finish(stage: _Stage, design: CovariateDesign, data: Data, options: Estimat
     seconds["fisher"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    result = ImportanceSampler(program, local.loc, local.scale_tril, n_samples=K,
-                               seed=options.seed + 2000).evaluate(theta)
+    final = _sampler(program, local, K, options.seed + 2000, options)
+    result = final.evaluate(theta)
+    K = final.n_samples
     seconds["loglik"] = time.perf_counter() - t0
 
     if isinstance(program.law, GaussianLaw):
@@ -663,19 +696,26 @@ def _finish(stage: _Stage, design: CovariateDesign, data: Data, options: Estimat
                                                 result.eta_mean)
         record["responsibilities"] = np_(resp).tolist()
     seconds["total"] = time.perf_counter() - t_start
-    se_method = ("observed Fisher information: Hessian of the importance-sampling "
-                 f"log-likelihood (K={K_fisher} t4 draws per individual, common random numbers)")
+    if final.quadrature:
+        se_method = ("observed Fisher information: Hessian of the log-likelihood by adaptive "
+                     f"Gauss-Hermite quadrature ({final.quadrature} nodes per random effect, "
+                     f"{K_fisher} per individual)")
+    else:
+        se_method = ("observed Fisher information: Hessian of the importance-sampling "
+                     f"log-likelihood (K={K_fisher} t4 draws per individual, common random numbers)")
     if is_flow:
         se_method += ("; the flow's own parameters held fixed (SEs conditional on the shape of the "
                       "fitted law)")
     return Estimation(
         table=table, theta=np_(theta), theta_cov=np_(cov_theta), mu=np_(mu),
         beta=np_(theta[lay.beta]), omega=np_(omega),
-        error={k: float(v) for k, v in program.error_params(theta).items()},
+        error={k: float(v) for k, v in zip(lay.error_names, program.family.reported(
+            theta[lay.error], program.model))},
         eta_map=np_(local.loc - shift), eta_map_cov=np_(local.scale_tril @ local.scale_tril.transpose(-1, -2)),
         eta_mean=np_(result.eta_mean - shift), psi_mean=np_(result.psi_mean), psi_sd=np_(result.psi_sd),
         loglik=float(result.loglik.sum()), loglik_se=float(result.mc_variance.sum().sqrt()),
         loglik_individual=np_(result.loglik), is_samples=K, is_samples_fisher=K_fisher,
+        loglik_method="gq" if final.quadrature else "is", quadrature_nodes=final.quadrature,
         elbo_trace=np.asarray(stage.trace.elbo), steps=stage.trace.steps,
         converged=stage.trace.converged, refine_rounds=stage.rounds, seconds=seconds,
         device=str(device), dtype=str(dtype).replace("torch.", ""), threads=threads,
@@ -683,16 +723,19 @@ def _finish(stage: _Stage, design: CovariateDesign, data: Data, options: Estimat
 
 
 def estimate(model: Model, data: Data, design: CovariateDesign, init: dict[str, float],
-             options: EstimationOptions, *, law=None, context: np.ndarray | None = None) -> Estimation:
+             options: EstimationOptions, *, law=None, context: np.ndarray | None = None,
+             observation=None) -> Estimation:
     """Fit the NLME model; see the module docstring for the steps. ``law`` is a random-effects
-    spec (pymixnn.random_effects); ``context`` the (N, c) covariates of a conditional flow."""
+    spec (pymixnn.random_effects); ``context`` the (N, c) covariates of a conditional flow;
+    ``observation`` the observation model (pymixnn.models.observation; default Gaussian)."""
     t_start = time.perf_counter()
     law = Gaussian() if law is None else law
     device, dtype, threads = _setup(data, options)
     pyro.set_rng_seed(options.seed)
     generator = torch.Generator().manual_seed(options.seed)
     with _threads(threads):
-        gauss = _gaussian_stage(model, data, design, init, options, device, dtype, generator)
+        gauss = _gaussian_stage(model, data, design, init, options, device, dtype, generator,
+                                observation)
         finish = lambda stage, record: _finish(  # noqa: E731
             stage, design, data, options, device=device, dtype=dtype, threads=threads,
             t_start=t_start, law_record=record)

@@ -11,13 +11,20 @@ maximizing it does not chase the Monte Carlo noise of draws held at fixed places
 simulated maximum likelihood with a fixed proposal).
 
     log L_i(theta) ~ log (1/K) sum_k p(y_i, eta_ik | theta) / t_i(eta_ik)
+
+With ``quadrature=Q`` the draws are replaced by adaptive Gauss-Hermite quadrature (saemix's
+``ll.gq``, lme4's ``nAGQ``): the Q^d nodes of the tensor-product rule for N(0, I), mapped through
+the same moving centre and Laplace scale, with their weights. For one or two random effects this is
+deterministic and, for smooth posteriors, exact to many digits with 15-25 nodes per dimension.
 """
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Iterator
 
+import numpy as np
 import torch
 
 from pymixnn.inference.program import Program
@@ -42,11 +49,22 @@ class ImportanceSampler:
     """Fixed-draw importance sampler over individuals, in chunks that bound memory."""
 
     def __init__(self, program: Program, loc: torch.Tensor, scale_tril: torch.Tensor, *,
-                 n_samples: int, seed: int, chunk_cells: int = 4_000_000):
+                 n_samples: int, seed: int, chunk_cells: int = 4_000_000, quadrature: int = 0):
         self.program = program
         self.loc, self.scale_tril = loc.detach(), scale_tril.detach()
         self.covariance = self.scale_tril @ self.scale_tril.transpose(-1, -2)
-        self.n_samples, self.seed = int(n_samples), int(seed)
+        self.seed = int(seed)
+        self.quadrature = int(quadrature)
+        if self.quadrature:
+            d = self.loc.shape[-1]
+            nodes, weights = np.polynomial.hermite_e.hermegauss(self.quadrature)
+            weights = weights / weights.sum()  # a rule for N(0, 1)
+            grid = np.array(list(itertools.product(nodes, repeat=d)))
+            log_w = np.log(np.array(list(itertools.product(weights, repeat=d)))).sum(-1)
+            self.nodes = torch.as_tensor(grid, dtype=program.dtype, device=program.device)
+            self.log_node_weights = torch.as_tensor(log_w, dtype=program.dtype, device=program.device)
+            n_samples = grid.shape[0]
+        self.n_samples = int(n_samples)
         cells_per_individual = max(1, n_samples * program.x.shape[1])
         self.chunk = max(1, min(program.n_individuals, chunk_cells // cells_per_individual))
 
@@ -68,6 +86,16 @@ class ImportanceSampler:
         """Offsets from the proposal centre (K, B, d) and the log t-density of each draw."""
         program = self.program
         d = self.loc.shape[-1]
+        if self.quadrature:
+            # nodes L z_k with the normal log-density of the proposal, less log(K w_k): then
+            # logsumexp(log p - log_q) - log K is log sum_k w_k p(y, eta_k) / q(eta_k)
+            L = self.scale_tril[idx]
+            z = self.nodes.unsqueeze(1).expand(-1, idx.shape[0], -1)
+            offset = z.unsqueeze(-2).mul(L).sum(-1)
+            log_det = torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1)
+            log_q = (-0.5 * (z**2).sum(-1) - 0.5 * d * math.log(2 * math.pi) - log_det
+                     - self.log_node_weights.unsqueeze(-1) - math.log(self.n_samples))
+            return offset, log_q
         gen = torch.Generator(device=program.device).manual_seed(self.seed * 1_000_003 + c)
         half = (self.n_samples + 1) // 2
         shape = (half, idx.shape[0], d)
@@ -199,7 +227,10 @@ class ImportanceSampler:
                 # var(log mean w) ~ var(w) / (K mean^2); antithetic pairs are the independent units
                 half = K // 2
                 pairs = 0.5 * (w[:half] + w[half:2 * half]) if half > 1 else w
-                out["var"].append(pairs.var(0, unbiased=True) / pairs.shape[0])
+                if self.quadrature:  # deterministic: no Monte Carlo error
+                    out["var"].append(torch.zeros_like(ll))
+                else:
+                    out["var"].append(pairs.var(0, unbiased=True) / pairs.shape[0])
                 wn = torch.softmax(log_w, 0).unsqueeze(-1)
                 psi = program.psi(program.individual_phi(theta, eta, idx))
                 mean = (wn * psi).sum(0)

@@ -4,7 +4,8 @@ Everything the Pyro program, the Laplace updates and importance sampling share l
 three compute the same density. The population parameters are one unconstrained vector ``theta``:
 
     mu (P, transformed scale) | beta (covariate effects) | omega (log-Cholesky of Omega, or log sd
-    when diagonal) | log a, log b (residual error) | law (parameters of a non-Gaussian random-effect
+    when diagonal) | observation-model parameters (log a, log b of the Gaussian error model; a
+    negative binomial's log alpha, the ordinal thresholds' log gaps, ...) | law (parameters of a non-Gaussian random-effect
     law: mixture weights, means and covariances, or the flow's parameters; see laws.py)
 
 Shapes: individuals are padded to the longest series (``mask`` marks real observations); random
@@ -12,7 +13,6 @@ effects ``eta`` have shape ``(..., B, d)`` for a batch of B individuals and any 
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,11 +23,10 @@ from pymixnn.data import Data
 from pymixnn.inference.laws import build_law, tril_from_raw
 from pymixnn.models import Model
 from pymixnn.models import transforms as tr
+from pymixnn.models.observation import Normal, Observation, bind
 from pymixnn.random_effects import Gaussian
 
 __all__ = ["Layout", "Program"]
-
-_LOG_2PI = math.log(2 * math.pi)
 
 
 @dataclass(frozen=True)
@@ -82,8 +81,10 @@ class Program:
 
     def __init__(self, model: Model, data: Data, design: CovariateDesign, *,
                  device: torch.device, dtype: torch.dtype, law=None,
-                 context: np.ndarray | None = None, seed: int = 0):
+                 context: np.ndarray | None = None, seed: int = 0,
+                 observation: Observation | None = None):
         self.model = model
+        self.family = bind(observation if observation is not None else Normal(), model)
         self.device, self.dtype = device, dtype
         x_pad, y_pad, mask = data.padded()
         as_t = lambda a: torch.as_tensor(a, dtype=dtype, device=device)  # noqa: E731
@@ -98,7 +99,8 @@ class Program:
         self.law = build_law(self.law_spec, len(self.random_index), model.omega == "full",
                              context_dim=context_dim, dtype=dtype, device=device, seed=seed)
         self.layout = Layout(len(self.params), design.n_effects, len(self.random_index),
-                             model.omega == "full", model.error_parameters, self.law.n_params)
+                             model.omega == "full", tuple(self.family.parameter_names(model)),
+                             self.law.n_params)
         # covariates are centred internally (mu is then the typical value at the mean covariate,
         # which decorrelates mu and beta); reported fixed effects are mapped back to saemix's
         # uncentred definition by ``mu_uncentred``
@@ -111,13 +113,11 @@ class Program:
         a = np.zeros((len(self.random_index), len(self.params)))
         a[np.arange(len(self.random_index)), self.random_index] = 1.0
         self.A = as_t(a)
-        if model.error == "exponential":
-            self.y = as_t(np.where(mask, np.log(np.where(mask, y_pad, 1.0)), 0.0))
-            # log-likelihood of y itself: add the Jacobian of y -> log y
-            self.jacobian = -(self.y * self.mask).sum(-1)
-        else:
-            self.y = as_t(y_pad)
-            self.jacobian = None
+        # padding cells hold a harmless y (log y is taken for the exponential error model) so that
+        # no NaN reaches a gradient through the masked terms
+        self.y = as_t(np.where(mask, y_pad, self.family.pad_value(model)))
+        self.aux = {role: as_t(data.padded_aux(role, fill=1.0 if role == "trials" else 0.0))
+                    for role in data.aux_cols}
 
     # ---- population parameters ---------------------------------------------------------------
     def omega_tril(self, theta: torch.Tensor) -> torch.Tensor:
@@ -126,7 +126,8 @@ class Program:
         return tril_from_raw(theta[lay.omega], lay.n_random, lay.full_omega)
 
     def error_params(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
-        return dict(zip(self.layout.error_names, torch.exp(theta[self.layout.error])))
+        """Observation-model parameters on their natural scale (the family's own names)."""
+        return self.family.natural(theta[self.layout.error], self.model)
 
     def phi_population(self, theta: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor:
         """mu + covariate effects, (B, P)."""
@@ -158,36 +159,15 @@ class Program:
         x = self.x if idx is None else self.x[idx]
         return self.model.function(psi.unsqueeze(-2), x)
 
-    def observation_scale(self, theta: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
-        """Residual standard deviation g(f) of the error model (saemix's error.typ)."""
-        e = self.error_params(theta)
-        kind = self.model.error
-        if kind in ("constant", "exponential"):
-            return e["a"].expand_as(f)
-        if kind == "proportional":
-            return (e["b"] * f.abs()).clamp_min(1e-10)
-        return torch.sqrt(e["a"] ** 2 + e["b"] ** 2 * f**2)
-
-    def observation_terms(self, theta: torch.Tensor, eta: torch.Tensor, idx: torch.Tensor | None):
-        """(loc, scale, y, mask) of the Gaussian observation model on the (possibly log) y scale."""
+    def log_likelihood(self, theta: torch.Tensor, eta: torch.Tensor, idx: torch.Tensor | None):
+        """log p(y_i | eta_i, theta), (..., B): the family's log-density summed over observations."""
         psi = self.psi(self.individual_phi(theta, eta, idx))
         f = self.prediction(psi, idx)
-        scale = self.observation_scale(theta, f)
-        if self.model.error == "exponential":
-            f = torch.log(f.clamp_min(1e-10))
         y = self.y if idx is None else self.y[idx]
         mask = self.mask if idx is None else self.mask[idx]
-        return f, scale, y, mask
-
-    def log_likelihood(self, theta: torch.Tensor, eta: torch.Tensor, idx: torch.Tensor | None):
-        """log p(y_i | eta_i, theta), (..., B)."""
-        loc, scale, y, mask = self.observation_terms(theta, eta, idx)
-        z = (y - loc) / scale
-        terms = -0.5 * z**2 - torch.log(scale) - 0.5 * _LOG_2PI
-        ll = torch.where(mask, terms, torch.zeros_like(terms)).sum(-1)
-        if self.jacobian is not None:
-            ll = ll + (self.jacobian if idx is None else self.jacobian[idx])
-        return ll
+        aux = self.aux if idx is None else {k: v[idx] for k, v in self.aux.items()}
+        terms = self.family.log_prob(y, f, self.error_params(theta), aux)
+        return torch.where(mask, terms, torch.zeros_like(terms)).sum(-1)
 
     def log_prior(self, theta: torch.Tensor, eta: torch.Tensor,
                   idx: torch.Tensor | None = None) -> torch.Tensor:

@@ -88,10 +88,8 @@ def pyro_model(program: Program, theta0: torch.Tensor, idx: torch.Tensor) -> Non
             law = dist.MultivariateNormal(torch.zeros(d, dtype=theta.dtype, device=theta.device),
                                           scale_tril=L)
         eta = pyro.sample("eta", law)
-        loc, scale, y, mask = program.observation_terms(theta, eta, idx)
-        pyro.sample("y", dist.Normal(loc, scale).mask(mask).to_event(1), obs=y)
-        if program.jacobian is not None:
-            pyro.factor("log_jacobian", program.jacobian[idx])
+        # the observation model's log-density (any family; padding masked) as a factor
+        pyro.factor("y", program.log_likelihood(theta, eta, idx))
 
 
 def pyro_guide(program: Program, local: LocalPosteriors, idx: torch.Tensor) -> None:
