@@ -393,14 +393,15 @@ def _gaussian_stage(model, data, design, init, options, device, dtype, generator
             warnings.append(f"SVI lowered the IS log-likelihood ({scores[0]:.2f} -> "
                             f"{scores[1]:.2f}); refinement started from the Laplace-EM start")
             theta, centred = theta_start, False
-        theta, rounds = _refine_newton(program, theta, local, options, K_opt, centred)
+        theta, rounds = _refine_newton(program, theta, local, options, K_opt, centred, warnings)
     seconds["refine"] = time.perf_counter() - t0
     return _Stage(program, theta, local, trace, rounds, seconds, warnings)
 
 
-def _refine_newton(program, theta, local, options, K_opt, centred):
+def _refine_newton(program, theta, local, options, K_opt, centred, warnings=None):
     """Re-centre the proposals at theta, maximize the IS log-likelihood by chord-Newton steps; the
-    same draws each round (seed fixed), so only the proposal's centre and scale change."""
+    same draws each round (seed fixed), so only the proposal's centre and scale change. A round
+    stopped by non-finite derivatives adds a warning to ``warnings``."""
     bar = tqdm(total=options.refine_rounds, desc="refine", leave=False,
                disable=not options.svi.progress)
     rounds = 0
@@ -411,6 +412,10 @@ def _refine_newton(program, theta, local, options, K_opt, centred):
         centred = False
         sampler = _sampler(program, local, K_opt, options.seed + 1, options)
         new_theta, _ = sampler.maximize(theta)
+        if sampler.nonfinite_derivatives and warnings is not None:
+            warnings.append("refinement stopped early: non-finite derivatives of the marginal "
+                            "log-likelihood (an observation model overflowing far in a tail); "
+                            "estimates are from the SVI stage")
         move = float((new_theta - theta).abs().max())
         theta = new_theta
         if move < options.refine_tol:
@@ -537,7 +542,8 @@ def _law_stage(gauss: _Stage, model, data, design, law, context, options, device
             # Newton refinement (the proposals follow the posterior mode, so 64 suffice)
             theta, rounds = _refine_lbfgs(program, theta, local, options, min(K_opt, 64))
         else:
-            theta, rounds = _refine_newton(program, theta, local, options, K_opt, centred=False)
+            theta, rounds = _refine_newton(program, theta, local, options, K_opt, centred=False,
+                                           warnings=warnings)
     seconds["refine_law"] = time.perf_counter() - t0
     return _Stage(program, theta, local, trace, rounds, seconds, warnings, law_info)
 

@@ -146,6 +146,7 @@ class ImportanceSampler:
         backward pass per iteration instead of one per parameter). Backtracking rejects
         non-finite or lower values."""
         theta = theta.detach().clone()
+        self.nonfinite_derivatives = False
         value = self.total(theta)
         if not math.isfinite(value):
             raise FloatingPointError("importance-sampling log-likelihood is not finite at the "
@@ -154,7 +155,8 @@ class ImportanceSampler:
         fresh = True
         for _ in range(max_iter):
             if not (bool(torch.isfinite(grad).all()) and bool(torch.isfinite(hess).all())):
-                break  # derivatives overflow: keep the last finite point (estimate() warns)
+                self.nonfinite_derivatives = True  # estimate() warns
+                break  # derivatives overflow: keep the last finite point
             vals, vecs = torch.linalg.eigh(-hess)
             vals = torch.maximum(vals.abs(), 1e-8 * vals.abs().max().clamp_min(1.0))
             step = vecs @ ((vecs.T @ grad) / vals)

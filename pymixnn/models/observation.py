@@ -48,6 +48,7 @@ __all__ = ["Observation", "Normal", "Poisson", "NegativeBinomial", "ZeroInflated
 
 _LOG_2PI = math.log(2 * math.pi)
 _BIG = 1e4  # stands for an infinite threshold (sigmoid(1e4) is 1 in float64)
+_MAX_LOG_RATE = 80.0
 
 
 def _row_error(column: str, problem: str, values: pd.Series, bad) -> ValueError:
@@ -218,10 +219,15 @@ class Poisson(Observation):
     links = ("log", "identity")
 
     def rate(self, f):
-        return torch.exp(f) if self.link == "log" else f.clamp_min(1e-10)
+        return torch.exp(self.log_rate(f))
 
     def log_rate(self, f):
-        return f if self.link == "log" else torch.log(f.clamp_min(1e-10))
+        # log rates are capped at 80 (rate 5.5e34, finite in float32): importance draws far in a
+        # tail must give a finite log-density and finite gradients (a rate of inf makes the
+        # zero-inflated branch's gradient NaN even where its value is finite)
+        if self.link == "log":
+            return f.clamp(max=_MAX_LOG_RATE)
+        return torch.log(f.clamp_min(1e-10))
 
     def log_prob(self, y, f, params, aux):
         return y * self.log_rate(f) - self.rate(f) - torch.lgamma(y + 1)
@@ -316,14 +322,20 @@ class ZeroInflatedPoisson(Poisson):
         return [math.log(p / (1 - p))]
 
     def natural(self, raw, model):
-        return {"p0": torch.sigmoid(raw[0])}
+        return {"p0": torch.sigmoid(raw[0]), "logit_p0": raw[0]}
+
+    def reported(self, raw, model):
+        return [torch.sigmoid(raw[0])]
 
     def log_prob(self, y, f, params, aux):
-        p0 = params["p0"]
+        logit = params["logit_p0"] if "logit_p0" in params else torch.logit(params["p0"])
         lam = self.rate(f)
         poisson = y * self.log_rate(f) - lam - torch.lgamma(y + 1)
-        zero = torch.logaddexp(torch.log(p0), torch.log1p(-p0) - lam)
-        return torch.where(y == 0, zero, torch.log1p(-p0) + poisson)
+        # log(p0 + (1 - p0) e^-lambda) = log p0 + softplus(-logit p0 - lambda): stable, with
+        # finite higher derivatives, however large lambda is
+        ls = torch.nn.functional.logsigmoid
+        zero = ls(logit) + torch.nn.functional.softplus(-logit - lam)
+        return torch.where(y == 0, zero, ls(-logit) + poisson)
 
     def mean(self, f, params, aux):
         return (1 - params["p0"]) * self.rate(f)

@@ -1,6 +1,7 @@
 # Reference numbers for the count-data issue: saemix's documented Poisson model on rapi
 # (man/rapi.saemix.Rd of saemix 3.4: log-linear intercept and slope in time, correlated random
-# effects, gender on both), and lme4::glmer on the same GLMM (Laplace, nAGQ = 1: two random effects).
+# effects, gender on both) and its zero-inflated Poisson model (diagonal omega, p0 without random
+# effect), and lme4::glmer on the Poisson GLMM (Laplace, nAGQ = 1: two random effects).
 #
 #   R_LIBS=<library with saemix and npde> Rscript tests/reference/rapi_saemix.R [OUT.json] [rapi.csv]
 #
@@ -38,6 +39,31 @@ fixed <- setNames(as.list(res@fixed.effects), res@name.fixed)
 omega <- res@omega
 rownames(omega) <- colnames(omega) <- c("intercept", "slope")
 
+# saemix's documented zero-inflated Poisson model (same help page): diagonal omega on intercept
+# and slope, p0 (logit-transformed) without random effect, gender on intercept and slope
+count.zip <- function(psi, id, xidep) {
+  time <- xidep[, 1]; y <- xidep[, 2]
+  p0 <- psi[id, 3]
+  lambda <- exp(psi[id, 1] + psi[id, 2] * time)
+  logp <- log(1 - p0) - lambda + y * log(lambda) - log(factorial(y))
+  logp0 <- log(p0 + (1 - p0) * exp(-lambda))
+  logp[y == 0] <- logp0[y == 0]
+  logp
+}
+model.zip <- saemixModel(model = count.zip, description = "count model ZIP", modeltype = "likelihood",
+                         psi0 = matrix(c(1.5, 0.01, 0.2), ncol = 3, byrow = TRUE,
+                                       dimnames = list(NULL, c("intercept", "slope", "p0"))),
+                         transform.par = c(0, 0, 3), covariance.model = diag(c(1, 1, 0)),
+                         omega.init = diag(c(0.5, 0.3, 0)),
+                         covariate.model = matrix(c(1, 1, 0), ncol = 3, byrow = TRUE), verbose = FALSE)
+t0 <- proc.time()[["elapsed"]]
+zip <- saemix(model.zip, saemix.data, list(seed = 632545, save = FALSE, save.graphs = FALSE,
+                                           displayProgress = FALSE, fim = FALSE, print = FALSE))
+zip <- llis.saemix(zip)
+seconds_zip <- proc.time()[["elapsed"]] - t0
+rz <- zip@results
+zip_fixed <- setNames(as.list(rz@fixed.effects), rz@name.fixed)
+
 # the same GLMM with lme4 (gender coded as in saemix: indicator of the second level)
 g <- glmer(rapi ~ time * gender + (time | id), data = rapi, family = poisson, nAGQ = 1)
 vc <- as.matrix(VarCorr(g)$id)
@@ -48,6 +74,9 @@ record <- list(
   saemix = list(fixed_effects = fixed, omega = list(intercept = omega[1, 1], slope = omega[2, 2],
                                                     cov = omega[1, 2]),
                 ll_is = res@ll.is, aic_is = res@aic.is, bic_is = res@bic.is),
+  saemix_zip = list(fixed_effects = zip_fixed, omega = list(intercept = rz@omega[1, 1],
+                                                            slope = rz@omega[2, 2]),
+                    ll_is = rz@ll.is, aic_is = rz@aic.is, bic_is = rz@bic.is, seconds = seconds_zip),
   glmer = list(fixed_effects = as.list(fixef(g)), omega = list(intercept = vc[1, 1], slope = vc[2, 2],
                                                                cov = vc[1, 2]),
                loglik = as.numeric(logLik(g)), nAGQ = 1,
