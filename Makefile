@@ -72,8 +72,10 @@ test: $(TEST_STAMP)
 	$(MAKE) --no-print-directory test-py
 	$(MAKE) --no-print-directory test-r
 
+# two workers, one test file each at a time (module fixtures are computed once), one BLAS/OpenMP
+# thread per process: on 2 cores more threads only contend (ENVIRONMENT.md: 80x slower steps)
 test-py: $(TEST_STAMP)
-	$(PY) -m pytest -q
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadfile
 
 # Hook for the R package tests (rpkg/); filled in later.
 test-r: $(TEST_STAMP)
