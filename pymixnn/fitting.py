@@ -19,6 +19,9 @@ from pymixnn.covariates import CovariateDesign, normalize_mapping
 from pymixnn.data import Data
 from pymixnn.models import Model, resolve
 from pymixnn.models import transforms as tr
+from pymixnn.models.observation import Normal, Ordinal, resolve_levels
+from pymixnn.models.observation import observation as resolve_observation
+from pymixnn.models.observation import to_dict as observation_to_dict
 
 __all__ = ["fit"]
 
@@ -170,13 +173,10 @@ def fit(data: pd.DataFrame | Data, model: Model | str, *, id: str | None = None,
     from pymixnn.random_effects import Flow
     from pymixnn.random_effects import resolve as resolve_law
 
-    from pymixnn.models.observation import Ordinal, resolve_levels
-    from pymixnn.models.observation import observation as resolve_observation
-
     mapping = normalize_mapping(covariates)
     model = resolve(model)
     obs = resolve_observation(observation)
-    data, aux = _observation_columns(data, obs, y, trials, censoring, error)
+    aux = _observation_columns(data, obs, trials, censoring, error)
     law = resolve_law(random_effects, n_components=n_components, context=context)
     overrides = {k: v for k, v in dict(error=error, omega=omega, random=random,
                                        transforms=transforms).items() if v is not None}
@@ -186,7 +186,7 @@ def fit(data: pd.DataFrame | Data, model: Model | str, *, id: str | None = None,
     covariate_columns = list(dict.fromkeys([c for cols in mapping.values() for c in cols]
                                            + context_columns))
     if isinstance(obs, Ordinal):
-        data, obs = _encode_ordinal(data, obs, y, resolve_levels)
+        data, obs = _encode_ordinal(data, obs, y)
     data = _as_data(data, id, x, y, covariate_columns, dropna, aux)
     _check_model_on_data(model, data, obs)
     if law.name != "gaussian" and not model.random:
@@ -215,8 +215,6 @@ def fit(data: pd.DataFrame | Data, model: Model | str, *, id: str | None = None,
                        lr_final=lr / 20, num_particles=int(num_particles), progress=progress))
     estimation = estimate(model, data, design, start, options, law=law, context=context_matrix,
                           observation=obs)
-    from pymixnn.models.observation import to_dict as observation_to_dict
-
     return Results(model=model, data=data, design=design, estimation=estimation,
                    settings=dict(seed=int(seed), device=device, batch_size=int(batch_size),
                                  max_steps=int(max_steps), lr=lr, num_particles=int(num_particles),
@@ -226,11 +224,9 @@ def fit(data: pd.DataFrame | Data, model: Model | str, *, id: str | None = None,
                    observation=obs)
 
 
-def _observation_columns(data, obs, y, trials, censoring, error):
+def _observation_columns(data, obs, trials, censoring, error) -> dict[str, str]:
     """Check the auxiliary columns against the family (before any data conversion); returns the
-    data and the role -> column mapping."""
-    from pymixnn.models.observation import Normal
-
+    role -> column mapping."""
     aux: dict[str, str] = {}
     if not isinstance(obs, Normal) and error is not None:
         raise ValueError(f"error={error!r} sets the Gaussian error model; observation="
@@ -255,10 +251,10 @@ def _observation_columns(data, obs, y, trials, censoring, error):
     elif trials is not None:
         raise ValueError(f"trials={trials!r} is used only by observation='binomial' (this fit uses "
                          f"{obs.name!r})")
-    return data, aux
+    return aux
 
 
-def _encode_ordinal(data, obs, y, resolve_levels):
+def _encode_ordinal(data, obs, y):
     """Ordinal y as category codes 0..K-1 (levels given, or the sorted values / an ordered
     categorical's categories); a level outside the given ones is an error naming its row."""
     if isinstance(data, Data):

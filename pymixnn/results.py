@@ -419,20 +419,20 @@ class Results:
     def _family_tensors(self, f: np.ndarray, aux: dict):
         import torch
 
-        params = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in self._family_params().items()}
-        return (torch.as_tensor(f, dtype=torch.float64), params,
+        return (torch.as_tensor(f, dtype=torch.float64), self._family_params(),
                 {k: torch.as_tensor(v, dtype=torch.float64) for k, v in aux.items()})
 
     def _family_params(self) -> dict:
-        """The observation model's parameters in the form its log-density takes (natural scale)."""
+        """The observation model's parameters as its log-density takes them (natural scale),
+        from the observation block of theta (between omega and the law)."""
         import torch
 
-        from pymixnn.models.observation import Ordinal
-
-        e = self.estimation.error
-        if isinstance(self.observation, Ordinal):
-            return {"cuts": torch.tensor([0.0, *e.values()], dtype=torch.float64)}
-        return {k: torch.tensor(v, dtype=torch.float64) for k, v in e.items()}
+        law = self.estimation.law
+        if "omega_slice" not in law:  # results saved before the law record: Gaussian error only
+            return {k: torch.tensor(v, dtype=torch.float64) for k, v in self.estimation.error.items()}
+        raw = torch.as_tensor(self.estimation.theta[law["omega_slice"][1]:law["law_slice"][0]],
+                              dtype=torch.float64)
+        return self.observation.natural(raw, self.model)
 
     def predict(self, data: pd.DataFrame | None = None, level: str = "population",
                 which: str = "mean") -> np.ndarray:

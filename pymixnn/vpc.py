@@ -33,7 +33,7 @@ def time_bins(t: np.ndarray, bins=None) -> np.ndarray:
     return np.searchsorted(inner, t, side="right")
 
 
-def _statistics(res, y: np.ndarray, cens_limit: float | None):
+def _statistics(res, cens_limit: float | None):
     """(name, function of a (n_rep, n_obs_in_bin) array and the bin's rows) per statistic."""
     obs = res.observation
     kind = obs.statistic()
@@ -71,7 +71,7 @@ def vpc_table(res, *, n_sim: int = 200, bins=None, time: str | None = None,
         sims = np.maximum(sims, cens_limit)
     lo_q, hi_q = 100 * (1 - level_pi) / 2, 100 * (1 + level_pi) / 2
     records = []
-    for name, stat in _statistics(res, y, cens_limit):
+    for name, stat in _statistics(res, cens_limit):
         for k in np.unique(b):
             rows = np.flatnonzero(b == k)
             observed = float(stat(y[rows][None, :], rows)[0])

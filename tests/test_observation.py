@@ -44,7 +44,8 @@ def test_negative_binomial_matches_scipy():
 def test_zero_inflated_poisson_matches_its_definition():
     p0 = 0.3
     lam = np.exp(F)
-    got = ZeroInflatedPoisson().log_prob(T(Y), T(F), {"p0": T(p0)}, {}).numpy()
+    params = ZeroInflatedPoisson().natural(T([np.log(p0 / (1 - p0))]), LINEAR)
+    got = ZeroInflatedPoisson().log_prob(T(Y), T(F), params, {}).numpy()
     want = np.where(Y == 0, np.log(p0 + (1 - p0) * np.exp(-lam)),
                     np.log(1 - p0) + stats.poisson.logpmf(Y, lam))
     np.testing.assert_allclose(got, want, rtol=1e-12)
@@ -99,7 +100,7 @@ def test_normal_censored_m3_and_exponential_error():
 @pytest.mark.parametrize("obs, params, aux", [
     (Poisson(), {}, {}),
     (NegativeBinomial(), {"alpha": 0.5}, {}),
-    (ZeroInflatedPoisson(), {"p0": 0.25}, {}),
+    (ZeroInflatedPoisson(), {"p0": 0.25, "logit_p0": np.log(0.25 / 0.75)}, {}),
     (Binomial(), {}, {"trials": 12.0}),
     (Bernoulli(), {}, {}),
     (Ordinal(levels=(0, 1, 2)), {"cuts": [0.0, 1.0]}, {}),

@@ -74,7 +74,6 @@ class Observation:
 
     name = "observation"
     links: ClassVar[tuple[str, ...]] = ()
-    discrete = True
     needs: ClassVar[tuple[str, ...]] = ()  # auxiliary columns: "trials"
 
     # ---- parameters ----------------------------------------------------------------------------
@@ -147,7 +146,6 @@ class Normal(Observation):
 
     error: str = "constant"  # bound to the model's error model by ``bind``
     name = "gaussian"
-    discrete = False
 
     def parameter_names(self, model):
         return model.error_parameters
@@ -328,7 +326,7 @@ class ZeroInflatedPoisson(Poisson):
         return [torch.sigmoid(raw[0])]
 
     def log_prob(self, y, f, params, aux):
-        logit = params["logit_p0"] if "logit_p0" in params else torch.logit(params["p0"])
+        logit = params["logit_p0"]
         lam = self.rate(f)
         poisson = y * self.log_rate(f) - lam - torch.lgamma(y + 1)
         # log(p0 + (1 - p0) e^-lambda) = log p0 + softplus(-logit p0 - lambda): stable, with
@@ -571,7 +569,6 @@ class LogLikelihood(Observation):
     transforms: Mapping[str, str] | None = None
     simulate: Callable | None = field(default=None, compare=False)
     mean_function: Callable | None = field(default=None, compare=False)
-    discrete: bool = True
     name = "loglik"
 
     def __post_init__(self):
