@@ -387,3 +387,24 @@ def test_r_references_are_reproducible(tmp_path):
             for k in key:
                 a, b = a[k], b[k]
             assert math.isclose(a, b, rel_tol=1e-6), (script, key, a, b)
+
+
+def test_mixture_random_effects_and_individual_estimates_on_counts():
+    """The flows issue's mixture law on count data (rapi, random intercept, gender on it)."""
+    df = datasets.load("rapi")
+    model = pymixnn.Model.named("linear", random=["intercept"])
+    kw = dict(id="id", x="time", y="rapi", covariates={"intercept": ["gender"]},
+              observation="poisson", seed=1, progress=False)
+    gauss = pymixnn.fit(df, model, **kw)
+    mix = pymixnn.fit(df, model, random_effects="mixture", **kw)
+    # a 2-component mixture nests the Gaussian law: its log-likelihood (adaptive quadrature,
+    # deterministic) cannot be lower; measured +6.1 units
+    assert mix.loglik >= gauss.loglik - 1e-6
+    probs = mix.component_probabilities()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-10)
+    # individual estimates: students who never reported a problem have far lower individual
+    # log rates than the others (measured mean MAP intercept -1.08 against 1.47)
+    ind = mix.individual_params("map")
+    never = (df.groupby("id", sort=False)["rapi"].sum() == 0).to_numpy()
+    assert ind["intercept"][never].mean() < ind["intercept"][~never].mean() - 1.0
+    assert np.isfinite(mix.individual_params("mean").to_numpy()).all()
