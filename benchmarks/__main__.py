@@ -1,13 +1,14 @@
 """`python -m benchmarks SUITE [args]`: run one suite, e.g. `python -m benchmarks pipeline --quick`,
-`python -m benchmarks random_effects`, `python -m benchmarks discrete`."""
+`python -m benchmarks random_effects`, `python -m benchmarks discrete`,
+`python -m benchmarks genomic`."""
 from __future__ import annotations
 
 import sys
 
-from benchmarks import discrete, pipeline, random_effects
+from benchmarks import discrete, genomic, pipeline, random_effects
 
 SUITES = {"pipeline": pipeline.main, "random_effects": random_effects.main,
-          "discrete": discrete.main}
+          "discrete": discrete.main, "genomic": genomic.main}
 
 
 def main(argv: list[str] | None = None) -> None:

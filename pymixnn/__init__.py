@@ -9,6 +9,7 @@
 from pymixnn import datasets
 from pymixnn.data import Data
 from pymixnn.fitting import fit
+from pymixnn.genomic import Genomic
 from pymixnn.models import NAMED_MODELS, Model, named
 from pymixnn.models.observation import (Bernoulli, Binomial, LogLikelihood, NegativeBinomial, Normal,
                                         Ordinal, Poisson, ZeroInflatedPoisson, observation)
@@ -30,5 +31,5 @@ def __getattr__(name):  # Results imports torch and pyro: load it only when aske
 
 
 __all__ = ["fit", "Data", "Model", "named", "NAMED_MODELS", "Results", "compare_fits", "Gaussian",
-           "Mixture", "Flow", "Normal", "Poisson", "NegativeBinomial", "ZeroInflatedPoisson", "Binomial",
+           "Mixture", "Flow", "Genomic", "Normal", "Poisson", "NegativeBinomial", "ZeroInflatedPoisson", "Binomial",
            "Bernoulli", "Ordinal", "LogLikelihood", "observation", "datasets", "__version__"]

@@ -74,6 +74,16 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--likelihood", choices=["auto", "is", "gq"], default="auto",
                      help="importance sampling (is), adaptive quadrature (gq) or auto (default)")
     fit.add_argument("--vpc", metavar="PATH", help="write a visual predictive check PNG")
+    fit.add_argument("--genotype", metavar="COL", help="column of each individual's genotype "
+                     "(with --markers)")
+    fit.add_argument("--markers", metavar="PATH", help="marker matrix: CSV (genotypes x markers, "
+                     "first column the genotype id) or PLINK .bed")
+    fit.add_argument("--genomic-params", metavar="P[,P]", help="parameters with marker effects")
+    fit.add_argument("--prior", choices=["horseshoe", "ridge"], default="horseshoe",
+                     help="prior of the marker effects (default horseshoe)")
+    fit.add_argument("--map", metavar="PATH", help="marker map CSV (marker, chr, pos)")
+    fit.add_argument("--manhattan", metavar="DIR", help="write Manhattan PNGs (one per parameter)")
+    fit.add_argument("--marker-effects", metavar="PATH", help="write the marker effects as CSV")
     outputs(fit)
     return parser
 
@@ -125,6 +135,13 @@ def main(argv: list[str] | None = None) -> int:
             for key in ("trials", "censoring"):
                 if getattr(args, key):
                     extra[key] = getattr(args, key)
+            if args.markers or args.genotype or args.genomic_params:
+                if not (args.markers and args.genotype and args.genomic_params):
+                    raise ValueError("marker effects need --markers, --genotype and --genomic-params")
+                extra["genotype"] = args.genotype
+                extra["genomic"] = pymixnn.Genomic(
+                    args.markers, params=[p.strip() for p in args.genomic_params.split(",")],
+                    prior=args.prior, map=args.map)
         res = pymixnn.fit(df, spec.pop("model"), **spec, **extra, seed=args.seed,
                           progress=not args.no_progress)
     except (ValueError, TypeError) as err:
@@ -140,6 +157,12 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "vpc", None):
         res.plot_vpc(args.vpc, seed=args.seed)
         print(f"visual predictive check plotted in {args.vpc}")
+    if getattr(args, "manhattan", None):
+        paths = res.plot_manhattan(args.manhattan)
+        print(f"Manhattan plots written to {', '.join(str(p) for p in paths)}")
+    if getattr(args, "marker_effects", None):
+        res.marker_effects.to_csv(args.marker_effects, index=False)
+        print(f"marker effects written to {args.marker_effects}")
     return 0
 
 

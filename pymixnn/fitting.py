@@ -113,6 +113,7 @@ def fit(data: pd.DataFrame | Data, model: Model | str, *, id: str | None = None,
         random_effects="gaussian", n_components: int | str | None = None,
         context: Sequence[str] | str | None = None,
         observation="gaussian", trials: str | None = None, censoring: str | None = None,
+        genotype: str | None = None, genomic=None,
         batch_size: int = 512, max_steps: int = 4000, lr: float = 0.02, num_particles: int = 4,
         refine: bool = True, is_samples: int | None = None, likelihood: str = "auto",
         device: str = "cpu",
@@ -150,6 +151,13 @@ def fit(data: pd.DataFrame | Data, model: Model | str, *, id: str | None = None,
         number of leaves when y counts senescent leaves).
     censoring : column flagging left-censored observations (1: below the limit of quantification,
         y holding that limit; 0: observed), fitted by the M3 likelihood (Gaussian observations).
+    genotype : column with each individual's genotype (constant within an individual), the rows
+        of the marker matrix of ``genomic``.
+    genomic : ``pymixnn.Genomic(markers, params=[...], prior="horseshoe"|"ridge", map=None)``:
+        marker effects on the named parameters (see :mod:`pymixnn.genomic`); the fit then has
+        ``marker_effects``, ``top_markers()``, ``plot_manhattan()``, ``variance_explained``,
+        ``genetic_values`` and ``predict_genotypes()``. Minibatches are then made of whole
+        genotypes.
     batch_size : individuals per SVI minibatch. max_steps, lr, num_particles : SVI settings
         (Adam with step size decaying from lr to lr/20 over max_steps; ELBO particles).
     refine : maximize the importance-weighted ELBO after SVI (maximum-likelihood accuracy).
@@ -183,8 +191,9 @@ def fit(data: pd.DataFrame | Data, model: Model | str, *, id: str | None = None,
     if overrides:
         model = model.replace(**overrides)
     context_columns = list(law.context) if isinstance(law, Flow) and law.context else []
+    genomic_columns = _genomic_columns(genotype, genomic, model)
     covariate_columns = list(dict.fromkeys([c for cols in mapping.values() for c in cols]
-                                           + context_columns))
+                                           + context_columns + genomic_columns))
     if isinstance(obs, Ordinal):
         data, obs = _encode_ordinal(data, obs, y)
     data = _as_data(data, id, x, y, covariate_columns, dropna, aux)
@@ -204,6 +213,9 @@ def fit(data: pd.DataFrame | Data, model: Model | str, *, id: str | None = None,
                          f"nodes); this model has {len(model.random)}: use 'is'")
     if not (isinstance(seed, (int, np.integer)) and seed >= 0):
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    markers, setup = (None, None)
+    if genomic is not None:  # marker checks (pandas/numpy) before any torch work
+        markers, setup = _genomic_setup(genomic, genotype, data)
     _check_function(model, data, start)
 
     from pymixnn.inference import EstimationOptions, SVIOptions, estimate
@@ -214,14 +226,23 @@ def fit(data: pd.DataFrame | Data, model: Model | str, *, id: str | None = None,
         svi=SVIOptions(batch_size=int(batch_size), max_steps=int(max_steps), lr=lr,
                        lr_final=lr / 20, num_particles=int(num_particles), progress=progress))
     estimation = estimate(model, data, design, start, options, law=law, context=context_matrix,
-                          observation=obs)
+                          observation=obs, genomic=setup)
+    if markers is not None:
+        mm = markers["matrix"]
+        estimation.genomic.update(
+            marker_names=list(mm.names), marker_scale=np.asarray(mm.scale), genotypes=list(mm.genotypes),
+            marker_map=None if mm.map is None else {"chr": list(mm.map["chr"]),
+                                                    "pos": np.asarray(mm.map["pos"], dtype=float)},
+            interaction=genomic.interaction, levels=markers["levels"], report=dict(mm.report),
+            genotype_column=genotype, markers_id=genomic.id)
     return Results(model=model, data=data, design=design, estimation=estimation,
                    settings=dict(seed=int(seed), device=device, batch_size=int(batch_size),
                                  max_steps=int(max_steps), lr=lr, num_particles=int(num_particles),
                                  refine=refine, init=start, covariates=mapping,
                                  context=context_columns, observation=observation_to_dict(obs),
-                                 likelihood=likelihood),
-                   observation=obs)
+                                 likelihood=likelihood, genotype=genotype,
+                                 genomic=None if genomic is None else genomic.to_dict()),
+                   observation=obs, markers=markers)
 
 
 def _observation_columns(data, obs, trials, censoring, error) -> dict[str, str]:
@@ -289,3 +310,66 @@ def _context_matrix(data: Data, columns: list[str], model: Model) -> np.ndarray:
         raise ValueError(f"flow context {columns}: {constant} take a single value in the data; "
                          "a conditional flow needs covariates that vary between individuals")
     return (matrix - matrix.mean(axis=0)) / sd
+
+
+def _genomic_columns(genotype, genomic, model: Model) -> list[str]:
+    """Check the genomic arguments against the model; the individual-level columns they need."""
+    from pymixnn.genomic import Genomic
+
+    if genomic is None:
+        if genotype is not None:
+            raise ValueError(f"genotype={genotype!r} is used with genomic=pymixnn.Genomic(markers, "
+                             "params=[...]): give the marker matrix")
+        return []
+    if not isinstance(genomic, Genomic):
+        raise TypeError(f"genomic must be a pymixnn.Genomic(markers, params=[...]), got "
+                        f"{type(genomic).__name__}")
+    if genotype is None:
+        raise ValueError("genomic=... needs genotype=<column naming each individual's genotype> "
+                         "(the rows of the marker matrix)")
+    unknown = [p for p in genomic.params if p not in model.parameters]
+    if unknown:
+        raise ValueError(f"Genomic(params=...) names {unknown}, which model {model.name!r} does not "
+                         f"have; its parameters are {list(model.parameters)}")
+    fixed = [p for p in genomic.params if p not in model.random]
+    if fixed:
+        raise ValueError(f"marker effects on {fixed} need a random effect on them (the markers "
+                         f"explain between-individual variation): add them to random=, now "
+                         f"{list(model.random)}")
+    cols = [genotype] + ([genomic.interaction] if genomic.interaction else [])
+    if genomic.interaction == genotype:
+        raise ValueError(f"Genomic(interaction=...) must be another column than genotype={genotype!r}")
+    return cols
+
+
+def _genomic_setup(genomic, genotype: str, data: Data):
+    """Marker matrix (validated, standardized) and the cells of the genomic block."""
+    from pymixnn.inference.genomic import GenomicSetup
+    from pymixnn.markers import prepare_markers
+
+    ind_genotype = data.covariates[genotype].to_numpy()
+    markers = prepare_markers(genomic.markers, pd.unique(ind_genotype), map=genomic.map,
+                              id=genomic.id, genotype_column=genotype)
+    rows = markers.rows(ind_genotype)
+    if genomic.interaction:
+        values = data.covariates[genomic.interaction]
+        levels = sorted(pd.unique(values), key=str)
+        if len(levels) < 2:
+            raise ValueError(f"Genomic(interaction={genomic.interaction!r}): the column has a single "
+                             f"level {levels!r}; a scenario-by-marker interaction needs two or more")
+        level = np.array([levels.index(v) for v in values], dtype=np.int64)
+    else:
+        levels, level = [None], np.zeros(len(rows), dtype=np.int64)
+    pairs = np.stack([rows, level], axis=1)
+    cells, individual_cell = np.unique(pairs, axis=0, return_inverse=True)
+    n_genotypes = len(np.unique(rows))
+    residual = genomic.residual
+    if residual == "auto":
+        residual = data.n_individuals > n_genotypes
+    setup = GenomicSetup(G=markers.values, cell_genotype=cells[:, 0], cell_level=cells[:, 1],
+                         n_levels=len(levels), individual_cell=np.asarray(individual_cell).ravel(),
+                         params=tuple(genomic.params), prior=genomic.prior, residual=bool(residual),
+                         global_scale=float(genomic.global_scale), max_iter=int(genomic.max_iter))
+    markers_info = dict(matrix=markers, spec=genomic, genotype=genotype,
+                        levels=[None if v is None else v for v in levels], residual=bool(residual))
+    return markers_info, setup

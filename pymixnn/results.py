@@ -59,7 +59,7 @@ class Results:
 
     def __init__(self, *, model: Model, data: Data, design: CovariateDesign,
                  estimation: Estimation, settings: dict, info: dict | None = None,
-                 observation=None):
+                 observation=None, markers: dict | None = None):
         from pymixnn.models.observation import bind, from_dict
 
         self.model, self.data, self.design = model, data, design
@@ -68,6 +68,9 @@ class Results:
         self.observation = bind(observation, model)
         self.estimation = estimation
         self.settings = settings
+        # a genomic fit: the marker matrix (pymixnn.markers.MarkerMatrix), the Genomic spec, the
+        # genotype column and interaction levels (see genomic_results.py)
+        self._markers = markers
         est = estimation
         self.info = info or {
             "seed": settings.get("seed"), "device": est.device, "dtype": est.dtype,
@@ -192,9 +195,36 @@ class Results:
         if selection:
             lik += ["", f"Number of mixture components chosen by {self.estimation.law['criterion']}:"]
             lik += ["  " + line for line in pd.DataFrame(selection).to_string(index=False).splitlines()]
+        lik += self._genomic_summary()
         lik += [f"warning: {w}" for w in info.get("warnings", [])]
         table = p.drop(columns="kind")
         return Summary("\n".join(head + lines + lik), table)
+
+    def _genomic_summary(self) -> list[str]:
+        gen = getattr(self.estimation, "genomic", None)
+        if not gen:
+            return []
+        rep = gen.get("report", {})
+        lines = ["", f"Genomic: marker effects on {gen['params']} ({gen['prior']} prior"
+                     + (f", x {gen['interaction']} interaction" if gen.get("interaction") else "")
+                     + (", genotype residual" if gen["residual"] else "") + ")",
+                 f"  {rep.get('n_markers', len(gen['marker_names']))} markers on "
+                 f"{rep.get('n_genotypes', '?')} genotypes ({len(gen['genotype_rows'])} phenotyped, "
+                 f"column {gen.get('genotype_column')!r}); {rep.get('n_missing_imputed', 0)} missing "
+                 f"values mean-imputed, {rep.get('n_monomorphic', 0)} monomorphic and "
+                 f"{rep.get('n_all_missing', 0)} all-missing markers dropped",
+                 "  variance of the transformed parameters (markers: over phenotyped genotypes):"]
+        var = self.variance_explained
+        lines += ["  " + line for line in var.to_string(float_format=lambda v: f"{v:.4g}").splitlines()]
+        top = self.top_markers(5)
+        keep = [c for c in ["parameter", "rank", "marker", "chr", "pos", "effect", "sd", "inclusion"]
+                if c in top]
+        lines += ["  top markers:"]
+        lines += ["  " + line for line in top[keep].to_string(
+            index=False, float_format=lambda v: f"{v:.4g}").splitlines()]
+        lines += ["  Omega and the estimates above are conditional on the genetic values' posterior "
+                  "(mean plugged in, variance in Omega's update); ll excludes the markers' prior"]
+        return lines
 
     def _describe_model(self) -> str:
         text = self.model.describe()
@@ -235,6 +265,71 @@ class Results:
         return np.column_stack([tr.forward(self.model.transforms[p], t[:, k]).numpy()
                                 for k, p in enumerate(self.model.parameters)])
 
+    def _individual_offset(self) -> np.ndarray:
+        """Genotype-level offsets of a genomic fit (posterior means; transformed scale), (N, P);
+        zeros otherwise."""
+        gen = getattr(self.estimation, "genomic", None)
+        if not gen:
+            return np.zeros((self.data.n_individuals, len(self.model.parameters)))
+        return np.asarray(gen["offset"])
+
+    # ---- genomic fits (genomic_results.py) ---------------------------------------------------
+    @property
+    def marker_effects(self) -> pd.DataFrame:
+        """Marker effects per parameter: parameter, marker, effect, sd (per allele, transformed
+        scale), effect_std, sd_std (per marker sd), inclusion (horseshoe), chr, pos (with a map)."""
+        from pymixnn.genomic_results import marker_effects
+
+        return marker_effects(self)
+
+    def top_markers(self, n: int = 20, parameter: str | None = None) -> pd.DataFrame:
+        """The n strongest markers per parameter (inclusion probability, or |effect| / sd)."""
+        from pymixnn.genomic_results import top_markers
+
+        return top_markers(self, n, parameter)
+
+    def plot_manhattan(self, path: str | Path, parameter: str | None = None, *, top: int = 10):
+        """Manhattan-style PNG per parameter (a directory, or a .png for one parameter)."""
+        from pymixnn.genomic_results import plot_manhattan
+
+        return plot_manhattan(self, path, parameter, top=top)
+
+    @property
+    def variance_explained(self) -> pd.DataFrame:
+        """Variance of each parameter with marker effects by source, and the markers' share."""
+        from pymixnn.genomic_results import variance_explained
+
+        return variance_explained(self)
+
+    @property
+    def genetic_values(self) -> pd.DataFrame:
+        """Posterior mean genetic value per phenotyped genotype (and scenario) and parameter."""
+        from pymixnn.genomic_results import genetic_values
+
+        return genetic_values(self)
+
+    def genotype_parameters(self, markers_new, scenario=None) -> pd.DataFrame:
+        """Predicted genetic values (mean, sd) and typical parameters of new genotypes."""
+        from pymixnn.genomic_results import genotype_parameters
+
+        return genotype_parameters(self, markers_new, scenario)
+
+    def predict_genotypes(self, markers_new, x_grid, scenario=None, *, level: float = 0.9,
+                          n_draws: int = 1000, individual: bool = False, seed: int = 0) -> pd.DataFrame:
+        """Predicted curves with intervals for genotypes never phenotyped (see
+        :func:`pymixnn.genomic_results.predict_genotypes`)."""
+        from pymixnn.genomic_results import predict_genotypes
+
+        return predict_genotypes(self, markers_new, x_grid, scenario, level=level,
+                                 n_draws=n_draws, individual=individual, seed=seed)
+
+    def _known_offset(self, rows: dict) -> np.ndarray:
+        """Genotype offsets of the fitted individuals among ``rows`` (0 for new individuals):
+        in a genomic fit the genotype's marker-predicted value and residual act like covariates."""
+        offset = self._individual_offset()
+        pos = rows["pos"]
+        return np.where((pos >= 0)[:, None], offset[np.maximum(pos, 0)], 0.0)
+
     def _eta_full(self, eta: np.ndarray) -> np.ndarray:
         full = np.zeros((eta.shape[0], len(self.model.parameters)))
         for j, p in enumerate(self.model.random):
@@ -246,7 +341,8 @@ class Results:
         cols = list(self.model.parameters)
         idx = pd.Index(self.data.ids, name=self.data.id_col)
         if kind == "map":
-            phi = self._phi_population(self.design.matrix) + self._eta_full(self.estimation.eta_map)
+            phi = (self._phi_population(self.design.matrix) + self._eta_full(self.estimation.eta_map)
+                   + self._individual_offset())
             return pd.DataFrame(self._psi(phi), index=idx, columns=cols)
         if kind == "mean":
             return pd.DataFrame(self.estimation.psi_mean, index=idx, columns=cols)
@@ -447,7 +543,7 @@ class Results:
         if which not in ("mean", "linear"):
             raise ValueError(f"which must be 'mean' or 'linear', got {which!r}")
         rows = self._design_rows(data)
-        phi = self._phi_population(rows["Z"])[rows["row_ind"]]
+        phi = (self._phi_population(rows["Z"]) + self._known_offset(rows))[rows["row_ind"]]
         if level == "individual":
             eta = self._eta_full(self.estimation.eta_map)
             pos = rows["pos"][rows["row_ind"]]
@@ -513,19 +609,19 @@ class Results:
 
         rows = self._design_rows(None) if rows is None else rows
         n_ind, row_ind = rows["Z"].shape[0], rows["row_ind"]
-        phi0 = self._phi_population(rows["Z"])
+        phi0 = self._phi_population(rows["Z"]) + self._known_offset(rows)
         gen = torch.Generator().manual_seed(int(seed))
         sims = []
         if level == "population":
             draws = self._law_draws(n_ind * n_rep, seed=int(seed)).reshape(n_rep, n_ind, -1)
         for r in range(n_rep):
             if level == "population":
-                eta = draws[r]
+                eta = self._eta_full(draws[r])
             else:
-                eta = np.where((rows["pos"] >= 0)[:, None],
-                               self.estimation.eta_map[np.maximum(rows["pos"], 0)], 0.0)
-            phi = phi0 + self._eta_full(eta)
-            f = self._evaluate(self._psi(phi[row_ind]), rows["x"])
+                known = (rows["pos"] >= 0)[:, None]
+                eta = np.where(known, self._eta_full(self.estimation.eta_map[np.maximum(rows["pos"], 0)]),
+                               0.0)
+            f = self._evaluate(self._psi((phi0 + eta)[row_ind]), rows["x"])
             with torch.no_grad():
                 y = self.observation.sample(*self._family_tensors(f, rows["aux"]), gen).numpy()
             sims.append(y)
@@ -594,7 +690,18 @@ class Results:
             "random_effects": {**dataclasses.asdict(self.random_effects_law), "df": self.df_modelwc,
                                **({"penalty": self.estimation.law["penalty"]}
                                   if "penalty" in self.estimation.law else {})},
+            **({"genomic": self._genomic_record()} if getattr(self.estimation, "genomic", None) else {}),
         }
+
+    def _genomic_record(self) -> dict:
+        gen = self.estimation.genomic
+        top = self.top_markers(10)
+        return {"params": list(gen["params"]), "prior": gen["prior"],
+                "interaction": gen.get("interaction"), "genotype": gen.get("genotype_column"),
+                "residual": bool(gen["residual"]),
+                "markers": {k: int(v) for k, v in gen.get("report", {}).items()},
+                "variance_explained": json.loads(self.variance_explained.reset_index().to_json(orient="records")),
+                "top_markers": json.loads(top.to_json(orient="records"))}
 
     def to_json(self, path: str | Path | None = None, **kwargs) -> str:
         text = json.dumps(self.to_dict(), indent=2, **kwargs)
@@ -625,9 +732,12 @@ class Results:
         return path
 
     @classmethod
-    def load(cls, path: str | Path, *, model: Model | None = None, observation=None) -> "Results":
+    def load(cls, path: str | Path, *, model: Model | None = None, observation=None,
+             markers=None) -> "Results":
         """Reload saved results. A custom structural function is not saved: pass ``model=``
-        (and ``observation=`` for a user log-likelihood)."""
+        (and ``observation=`` for a user log-likelihood). A genomic fit keeps its marker effects,
+        genetic values and tables; its marker matrix is not saved: pass the same ``markers=``
+        (anything ``Genomic(markers=...)`` accepts) to predict new genotypes again."""
         from pymixnn.models.observation import from_dict as observation_from_dict
 
         from pymixnn.serialization import decode
@@ -649,8 +759,14 @@ class Results:
         obs = observation_from_dict(record["settings"].get("observation"), observation)
         design = CovariateDesign(**record["design"])
         estimation = Estimation(**record["estimation"])
+        marker_info = None
+        if markers is not None:
+            from pymixnn.genomic_results import reattach_markers
+
+            marker_info = reattach_markers(estimation, markers)
         return cls(model=model, data=data, design=design, estimation=estimation,
-                   settings=record["settings"], info=record["info"], observation=obs)
+                   settings=record["settings"], info=record["info"], observation=obs,
+                   markers=marker_info)
 
 
 def compare_fits(*results: "Results", names: list[str] | None = None) -> pd.DataFrame:

@@ -233,6 +233,6 @@ def test_every_dataset_loads_as_data(name, shape, n_individuals):
 
 
 def test_unknown_dataset():
-    assert datasets.names() == ["epil", "knee", "orange", "oxboys", "rapi", "soybean", "theo", "toenail"]
+    assert datasets.names() == ["epil", "grav2", "knee", "orange", "oxboys", "rapi", "soybean", "theo", "toenail"]
     with pytest.raises(ValueError, match=r"unknown data set 'nope'; available: \['epil'"):
         datasets.load("nope")

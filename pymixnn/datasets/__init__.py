@@ -1,18 +1,26 @@
 """Bundled example data sets (long tables as CSV), each with its source and license.
 
-See ``README.md`` in this folder for shapes, sources and suggested models.
+See ``README.md`` in this folder for shapes, sources and suggested models. Some sets also ship
+genomic markers (genotypes x markers, 0/1 with NaN for missing) and a marker map:
+:func:`load_markers`, :func:`load_map`, :func:`marker_names`.
 
 Example
 -------
 >>> from pymixnn import datasets
 >>> datasets.names()
-['epil', 'knee', 'orange', 'oxboys', 'rapi', 'soybean', 'theo', 'toenail']
+['epil', 'grav2', 'knee', 'orange', 'oxboys', 'rapi', 'soybean', 'theo', 'toenail']
 >>> df = datasets.load("theo")
 >>> df.shape
 (120, 6)
 >>> spec = datasets.info("theo")
 >>> spec["id"], spec["x"], spec["y"]
 ('Id', ['Dose', 'Time'], 'Concentration')
+>>> datasets.marker_names()
+['grav2', 'wheat']
+>>> datasets.load_markers("grav2").shape
+(162, 234)
+>>> datasets.load_map("grav2").columns.tolist()
+['marker', 'chr', 'pos']
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["load", "names", "info"]
+__all__ = ["load", "names", "info", "load_markers", "load_map", "marker_names"]
 
 _PINHEIRO_BATES = (
     "Pinheiro JC, Bates DM (2000). Mixed-Effects Models in S and S-PLUS. Springer, New York."
@@ -34,6 +42,18 @@ _SAEMIX = (
     "doi:10.18637/jss.v080.i03"
 )
 _SAEMIX_SOURCE = "GitHub cran/saemix (commit 2d504770b1af), data/{}.saemix.tab.gz, saemix 3.4"
+_MOORE = (
+    "Moore CR, Johnson LS, Kwak IY, Livny M, Broman KW, Spalding EP (2013). High-throughput "
+    "computer vision introduces the time axis to a quantitative trait map of a plant growth "
+    "response. Genetics 195(3):1077-1086. doi:10.1534/genetics.113.153346"
+)
+_QTL2 = (
+    "Broman KW, Gatti DM, Simecek P, Furlotte NA, Prins P, Sen S, Yandell BS, Churchill GA "
+    "(2019). R/qtl2: software for mapping quantitative trait loci with high-dimensional data and "
+    "multiparent populations. Genetics 211(2):495-502. doi:10.1534/genetics.118.301595"
+)
+_GRAV2_SOURCE = ("GitHub rqtl/qtl2 (commit b28ad12c268f), inst/extdata/grav2.zip (R/qtl2), "
+                 "reshaped to long format")
 
 _INFO: dict[str, dict[str, Any]] = {
     "theo": {
@@ -116,6 +136,17 @@ _INFO: dict[str, dict[str, Any]] = {
         "citation": "Tutz G (2012). Regression for Categorical Data. Cambridge University Press. "
                     + _SAEMIX,
     },
+    "grav2": {
+        "description": "Arabidopsis root gravitropism: root-tip angle (degrees) of 162 Ler x Cvi "
+                       "recombinant inbred lines (RILs) every 2 min for 8 h after a 90-degree "
+                       "rotation (replicate 2, line means; missing values dropped); saturating "
+                       "growth (asymptotic exponential or logistic). 234 markers: "
+                       "load_markers('grav2'), load_map('grav2').",
+        "source": _GRAV2_SOURCE,
+        "license": "GPL-3",
+        "id": "id", "x": ["time_h"], "y": "angle_deg", "covariates": [],
+        "citation": f"{_MOORE} {_QTL2}",
+    },
 }
 
 # Column types pandas cannot infer from the CSV: factors in the R source.
@@ -145,3 +176,71 @@ def load(name: str) -> pd.DataFrame:
     _check(name)
     with resources.files(__name__).joinpath(f"{name}.csv").open("r", encoding="utf-8") as handle:
         return pd.read_csv(handle, dtype=_DTYPES.get(name))
+
+
+# Genomic marker sets (not necessarily longitudinal): file, map file (or None), source, license,
+# citation. Marker files: first column = genotype id, then one 0/1 column per marker, NA = missing.
+_MARKERS: dict[str, dict[str, Any]] = {
+    "grav2": {
+        "description": "234 markers of the 162 Ler x Cvi RILs of 'grav2' (0 = Ler, 1 = Cvi, "
+                       "1.4% missing; homozygous lines), 5 chromosomes, positions in cM.",
+        "file": "grav2_markers.csv", "map": "grav2_map.csv",
+        "source": _GRAV2_SOURCE.replace("reshaped to long format", "genotypes coded 0/1"),
+        "license": "GPL-3",
+        "citation": f"{_MOORE} {_QTL2}",
+    },
+    "wheat": {
+        "description": "599 CIMMYT wheat lines x 1,279 DArT markers coded 0/1, no missing cells "
+                       "(not longitudinal; no marker map).",
+        "file": "wheat_markers.csv.gz", "map": None,
+        "source": "GitHub cran/BGLR (commit 0b9951a1560a), data/wheat.RData (wheat.X), BGLR 1.1.4",
+        "license": "GPL-3",
+        "citation": "Crossa J, de los Campos G, Pérez P, Gianola D, Burgueño J, Araus JL, "
+                    "Makumbi D, Singh RP, Dreisigacker S, Yan J, Arief V, Bänziger M, "
+                    "Braun HJ (2010). Prediction of genetic values of quantitative traits in "
+                    "plant breeding using pedigree and molecular markers. Genetics "
+                    "186(2):713-724. doi:10.1534/genetics.110.118521. Pérez P, de los Campos G "
+                    "(2014). Genome-wide regression and prediction with the BGLR statistical "
+                    "package. Genetics 198(2):483-495. doi:10.1534/genetics.114.164442",
+    },
+}
+
+
+def marker_names() -> list[str]:
+    """Names of the bundled genomic marker sets."""
+    return sorted(_MARKERS)
+
+
+def _check_markers(name: str) -> dict[str, Any]:
+    if name not in _MARKERS:
+        raise ValueError(f"unknown marker set {name!r}; available: {marker_names()}")
+    return _MARKERS[name]
+
+
+def load_markers(name: str) -> pd.DataFrame:
+    """Load a bundled marker matrix: index = genotype id (named ``"genotype"``), one float column
+    per marker (0/1, NaN = missing).
+
+    The ids keep the type pandas infers (integers for ``grav2`` and ``wheat``), so the ``grav2``
+    markers index the ``id`` column of ``load("grav2")`` directly; :mod:`pymixnn.markers` compares
+    ids as strings anyway.
+    """
+    spec = _check_markers(name)
+    with resources.files(__name__).joinpath(spec["file"]).open("rb") as handle:
+        df = pd.read_csv(handle, index_col=0,
+                         compression="gzip" if spec["file"].endswith(".gz") else None)
+    df = df.astype(float)
+    df.index.name = "genotype"
+    df.columns = [str(c) for c in df.columns]
+    return df
+
+
+def load_map(name: str) -> pd.DataFrame:
+    """Load the map of a bundled marker set: columns ``marker``, ``chr``, ``pos`` (cM for grav2),
+    in the column order of :func:`load_markers`."""
+    spec = _check_markers(name)
+    if spec["map"] is None:
+        raise ValueError(f"marker set {name!r} has no marker map; sets with a map: "
+                         f"{sorted(k for k, v in _MARKERS.items() if v['map'] is not None)}")
+    with resources.files(__name__).joinpath(spec["map"]).open("r", encoding="utf-8") as handle:
+        return pd.read_csv(handle, dtype={"marker": "str"})

@@ -36,6 +36,7 @@ from pymixnn.covariates import CovariateDesign
 from pymixnn.data import Data
 from pymixnn.inference.deconvolution import apply_law_fit, cache_draws, choose_penalty, fit_law
 from pymixnn.inference.deconvolution import _pack as pack_law
+from pymixnn.inference.genomic import GenomicBlock, GenomicSetup
 from pymixnn.inference.importance import ImportanceSampler
 from pymixnn.inference.laplace import LocalPosteriors
 from pymixnn.inference.laws import FlowLaw, GaussianLaw, MixtureLaw, fit_gaussian_mixture, raw_from_tril
@@ -128,6 +129,8 @@ class Estimation:
     # ``quadrature_nodes`` nodes per random effect; is_samples is then the nodes per individual)
     loglik_method: str = "is"
     quadrature_nodes: int = 0
+    # a genomic fit: the posterior of the marker effects (inference/genomic.py, export())
+    genomic: dict | None = None
 
 
 def resolve_device(device: str) -> torch.device:
@@ -352,10 +355,11 @@ class _Stage:
     seconds: dict
     warnings: list
     law_info: dict = field(default_factory=dict)
+    genomic: dict | None = None  # the genomic block's posterior (GenomicBlock.export)
 
 
 def _gaussian_stage(model, data, design, init, options, device, dtype, generator,
-                    observation=None) -> _Stage:
+                    observation=None, genomic: GenomicSetup | None = None) -> _Stage:
     """Start values, Laplace-EM warm-up, SVI and refinement for Gaussian random effects."""
     t_start = time.perf_counter()
     seconds: dict[str, float] = {}
@@ -371,8 +375,24 @@ def _gaussian_stage(model, data, design, init, options, device, dtype, generator
     seconds["start"] = time.perf_counter() - t_start
 
     t0 = time.perf_counter()
+    block, groups, callback = None, None, None
+    if genomic is not None:
+        # the genomic block starts from every individual's posterior at the warm-up's theta
+        local.refresh(theta, None, max_iter=20)
+        block = GenomicBlock(genomic, program)
+        block.update(theta, local)
+        groups = torch.as_tensor(genomic.cell_genotype[genomic.individual_cell], dtype=torch.long)
+        callback = lambda th: block.update(th, local)  # noqa: E731
     theta_start = theta.clone()
-    theta, trace = run_svi(program, theta, local, options.svi, generator)
+    theta, trace = run_svi(program, theta, local, options.svi, generator, groups=groups,
+                           callback=callback)
+    if block is not None:
+        # converge the genomic block and the local posteriors at the SVI end point
+        for _ in range(20):
+            local.refresh(theta, None, max_iter=20)
+            if block.update(theta, local) < 1e-3:
+                break
+        local.refresh(theta, None, max_iter=20)
     seconds["svi"] = time.perf_counter() - t0
     if not trace.converged:
         warnings.append(f"SVI reached max_steps={options.svi.max_steps} before the ELBO plateau")
@@ -395,7 +415,12 @@ def _gaussian_stage(model, data, design, init, options, device, dtype, generator
             theta, centred = theta_start, False
         theta, rounds = _refine_newton(program, theta, local, options, K_opt, centred, warnings)
     seconds["refine"] = time.perf_counter() - t0
-    return _Stage(program, theta, local, trace, rounds, seconds, warnings)
+    stage = _Stage(program, theta, local, trace, rounds, seconds, warnings)
+    if block is not None:
+        t0 = time.perf_counter()
+        stage.genomic = block.export()
+        seconds["genomic_export"] = time.perf_counter() - t0
+    return stage
 
 
 def _refine_newton(program, theta, local, options, K_opt, centred, warnings=None):
@@ -476,6 +501,9 @@ def _law_stage(gauss: _Stage, model, data, design, law, context, options, device
     warnings = list(gauss.warnings)
     program = Program(model, data, design, device=device, dtype=dtype, law=law, context=context,
                       seed=options.seed, observation=gauss.program.family)
+    # a genomic fit's offsets, held fixed (their uncertainty's Omega correction is for the
+    # Gaussian law only: with a mixture or flow, estimates are conditional on the offsets' mean)
+    program.offset = gauss.program.offset
     lay = program.layout
     theta = torch.zeros(lay.size, dtype=dtype, device=device)
     theta[lay.core] = gauss.theta
@@ -545,7 +573,7 @@ def _law_stage(gauss: _Stage, model, data, design, law, context, options, device
             theta, rounds = _refine_newton(program, theta, local, options, K_opt, centred=False,
                                            warnings=warnings)
     seconds["refine_law"] = time.perf_counter() - t0
-    return _Stage(program, theta, local, trace, rounds, seconds, warnings, law_info)
+    return _Stage(program, theta, local, trace, rounds, seconds, warnings, law_info, gauss.genomic)
 
 
 def _law_moments(program: Program, theta: torch.Tensor, n: int, seed: int):
@@ -725,12 +753,12 @@ def _finish(stage: _Stage, design: CovariateDesign, data: Data, options: Estimat
         elbo_trace=np.asarray(stage.trace.elbo), steps=stage.trace.steps,
         converged=stage.trace.converged, refine_rounds=stage.rounds, seconds=seconds,
         device=str(device), dtype=str(dtype).replace("torch.", ""), threads=threads,
-        se_method=se_method, warnings=warnings, law=record)
+        se_method=se_method, warnings=warnings, law=record, genomic=stage.genomic)
 
 
 def estimate(model: Model, data: Data, design: CovariateDesign, init: dict[str, float],
              options: EstimationOptions, *, law=None, context: np.ndarray | None = None,
-             observation=None) -> Estimation:
+             observation=None, genomic: GenomicSetup | None = None) -> Estimation:
     """Fit the NLME model; see the module docstring for the steps. ``law`` is a random-effects
     spec (pymixnn.random_effects); ``context`` the (N, c) covariates of a conditional flow;
     ``observation`` the observation model (pymixnn.models.observation; default Gaussian)."""
@@ -741,7 +769,7 @@ def estimate(model: Model, data: Data, design: CovariateDesign, init: dict[str, 
     generator = torch.Generator().manual_seed(options.seed)
     with _threads(threads):
         gauss = _gaussian_stage(model, data, design, init, options, device, dtype, generator,
-                                observation)
+                                observation, genomic)
         finish = lambda stage, record: _finish(  # noqa: E731
             stage, design, data, options, device=device, dtype=dtype, threads=threads,
             t_start=t_start, law_record=record)

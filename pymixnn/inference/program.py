@@ -118,6 +118,13 @@ class Program:
         self.y = as_t(np.where(mask, y_pad, self.family.pad_value(model)))
         self.aux = {role: as_t(data.padded_aux(role, fill=1.0 if role == "trials" else 0.0))
                     for role in data.aux_cols}
+        # genotype-level offsets on the transformed scale, (N, P): the posterior mean of the
+        # marker and genotype-residual effects of a genomic fit (genomic.py); None otherwise
+        self.offset: torch.Tensor | None = None
+        # and the offsets' posterior uncertainty seen by each eta_i, (N, d, d): C_i = W_i Var(a) W_i'
+        # (genomic.py); adds -tr(Omega^-1 C_i) / 2 to log p(eta_i), the term the plug-in of the
+        # offsets' mean leaves out of the variational EM's Omega update
+        self.offset_cov: torch.Tensor | None = None
 
     # ---- population parameters ---------------------------------------------------------------
     def omega_tril(self, theta: torch.Tensor) -> torch.Tensor:
@@ -130,14 +137,18 @@ class Program:
         return self.family.natural(theta[self.layout.error], self.model)
 
     def phi_population(self, theta: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor:
-        """mu + covariate effects, (B, P)."""
+        """mu + covariate effects (+ genotype offsets of a genomic fit), (B, P)."""
         lay = self.layout
         mu = theta[lay.mu]
         if lay.n_beta == 0:
             n = self.n_individuals if idx is None else idx.shape[0]
-            return mu.expand(n, -1)
-        Z = self.Z if idx is None else self.Z[idx]
-        return mu + (Z * theta[lay.beta]) @ self.S
+            phi = mu.expand(n, -1)
+        else:
+            Z = self.Z if idx is None else self.Z[idx]
+            phi = mu + (Z * theta[lay.beta]) @ self.S
+        if self.offset is not None:
+            phi = phi + (self.offset if idx is None else self.offset[idx])
+        return phi
 
     def mu_uncentred(self, theta: torch.Tensor) -> torch.Tensor:
         """Fixed effects on the transformed scale at covariate value 0 (saemix's mu)."""
@@ -176,7 +187,20 @@ class Program:
         context = None
         if self.law.conditional:
             context = self.context if idx is None else self.context[idx]
-        return self.law.log_prob(L, theta[self.layout.law], eta, context)
+        value = self.law.log_prob(L, theta[self.layout.law], eta, context)
+        if self.offset_cov is not None:
+            value = value + self.offset_penalty(theta, idx)
+        return value
+
+    def offset_penalty(self, theta: torch.Tensor, idx: torch.Tensor | None = None) -> torch.Tensor:
+        """-tr(Omega^-1 C_i) / 2 per individual, (B,): the expected change of log N(eta_i; 0,
+        Omega) over the posterior uncertainty of a genomic fit's offsets (0 without)."""
+        if self.offset_cov is None:
+            n = self.n_individuals if idx is None else idx.shape[0]
+            return torch.zeros(n, dtype=theta.dtype, device=theta.device)
+        C = self.offset_cov if idx is None else self.offset_cov[idx]
+        Linv = torch.linalg.inv(self.omega_tril(theta))
+        return -0.5 * torch.einsum("ab,nbc,ac->n", Linv, C, Linv)
 
     def law_penalty(self, theta: torch.Tensor) -> torch.Tensor:
         """Penalty on the law's parameters (a flow's ridge towards the identity); 0 otherwise."""

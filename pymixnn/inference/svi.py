@@ -87,6 +87,8 @@ def pyro_model(program: Program, theta0: torch.Tensor, idx: torch.Tensor) -> Non
         else:
             law = dist.MultivariateNormal(torch.zeros(d, dtype=theta.dtype, device=theta.device),
                                           scale_tril=L)
+            if program.offset_cov is not None:  # a genomic fit: see Program.offset_penalty
+                pyro.factor("offset_uncertainty", program.offset_penalty(theta, idx))
         eta = pyro.sample("eta", law)
         # the observation model's log-density (any family; padding masked) as a factor
         pyro.factor("y", program.log_likelihood(theta, eta, idx))
@@ -97,9 +99,21 @@ def pyro_guide(program: Program, local: LocalPosteriors, idx: torch.Tensor) -> N
         pyro.sample("eta", dist.MultivariateNormal(local.loc[idx], scale_tril=local.scale_tril[idx]))
 
 
+def _epoch_order(n: int, groups: torch.Tensor | None, generator: torch.Generator) -> torch.Tensor:
+    """A random order of the individuals; with ``groups`` (genotype of each individual), whole
+    groups in random order, so minibatches are made of genotypes."""
+    if groups is None:
+        return torch.randperm(n, generator=generator, device="cpu")
+    rank = torch.randperm(int(groups.max()) + 1, generator=generator, device="cpu")[groups.cpu()]
+    return torch.argsort(rank * n + torch.arange(n), stable=True)
+
+
 def run_svi(program: Program, theta0: torch.Tensor, local: LocalPosteriors, options: SVIOptions,
-            generator: torch.Generator) -> tuple[torch.Tensor, SVITrace]:
-    """Minibatch SVI from theta0; returns the final theta and the ELBO trace."""
+            generator: torch.Generator, *, groups: torch.Tensor | None = None,
+            callback=None) -> tuple[torch.Tensor, SVITrace]:
+    """Minibatch SVI from theta0; returns the final theta and the ELBO trace. ``groups``: batch
+    whole groups (genotypes); ``callback(theta)`` runs every ``options.window`` steps (the genomic
+    block's update)."""
     n = program.n_individuals
     batch = min(options.batch_size, n)
     decay = (options.lr_final / options.lr) ** (1.0 / max(options.max_steps, 1))
@@ -115,12 +129,12 @@ def run_svi(program: Program, theta0: torch.Tensor, local: LocalPosteriors, opti
             lambda g: torch.nan_to_num(g, nan=0.0, posinf=0.0, neginf=0.0))
         svi = SVI(lambda idx: pyro_model(program, theta0, idx),
                   lambda idx: pyro_guide(program, local, idx), optim, elbo)
-        order = torch.randperm(n, generator=generator, device="cpu").to(program.device)
+        order = _epoch_order(n, groups, generator).to(program.device)
         cursor, window_means, calm, recent = 0, [], 0, []
         bar = tqdm(total=options.max_steps, disable=not options.progress, desc="SVI", leave=False)
         for step in range(options.max_steps):
             if cursor + batch > n:
-                order = torch.randperm(n, generator=generator, device="cpu").to(program.device)
+                order = _epoch_order(n, groups, generator).to(program.device)
                 cursor = 0
             idx = order[cursor:cursor + batch]
             cursor += batch
@@ -137,6 +151,8 @@ def run_svi(program: Program, theta0: torch.Tensor, local: LocalPosteriors, opti
             trace.steps = step + 1
             bar.update(1)
             if trace.steps % options.window == 0:
+                if callback is not None:
+                    callback(pyro.param("theta").detach())
                 window_means.append(sum(trace.elbo[-options.window:]) / options.window)
                 bar.set_postfix(elbo_per_obs=f"{window_means[-1]:.4f}")
                 if len(window_means) >= 2 and trace.steps >= options.min_steps:

@@ -1,0 +1,296 @@
+"""Marker effects inside the NLME fit: the genomic block of the variational EM.
+
+The joint model (pymixnn.genomic) adds to each individual's transformed parameters a genotype-level
+offset ``a_c = G_g gamma + G_g delta_s + u_g`` (cell c = genotype g, or genotype x scenario level s
+with an interaction). The fit alternates, inside the minibatch SVI loop over genotypes:
+
+1. SVI steps on the population parameters theta with the local posteriors q(eta_i) = N(m_i, S_i)
+   (svi.py, laplace.py), the offsets held at their current posterior mean;
+2. every ``window`` steps, a closed-form variational update of the genomic block from the cached
+   local posteriors (a conjugate, natural-gradient step in the sense of stochastic variational
+   inference). Each individual's data enter through the Gaussian "pseudo-likelihood" of its
+   genetic offset that its Laplace/variational posterior implies. With the prior eta ~ N(0, Omega)
+   and q(eta_i) = N(m_i, S_i) at the offset o_i,
+
+       z_i = o_i + Omega (Omega - S_i)^-1 m_i,     V_i = Omega (Omega - S_i)^-1 Omega
+
+   so that z_i ~ N(a_c(i), V_i) (exact when log p(y_i | eta) is quadratic; eta integrated out).
+   Per parameter, the cells' precision-weighted z (noise R_c) are regressed on the markers:
+   y = X gamma (+ interaction) + B u + e, e ~ N(0, diag R), in the dual (kernel) form with the
+   n_cells x n_cells matrix K = X D X' (+ D_s interaction blocks) + s2_u B B' + diag R, so each
+   update costs O(n_cells^2 x markers): linear in the number of markers;
+3. the prior's scales by variational EM: ridge (GBLUP) variance D = mean E[gamma_j^2]; horseshoe
+   gamma_j ~ N(0, tau^2 lambda_j^2) with half-Cauchy lambda_j, tau, mean-field through their
+   inverse-gamma mixture representation (Wand et al. 2011, Neville et al. 2014), giving
+   D_j = 1 / (E[1/lambda_j^2] E[1/tau^2]); the genotype residual variance s2_u likewise.
+
+Markers are float32 (the big block), the n_cells x n_cells algebra float64. After SVI the
+offsets are fixed at their posterior mean for the refinement, SEs and log-likelihood of theta
+(estimates conditional on the marker effects' posterior mean).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+__all__ = ["GenomicSetup", "GenomicBlock", "predictive"]
+
+
+@dataclass
+class GenomicSetup:
+    """Numpy inputs of the genomic block (built by fit())."""
+
+    G: np.ndarray  # (n_genotypes_all, M) float32 standardized markers
+    cell_genotype: np.ndarray  # (n_cells,) row of G of each cell
+    cell_level: np.ndarray  # (n_cells,) interaction level (0 = reference; all 0 without)
+    n_levels: int  # levels of the interaction column (1 without)
+    individual_cell: np.ndarray  # (N,) cell of each individual
+    params: tuple[str, ...]
+    prior: str
+    residual: bool
+    global_scale: float = 1.0
+    max_iter: int = 3
+
+
+class GenomicBlock:
+    """Posterior of the marker effects, interaction effects and genotype residuals."""
+
+    def __init__(self, setup: GenomicSetup, program):
+        self.setup, self.program = setup, program
+        dev = program.device
+        self.pos = [program.params.index(p) for p in setup.params]
+        self.rand = [program.random_index.index(q) for q in self.pos]
+        cells = np.asarray(setup.cell_genotype)
+        self.n_cells = len(cells)
+        self.X = torch.as_tensor(np.ascontiguousarray(setup.G[cells]), dtype=torch.float32, device=dev)
+        self.M = int(self.X.shape[1])
+        self.XXt = (self.X @ self.X.T).to(torch.float64)
+        self.cell_of = torch.as_tensor(setup.individual_cell, dtype=torch.long, device=dev)
+        level = torch.as_tensor(setup.cell_level, dtype=torch.long, device=dev)
+        self.level_masks = [(level == l) for l in range(1, setup.n_levels)]
+        geno, inverse = np.unique(cells, return_inverse=True)
+        self.genotype_rows = geno  # rows of G with phenotyped cells
+        self.B = torch.zeros(self.n_cells, len(geno), dtype=torch.float64, device=dev)
+        self.B[torch.arange(self.n_cells), torch.as_tensor(inverse, device=dev)] = 1.0
+        self.BBt = self.B @ self.B.T
+        P = len(self.pos)
+        self.state = [dict() for _ in range(P)]
+        self.offset_cells = torch.zeros(self.n_cells, P, dtype=torch.float64, device=dev)
+        self.updates = 0
+
+    # ---- pseudo data from the local posteriors -----------------------------------------------
+    def pseudo(self, theta: torch.Tensor, local) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cell-level pseudo-observations of the genetic offsets (n_cells, P) and their noise
+        variances (n_cells, P)."""
+        program = self.program
+        L = program.omega_tril(theta.detach()).to(torch.float64)
+        m = local.loc.detach().to(torch.float64)
+        St = local.scale_tril.detach().to(torch.float64)
+        S = St @ St.transpose(-1, -2)
+        Linv = torch.linalg.inv(L)
+        S_white = Linv @ S @ Linv.T  # L^-1 S L^-T
+        r, Q = torch.linalg.eigh(0.5 * (S_white + S_white.transpose(-1, -2)))
+        # r: fraction of the prior variance left in the posterior, per direction; r -> 1 is an
+        # uninformative direction (capped so that its pseudo-observation has a finite variance)
+        inv = 1.0 / (1.0 - r.clamp(0.0, 0.999))
+        core = (Q * inv.unsqueeze(-2)) @ Q.transpose(-1, -2)  # (I - S_white)^-1
+        white_m = (Linv @ m.unsqueeze(-1))
+        deshrunk = (L @ core @ white_m).squeeze(-1)  # Omega (Omega - S)^-1 m
+        V = L @ core @ L.T
+        # W_i = Omega V_i^-1 = L (I - S_white) L^-1: how the offset's error moves E[eta_i]
+        eye = torch.eye(L.shape[0], dtype=L.dtype, device=L.device)
+        self._W = L @ (eye - 0.5 * (S_white + S_white.transpose(-1, -2))) @ Linv
+        offset = (program.offset.to(torch.float64) if program.offset is not None
+                  else torch.zeros(m.shape[0], len(program.params), dtype=torch.float64,
+                                   device=m.device))
+        z = offset[:, self.pos] + deshrunk[:, self.rand]
+        v = torch.diagonal(V, dim1=-2, dim2=-1)[:, self.rand]
+        w = 1.0 / v
+        wsum = torch.zeros(self.n_cells, len(self.pos), dtype=torch.float64, device=z.device)
+        wsum.index_add_(0, self.cell_of, w)
+        zsum = torch.zeros_like(wsum).index_add_(0, self.cell_of, w * z)
+        return zsum / wsum, 1.0 / wsum
+
+    # ---- closed-form variational update ------------------------------------------------------
+    def _init_state(self, k: int, y: torch.Tensor) -> dict:
+        var = float(y.var()) if y.numel() > 1 else 1.0
+        var = max(var, 1e-8)
+        st = dict(D=torch.full((self.M,), 0.5 * var / self.M, dtype=torch.float64, device=y.device),
+                  D_levels=[0.1 * var / self.M for _ in self.level_masks],
+                  s2u=0.25 * var if self.setup.residual else 0.0)
+        if self.setup.prior == "horseshoe":
+            A = self.setup.global_scale * var**0.5
+            st.update(A=A, inv_tau2=2.0 * self.M / var, inv_xi=1.0 / (1.0 / A**2 + 2.0 * self.M / var),
+                      inv_lambda2=torch.ones(self.M, dtype=torch.float64, device=y.device),
+                      inv_nu=torch.full((self.M,), 0.5, dtype=torch.float64, device=y.device))
+        return st
+
+    def _posterior(self, st: dict, y: torch.Tensor, R: torch.Tensor, diag: bool) -> dict:
+        """Gaussian posterior of (gamma, delta, u) given the prior scales: means, marginal
+        variances (when ``diag``), K^-1 and the fitted cell offsets."""
+        D = st["D"]
+        if self.setup.prior == "ridge":
+            K = float(D[0]) * self.XXt.clone()
+        else:
+            K = ((self.X * D.to(torch.float32)) @ self.X.T).to(torch.float64)
+        for mask, d_l in zip(self.level_masks, st["D_levels"]):
+            both = mask.unsqueeze(0) & mask.unsqueeze(1)
+            K = K + d_l * self.XXt * both
+        if st["s2u"] > 0:
+            K = K + st["s2u"] * self.BBt
+        K = K + torch.diag(R)
+        chol = torch.linalg.cholesky(0.5 * (K + K.T))
+        Kinv = torch.cholesky_inverse(chol)
+        alpha = Kinv @ y
+        alpha32 = alpha.to(torch.float32)
+        m = D * (self.X.T @ alpha32).to(torch.float64)
+        out = dict(Kinv=Kinv, alpha=alpha, m=m, fitted=y - R * alpha)
+        out["m_levels"] = [d_l * (self.X[mask].T @ alpha32[mask]).to(torch.float64)
+                           for mask, d_l in zip(self.level_masks, st["D_levels"])]
+        out["u"] = st["s2u"] * (self.B.T @ alpha)
+        out["u_var"] = st["s2u"] - st["s2u"] ** 2 * torch.einsum("cg,cd,dg->g", self.B, Kinv, self.B)
+        if diag:
+            KX = (Kinv.to(torch.float32) @ self.X)  # (n, M)
+            q = (self.X * KX).sum(0).to(torch.float64)  # diag(X' K^-1 X)
+            out["S"] = (D - D**2 * q).clamp_min(1e-12 * D)
+            out["S_levels"] = []
+            for mask, d_l in zip(self.level_masks, st["D_levels"]):
+                Xl = self.X[mask]
+                ql = (Xl * (Kinv[mask][:, mask].to(torch.float32) @ Xl)).sum(0).to(torch.float64)
+                out["S_levels"].append((d_l - d_l**2 * ql).clamp_min(1e-12 * d_l))
+        return out
+
+    def _hyper(self, st: dict, post: dict) -> None:
+        M = self.M
+        if self.setup.prior == "ridge":
+            D = float(st["D"][0])
+            # sum_j E[gamma_j^2] = D^2 alpha' XX' alpha + M D - D^2 tr(K^-1 XX')
+            total = (D**2 * float(post["alpha"] @ self.XXt @ post["alpha"]) + M * D
+                     - D**2 * float(torch.sum(post["Kinv"] * self.XXt)))
+            st["D"] = torch.full_like(st["D"], max(total / M, 1e-14))
+        else:
+            e2 = post["m"] ** 2 + post["S"]
+            for _ in range(3):  # the local/global scales' own fixed point, given E[gamma^2]
+                st["inv_lambda2"] = 1.0 / (st["inv_nu"] + 0.5 * e2 * st["inv_tau2"])
+                st["inv_nu"] = 1.0 / (1.0 + st["inv_lambda2"])
+                st["inv_tau2"] = 0.5 * (M + 1) / (st["inv_xi"] + 0.5 * float((e2 * st["inv_lambda2"]).sum()))
+                st["inv_xi"] = 1.0 / (1.0 / st["A"] ** 2 + st["inv_tau2"])
+            st["D"] = 1.0 / (st["inv_lambda2"] * st["inv_tau2"])
+        new_levels = []
+        for l, d_l in enumerate(st["D_levels"]):
+            if "S_levels" in post:
+                e2l = float((post["m_levels"][l] ** 2 + post["S_levels"][l]).sum())
+            else:
+                mask = self.level_masks[l]
+                a = post["alpha"][mask]
+                XXl = self.XXt[mask][:, mask]
+                e2l = d_l**2 * float(a @ XXl @ a) + M * d_l - d_l**2 * float(
+                    torch.sum(post["Kinv"][mask][:, mask] * XXl))
+            new_levels.append(max(e2l / M, 1e-14))
+        st["D_levels"] = new_levels
+        if self.setup.residual:
+            st["s2u"] = max(float((post["u"] ** 2 + post["u_var"]).mean()), 1e-10)
+
+    def update(self, theta: torch.Tensor, local, iters: int | None = None) -> float:
+        """One genomic update from the current local posteriors: new posterior of the genomic
+        block, new offsets (individual posteriors shifted so phi_i is unchanged); returns the
+        largest change of an offset."""
+        iters = iters or self.setup.max_iter
+        y_all, R_all = self.pseudo(theta, local)
+        new = torch.zeros_like(self.offset_cells)
+        var_cells = torch.zeros_like(self.offset_cells)
+        self.posteriors = []
+        for k in range(len(self.pos)):
+            y, R = y_all[:, k], R_all[:, k]
+            if not self.state[k]:
+                self.state[k] = self._init_state(k, y)
+            st = self.state[k]
+            for _ in range(iters):
+                post = self._posterior(st, y, R, diag=self.setup.prior == "horseshoe")
+                self._hyper(st, post)
+            post = self._posterior(st, y, R, diag=False)
+            new[:, k] = post["fitted"]
+            # posterior variance of each cell's offset: R - R^2 diag(K^-1)
+            var_cells[:, k] = (R - R**2 * torch.diagonal(post["Kinv"])).clamp_min(0.0)
+            st["y"], st["R"] = y, R
+        self.updates += 1
+        change = float((new - self.offset_cells).abs().max())
+        self._apply(new, local)
+        # C_i = W_i[:, g] diag(Var a_c(i)) W_i[:, g]' for the Omega update (Program.offset_penalty)
+        Wg = self._W[:, :, self.rand]
+        C = (Wg * var_cells[self.cell_of].unsqueeze(-2)) @ Wg.transpose(-1, -2)
+        self.program.offset_cov = C.to(self.program.dtype)
+        return change
+
+    def _apply(self, new_cells: torch.Tensor, local) -> None:
+        program = self.program
+        n, P = program.n_individuals, len(program.params)
+        offset = torch.zeros(n, P, dtype=program.dtype, device=program.device)
+        offset[:, self.pos] = new_cells[self.cell_of].to(program.dtype)
+        old = program.offset if program.offset is not None else torch.zeros_like(offset)
+        # each q(eta_i) follows its offset as the Gaussian posterior does: m -= W_i (o' - o), with
+        # W_i = I - S_i Omega^-1 (exact for a Gaussian likelihood, so the pseudo-observations
+        # do not move with the offsets; a warm start otherwise, refreshed by SVI)
+        delta = (offset - old)[:, program.random_index].to(self._W.dtype)
+        local.loc = local.loc - (self._W @ delta.unsqueeze(-1)).squeeze(-1).to(local.loc.dtype)
+        program.offset = offset
+        self.offset_cells = new_cells
+
+    # ---- export ------------------------------------------------------------------------------
+    def export(self) -> dict:
+        """Numpy summary: per parameter the marker effects' posterior means and sds, inclusion
+        (horseshoe), interaction effects, genotype residuals, prior scales and what prediction
+        for new genotypes needs (K^-1 and the prior variances)."""
+        out = dict(params=list(self.setup.params), prior=self.setup.prior,
+                   residual=bool(self.setup.residual), updates=self.updates,
+                   genotype_rows=self.genotype_rows, cell_genotype=np.asarray(self.setup.cell_genotype),
+                   cell_level=np.asarray(self.setup.cell_level), n_levels=self.setup.n_levels,
+                   individual_cell=np.asarray(self.setup.individual_cell),
+                   offset=self.program.offset.detach().to("cpu", torch.float64).numpy(),
+                   per_param=[])
+        np_ = lambda t: t.detach().to("cpu", torch.float64).numpy()  # noqa: E731
+        for k, st in enumerate(self.state):
+            post = self._posterior(st, st["y"], st["R"], diag=True)
+            rec = dict(mean=np_(post["m"]), sd=np.sqrt(np_(post["S"])), D=np_(st["D"]),
+                       D_levels=list(st["D_levels"]), s2u=float(st["s2u"]),
+                       Kinv=np_(post["Kinv"]), alpha=np_(post["alpha"]), y=np_(st["y"]),
+                       R=np_(st["R"]), fitted=np_(post["fitted"]),
+                       main_cells=np_((self.X @ post["m"].to(torch.float32)).to(torch.float64)),
+                       u=np_(post["u"]), u_sd=np.sqrt(np.clip(np_(post["u_var"]), 0, None)),
+                       levels_mean=[np_(a) for a in post["m_levels"]],
+                       levels_sd=[np.sqrt(np_(a)) for a in post["S_levels"]])
+            if self.setup.prior == "horseshoe":
+                # 1 - kappa_j: the share of marker j's effect the prior lets through (data
+                # precision over data + prior precision; Carvalho et al. 2010)
+                data_prec = ((self.X.to(torch.float64) ** 2) / (st["R"] + st["s2u"]).unsqueeze(-1)).sum(0)
+                prior_prec = st["inv_lambda2"] * st["inv_tau2"]
+                rec["inclusion"] = np_(data_prec / (data_prec + prior_prec))
+                rec["tau"] = float(st["inv_tau2"]) ** -0.5
+            out["per_param"].append(rec)
+        return out
+
+
+def predictive(G: np.ndarray, rec: dict, G_train: np.ndarray, cell_level: np.ndarray,
+               level: int = 0, new_genotype: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted genetic values (mean, variance) for genotypes with standardized markers ``G``
+    (n_new, M) at interaction level ``level``, exact under the Gaussian posterior given the prior
+    scales: mean = k' K^-1 y, variance = x' D x - k' K^-1 k (+ s2_u for a genotype not in the
+    data). ``G_train`` are the training cells' marker rows, ``cell_level`` their levels."""
+    G = np.asarray(G, dtype=np.float32)
+    D = rec["D"].astype(np.float32)
+    GD = G * D
+    k = (GD @ G_train.T).astype(np.float64)  # (n_new, n_cells)
+    prior_var = (GD * G).sum(1).astype(np.float64)
+    if level > 0:
+        d_l = rec["D_levels"][level - 1]
+        same = (cell_level == level).astype(np.float64)
+        kl = d_l * (G @ G_train.T).astype(np.float64) * same
+        k = k + kl
+        prior_var = prior_var + d_l * (G.astype(np.float64) ** 2).sum(1)
+    mean = k @ rec["alpha"]
+    var = prior_var - np.einsum("ij,jk,ik->i", k, rec["Kinv"], k)
+    if new_genotype:
+        var = var + rec["s2u"]
+    return mean, np.clip(var, 0.0, None)
