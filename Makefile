@@ -85,6 +85,7 @@ bench: $(CORE_STAMP)
 	$(PY) -m benchmarks.pipeline
 	$(PY) -m benchmarks random_effects
 	$(PY) -m benchmarks discrete
+	$(PY) -m benchmarks genomic
 
 # --- cleaning --------------------------------------------------------------
 

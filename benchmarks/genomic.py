@@ -179,10 +179,12 @@ def _grav2_model():
     return pymixnn.Model.named("asymptotic")
 
 
-def grav2_cv(*, folds: int = 5, seed: int = 1, prior: str = "horseshoe", thin: int = 4,
+def grav2_cv(*, folds: int = 5, seed: int = 1, priors=("horseshoe", "ridge"), thin: int = 4,
              out: Path | None = None) -> tuple[list[dict], dict]:
     """Asymptotic NLME of root angle with marker effects on Asym and lrc; K-fold CV over RILs:
-    predicted curves of held-out RILs from their markers (one-step, two-step, population)."""
+    predicted curves of held-out RILs from their markers (one-step with each prior, two-step,
+    population). The one-step 90% band is a prediction interval for a new plant of the RIL
+    (genetic-value uncertainty and the individual random effect; not the residual error)."""
     import pymixnn
     from pymixnn import datasets
 
@@ -197,13 +199,14 @@ def grav2_cv(*, folds: int = 5, seed: int = 1, prior: str = "horseshoe", thin: i
     fit_df = pheno[pheno["time_h"].isin(times[::thin])].reset_index(drop=True)
     params = ["Asym", "lrc"]
     kw = dict(id="id", x="time_h", y="angle_deg")
-    rows, extra = [], {}
-    t0 = time.perf_counter()
-    full = pymixnn.fit(fit_df, _grav2_model(), **kw, genotype="genotype",
-                       genomic=pymixnn.Genomic(markers, params=params, prior=prior, map=gmap),
-                       seed=seed, progress=False)
-    extra["full_fit"] = full
-    extra["full_seconds"] = time.perf_counter() - t0
+    rows, extra = [], {"full_fits": {}, "full_seconds": {}}
+    for prior in priors:
+        t0 = time.perf_counter()
+        extra["full_fits"][prior] = pymixnn.fit(
+            fit_df, _grav2_model(), **kw, genotype="genotype",
+            genomic=pymixnn.Genomic(markers, params=params, prior=prior, map=gmap),
+            seed=seed, progress=False)
+        extra["full_seconds"][prior] = time.perf_counter() - t0
     ids = np.asarray(sorted(pheno["id"].unique(), key=lambda s: int(s) if s.isdigit() else s))
     rng = np.random.default_rng(seed)
     fold_of = dict(zip(ids, rng.permutation(np.arange(len(ids)) % folds)))
@@ -211,10 +214,17 @@ def grav2_cv(*, folds: int = 5, seed: int = 1, prior: str = "horseshoe", thin: i
     for k in range(folds):
         held = [i for i in ids if fold_of[i] == k]
         train = fit_df[~fit_df["id"].isin(held)].reset_index(drop=True)
-        one = pymixnn.fit(train, _grav2_model(), **kw, genotype="genotype",
-                          genomic=pymixnn.Genomic(markers, params=params, prior=prior),
-                          seed=seed, progress=False)
-        curves = one.predict_genotypes(markers.loc[held], x_grid=times, n_draws=200)
+        frame = pd.DataFrame({"id": np.repeat(held, len(times)), "time_h": np.tile(times, len(held)),
+                              "fold": k})
+        for prior in priors:
+            one = pymixnn.fit(train, _grav2_model(), **kw, genotype="genotype",
+                              genomic=pymixnn.Genomic(markers, params=params, prior=prior),
+                              seed=seed, progress=False)
+            curves = one.predict_genotypes(markers.loc[held], x_grid=times, n_draws=300,
+                                           individual=True, seed=seed)
+            frame[f"one_step_{prior}"] = curves["pred"].to_numpy()
+            frame[f"lower_{prior}"] = curves["lower"].to_numpy()
+            frame[f"upper_{prior}"] = curves["upper"].to_numpy()
         ts = two_step(train, _grav2_model(), markers, **kw, genotype="genotype", params=params,
                       seed=seed)
         gv = ts["predict"](markers.loc[held])
@@ -224,34 +234,34 @@ def grav2_cv(*, folds: int = 5, seed: int = 1, prior: str = "horseshoe", thin: i
         for p in params:
             phi[:, base.model.parameters.index(p)] += gv[p].loc[held].to_numpy()
         psi = base._psi(phi)
-        two = base._evaluate(np.repeat(psi, len(times), axis=0), np.tile(times[:, None], (len(held), 1)))
+        frame["two_step"] = base._evaluate(np.repeat(psi, len(times), axis=0),
+                                           np.tile(times[:, None], (len(held), 1)))
         pop = base._evaluate(np.repeat(base._psi(mu[None]), len(times), axis=0), times[:, None])
-        frame = pd.DataFrame({"id": np.repeat(held, len(times)), "time_h": np.tile(times, len(held)),
-                              "one_step": curves["pred"].to_numpy(), "lower": curves["lower"].to_numpy(),
-                              "upper": curves["upper"].to_numpy(), "two_step": two,
-                              "population": np.tile(pop, len(held)), "fold": k})
+        frame["population"] = np.tile(pop, len(held))
         preds.append(frame)
     pred = pd.concat(preds, ignore_index=True).merge(
         pheno[["id", "time_h", "angle_deg"]], on=["id", "time_h"], how="inner")
     extra["predictions"] = pred
     per_ril = pred.groupby("id").mean(numeric_only=True)
-    for method in ("one_step", "two_step", "population"):
+    methods = [f"one_step_{p}" for p in priors] + ["two_step", "population"]
+    for method in methods:
         err = pred[method] - pred["angle_deg"]
-        row = dict(case="grav2_cv", method=method.replace("_", "-"), parameter="curve",
-                   rmse=float(np.sqrt(np.mean(err**2))),
+        row = dict(case="grav2_cv", method=method.replace("_", "-", 1).replace("_", " "),
+                   parameter="curve", rmse=float(np.sqrt(np.mean(err**2))),
                    corr_ril_mean=float(np.corrcoef(per_ril[method], per_ril["angle_deg"])[0, 1])
                    if method != "population" else np.nan,
                    folds=folds, n_genotypes=len(ids), n_markers=markers.shape[1])
-        if method == "one_step":
-            row["coverage_90"] = float(np.mean((pred["angle_deg"] >= pred["lower"])
-                                               & (pred["angle_deg"] <= pred["upper"])))
+        if method.startswith("one_step"):
+            prior = method[len("one_step_"):]
+            row["coverage_90"] = float(np.mean((pred["angle_deg"] >= pred[f"lower_{prior}"])
+                                               & (pred["angle_deg"] <= pred[f"upper_{prior}"])))
         rows.append(row)
     if out is not None:
-        _plot_grav2(pred, out / "genomic_grav2_cv.png")
+        _plot_grav2(pred, out / "genomic_grav2_cv.png", priors[0])
     return rows, extra
 
 
-def _plot_grav2(pred: pd.DataFrame, path: Path) -> None:
+def _plot_grav2(pred: pd.DataFrame, path: Path, prior: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -262,8 +272,10 @@ def _plot_grav2(pred: pd.DataFrame, path: Path) -> None:
     for ax, i in zip(axes.ravel(), ids):
         d = pred[pred["id"] == i]
         ax.plot(d["time_h"], d["angle_deg"], ".", ms=2, color="0.5", label="observed")
-        ax.fill_between(d["time_h"], d["lower"], d["upper"], color="tab:blue", alpha=0.2)
-        ax.plot(d["time_h"], d["one_step"], color="tab:blue", label="one-step (markers)")
+        ax.fill_between(d["time_h"], d[f"lower_{prior}"], d[f"upper_{prior}"], color="tab:blue",
+                        alpha=0.2)
+        ax.plot(d["time_h"], d[f"one_step_{prior}"], color="tab:blue",
+                label=f"one-step {prior} (90% band: a new plant)")
         ax.plot(d["time_h"], d["two_step"], color="tab:orange", ls="--", label="two-step")
         ax.plot(d["time_h"], d["population"], color="k", ls=":", label="population")
         ax.set_title(f"RIL {i} (held out)", fontsize=9)
@@ -359,12 +371,14 @@ def main(argv: list[str] | None = None) -> None:
     if "grav2" in only:
         r, extra = grav2_cv(out=args.out)
         rows.extend(r)
-        full = extra["full_fit"]
-        record["grav2"] = dict(seconds=extra["full_seconds"],
-                               top_markers=full.top_markers(10).to_dict("records"),
-                               variance_explained=full.variance_explained.reset_index().to_dict("records"),
-                               params=full.params["estimate"].to_dict())
-        full.plot_manhattan(args.out / "genomic_manhattan_grav2.png", "Asym")
+        record["grav2"] = {}
+        for prior, full in extra["full_fits"].items():
+            record["grav2"][prior] = dict(
+                seconds=extra["full_seconds"][prior], loglik=full.loglik,
+                top_markers=full.top_markers(10).to_dict("records"),
+                variance_explained=full.variance_explained.reset_index().to_dict("records"),
+                params=full.params["estimate"].to_dict())
+            full.plot_manhattan(args.out / f"genomic_manhattan_grav2_{prior}_Asym.png", "Asym")
         for x in r:
             print(x)
     table = pd.DataFrame(rows)

@@ -400,7 +400,11 @@ def _gaussian_stage(model, data, design, init, options, device, dtype, generator
     _, K_opt = _sample_sizes(data, options)
     t0 = time.perf_counter()
     rounds = 0
-    if options.refine:
+    if options.refine and block is not None:
+        # a genomic fit: the Laplace-EM start predates the genotype offsets, so it is no
+        # candidate; the local posteriors were just refreshed at the SVI end point
+        theta, rounds = _refine_newton(program, theta, local, options, K_opt, True, warnings)
+    elif options.refine:
         # safeguard: refine from whichever of the SVI end point and the Laplace-EM start has
         # the higher importance-sampling log-likelihood (should SVI ever wander off)
         scores = []
