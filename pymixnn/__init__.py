@@ -23,6 +23,10 @@ def __getattr__(name):  # Results imports torch and pyro: load it only when aske
         from pymixnn.results import Results
 
         return Results
+    if name == "compare":  # the R bridges (rpy2 is imported only when a bridge is called)
+        import importlib
+
+        return importlib.import_module("pymixnn.compare")
     if name == "compare_fits":
         from pymixnn.results import compare_fits
 
@@ -30,6 +34,6 @@ def __getattr__(name):  # Results imports torch and pyro: load it only when aske
     raise AttributeError(f"module 'pymixnn' has no attribute {name!r}")
 
 
-__all__ = ["fit", "Data", "Model", "named", "NAMED_MODELS", "Results", "compare_fits", "Gaussian",
+__all__ = ["fit", "Data", "Model", "named", "NAMED_MODELS", "Results", "compare", "compare_fits", "Gaussian",
            "Mixture", "Flow", "Genomic", "Normal", "Poisson", "NegativeBinomial", "ZeroInflatedPoisson", "Binomial",
            "Bernoulli", "Ordinal", "LogLikelihood", "observation", "datasets", "__version__"]

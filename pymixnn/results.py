@@ -145,14 +145,17 @@ class Results:
     def summary(self) -> Summary:
         """A table like saemix's printout: estimate, SE, RSE%, 95% CI, then likelihood."""
         d, info = self.data, self.info
+        engine = self.settings.get("engine")
         head = [
-            "Nonlinear mixed-effects model (pymixnn): minibatch SVI"
-            + (" + importance-weighted refinement" if self.settings.get("refine", True) else ""),
+            (f"Nonlinear mixed-effects model fitted by {engine} (through pymixnn.compare)" if engine
+             else "Nonlinear mixed-effects model (pymixnn): minibatch SVI"
+             + (" + importance-weighted refinement" if self.settings.get("refine", True) else "")),
             self._describe_model(),
             f"data: {d.n_individuals} individuals, {d.n_obs} observations; y={d.y_col!r}, "
             f"x={d.x_cols}" + (f", covariates={d.covariate_cols}" if d.covariate_cols else ""),
-            f"seed {info['seed']}, device {info['device']} ({info['dtype']}), {info['steps']} SVI "
-            f"steps, {info['seconds']:.1f} s",
+            (f"seed {info['seed']}, {info['seconds']:.1f} s in R" if engine else
+             f"seed {info['seed']}, device {info['device']} ({info['dtype']}), {info['steps']} SVI "
+             f"steps, {info['seconds']:.1f} s"),
         ]
         law = self.random_effects_law
         if law.name != "gaussian":
@@ -184,10 +187,13 @@ class Results:
             lik = ["", "Likelihood (adaptive Gauss-Hermite quadrature)",
                    f"  ll.gq  {self.loglik:.3f}  ({self.estimation.quadrature_nodes} nodes per "
                    f"random effect, {info['is_samples']} per individual)"]
+        elif self.loglik_method.startswith("nlme"):
+            lik = ["", f"Likelihood (nlme, {self.loglik_method.split('.', 1)[1]}, linearisation)",
+                   f"  logLik {self.loglik:.3f}"]
         else:
+            mc = (f"Monte Carlo SE {self.loglik_se:.3f}, " if np.isfinite(self.loglik_se) else "")
             lik = ["", "Likelihood (importance sampling)",
-                   f"  ll.is  {self.loglik:.3f}  (Monte Carlo SE {self.loglik_se:.3f}, "
-                   f"{info['is_samples']} draws per individual)"]
+                   f"  ll.is  {self.loglik:.3f}  ({mc}{info['is_samples']} draws per individual)"]
         lik += [f"  AIC    {self.aic:.3f}", f"  BIC    {self.bic:.3f}  (log of the number of "
                                                   "individuals, as saemix)",
                 "", f"SEs: {info['se_method']}"]
@@ -784,12 +790,13 @@ def compare_fits(*results: "Results", names: list[str] | None = None) -> pd.Data
         if not isinstance(r, Results):
             raise TypeError(f"compare_fits takes Results objects, got {type(r).__name__}")
     if names is None:
-        names = [r.random_effects_law.name for r in results]
+        names = [r.settings.get("engine") or r.random_effects_law.name for r in results]
         if len(set(names)) < len(names):
             names = [f"{n} ({k + 1})" for k, n in enumerate(names)]
     if len(names) != len(results):
         raise ValueError(f"{len(names)} names for {len(results)} fits")
-    head = pd.DataFrame({n: {"random_effects": r.random_effects_law.name,
+    head = pd.DataFrame({n: {"engine": r.settings.get("engine") or "pymixnn",
+                             "random_effects": r.random_effects_law.name,
                              "df": r.df_modelwc, "ll.is": r.loglik, "ll.is_se": r.loglik_se,
                              "ll.method": r.loglik_method,
                              "AIC": r.aic, "BIC": r.bic, "seconds": r.info["seconds"],
