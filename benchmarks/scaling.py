@@ -5,6 +5,9 @@ Design: logistic growth, 10 observations per individual at t = 0..10, truth A = 
 the design of ENVIRONMENT.md's peer table). Every method runs its full pipeline: estimates, SEs and
 log-likelihood (pymixnn: SVI, refinement, Fisher information, ll.is; saemix: SAEM, MAP, FIM by
 linearisation, ll.is; nlme: Lindstrom-Bates ML). All start from the same self-start values.
+Beyond 5,000 individuals pymixnn caps SVI at 100 steps, takes the refinement's Newton metric from
+5,000 individuals and the observed information from 10,000 (scaled up), and uses Laplace
+proposals (EstimationOptions: large_n, newton_individuals, fisher_individuals).
 
 Each (method, N, replicate) runs in a fresh process (`python -m benchmarks.scaling --worker ...`)
 with a wall-clock cap (10 minutes by default): the table records its seconds, its peak RSS and the
@@ -14,6 +17,8 @@ run at larger N. One torch thread; R single-threaded.
     python -m benchmarks scaling                          # scaling to 10^6, then accuracy
     python -m benchmarks scaling --only scaling --sizes 100,1000
     python -m benchmarks scaling --only accuracy --reps 20
+    python -m benchmarks scaling --only accuracy --methods pymixnn --resume   # add to stored runs
+    python -m benchmarks scaling --only scaling --methods pymixnn --merge     # rerun one method
 
 Adapters skip with the reason when their method is absent (saemix: CRAN only; give R_LIBS). Writes
 scaling.{csv,json,md} and scaling_time.png, accuracy.{csv,md} and accuracy.png to --out.
@@ -92,7 +97,8 @@ def worker(method: str, n: int, seed: int) -> dict:
                           else bool(lo <= truth <= hi))
     return dict(method=method, n=n, seed=seed, seconds=seconds, loglik=float(res.loglik),
                 peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                params=rows, warnings=list(res.info.get("warnings", []))[:3])
+                params=rows, warnings=list(res.info.get("warnings", []))[:3],
+                stages=res.info.get("seconds_by_stage"))
 
 
 def _run(method: str, n: int, seed: int, cap: float) -> dict:
@@ -128,6 +134,7 @@ def scaling(sizes, methods, cap, seed=1) -> list[dict]:
                 rows.append(dict(method=method, n=n, status=f"not run: {stopped}"))
                 continue
             r = _run(method, n, seed, cap)
+            r["date"] = dt.date.today().isoformat()
             rows.append(r)
             print(method, n, r.get("status"), f"{r.get('seconds', float('nan')):.1f} s", flush=True)
             if r["status"] != "ok":
@@ -135,18 +142,40 @@ def scaling(sizes, methods, cap, seed=1) -> list[dict]:
     return rows
 
 
-def accuracy(sizes, methods, reps, cap) -> list[dict]:
+def accuracy(sizes, methods, reps, cap, store: Path | None = None,
+             resume: bool = False) -> list[dict]:
+    """Replicates seeds 100..100+reps-1 per (method, N). Each finished run is appended to
+    ``store`` (JSON lines) as it ends; with ``resume`` the runs already there are kept and not run
+    again, so methods can be run at different times (e.g. the peers while pymixnn is tuned)."""
+    done: dict[tuple, dict] = {}
+    if store is not None and store.exists() and resume:
+        for line in store.read_text().splitlines():
+            if line.strip():
+                r = json.loads(line)
+                done[(r["method"], int(r["n"]), int(r["seed"]))] = r
+    elif store is not None and store.exists():
+        store.unlink()
     rows = []
     for method in methods:
         ok, why = available(method)
         for n in sizes:
             for rep in range(reps):
+                key = (method, n, 100 + rep)
+                if key in done:
+                    rows.append(done[key])
+                    continue
                 if not ok:
                     rows.append(dict(method=method, n=n, seed=100 + rep, status=f"skipped: {why}"))
                     break
                 r = _run(method, n, 100 + rep, cap)
                 rows.append(r)
+                if store is not None:
+                    with store.open("a") as fh:
+                        fh.write(json.dumps(r, default=float) + "\n")
             print(method, n, "done", flush=True)
+    # rows of other methods already in the store (run earlier with --resume) join the summary
+    listed = {(r["method"], int(r["n"]), int(r["seed"])) for r in rows if "seed" in r}
+    rows += [r for k, r in done.items() if k not in listed and k[1] in sizes and k[2] < 100 + reps]
     return rows
 
 
@@ -154,7 +183,7 @@ def _flatten(rows: list[dict]) -> pd.DataFrame:
     out = []
     for r in rows:
         base = {k: r.get(k) for k in ("method", "n", "seed", "status", "seconds", "peak_rss_mb",
-                                      "loglik")}
+                                      "loglik", "date")}
         if r.get("params"):
             for name, v in r["params"].items():
                 out.append({**base, "parameter": name, **v})
@@ -169,12 +198,43 @@ def summarize_accuracy(flat: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame({
         "replicates": g["rel_error"].size(),
         "bias_pct": 100 * g["rel_error"].mean(),
+        # Monte Carlo SE of the bias over the replicates: a bias within ~2 of these is noise
+        "bias_se_pct": 100 * g["rel_error"].std() / np.sqrt(g["rel_error"].size()),
         "rmse_pct": 100 * np.sqrt(g["rel_error"].apply(lambda e: np.mean(e**2))),
         "coverage_95": g["covered"].apply(lambda c: np.mean([bool(v) for v in c if v is not None])
                                           if any(v is not None for v in c) else np.nan),
         "seconds_median": g["seconds"].median(),
     })
     return out.reset_index()
+
+
+def pooled_coverage(flat: pd.DataFrame) -> pd.DataFrame:
+    """95% CI coverage pooled over parameters, per (N, method): with 20 replicates one
+    parameter's coverage moves in steps of 0.05 (20/20 = 1 happens 36% of the time for exact
+    95% intervals), so the pooled rate, over ~140 intervals, is the one to hold to [0.90, 0.98]."""
+    ok = flat[(flat["status"] == "ok") & flat["parameter"].notna() & flat["covered"].notna()]
+    g = ok.groupby(["n", "method"])["covered"]
+    cov = g.apply(lambda c: float(np.mean([bool(v) for v in c])))
+    k = g.size()
+    return pd.DataFrame({"intervals": k, "coverage_95": cov,
+                         "coverage_se": np.sqrt(cov * (1 - cov) / k)}).reset_index()
+
+
+def versus(acc: pd.DataFrame, method: str = "pymixnn", reference: str = "saemix") -> pd.DataFrame:
+    """Per (N, parameter): RMSE and |bias| of ``method`` over those of ``reference``, and the
+    bias difference in units of its Monte Carlo SE (same data sets: the replicates are paired)."""
+    a = acc[acc["method"] == method].set_index(["n", "parameter"])
+    b = acc[acc["method"] == reference].set_index(["n", "parameter"])
+    both = a.index.intersection(b.index)
+    if not len(both):
+        return pd.DataFrame()
+    a, b = a.loc[both], b.loc[both]
+    return pd.DataFrame({
+        "rmse_ratio": a["rmse_pct"] / b["rmse_pct"],
+        "abs_bias_ratio": a["bias_pct"].abs() / b["bias_pct"].abs(),
+        "bias_diff_pct": a["bias_pct"] - b["bias_pct"],
+        "bias_se_pct": np.sqrt(a["bias_se_pct"] ** 2 + b["bias_se_pct"] ** 2) / np.sqrt(2),
+    }).reset_index()
 
 
 def _plots(flat: pd.DataFrame, acc: pd.DataFrame | None, out: Path) -> None:
@@ -239,6 +299,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--cap", type=float, default=600.0, help="seconds per run (default 600)")
+    ap.add_argument("--merge", action="store_true",
+                    help="scaling: keep the rows of scaling.json for the (method, N) not run now")
+    ap.add_argument("--resume", action="store_true",
+                    help="accuracy: keep the runs already in accuracy_runs.jsonl, run the rest")
     args = ap.parse_args(argv)
     if args.worker:
         method, n, seed = args.worker
@@ -253,6 +317,14 @@ def main(argv: list[str] | None = None) -> None:
     if "scaling" in only:
         sizes = [int(s) for s in args.sizes.split(",")]
         rows = scaling(sizes, methods, args.cap)
+        stored = args.out / "scaling.json"
+        if args.merge and stored.exists():
+            # keep the stored rows of the (method, N) not run now (e.g. peers measured earlier)
+            ran = {(r["method"], int(r["n"])) for r in rows}
+            old = [r for r in json.loads(stored.read_text()).get("scaling", [])
+                   if (r["method"], int(r["n"])) not in ran]
+            order = {m: k for k, m in enumerate(METHODS)}
+            rows = sorted(old + rows, key=lambda r: (order.get(r["method"], 99), int(r["n"])))
         flat = _flatten(rows)
         flat.to_csv(args.out / "scaling.csv", index=False)
         record["scaling"] = rows
@@ -268,14 +340,27 @@ def main(argv: list[str] | None = None) -> None:
         print(_md_table(table))
     if "accuracy" in only:
         sizes = [int(s) for s in args.accuracy_sizes.split(",")]
-        rows = accuracy(sizes, methods, args.reps, args.cap)
+        rows = accuracy(sizes, methods, args.reps, args.cap, args.out / "accuracy_runs.jsonl",
+                        resume=args.resume)
         flat = _flatten(rows)
         flat.to_csv(args.out / "accuracy_runs.csv", index=False)
         acc = summarize_accuracy(flat)
         acc.to_csv(args.out / "accuracy.csv", index=False)
+        pooled = pooled_coverage(flat)
+        vs = versus(acc)
         record["accuracy"] = acc.to_dict("records")
+        record["coverage_pooled"] = pooled.to_dict("records")
+        record["pymixnn_vs_saemix"] = vs.to_dict("records")
         (args.out / "accuracy.md").write_text(
-            f"# Accuracy over {args.reps} replicate data sets\n\n" + _md_table(acc) + "\n")
+            f"# Accuracy over {args.reps} replicate data sets\n\n"
+            "Relative errors against the truth in % (bias, its Monte Carlo SE over the "
+            "replicates, RMSE), 95% CI coverage of the truth, median seconds. nlme reports no "
+            "SEs for variance parameters, so it has no coverage for them.\n\n"
+            + _md_table(acc) + "\n\n## 95% coverage pooled over parameters\n\n"
+            + _md_table(pooled) + "\n\n## pymixnn against saemix (same data sets)\n\n"
+            "rmse_ratio and abs_bias_ratio: pymixnn's over saemix's; bias_diff_pct: pymixnn's "
+            "bias less saemix's, with bias_se_pct the MC SE of one method's bias.\n\n"
+            + (_md_table(vs) if not vs.empty else "(saemix absent)") + "\n")
         _plots(pd.DataFrame(), acc, args.out)
         print(_md_table(acc))
     name = "scaling.json" if only == {"scaling"} else "accuracy.json" if only == {"accuracy"} \

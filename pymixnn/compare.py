@@ -307,17 +307,10 @@ def _saemix_results(out: dict, model, data, design, obs, settings):
 
 
 def _row(name, kind, param, est, se, scale) -> dict:
-    import torch
-
     from pymixnn.models import transforms as tr
 
     est, se = float(est), float(se)
-    if scale == "identity" or not np.isfinite(est):
-        est_t, se_t = est, se
-    else:
-        est_t = float(tr.inverse(scale, torch.tensor(est, dtype=torch.float64)))
-        deriv = float(tr.derivative(scale, torch.tensor(est_t, dtype=torch.float64)))
-        se_t = se / deriv if deriv > 0 else float("nan")
+    est_t, se_t = tr.delta_method(scale, est, se)
     return dict(name=name, kind=kind, parameter=param, estimate=est, se=se,
                 estimate_transformed=est_t, se_transformed=se_t, scale=scale)
 

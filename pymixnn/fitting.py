@@ -370,6 +370,5 @@ def _genomic_setup(genomic, genotype: str, data: Data):
                          n_levels=len(levels), individual_cell=np.asarray(individual_cell).ravel(),
                          params=tuple(genomic.params), prior=genomic.prior, residual=bool(residual),
                          global_scale=float(genomic.global_scale), max_iter=int(genomic.max_iter))
-    markers_info = dict(matrix=markers, spec=genomic, genotype=genotype,
-                        levels=[None if v is None else v for v in levels], residual=bool(residual))
+    markers_info = dict(matrix=markers, genotype=genotype, levels=list(levels))
     return markers_info, setup

@@ -168,6 +168,15 @@ def _chromosome_order(chrs: pd.Series) -> dict:
     return {c: k for k, c in enumerate(sorted(pd.unique(chrs), key=key))}
 
 
+def _cell_residuals(gen: dict, rec: dict) -> np.ndarray:
+    """The genotype residual u_g of each phenotyped cell's genotype (0 without a residual)."""
+    cells = np.asarray(gen["cell_genotype"])
+    if not rec["s2u"] > 0:
+        return np.zeros(len(cells))
+    position = {g: k for k, g in enumerate(gen["genotype_rows"])}
+    return np.asarray(rec["u"])[[position[g] for g in cells]]
+
+
 def genetic_values(res) -> pd.DataFrame:
     """Per phenotyped cell (genotype, and scenario level with an interaction) and parameter: the
     posterior mean genetic value on the transformed scale (``value``), split into the part the
@@ -178,14 +187,13 @@ def genetic_values(res) -> pd.DataFrame:
     rows = np.asarray(gen["cell_genotype"])
     geno = np.asarray(res._markers["matrix"].genotypes if res._markers is not None
                       else gen["genotypes"], dtype=object)
-    inv = {g: k for k, g in enumerate(gen["genotype_rows"])}
     out = []
     levels = gen.get("levels") or [None]
     mu = res.estimation.mu
     for p, rec in zip(gen["params"], gen["per_param"]):
         k = res.model.parameters.index(p)
         fitted = np.asarray(rec["fitted"])
-        resid = np.asarray(rec["u"])[[inv[r] for r in rows]] if rec["s2u"] > 0 else np.zeros(len(rows))
+        resid = _cell_residuals(gen, rec)
         df = pd.DataFrame({"genotype": geno[rows], "parameter": p, "value": fitted,
                            "markers": fitted - resid, "residual": resid})
         if gen.get("interaction"):
@@ -214,9 +222,7 @@ def variance_explained(res) -> pd.DataFrame:
             if target == p:
                 Xb += res.design.matrix[:, j] * res.estimation.beta[j]
         fitted = np.asarray(rec["fitted"])
-        resid_cells = (np.asarray(rec["u"])[np.searchsorted(gen["genotype_rows"], cells)]
-                       if rec["s2u"] > 0 else np.zeros(len(cells)))
-        marker_cells = fitted - resid_cells
+        marker_cells = fitted - _cell_residuals(gen, rec)
         main = np.asarray(rec["main_cells"])  # G gamma (main effects only)
         var_markers = float(np.var(main[first]))
         var_inter = float(np.var(marker_cells - main)) if gen.get("interaction") else 0.0
@@ -297,21 +303,10 @@ def genotype_parameters(res, markers_new, scenario=None) -> pd.DataFrame:
     individual's parameter (random effect 0) on the natural scale."""
     import torch
 
-    from pymixnn.inference.genomic import predictive
-
-    gen = _genomic(res)
     ids, G = _new_markers(res, markers_new)
-    mm = _matrix(res, "prediction")
-    G_train = mm.values[np.asarray(gen["cell_genotype"])]
     out = []
-    for sc in _scenarios(res, scenario):
-        Z = res.design.transform(pd.DataFrame([sc] * len(ids))) if res.design.n_effects else \
-            np.zeros((len(ids), 0))
-        phi0 = res._phi_population(Z)
-        level = _level(res, gen, sc)
-        for p, rec in zip(gen["params"], gen["per_param"]):
-            k = res.model.parameters.index(p)
-            mean, var = predictive(G, rec, G_train, np.asarray(gen["cell_level"]), level=level)
+    for sc, phi0, by_param in _predictive_by_scenario(res, G, scenario):
+        for p, (k, mean, var) in by_param.items():
             psi = tr.forward(res.model.transforms[p],
                              torch.as_tensor(phi0[:, k] + mean, dtype=torch.float64)).numpy()
             df = pd.DataFrame({"genotype": ids, "parameter": p, "value": mean, "sd": np.sqrt(var),
@@ -320,6 +315,26 @@ def genotype_parameters(res, markers_new, scenario=None) -> pd.DataFrame:
                 df.insert(1, c, v)
             out.append(df)
     return pd.concat(out, ignore_index=True)
+
+
+def _predictive_by_scenario(res, G: np.ndarray, scenario):
+    """Per prediction scenario: (scenario, phi0 = the population parameters (n, P) at its
+    covariates, {parameter: (column k, predictive mean, predictive variance)} of the new
+    genotypes' genetic values)."""
+    from pymixnn.inference.genomic import predictive
+
+    gen = _genomic(res)
+    G_train = _matrix(res, "prediction").values[np.asarray(gen["cell_genotype"])]
+    n = G.shape[0]
+    for sc in _scenarios(res, scenario):
+        Z = (res.design.transform(pd.DataFrame([sc] * n)) if res.design.n_effects
+             else np.zeros((n, 0)))
+        level = _level(res, gen, sc)
+        by_param = {}
+        for p, rec in zip(gen["params"], gen["per_param"]):
+            mean, var = predictive(G, rec, G_train, np.asarray(gen["cell_level"]), level=level)
+            by_param[p] = (res.model.parameters.index(p), mean, var)
+        yield sc, res._phi_population(Z), by_param
 
 
 def _level(res, gen, sc: dict) -> int:
@@ -342,11 +357,8 @@ def predict_genotypes(res, markers_new, x_grid, scenario=None, *, level: float =
     posterior of its genetic value (marker effects and the unknown genotype residual), by
     ``n_draws`` draws. ``individual=True`` also draws a new individual's random effect from the
     fitted law (a prediction interval for one plant rather than for the genotype's mean curve)."""
-    from pymixnn.inference.genomic import predictive
-
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level!r}")
-    gen = _genomic(res)
     ids, G = _new_markers(res, markers_new)
     xcols = res.data.x_cols
     if isinstance(x_grid, pd.DataFrame):
@@ -360,22 +372,14 @@ def predict_genotypes(res, markers_new, x_grid, scenario=None, *, level: float =
             raise ValueError(f"the model reads x columns {xcols}: give x_grid as a DataFrame")
     if not np.isfinite(grid).all():
         raise ValueError("x_grid has non-finite values")
-    mm = _matrix(res, "prediction")
-    G_train = mm.values[np.asarray(gen["cell_genotype"])]
     rng = np.random.default_rng(seed)
     P = len(res.model.parameters)
     T = grid.shape[0]
     out = []
-    for sc in _scenarios(res, scenario):
-        Z = res.design.transform(pd.DataFrame([sc] * len(ids))) if res.design.n_effects else \
-            np.zeros((len(ids), 0))
-        phi0 = res._phi_population(Z)  # (n, P)
-        lev = _level(res, gen, sc)
+    for sc, phi0, by_param in _predictive_by_scenario(res, G, scenario):
         mean = np.zeros((len(ids), P))
         draws = np.zeros((n_draws, len(ids), P))
-        for p, rec in zip(gen["params"], gen["per_param"]):
-            k = res.model.parameters.index(p)
-            m, v = predictive(G, rec, G_train, np.asarray(gen["cell_level"]), level=lev)
+        for k, m, v in by_param.values():
             mean[:, k] = m
             draws[:, :, k] = m + np.sqrt(v) * rng.standard_normal((n_draws, len(ids)))
         if individual:

@@ -57,3 +57,32 @@ def test_discrete_quick(tmp_path):
     assert (ll["abs_diff"].abs() < 1).all()
     assert (tmp_path / "discrete_vpc_toenail.png").stat().st_size > 10_000
     assert "| parameter | reference | pymixnn |" in (tmp_path / "discrete.md").read_text()
+
+
+def test_scaling_and_accuracy_quick(tmp_path):
+    """The scaling suite at N = 200 (pymixnn and nlme, each in its own process), then the
+    accuracy suite's stored runs: 2 nlme replicates, extended to 3 with --resume (only the
+    third is run), and --merge keeping another method's scaling rows."""
+    run = lambda *a: subprocess.run([sys.executable, "-m", "benchmarks", "scaling", *a,  # noqa: E731
+                                     "--out", str(tmp_path)], cwd=ROOT, check=True)
+    run("--only", "scaling", "--sizes", "200", "--methods", "pymixnn,nlme")
+    table = pd.read_csv(tmp_path / "scaling.csv")
+    first = table.drop_duplicates(["method", "n"]).set_index("method")
+    assert (first["status"] == "ok").all() and (first["seconds"] > 0).all()
+    # N = 200: the SE of A is ~1.4% of A (see test_pipeline_quick); 10% guards a broken fit
+    a = table[table["parameter"] == "A"].set_index("method")["rel_error"]
+    assert (a.abs() < 0.10).all(), a
+    assert (tmp_path / "scaling_time.png").stat().st_size > 5_000
+    run("--only", "scaling", "--sizes", "200", "--methods", "nlme", "--merge")
+    merged = pd.read_csv(tmp_path / "scaling.csv").drop_duplicates(["method", "n"])
+    assert sorted(merged["method"]) == ["nlme", "pymixnn"]
+
+    run("--only", "accuracy", "--accuracy-sizes", "100", "--reps", "2", "--methods", "nlme")
+    store = tmp_path / "accuracy_runs.jsonl"
+    assert len(store.read_text().splitlines()) == 2
+    run("--only", "accuracy", "--accuracy-sizes", "100", "--reps", "3", "--methods", "nlme",
+        "--resume")
+    assert len(store.read_text().splitlines()) == 3  # the two stored runs were not rerun
+    acc = pd.read_csv(tmp_path / "accuracy.csv")
+    assert set(acc["replicates"]) == {3}
+    assert "| n | parameter | method | replicates |" in (tmp_path / "accuracy.md").read_text()

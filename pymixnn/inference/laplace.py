@@ -18,6 +18,7 @@ so d backward passes give all the d x d blocks at once.
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 
@@ -33,8 +34,24 @@ def _gradient_and_hessian(program: Program, theta: torch.Tensor, eta: torch.Tens
         value = program.log_joint(theta, eta, idx)
         (grad,) = torch.autograd.grad(value.sum(), eta, create_graph=True)
         d = eta.shape[-1]
-        rows = [torch.autograd.grad(grad[..., j].sum(), eta, retain_graph=j < d - 1)[0]
-                for j in range(d)]
+        rows = None
+        if eta.numel() <= 20_000 * d:
+            # small batches (SVI's minibatches): the d Hessian rows in one vectorized backward
+            # pass (fewer autograd calls: ~1.5x faster at 512 individuals, slower at 10^5);
+            # an operation without a batching rule falls back to one pass per row
+            basis = torch.eye(d, dtype=eta.dtype, device=eta.device).view(
+                d, *([1] * (eta.dim() - 1)), d).expand(d, *eta.shape)
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error")  # vmap's slow per-sample fallback: not here
+                    (batched,) = torch.autograd.grad(grad, eta, grad_outputs=basis,
+                                                     is_grads_batched=True, retain_graph=True)
+                rows = batched.unbind(0)
+            except (RuntimeError, UserWarning):
+                rows = None
+        if rows is None:
+            rows = [torch.autograd.grad(grad[..., j].sum(), eta, retain_graph=j < d - 1)[0]
+                    for j in range(d)]
     hess = torch.stack(rows, dim=-2).detach()
     grad = grad.detach()
     # an individual whose derivatives overflow (far from its mode, extreme parameters) takes a
@@ -90,31 +107,52 @@ class LocalPosteriors:
 
     def _mode(self, theta: torch.Tensor, eta: torch.Tensor, idx: torch.Tensor | None,
               max_iter: int, tol: float):
-        """Damped Newton steps to the mode; returns it and the Laplace covariance there."""
+        """Damped Newton steps to the mode; returns it and the Laplace covariance there. Each
+        individual stops once its step is below ``tol``: later iterations work on the
+        individuals still moving only (a few slow ones no longer cost a pass over everyone)."""
         program = self.program
         value, grad, hess = _gradient_and_hessian(program, theta, eta, idx)
+        eta = eta.clone()
+        active = torch.ones(eta.shape[0], dtype=torch.bool, device=eta.device)
         iterations = 0
         for iterations in range(1, max_iter + 1):
-            precision = _positive_definite(-hess)
-            step = torch.linalg.solve(precision, grad.unsqueeze(-1)).squeeze(-1)
+            every = bool(active.all())
+            rows = None if every else active.nonzero().flatten()
+            sub = idx if every else (rows if idx is None else idx[rows])
+            e = eta if every else eta[rows]
+            v = value if every else value[rows]
+            g = grad if every else grad[rows]
+            h = hess if every else hess[rows]
+            precision = _positive_definite(-h)
+            step = torch.linalg.solve(precision, g.unsqueeze(-1)).squeeze(-1)
             # per-individual backtracking: halve the step until the log-density does not decrease
-            alpha = torch.ones(eta.shape[0], 1, dtype=eta.dtype, device=eta.device)
-            accepted = torch.zeros(eta.shape[0], dtype=torch.bool, device=eta.device)
-            new_eta = eta
+            # (after the full step, only the individuals still backtracking are evaluated)
+            new_e = e.clone()
+            pending = torch.arange(e.shape[0], device=e.device)
+            alpha = 1.0
             for _ in range(30):
-                trial = eta + alpha * step
+                if pending.shape[0] == e.shape[0]:
+                    trial, at = e + step, sub
+                else:
+                    trial = e[pending] + alpha * step[pending]
+                    at = pending if sub is None else sub[pending]
                 with torch.no_grad():
-                    trial_value = program.log_joint(theta, trial, idx)
-                ok = torch.isfinite(trial_value) & (trial_value >= value - 1e-10) & ~accepted
-                new_eta = torch.where(ok.unsqueeze(-1), trial, new_eta)
-                accepted |= ok
-                if bool(accepted.all()):
+                    trial_value = program.log_joint(theta, trial, at)
+                ok = torch.isfinite(trial_value) & (trial_value >= v[pending] - 1e-10)
+                new_e[pending[ok]] = trial[ok]
+                pending = pending[~ok]
+                if pending.shape[0] == 0:
                     break
-                alpha = torch.where(accepted.unsqueeze(-1), alpha, alpha * 0.5)
-            moved = (new_eta - eta).abs().amax().item()
-            eta = new_eta
-            value, grad, hess = _gradient_and_hessian(program, theta, eta, idx)
-            if moved < tol:
+                alpha *= 0.5
+            moving = (new_e - e).abs().amax(-1) >= tol
+            v, g, h = _gradient_and_hessian(program, theta, new_e, sub)
+            if every:
+                eta, value, grad, hess = new_e, v, g, h
+                active = moving
+            else:
+                eta[rows], value[rows], grad[rows], hess[rows] = new_e, v, g, h
+                active[rows] = moving
+            if not bool(active.any()):
                 break
         return eta, torch.linalg.inv(_positive_definite(-hess)), iterations
 

@@ -81,6 +81,17 @@ def derivative(name: str, phi: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"unknown transform {name!r}")
 
 
+def delta_method(name: str, estimate: float, se: float) -> tuple[float, float]:
+    """A natural-scale estimate and SE carried to the transformed scale phi = h^-1(psi):
+    (h^-1(estimate), se / h'(phi)); NaN SE where h' vanishes."""
+    estimate, se = float(estimate), float(se)
+    if name == "identity" or not math.isfinite(estimate):
+        return estimate, se
+    phi = float(inverse(name, torch.tensor(estimate, dtype=torch.float64)))
+    slope = float(derivative(name, torch.tensor(phi, dtype=torch.float64)))
+    return phi, (se / slope if slope > 0 else float("nan"))
+
+
 def valid_natural(name: str, value: float) -> bool:
     """Whether ``value`` lies in the support of h (e.g. > 0 for log)."""
     if name == "identity":
