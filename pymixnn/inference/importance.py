@@ -229,11 +229,6 @@ class ImportanceSampler:
             sampler = self._metric
         return sampler.gradient_and_hessian(theta, rows=self.hessian_rows)[1]
 
-    def _newton_derivatives(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Full-data gradient and the Newton Hessian at theta."""
-        grad = self.gradient(theta)
-        return grad, self._newton_hessian(theta)
-
     def value_and_gradient(self, theta: torch.Tensor) -> tuple[float, torch.Tensor]:
         """sum_i log L_i and its gradient, accumulated over chunks (one forward-backward pass)."""
         theta = theta.detach()
@@ -297,15 +292,14 @@ class ImportanceSampler:
                 K = self.n_samples
                 ll = torch.logsumexp(log_w, 0) - math.log(K)
                 w = torch.exp(log_w - ll)  # weights relative to their mean
+                out["ll"].append(ll)
                 # var(log mean w) ~ var(w) / (K mean^2); antithetic pairs are the independent units
                 half = K // 2
                 pairs = 0.5 * (w[:half] + w[half:2 * half]) if half > 1 else w
                 if self.quadrature:  # deterministic: no Monte Carlo error
-                    var = torch.zeros_like(ll)
+                    out["var"].append(torch.zeros_like(ll))
                 else:
-                    var = pairs.var(0, unbiased=True) / pairs.shape[0]
-                out["var"].append(var)
-                out["ll"].append(ll)
+                    out["var"].append(pairs.var(0, unbiased=True) / pairs.shape[0])
                 wn = torch.softmax(log_w, 0).unsqueeze(-1)
                 psi = program.psi(program.individual_phi(theta, eta, idx))
                 mean = (wn * psi).sum(0)
