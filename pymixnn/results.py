@@ -142,6 +142,18 @@ class Results:
             rows[name] = back
         return pd.DataFrame.from_dict(rows, orient="index", columns=["lower", "upper"])
 
+    def cov_params(self) -> pd.DataFrame:
+        """Covariance matrix of the estimates in ``params`` (statsmodels name), on the natural
+        scale: the inverse observed Fisher information carried through the delta method, so its
+        diagonal is ``bse**2``. Fits that only report SEs (the saemix/nlme bridges, results saved
+        before this matrix was kept) have NaN off the diagonal."""
+        names = list(self.params.index)
+        cov = self.estimation.cov_params
+        if cov is None:
+            cov = np.full((len(names), len(names)), np.nan)
+            np.fill_diagonal(cov, self.params["se"].to_numpy() ** 2)
+        return pd.DataFrame(np.asarray(cov, dtype=float), index=names, columns=names)
+
     def summary(self) -> Summary:
         """A table like saemix's printout: estimate, SE, RSE%, 95% CI, then likelihood."""
         d, info = self.data, self.info

@@ -159,6 +159,9 @@ class Estimation:
     quadrature_nodes: int = 0
     # a genomic fit: the posterior of the marker effects (inference/genomic.py, export())
     genomic: dict | None = None
+    # covariance matrix of the reported parameters (``table`` order, natural scale): the inverse
+    # observed Fisher information carried through the delta method; None where not computed
+    cov_params: np.ndarray | None = None
 
 
 def resolve_device(device: str) -> torch.device:
@@ -794,7 +797,7 @@ def _finish(stage: _Stage, design: CovariateDesign, data: Data, options: Estimat
         se_method += ("; the flow's own parameters held fixed (SEs conditional on the shape of the "
                       "fitted law)")
     return Estimation(
-        table=table, theta=np_(theta), theta_cov=np_(cov_theta), mu=np_(mu),
+        table=table, theta=np_(theta), theta_cov=np_(cov_theta), cov_params=np_(cov_rep), mu=np_(mu),
         beta=np_(theta[lay.beta]), omega=np_(omega),
         error={k: float(v) for k, v in zip(lay.error_names, program.family.reported(
             theta[lay.error], program.model))},

@@ -1,0 +1,227 @@
+#' @importFrom nlme fixef ranef VarCorr
+#' @export
+nlme::fixef
+#' @export
+nlme::ranef
+#' @export
+nlme::VarCorr
+
+#' Methods for mixnnFit objects
+#'
+#' Estimates and predictions of a [mixnn()] fit, in the vocabulary of nlme, lme4 and saemix.
+#' All numbers are computed in Python; the estimates are stored in the object at fit time.
+#'
+#' * `fixef()`: named vector of fixed effects on the natural scale (`h(mu)`) and covariate
+#'   effects (`beta_Weight(V)`).
+#' * `ranef()`: data.frame, one row per individual (row names: ids), one column per parameter
+#'   with a random effect: eta_i on the transformed scale; `type = "map"` (conditional mode) or
+#'   `"mean"` (conditional mean).
+#' * `coef()`: data.frame, one row per individual, one column per parameter: psi_i.
+#' * `VarCorr()`: the d x d covariance matrix Omega of the random effects (transformed scale),
+#'   with attributes `stddev`, `correlation` and `residual` (the error model's parameters).
+#' * `vcov()`: covariance matrix of the estimates (inverse observed Fisher information, delta
+#'   method); `which = "fixed"` (default, as nlme) or `"all"` (every reported parameter).
+#' * `confint()`: Wald intervals on each parameter's transformed scale, mapped back.
+#' * `logLik()`: ll.is (or ll.gq) with `df` free parameters and `nobs` the number of
+#'   individuals (saemix's convention), so `AIC()` and `BIC()` equal the Python `aic`, `bic`.
+#' * `nobs()`: number of observations.
+#' * `predict()`: vector, one value per row of `newdata` (default: the fitted data); `level = 0`
+#'   (population, eta = 0) or `1` (individual, conditional mode; new ids get eta = 0);
+#'   `type = "response"` (expected value) or `"link"` (the structural function's output).
+#' * `fitted()`, `residuals()`: one value per observation; residual `type = "response"`
+#'   (y - prediction) or `"pearson"` (IWRES, level 1 only).
+#'
+#' @param object,x A `mixnnFit`.
+#' @param type See above.
+#' @param level Population (0, "population") or individual (1, "individual"); for `confint`,
+#'   the confidence level.
+#' @param newdata A data.frame with the id, x and covariate columns.
+#' @param which For `vcov`: "fixed" or "all".
+#' @param parm Parameters (names) for `confint`; default all.
+#' @param sigma Unused (nlme's generic).
+#' @param ... Unused.
+#' @name mixnnFit-methods
+#' @return See above.
+NULL
+
+.level <- function(level) {
+  if (is.character(level)) return(match.arg(level, c("population", "individual")))
+  if (!level %in% c(0, 1)) stop("level must be 0 (population) or 1 (individual)", call. = FALSE)
+  c("population", "individual")[level + 1]
+}
+
+.need_py <- function(object) {
+  if (reticulate::py_is_null_xptr(object$py))
+    stop("this fit's Python object is gone (the fit was saved and reloaded in a new session); ",
+         "refit to predict on new data or plot", call. = FALSE)
+  object$py
+}
+
+#' @rdname mixnnFit-methods
+#' @export
+print.mixnnFit <- function(x, ...) {
+  cat("Nonlinear mixed-effects model fitted by pymixnn\n")
+  cat(sprintf("  model %s, %s random effects, %s observations\n",
+              x$model$name %||% "(custom)", x$random_effects, x$observation))
+  cat(sprintf("  %d observations of %d individuals\n", x$nobs, x$n_individuals))
+  cat("Fixed effects:\n")
+  print(x$fixef, digits = 5)
+  cat("Random effects variances (omega2):\n")
+  print(diag(x$omega), digits = 5)
+  if (length(x$sigma)) {
+    cat("Residual error (", x$model$error, "):\n", sep = "")
+    print(x$sigma, digits = 5)
+  }
+  cat(sprintf("ll.%s %.3f  AIC %.3f  BIC %.3f\n", x$loglik_method, x$loglik, x$aic, x$bic))
+  invisible(x)
+}
+
+#' @rdname mixnnFit-methods
+#' @export
+summary.mixnnFit <- function(object, ...) {
+  structure(list(coefficients = object$params, text = object$summary_text,
+                 loglik = object$loglik, aic = object$aic, bic = object$bic),
+            class = "summary.mixnnFit")
+}
+
+#' @rdname mixnnFit-methods
+#' @export
+print.summary.mixnnFit <- function(x, ...) {
+  cat(x$text, "\n")
+  invisible(x)
+}
+
+#' @rdname mixnnFit-methods
+#' @method fixef mixnnFit
+#' @export
+fixef.mixnnFit <- function(object, ...) object$fixef
+
+#' @rdname mixnnFit-methods
+#' @method ranef mixnnFit
+#' @export
+ranef.mixnnFit <- function(object, type = c("map", "mean"), ...) {
+  object$ranef[[match.arg(type)]]
+}
+
+#' @rdname mixnnFit-methods
+#' @export
+coef.mixnnFit <- function(object, type = c("map", "mean"), ...) {
+  object$coef[[match.arg(type)]]
+}
+
+#' @rdname mixnnFit-methods
+#' @method VarCorr mixnnFit
+#' @export
+VarCorr.mixnnFit <- function(x, sigma = 1, ...) {
+  om <- x$omega
+  sd <- sqrt(diag(om))
+  structure(om, stddev = sd, correlation = om / outer(sd, sd), residual = x$sigma)
+}
+
+#' @rdname mixnnFit-methods
+#' @export
+vcov.mixnnFit <- function(object, which = c("fixed", "all"), ...) {
+  if (match.arg(which) == "all") return(object$cov_params)
+  f <- names(object$fixef)
+  object$cov_params[f, f, drop = FALSE]
+}
+
+#' @rdname mixnnFit-methods
+#' @export
+confint.mixnnFit <- function(object, parm, level = 0.95, ...) {
+  ci <- if (isTRUE(all.equal(level, 0.95))) object$params[, c("ci_lower", "ci_upper")]
+        else .df(.py_call(.need_py(object)$conf_int, 1 - level))
+  ci <- as.matrix(ci)
+  colnames(ci) <- paste(format(100 * c(1 - level, 1 + level) / 2, trim = TRUE), "%")
+  if (missing(parm)) ci else ci[parm, , drop = FALSE]
+}
+
+#' @rdname mixnnFit-methods
+#' @export
+logLik.mixnnFit <- function(object, ...) {
+  structure(object$loglik, df = object$df, nobs = object$n_individuals,
+            method = object$loglik_method, class = "logLik")
+}
+
+#' @rdname mixnnFit-methods
+#' @export
+nobs.mixnnFit <- function(object, ...) object$nobs
+
+#' @rdname mixnnFit-methods
+#' @export
+predict.mixnnFit <- function(object, newdata = NULL, level = 1,
+                             type = c("response", "link"), ...) {
+  level <- .level(level)
+  type <- match.arg(type)
+  if (is.null(newdata) && type == "response")
+    return(object$residuals[[if (level == "population") "pred" else "ipred"]])
+  which <- if (type == "response") "mean" else "linear"
+  as.numeric(.py_call(.need_py(object)$predict, newdata, level = level, which = which))
+}
+
+#' @rdname mixnnFit-methods
+#' @export
+fitted.mixnnFit <- function(object, level = 1, ...) predict(object, level = level)
+
+#' @rdname mixnnFit-methods
+#' @export
+residuals.mixnnFit <- function(object, type = c("response", "pearson"), level = 1, ...) {
+  r <- object$residuals
+  if (match.arg(type) == "pearson") {
+    if (.level(level) == "population") stop("Pearson residuals (IWRES) are individual: level = 1",
+                                            call. = FALSE)
+    return(r$iwres)
+  }
+  if (.level(level) == "individual") r$ires else r[[object$data$y]] - r$pred
+}
+
+#' Plot a mixnnFit
+#'
+#' `type = "gof"` (default) draws saemix's goodness-of-fit panels in R: observations against
+#' population and individual predictions, IWRES against x and against individual predictions.
+#' `"individuals"` (individual and population curves over the data), `"vpc"` (visual
+#' predictive check) and `"random_effects"` (fitted law of the random effects) are drawn by
+#' Python into a PNG `file` (a temporary file when `NULL`), shown in the R device when the
+#' png package is installed.
+#' @param x A `mixnnFit`.
+#' @param y Unused.
+#' @param type "gof", "individuals", "vpc" or "random_effects".
+#' @param file PNG path for the Python-drawn plots.
+#' @param ... Passed to the Python plot method (e.g. `n_sim = 100L` for the VPC).
+#' @return The PNG path (Python plots) or `x`, invisibly.
+#' @export
+plot.mixnnFit <- function(x, y, type = c("gof", "individuals", "vpc", "random_effects"),
+                          file = NULL, ...) {
+  type <- match.arg(type)
+  if (type == "gof") {
+    r <- x$residuals
+    obs <- r[[x$data$y]]
+    t <- r[[utils::tail(x$data$x, 1)]]
+    op <- par(mfrow = c(2, 2), mar = c(4, 4, 1, 1))
+    on.exit(par(op))
+    graphics::plot(r$pred, obs, xlab = "population prediction", ylab = x$data$y)
+    abline(0, 1, col = "red")
+    graphics::plot(r$ipred, obs, xlab = "individual prediction", ylab = x$data$y)
+    abline(0, 1, col = "red")
+    graphics::plot(t, r$iwres, xlab = utils::tail(x$data$x, 1), ylab = "IWRES")
+    abline(h = 0, col = "red")
+    graphics::plot(r$ipred, r$iwres, xlab = "individual prediction", ylab = "IWRES")
+    abline(h = 0, col = "red")
+    return(invisible(x))
+  }
+  file <- file %||% tempfile(fileext = ".png")
+  py <- .need_py(x)
+  f <- switch(type, individuals = py$plot_individuals, vpc = py$plot_vpc,
+              random_effects = py$plot_random_effects)
+  .py_call(f, file, ...)
+  if (requireNamespace("png", quietly = TRUE)) {
+    img <- png::readPNG(file)
+    op <- par(mar = c(0, 0, 0, 0))
+    on.exit(par(op))
+    plot.new()
+    s <- min(par("pin") / dim(img)[2:1])  # keep the PNG's aspect ratio
+    w <- dim(img)[2:1] * s / par("pin")
+    rasterImage(img, (1 - w[1]) / 2, (1 - w[2]) / 2, (1 + w[1]) / 2, (1 + w[2]) / 2)
+  }
+  invisible(file)
+}

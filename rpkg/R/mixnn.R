@@ -1,0 +1,254 @@
+#' Describe the data of a fit, as saemix's saemixData()
+#'
+#' @param name.data A data.frame in long format (one row per observation), or a CSV file.
+#' @param name.group Column identifying the individual.
+#' @param name.predictors Column(s) of the structural function's x, e.g. `c("Dose", "Time")`.
+#' @param name.response Column of the observations.
+#' @param name.covariates Covariate columns (constant within an individual).
+#' @param name.cens Column flagging left-censored observations (1: below the limit of
+#'   quantification, the response holding that limit), fitted by the M3 likelihood.
+#' @param name.trials Column with the number of trials of binomial observations.
+#' @param name.genotype Column with each individual's genotype (genomic fits).
+#' @param units Optional list of units (`x`, `y`) for plot labels.
+#' @return An object of class `mixnnData`, for [mixnn()].
+#' @export
+mixnnData <- function(name.data, name.group, name.predictors, name.response,
+                      name.covariates = NULL, name.cens = NULL, name.trials = NULL,
+                      name.genotype = NULL, units = NULL) {
+  if (is.character(name.data) && length(name.data) == 1) name.data <- utils::read.csv(name.data)
+  if (!is.data.frame(name.data)) stop("name.data must be a data.frame or a CSV file", call. = FALSE)
+  cols <- c(name.group, name.predictors, name.response, name.covariates, name.cens,
+            name.trials, name.genotype)
+  missing <- setdiff(cols, names(name.data))
+  if (length(missing))
+    stop("column(s) ", paste(sQuote(missing, FALSE), collapse = ", "), " not found in the ",
+         "data; available columns: ", paste(names(name.data), collapse = ", "), call. = FALSE)
+  structure(list(data = name.data, id = name.group, x = name.predictors, y = name.response,
+                 covariates = name.covariates, censoring = name.cens, trials = name.trials,
+                 genotype = name.genotype, units = units), class = "mixnnData")
+}
+
+#' Describe the model of a fit, as saemix's saemixModel()
+#'
+#' @param model A named model ("onecpt_oral", "logistic", "gompertz", "asymptotic",
+#'   "exp_growth", "emax", "sigmoid_emax", "linear"), a Python `pymixnn.Model`, or a Python
+#'   function `f(psi, x)` written in torch (then `psi0` or `name.modpar` names the parameters).
+#' @param description A label.
+#' @param psi0 Initial fixed effects on the natural scale: a named vector or a one-row matrix
+#'   with column names. Named models start from the data when omitted.
+#' @param transform.par Transform of each parameter: saemix codes (0 identity, 1 log,
+#'   2 probit, 3 logit) or names, in parameter order or named.
+#' @param covariate.model 0/1 matrix, covariates (rows) by parameters (columns).
+#' @param covariance.model 0/1 matrix over the parameters: a zero diagonal entry removes the
+#'   random effect, off-diagonal ones make the covariance full.
+#' @param error.model "constant", "proportional", "combined" or "exponential".
+#' @param error.init Initial values `c(a, b)` of the error model.
+#' @param name.modpar Parameter names of a Python function model.
+#' @return An object of class `mixnnModel`, for [mixnn()].
+#' @export
+mixnnModel <- function(model, description = NULL, psi0 = NULL, transform.par = NULL,
+                       covariate.model = NULL, covariance.model = NULL, error.model = NULL,
+                       error.init = NULL, name.modpar = NULL) {
+  if (is.matrix(psi0)) psi0 <- psi0[1, ]
+  if (!is.null(psi0) && is.null(names(psi0))) names(psi0) <- name.modpar
+  structure(list(model = model, description = description, psi0 = psi0,
+                 transform.par = transform.par, covariate.model = covariate.model,
+                 covariance.model = covariance.model, error.model = error.model,
+                 error.init = error.init, name.modpar = name.modpar %||% names(psi0)),
+            class = "mixnnModel")
+}
+
+#' Settings of the estimation, for mixnn()
+#'
+#' @param seed Random seed: the same seed gives identical results.
+#' @param batch_size Individuals per SVI minibatch.
+#' @param max_steps,lr,num_particles SVI steps, Adam step size and ELBO particles.
+#' @param refine Maximize the importance-weighted likelihood after SVI.
+#' @param is_samples Importance samples per individual for ll.is and SEs (saemix's nmc.is).
+#' @param likelihood "auto", "is" (importance sampling) or "gq" (adaptive quadrature).
+#' @param device "cpu", "cuda" or "auto".
+#' @param dtype "float64" or "float32" (default: float64 on CPU).
+#' @param threads torch threads (default 1 for small data).
+#' @param progress Show a progress bar.
+#' @param dropna Drop rows with a missing response (reported) instead of stopping.
+#' @return A list of settings.
+#' @export
+mixnnControl <- function(seed = 0L, batch_size = 512L, max_steps = 4000L, lr = 0.02,
+                         num_particles = 4L, refine = TRUE, is_samples = NULL,
+                         likelihood = "auto", device = "cpu", dtype = NULL, threads = NULL,
+                         progress = interactive(), dropna = FALSE) {
+  int <- function(v) if (is.null(v)) NULL else as.integer(v)
+  list(seed = int(seed), batch_size = int(batch_size), max_steps = int(max_steps),
+       lr = as.numeric(lr), num_particles = int(num_particles), refine = isTRUE(refine),
+       is_samples = int(is_samples), likelihood = likelihood, device = device, dtype = dtype,
+       threads = int(threads), progress = isTRUE(progress), dropna = isTRUE(dropna))
+}
+
+#' Fit a nonlinear mixed-effects model with pymixnn
+#'
+#' R front end of Python's `pymixnn.fit()`: individual parameters
+#' `psi_i = h(mu + beta * covariates + eta_i)` with Gaussian, mixture or normalizing-flow random
+#' effects, continuous or discrete observations, fitted by minibatch stochastic variational
+#' inference, then maximum likelihood refinement; SEs from the observed Fisher information.
+#'
+#' @param data A data.frame (long format) or a [mixnnData()] object.
+#' @param model A named model, a [mixnnModel()] or a Python `pymixnn.Model`.
+#' @param id,x,y Columns: individual, structural function's x (one or several), response.
+#'   Taken from `data` when it is a `mixnnData`.
+#' @param covariates Covariate model, e.g. `list(V = "Weight")` (taken from a `mixnnModel`'s
+#'   `covariate.model` when omitted).
+#' @param random_effects "gaussian", "mixture", "flow" or a Python spec object.
+#' @param observation "gaussian", "poisson", "negative_binomial", "zero_inflated_poisson",
+#'   "binomial", "bernoulli", "ordinal" or a Python spec object.
+#' @param genomic Marker effects: a Python `pymixnn.Genomic`, or a list of its arguments with
+#'   `markers` an R matrix (genotypes by markers, genotype ids as row names).
+#' @param control Estimation settings, [mixnnControl()].
+#' @param random Parameters with a random effect (default: all, or the `mixnnModel`'s
+#'   `covariance.model`).
+#' @param ... Further arguments of `pymixnn.fit()`: `n_components`, `context`, `trials`,
+#'   `censoring`, `genotype`, `error`, `omega`, `transforms`, `init`.
+#' @return An object of class `mixnnFit`: the estimates as R data.frames, vectors and matrices,
+#'   and the Python results in `$py` (used by `predict()` on new data and `plot()`).
+#' @examples
+#' if (pymixnn_available()) {
+#'   theo <- pymixnn_dataset("theo")
+#'   fit <- mixnn(theo, "onecpt_oral", id = "Id", x = c("Dose", "Time"), y = "Concentration",
+#'                covariates = list(V = "Weight"), control = mixnnControl(seed = 1))
+#'   summary(fit)
+#' }
+#' @export
+mixnn <- function(data, model, id, x, y, covariates = NULL, random_effects = "gaussian",
+                  observation = "gaussian", genomic = NULL, control = mixnnControl(),
+                  random = NULL, ...) {
+  pm <- pymixnn_module()
+  extra <- list(...)
+  if (!is.null(random)) extra$random <- as.list(random)
+  cov_names <- NULL
+  if (inherits(data, "mixnnData")) {
+    cov_names <- data$covariates
+    if (missing(id)) id <- data$id
+    if (missing(x)) x <- data$x
+    if (missing(y)) y <- data$y
+    for (k in c("censoring", "trials", "genotype"))
+      if (is.null(extra[[k]])) extra[[k]] <- data[[k]]
+    data <- data$data
+  }
+  if (inherits(model, "mixnnModel")) {
+    spec <- .python_model(pm, model, cov_names)
+    model <- spec$model
+    if (is.null(covariates)) covariates <- spec$covariates
+  }
+  if (is.list(covariates)) covariates <- lapply(covariates, as.list)
+  if (is.list(genomic) && !inherits(genomic, "python.builtin.object")) {
+    m <- genomic$markers
+    if (is.matrix(m)) genomic$markers <- reticulate::tuple(m, rownames(m), colnames(m))
+    genomic <- .py_call(do.call, pm$Genomic, genomic)
+  }
+  if (!is.null(extra$n_components) && is.numeric(extra$n_components))
+    extra$n_components <- as.integer(extra$n_components)
+  if (is.character(x)) x <- as.list(x)
+  args <- c(list(data, model, id = id, x = x, y = y, covariates = covariates,
+                 random_effects = random_effects, observation = observation,
+                 genomic = genomic), control, extra)
+  res <- .py_call(do.call, pm$fit, args)
+  new_mixnnFit(res, match.call())
+}
+
+# a mixnnModel as a Python pymixnn.Model (and the covariate model as a list)
+.python_model <- function(pm, m, cov_names) {
+  base <- if (is.character(m$model)) .py_call(pm$named, m$model)
+          else if (inherits(m$model, "pymixnn.models.spec.Model")) m$model
+          else if (is.null(m$name.modpar))
+            stop("a Python function model needs its parameter names: psi0 or name.modpar",
+                 call. = FALSE)
+          else .py_call(pm$Model, m$model, as.list(m$name.modpar))
+  par <- unlist(base$parameters)
+  named_along <- function(v) {
+    if (is.null(v)) return(NULL)
+    if (is.null(names(v))) names(v) <- par[seq_along(v)]
+    as.list(v)
+  }
+  ch <- list(init = named_along(m$psi0), error = m$error.model)
+  if (!is.null(m$transform.par)) {
+    tp <- named_along(m$transform.par)
+    ch$transforms <- lapply(tp, function(t) if (is.numeric(t)) as.integer(t) else t)
+  }
+  if (!is.null(m$covariance.model)) {
+    cm <- m$covariance.model
+    dimnames(cm) <- list(par, par)
+    r <- par[diag(cm) != 0]
+    sub <- cm[r, r, drop = FALSE]
+    ch$random <- as.list(r)
+    ch$omega <- if (any(sub[upper.tri(sub)] != 0 | t(sub)[upper.tri(sub)] != 0)) "full"
+                else "diagonal"
+  }
+  if (!is.null(m$error.init)) {
+    ei <- m$error.init
+    if (is.null(names(ei))) names(ei) <- c("a", "b")[seq_along(ei)]
+    err <- m$error.model %||% base$error
+    keep <- list(constant = "a", exponential = "a", proportional = "b", combined = c("a", "b"))
+    ch$error_init <- as.list(ei[intersect(names(ei), keep[[err]])])
+  }
+  ch <- ch[!vapply(ch, is.null, logical(1))]
+  covariates <- NULL
+  if (!is.null(m$covariate.model)) {
+    cv <- as.matrix(m$covariate.model)
+    if (is.null(colnames(cv))) colnames(cv) <- par
+    if (is.null(rownames(cv))) {
+      if (length(cov_names) != nrow(cv))
+        stop("covariate.model has ", nrow(cv), " rows but ", length(cov_names), " covariates ",
+             "were named in mixnnData(name.covariates = ...); or give it row names", call. = FALSE)
+      rownames(cv) <- cov_names
+    }
+    covariates <- lapply(stats::setNames(colnames(cv), colnames(cv)),
+                         function(p) rownames(cv)[cv[, p] != 0])
+    covariates <- covariates[lengths(covariates) > 0]
+  }
+  list(model = .py_call(do.call, base$replace, ch), covariates = covariates)
+}
+
+#' A data set bundled with pymixnn
+#'
+#' @param name "theo", "orange", "soybean", "oxboys", "rapi", "epil", "toenail", "knee",
+#'   "grav2"; see the Python package's `pymixnn.datasets`.
+#' @return A data.frame.
+#' @export
+pymixnn_dataset <- function(name) {
+  .df(.py_call(pymixnn_module()$datasets$load, name), rownames = FALSE)
+}
+
+# pandas -> R helpers (reticulate converts; these drop the pandas index attribute)
+.df <- function(x, rownames = TRUE) {
+  attr(x, "pandas.index") <- NULL
+  if (!rownames) rownames(x) <- NULL
+  x
+}
+.vec <- function(x) stats::setNames(as.numeric(x), names(x))
+.mat <- function(x) as.matrix(.df(x))
+
+new_mixnnFit <- function(py, call = NULL) {
+  d <- py$data
+  law <- tolower(py$random_effects_law$`__class__`$`__name__`)
+  genomic <- !is.null(py$estimation$genomic)
+  structure(list(
+    call = call, py = py,
+    model = list(name = py$model$name, parameters = unlist(py$model$parameters),
+                 random = unlist(py$model$random), transforms = unlist(py$model$transforms),
+                 error = py$model$error),
+    observation = py$observation$name, random_effects = law,
+    data = list(id = d$id_col, x = unlist(d$x_cols), y = d$y_col,
+                covariates = unlist(d$covariate_cols), ids = as.vector(d$ids)),
+    params = .df(py$params), fixef = .vec(py$fixed_effects), omega = .mat(py$omega),
+    sigma = .vec(py$sigma), cov_params = .mat(py$cov_params()),
+    loglik = py$loglik, loglik_se = py$loglik_se, loglik_method = py$loglik_method,
+    aic = py$aic, bic = py$bic, df = py$df_modelwc, nobs = py$nobs,
+    n_individuals = py$n_individuals,
+    ranef = list(map = .df(py$random_effects("map")), mean = .df(py$random_effects("mean"))),
+    coef = list(map = .df(py$individual_params("map")),
+                mean = .df(py$individual_params("mean"))),
+    shrinkage = .vec(py$shrinkage), residuals = .df(py$residuals(), rownames = FALSE),
+    summary_text = py$summary()$text,
+    marker_effects = if (genomic) .df(py$marker_effects, rownames = FALSE),
+    genetic_values = if (genomic) .df(py$genetic_values, rownames = FALSE),
+    info = py$info), class = "mixnnFit")
+}

@@ -1,0 +1,4 @@
+library(testthat)
+library(pymixnn)
+
+test_check("pymixnn")
