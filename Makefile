@@ -2,6 +2,7 @@
 #
 #   make demo   creates .venv, installs pymixnn, fits the bundled theophylline data
 #   make test   installs test extras and the Debian R packages, runs pytest and the R tests
+#   make vignettes   renders vignettes/ to HTML in build/vignettes (needs what make test installs)
 #
 # Install steps are recorded by stamp files inside .venv, so a second run
 # reinstalls nothing. `make distclean` removes .venv (and with it the stamps).
@@ -25,7 +26,7 @@ CORE_STAMP  := $(VENV)/.installed-core
 R_APT_STAMP := $(VENV)/.installed-r-apt
 TEST_STAMP  := $(VENV)/.installed-test
 
-.PHONY: all venv install demo test test-py test-r bench clean distclean
+.PHONY: all venv install demo test test-py test-r rpkg-install vignettes bench clean distclean
 
 all: install
 
@@ -75,7 +76,7 @@ test: $(TEST_STAMP)
 # two workers, one test file each at a time (module fixtures are computed once), one BLAS/OpenMP
 # thread per process: on 2 cores more threads only contend (ENVIRONMENT.md: 80x slower steps)
 test-py: $(TEST_STAMP)
-	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadfile
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadfile --durations=15
 
 # The R package (rpkg/): R CMD build, then R CMD check (no PDF manual: no LaTeX here), whose
 # testthat suite runs against the project's .venv (PYMIXNN_REQUIRE_PYTHON=1: a missing Python
@@ -96,6 +97,17 @@ test-r: $(TEST_STAMP)
 		case "$$status" in *WARNING*|*ERROR*) exit 1;; esac
 	R CMD INSTALL --no-test-load -l $(RLIB) $(RBUILD)/pymixnn_*.tar.gz
 	$(R_ENV) R_LIBS=$(abspath $(RLIB)) Rscript tests/r/readme_example.R README.md
+	$(R_ENV) R_LIBS=$(abspath $(RLIB)) $(PY) vignettes/render.py --quick --out build/vignettes-quick 05_from_R
+
+rpkg-install: $(TEST_STAMP)
+	mkdir -p $(RLIB)
+	R CMD INSTALL --no-test-load -l $(RLIB) rpkg
+
+# every vignette, full size, to build/vignettes/*.html (figures embedded); wall times in
+# build/vignettes/render.json. The quick mode of each runs inside `make test`.
+vignettes: rpkg-install
+	R_LIBS=$(abspath $(RLIB)) RETICULATE_PYTHON=$(abspath $(PY)) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 \
+		$(PY) vignettes/render.py --out build/vignettes
 
 # the scaling/accuracy suite needs R (nlme from apt: the test stamp); saemix only where R_LIBS
 # holds it (CRAN only), else its rows say skipped. It takes over an hour (one core, 10-min cap per fit).

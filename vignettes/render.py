@@ -1,0 +1,91 @@
+"""Render the vignettes to HTML with embedded figures.
+
+    python vignettes/render.py [--out build/vignettes] [--quick] [NAME ...]
+
+Each ``NN_name.py`` (jupytext percent format) is converted to a notebook, executed by a Jupyter
+kernel in ``OUT/work/NN_name/`` (where its figures and key_numbers.json are written) and exported
+to ``OUT/NN_name.html`` with the figures embedded. ``NN_name.Rmd`` is rendered by
+rmarkdown::render (self-contained HTML); it needs the R package installed (``make test`` puts it
+in build/rlib) and a Python with pymixnn (RETICULATE_PYTHON). ``--quick`` sets PYMIXNN_QUICK=1
+(smaller settings, same checks). A summary table of wall times is written to OUT/render.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+
+def vignettes(names: list[str]) -> list[Path]:
+    found = sorted([*HERE.glob("[0-9][0-9]_*.py"), *HERE.glob("[0-9][0-9]_*.Rmd")])
+    if names:
+        found = [p for p in found if p.stem in names or p.name in names]
+        missing = set(names) - {p.stem for p in found} - {p.name for p in found}
+        if missing:
+            raise SystemExit(f"unknown vignette(s) {sorted(missing)}")
+    return found
+
+
+def render_python(path: Path, out: Path) -> Path:
+    import jupytext
+    import nbformat
+    from nbclient import NotebookClient
+    from nbconvert import HTMLExporter
+
+    work = out / "work" / path.stem
+    work.mkdir(parents=True, exist_ok=True)
+    nb = jupytext.read(path)
+    NotebookClient(nb, timeout=1800, kernel_name="python3",
+                   resources={"metadata": {"path": str(work)}}).execute()
+    nbformat.write(nb, work / f"{path.stem}.ipynb")
+    html, _ = HTMLExporter().from_notebook_node(nb)  # images are embedded (base64)
+    target = out / f"{path.stem}.html"
+    target.write_text(html, encoding="utf-8")
+    return target
+
+
+def render_rmd(path: Path, out: Path) -> Path:
+    work = out / "work" / path.stem
+    work.mkdir(parents=True, exist_ok=True)
+    target = out / f"{path.stem}.html"
+    code = (f"rmarkdown::render({str(path)!r}, output_file = {str(target.resolve())!r}, "
+            f"intermediates_dir = {str(work.resolve())!r}, knit_root_dir = {str(work.resolve())!r}, "
+            "quiet = TRUE)")
+    subprocess.run(["Rscript", "-e", code], check=True, cwd=work)
+    return target
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("names", nargs="*", help="vignettes to render (default: all)")
+    ap.add_argument("--out", default=str(ROOT / "build" / "vignettes"))
+    ap.add_argument("--quick", action="store_true", help="PYMIXNN_QUICK=1: small settings")
+    args = ap.parse_args(argv)
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # the kernels inherit the environment
+    if args.quick:
+        os.environ["PYMIXNN_QUICK"] = "1"
+    os.environ.setdefault("RETICULATE_PYTHON", sys.executable)
+    record = {}
+    for path in vignettes(args.names):
+        t0 = time.perf_counter()
+        target = (render_rmd if path.suffix == ".Rmd" else render_python)(path, out)
+        seconds = time.perf_counter() - t0
+        record[path.name] = {"html": str(target), "seconds": round(seconds, 1),
+                             "bytes": target.stat().st_size}
+        print(f"{path.name}: {target} ({seconds:.0f} s, {target.stat().st_size / 1e6:.1f} MB)",
+              flush=True)
+    record["quick"] = bool(args.quick)
+    (out / "render.json").write_text(json.dumps(record, indent=1))
+
+
+if __name__ == "__main__":
+    main()
