@@ -85,6 +85,14 @@ warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm's notic
 T_START = time.perf_counter()
 
 
+def save_and_show(fig, name):
+    """Write a matplotlib figure to FIG / name and show it."""
+    fig.tight_layout()
+    fig.savefig(FIG / name, dpi=100)
+    plt.close(fig)
+    show(name)
+
+
 def show(name):
     display(Image(filename=str(FIG / name)))
 
@@ -150,10 +158,7 @@ for i in psi.index[:60]:
 axes[1].set_xlabel("t")
 axes[1].set_ylabel("y")
 axes[1].set_title("bimodal truth, 60 individuals (blue: small A)")
-fig.tight_layout()
-fig.savefig(FIG / "sim_truth.png", dpi=100)
-plt.close(fig)
-show("sim_truth.png")
+save_and_show(fig, "sim_truth.png")
 
 # %% [markdown]
 # ### Fitting the Gaussian law and the flow
@@ -248,10 +253,7 @@ for ax, truth in zip(axes[0], FITTED_TRUTHS):
     ax.set_xlabel("log A")
     ax.set_ylabel("density")
     ax.legend(fontsize=8)
-fig.tight_layout()
-fig.savefig(FIG / "sim_densities.png", dpi=100)
-plt.close(fig)
-show("sim_densities.png")
+save_and_show(fig, "sim_densities.png")
 
 # %% [markdown]
 # **Reading the figure.** On the bimodal truth, the Gaussian (blue) spreads one bump over both
@@ -335,10 +337,7 @@ ax.set_xlabel("time (h)")
 ax.set_ylabel("root-tip angle (degrees)")
 ax.set_title("grav2: 162 RIL curves (grey), thinned points of three RILs")
 ax.legend(fontsize=8)
-fig.tight_layout()
-fig.savefig(FIG / "grav2_data.png", dpi=100)
-plt.close(fig)
-show("grav2_data.png")
+save_and_show(fig, "grav2_data.png")
 
 # %% [markdown]
 # **Model.** The asymptotic regression of nlme's `SSasymp`, pymixnn's named model `"asymptotic"`:
@@ -420,10 +419,7 @@ for ax, p in zip(axes, ["Asym", "R0", "lrc"]):
     ax.set_yticks([])
 axes[0].legend(fontsize=8)
 fig.suptitle("grav2: fitted laws of the RIL parameters")
-fig.tight_layout()
-fig.savefig(FIG / "grav2_densities.png", dpi=100)
-plt.close(fig)
-show("grav2_densities.png")
+save_and_show(fig, "grav2_densities.png")
 
 # %% [markdown]
 # And the flow's diagnostic plot (MAP estimates as points, law draws in grey): the lower-left
