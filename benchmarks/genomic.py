@@ -221,7 +221,7 @@ def grav2_cv(*, folds: int = 5, seed: int = 1, priors=("horseshoe", "ridge"), th
                               genomic=pymixnn.Genomic(markers, params=params, prior=prior),
                               seed=seed, progress=False)
             curves = one.predict_genotypes(markers.loc[held], x_grid=times, n_draws=300,
-                                           individual=True, seed=seed)
+                                           band="individual", seed=seed)
             frame[f"one_step_{prior}"] = curves["pred"].to_numpy()
             frame[f"lower_{prior}"] = curves["lower"].to_numpy()
             frame[f"upper_{prior}"] = curves["upper"].to_numpy()
@@ -316,7 +316,8 @@ def scale_worker(out: Path, n_genotypes: int = 250, n_markers: int = 60_000, see
     top = res.top_markers(20)
     pngs = res.plot_manhattan(out)
     var = res.variance_explained
-    curves = res.predict_genotypes(new, x_grid=np.arange(21.0), scenario="WW", n_draws=500)
+    curves = res.predict_genotypes(new, x_grid=np.arange(21.0), scenario="WW", n_draws=500,
+                                   band="mean")
     t_out = time.perf_counter() - t0
     hits = {p: len(set(top[top["parameter"] == p]["marker"]) & set(truth["causal"][p]))
             for p in ["A", "B", "C"]}

@@ -8,6 +8,7 @@
 """
 from pymixnn import datasets
 from pymixnn.data import Data
+from pymixnn.diagnostics import ConvergenceWarning
 from pymixnn.fitting import fit
 from pymixnn.genomic import Genomic
 from pymixnn.models import NAMED_MODELS, Model, named
@@ -27,6 +28,10 @@ def __getattr__(name):  # Results imports torch and pyro: load it only when aske
         import importlib
 
         return importlib.import_module("pymixnn.compare")
+    if name == "simulate":  # the simulators (NumPy and pandas only), documented as pymixnn.simulate
+        import importlib
+
+        return importlib.import_module("pymixnn.simulate")
     if name == "compare_fits":
         from pymixnn.results import compare_fits
 
@@ -34,6 +39,7 @@ def __getattr__(name):  # Results imports torch and pyro: load it only when aske
     raise AttributeError(f"module 'pymixnn' has no attribute {name!r}")
 
 
-__all__ = ["fit", "Data", "Model", "named", "NAMED_MODELS", "Results", "compare", "compare_fits", "Gaussian",
+__all__ = ["fit", "ConvergenceWarning", "Data", "Model", "named", "NAMED_MODELS", "Results", "compare", "compare_fits", "Gaussian",
            "Mixture", "Flow", "Genomic", "Normal", "Poisson", "NegativeBinomial", "ZeroInflatedPoisson", "Binomial",
-           "Bernoulli", "Ordinal", "LogLikelihood", "observation", "datasets", "__version__"]
+           "Bernoulli", "Ordinal", "LogLikelihood", "observation", "datasets", "simulate",
+           "__version__"]

@@ -10,7 +10,8 @@ nlme (Lindstrom-Bates linearisation) in R, through rpy2, returned as a :class:`p
 
 What is translated: the named models (each has an R twin of its structural function, checked
 against the torch one in the tests; a custom model passes ``r_function="function(psi, x) ..."``,
-psi an individuals x parameters matrix on the natural scale and x the matrix of x columns), the
+psi an individuals x parameters matrix on the natural scale and x the matrix of x columns; that
+text is evaluated as R code, so never pass text from an untrusted source), the
 parameter transforms (saemix ``transform.par``; in nlme the model is written in the transformed
 parameters), the covariate model (numeric covariates, and categorical ones as the indicators
 pymixnn uses), which parameters have random effects, a diagonal or full omega, and the error
@@ -18,14 +19,21 @@ model (saemix: constant, proportional, combined, exponential; nlme: constant, pr
 ``varPower(fixed = 1)``, exponential by fitting log y). saemix also gets the Poisson and
 bernoulli families (``modeltype = "likelihood"``).
 
-The R side runs inside this Python process (rpy2's embedded R); the data go to R as a CSV and the
-results come back as JSON. ``import pymixnn`` never needs R: these functions raise one error
-saying what to install when rpy2, R, saemix or nlme is missing.
+The R side runs inside this Python process (rpy2's embedded R), in a fresh R environment (R's
+global environment is left alone); the data go to R as a CSV and the results come back as JSON.
+Apart from ``r_function``, nothing the user passes is pasted into R code: values (the CSV's path,
+parameter names, ``options``/``control`` settings) go to R as R objects; setting names are checked
+against the arguments of ``saemixControl()`` / ``nlmeControl()`` and parameter names that saemix
+uses as column names against R's rule for syntactic names. ``import pymixnn`` never needs R: these
+functions raise one error saying what to install when rpy2, R, saemix or nlme is missing.
 """
 from __future__ import annotations
 
+import difflib
 import json
 import math
+import numbers
+import re
 import tempfile
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -54,6 +62,30 @@ _R_INVERSE = {"identity": "{}", "log": "exp({})", "logit": "plogis({})", "probit
 _INSTALL_R = ("R and rpy2 are needed: apt-get install r-base-core r-base-dev r-cran-nlme "
               "r-cran-jsonlite, then pip install 'rpy2==3.5.17' (or pip install 'pymixnn[r]')")
 
+# R's syntactic names (?make.names) and its reserved words (?Reserved)
+_R_NAME = re.compile(r"((([A-Za-z]|[.][._A-Za-z])[._A-Za-z0-9]*)|[.])")
+_R_RESERVED = frozenset({"if", "else", "repeat", "while", "function", "for", "in", "next", "break",
+                         "TRUE", "FALSE", "NULL", "Inf", "NaN", "NA", "NA_integer_", "NA_real_",
+                         "NA_character_", "NA_complex_"})
+_R_KIND_WORDS = {"logical": "True or False", "numeric": "a number or a list of numbers",
+                 "character": "a string or a list of strings"}
+
+# fixed R code (no user text): evaluate `code` in `env`, returning list(ok, value or error message)
+_R_RUN = """function(code, env) tryCatch(list(ok = TRUE, value = eval(parse(text = code), envir = env)),
+                                    error = function(e) list(ok = FALSE, value = conditionMessage(e)))"""
+_R_HAS_PACKAGE = "function(name) isTRUE(suppressWarnings(requireNamespace(name, quietly = TRUE)))"
+# the arguments of a control function, the kind of each default and the default as R prints it
+_R_CONTROL_SPEC = """function(package, name) {
+  f <- getExportedValue(package, name)
+  args <- setdiff(names(formals(f)), "...")
+  d <- f()
+  kind <- function(v) if (is.null(v) || (is.logical(v) && all(is.na(v)))) "any" else
+    if (is.logical(v)) "logical" else if (is.numeric(v)) "numeric" else
+    if (is.character(v)) "character" else "any"
+  list(args = args, kind = unname(vapply(args, function(a) kind(d[[a]]), "")),
+       shown = unname(vapply(args, function(a) paste(deparse(d[[a]]), collapse = " "), "")))
+}"""
+
 
 # ---- R availability ---------------------------------------------------------------------------
 def _robjects():
@@ -77,8 +109,10 @@ def r_package_available(name: str) -> bool:
     """True when R can load package ``name`` (on R's library path, including R_LIBS)."""
     if not r_available():
         return False
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a string, got {type(name).__name__}")
     ro = _robjects()
-    return bool(ro.r(f'isTRUE(suppressWarnings(requireNamespace("{name}", quietly = TRUE)))')[0])
+    return bool(ro.r(_R_HAS_PACKAGE)(name)[0])
 
 
 def _require(package: str) -> None:
@@ -93,15 +127,120 @@ def _require(package: str) -> None:
                            f"r-cran-{package.lower()} (or install.packages('{package}') in R)")
 
 
-def _run_r(code: str) -> dict:
-    """Run R ``code`` that leaves a JSON string in ``.pm_out``; return it parsed."""
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _r_eval(code: str, env):
+    """Evaluate R ``code`` in the R environment ``env``: (True, value) or (False, R's message)."""
     ro = _robjects()
-    try:
-        ro.r(code)
-        text = str(ro.r(".pm_out")[0])
-    except Exception as err:  # rpy2's RRuntimeError carries R's message
-        raise RuntimeError(f"the R fit failed: {str(err).strip()}") from None
-    return json.loads(text)
+    out = ro.r(_R_RUN)(code, env)
+    return bool(out.rx2("ok")[0]), out.rx2("value")
+
+
+def _r_env(values: Mapping[str, object]):
+    """A fresh R environment (child of R's global one, which is left unchanged) holding
+    ``values``, R objects made by rpy2: how every user value reaches R, never as R source."""
+    ro = _robjects()
+    env = ro.r["new.env"](parent=ro.globalenv)
+    for name, value in values.items():
+        env[name] = value
+    return env
+
+
+def _run_r(code: str, env) -> dict:
+    """Run the fixed R ``code`` in ``env``, where it leaves a JSON string in ``.pm_out``; return
+    it parsed. ``code`` holds no user text: it reads the user's values from ``env``."""
+    ok, value = _r_eval(code, env)
+    if not ok:
+        raise RuntimeError(f"the R fit failed: {_one_line(value[0])}")
+    return json.loads(str(env[".pm_out"][0]))
+
+
+def _r_function(source: str, env, what: str) -> None:
+    """Evaluate ``source`` (an R twin, or the user's ``r_function``: R code by design) in ``env``
+    and bind the function it gives to ``f_twin`` there."""
+    ro = _robjects()
+    ok, value = _r_eval(source, env)
+    if not ok:
+        raise ValueError(f"{what} is not R code that evaluates: {_one_line(value[0])}")
+    if not ro.r["is.function"](value)[0]:
+        raise ValueError(f"{what} must be R code giving a function(psi, x), got an R "
+                         f"{ro.r['class'](value)[0]}")
+    env["f_twin"] = value
+
+
+# ---- user values as R objects -----------------------------------------------------------------
+def _check_r_name(name: object, what: str) -> str:
+    """``name`` when it is a syntactic R name (letters, digits, '.' and '_', starting with a letter
+    or a '.' not followed by a digit; not a reserved word); a one-line ValueError otherwise."""
+    if (not isinstance(name, str) or not _R_NAME.fullmatch(name) or name in _R_RESERVED
+            or re.fullmatch(r"\.\.(\.|[0-9]+)", name)):
+        raise ValueError(f"{what} {name!r} is not a syntactic R name (letters, digits, '.' and '_', "
+                         "starting with a letter, not an R reserved word)")
+    return name
+
+
+def _setting_kind(where: str, value: object) -> str:
+    """The R kind a Python setting value becomes: "logical", "numeric", "character", or "any"
+    for None (R's NULL); a one-line ValueError for anything else."""
+    if value is None:
+        return "any"
+    items = list(value) if isinstance(value, (list, tuple, np.ndarray)) else [value]
+    if items and all(isinstance(v, (bool, np.bool_)) for v in items):
+        return "logical"
+    if items and all(isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) for v in items):
+        return "numeric"
+    if items and all(isinstance(v, str) for v in items):
+        return "character"
+    raise ValueError(f"{where} is {value!r}: give a number, a string, True/False or a list of one "
+                     "of these kinds")
+
+
+def _r_setting(kind: str, value: object):
+    """A Python setting value of ``kind`` (see :func:`_setting_kind`) as an R vector."""
+    ro = _robjects()
+    if value is None:
+        return ro.NULL
+    items = list(value) if isinstance(value, (list, tuple, np.ndarray)) else [value]
+    if kind == "logical":
+        return ro.BoolVector([bool(v) for v in items])
+    if kind == "numeric":
+        return ro.FloatVector([float(v) for v in items])
+    return ro.StrVector([str(v) for v in items])
+
+
+def _check_setting_names(settings: Mapping[str, object], what: str, function: str) -> None:
+    """Before R is started: every key a syntactic R name (as every argument of ``function`` is)
+    and every value of a kind R can take."""
+    for key, value in settings.items():
+        if not isinstance(key, str) or not _R_NAME.fullmatch(key):
+            raise ValueError(f"{what} key {key!r} is not an argument of {function}()")
+        _setting_kind(f"{what}[{key!r}]", value)
+
+
+def _r_settings(settings: Mapping[str, object], what: str, package: str, function: str):
+    """``settings`` as a named R list for ``package::function`` (saemixControl, nlmeControl): each
+    key one of its arguments, each value of the kind of its default; otherwise a one-line
+    ValueError naming the key (and the closest argument)."""
+    ro = _robjects()
+    spec = ro.r(_R_CONTROL_SPEC)(package, function)
+    args = [str(a) for a in spec.rx2("args")]
+    kinds = dict(zip(args, (str(k) for k in spec.rx2("kind"))))
+    shown = dict(zip(args, (str(k) for k in spec.rx2("shown"))))
+    out = {}
+    for key, value in settings.items():
+        if not isinstance(key, str) or key not in kinds:
+            close = difflib.get_close_matches(str(key), args, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"its arguments are {args}"
+            raise ValueError(f"{what} key {key!r} is not an argument of {function}(); {hint}")
+        kind = _setting_kind(f"{what}[{key!r}]", value)
+        expected = kinds[key]
+        if expected != "any" and kind not in ("any", expected):
+            raise ValueError(f"{what}[{key!r}] must be {_R_KIND_WORDS[expected]} (the default of "
+                             f"{function}() is {shown[key]}), got {value!r}")
+        out[key] = _r_setting(kind, value)
+    return ro.vectors.ListVector(out)
 
 
 # ---- translation ------------------------------------------------------------------------------
@@ -124,6 +263,8 @@ def _prepare(data, model, id, x, y, covariates, random, omega, error, transforms
     data = _as_data(data, id, x, y, cols, False, {})
     design = CovariateDesign.build(mapping, data.covariates, model.parameters)
     start = _initial_values(model, data, init, obs)
+    if r_function is not None and not isinstance(r_function, str):
+        raise TypeError(f"r_function must be R code as a string, got {type(r_function).__name__}")
     twin = r_function or R_TWINS.get(model.name or "")
     if twin is None:
         raise ValueError(f"model {model.name or 'custom'!r} has no R twin: pass r_function="
@@ -145,10 +286,6 @@ def _write(frame: pd.DataFrame, tmp: str) -> str:
     return path
 
 
-def _r_vector(values, fmt="{!r}") -> str:
-    return "c(" + ", ".join(fmt.format(v) for v in values) + ")"
-
-
 # ---- saemix -----------------------------------------------------------------------------------
 def saemix(data, model, *, id: str | None = None, x: str | Sequence[str] | None = None,
            y: str | None = None, covariates: Mapping[str, Sequence[str] | str] | None = None,
@@ -164,7 +301,21 @@ def saemix(data, model, *, id: str | None = None, x: str | Sequence[str] | None 
     "poisson" or "bernoulli" (the structural function gives the log rate / logit).
     ``omega_init``: initial variances {parameter: value} (saemix's ``omega.init``, diagonal).
     ``options``: further saemix options (e.g. ``{"nbiter.saemix": [300, 100]}``); ``seed`` is
-    saemix's. Needs R, rpy2 and the CRAN package saemix."""
+    saemix's; each key must be an argument of ``saemixControl()`` and each value of the kind of its
+    default (checked, with the closest argument named when a key is wrong). ``r_function``: the R
+    twin of a custom model's structural function, as R source text; it is evaluated as R code
+    (it can do anything R can), so never pass text from an untrusted source. Nothing else passed
+    here is pasted into R code: values reach R as R objects, and parameter names, which saemix
+    uses as column names, must be syntactic R names. Needs R, rpy2 and the CRAN package saemix."""
+    if options is not None and not isinstance(options, Mapping):
+        raise TypeError(f"options must be a mapping {{saemix option: value}}, "
+                        f"got {type(options).__name__}")
+    # checks that need no R (saemix is CRAN-only, often absent): before it is looked for
+    _check_setting_names(dict(options or {}), "options", "saemixControl")
+    from pymixnn.models import resolve
+
+    for p in resolve(model).parameters:
+        _check_r_name(p, "saemix: parameter name")
     _require("saemix")
     model, dat, design, start, twin, frame, obs = _prepare(
         data, model, id, x, y, covariates, random, omega, error, transforms, init, r_function,
@@ -172,6 +323,10 @@ def saemix(data, model, *, id: str | None = None, x: str | Sequence[str] | None 
     if obs.name not in ("gaussian", "poisson", "bernoulli"):
         raise ValueError(f"compare.saemix translates observation 'gaussian', 'poisson' and "
                          f"'bernoulli', not {obs.name!r}")
+    opts = {"seed": int(seed), "save": False, "save.graphs": False, "displayProgress": False,
+            "print": False, "ll.is": bool(ll_is), "fim": obs.name == "gaussian", "map": True,
+            "nmc.is": int(nmc_is), **(options or {})}
+    opts_r = _r_settings(opts, "options", "saemix", "saemixControl")
     P = len(model.parameters)
     cov_model = np.zeros((max(design.n_effects, 1), P), dtype=int)
     for j, p in enumerate(design.parameters):
@@ -182,48 +337,44 @@ def saemix(data, model, *, id: str | None = None, x: str | Sequence[str] | None 
     else:
         cm = np.diag(rand).astype(int)
     nx = len(dat.x_cols)
-    opts = {"seed": int(seed), "save": False, "save.graphs": False, "displayProgress": False,
-            "print": False, "ll.is": bool(ll_is), "fim": obs.name == "gaussian", "map": True,
-            "nmc.is": int(nmc_is), **(options or {})}
-    opt_r = ", ".join(f"`{k}` = {_r_value(v)}" for k, v in opts.items())
     cov_names = [f"cov{j + 1}" for j in range(design.n_effects)]
     if obs.name == "gaussian":
         model_r = "f_twin(psi[id, , drop = FALSE], as.matrix(xidep))"
-        extra = f'error.model = "{model.error}", modeltype = "structural"'
+        extra = 'error.model = .pm_error, modeltype = "structural"'
     else:
         lik = ("dpois(y, exp(f), log = TRUE)" if obs.name == "poisson"
                else "dbinom(y, 1, plogis(f), log = TRUE)")
-        model_r = (f"{{ f <- f_twin(psi[id, , drop = FALSE], as.matrix(xidep[, 1:{nx}, drop = FALSE])); "
-                   f"y <- xidep[, {nx + 1}]; {lik} }}")
+        model_r = ("{ f <- f_twin(psi[id, , drop = FALSE], "
+                   "as.matrix(xidep[, seq_len(.pm_nx), drop = FALSE])); "
+                   f"y <- xidep[, .pm_nx + 1]; {lik} }}")
         extra = 'modeltype = "likelihood"'
     predictors = [f"x{j + 1}" for j in range(nx)] + ([] if obs.name == "gaussian" else ["y"])
-    omega_r = ""
+    omega_diag = None
     if omega_init:
         unknown = [p for p in omega_init if p not in model.parameters]
         if unknown:
-            raise ValueError(f"omega_init names {unknown}, not parameters of the model {list(model.parameters)}")
-        diag = [float(omega_init.get(p, 1.0)) for p in model.parameters]
-        omega_r = f"omega.init = diag({_r_vector(diag)}, nrow = {P}), "
-    with tempfile.TemporaryDirectory(prefix="pymixnn-saemix-") as tmp:
-        path = _write(frame, tmp)
-        code = f"""
+            raise ValueError(f"omega_init names {unknown}, not parameters of the model "
+                             f"{list(model.parameters)}")
+        omega_diag = [float(omega_init.get(p, 1.0)) for p in model.parameters]
+    ro = _robjects()
+    # the R source below is fixed text: every value it uses is an R object in its environment
+    code = f"""
 suppressPackageStartupMessages({{ library(saemix); library(jsonlite) }})
-.pm_df <- read.csv("{path}")
-f_twin <- {twin}
+.pm_df <- read.csv(.pm_path)
 .pm_model <- function(psi, id, xidep) {model_r}
 .pm_data <- saemixData(name.data = .pm_df, name.group = "id",
-                       name.predictors = {_r_vector(predictors, '"{}"')}, name.response = "y",
-                       {"name.covariates = " + _r_vector(cov_names, '"{}"') + "," if cov_names else ""}
+                       name.predictors = .pm_predictors, name.response = "y",
+                       {"name.covariates = .pm_covnames," if cov_names else ""}
                        verbose = FALSE)
-.pm_psi0 <- matrix({_r_vector([start[p] for p in model.parameters])}, ncol = {P}, byrow = TRUE,
-                   dimnames = list(NULL, {_r_vector(model.parameters, '"{}"')}))
-.pm_sm <- saemixModel(model = .pm_model, psi0 = .pm_psi0,
-                      transform.par = {_r_vector([_SAEMIX_TRANSFORM[model.transforms[p]] for p in model.parameters])},
-                      {"covariate.model = matrix(" + _r_vector(cov_model.ravel().tolist()) + f", ncol = {P}, byrow = TRUE)," if cov_names else ""}
-                      covariance.model = matrix({_r_vector(cm.ravel().tolist())}, ncol = {P}, byrow = TRUE),
-                      {omega_r}{extra}, verbose = FALSE)
+.pm_psi0 <- matrix(.pm_psi0_values, ncol = .pm_P, byrow = TRUE, dimnames = list(NULL, .pm_pnames))
+.pm_sm <- saemixModel(model = .pm_model, psi0 = .pm_psi0, transform.par = .pm_transform,
+                      {"covariate.model = matrix(.pm_covmodel, ncol = .pm_P, byrow = TRUE),"
+                       if cov_names else ""}
+                      covariance.model = matrix(.pm_covariance, ncol = .pm_P, byrow = TRUE),
+                      {"omega.init = diag(.pm_omega_init, nrow = .pm_P)," if omega_diag else ""}
+                      {extra}, verbose = FALSE)
 .pm_t0 <- proc.time()[["elapsed"]]
-.pm_fit <- saemix(.pm_sm, .pm_data, list({opt_r}))
+.pm_fit <- saemix(.pm_sm, .pm_data, .pm_options)
 .pm_secs <- proc.time()[["elapsed"]] - .pm_t0
 .pm_r <- .pm_fit@results
 .pm_out <- as.character(toJSON(list(
@@ -235,21 +386,29 @@ f_twin <- {twin}
   indx_res = .pm_r@indx.res,
   ll_is = if (length(.pm_r@ll.is)) .pm_r@ll.is else NA,
   ll_lin = if (length(.pm_r@ll.lin)) .pm_r@ll.lin else NA,
-  map_psi = as.matrix(.pm_r@map.psi[, {_r_vector(model.parameters, '"{}"')}, drop = FALSE])
+  map_psi = as.matrix(.pm_r@map.psi[, .pm_pnames, drop = FALSE])
 ), digits = NA, auto_unbox = TRUE, na = "null"))
 """
-        out = _run_r(code)
+    with tempfile.TemporaryDirectory(prefix="pymixnn-saemix-") as tmp:
+        env = _r_env({
+            ".pm_path": ro.StrVector([_write(frame, tmp)]),
+            ".pm_predictors": ro.StrVector(predictors),
+            ".pm_covnames": ro.StrVector(cov_names),
+            ".pm_nx": ro.IntVector([nx]),
+            ".pm_P": ro.IntVector([P]),
+            ".pm_pnames": ro.StrVector(list(model.parameters)),
+            ".pm_psi0_values": ro.FloatVector([float(start[p]) for p in model.parameters]),
+            ".pm_transform": ro.FloatVector([_SAEMIX_TRANSFORM[model.transforms[p]]
+                                             for p in model.parameters]),
+            ".pm_covmodel": ro.FloatVector(cov_model.ravel().tolist()),
+            ".pm_covariance": ro.FloatVector(cm.ravel().tolist()),
+            ".pm_omega_init": ro.FloatVector(omega_diag or []),
+            ".pm_error": ro.StrVector([model.error]),
+            ".pm_options": opts_r,
+        })
+        _r_function(twin, env, "r_function" if r_function else f"the R twin of {model.name!r}")
+        out = _run_r(code, env)
     return _saemix_results(out, model, dat, design, obs, dict(seed=seed, nmc_is=nmc_is))
-
-
-def _r_value(v) -> str:
-    if isinstance(v, bool):
-        return "TRUE" if v else "FALSE"
-    if isinstance(v, (list, tuple)):
-        return _r_vector(v, "{!r}")
-    if isinstance(v, str):
-        return json.dumps(v)
-    return repr(v)
 
 
 def _num(v) -> float:
@@ -367,15 +526,28 @@ def nlme(data, model, *, id: str | None = None, x: str | Sequence[str] | None = 
     compare with pymixnn's) and return a ``Results``. The model is written in the transformed
     parameters (log A for a log-normal A), so nlme's normal random effects are pymixnn's eta.
     Error models: constant, proportional (``varPower(fixed = 1)`` on the fitted values) and
-    exponential (log y on log f). Needs R, rpy2 and nlme (Debian r-cran-nlme)."""
+    exponential (log y on log f). ``control``: nlme settings (default ``maxIter=200``,
+    ``msMaxIter=200``, ``pnlsMaxIter=20``, ``returnObject=True``), each key an argument of
+    ``nlmeControl()`` and each value of the kind of its default (checked, with the closest
+    argument named when a key is wrong). ``r_function``: the R twin of a custom model's structural
+    function, as R source text; it is evaluated as R code (it can do anything R can), so never
+    pass text from an untrusted source. Nothing else passed here is pasted into R code: values
+    reach R as R objects and R's names for the parameters, columns and covariates are pymixnn's
+    own (p1, x1, cov1, ...). Needs R, rpy2 and nlme (Debian r-cran-nlme)."""
+    if control is not None and not isinstance(control, Mapping):
+        raise TypeError(f"control must be a mapping {{nlmeControl argument: value}}, "
+                        f"got {type(control).__name__}")
     _require("nlme")
     _require("jsonlite")
+    ctrl = {"maxIter": 200, "msMaxIter": 200, "pnlsMaxIter": 20, "returnObject": True,
+            **(control or {})}
+    ctrl_r = _r_settings(ctrl, "control", "nlme", "nlmeControl")
     model, dat, design, start, twin, frame, obs = _prepare(
         data, model, id, x, y, covariates, random, omega, error, transforms, init, r_function)
     if model.error == "combined":
         raise ValueError("nlme has no combined error model sqrt(a^2 + b^2 f^2); use "
                          "compare.saemix or error='constant' / 'proportional'")
-    if method not in ("ML", "REML"):
+    if not isinstance(method, str) or method not in ("ML", "REML"):
         raise ValueError(f"method must be 'ML' or 'REML', got {method!r}")
     P = len(model.parameters)
     nx = len(dat.x_cols)
@@ -400,25 +572,25 @@ def nlme(data, model, *, id: str | None = None, x: str | Sequence[str] | None = 
     rand = [names[model.parameters.index(p)] for p in model.random]
     pd_class = "pdSymm" if model.omega == "full" else "pdDiag"
     weights = "varPower(form = ~ fitted(.), fixed = 1)" if model.error == "proportional" else "NULL"
-    ctrl = {"maxIter": 200, "msMaxIter": 200, "pnlsMaxIter": 20, "returnObject": True,
-            **(control or {})}
-    ctrl_r = ", ".join(f"{k} = {_r_value(v)}" for k, v in ctrl.items())
-    with tempfile.TemporaryDirectory(prefix="pymixnn-nlme-") as tmp:
-        path = _write(frame, tmp)
-        code = f"""
+    ro = _robjects()
+    # the R source below is fixed text (its names p1, x1, cov1 are pymixnn's): every value it uses
+    # is an R object in its environment
+    code = f"""
 suppressPackageStartupMessages({{ library(nlme); library(jsonlite) }})
-.pm_df <- read.csv("{path}")
+.pm_df <- read.csv(.pm_path)
 .pm_df$id <- factor(.pm_df$id, levels = unique(.pm_df$id))
-f_twin <- {twin}
 .pm_f <- function({", ".join(names)}, {xs}) {body}
 .pm_warn <- character(0)
 .pm_t0 <- proc.time()[["elapsed"]]
+# nlme looks the model's function up from R's global environment, not from this one: the
+# function object itself goes into the formula
+.pm_model <- eval(bquote({response} ~ .(.pm_f)({", ".join(names)}, {xs})))
 .pm_fit <- withCallingHandlers(
-  nlme({response} ~ .pm_f({", ".join(names)}, {xs}), data = .pm_df,
+  nlme(.pm_model, data = .pm_df,
        fixed = list({", ".join(fixed_terms)}),
        random = {pd_class}({" + ".join(rand)} ~ 1), groups = ~ id,
-       start = {_r_vector(starts)}, method = "{method}", weights = {weights},
-       control = nlmeControl({ctrl_r})),
+       start = .pm_start, method = .pm_method, weights = {weights},
+       control = do.call(nlmeControl, .pm_control)),
   warning = function(w) {{ .pm_warn <<- c(.pm_warn, conditionMessage(w)); invokeRestart("muffleWarning") }})
 .pm_secs <- proc.time()[["elapsed"]] - .pm_t0
 .pm_vc <- as.matrix(pdMatrix(.pm_fit$modelStruct$reStruct[[1]])) * .pm_fit$sigma^2
@@ -430,10 +602,15 @@ f_twin <- {twin}
   omega = unname(.pm_vc), sigma = .pm_fit$sigma, logLik = as.numeric(logLik(.pm_fit)),
   df = attr(logLik(.pm_fit), "df"),
   ranef = unname(as.matrix(ranef(.pm_fit))), ranef_names = colnames(ranef(.pm_fit)),
-  warnings = .pm_warn
+  warnings = I(.pm_warn)
 ), digits = NA, auto_unbox = TRUE))
 """
-        out = _run_r(code)
+    with tempfile.TemporaryDirectory(prefix="pymixnn-nlme-") as tmp:
+        env = _r_env({".pm_path": ro.StrVector([_write(frame, tmp)]),
+                      ".pm_start": ro.FloatVector(starts), ".pm_method": ro.StrVector([method]),
+                      ".pm_control": ctrl_r})
+        _r_function(twin, env, "r_function" if r_function else f"the R twin of {model.name!r}")
+        out = _run_r(code, env)
     return _nlme_results(out, model, dat, design, obs, names, method)
 
 

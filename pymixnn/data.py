@@ -30,6 +30,8 @@ import numpy as np
 import pandas as pd
 from pandas.api.types import is_bool_dtype, is_numeric_dtype
 
+from pymixnn.validation import check_columns_unique, check_ids
+
 __all__ = ["Data"]
 
 
@@ -55,6 +57,11 @@ def _row_error(
 def _as_float(df: pd.DataFrame, column: Hashable) -> pd.Series:
     """The column as float64; booleans become 0/1, anything else non-numeric is an error."""
     values = df[column]
+    if isinstance(values.dtype, pd.CategoricalDtype):  # an R factor: its labels are not numbers
+        levels = [_show(v)[:20] for v in values.cat.categories[:8]]
+        raise ValueError(f"column {column!r} is categorical (levels [{', '.join(levels)}"
+                         f"{', ...' if len(values.cat.categories) > 8 else ''}]); x and y must be "
+                         "numeric: convert it to numbers, or use it as a covariate")
     if is_bool_dtype(values.dtype):
         return values.astype(np.float64)
     raw = values if is_numeric_dtype(values.dtype) else values.astype(object)
@@ -63,6 +70,52 @@ def _as_float(df: pd.DataFrame, column: Hashable) -> pd.Series:
     if bad.any():
         raise _row_error(column, "must be numeric", values, bad)
     return numeric.astype(np.float64)
+
+
+#: ``time_unit`` of a datetime x column -> seconds per unit, and its name in messages
+TIME_UNITS = {"s": (1.0, "seconds"), "min": (60.0, "minutes"), "h": (3600.0, "hours"),
+              "d": (86400.0, "days"), "w": (604800.0, "weeks")}
+
+
+def _is_datetime(values: pd.Series) -> bool:
+    """datetime64 (with or without a time zone), or an object column of timestamps or dates."""
+    if pd.api.types.is_datetime64_any_dtype(values.dtype):
+        return True
+    return values.dtype == object and pd.api.types.infer_dtype(values, skipna=True) in (
+        "datetime", "datetime64", "date")
+
+
+def _elapsed(values: pd.Series, column: Hashable, origin: pd.Timestamp, unit: str) -> np.ndarray:
+    """Dates as float64 time elapsed since ``origin`` in ``unit`` (NaN where missing)."""
+    try:
+        delta = pd.to_datetime(values) - origin
+    except (TypeError, ValueError) as err:  # mixed or other time zones, unreadable dates
+        raise ValueError(f"x column {column!r}: its dates cannot be compared with the origin "
+                         f"{origin} ({err})") from None
+    return (delta / pd.Timedelta(seconds=TIME_UNITS[unit][0])).to_numpy(dtype=np.float64,
+                                                                        na_value=np.nan)
+
+
+def _time_origins(df: pd.DataFrame, x_cols: list, time_unit: str | None) -> dict:
+    """Earliest date of each datetime x column (the origin of its elapsed time); a datetime
+    column needs ``time_unit``, and ``time_unit`` needs a datetime column."""
+    if time_unit is not None and time_unit not in TIME_UNITS:
+        raise ValueError(f"time_unit must be one of {list(TIME_UNITS)}, got {time_unit!r}")
+    dated = [c for c in x_cols if _is_datetime(df[c])]
+    if dated and time_unit is None:
+        raise ValueError(f"x column {dated[0]!r} holds dates ({df[dated[0]].dtype}): pass "
+                         "time_unit='h', 'd', 'min', 's' or 'w' to use the time elapsed since its "
+                         "earliest date")
+    if time_unit is not None and not dated:
+        raise ValueError(f"time_unit={time_unit!r} converts dates, but no x column of {x_cols} "
+                         "holds dates")
+    origins = {}
+    for column in dated:
+        try:
+            origins[column] = pd.to_datetime(df[column]).min()
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"x column {column!r}: cannot read its dates ({err})") from None
+    return origins
 
 
 def _nonfinite(values: pd.Series) -> pd.Series:
@@ -86,10 +139,11 @@ class Data:
         Column names of each role.
     frame : pd.DataFrame
         The kept rows (original index labels), columns id, x..., y,
-        covariates..., grouped by individual in order of first appearance,
+        covariates..., grouped by individual in sorted id order,
         rows within an individual in their original order. x and y are float64.
     ids : np.ndarray
-        Unique ids in order of first appearance (original dtype).
+        Unique ids in sorted order (original dtype; order of first appearance for ids that do
+        not sort together).
     n_individuals, n_obs : int
     n_dropped : int
         Rows with a missing y dropped from the source table (``dropna=True``).
@@ -101,6 +155,9 @@ class Data:
         One row per individual, indexed by id in ``ids`` order, covariate
         columns in their original dtype (no columns when there are none).
     n_obs_per_individual : np.ndarray of int64, shape (n_individuals,)
+    user_order : np.ndarray of int64, shape (n_obs,)
+        Position in ``frame`` of each kept row, in the user's row order: ``frame.iloc[user_order]``
+        is the source table's row order (see :meth:`to_user_order`).
     """
 
     def __init__(
@@ -113,6 +170,9 @@ class Data:
         covariate_cols: list[str],
         n_dropped: int = 0,
         aux_cols: dict[str, str] | None = None,
+        source_positions: np.ndarray | None = None,
+        time_unit: str | None = None,
+        time_origins: dict | None = None,
     ) -> None:
         self.id_col = id_col
         self.x_cols = list(x_cols)
@@ -121,6 +181,16 @@ class Data:
         self.frame = frame
         self.n_dropped = int(n_dropped)
         self.aux_cols = dict(aux_cols or {})
+        #: unit and origin (earliest date) of the x columns given as dates (``time_unit=``)
+        self.time_unit = time_unit
+        self.time_origins = dict(time_origins or {})
+        if source_positions is None:  # a frame already in the user's order
+            source_positions = np.arange(len(frame), dtype=np.int64)
+        source_positions = np.asarray(source_positions, dtype=np.int64)
+        if source_positions.shape != (len(frame),):
+            raise ValueError("source_positions must give one position per row of frame")
+        #: position in ``frame`` of each kept row, in the user's row order
+        self.user_order = np.argsort(source_positions, kind="stable")
 
         codes, uniques = pd.factorize(frame[id_col])
         if np.any(np.diff(codes) < 0):
@@ -154,6 +224,7 @@ class Data:
         covariates: Sequence[str] | None = None,
         dropna: bool = False,
         aux: dict[str, str] | None = None,
+        time_unit: str | None = None,
     ) -> Data:
         """Validate a long DataFrame and build a :class:`Data`.
 
@@ -176,6 +247,12 @@ class Data:
             Observation-level columns of the observation model by role, e.g.
             ``{"trials": "leaves"}`` (binomial) or ``{"censored": "blq"}`` (M3
             censoring); numeric, finite.
+        time_unit
+            Unit of the elapsed time of x columns given as dates (datetime64 or
+            timestamps): "s", "min", "h", "d" or "w". Each such column becomes
+            the time since its earliest date (``time_origins``), stated in the
+            repr; :meth:`x_matrix` converts new data the same way. A date column
+            without ``time_unit`` is an error.
 
         Raises
         ------
@@ -195,6 +272,7 @@ class Data:
         if not x_cols:
             raise ValueError("x must name at least one column")
         roles = [id, *x_cols, y, *covariate_cols, *aux_cols.values()]
+        check_columns_unique(df, roles)
         for column in roles:
             if column not in df.columns:
                 raise ValueError(
@@ -212,10 +290,13 @@ class Data:
         missing_id = df[id].isna()
         if missing_id.any():
             raise _row_error(id, "has a missing id", df[id], missing_id)
+        check_ids(df[id], id)
 
+        time_origins = _time_origins(df, x_cols, time_unit)
         frame = df[roles].copy()
         for column in [*x_cols, y, *aux_cols.values()]:
-            frame[column] = _as_float(df, column).to_numpy()
+            frame[column] = (_elapsed(df[column], column, time_origins[column], time_unit)
+                             if column in time_origins else _as_float(df, column).to_numpy())
         for column in [*x_cols, *covariate_cols, *aux_cols.values()]:
             bad = _nonfinite(frame[column])
             if bad.any():
@@ -249,9 +330,16 @@ class Data:
                 f"with a missing {y!r} ({len(empty)} such individuals)"
             )
 
-        codes, _ = pd.factorize(frame[id])
-        frame = frame.iloc[np.argsort(codes, kind="stable")]
-        codes = np.sort(codes, kind="stable")
+        # individuals in sorted id order (as nlme and lme4 order groups), so that a fit does not
+        # depend on the order of the rows: the same data shuffled give the same numbers; ids of
+        # types that do not sort together keep their order of first appearance
+        try:
+            codes, _ = pd.factorize(frame[id], sort=True)
+        except TypeError:
+            codes, _ = pd.factorize(frame[id])
+        grouping = np.argsort(codes, kind="stable")
+        frame = frame.iloc[grouping]
+        codes = codes[grouping]
         for column in covariate_cols:
             values = frame[column].astype(object)
             earlier = values.groupby(codes).transform("first")
@@ -283,6 +371,9 @@ class Data:
             covariate_cols=covariate_cols,
             n_dropped=n_dropped,
             aux_cols=aux_cols,
+            source_positions=grouping,
+            time_unit=time_unit if time_origins else None,
+            time_origins=time_origins,
         )
 
     @classmethod
@@ -295,11 +386,19 @@ class Data:
         y: str,
         covariates: Sequence[str] | None = None,
         dropna: bool = False,
+        encoding: str = "utf-8",
     ) -> Data:
-        """Read a CSV file with :func:`pandas.read_csv`; validate it as :meth:`from_pandas` does."""
-        return cls.from_pandas(
-            pd.read_csv(path), id=id, x=x, y=y, covariates=covariates, dropna=dropna
-        )
+        """Read a CSV file with :func:`pandas.read_csv` (in ``encoding``, e.g. "latin-1" for
+        files from older spreadsheets); validate it as :meth:`from_pandas` does."""
+        try:
+            frame = pd.read_csv(path, encoding=encoding)
+        except UnicodeDecodeError as err:
+            raise ValueError(
+                f"{path}: not readable as {encoding} (it holds the byte "
+                f"{err.object[err.start:err.start + 1]!r}); pass the file's encoding, e.g. "
+                "encoding='latin-1'"
+            ) from None
+        return cls.from_pandas(frame, id=id, x=x, y=y, covariates=covariates, dropna=dropna)
 
     # ------------------------------------------------------------------ views
     def row_positions(self) -> np.ndarray:
@@ -344,7 +443,10 @@ class Data:
             )
         if not wanted:
             raise ValueError("subset needs at least one id")
-        frame = self.frame.loc[self.frame[self.id_col].isin(wanted).to_numpy()]
+        keep = self.frame[self.id_col].isin(wanted).to_numpy()
+        frame = self.frame.loc[keep]
+        source = np.empty(self.n_obs, dtype=np.int64)
+        source[self.user_order] = np.arange(self.n_obs)
         return type(self)(
             frame,
             id_col=self.id_col,
@@ -353,10 +455,59 @@ class Data:
             covariate_cols=self.covariate_cols,
             n_dropped=self.n_dropped,
             aux_cols=self.aux_cols,
+            source_positions=source[keep],
+            time_unit=self.time_unit,
+            time_origins=self.time_origins,
         )
+
+    # ------------------------------------------------------------------ the user's order
+    def user_frame(self) -> pd.DataFrame:
+        """The kept rows in the user's row order, with the user's index labels."""
+        return self.frame.iloc[self.user_order]
+
+    def to_user_order(self, values: np.ndarray, name: str | None = None) -> pd.Series:
+        """Per-row values in ``frame`` order as a Series in the user's row order, indexed by the
+        user's row labels (so it aligns with the source DataFrame)."""
+        values = np.asarray(values)
+        if values.shape[:1] != (self.n_obs,):
+            raise ValueError(f"expected one value per observation ({self.n_obs}), got shape {values.shape}")
+        return pd.Series(values[self.user_order], index=self.frame.index[self.user_order], name=name)
+
+    # ------------------------------------------------------------------ dates as elapsed time
+    def _since(self, column: str) -> str:
+        """"days since 2021-03-04 00:00" for an x column given as dates."""
+        origin = self.time_origins[column]
+        stamp = origin.strftime("%Y-%m-%d %H:%M" + (":%S" if origin.second else ""))
+        zone = f" {origin.tz}" if origin.tz is not None else ""
+        return f"{TIME_UNITS[self.time_unit][1]} since {stamp}{zone}"
+
+    def time_label(self, column: str) -> str:
+        """An axis label: the column, with its unit and origin when it was given as dates
+        ("date (days since 2021-03-04 00:00)")."""
+        return f"{column} ({self._since(column)})" if column in self.time_origins else str(column)
+
+    def time_conversions(self) -> list[str]:
+        """One line per x column given as dates, e.g. "x 'date' converted to days since
+        2021-03-04 00:00"."""
+        return [f"x {column!r} converted to {self._since(column)}" for column in self.time_origins]
+
+    def x_matrix(self, frame: pd.DataFrame) -> np.ndarray:
+        """The x columns of a new table (prediction data, grids) as float64, shape (n, n_x); a
+        column given as dates in the fit is converted with the fit's origin and unit (numbers in
+        it are taken as elapsed time already)."""
+        out = np.empty((len(frame), len(self.x_cols)), dtype=np.float64)
+        for j, column in enumerate(self.x_cols):
+            if _is_datetime(frame[column]):
+                if column not in self.time_origins:
+                    raise ValueError(f"x column {column!r} holds dates, but it was numeric in the "
+                                     "fitted data")
+                out[:, j] = _elapsed(frame[column], column, self.time_origins[column], self.time_unit)
+            else:
+                out[:, j] = _as_float(frame, column).to_numpy()
+        return out
 
     def __repr__(self) -> str:
         return (
             f"Data: {self.n_individuals} individuals, {self.n_obs} observations, "
             f"x={self.x_cols}, y={self.y_col!r}, covariates={self.covariate_cols}"
-        )
+        ) + "".join(f"; {line}" for line in self.time_conversions())

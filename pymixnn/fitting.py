@@ -22,13 +22,18 @@ from pymixnn.models import transforms as tr
 from pymixnn.models.observation import Normal, Ordinal, resolve_levels
 from pymixnn.models.observation import observation as resolve_observation
 from pymixnn.models.observation import to_dict as observation_to_dict
+from pymixnn.validation import (check_columns_unique, check_init, check_names, check_random_effects,
+                                check_response_dtype, check_response_support, check_settings)
 
 __all__ = ["fit"]
 
 
 def _as_data(data, id, x, y, covariate_columns: list[str], dropna: bool,
-             aux: dict[str, str]) -> Data:
+             aux: dict[str, str], time_unit: str | None = None) -> Data:
     if isinstance(data, Data):
+        if time_unit is not None and time_unit != data.time_unit:
+            raise ValueError(f"time_unit={time_unit!r} applies to a DataFrame; the Data object has "
+                             f"time_unit={data.time_unit!r}: give it to Data.from_pandas")
         missing = [c for c in covariate_columns if c not in data.covariate_cols]
         if missing:
             raise ValueError(f"covariates {missing} are not in the Data object "
@@ -41,7 +46,7 @@ def _as_data(data, id, x, y, covariate_columns: list[str], dropna: bool,
         if id is None or x is None or y is None:
             raise ValueError("with a DataFrame, give the columns: fit(df, model, id=..., x=..., y=...)")
         return Data.from_pandas(data, id=id, x=x, y=y, covariates=covariate_columns or None,
-                                dropna=dropna, aux=aux or None)
+                                dropna=dropna, aux=aux or None, time_unit=time_unit)
     raise TypeError(f"data must be a pandas DataFrame or a pymixnn.Data, got {type(data).__name__}")
 
 
@@ -54,12 +59,35 @@ def _check_model_on_data(model: Model, data: Data, obs) -> None:
     if obs.name != "ordinal":  # ordinal levels are checked, and coded 0..K-1, before Data
         obs.validate(frame[data.y_col], data.y_col,
                      {role: frame[col].rename(col) for role, col in data.aux_cols.items()})
-    if model.error == "exponential" and obs.name == "gaussian":
-        bad = np.nonzero(~(data.y > 0))[0]
-        if bad.size:
-            row = data.frame.index[bad[0]]
-            raise ValueError(f"the exponential error model needs y > 0: column {data.y_col!r}, "
-                             f"row {row!r} has value {data.y[bad[0]]!r}")
+    check_response_support(model, data, obs)
+
+
+# named models whose x columns have a physical domain: (column position, meaning, lower bound)
+_X_DOMAINS = {"onecpt_oral": [(0, "dose", 0.0), (1, "time after the dose", 0.0)]}
+
+
+def _check_design(model: Model, data: Data, obs) -> None:
+    """Before any torch work: x inside a named model's domain (the closed-form one-compartment
+    curve is meaningless at negative times: a fit there reported V = 3.8e6 as converged), and
+    enough observations per individual for the random effects to be told apart from each other
+    and from the residual error (one observation per individual with three random effects gave
+    ka = 1.8e-5, CL = 2.7e-7, reported as converged)."""
+    for j, meaning, lower in _X_DOMAINS.get(model.name or "", []):
+        if j < len(data.x_cols):
+            bad = np.flatnonzero(data.x[:, j] < lower)
+            if bad.size:
+                col = data.x_cols[j]
+                raise ValueError(f"column {col!r} is the {meaning} of model {model.name!r} and must "
+                                 f"be >= {lower:g}: row {data.frame.index[bad[0]]!r} has value "
+                                 f"{data.x[bad[0], j]:g} ({bad.size} such rows)")
+    d, most = len(model.random), int(data.n_obs_per_individual.max())
+    gaussian = obs.name == "gaussian"
+    if d and (most < d or (gaussian and most == 1)):
+        why = (f"{d} random effects ({', '.join(model.random)})" if most < d else
+               "a random effect and a residual error that one observation cannot tell apart")
+        raise ValueError(f"every individual has at most {most} observation(s), too few for {why}: "
+                         f"the individual parameters are not identifiable; give fewer random "
+                         f"effects (random=[...]) or data with more observations per individual")
 
 
 def _initial_values(model: Model, data: Data, init: Mapping[str, float] | None,
@@ -82,6 +110,26 @@ def _initial_values(model: Model, data: Data, init: Mapping[str, float] | None,
                 raise ValueError(f"initial value of {p!r} is {values[p]!r}, outside the support of "
                                  f"its {model.transforms[p]!r} transform")
     return {p: float(values[p]) for p in model.parameters}
+
+
+def _starts(model: Model, data: Data, start: dict[str, float], obs) -> list[tuple[str, dict]]:
+    """Candidate start values: the given ones (user's init over the model's init and self-start)
+    and, when those differ from it, the data-based self-start alone; the pipeline keeps the one
+    with the best pooled fit (inference/estimate.py, _best_start) and says so."""
+    starts = [("given", start)]
+    if model.self_start is None:
+        return starts
+    try:
+        auto = _initial_values(model.replace(init=None), data, None, obs)
+    except (ValueError, ArithmeticError, np.linalg.LinAlgError):  # a self-start that fails on these data
+        return starts
+    if any(not np.isclose(auto[p], start[p], rtol=1e-6) for p in model.parameters):
+        try:
+            _check_function(model, data, auto)
+        except ValueError:
+            return starts
+        starts.append(("self-start", auto))
+    return starts
 
 
 def _check_function(model: Model, data: Data, init: dict[str, float]) -> None:
@@ -107,7 +155,7 @@ def _check_function(model: Model, data: Data, init: dict[str, float]) -> None:
 def fit(data: pd.DataFrame | Data, model: Model | str, *, id: str | None = None,
         x: str | Sequence[str] | None = None, y: str | None = None,
         covariates: Mapping[str, Sequence[str] | str] | None = None, dropna: bool = False,
-        init: Mapping[str, float] | None = None, error: str | None = None,
+        time_unit: str | None = None, init: Mapping[str, float] | None = None, error: str | None = None,
         omega: str | None = None, random: Sequence[str] | None = None,
         transforms: Mapping[str, str] | str | None = None,
         random_effects="gaussian", n_components: int | str | None = None,
@@ -131,6 +179,9 @@ def fit(data: pd.DataFrame | Data, model: Model | str, *, id: str | None = None,
     covariates : covariate model on transformed parameters, ``{"V": ["Weight"]}`` (saemix's
         covariate.model); covariates must be constant within an individual.
     dropna : drop rows with missing y (reported) instead of raising.
+    time_unit : "s", "min", "h", "d" or "w": x columns given as dates (datetime64 or timestamps)
+        become the time elapsed since their earliest date in this unit (stated in the summary;
+        ``predict(newdata)`` converts new dates the same way). Dates without it are an error.
     init : initial fixed effects on the natural scale (override the model's init / self-start).
     error, omega, random, transforms : override the model's error model ("constant",
         "proportional", "combined", "exponential"), covariance ("diagonal", "full"), parameters with
@@ -181,6 +232,9 @@ def fit(data: pd.DataFrame | Data, model: Model | str, *, id: str | None = None,
     from pymixnn.random_effects import Flow
     from pymixnn.random_effects import resolve as resolve_law
 
+    check_settings(lr=lr, max_steps=max_steps, batch_size=batch_size, num_particles=num_particles,
+                   is_samples=is_samples, threads=threads, refine=refine, progress=progress, seed=seed,
+                   dtype=dtype, device=device, likelihood=likelihood, dropna=dropna)
     mapping = normalize_mapping(covariates)
     model = resolve(model)
     obs = resolve_observation(observation)
@@ -188,31 +242,32 @@ def fit(data: pd.DataFrame | Data, model: Model | str, *, id: str | None = None,
     law = resolve_law(random_effects, n_components=n_components, context=context)
     overrides = {k: v for k, v in dict(error=error, omega=omega, random=random,
                                        transforms=transforms).items() if v is not None}
+    check_names(random, model, "random")
+    check_names(transforms if isinstance(transforms, Mapping) else None, model, "transforms")
     if overrides:
         model = model.replace(**overrides)
+    check_random_effects(model)
+    check_init(init, model)
     context_columns = list(law.context) if isinstance(law, Flow) and law.context else []
     genomic_columns = _genomic_columns(genotype, genomic, model)
     covariate_columns = list(dict.fromkeys([c for cols in mapping.values() for c in cols]
                                            + context_columns + genomic_columns))
+    if isinstance(data, pd.DataFrame):
+        check_columns_unique(data, [id, *([x] if isinstance(x, str) else list(x or [])), y,
+                                    *aux.values(), *covariate_columns])
+        check_response_dtype(data, y, obs)
     if isinstance(obs, Ordinal):
         data, obs = _encode_ordinal(data, obs, y)
-    data = _as_data(data, id, x, y, covariate_columns, dropna, aux)
+    _check_genotype_role(genotype, data, id, x, y)
+    data = _as_data(data, id, x, y, covariate_columns, dropna, aux, time_unit)
     _check_model_on_data(model, data, obs)
-    if law.name != "gaussian" and not model.random:
-        raise ValueError(f"random_effects={law.name!r} needs at least one parameter with a random effect")
+    _check_design(model, data, obs)
     design = CovariateDesign.build(mapping, data.covariates, model.parameters)
     context_matrix = _context_matrix(data, context_columns, model) if context_columns else None
     start = _initial_values(model, data, init, obs)
-    for name, value in dict(batch_size=batch_size, max_steps=max_steps, num_particles=num_particles).items():
-        if not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if likelihood not in ("auto", "is", "gq"):
-        raise ValueError(f"likelihood must be 'auto', 'is' or 'gq', got {likelihood!r}")
     if likelihood == "gq" and len(model.random) > 3:
         raise ValueError(f"likelihood='gq' integrates at most 3 random effects (tensor-product "
                          f"nodes); this model has {len(model.random)}: use 'is'")
-    if not (isinstance(seed, (int, np.integer)) and seed >= 0):
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     markers, setup = (None, None)
     if genomic is not None:  # marker checks (pandas/numpy) before any torch work
         markers, setup = _genomic_setup(genomic, genotype, data)
@@ -225,7 +280,8 @@ def fit(data: pd.DataFrame | Data, model: Model | str, *, id: str | None = None,
         is_samples=is_samples, likelihood=likelihood,
         svi=SVIOptions(batch_size=int(batch_size), max_steps=int(max_steps), lr=lr,
                        lr_final=lr / 20, num_particles=int(num_particles), progress=progress))
-    estimation = estimate(model, data, design, start, options, law=law, context=context_matrix,
+    estimation = estimate(model, data, design, _starts(model, data, start, obs), options, law=law,
+                          context=context_matrix,
                           observation=obs, genomic=setup)
     if markers is not None:
         mm = markers["matrix"]
@@ -235,7 +291,7 @@ def fit(data: pd.DataFrame | Data, model: Model | str, *, id: str | None = None,
                                                     "pos": np.asarray(mm.map["pos"], dtype=float)},
             interaction=genomic.interaction, levels=markers["levels"], report=dict(mm.report),
             genotype_column=genotype, markers_id=genomic.id)
-    return Results(model=model, data=data, design=design, estimation=estimation,
+    res = Results(model=model, data=data, design=design, estimation=estimation,
                    settings=dict(seed=int(seed), device=device, batch_size=int(batch_size),
                                  max_steps=int(max_steps), lr=lr, num_particles=int(num_particles),
                                  refine=refine, init=start, covariates=mapping,
@@ -243,6 +299,26 @@ def fit(data: pd.DataFrame | Data, model: Model | str, *, id: str | None = None,
                                  likelihood=likelihood, genotype=genotype,
                                  genomic=None if genomic is None else genomic.to_dict()),
                    observation=obs, markers=markers)
+    _warn_diagnostics(res)
+    return res
+
+
+def _warn_diagnostics(res) -> None:
+    """Each failed convergence/sanity check as a ConvergenceWarning, and the start kept when it
+    is not the given one (a warning the user should see, not only a line in ``res.info``)."""
+    import warnings
+
+    from pymixnn.diagnostics import ConvergenceWarning
+
+    for message in res.convergence_messages():
+        warnings.warn(("fit did not converge: " if not res.converged else "") + message,
+                      ConvergenceWarning, stacklevel=3)
+    starts = (res.estimation.diagnostics or {}).get("starts") or []
+    if len(starts) > 1 and starts[0]["start"] != "given":
+        warnings.warn(f"start values: the given init reached a pooled log-likelihood of "
+                      f"{starts[-1]['pooled_loglik']:.2f} against {starts[0]['pooled_loglik']:.2f} from "
+                      f"the {starts[0]['start']}; the fit started from the {starts[0]['start']}",
+                      UserWarning, stacklevel=3)
 
 
 def _observation_columns(data, obs, trials, censoring, error) -> dict[str, str]:
@@ -340,6 +416,22 @@ def _genomic_columns(genotype, genomic, model: Model) -> list[str]:
     if genomic.interaction == genotype:
         raise ValueError(f"Genomic(interaction=...) must be another column than genotype={genotype!r}")
     return cols
+
+
+def _check_genotype_role(genotype, data, id, x, y) -> None:
+    """genotype= naming the id, an x or the y column: an error that names genotype=."""
+    if genotype is None:
+        return
+    if isinstance(data, Data):
+        id, x, y = data.id_col, data.x_cols, data.y_col
+    roles = {"id": [id], "x": [x] if isinstance(x, str) else list(x or []), "y": [y]}
+    for role, columns in roles.items():
+        if genotype in columns:
+            raise ValueError(f"genotype={genotype!r} is the {role} column: genotype= names the column "
+                             "holding each individual's genotype (the rows of the marker matrix), "
+                             f"another column than {role}=" + (
+                                 f"; if each individual is its own genotype, copy it: "
+                                 f"df['genotype'] = df[{genotype!r}]" if role == "id" else ""))
 
 
 def _genomic_setup(genomic, genotype: str, data: Data):

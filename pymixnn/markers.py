@@ -127,10 +127,46 @@ def _read_bed(path: str) -> pd.DataFrame:
     return df
 
 
+_OPENERS = {".gz": "gzip", ".bz2": "bz2", ".xz": "lzma"}
+
+
+def _comment_lines(path: str) -> tuple[list[int], int]:
+    """0-based numbers of the lines whose first non-blank character is '#' (comment lines), and of
+    the first other non-blank line (the header; -1 if none). Only whole lines are comments: a '#'
+    inside a marker name or genotype id is kept. Compressed files other than .gz, .bz2 and .xz
+    are not scanned (comment lines there then fail as a parse error)."""
+    import importlib
+
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix in (".zip", ".zst", ".tar"):
+        return [], -1
+    opener = importlib.import_module(_OPENERS[suffix]).open if suffix in _OPENERS else open
+    comments, header = [], -1
+    with opener(path, "rb") as handle:
+        for number, line in enumerate(handle):
+            text = line.removeprefix(b"\xef\xbb\xbf").strip()  # a UTF-8 byte-order mark on line 0
+            if text.startswith(b"#"):
+                comments.append(number)
+            elif header < 0 and text:
+                header = number
+    return comments, header
+
+
+def _read_table(path: str, what: str, **kwargs) -> pd.DataFrame:
+    """pandas.read_csv whose parse errors become a one-line ValueError naming the file."""
+    try:
+        return pd.read_csv(path, **kwargs)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        hint = " (save it as UTF-8)" if isinstance(err, UnicodeDecodeError) else ""
+        raise ValueError(f"cannot read {what} {path!r}: {' '.join(str(err).split())}{hint}") from None
+
+
 def _read_csv(path: str, id: str | None) -> pd.DataFrame:
     # The header is read as data first: pandas would rename duplicate names ('m1', 'm1.1'), which
-    # would hide them.
-    header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0]
+    # would hide them. Comment lines ('#' first) are skipped.
+    comments, header_line = _comment_lines(path)
+    header = _read_table(path, "the marker matrix", header=None, nrows=1, dtype=str,
+                         keep_default_na=False, skiprows=comments or None).iloc[0]
     header = [str(h) for h in header]
     if id is None:
         pos = 0
@@ -138,8 +174,9 @@ def _read_csv(path: str, id: str | None) -> pd.DataFrame:
         pos = header.index(id)
     else:
         raise ValueError(f"id column {id!r} not found in {path!r}; its columns start with {_first(header)}")
-    df = pd.read_csv(path, header=None, skiprows=1, names=list(range(len(header))), index_col=pos,
-                     dtype={pos: str})
+    skip = sorted(comments + [header_line]) if header_line >= 0 else 1
+    df = _read_table(path, "the marker matrix", header=None, skiprows=skip,
+                     names=list(range(len(header))), index_col=pos, dtype={pos: str})
     df.columns = [header[j] for j in range(len(header)) if j != pos]
     return df
 
@@ -157,7 +194,8 @@ def read_markers(source, *, id: str | None = None) -> pd.DataFrame:
     * a tuple ``(array, ids)`` or ``(array, ids, names)`` with a 2-D array (genotypes x markers);
       markers are named ``'m0', 'm1', ...`` when ``names`` is not given;
     * a path (str or ``os.PathLike``) to a CSV file: the first column holds the genotype ids unless
-      ``id`` names another column; ids are kept as text (``'007'`` stays ``'007'``);
+      ``id`` names another column; ids are kept as text (``'007'`` stays ``'007'``); lines starting
+      with ``#`` are comments and skipped (a ``#`` inside an id or name is kept);
     * a path to a PLINK ``.bed`` file, with its ``.bim`` and ``.fam`` next to it, read with
       ``bed_reader.open_bed``: values are allele counts 0/1/2 (float32, NaN missing), ids are the
       ``.fam`` individual ids and names the ``.bim`` marker ids. The map (chromosome, bp position) is
@@ -224,13 +262,16 @@ def read_map(source) -> pd.DataFrame:
     """Marker map as a DataFrame indexed by marker (str) with columns ``chr`` (str) and ``pos`` (float).
 
     ``source`` is a DataFrame or the path of a CSV file with columns ``marker``, ``chr`` and ``pos``
-    (case-insensitive). Aliases: ``snp``/``sid``/``name`` for the marker (or an index named
-    ``marker``), ``chrom``/``chromosome`` for the chromosome, and ``position``/``cM``/``bp``/
-    ``bp_position`` for the position (in whatever unit the file uses; missing positions stay NaN).
+    (case-insensitive); lines of the file starting with ``#`` are comments and skipped, and a file
+    pandas cannot parse raises a one-line ValueError naming it. Aliases: ``snp``/``sid``/``name``
+    for the marker (or an index named ``marker``), ``chrom``/``chromosome`` for the chromosome, and
+    ``position``/``cM``/``bp``/``bp_position`` for the position (in whatever unit the file uses;
+    missing positions stay NaN).
     """
     if isinstance(source, (str, os.PathLike)):
-        df = pd.read_csv(os.fspath(source), dtype=str)
-        where = repr(os.fspath(source))
+        path = os.fspath(source)
+        df = _read_table(path, "the marker map", dtype=str, skiprows=_comment_lines(path)[0] or None)
+        where = repr(path)
     elif isinstance(source, pd.DataFrame):
         df = source
         where = "the map DataFrame"

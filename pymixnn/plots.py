@@ -14,18 +14,20 @@ def plot_individual_fits(res, path: str | Path, *, ids=None, max_panels: int = 2
                          time: str | None = None, n_grid: int = 100) -> Path:
     """Observed data (points), individual MAP fit (line) and population fit (dashed) per individual.
 
-    ``time`` is the x column on the horizontal axis (default: the last x column, e.g. Time after
-    Dose); the other x columns are held at each individual's first value on the curve grid.
+    ``time`` is the x column on the horizontal axis: needed when x has several columns and the
+    model does not declare which is time (``Model.time``; the named PK models do), see
+    :func:`pymixnn.vpc.time_column`; the other x columns are held at each individual's first
+    value on the curve grid.
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from pymixnn.vpc import time_column
+
     d = res.data
-    time = time or d.x_cols[-1]
-    if time not in d.x_cols:
-        raise ValueError(f"time={time!r} is not one of the x columns {d.x_cols}")
+    time = time_column(d, res.model, time, caller="plot_individuals()", others=False)
     ids = list(d.ids[:max_panels]) if ids is None else list(ids)
     unknown = [i for i in ids if i not in set(d.ids)]
     if unknown:
@@ -54,7 +56,7 @@ def plot_individual_fits(res, path: str | Path, *, ids=None, max_panels: int = 2
         ax.tick_params(labelsize=7)
     for ax in list(axes.flat)[len(ids):]:
         ax.axis("off")
-    fig.supxlabel(time, fontsize=9)
+    fig.supxlabel(d.time_label(time), fontsize=9)
     fig.supylabel(d.y_col, fontsize=9)
     fig.suptitle("observed (points), individual fit (line), population fit (dashed)", fontsize=9)
     fig.tight_layout()
@@ -159,7 +161,7 @@ def plot_vpc(res, table: pd.DataFrame, path: str | Path, *, level_pi: float = 0.
             ax.plot(sub["time"], sub["observed"], "o-", color="tab:red", ms=4, lw=1.2,
                     label="observed" if k == 0 else None)
         ax.set_title(", ".join(group) if len(group) <= 3 else "percentiles", fontsize=9)
-        ax.set_xlabel(table.attrs.get("time", "time"), fontsize=8)
+        ax.set_xlabel(table.attrs.get("time_label", table.attrs.get("time", "time")), fontsize=8)
         ax.tick_params(labelsize=7)
     axes.flat[0].legend(fontsize=7)
     for ax in list(axes.flat)[n:]:

@@ -106,6 +106,30 @@ class Results:
         self.bic = -2 * self.loglik + math.log(self.data.n_individuals) * self.df_modelwc
 
     @property
+    def diagnostics(self) -> pd.DataFrame:
+        """Convergence and sanity checks of the fit (see :mod:`pymixnn.diagnostics`): one row per
+        check with ``value``, ``limit``, ``ok``, ``severity`` and ``message``."""
+        if getattr(self, "_diagnostics", None) is None:
+            from pymixnn.diagnostics import convergence_report
+
+            self._diagnostics = convergence_report(self)
+        return self._diagnostics
+
+    @property
+    def converged(self) -> bool:
+        """True when every check of severity "error" in :attr:`diagnostics` passes: the estimates
+        maximize the likelihood (Newton decrement, gradient, positive definite information) and
+        are sane (no variance at the boundary, no absurd scale, a possible log-likelihood)."""
+        d = self.diagnostics
+        return bool(d.loc[d["severity"] == "error", "ok"].all())
+
+    def convergence_messages(self) -> list[str]:
+        """Messages of the failed checks (errors first, then warnings)."""
+        d = self.diagnostics
+        bad = d[~d["ok"] & d["severity"].isin(["error", "warning"])]
+        return [str(m) for m in bad.sort_values("severity", key=lambda s: s != "error")["message"]]
+
+    @property
     def bse(self) -> pd.Series:
         """Standard errors (statsmodels name)."""
         return self.params["se"]
@@ -164,7 +188,7 @@ class Results:
              + (" + importance-weighted refinement" if self.settings.get("refine", True) else "")),
             self._describe_model(),
             f"data: {d.n_individuals} individuals, {d.n_obs} observations; y={d.y_col!r}, "
-            f"x={d.x_cols}" + (f", covariates={d.covariate_cols}" if d.covariate_cols else ""),
+            f"x={d.x_cols}" + self._covariates_header(),
             (f"seed {info['seed']}, {info['seconds']:.1f} s in R" if engine else
              f"seed {info['seed']}, device {info['device']} ({info['dtype']}), {info['steps']} SVI "
              f"steps, {info['seconds']:.1f} s"),
@@ -208,15 +232,34 @@ class Results:
                    f"  ll.is  {self.loglik:.3f}  ({mc}{info['is_samples']} draws per individual)"]
         lik += [f"  AIC    {self.aic:.3f}", f"  BIC    {self.bic:.3f}  (log of the number of "
                                                   "individuals, as saemix)",
+                *(["  AIC and BIC are not comparable with a fit without markers: ll excludes the "
+                   "markers' prior (genetic values plugged in)"] if self._is_genomic() else []),
                 "", f"SEs: {info['se_method']}"]
         selection = self.estimation.law.get("selection")
         if selection:
             lik += ["", f"Number of mixture components chosen by {self.estimation.law['criterion']}:"]
             lik += ["  " + line for line in pd.DataFrame(selection).to_string(index=False).splitlines()]
         lik += self._genomic_summary()
+        lik += ["", "Convergence: " + ("yes (" + "; ".join(
+            str(m) for m in self.diagnostics.loc[
+                [c for c in ("newton_decrement", "information") if c in self.diagnostics.index],
+                "message"]) + ")" if self.converged else "NOT converged")]
+        lik += [f"  problem: {m}" for m in self.convergence_messages()]
         lik += [f"warning: {w}" for w in info.get("warnings", [])]
         table = p.drop(columns="kind")
         return Summary("\n".join(head + lines + lik), table)
+
+    def _is_genomic(self) -> bool:
+        return bool(getattr(self.estimation, "genomic", None))
+
+    def _covariates_header(self) -> str:
+        """", covariates=[...]" of the summary's data line, the genotype column apart, and x
+        columns given as dates with their unit and origin."""
+        d, genotype = self.data, self.settings.get("genotype")
+        covs = [c for c in d.covariate_cols if c != genotype]
+        return ((f", covariates={covs}" if covs else "")
+                + (f", genotype column {genotype!r}" if genotype else "")
+                + "".join(f"; {line}" for line in d.time_conversions()))
 
     def _genomic_summary(self) -> list[str]:
         gen = getattr(self.estimation, "genomic", None)
@@ -333,13 +376,15 @@ class Results:
         return genotype_parameters(self, markers_new, scenario)
 
     def predict_genotypes(self, markers_new, x_grid, scenario=None, *, level: float = 0.9,
-                          n_draws: int = 1000, individual: bool = False, seed: int = 0) -> pd.DataFrame:
-        """Predicted curves with intervals for genotypes never phenotyped (see
-        :func:`pymixnn.genomic_results.predict_genotypes`)."""
+                          n_draws: int = 1000, band: str | None = None,
+                          individual: bool | None = None, seed: int = 0) -> pd.DataFrame:
+        """Predicted curves with ``level`` bands for genotypes never phenotyped: ``band="mean"``
+        for the genotype's typical curve, ``band="individual"`` for one new individual of it
+        (wider); see :func:`pymixnn.genomic_results.predict_genotypes`."""
         from pymixnn.genomic_results import predict_genotypes
 
         return predict_genotypes(self, markers_new, x_grid, scenario, level=level,
-                                 n_draws=n_draws, individual=individual, seed=seed)
+                                 n_draws=n_draws, band=band, individual=individual, seed=seed)
 
     def _known_offset(self, rows: dict) -> np.ndarray:
         """Genotype offsets of the fitted individuals among ``rows`` (0 for new individuals):
@@ -514,7 +559,7 @@ class Results:
         missing = [c for c in dict.fromkeys(needed) if c not in data.columns]
         if missing:
             raise ValueError(f"columns {missing} are needed for prediction")
-        x = data[d.x_cols].to_numpy(dtype=np.float64)
+        x = d.x_matrix(data)  # dates converted as in the fit
         bad = ~np.isfinite(x)
         if bad.any():
             r, c = np.argwhere(bad)[0]
@@ -549,13 +594,29 @@ class Results:
         return self.observation.natural(raw, self.model)
 
     def predict(self, data: pd.DataFrame | None = None, level: str = "population",
-                which: str = "mean") -> np.ndarray:
+                which: str = "mean") -> pd.Series:
         """Predictions for each row: population (eta = 0, covariates included) or individual (MAP
         eta; individuals not in the fit get eta = 0). ``which="mean"`` gives E[y | eta] (the
         structural prediction for Gaussian data; the rate, the expected number of successes or
         the expected category index for discrete families), ``which="linear"`` the structural
         function's output f (the linear predictor). ``data`` needs the id and x columns, the
-        model's covariates (and the trials column of a binomial fit); default: the fitted data."""
+        model's covariates (and the trials column of a binomial fit); default: the fitted data.
+
+        Returns a Series indexed by the rows of ``data`` (default: the fitted data's row labels, in
+        the user's row order, whatever the order of the individuals), so it aligns with the source
+        DataFrame: ``df["ipred"] = res.predict(level="individual")``."""
+        values = self._predict_rows(data, level, which)
+        name = {"population": "pred", "individual": "ipred"}.get(level, level)
+        if which == "linear":
+            name += "_linear"
+        if data is None:
+            return self.data.to_user_order(values, name=name)
+        return pd.Series(values, index=data.index, name=name)
+
+    def _predict_rows(self, data: pd.DataFrame | None, level: str = "population",
+                      which: str = "mean") -> np.ndarray:
+        """:meth:`predict` as an array in the order of ``data``'s rows (default: the fitted data in
+        ``Data.frame`` order, grouped by individual)."""
         if level not in ("population", "individual"):
             raise ValueError(f"level must be 'population' or 'individual', got {level!r}")
         if which not in ("mean", "linear"):
@@ -577,12 +638,13 @@ class Results:
     def residuals(self) -> pd.DataFrame:
         """Per observation: PRED, IPRED (expected values), IRES (y - IPRED) and IWRES: IRES / g(IPRED)
         for Gaussian data (log scale for the exponential error model), the Pearson residual
-        (y - E[y]) / sd(y) for discrete families. Ordinal y is the category index."""
+        (y - E[y]) / sd(y) for discrete families. Ordinal y is the category index. Rows carry the
+        data's row labels, in the user's row order."""
         import torch
 
         d = self.data
-        pred, ipred = self.predict(level="population"), self.predict(level="individual")
-        f_ind = self.predict(level="individual", which="linear")
+        pred, ipred = self._predict_rows(None, "population"), self._predict_rows(None, "individual")
+        f_ind = self._predict_rows(None, "individual", which="linear")
         out = d.frame[[d.id_col, *d.x_cols, d.y_col]].copy()
         obs = self.observation
         with torch.no_grad():
@@ -595,7 +657,7 @@ class Results:
         out["iwres"] = ires / np.sqrt(var)
         if "censored" in d.aux:
             out["censored"] = d.aux["censored"].astype(bool)
-        return out
+        return out.iloc[d.user_order]  # the user's row order and row labels
 
     def simulate(self, n_rep: int = 100, *, seed: int = 0, level: str = "population",
                  data: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -614,6 +676,8 @@ class Results:
         sims = self._simulated(n_rep, seed=seed, level=level, rows=rows)
         d = self.data
         frame = rows["frame"][[d.id_col, *d.x_cols]]
+        if data is None:  # the fitted data: back in the user's row order
+            frame, sims = frame.iloc[d.user_order], sims[:, d.user_order]
         out = pd.concat([frame.assign(rep=r) for r in range(n_rep)], ignore_index=True)
         y_all = np.concatenate(sims)
         if isinstance(self.observation, Ordinal):
@@ -651,7 +715,8 @@ class Results:
         ``level_pi`` prediction interval of the same statistic over ``n_sim`` data sets simulated
         from the fitted model. The statistic is the mean count (count families), the proportion
         of successes (binomial, bernoulli), the proportion in each category (ordinal: one row per
-        bin and level) or the 10th, 50th and 90th percentiles (Gaussian)."""
+        bin and level) or the 10th, 50th and 90th percentiles (Gaussian). ``time``: the column to
+        bin by; needed when x has several columns and the model declares none (``Model.time``)."""
         from pymixnn.vpc import vpc_table
 
         return vpc_table(self, n_sim=n_sim, bins=bins, time=time, level_pi=level_pi, seed=seed)
@@ -666,14 +731,16 @@ class Results:
         return plot_vpc(self, table, path, level_pi=level_pi)
 
     @property
-    def fittedvalues(self) -> np.ndarray:
-        """Individual predictions (IPRED) at the data (statsmodels name)."""
+    def fittedvalues(self) -> pd.Series:
+        """Individual predictions (IPRED) at the data (statsmodels name), indexed by the data's
+        row labels in the user's row order."""
         return self.predict(level="individual")
 
     @property
-    def resid(self) -> np.ndarray:
-        """y - IPRED (statsmodels name)."""
-        return self.data.y - self.fittedvalues
+    def resid(self) -> pd.Series:
+        """y - IPRED (statsmodels name), indexed by the data's row labels in the user's row order."""
+        d = self.data
+        return d.to_user_order(d.y - self._predict_rows(None, "individual"), name="resid")
 
     # ---- plots -------------------------------------------------------------------------------
     def plot_individuals(self, path: str | Path, *, ids: list | None = None, max_panels: int = 24,
@@ -705,6 +772,11 @@ class Results:
             "seconds": float(self.info["seconds"]), "device": self.info["device"],
             "seed": self.info["seed"], "steps": int(self.info["steps"]),
             "se_method": self.info["se_method"], "versions": self.info["versions"],
+            "converged": self.converged,
+            "diagnostics": {name: {"value": clean(r["value"]), "limit": clean(r["limit"]),
+                                   "ok": bool(r["ok"]), "severity": r["severity"],
+                                   "message": r["message"]}
+                            for name, r in self.diagnostics.iterrows()},
             "random_effects": {**dataclasses.asdict(self.random_effects_law), "df": self.df_modelwc,
                                **({"penalty": self.estimation.law["penalty"]}
                                   if "penalty" in self.estimation.law else {})},
@@ -716,6 +788,8 @@ class Results:
         top = self.top_markers(10)
         return {"params": list(gen["params"]), "prior": gen["prior"],
                 "interaction": gen.get("interaction"), "genotype": gen.get("genotype_column"),
+                # aic/bic leave the markers' prior out: not comparable with a fit without markers
+                "ic_comparable_with_non_genomic": False,
                 "residual": bool(gen["residual"]),
                 "markers": {k: int(v) for k, v in gen.get("report", {}).items()},
                 "variance_explained": json.loads(self.variance_explained.reset_index().to_json(orient="records")),
@@ -738,9 +812,11 @@ class Results:
                       "transforms": dict(m.transforms), "random": list(m.random), "omega": m.omega,
                       "error": m.error, "error_init": m.error_init,
                       "x_names": list(m.x_names) if m.x_names else None},
-            "data": {"frame": self.data.frame, "id": self.data.id_col, "x": self.data.x_cols,
+            "data": {"frame": self.data.user_frame(), "id": self.data.id_col, "x": self.data.x_cols,
                      "y": self.data.y_col, "covariates": self.data.covariate_cols,
-                     "aux": self.data.aux_cols},
+                     "aux": self.data.aux_cols, "time_unit": self.data.time_unit,
+                     "time_origins": {c: pd.Timestamp(t).isoformat()
+                                      for c, t in self.data.time_origins.items()}},
             "design": dataclasses.asdict(self.design),
             "estimation": dataclasses.asdict(self.estimation),
             "settings": self.settings, "info": self.info,
@@ -758,12 +834,20 @@ class Results:
         (anything ``Genomic(markers=...)`` accepts) to predict new genotypes again."""
         from pymixnn.models.observation import from_dict as observation_from_dict
 
-        from pymixnn.serialization import decode
+        from pymixnn.serialization import read_record
+        from pymixnn.validation import check_loaded_model
 
-        record = decode(json.loads(Path(path).read_text()))
-        if record.get("format") != FORMAT_VERSION:
+        record = read_record(path)
+        if "format" not in record or not isinstance(record.get("model"), dict):
+            raise ValueError(f"not a pymixnn results file: {path} has no 'format' and 'model' entries "
+                             "(write one with Results.save)")
+        if record["format"] != FORMAT_VERSION:
             raise ValueError(f"{path}: unknown results format {record.get('format')!r}")
         spec = record["model"]
+        if model is not None:
+            if not isinstance(model, Model):
+                raise TypeError(f"model must be a pymixnn.Model, got {type(model).__name__}")
+            check_loaded_model(model, spec, path)
         if model is None:
             if spec["name"] is None or spec["name"] not in _named_models():
                 raise ValueError(f"{path} was fitted with a custom structural function; "
@@ -774,6 +858,9 @@ class Results:
         dd = record["data"]
         data = Data.from_pandas(dd["frame"], id=dd["id"], x=dd["x"], y=dd["y"],
                                 covariates=dd["covariates"] or None, aux=dd.get("aux") or None)
+        if dd.get("time_origins"):  # x columns fitted as dates: new dates convert the same way
+            data.time_unit = dd["time_unit"]
+            data.time_origins = {c: pd.Timestamp(t) for c, t in dd["time_origins"].items()}
         obs = observation_from_dict(record["settings"].get("observation"), observation)
         design = CovariateDesign(**record["design"])
         estimation = Estimation(**record["estimation"])

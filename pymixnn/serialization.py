@@ -11,13 +11,15 @@ True
 """
 from __future__ import annotations
 
-import json  # noqa: F401  (doctest)
+import json
+from os import PathLike
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["encode", "decode"]
+__all__ = ["encode", "decode", "read_record"]
 
 
 def _column(values: pd.Series | pd.Index) -> dict:
@@ -54,6 +56,29 @@ def encode(obj: Any) -> Any:
     if isinstance(obj, float) and not np.isfinite(obj):
         return {"__float__": repr(obj)}
     return obj
+
+
+def read_record(path: str | PathLike[str], kind: str = "pymixnn results") -> dict:
+    """The decoded JSON object saved at ``path``. A missing file is Python's FileNotFoundError
+    (naming the path); a file that is not such a record (not JSON, not UTF-8, not an object, or
+    malformed tags) is a one-line ValueError naming the file and, for JSON, the line."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"not a {kind} file: {path} is not UTF-8 text (byte "
+                         f"{err.object[err.start:err.start + 1]!r} at position {err.start})") from None
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"not a {kind} file: {path}: {err.msg} at line {err.lineno}, "
+                         f"column {err.colno}") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"not a {kind} file: {path} holds a JSON {type(raw).__name__}, not an object")
+    try:
+        return decode(raw)
+    except (KeyError, TypeError, ValueError, IndexError) as err:
+        raise ValueError(f"not a {kind} file: {path} has a malformed entry ({type(err).__name__}: "
+                         f"{err})") from None
 
 
 def decode(obj: Any) -> Any:

@@ -12,7 +12,35 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["vpc_table", "time_bins"]
+__all__ = ["vpc_table", "time_bins", "time_column"]
+
+
+def time_column(data, model, time: str | None = None, *, caller: str = "vpc()",
+                others: bool = True) -> str:
+    """The data column that is time, for a VPC or a plot over time.
+
+    ``time`` given: an x column (or, with ``others``, another numeric column of the fitted data,
+    e.g. a covariate to bin by). Not given: the only x column; else the x column the model declares
+    as time (``Model.time``: a position in x or a column name); else a one-line ValueError asking
+    for ``time=``: never a silent guess.
+    """
+    x_cols = list(data.x_cols)
+    if time is not None:
+        extra = [c for c in data.frame.columns if others and c not in x_cols
+                 and c not in (data.id_col, data.y_col) and c not in data.aux_cols.values()
+                 and pd.api.types.is_numeric_dtype(data.frame[c])]
+        if time not in x_cols and time not in extra:
+            raise ValueError(f"time={time!r} is not a column of the fit: choose one of the x columns "
+                             f"{x_cols}" + (f" or the data columns {extra}" if extra else ""))
+        return time
+    if len(x_cols) == 1:
+        return x_cols[0]
+    declared = getattr(model, "time", None)
+    if isinstance(declared, str) and declared in x_cols:
+        return declared
+    if declared is not None and not isinstance(declared, str) and declared < len(x_cols):
+        return x_cols[declared]
+    raise ValueError(f"x has several columns {x_cols}: pass time='<column>' to {caller}")
 
 
 def time_bins(t: np.ndarray, bins=None) -> np.ndarray:
@@ -55,10 +83,9 @@ def _statistics(res, cens_limit: float | None):
 
 def vpc_table(res, *, n_sim: int = 200, bins=None, time: str | None = None,
               level_pi: float = 0.9, seed: int = 0) -> pd.DataFrame:
+    """The table behind :meth:`pymixnn.Results.vpc`; ``time`` is resolved by :func:`time_column`."""
     d = res.data
-    time = time or d.x_cols[-1]
-    if time not in d.x_cols:
-        raise ValueError(f"time={time!r} is not one of the x columns {d.x_cols}")
+    time = time_column(d, res.model, time, caller="vpc()")
     if not 0 < level_pi < 1:
         raise ValueError(f"level_pi must be in (0, 1), got {level_pi!r}")
     t = d.frame[time].to_numpy(float)
@@ -83,5 +110,6 @@ def vpc_table(res, *, n_sim: int = 200, bins=None, time: str | None = None,
                                 sim_upper=float(np.percentile(simulated, hi_q))))
     table = pd.DataFrame.from_records(records)
     table["outside"] = (table["observed"] < table["sim_lower"]) | (table["observed"] > table["sim_upper"])
-    table.attrs.update(n_sim=int(n_sim), level_pi=level_pi, time=time, seed=seed)
+    table.attrs.update(n_sim=int(n_sim), level_pi=level_pi, time=time, seed=seed,
+                       time_label=d.time_label(time))
     return table

@@ -14,7 +14,8 @@ from pymixnn.data import Data
 
 
 def _frame(**overrides: list) -> pd.DataFrame:
-    """Three individuals (ids 3, 1, 2 in order of first appearance), interleaved rows."""
+    """Three individuals (ids 3, 1, 2 in order of first appearance), interleaved rows; Data
+    orders them by sorted id (1, 2, 3, as nlme and lme4), so a fit does not depend on row order."""
     columns = {
         "id": [3, 3, 1, 3, 1, 2],
         "Time": [0.0, 1.0, 0.0, 2.0, 1.0, 0.0],
@@ -101,7 +102,8 @@ def test_missing_y_with_dropna():
         data = _build(df, dropna=True)
     assert data.n_dropped == 2
     assert data.n_obs == 4
-    assert list(data.frame.index) == [10, 13, 12, 15]
+    assert list(data.frame.index) == [12, 15, 10, 13]
+    assert list(data.user_frame().index) == [10, 12, 13, 15]
 
 
 def test_individual_without_observations():
@@ -134,16 +136,20 @@ def test_row_order_index_and_ids():
         warnings.simplefilter("error")
         data = _build(_frame())
     assert list(data.frame.columns) == ["id", "Time", "y", "Weight"]
-    assert list(data.frame.index) == [10, 11, 13, 12, 14, 15]
-    assert data.ids.tolist() == [3, 1, 2]
+    assert list(data.frame.index) == [12, 14, 15, 10, 11, 13]
+    assert data.ids.tolist() == [1, 2, 3]
     assert data.ids.dtype == np.int64
     assert data.index.dtype == np.int64
-    assert data.index.tolist() == [0, 0, 0, 1, 1, 2]
-    assert data.n_obs_per_individual.tolist() == [3, 2, 1]
-    assert data.y.tolist() == [1.0, 2.0, 4.0, 3.0, 5.0, 6.0]
+    assert data.index.tolist() == [0, 0, 1, 2, 2, 2]
+    assert data.n_obs_per_individual.tolist() == [2, 1, 3]
+    assert data.y.tolist() == [3.0, 5.0, 6.0, 1.0, 2.0, 4.0]
+    # the user's order: frame positions of the source rows, and values mapped back to it
+    assert data.user_order.tolist() == [3, 4, 0, 5, 1, 2]
+    back = data.to_user_order(data.y, name="y")
+    assert back.tolist() == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0] and list(back.index) == [10, 11, 12, 13, 14, 15]
     assert data.x.shape == (6, 1) and data.x.dtype == np.float64
-    assert data.covariates["Weight"].tolist() == [69.0, 80.0, 55.0]
-    assert data.covariates.index.tolist() == [3, 1, 2]
+    assert data.covariates["Weight"].tolist() == [80.0, 55.0, 69.0]
+    assert data.covariates.index.tolist() == [1, 2, 3]
     assert data.n_dropped == 0
     assert repr(data) == (
         "Data: 3 individuals, 6 observations, x=['Time'], y='y', covariates=['Weight']"
@@ -155,10 +161,10 @@ def test_padded_and_row_positions():
     x_pad, y_pad, mask = data.padded()
     assert x_pad.shape == (3, 3, 1) and y_pad.shape == (3, 3) and mask.shape == (3, 3)
     assert mask.dtype == bool and mask.sum() == data.n_obs
-    assert y_pad.tolist() == [[1.0, 2.0, 4.0], [3.0, 5.0, 0.0], [6.0, 0.0, 0.0]]
+    assert y_pad.tolist() == [[3.0, 5.0, 0.0], [6.0, 0.0, 0.0], [1.0, 2.0, 4.0]]
     positions = data.row_positions()
     assert positions.dtype == np.int64
-    assert positions.tolist() == [[0, 1, 2], [3, 4, -1], [5, -1, -1]]
+    assert positions.tolist() == [[0, 1, -1], [2, -1, -1], [3, 4, 5]]
     np.testing.assert_array_equal(y_pad[mask], data.y[positions[mask]])
 
 
@@ -173,23 +179,24 @@ def test_categorical_and_bool_covariates_kept():
     df = _frame(Sex=sex, Smoker=[True, True, False, True, False, False])
     data = _build(df, covariates=["Sex", "Smoker"])
     assert isinstance(data.covariates["Sex"].dtype, pd.CategoricalDtype)
-    assert data.covariates["Sex"].tolist() == ["F", "M", "F"]
+    assert data.covariates["Sex"].tolist() == ["M", "F", "F"]  # ids 1, 2, 3
     assert data.covariates["Smoker"].dtype == bool
 
 
 def test_bool_x_is_cast_to_float():
     data = _build(_frame(Time=[False, True, False, True, True, False]))
     assert data.x.dtype == np.float64
-    assert data.x[:, 0].tolist() == [0.0, 1.0, 1.0, 0.0, 1.0, 0.0]
+    assert data.x[:, 0].tolist() == [0.0, 1.0, 0.0, 0.0, 1.0, 1.0]
 
 
 def test_subset():
     data = _build(_frame())
     sub = data.subset([2, 3])
-    assert sub.ids.tolist() == [3, 2]
+    assert sub.ids.tolist() == [2, 3]
     assert sub.n_obs == 4
-    assert sub.index.tolist() == [0, 0, 0, 1]
-    assert list(sub.frame.index) == [10, 11, 13, 15]
+    assert sub.index.tolist() == [0, 1, 1, 1]
+    assert list(sub.frame.index) == [15, 10, 11, 13]
+    assert list(sub.user_frame().index) == [10, 11, 13, 15]
     assert sub.covariates.shape == (2, 1)
     with pytest.raises(ValueError, match=r"unknown id\(s\) \[7\]"):
         data.subset([7])

@@ -150,10 +150,12 @@ def test_outputs_of_a_genomic_fit(small_fit, tmp_path):
     target = (truth["genetic"]["A"]).loc[pa.index]  # the marker part is what markers predict
     assert np.corrcoef(pa["value"], target)[0, 1] > 0.85  # measured 0.95
     assert (pa["sd"] > 0).all()
-    curves = res.predict_genotypes(new, x_grid=np.arange(21.0), scenario="WW", n_draws=300, seed=1)
+    curves = res.predict_genotypes(new, x_grid=np.arange(21.0), scenario="WW", n_draws=300, seed=1,
+                                   band="mean")
     assert len(curves) == 30 * 21 and list(curves.columns[:3]) == ["genotype", "scenario", "t"]
     assert ((curves["lower"] <= curves["pred"] + 1e-9) & (curves["pred"] <= curves["upper"] + 1e-9)).all()
-    again = res.predict_genotypes(new, x_grid=np.arange(21.0), scenario="WW", n_draws=300, seed=1)
+    again = res.predict_genotypes(new, x_grid=np.arange(21.0), scenario="WW", n_draws=300, seed=1,
+                                   band="mean")
     pd.testing.assert_frame_equal(curves, again)
     # individual-level fits include the genotype offsets: residual sd near the truth (2.0 x
     # sqrt(1 - 3/21) = 1.85 for 3 parameters fitted per 21-point curve; measured 1.84)
@@ -184,10 +186,10 @@ def test_save_load_and_json(small_fit, tmp_path):
     np.testing.assert_array_equal(back.predict(level="individual"), res.predict(level="individual"))
     new = markers.iloc[120:]
     with pytest.raises(ValueError, match=r"Results.load\(path, markers="):
-        back.predict_genotypes(new, x_grid=[0.0, 10.0])
+        back.predict_genotypes(new, x_grid=[0.0, 10.0], band="mean")
     again = pymixnn.Results.load(path, markers=markers)
-    pd.testing.assert_frame_equal(again.predict_genotypes(new, x_grid=[0.0, 10.0], scenario="WW"),
-                                  res.predict_genotypes(new, x_grid=[0.0, 10.0], scenario="WW"))
+    kw = dict(x_grid=[0.0, 10.0], scenario="WW", band="mean")
+    pd.testing.assert_frame_equal(again.predict_genotypes(new, **kw), res.predict_genotypes(new, **kw))
     with pytest.raises(ValueError, match="differs from the marker matrix"):
         pymixnn.Results.load(path, markers=markers.iloc[:, :200])
     record = json.loads(res.to_json())["genomic"]

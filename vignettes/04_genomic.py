@@ -269,8 +269,9 @@ var[["markers", "individual", "share_markers"]].round(4)
 #
 # * **one-step** (pymixnn): `res.predict_genotypes(new_markers, x_grid=...)` returns, for each new
 #   genotype, the curve of a typical plant at its predicted genetic value (`pred`) and a 90% band
-#   (`lower`, `upper`); with `individual=True` the band also draws a new plant's random effect, so
-#   it is a prediction interval for one new curve of that RIL. `res.genotype_parameters(...)`
+#   (`lower`, `upper`) of the kind chosen by `band=` (column `band`): `band="mean"` for the RIL's
+#   typical curve, `band="individual"` (used here) also draws a new plant's random effect, so it
+#   is a prediction interval for one new curve of that RIL. `res.genotype_parameters(...)`
 #   gives the predicted genetic values themselves. We use the horseshoe fit above and, in full
 #   mode, a second fit with the **ridge** prior (GBLUP, the usual choice for prediction when
 #   many loci of small effect are expected).
@@ -293,7 +294,7 @@ for prior in PRIORS[1:]:
 pred = test[["id", "time_h", "angle_deg"]].copy()
 for prior in PRIORS:
     curves = one_step[prior].predict_genotypes(markers.loc[held], x_grid=times, n_draws=300,
-                                               individual=True, seed=1)
+                                               band="individual", seed=1)
     curves = curves.rename(columns={"genotype": "id", "pred": f"one-step {prior}",
                                     "lower": f"lower {prior}", "upper": f"upper {prior}"})
     keep = ["id", "time_h", f"one-step {prior}", f"lower {prior}", f"upper {prior}"]

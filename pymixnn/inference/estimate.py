@@ -40,7 +40,7 @@ from pymixnn.inference.genomic import GenomicBlock, GenomicSetup
 from pymixnn.inference.importance import ImportanceSampler
 from pymixnn.inference.laplace import LocalPosteriors
 from pymixnn.inference.laws import FlowLaw, GaussianLaw, MixtureLaw, fit_gaussian_mixture, raw_from_tril
-from pymixnn.inference.program import Program
+from pymixnn.inference.program import Program, watch_structural_function
 from pymixnn.inference.svi import SVIOptions, run_svi
 from pymixnn.models import Model
 from pymixnn.models import transforms as tr
@@ -162,6 +162,9 @@ class Estimation:
     # covariance matrix of the reported parameters (``table`` order, natural scale): the inverse
     # observed Fisher information carried through the delta method; None where not computed
     cov_params: np.ndarray | None = None
+    # convergence evidence at the estimates (see pymixnn/diagnostics.py): Newton decrement,
+    # gradient in SE units, eigenvalues of the observed information, the start values tried
+    diagnostics: dict | None = None
 
 
 def resolve_device(device: str) -> torch.device:
@@ -273,6 +276,30 @@ def _warmup(program: Program, theta: torch.Tensor, local: LocalPosteriors, idx: 
             theta = _maximize_block(program, theta, error_block, local.loc[idx], idx, prior=False,
                                     max_iter=20)
     return theta
+
+
+def _best_start(program: Program, model: Model, init, idx: torch.Tensor):
+    """theta after the pooled fit from each candidate start (``init``: one dict of start values,
+    or a list of (label, dict), the given one first); keeps the one with the highest pooled
+    log-likelihood (random effects at zero), the given one unless another beats it by more than
+    0.5 (a difference of optimizer tolerance is no reason to leave the user's start). Returns
+    theta and one record per start, the kept one first."""
+    candidates = [("given", init)] if isinstance(init, dict) else list(init)
+    eta0 = torch.zeros(idx.shape[0], program.layout.n_random, dtype=program.dtype, device=program.device)
+    records, thetas = [], []
+    for label, values in candidates:
+        theta = _pooled_start(program, _initial_theta(program, model, values), idx)
+        with torch.no_grad():
+            score = float(program.log_likelihood(theta, eta0, idx).sum())
+        thetas.append(theta)
+        records.append(dict(start=label, pooled_loglik=score if math.isfinite(score) else -math.inf,
+                            values={k: float(v) for k, v in values.items()}))
+    best = 0
+    for k in range(1, len(records)):
+        if records[k]["pooled_loglik"] > records[best]["pooled_loglik"] + 0.5:
+            best = k
+    order = [best] + [k for k in range(len(records)) if k != best]
+    return thetas[best], [records[k] for k in order]
 
 
 def _pooled_start(program: Program, theta: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -390,6 +417,7 @@ class _Stage:
     warnings: list
     law_info: dict = field(default_factory=dict)
     genomic: dict | None = None  # the genomic block's posterior (GenomicBlock.export)
+    starts: list = field(default_factory=list)  # start values tried (_best_start), best first
 
 
 def _gaussian_stage(model, data, design, init, options, device, dtype, generator,
@@ -400,10 +428,13 @@ def _gaussian_stage(model, data, design, init, options, device, dtype, generator
     warnings: list[str] = []
     program = Program(model, data, design, device=device, dtype=dtype, observation=observation)
     n = program.n_individuals
-    theta = _initial_theta(program, model, init)
     sub = torch.randperm(n, generator=generator)[:options.warmup_individuals].sort().values
     sub = sub.to(device)
-    theta = _pooled_start(program, theta, sub)
+    theta, starts = _best_start(program, model, init, sub)
+    if len(starts) > 1 and starts[0]["start"] != "given":
+        warnings.append("start values: the given start reached a pooled log-likelihood of "
+                        f"{starts[-1]['pooled_loglik']:.2f} against {starts[0]['pooled_loglik']:.2f} "
+                        f"from the {starts[0]['start']}; the fit started from the {starts[0]['start']}")
     local = LocalPosteriors(program, program.omega_tril(theta))
     theta = _warmup(program, theta, local, sub, options.warmup_iter)
     seconds["start"] = time.perf_counter() - t_start
@@ -466,7 +497,7 @@ def _gaussian_stage(model, data, design, init, options, device, dtype, generator
             theta, centred = theta_start, False
         theta, rounds = _refine_newton(program, theta, local, options, K_opt, centred, warnings)
     seconds["refine"] = time.perf_counter() - t0
-    stage = _Stage(program, theta, local, trace, rounds, seconds, warnings)
+    stage = _Stage(program, theta, local, trace, rounds, seconds, warnings, starts=starts)
     if block is not None:
         t0 = time.perf_counter()
         stage.genomic = block.export()
@@ -626,7 +657,8 @@ def _law_stage(gauss: _Stage, model, data, design, law, context, options, device
             theta, rounds = _refine_newton(program, theta, local, options, K_opt, centred=False,
                                            warnings=warnings)
     seconds["refine_law"] = time.perf_counter() - t0
-    return _Stage(program, theta, local, trace, rounds, seconds, warnings, law_info, gauss.genomic)
+    return _Stage(program, theta, local, trace, rounds, seconds, warnings, law_info, gauss.genomic,
+                  starts=gauss.starts)
 
 
 def _law_moments(program: Program, theta: torch.Tensor, n: int, seed: int):
@@ -718,10 +750,13 @@ def _finish(stage: _Stage, design: CovariateDesign, data: Data, options: Estimat
                        options.fisher_individuals)
     K_fisher = sampler.n_samples
     index = list(range(lay.core.stop)) if is_flow else None
-    _, hess = sampler.gradient_and_hessian(theta, index=index, rows=sampler.hessian_rows)
+    grad, hess = sampler.gradient_and_hessian(theta, index=index, rows=sampler.hessian_rows)
     fisher_n = (program.n_individuals if sampler.hessian_rows is None
                 else int(sampler.hessian_rows.shape[0]))
+    if sampler.hessian_rows is not None:  # a subsample's gradient, scaled up, is mostly noise
+        grad = _full_gradient(sampler, theta)
     info = -hess
+    pseudo_inverse = False
     try:
         if not bool(torch.isfinite(info).all()):
             raise RuntimeError
@@ -731,8 +766,12 @@ def _finish(stage: _Stage, design: CovariateDesign, data: Data, options: Estimat
     except RuntimeError:
         info = torch.nan_to_num(info, nan=0.0, posinf=0.0, neginf=0.0)
         cov_sub = torch.linalg.pinv(info)
+        pseudo_inverse = True
         warnings.append("observed Fisher information is not positive definite: some "
                         "parameters are poorly identified; their SEs are unreliable (NaN)")
+    diagnostics = _information_diagnostics(info, grad if index is None else grad[index], cov_sub,
+                                           pseudo_inverse)
+    diagnostics["starts"] = stage.starts
     if index is None:
         cov_theta = cov_sub
     else:
@@ -809,7 +848,47 @@ def _finish(stage: _Stage, design: CovariateDesign, data: Data, options: Estimat
         elbo_trace=np.asarray(stage.trace.elbo), steps=stage.trace.steps,
         converged=stage.trace.converged, refine_rounds=stage.rounds, seconds=seconds,
         device=str(device), dtype=str(dtype).replace("torch.", ""), threads=threads,
-        se_method=se_method, warnings=warnings, law=record, genomic=stage.genomic)
+        se_method=se_method, warnings=warnings, law=record, genomic=stage.genomic,
+        diagnostics=diagnostics)
+
+
+def _full_gradient(sampler: ImportanceSampler, theta: torch.Tensor) -> torch.Tensor:
+    """Gradient of sum_i log L_i over every individual (one backward pass per chunk)."""
+    grad = torch.zeros_like(theta)
+    for c, idx in sampler.chunks():
+        th = theta.detach().clone().requires_grad_(True)
+        with torch.enable_grad():
+            (g,) = torch.autograd.grad(sampler.chunk_loglik(th, c, idx).sum(), th)
+        grad += g
+    return grad
+
+
+def _information_diagnostics(info: torch.Tensor, grad: torch.Tensor, cov: torch.Tensor,
+                             pseudo_inverse: bool) -> dict:
+    """Evidence that theta maximizes the marginal log-likelihood: the Newton decrement
+    g' I^-1 g / 2 (the log-likelihood a Newton step would still gain), the largest gradient
+    component in SE units (|g_j| sqrt(cov_jj)), and the eigenvalues of the information in
+    correlation form (unit-free: D^-1/2 I D^-1/2), whose smallest is ~0 for a parameter the data
+    do not identify."""
+    info64, g = info.detach().double().cpu(), grad.detach().double().cpu()
+    cov64 = cov.detach().double().cpu()
+    finite_g = bool(torch.isfinite(g).all())
+    decrement = float(0.5 * g @ cov64 @ g) if finite_g else math.inf
+    sd = torch.diagonal(cov64).clamp_min(0).sqrt()
+    gradient_se = float((g.abs() * sd).max()) if finite_g and g.numel() else math.inf
+    d = torch.diagonal(info64)
+    if bool((d > 0).all()) and bool(torch.isfinite(info64).all()):
+        scaled = info64 / torch.sqrt(d.unsqueeze(0) * d.unsqueeze(1))
+        eig = torch.linalg.eigvalsh(0.5 * (scaled + scaled.T))
+        smallest, largest = float(eig.min()), float(eig.max())
+        weakest = int(torch.linalg.eigh(0.5 * (scaled + scaled.T))[1][:, 0].abs().argmax())
+    else:
+        smallest, largest = float(d.min()) if d.numel() else math.nan, math.nan
+        weakest = int(d.argmin()) if d.numel() else -1
+    condition = largest / smallest if smallest > 0 else math.inf
+    return dict(newton_decrement=decrement, gradient_se=gradient_se,
+                information_min_eigenvalue=smallest, information_condition=condition,
+                information_weakest_theta=weakest, pseudo_inverse=bool(pseudo_inverse))
 
 
 def estimate(model: Model, data: Data, design: CovariateDesign, init: dict[str, float],
@@ -823,7 +902,7 @@ def estimate(model: Model, data: Data, design: CovariateDesign, init: dict[str, 
     device, dtype, threads = _setup(data, options)
     pyro.set_rng_seed(options.seed)
     generator = torch.Generator().manual_seed(options.seed)
-    with _threads(threads):
+    with _threads(threads), watch_structural_function():
         gauss = _gaussian_stage(model, data, design, init, options, device, dtype, generator,
                                 observation, genomic)
         finish = lambda stage, record: _finish(  # noqa: E731

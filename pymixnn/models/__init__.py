@@ -11,7 +11,9 @@ from pymixnn.models.spec import ERROR_MODELS, Model
 
 __all__ = ["Model", "ERROR_MODELS", "NAMED_MODELS", "named", "resolve"]
 
-# name -> (function, parameters, default transforms, self-start, meaning of x columns)
+# name -> (function, parameters, default transforms, self-start, meaning of x columns); each
+# function's docstring and the README's table of named models state the same transforms
+# (tests/test_heldout_findings.py checks both against this registry)
 NAMED_MODELS = {
     "onecpt_oral": (pk.onecpt_oral, ("ka", "V", "CL"), "log", pk.start_onecpt_oral, ("dose", "time")),
     "logistic": (growth.logistic, ("A", "B", "C"), "log", growth.start_sigmoid, ("time",)),
@@ -40,7 +42,8 @@ def named(name: str, **options) -> Model:
                          "or pass a pymixnn.Model")
     function, params, transforms, start, x_names = NAMED_MODELS[name]
     fields = dict(function=function, parameters=params, transforms=transforms, name=name,
-                  self_start=start, x_names=x_names)
+                  self_start=start, x_names=x_names,
+                  time=x_names.index("time") if "time" in x_names else None)
     fields.update(options)
     return Model(**fields)
 

@@ -18,28 +18,48 @@ __all__ = ["logistic", "gompertz", "asymptotic", "exp_growth", "linear",
 
 
 def logistic(psi: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """y = A / (1 + exp(-(t - B) / C)): asymptote A, inflection time B, scale C (nlme SSlogis)."""
+    """y = A / (1 + exp(-(t - B) / C)): asymptote A, inflection time B, scale C (nlme SSlogis).
+
+    Named model ``"logistic"``: transforms A log, B log, C log (B > 0: the inflection after time
+    0; pass ``transforms={"B": "identity"}`` for an inflection before it); x: (time,).
+    """
     return psi[..., 0] * torch.sigmoid((x[..., 0] - psi[..., 1]) / psi[..., 2])
 
 
 def gompertz(psi: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """y = A exp(-exp(-(t - B) / C)): asymptote A, inflection time B, scale C."""
+    """y = A exp(-exp(-(t - B) / C)): asymptote A, inflection time B, scale C.
+
+    Named model ``"gompertz"``: transforms A log, B log, C log (B > 0, as for "logistic");
+    x: (time,).
+    """
     z = ((x[..., 0] - psi[..., 1]) / psi[..., 2]).clamp_min(-50.0)  # finite gradients far left
     return psi[..., 0] * torch.exp(-torch.exp(-z))
 
 
 def asymptotic(psi: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """y = Asym + (R0 - Asym) exp(-exp(lrc) t) (nlme SSasymp)."""
+    """y = Asym + (R0 - Asym) exp(-exp(lrc) t) (nlme SSasymp).
+
+    Named model ``"asymptotic"``: transforms Asym identity, R0 identity, lrc identity (lrc is
+    already the log of the rate constant, as in nlme); x: (time,).
+    """
     return psi[..., 0] + (psi[..., 1] - psi[..., 0]) * torch.exp(-torch.exp(psi[..., 2]) * x[..., 0])
 
 
 def exp_growth(psi: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """y = A (1 - B exp(-k t)): plateau A, initial deficit fraction B, rate k."""
+    """y = A (1 - B exp(-k t)): plateau A, initial deficit fraction B, rate k.
+
+    Named model ``"exp_growth"``: transforms A log, B identity, k log. B is on the identity scale:
+    its estimate and random effect are unbounded (B > 1 gives y(0) < 0; B < 0 a decreasing
+    curve); pass ``transforms={"B": "logit"}`` to keep B in (0, 1). x: (time,).
+    """
     return psi[..., 0] * (1 - psi[..., 1] * torch.exp(-psi[..., 2] * x[..., 0]))
 
 
 def linear(psi: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """y = intercept + slope t."""
+    """y = intercept + slope t.
+
+    Named model ``"linear"``: transforms intercept identity, slope identity; x: (time,).
+    """
     return psi[..., 0] + psi[..., 1] * x[..., 0]
 
 

@@ -681,20 +681,46 @@ def from_dict(record: dict | None, custom: Observation | None = None) -> Observa
 
 
 def resolve_levels(obs: Observation, y: pd.Series, column: str) -> Observation:
-    """An Ordinal spec with its levels (the sorted values of y, or an ordered categorical's
-    categories, when not given)."""
+    """An Ordinal spec with its levels, when not given: an ordered categorical's categories, or
+    the values of y sorted when they are numbers (or strings of numbers, sorted by value). Other
+    levels (strings such as "low", "mid", "high") have no order the data can tell: an error that
+    lists them and shows ``Ordinal(levels=[...])``, rather than an alphabetical order."""
     if not isinstance(obs, Ordinal) or obs.levels is not None:
         return obs
-    if isinstance(y.dtype, pd.CategoricalDtype):
+    categorical = isinstance(y.dtype, pd.CategoricalDtype)
+    if categorical and y.cat.ordered:
         levels = list(y.cat.categories)
     else:
-        values = pd.unique(y.dropna())
-        try:
-            levels = sorted(values)
-        except TypeError as err:
-            raise ValueError(f"column {column!r}: cannot order the ordinal levels {list(values)[:6]}; "
-                             "give them: pymixnn.Ordinal(levels=[...])") from err
+        values = list(y.cat.categories) if categorical else list(pd.unique(y.dropna()))
+        values = [v.item() if isinstance(v, np.generic) else v for v in values]
+        levels = _numeric_order(values)
+        if levels is None:
+            shown = values if len(values) <= 20 else values[:20] + ["..."]
+            raise ValueError(f"column {column!r}: cannot order the ordinal levels {shown} (not numbers); "
+                             f"give them in increasing order: observation=pymixnn.Ordinal(levels={shown})")
     if len(levels) < 2:
         raise ValueError(f"column {column!r} has a single level {levels}; ordinal data need at least 2")
     return Ordinal(levels=tuple(levels))
+
+
+def _numeric_order(values: list) -> list | None:
+    """The values sorted by their numeric value (numbers, booleans, or strings of finite
+    numbers such as "1", "2", "10"), or None when some are not numbers."""
+    keys = []
+    for v in values:
+        if isinstance(v, (int, float, bool)):
+            key = float(v)
+        elif isinstance(v, str):
+            try:
+                key = float(v)
+            except ValueError:
+                return None
+        else:
+            return None
+        if not math.isfinite(key):
+            return None
+        keys.append(key)
+    if len(set(keys)) < len(keys):  # "1" and "1.0", or 1 and True: one value under two labels
+        return None
+    return [values[k] for k in np.argsort(keys, kind="stable")]
 

@@ -14,13 +14,20 @@ __all__ = ["emax", "sigmoid_emax", "start_emax", "start_sigmoid_emax"]
 
 
 def emax(psi: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """E = E0 + Emax d / (ED50 + d); x column 0 is the dose (or concentration)."""
+    """E = E0 + Emax d / (ED50 + d); x column 0 is the dose (or concentration).
+
+    Named model ``"emax"``: transforms E0 identity, Emax log, ED50 log; x: (dose,).
+    """
     d = x[..., 0]
     return psi[..., 0] + psi[..., 1] * d / (psi[..., 2] + d)
 
 
 def sigmoid_emax(psi: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """E = E0 + Emax d^gamma / (ED50^gamma + d^gamma)."""
+    """E = E0 + Emax d^gamma / (ED50^gamma + d^gamma).
+
+    Named model ``"sigmoid_emax"``: transforms E0 identity, Emax log, ED50 log, gamma log;
+    x: (dose,).
+    """
     d = x[..., 0]
     positive = d > 0
     # d ** gamma with a finite derivative in gamma at dose 0 (0 * log 0 would give NaN)

@@ -17,6 +17,9 @@ def onecpt_oral(psi: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """One-compartment model, first-order absorption, single oral dose (saemix's theophylline model).
 
     C(t) = D ka / (V (ka - k)) (exp(-k t) - exp(-ka t)), k = CL / V; x columns: dose, time.
+
+    Named model ``"onecpt_oral"``: transforms ka log, V log, CL log; x: (dose, time), time
+    declared (``Model.time`` = 1) for VPCs and individual plots.
     """
     ka, v, cl = psi[..., 0], psi[..., 1], psi[..., 2]
     dose, t = x[..., 0], x[..., 1]

@@ -55,6 +55,9 @@ class Model:
     name : a label (the registry name for named models).
     x_names : what each x column means, for messages and documentation (e.g. ("dose", "time")).
     self_start : optional callable ``(x, y) -> {name: value}`` giving data-based initial values.
+    time : which x column is time, used by :meth:`Results.vpc` and :meth:`Results.plot_individuals`
+        when x has several columns: its position in x (named models whose x is (dose, time) set 1)
+        or its column name in the data. None: not declared (a model with one x column needs none).
     """
 
     function: StructuralFunction
@@ -68,6 +71,7 @@ class Model:
     name: str | None = None
     x_names: Sequence[str] | None = None
     self_start: SelfStart | None = field(default=None, compare=False)
+    time: int | str | None = None
 
     def __post_init__(self) -> None:
         if not callable(self.function):
@@ -96,6 +100,16 @@ class Model:
             raise ValueError(f"random effects on unknown parameters {sorted(unknown)}; "
                              f"parameters are {list(params)}")
         object.__setattr__(self, "random", tuple(p for p in params if p in random))
+
+        if self.time is not None:
+            if isinstance(self.time, bool) or not isinstance(self.time, (int, np.integer, str)):
+                raise TypeError(f"Model.time must be an x column's position or name, got {self.time!r}")
+            if not isinstance(self.time, str):
+                position = int(self.time)
+                if position < 0 or (self.x_names is not None and position >= len(self.x_names)):
+                    raise ValueError(f"Model.time={self.time!r} is not the position of an x column"
+                                     + (f" of {list(self.x_names)}" if self.x_names else ""))
+                object.__setattr__(self, "time", position)
 
         if self.omega not in ("diagonal", "full"):
             raise ValueError(f"omega must be 'diagonal' or 'full', got {self.omega!r}")

@@ -25,11 +25,15 @@ nlme::VarCorr
 #' * `logLik()`: ll.is (or ll.gq) with `df` free parameters and `nobs` the number of
 #'   individuals (saemix's convention), so `AIC()` and `BIC()` equal the Python `aic`, `bic`.
 #' * `nobs()`: number of observations.
-#' * `predict()`: vector, one value per row of `newdata` (default: the fitted data); `level = 0`
-#'   (population, eta = 0) or `1` (individual, conditional mode; new ids get eta = 0);
-#'   `type = "response"` (expected value) or `"link"` (the structural function's output).
-#' * `fitted()`, `residuals()`: one value per observation; residual `type = "response"`
+#' * `predict()`: vector, one value per row of `newdata` (default: the fitted data), named by
+#'   its row names, in its row order; `level = 0` (population, eta = 0) or `1` (individual,
+#'   conditional mode; new ids get eta = 0); `type = "response"` (expected value) or `"link"`
+#'   (the structural function's output).
+#' * `fitted()`, `residuals()`: one value per observation, named by the data's row names, in the
+#'   data's row order (rows dropped by `dropna` left out); residual `type = "response"`
 #'   (y - prediction) or `"pearson"` (IWRES, level 1 only).
+#' * `print()`, `summary()`: the estimates and a line "Convergence: yes" or "Convergence: NO"
+#'   with the message of each failing check (`x$diagnostics`).
 #'
 #' @param object,x A `mixnnFit`.
 #' @param type See above.
@@ -73,21 +77,46 @@ print.mixnnFit <- function(x, ...) {
     print(x$sigma, digits = 5)
   }
   cat(sprintf("ll.%s %.3f  AIC %.3f  BIC %.3f\n", x$loglik_method, x$loglik, x$aic, x$bic))
+  cat(.convergence(x), sep = "\n")
   invisible(x)
+}
+
+# "Convergence: yes (n checks passed)" or "Convergence: NO (...)" and each failing check's message
+.convergence <- function(x) {
+  d <- x$diagnostics
+  if (is.null(d) || is.na(x$converged))
+    return("Convergence: not checked (this pymixnn has no convergence report)")
+  severity <- d$severity %||% rep("error", nrow(d))
+  failed <- d[!d$ok & severity %in% c("error", "warning"), , drop = FALSE]
+  checks <- sum(severity == "error")
+  head <- if (x$converged) sprintf("Convergence: yes (%d checks passed)", checks)
+          else sprintf("Convergence: NO (%d of %d checks failed)",
+                       sum(!d$ok & severity == "error"), checks)
+  c(head, if (nrow(failed))
+    paste0("  ", rownames(failed), ": ", vapply(failed$message, .r_terms, "", USE.NAMES = FALSE)))
 }
 
 #' @rdname mixnnFit-methods
 #' @export
 summary.mixnnFit <- function(object, ...) {
   structure(list(coefficients = object$params, text = object$summary_text,
-                 loglik = object$loglik, aic = object$aic, bic = object$bic),
+                 loglik = object$loglik, aic = object$aic, bic = object$bic,
+                 converged = object$converged, convergence = .convergence(object)),
             class = "summary.mixnnFit")
 }
 
 #' @rdname mixnnFit-methods
 #' @export
 print.summary.mixnnFit <- function(x, ...) {
-  cat(x$text, "\n")
+  lines <- strsplit(x$text, "\n")[[1]]
+  at <- grep("^Convergence:", lines)
+  if (length(at)) {  # Python's convergence section, its hints in R syntax
+    tail <- seq(at[1], length(lines))
+    lines[tail] <- vapply(lines[tail], .r_terms, "", USE.NAMES = FALSE)
+  } else {           # a Python summary without one
+    lines <- c(lines, "", x$convergence)
+  }
+  cat(lines, sep = "\n")
   invisible(x)
 }
 
@@ -154,10 +183,24 @@ predict.mixnnFit <- function(object, newdata = NULL, level = 1,
   level <- .level(level)
   type <- match.arg(type)
   if (is.null(newdata) && type == "response")
-    return(object$residuals[[if (level == "population") "pred" else "ipred"]])
+    return(.by_row(object, object$residuals[[if (level == "population") "pred" else "ipred"]]))
   which <- if (type == "response") "mean" else "linear"
-  as.numeric(.py_call(.need_py(object)$predict, newdata, level = level, which = which))
+  py <- .need_py(object)
+  if (is.null(newdata))
+    return(.by_row(object, as.numeric(.py_call(py$predict, NULL, level = level, which = which))))
+  if (!is.data.frame(newdata)) stop("newdata must be a data.frame", call. = FALSE)
+  d <- object$data
+  newdata <- .factor_columns(newdata, id = d$id, x = d$x, y = NULL, roles = list(),
+                             observation = object$observation)
+  # Python returns one value per row of newdata, in its order (reticulate 1.28 pads a Series'
+  # integer labels with spaces: the names are taken from newdata itself)
+  p <- .py_call(py$predict, .py_frame(newdata), level = level, which = which)
+  setNames(as.numeric(p), rownames(newdata))
 }
+
+# per-observation values of the fitted data, named by the data's row names (the residual
+# table's rows: the user's row order)
+.by_row <- function(object, values) setNames(values, rownames(object$residuals))
 
 #' @rdname mixnnFit-methods
 #' @export
@@ -170,9 +213,9 @@ residuals.mixnnFit <- function(object, type = c("response", "pearson"), level = 
   if (match.arg(type) == "pearson") {
     if (.level(level) == "population") stop("Pearson residuals (IWRES) are individual: level = 1",
                                             call. = FALSE)
-    return(r$iwres)
+    return(.by_row(object, r$iwres))
   }
-  if (.level(level) == "individual") r$ires else r[[object$data$y]] - r$pred
+  .by_row(object, if (.level(level) == "individual") r$ires else r[[object$data$y]] - r$pred)
 }
 
 #' Plot a mixnnFit

@@ -70,7 +70,8 @@ mixnnModel <- function(model, description = NULL, psi0 = NULL, transform.par = N
 #' @param dtype "float64" or "float32" (default: float64 on CPU).
 #' @param threads torch threads (default 1 for small data).
 #' @param progress Show a progress bar.
-#' @param dropna Drop rows with a missing response (reported) instead of stopping.
+#' @param dropna Drop rows with a missing response instead of stopping (an R warning says how
+#'   many, and the first one's row name).
 #' @return A list of settings.
 #' @export
 mixnnControl <- function(seed = 0L, batch_size = 512L, max_steps = 4000L, lr = 0.02,
@@ -108,7 +109,22 @@ mixnnControl <- function(seed = 0L, batch_size = 512L, max_steps = 4000L, lr = 0
 #' @param ... Further arguments of `pymixnn.fit()`: `n_components`, `context`, `trials`,
 #'   `censoring`, `genotype`, `error`, `omega`, `transforms`, `init`.
 #' @return An object of class `mixnnFit`: the estimates as R data.frames, vectors and matrices,
-#'   and the Python results in `$py` (used by `predict()` on new data and `plot()`).
+#'   and the Python results in `$py` (used by `predict()` on new data and `plot()`). Among them
+#'   `converged` (`TRUE` only when every convergence check passed) and `diagnostics` (a
+#'   data.frame, one row per check: `value`, `limit`, `ok`, `message`), shown by `print()` and
+#'   `summary()`; `residuals`, the per-observation table, has the data's row names.
+#' @section Rows, messages and warnings: The data's row names travel with the rows: Python's
+#'   messages name R's rows (`row 6` is R's row 6, or the row's name), and `predict()`,
+#'   `fitted()` and `residuals()` return vectors named by the row names, in the data's row
+#'   order, whatever the order of the individuals. Every Python warning raised during the fit
+#'   (rows dropped by `dropna`, a fit that did not converge, ...) is an R warning of class
+#'   `pymixnn_warning` (and e.g. `pymixnn_ConvergenceWarning`); Python errors are R errors of
+#'   class `pymixnn_error`, their hints in R syntax.
+#' @section Factors: A factor id (or genotype) is read through its labels. A factor response of
+#'   an `observation = "ordinal"` fit gives the ordered levels, in R's level order. A factor
+#'   covariate is categorical, its first level the reference. A factor in a numeric role (`x`,
+#'   `y` of other fits, trials, censoring) is an error naming the column: convert it with
+#'   `as.numeric(as.character(...))` when its labels are numbers.
 #' @examples
 #' if (pymixnn_available()) {
 #'   theo <- pymixnn_dataset("theo")
@@ -142,16 +158,47 @@ mixnn <- function(data, model, id, x, y, covariates = NULL, random_effects = "ga
   if (is.list(genomic) && !inherits(genomic, "python.builtin.object")) {
     m <- genomic$markers
     if (is.matrix(m)) genomic$markers <- reticulate::tuple(m, rownames(m), colnames(m))
-    genomic <- .py_call(do.call, pm$Genomic, genomic)
+    genomic <- .py_do(pm$Genomic, genomic)
   }
   if (!is.null(extra$n_components) && is.numeric(extra$n_components))
     extra$n_components <- as.integer(extra$n_components)
+  if (!is.null(random) && length(random) == 0)
+    stop("random = character(0) leaves no parameter with a random effect: at least one ",
+         "parameter needs one", call. = FALSE)
+  if (is.data.frame(data)) {
+    data <- .factor_columns(data, id = id, x = x, y = y, roles = extra, observation = observation)
+    if (identical(observation, "ordinal") && is.factor(data[[y]]))
+      observation <- pm$Ordinal(levels = as.list(levels(data[[y]])))
+    data <- .py_frame(data)
+  }
   if (is.character(x)) x <- as.list(x)
   args <- c(list(data, model, id = id, x = x, y = y, covariates = covariates,
                  random_effects = random_effects, observation = observation,
                  genomic = genomic), control, extra)
-  res <- .py_call(do.call, pm$fit, args)
+  res <- .py_do(pm$fit, args)
   new_mixnnFit(res, match.call())
+}
+
+# R factors, explicitly: an id or genotype factor becomes its labels; a factor y of an ordinal fit
+# stays a factor (mixnn() passes its levels, in R's order, as pymixnn.Ordinal(levels = ...)); a
+# factor in a numeric role (x, y, trials, censoring) is an error naming the column. Factor
+# covariates are categorical, their first level the reference (Python reads R's level order).
+.factor_columns <- function(data, id, x, y, roles, observation) {
+  labels <- intersect(c(id, roles$genotype), names(data))
+  for (col in labels) if (is.factor(data[[col]])) data[[col]] <- as.character(data[[col]])
+  numeric <- c(x, if (!identical(observation, "ordinal")) y, roles$trials, roles$censoring)
+  for (col in intersect(numeric, names(data))) {
+    if (!is.factor(data[[col]])) next
+    lv <- levels(data[[col]])
+    hint <- if (!anyNA(suppressWarnings(as.numeric(lv))))
+      sprintf("convert with as.numeric(as.character(data$%s))", col)
+    else if (identical(col, y)) "code it as numbers, or fit it with observation = \"ordinal\""
+    else "code it as numbers"
+    shown <- paste(sQuote(utils::head(lv, 5), FALSE), collapse = ", ")
+    stop(sprintf("column '%s' is a factor (levels %s%s): %s", col, shown,
+                 if (length(lv) > 5) ", ..." else "", hint), call. = FALSE)
+  }
+  data
 }
 
 # a mixnnModel as a Python pymixnn.Model (and the covariate model as a list)
@@ -174,7 +221,13 @@ mixnn <- function(data, model, id, x, y, covariates = NULL, random_effects = "ga
     ch$transforms <- lapply(tp, function(t) if (is.numeric(t)) as.integer(t) else t)
   }
   if (!is.null(m$covariance.model)) {
-    cm <- m$covariance.model
+    cm <- as.matrix(m$covariance.model)
+    if (!identical(dim(cm), rep(length(par), 2L)))
+      stop(sprintf("covariance.model is %d x %d but the model has %d parameters (%s)", nrow(cm),
+                   ncol(cm), length(par), paste(par, collapse = ", ")), call. = FALSE)
+    if (all(diag(cm) == 0))
+      stop("covariance.model has no nonzero diagonal entry: no parameter has a random effect; ",
+           "at least one needs one (e.g. diag(c(1, 0, 0)) for the first)", call. = FALSE)
     dimnames(cm) <- list(par, par)
     r <- par[diag(cm) != 0]
     sub <- cm[r, r, drop = FALSE]
@@ -204,7 +257,7 @@ mixnn <- function(data, model, id, x, y, covariates = NULL, random_effects = "ga
                          function(p) rownames(cv)[cv[, p] != 0])
     covariates <- covariates[lengths(covariates) > 0]
   }
-  list(model = .py_call(do.call, base$replace, ch), covariates = covariates)
+  list(model = .py_do(base$replace, ch), covariates = covariates)
 }
 
 #' A data set bundled with pymixnn
@@ -246,7 +299,9 @@ new_mixnnFit <- function(py, call = NULL) {
     ranef = list(map = .df(py$random_effects("map")), mean = .df(py$random_effects("mean"))),
     coef = list(map = .df(py$individual_params("map")),
                 mean = .df(py$individual_params("mean"))),
-    shrinkage = .vec(py$shrinkage), residuals = .df(py$residuals(), rownames = FALSE),
+    shrinkage = .vec(py$shrinkage), residuals = .df(py$residuals()),
+    converged = if (reticulate::py_has_attr(py, "converged")) isTRUE(py$converged) else NA,
+    diagnostics = if (reticulate::py_has_attr(py, "diagnostics")) .df(py$diagnostics),
     summary_text = py$summary()$text,
     marker_effects = if (genomic) .df(py$marker_effects, rownames = FALSE),
     genetic_values = if (genomic) .df(py$genetic_values, rownames = FALSE),

@@ -13,7 +13,7 @@ test_that("a Poisson fit from R matches lme4's glmer on the epilepsy counts", {
   expect_length(predict(fit, level = 0), nrow(epil))
   expect_true(all(predict(fit) > 0))                           # expected counts
   expect_equal(predict(fit, type = "link", newdata = epil[1:4, ], level = 0),
-               unname(fixef(fit)[1] + fixef(fit)[2] * epil$V4[1:4]), tolerance = 1e-10)
+               setNames(fixef(fit)[[1]] + fixef(fit)[[2]] * epil$V4[1:4], 1:4), tolerance = 1e-10)
   expect_length(fit$sigma, 0)
   g <- lme4::glmer(y ~ V4 + (1 | subject), data = epil, family = stats::poisson, nAGQ = 25)
   # both maximize the same adaptive-quadrature likelihood (pymixnn's gq with 25 nodes): measured
