@@ -40,7 +40,8 @@ class Outcome:
     categories : each warning's class name (``UserWarning``, ``ConvergenceWarning``, ...).
     error : the exception's message (None when the call returned).
     error_type : the exception's class name.
-    traceback : the formatted traceback of the exception, for debugging (R keeps it in the condition).
+    traceback : the formatted traceback of the exception, for debugging (R keeps it in the
+        condition).
     """
 
     value: Any = None

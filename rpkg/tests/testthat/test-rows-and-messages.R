@@ -84,17 +84,17 @@ test_that("Python's messages name R's rows and R's settings", {
 
 test_that("the translation table puts Python's hints in R syntax", {
   r <- pymixnn:::.r_terms
-  expect_identical(r("column 'y' has 1 missing values (first at row 3); pass dropna=True to drop"),
-                   "column 'y' has 1 missing values (first at row 3); set mixnnControl(dropna = TRUE) to drop")
+  expect_identical(r("missing values (first at row 3); pass dropna=True to drop"),
+                   "missing values (first at row 3); set mixnnControl(dropna = TRUE) to drop")
   expect_identical(r("no initial value for ['ka']: give init={...} (natural scale)"),
                    "no initial value for ['ka']: give psi0 = c(...) in mixnnModel() (natural scale)")
-  expect_identical(r("give them in increasing order: observation=pymixnn.Ordinal(levels=['lo', 'hi'])"),
-                   paste0("give them in increasing order: observation = \"ordinal\" with y an ordered ",
+  expect_identical(r("in increasing order: observation=pymixnn.Ordinal(levels=['lo', 'hi'])"),
+                   paste0("in increasing order: observation = \"ordinal\" with y an ordered ",
                           "factor: factor(y, levels = c(\"lo\", \"hi\"), ordered = TRUE)"))
-  expect_identical(r("random=[]: at least one parameter needs a random effect, e.g. random=['ka']"),
-                   "random = character(0): at least one parameter needs a random effect, e.g. random = c(\"ka\")")
-  expect_identical(r("refit with refine=True, more max_steps or other init; random_effects='flow'"),
-                   "refit with mixnnControl(refine = TRUE), more max_steps or other init; random_effects = \"flow\"")
+  expect_identical(r("random=[]: at least one parameter needs one, e.g. random=['ka']"),
+                   "random = character(0): at least one parameter needs one, e.g. random = c(\"ka\")")
+  expect_identical(r("refit with refine=True or other init; random_effects='flow'"),
+                   "refit with mixnnControl(refine = TRUE) or other init; random_effects = \"flow\"")
   expect_identical(r("covariates={'V': ['Weight']}, lr=nan, x==1, a<=b"),
                    "covariates = list(V = c(\"Weight\")), mixnnControl(lr = NaN), x==1, a<=b")
   expect_identical(r("strip them: df['Id'] = df['Id'].astype(str).str.strip()"),
@@ -165,13 +165,14 @@ test_that("factors: an error in numeric roles, labels for ids, levels for covari
   bad <- theo
   bad$Dose <- factor(bad$Dose)
   expect_error(mixnn(bad, "onecpt_oral", id = "Id", x = c("Dose", "Time"), y = "Concentration"),
-               "column 'Dose' is a factor (levels '267.84', '318.56', '319.365', '319.77', '319.8', ...): convert with as.numeric(as.character(data$Dose))",
+               paste0("column 'Dose' is a factor (levels '267.84', '318.56', '319.365', '319.77', ",
+                      "'319.8', ...): convert with as.numeric(as.character(data$Dose))"),
                fixed = TRUE)
   bad <- theo
   bad$Concentration <- factor(ifelse(bad$Concentration > 5, "high", "low"))
   expect_error(mixnn(bad, "onecpt_oral", id = "Id", x = c("Dose", "Time"), y = "Concentration"),
-               "column 'Concentration' is a factor (levels 'high', 'low'): code it as numbers, or fit it with observation = \"ordinal\"",
-               fixed = TRUE)
+               paste0("column 'Concentration' is a factor (levels 'high', 'low'): code it as ",
+                      "numbers, or fit it with observation = \"ordinal\""), fixed = TRUE)
 
   # a factor id is read through its labels (not its codes 12..1; individuals in sorted label
   # order, as for character ids); a factor covariate keeps R's levels: its first level ("male")
