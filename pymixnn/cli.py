@@ -20,7 +20,6 @@ import argparse
 import codecs
 import contextlib
 import csv
-import difflib
 import io
 import math
 import os
@@ -33,6 +32,8 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from pymixnn.validation import did_you_mean
 
 __all__ = ["main", "InputError"]
 
@@ -276,7 +277,7 @@ def _check_model(args: argparse.Namespace):
     from pymixnn.models import NAMED_MODELS, named
 
     if args.model not in NAMED_MODELS:
-        hint = _did_you_mean(args.model, NAMED_MODELS)
+        hint = did_you_mean(args.model, NAMED_MODELS, cutoff=0.5)
         raise InputError(f"--model {args.model!r} is not a named model{hint}; use one of "
                          f"{sorted(NAMED_MODELS)}")
     return named(args.model)
@@ -285,19 +286,8 @@ def _check_model(args: argparse.Namespace):
 def _check_parameter(model, name: str, flag: str) -> None:
     if name not in model.parameters:
         raise InputError(f"{flag} {name}: model {model.name!r} has no parameter {name!r}"
-                         f"{_did_you_mean(name, model.parameters)}; its parameters are "
+                         f"{did_you_mean(name, model.parameters, cutoff=0.5)}; its parameters are "
                          f"{list(model.parameters)}")
-
-
-def _did_you_mean(name: str, valid) -> str:
-    """" (did you mean 'x'?)" for the closest valid name (same letters in another case first)."""
-    valid = [str(v) for v in valid]
-    same = [v for v in valid if v.lower() == name.lower()]
-    close = same or difflib.get_close_matches(name.lower(), [v.lower() for v in valid], n=1, cutoff=0.5)
-    if not close:
-        return ""
-    best = same[0] if same else next(v for v in valid if v.lower() == close[0])
-    return f" (did you mean {best!r}?)"
 
 
 def _observation(name: str, link: str | None, levels: str | None):

@@ -29,7 +29,6 @@ functions raise one error saying what to install when rpy2, R, saemix or nlme is
 """
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import numbers
@@ -40,6 +39,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+
+from pymixnn.validation import closest
 
 __all__ = ["saemix", "nlme", "R_TWINS", "r_available", "r_package_available"]
 
@@ -231,8 +232,8 @@ def _r_settings(settings: Mapping[str, object], what: str, package: str, functio
     out = {}
     for key, value in settings.items():
         if not isinstance(key, str) or key not in kinds:
-            close = difflib.get_close_matches(str(key), args, n=1)
-            hint = f"did you mean {close[0]!r}?" if close else f"its arguments are {args}"
+            close = closest(key, args)
+            hint = f"did you mean {close!r}?" if close else f"its arguments are {args}"
             raise ValueError(f"{what} key {key!r} is not an argument of {function}(); {hint}")
         kind = _setting_kind(f"{what}[{key!r}]", value)
         expected = kinds[key]

@@ -313,12 +313,9 @@ def _warn_diagnostics(res) -> None:
     for message in res.convergence_messages():
         warnings.warn(("fit did not converge: " if not res.converged else "") + message,
                       ConvergenceWarning, stacklevel=3)
-    starts = (res.estimation.diagnostics or {}).get("starts") or []
-    if len(starts) > 1 and starts[0]["start"] != "given":
-        warnings.warn(f"start values: the given init reached a pooled log-likelihood of "
-                      f"{starts[-1]['pooled_loglik']:.2f} against {starts[0]['pooled_loglik']:.2f} from "
-                      f"the {starts[0]['start']}; the fit started from the {starts[0]['start']}",
-                      UserWarning, stacklevel=3)
+    for message in res.info.get("warnings", []):  # the start kept, when not the given one
+        if message.startswith("start values:"):
+            warnings.warn(message, UserWarning, stacklevel=3)
 
 
 def _observation_columns(data, obs, trials, censoring, error) -> dict[str, str]:

@@ -38,7 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from pymixnn.data import Data
     from pymixnn.models import Model
 
-__all__ = ["closest", "check_settings", "check_columns_unique", "check_ids", "check_response_dtype",
+__all__ = ["closest", "did_you_mean", "check_settings", "check_columns_unique", "check_ids", "check_response_dtype",
            "check_names", "check_init", "check_random_effects", "check_response_support",
            "check_loaded_model"]
 
@@ -55,19 +55,21 @@ def _show(value: Any) -> str:
     return repr(value.item() if isinstance(value, np.generic) else value)
 
 
-def closest(name: Any, choices: Sequence[str]) -> str | None:
-    """The valid name closest to ``name`` (case-insensitive first, then difflib), or None."""
+def closest(name: Any, choices: Sequence[str], cutoff: float = 0.6) -> str | None:
+    """The valid name closest to ``name`` (case-insensitive first, then difflib with ``cutoff``),
+    or None."""
     text = str(name)
     for choice in choices:
         if choice.lower() == text.lower():
             return choice
     lowered = {c.lower(): c for c in choices}
-    match = difflib.get_close_matches(text.lower(), list(lowered), n=1, cutoff=0.6)
+    match = difflib.get_close_matches(text.lower(), list(lowered), n=1, cutoff=cutoff)
     return lowered[match[0]] if match else None
 
 
-def _did_you_mean(name: Any, choices: Sequence[str]) -> str:
-    match = closest(name, choices)
+def did_you_mean(name: Any, choices: Sequence[str], cutoff: float = 0.6) -> str:
+    """" (did you mean 'x'?)" for the closest valid name, or "" when none is close."""
+    match = closest(name, [str(c) for c in choices], cutoff)
     return f" (did you mean {match!r}?)" if match is not None else ""
 
 
@@ -213,7 +215,7 @@ def check_names(names: Any, model: Model, setting: str) -> None:
     for name in names:
         if name not in model.parameters:
             raise ValueError(f"{setting}= names {name!r}, not a parameter of model {_model_name(model)!r}"
-                             f"{_did_you_mean(name, model.parameters)}; its parameters are "
+                             f"{did_you_mean(name, model.parameters)}; its parameters are "
                              f"{list(model.parameters)}")
 
 
@@ -226,7 +228,7 @@ def check_init(init: Any, model: Model) -> None:
         raise TypeError(f"init must be a mapping {{parameter: value}}, got {type(init).__name__}")
     for key, value in init.items():
         if key not in model.parameters:
-            hint = _did_you_mean(key, model.parameters)
+            hint = did_you_mean(key, model.parameters)
             if key in model.error_parameters:
                 hint = " (a residual error parameter: set it with Model(error_init={...}))"
             raise ValueError(f"init names {key!r}, not a parameter of model {_model_name(model)!r}{hint}; "

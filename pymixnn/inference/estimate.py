@@ -1,12 +1,13 @@
 """Estimation pipeline: start values -> Laplace-EM warm-up -> minibatch SVI -> refinement -> SEs, ll.is.
 
-1. Start: fixed effects from the model's init/self-start, refined by pooled least squares (no random
-   effects); Omega and residual error from a few Laplace-EM iterations on a subsample (closed-form
+1. Start: fixed effects from the given start values (the user's init over the model's init and
+   self-start) and, when they differ, from the self-start alone, each refined by pooled least
+   squares (no random effects); the better pooled fit is kept (``_best_start``); Omega and residual error from a few Laplace-EM iterations on a subsample (closed-form
    M-steps), so SVI starts in the right region whatever the scale of the parameters.
 2. Minibatch SVI (svi.py) maximizes the ELBO in theta; local posteriors by Newton-type updates.
 3. Refinement (``refine=True``): the importance-weighted ELBO with K fixed t-draws per individual
-   (common random numbers; K -> inf gives log L) is maximized by L-BFGS, after re-centering the
-   local posteriors; repeated until theta stops moving. This removes the SGD noise and the bias of
+   (common random numbers; K -> inf gives log L) is maximized by Newton steps, after re-centering
+   the local posteriors; repeated until theta stops moving. This removes the SGD noise and the bias of
    the Gaussian variational family, so estimates match maximum likelihood (saemix, MixedLM).
 4. Observed Fisher information: minus the Hessian of the same importance-sampling log-likelihood;
    standard errors of reported parameters by the delta method; ll.is with fresh draws and its
@@ -431,9 +432,10 @@ def _gaussian_stage(model, data, design, init, options, device, dtype, generator
     sub = torch.randperm(n, generator=generator)[:options.warmup_individuals].sort().values
     sub = sub.to(device)
     theta, starts = _best_start(program, model, init, sub)
-    if len(starts) > 1 and starts[0]["start"] != "given":
+    if starts[0]["start"] != "given":
+        given = next(r for r in starts if r["start"] == "given")
         warnings.append("start values: the given start reached a pooled log-likelihood of "
-                        f"{starts[-1]['pooled_loglik']:.2f} against {starts[0]['pooled_loglik']:.2f} "
+                        f"{given['pooled_loglik']:.2f} against {starts[0]['pooled_loglik']:.2f} "
                         f"from the {starts[0]['start']}; the fit started from the {starts[0]['start']}")
     local = LocalPosteriors(program, program.omega_tril(theta))
     theta = _warmup(program, theta, local, sub, options.warmup_iter)
@@ -881,14 +883,12 @@ def _information_diagnostics(info: torch.Tensor, grad: torch.Tensor, cov: torch.
         scaled = info64 / torch.sqrt(d.unsqueeze(0) * d.unsqueeze(1))
         eig = torch.linalg.eigvalsh(0.5 * (scaled + scaled.T))
         smallest, largest = float(eig.min()), float(eig.max())
-        weakest = int(torch.linalg.eigh(0.5 * (scaled + scaled.T))[1][:, 0].abs().argmax())
-    else:
+    else:  # a non-positive diagonal entry: that parameter has no information at all
         smallest, largest = float(d.min()) if d.numel() else math.nan, math.nan
-        weakest = int(d.argmin()) if d.numel() else -1
     condition = largest / smallest if smallest > 0 else math.inf
     return dict(newton_decrement=decrement, gradient_se=gradient_se,
                 information_min_eigenvalue=smallest, information_condition=condition,
-                information_weakest_theta=weakest, pseudo_inverse=bool(pseudo_inverse))
+                pseudo_inverse=bool(pseudo_inverse))
 
 
 def estimate(model: Model, data: Data, design: CovariateDesign, init: dict[str, float],
