@@ -7,21 +7,21 @@
 >>> print(res.summary())  # doctest: +SKIP
 """
 from pymixnn import datasets
-from pymixnn.data import Data
-from pymixnn.diagnostics import ConvergenceWarning
+from pymixnn.data.table import Data
+from pymixnn.results.diagnostics import ConvergenceWarning
 from pymixnn.fitting import fit
-from pymixnn.genomic import Genomic
-from pymixnn.models import NAMED_MODELS, Model, named
-from pymixnn.models.observation import (Bernoulli, Binomial, LogLikelihood, NegativeBinomial, Normal,
+from pymixnn.model.genomic import Genomic
+from pymixnn.model.named import NAMED_MODELS, Model, named
+from pymixnn.model.observation import (Bernoulli, Binomial, LogLikelihood, NegativeBinomial, Normal,
                                         Ordinal, Poisson, ZeroInflatedPoisson, observation)
-from pymixnn.random_effects import Flow, Gaussian, Mixture
+from pymixnn.model.random_effects import Flow, Gaussian, Mixture
 
 __version__ = "0.1.0"
 
 
 def __getattr__(name):  # Results imports torch and pyro: load it only when asked for
     if name == "Results":
-        from pymixnn.results import Results
+        from pymixnn.results.results import Results
 
         return Results
     if name == "compare":  # the R bridges (rpy2 is imported only when a bridge is called)
@@ -33,7 +33,7 @@ def __getattr__(name):  # Results imports torch and pyro: load it only when aske
 
         return importlib.import_module("pymixnn.simulate")
     if name == "compare_fits":
-        from pymixnn.results import compare_fits
+        from pymixnn.results.results import compare_fits
 
         return compare_fits
     raise AttributeError(f"module 'pymixnn' has no attribute {name!r}")

@@ -274,7 +274,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
 
 def _check_model(args: argparse.Namespace):
     """The named model of ``--model``; an unknown name is an error listing the valid ones."""
-    from pymixnn.models import NAMED_MODELS, named
+    from pymixnn.model.named import NAMED_MODELS, named
 
     if args.model not in NAMED_MODELS:
         hint = did_you_mean(args.model, NAMED_MODELS, cutoff=0.5)
@@ -291,7 +291,7 @@ def _check_parameter(model, name: str, flag: str) -> None:
 
 
 def _observation(name: str, link: str | None, levels: str | None):
-    from pymixnn.models.observation import FAMILIES, Ordinal, observation
+    from pymixnn.model.observation import FAMILIES, Ordinal, observation
 
     if levels is not None:
         if name != "ordinal":

@@ -248,10 +248,10 @@ def _r_settings(settings: Mapping[str, object], what: str, package: str, functio
 def _prepare(data, model, id, x, y, covariates, random, omega, error, transforms, init, r_function,
              observation="gaussian"):
     """The pymixnn view of the problem (Model, Data, design, start) and the R pieces."""
-    from pymixnn.covariates import CovariateDesign, normalize_mapping
+    from pymixnn.model.covariates import CovariateDesign, normalize_mapping
     from pymixnn.fitting import _as_data, _initial_values
-    from pymixnn.models import resolve
-    from pymixnn.models.observation import observation as resolve_observation
+    from pymixnn.model.named import resolve
+    from pymixnn.model.observation import observation as resolve_observation
 
     mapping = normalize_mapping(covariates)
     model = resolve(model)
@@ -313,7 +313,7 @@ def saemix(data, model, *, id: str | None = None, x: str | Sequence[str] | None 
                         f"got {type(options).__name__}")
     # checks that need no R (saemix is CRAN-only, often absent): before it is looked for
     _check_setting_names(dict(options or {}), "options", "saemixControl")
-    from pymixnn.models import resolve
+    from pymixnn.model.named import resolve
 
     for p in resolve(model).parameters:
         _check_r_name(p, "saemix: parameter name")
@@ -467,7 +467,7 @@ def _saemix_results(out: dict, model, data, design, obs, settings):
 
 
 def _row(name, kind, param, est, se, scale) -> dict:
-    from pymixnn.models import transforms as tr
+    from pymixnn.model import transforms as tr
 
     est, se = float(est), float(se)
     est_t, se_t = tr.delta_method(scale, est, se)
@@ -481,11 +481,11 @@ def _external(model, data, design, rows, omega, error, psi_map, loglik, method, 
     import torch
 
     from pymixnn.inference import Estimation
-    from pymixnn.models import transforms as tr
-    from pymixnn.models.observation import to_dict as observation_to_dict
-    from pymixnn.random_effects import Gaussian
-    from pymixnn.random_effects import to_dict as law_to_dict
-    from pymixnn.results import Results
+    from pymixnn.model import transforms as tr
+    from pymixnn.model.observation import to_dict as observation_to_dict
+    from pymixnn.model.random_effects import Gaussian
+    from pymixnn.model.random_effects import to_dict as law_to_dict
+    from pymixnn.results.results import Results
 
     P = len(model.parameters)
     mu = np.array([float(tr.inverse(model.transforms[p], torch.tensor(mu_natural[p][0],
@@ -563,7 +563,7 @@ def nlme(data, model, *, id: str | None = None, x: str | Sequence[str] | None = 
     starts = []
     import torch
 
-    from pymixnn.models import transforms as tr
+    from pymixnn.model import transforms as tr
 
     for k, p in enumerate(model.parameters):
         covs = [f"cov{j + 1}" for j, t in enumerate(design.parameters) if t == p]
@@ -618,7 +618,7 @@ suppressPackageStartupMessages({{ library(nlme); library(jsonlite) }})
 def _nlme_results(out, model, data, design, obs, names, method):
     import torch
 
-    from pymixnn.models import transforms as tr
+    from pymixnn.model import transforms as tr
 
     fe = np.array(out["fixef"], dtype=float)
     vc = np.array(out["vcov"], dtype=float).reshape(len(fe), len(fe))

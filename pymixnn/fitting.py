@@ -15,13 +15,13 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from pymixnn.covariates import CovariateDesign, normalize_mapping
-from pymixnn.data import Data
-from pymixnn.models import Model, resolve
-from pymixnn.models import transforms as tr
-from pymixnn.models.observation import Normal, Ordinal, resolve_levels
-from pymixnn.models.observation import observation as resolve_observation
-from pymixnn.models.observation import to_dict as observation_to_dict
+from pymixnn.model.covariates import CovariateDesign, normalize_mapping
+from pymixnn.data.table import Data
+from pymixnn.model.named import Model, resolve
+from pymixnn.model import transforms as tr
+from pymixnn.model.observation import Normal, Ordinal, resolve_levels
+from pymixnn.model.observation import observation as resolve_observation
+from pymixnn.model.observation import to_dict as observation_to_dict
 from pymixnn.validation import (check_columns_unique, check_init, check_names, check_random_effects,
                                 check_response_dtype, check_response_support, check_settings)
 
@@ -227,10 +227,10 @@ def fit(data: pd.DataFrame | Data, model: Model | str, *, id: str | None = None,
     -------
     Results
     """
-    from pymixnn.results import Results  # results imports inference, which imports pyro
+    from pymixnn.results.results import Results  # results imports inference, which imports pyro
 
-    from pymixnn.random_effects import Flow
-    from pymixnn.random_effects import resolve as resolve_law
+    from pymixnn.model.random_effects import Flow
+    from pymixnn.model.random_effects import resolve as resolve_law
 
     check_settings(lr=lr, max_steps=max_steps, batch_size=batch_size, num_particles=num_particles,
                    is_samples=is_samples, threads=threads, refine=refine, progress=progress, seed=seed,
@@ -308,7 +308,7 @@ def _warn_diagnostics(res) -> None:
     is not the given one (a warning the user should see, not only a line in ``res.info``)."""
     import warnings
 
-    from pymixnn.diagnostics import ConvergenceWarning
+    from pymixnn.results.diagnostics import ConvergenceWarning
 
     for message in res.convergence_messages():
         warnings.warn(("fit did not converge: " if not res.converged else "") + message,
@@ -387,7 +387,7 @@ def _context_matrix(data: Data, columns: list[str], model: Model) -> np.ndarray:
 
 def _genomic_columns(genotype, genomic, model: Model) -> list[str]:
     """Check the genomic arguments against the model; the individual-level columns they need."""
-    from pymixnn.genomic import Genomic
+    from pymixnn.model.genomic import Genomic
 
     if genomic is None:
         if genotype is not None:
@@ -434,7 +434,7 @@ def _check_genotype_role(genotype, data, id, x, y) -> None:
 def _genomic_setup(genomic, genotype: str, data: Data):
     """Marker matrix (validated, standardized) and the cells of the genomic block."""
     from pymixnn.inference.genomic import GenomicSetup
-    from pymixnn.markers import prepare_markers
+    from pymixnn.data.markers import prepare_markers
 
     ind_genotype = data.covariates[genotype].to_numpy()
     markers = prepare_markers(genomic.markers, pd.unique(ind_genotype), map=genomic.map,

@@ -35,8 +35,8 @@ import pandas as pd
 from pandas.api.types import is_bool_dtype, is_numeric_dtype
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pymixnn.data import Data
-    from pymixnn.models import Model
+    from pymixnn.data.table import Data
+    from pymixnn.model.named import Model
 
 __all__ = ["closest", "did_you_mean", "check_settings", "check_columns_unique", "check_ids", "check_response_dtype",
            "check_names", "check_init", "check_random_effects", "check_response_support",

@@ -33,8 +33,8 @@ import pyro
 import torch
 from tqdm.auto import tqdm
 
-from pymixnn.covariates import CovariateDesign
-from pymixnn.data import Data
+from pymixnn.model.covariates import CovariateDesign
+from pymixnn.data.table import Data
 from pymixnn.inference.deconvolution import apply_law_fit, cache_draws, choose_penalty, fit_law
 from pymixnn.inference.deconvolution import _pack as pack_law
 from pymixnn.inference.genomic import GenomicBlock, GenomicSetup
@@ -43,10 +43,10 @@ from pymixnn.inference.laplace import LocalPosteriors
 from pymixnn.inference.laws import FlowLaw, GaussianLaw, MixtureLaw, fit_gaussian_mixture, raw_from_tril
 from pymixnn.inference.program import Program, watch_structural_function
 from pymixnn.inference.svi import SVIOptions, run_svi
-from pymixnn.models import Model
-from pymixnn.models import transforms as tr
-from pymixnn.random_effects import Flow, Gaussian, Mixture
-from pymixnn.random_effects import to_dict as law_to_dict
+from pymixnn.model.named import Model
+from pymixnn.model import transforms as tr
+from pymixnn.model.random_effects import Flow, Gaussian, Mixture
+from pymixnn.model.random_effects import to_dict as law_to_dict
 
 __all__ = ["EstimationOptions", "Estimation", "estimate", "resolve_device"]
 

@@ -28,7 +28,7 @@ import pyro.distributions.transforms as T
 import torch
 from torch.func import functional_call
 
-from pymixnn.random_effects import Flow, Gaussian, Mixture
+from pymixnn.model.random_effects import Flow, Gaussian, Mixture
 
 __all__ = ["GaussianLaw", "MixtureLaw", "FlowLaw", "build_law", "tril_from_raw", "raw_from_tril",
            "fit_gaussian_mixture", "fitted_law", "sample_fitted_law", "log_density_fitted_law"]
@@ -365,7 +365,7 @@ def fit_gaussian_mixture(x: torch.Tensor, K: int, generator: torch.Generator, *,
 
 def fitted_law(record: dict, theta, *, dtype=torch.float64):
     """Rebuild a fitted law from ``Estimation.law`` and theta: (law, L, raw) in torch."""
-    from pymixnn.random_effects import from_dict
+    from pymixnn.model.random_effects import from_dict
 
     spec = from_dict(record.get("spec"))
     theta = torch.as_tensor(theta, dtype=dtype)

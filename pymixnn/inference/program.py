@@ -22,13 +22,13 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from pymixnn.covariates import CovariateDesign
-from pymixnn.data import Data
+from pymixnn.model.covariates import CovariateDesign
+from pymixnn.data.table import Data
 from pymixnn.inference.laws import build_law, tril_from_raw
-from pymixnn.models import Model
-from pymixnn.models import transforms as tr
-from pymixnn.models.observation import Normal, Observation, bind
-from pymixnn.random_effects import Gaussian
+from pymixnn.model.named import Model
+from pymixnn.model import transforms as tr
+from pymixnn.model.observation import Normal, Observation, bind
+from pymixnn.model.random_effects import Gaussian
 
 __all__ = ["Layout", "Program", "StructuralFunctionError", "FunctionWatch", "watch_structural_function"]
 

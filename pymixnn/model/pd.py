@@ -1,7 +1,7 @@
 """Pharmacodynamic dose-response models (saemix's PD1/PD2 examples).
 
 >>> import torch
->>> from pymixnn.models.pd import emax
+>>> from pymixnn.model.pd import emax
 >>> float(emax(torch.tensor([10.0, 100.0, 20.0]), torch.tensor([20.0])))
 60.0
 """

@@ -25,7 +25,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from pymixnn.models import transforms as tr
+from pymixnn.model import transforms as tr
 
 __all__ = ["Model", "ERROR_MODELS"]
 
@@ -144,7 +144,7 @@ class Model:
     @staticmethod
     def named(name: str, **options) -> "Model":
         """A named model ("logistic", "onecpt_oral", ...); ``options`` override its fields."""
-        from pymixnn.models import named
+        from pymixnn.model.named import named
 
         return named(name, **options)
 

@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pymixnn.models import transforms as tr
+from pymixnn.model import transforms as tr
 
 __all__ = ["Observation", "Normal", "Poisson", "NegativeBinomial", "ZeroInflatedPoisson",
            "Binomial", "Bernoulli", "Ordinal", "LogLikelihood", "FAMILIES", "observation",

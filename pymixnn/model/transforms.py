@@ -4,7 +4,7 @@ saemix codes: 0 identity, 1 log (log-normal psi), 2 probit, 3 logit. Individual 
 ``psi_i = h(phi_i)`` with ``phi_i = mu + covariate effects + eta_i``.
 
 >>> import torch
->>> from pymixnn.models.transforms import forward, inverse
+>>> from pymixnn.model.transforms import forward, inverse
 >>> float(forward("log", torch.tensor(0.0)))
 1.0
 >>> float(inverse("logit", torch.tensor(0.5)))

@@ -1,7 +1,7 @@
 """Pharmacokinetic models.
 
 >>> import torch
->>> from pymixnn.models.pk import onecpt_oral
+>>> from pymixnn.model.pk import onecpt_oral
 >>> round(float(onecpt_oral(torch.tensor([1.5, 30.0, 3.0]), torch.tensor([320.0, 2.0]))), 4)
 8.7879
 """

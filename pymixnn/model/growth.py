@@ -4,7 +4,7 @@ Each named model is a structural function ``f(psi, x)`` (x column 0 is time) plu
 guesses initial values from pooled data, as nlme's selfStart models do.
 
 >>> import torch
->>> from pymixnn.models.growth import logistic
+>>> from pymixnn.model.growth import logistic
 >>> float(logistic(torch.tensor([100.0, 5.0, 1.5]), torch.tensor([5.0])))
 50.0
 """

@@ -21,11 +21,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from pymixnn.covariates import CovariateDesign
-from pymixnn.data import Data
+from pymixnn.model.covariates import CovariateDesign
+from pymixnn.data.table import Data
 from pymixnn.inference import Estimation
-from pymixnn.models import Model, named
-from pymixnn.models import transforms as tr
+from pymixnn.model.named import Model, named
+from pymixnn.model import transforms as tr
 
 __all__ = ["Results", "Summary"]
 
@@ -60,7 +60,7 @@ class Results:
     def __init__(self, *, model: Model, data: Data, design: CovariateDesign,
                  estimation: Estimation, settings: dict, info: dict | None = None,
                  observation=None, markers: dict | None = None):
-        from pymixnn.models.observation import bind, from_dict
+        from pymixnn.model.observation import bind, from_dict
 
         self.model, self.data, self.design = model, data, design
         if observation is None:
@@ -110,7 +110,7 @@ class Results:
         """Convergence and sanity checks of the fit (see :mod:`pymixnn.diagnostics`): one row per
         check with ``value``, ``limit``, ``ok``, ``severity`` and ``message``."""
         if getattr(self, "_diagnostics", None) is None:
-            from pymixnn.diagnostics import convergence_report
+            from pymixnn.results.diagnostics import convergence_report
 
             self._diagnostics = convergence_report(self)
         return self._diagnostics
@@ -303,7 +303,7 @@ class Results:
     @property
     def random_effects_law(self):
         """The random-effects law spec of the fit (pymixnn.Gaussian / Mixture / Flow)."""
-        from pymixnn.random_effects import from_dict
+        from pymixnn.model.random_effects import from_dict
 
         return from_dict(self.estimation.law.get("spec"))
 
@@ -339,39 +339,39 @@ class Results:
     def marker_effects(self) -> pd.DataFrame:
         """Marker effects per parameter: parameter, marker, effect, sd (per allele, transformed
         scale), effect_std, sd_std (per marker sd), inclusion (horseshoe), chr, pos (with a map)."""
-        from pymixnn.genomic_results import marker_effects
+        from pymixnn.results.genomic import marker_effects
 
         return marker_effects(self)
 
     def top_markers(self, n: int = 20, parameter: str | None = None) -> pd.DataFrame:
         """The n strongest markers per parameter (inclusion probability, or |effect| / sd)."""
-        from pymixnn.genomic_results import top_markers
+        from pymixnn.results.genomic import top_markers
 
         return top_markers(self, n, parameter)
 
     def plot_manhattan(self, path: str | Path, parameter: str | None = None, *, top: int = 10):
         """Manhattan-style PNG per parameter (a directory, or a .png for one parameter)."""
-        from pymixnn.genomic_results import plot_manhattan
+        from pymixnn.results.genomic import plot_manhattan
 
         return plot_manhattan(self, path, parameter, top=top)
 
     @property
     def variance_explained(self) -> pd.DataFrame:
         """Variance of each parameter with marker effects by source, and the markers' share."""
-        from pymixnn.genomic_results import variance_explained
+        from pymixnn.results.genomic import variance_explained
 
         return variance_explained(self)
 
     @property
     def genetic_values(self) -> pd.DataFrame:
         """Posterior mean genetic value per phenotyped genotype (and scenario) and parameter."""
-        from pymixnn.genomic_results import genetic_values
+        from pymixnn.results.genomic import genetic_values
 
         return genetic_values(self)
 
     def genotype_parameters(self, markers_new, scenario=None) -> pd.DataFrame:
         """Predicted genetic values (mean, sd) and typical parameters of new genotypes."""
-        from pymixnn.genomic_results import genotype_parameters
+        from pymixnn.results.genomic import genotype_parameters
 
         return genotype_parameters(self, markers_new, scenario)
 
@@ -381,7 +381,7 @@ class Results:
         """Predicted curves with ``level`` bands for genotypes never phenotyped: ``band="mean"``
         for the genotype's typical curve, ``band="individual"`` for one new individual of it
         (wider); see :func:`pymixnn.genomic_results.predict_genotypes`."""
-        from pymixnn.genomic_results import predict_genotypes
+        from pymixnn.results.genomic import predict_genotypes
 
         return predict_genotypes(self, markers_new, x_grid, scenario, level=level,
                                  n_draws=n_draws, band=band, individual=individual, seed=seed)
@@ -445,7 +445,7 @@ class Results:
         """The fitted law of the individual parameters with a random effect: draws and marginal
         log-densities on a grid (exact for Gaussian and mixture laws, kernel estimates for a
         flow). Returns a :class:`pymixnn.re_density.REDensity` (pandas tables)."""
-        from pymixnn.re_density import REDensity, marginal_grid
+        from pymixnn.results.re_density import REDensity, marginal_grid
 
         rand = list(self.model.random)
         eta = self._law_draws(n_samples, seed)
@@ -492,7 +492,7 @@ class Results:
         """Per parameter with a random effect, under the fitted law (average covariates): mean,
         median, sd and skewness of psi (natural scale) and of phi (transformed scale), and the
         number of modes of the marginal density of phi."""
-        from pymixnn.re_density import law_table
+        from pymixnn.results.re_density import law_table
 
         dens = self.re_density(n_samples=n_samples, seed=seed)
         return law_table(dens.samples, dens.psi_samples, dens.grid)
@@ -531,7 +531,7 @@ class Results:
         conditional-mean estimates, and the true density when ``truth`` maps a parameter to a
         callable log-density of phi or to an array of true phi values) and pairwise scatter
         plots of law draws against the MAP estimates."""
-        from pymixnn.plots import plot_random_effects
+        from pymixnn.results.plots import plot_random_effects
 
         return plot_random_effects(self, path, truth=truth, n_samples=n_samples, seed=seed)
 
@@ -666,7 +666,7 @@ class Results:
         "individual" the MAP random effects; then observations from the observation model.
         Returns the rows of ``data`` (default: the fitted data) repeated ``n_rep`` times with
         columns ``rep``, id, x and ``y_sim`` (ordinal: the level)."""
-        from pymixnn.models.observation import Ordinal
+        from pymixnn.model.observation import Ordinal
 
         if not (isinstance(n_rep, (int, np.integer)) and n_rep >= 1):
             raise ValueError(f"n_rep must be a positive integer, got {n_rep!r}")
@@ -717,7 +717,7 @@ class Results:
         of successes (binomial, bernoulli), the proportion in each category (ordinal: one row per
         bin and level) or the 10th, 50th and 90th percentiles (Gaussian). ``time``: the column to
         bin by; needed when x has several columns and the model declares none (``Model.time``)."""
-        from pymixnn.vpc import vpc_table
+        from pymixnn.results.vpc import vpc_table
 
         return vpc_table(self, n_sim=n_sim, bins=bins, time=time, level_pi=level_pi, seed=seed)
 
@@ -725,7 +725,7 @@ class Results:
                  level_pi: float = 0.9, seed: int = 0) -> Path:
         """PNG of :meth:`vpc`: observed statistic (points and line) against the simulated median
         and prediction band, by time bin (one panel per category for ordinal data)."""
-        from pymixnn.plots import plot_vpc
+        from pymixnn.results.plots import plot_vpc
 
         table = self.vpc(n_sim=n_sim, bins=bins, time=time, level_pi=level_pi, seed=seed)
         return plot_vpc(self, table, path, level_pi=level_pi)
@@ -746,7 +746,7 @@ class Results:
     def plot_individuals(self, path: str | Path, *, ids: list | None = None, max_panels: int = 24,
                          time: str | None = None, n_grid: int = 100) -> Path:
         """PNG: observed data and individual (MAP) and population fits, one panel per individual."""
-        from pymixnn.plots import plot_individual_fits
+        from pymixnn.results.plots import plot_individual_fits
 
         return plot_individual_fits(self, path, ids=ids, max_panels=max_panels, time=time,
                                     n_grid=n_grid)
@@ -803,7 +803,7 @@ class Results:
 
     def save(self, path: str | Path) -> Path:
         """Save everything needed to reload the results exactly (JSON; floats round-trip exactly)."""
-        from pymixnn.serialization import encode
+        from pymixnn.results.serialization import encode
 
         m = self.model
         record = {
@@ -832,9 +832,9 @@ class Results:
         (and ``observation=`` for a user log-likelihood). A genomic fit keeps its marker effects,
         genetic values and tables; its marker matrix is not saved: pass the same ``markers=``
         (anything ``Genomic(markers=...)`` accepts) to predict new genotypes again."""
-        from pymixnn.models.observation import from_dict as observation_from_dict
+        from pymixnn.model.observation import from_dict as observation_from_dict
 
-        from pymixnn.serialization import read_record
+        from pymixnn.results.serialization import read_record
         from pymixnn.validation import check_loaded_model
 
         record = read_record(path)
@@ -866,7 +866,7 @@ class Results:
         estimation = Estimation(**record["estimation"])
         marker_info = None
         if markers is not None:
-            from pymixnn.genomic_results import reattach_markers
+            from pymixnn.results.genomic import reattach_markers
 
             marker_info = reattach_markers(estimation, markers)
         return cls(model=model, data=data, design=design, estimation=estimation,
@@ -907,6 +907,6 @@ def compare_fits(*results: "Results", names: list[str] | None = None) -> pd.Data
 
 
 def _named_models():
-    from pymixnn.models import NAMED_MODELS
+    from pymixnn.model.named import NAMED_MODELS
 
     return NAMED_MODELS

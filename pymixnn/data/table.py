@@ -9,7 +9,7 @@ and the value found there.
 Example
 -------
 >>> import pandas as pd
->>> from pymixnn.data import Data
+>>> from pymixnn.data.table import Data
 >>> df = pd.DataFrame({"id": [1, 1, 2, 2], "t": [0.0, 1.0, 0.0, 1.0],
 ...                    "y": [1.0, 2.0, 1.5, 2.5], "w": [60, 60, 70, 70]})
 >>> data = Data.from_pandas(df, id="id", x="t", y="y", covariates=["w"])

@@ -1,0 +1,173 @@
+"""Typed records that cross the inference -> results boundary (plain numpy/Python values, frozen).
+
+- :class:`LawFit` the fitted random-effects law (its spec, where its parameters sit in ``theta``,
+  E[eta] moved into mu, mixture responsibilities, a flow's ridge penalty and its cross-validation,
+  the table of an ``n_components="auto"`` choice);
+- :class:`GenomicParamPosterior` / :class:`GenomicPosterior` the posterior of the marker effects of a
+  genomic fit, with the marker matrix's description that prediction for new genotypes needs;
+- :class:`RunInfo` how the fit ran: seed, device, dtype, threads, versions, seconds per stage,
+  steps, warnings and the count of every fallback taken.
+
+Records also answer ``record["key"]``, ``record.get("key")`` and ``"key" in record`` (a field
+that is None counts as absent), so code written against the former dict records keeps working.
+
+>>> rec = RunInfo(seed=1, device="cpu", dtype="float64", threads=1)
+>>> rec.seed, rec["seed"], "versions" in rec, rec.get("versions", "-")
+(1, 1, False, '-')
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = ["LawFit", "GenomicParamPosterior", "GenomicPosterior", "RunInfo"]
+
+
+class _Record:
+    """Read-only mapping view of a frozen dataclass (None fields count as absent)."""
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __contains__(self, key: object) -> bool:
+        return (isinstance(key, str) and key in self._field_names()
+                and getattr(self, key) is not None)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self[key] if key in self else default
+
+    def keys(self) -> list[str]:
+        return [k for k in self._field_names() if k in self]
+
+    def replace(self, **changes):
+        """A copy with ``changes`` (dataclasses.replace)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of the present fields (nested records as dicts), for saving."""
+        out = {}
+        for k in self.keys():
+            v = getattr(self, k)
+            if isinstance(v, _Record):
+                v = v.to_dict()
+            elif isinstance(v, (list, tuple)) and v and isinstance(v[0], _Record):
+                v = [r.to_dict() for r in v]
+            out[k] = v
+        return out
+
+    @classmethod
+    def _field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]):
+        """The record from a dict written by :meth:`to_dict` or by pymixnn 0.1's dict records;
+        keys the record does not know are an error naming them."""
+        unknown = sorted(set(values) - set(cls._field_names()))
+        if unknown:
+            raise ValueError(f"{cls.__name__} has no field(s) {unknown}; known: "
+                             f"{list(cls._field_names())}")
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class LawFit(_Record):
+    """The fitted random-effects law. ``spec`` is the law spec as a dict
+    (:func:`pymixnn.model.random_effects.to_dict`); ``theta[law_slice]`` its own parameters,
+    ``theta[omega_slice]`` the base scale; ``shift`` is E[eta] under the law, moved into mu."""
+
+    spec: dict
+    seed: int
+    shift: list = field(default_factory=list)
+    n_theta: int = 0
+    n_law: int = 0
+    law_slice: list = field(default_factory=lambda: [0, 0])
+    omega_slice: list = field(default_factory=lambda: [0, 0])
+    full_omega: bool = False
+    context: list | None = None  # (N, c) context rows of a conditional flow
+    responsibilities: list | None = None  # (N, K) posterior component probabilities
+    penalty: float | None = None  # a flow's ridge weight
+    penalty_cv: list | None = None  # its cross-validation table (one dict per grid value)
+    selection: list | None = None  # n_components="auto": one dict per K
+    criterion: str | None = None  # "bic" or "aic" for that choice
+
+
+@dataclass(frozen=True)
+class GenomicParamPosterior(_Record):
+    """Posterior of the marker effects on one parameter (arrays over markers, cells, genotypes)."""
+
+    mean: np.ndarray
+    sd: np.ndarray
+    D: np.ndarray
+    D_levels: list
+    s2u: float
+    Kinv: np.ndarray
+    alpha: np.ndarray
+    y: np.ndarray
+    R: np.ndarray
+    fitted: np.ndarray
+    main_cells: np.ndarray
+    u: np.ndarray
+    u_sd: np.ndarray
+    levels_mean: list
+    levels_sd: list
+    inclusion: np.ndarray | None = None  # horseshoe: 1 - shrinkage per marker
+    tau: float | None = None  # horseshoe: global scale
+
+
+@dataclass(frozen=True)
+class GenomicPosterior(_Record):
+    """The genomic block of a fit: one :class:`GenomicParamPosterior` per parameter, the cells
+    (genotype x interaction level), the offsets it adds to phi, and the marker matrix's
+    description (names, scale, genotypes, map, report) for predictions on new genotypes."""
+
+    params: list
+    prior: str
+    residual: bool
+    updates: int
+    genotype_rows: np.ndarray
+    cell_genotype: np.ndarray
+    cell_level: np.ndarray
+    n_levels: int
+    individual_cell: np.ndarray
+    offset: np.ndarray
+    per_param: list
+    marker_names: list | None = None
+    marker_scale: np.ndarray | None = None
+    genotypes: list | None = None
+    marker_map: dict | None = None
+    interaction: str | None = None
+    levels: list | None = None
+    report: dict | None = None
+    genotype_column: str | None = None
+    markers_id: str | None = None
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]):
+        values = dict(values)
+        values["per_param"] = [r if isinstance(r, GenomicParamPosterior)
+                               else GenomicParamPosterior.from_dict(r) for r in values["per_param"]]
+        return super().from_dict.__func__(cls, values)
+
+
+@dataclass(frozen=True)
+class RunInfo(_Record):
+    """How a fit ran. ``fallbacks`` counts every fallback taken, by name (zeroed gradient
+    components, rejected steps, replaced start values, pseudo-inverse information, ...)."""
+
+    seed: int
+    device: str
+    dtype: str
+    threads: int
+    versions: dict | None = None
+    date: str | None = None
+    seconds: dict = field(default_factory=dict)
+    steps: int = 0
+    refine_rounds: int = 0
+    warnings: tuple = ()
+    fallbacks: dict = field(default_factory=dict)

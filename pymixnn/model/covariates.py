@@ -1,0 +1,118 @@
+"""Low-dimensional covariate model on transformed parameters (saemix ``covariate.model``).
+
+``phi_i[p] = mu[p] + sum_c beta_c(p) z_ic + eta_i[p]``. Continuous covariates enter as they are (not
+centred, as in saemix, so ``mu`` is the value at covariate 0); a non-numeric covariate (strings,
+categories, booleans) enters as one indicator per level other than its first (sorted) level.
+Effect names follow saemix: ``beta_Weight(V)``; a level gets ``beta_Sex[M](V)``.
+
+>>> import pandas as pd
+>>> cov = pd.DataFrame({"Weight": [60.0, 80.0], "Sex": ["F", "M"]}, index=[1, 2])
+>>> design = CovariateDesign.build({"V": ["Weight", "Sex"]}, cov, ("ka", "V", "CL"))
+>>> design.names
+['beta_Weight(V)', 'beta_Sex[M](V)']
+>>> design.matrix.tolist()
+[[60.0, 0.0], [80.0, 1.0]]
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["CovariateDesign", "normalize_mapping"]
+
+
+def normalize_mapping(covariates: Mapping[str, Sequence[str] | str] | None) -> dict[str, list[str]]:
+    """``{"V": "Weight"}`` or ``{"V": ["Weight"]}`` -> ``{"V": ["Weight"]}``."""
+    if covariates is None:
+        return {}
+    if not isinstance(covariates, Mapping):
+        raise TypeError("covariates must map parameter names to covariate columns, "
+                        "e.g. covariates={'V': ['Weight']}")
+    out: dict[str, list[str]] = {}
+    for param, cols in covariates.items():
+        cols = [cols] if isinstance(cols, str) else list(cols)
+        if len(set(cols)) != len(cols):
+            raise ValueError(f"covariate listed twice for parameter {param!r}: {cols}")
+        out[str(param)] = [str(c) for c in cols]
+    return out
+
+
+def _is_categorical(series: pd.Series) -> bool:
+    return not pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)
+
+
+@dataclass(frozen=True)
+class CovariateDesign:
+    """Covariate effects: their names, the parameter each acts on, and the individual design matrix."""
+
+    names: list[str]
+    parameters: list[str]  # parameter each effect acts on
+    matrix: np.ndarray  # (n_individuals, n_effects) float64
+    columns: list[str]  # covariate column behind each effect
+    levels: list[object | None]  # level indicated by each effect (None: continuous)
+    reference_levels: dict[str, object]
+
+    @property
+    def n_effects(self) -> int:
+        return len(self.names)
+
+    @classmethod
+    def build(cls, mapping: Mapping[str, Sequence[str]], covariates: pd.DataFrame,
+              parameters: Sequence[str]) -> "CovariateDesign":
+        """Design for ``mapping`` ({param: [columns]}) from a one-row-per-individual table."""
+        mapping = normalize_mapping(mapping)
+        names, params, cols, levels, blocks = [], [], [], [], []
+        reference: dict[str, object] = {}
+        for param, columns in mapping.items():
+            if param not in parameters:
+                raise ValueError(f"covariate model names parameter {param!r}, which the model does "
+                                 f"not have; parameters are {list(parameters)}")
+            for col in columns:
+                if col not in covariates.columns:
+                    raise ValueError(f"covariate {col!r} (on {param}) is not among the data's "
+                                     f"covariates {list(covariates.columns)}")
+                values = covariates[col]
+                if _is_categorical(values):
+                    observed = pd.unique(values)
+                    ordered = (list(values.cat.categories) if isinstance(values.dtype, pd.CategoricalDtype)
+                               else sorted(observed, key=str))
+                    ordered = [lv for lv in ordered if lv in set(observed)]
+                    if len(ordered) < 2:
+                        raise ValueError(f"categorical covariate {col!r} has a single level "
+                                         f"{ordered!r}: its effect on {param} is not identifiable")
+                    reference[col] = ordered[0]
+                    for level in ordered[1:]:
+                        names.append(f"beta_{col}[{level}]({param})")
+                        params.append(param)
+                        cols.append(col)
+                        levels.append(level)
+                        blocks.append((values == level).to_numpy(dtype=np.float64))
+                else:
+                    x = values.to_numpy(dtype=np.float64)
+                    if np.ptp(x) == 0:
+                        raise ValueError(f"covariate {col!r} is constant ({x[0]!r}) across "
+                                         f"individuals: its effect on {param} is not identifiable")
+                    names.append(f"beta_{col}({param})")
+                    params.append(param)
+                    cols.append(col)
+                    levels.append(None)
+                    blocks.append(x)
+        n = len(covariates)
+        matrix = np.column_stack(blocks) if blocks else np.zeros((n, 0))
+        return cls(names, params, matrix, cols, levels, reference)
+
+    def transform(self, covariates: pd.DataFrame) -> np.ndarray:
+        """Design matrix for new individuals (prediction), with the fitted coding."""
+        out = np.zeros((len(covariates), self.n_effects))
+        for j, (col, level) in enumerate(zip(self.columns, self.levels)):
+            if col not in covariates.columns:
+                raise ValueError(f"covariate {col!r} is needed for prediction but missing")
+            values = covariates[col]
+            if level is None:
+                out[:, j] = values.to_numpy(dtype=np.float64)
+            else:
+                out[:, j] = (values == level).to_numpy(dtype=np.float64)
+        return out

@@ -1,0 +1,12 @@
+"""The results layer: :class:`Results` (tables, predictions, save/load), diagnostics, plots, VPC,
+the random-effects density and genomic outputs; public values are pandas/numpy."""
+
+__all__ = ["Results", "Summary", "compare_fits"]
+
+
+def __getattr__(name):  # Results imports torch: load it only when asked for
+    if name in __all__:
+        from pymixnn.results import results as _results
+
+        return getattr(_results, name)
+    raise AttributeError(f"module 'pymixnn.results' has no attribute {name!r}")

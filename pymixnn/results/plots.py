@@ -1,0 +1,177 @@
+"""PNG plots of fitted results (matplotlib, Agg backend)."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["plot_individual_fits", "plot_random_effects", "plot_vpc"]
+
+
+def plot_individual_fits(res, path: str | Path, *, ids=None, max_panels: int = 24,
+                         time: str | None = None, n_grid: int = 100) -> Path:
+    """Observed data (points), individual MAP fit (line) and population fit (dashed) per individual.
+
+    ``time`` is the x column on the horizontal axis: needed when x has several columns and the
+    model does not declare which is time (``Model.time``; the named PK models do), see
+    :func:`pymixnn.vpc.time_column`; the other x columns are held at each individual's first
+    value on the curve grid.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pymixnn.results.vpc import time_column
+
+    d = res.data
+    time = time_column(d, res.model, time, caller="plot_individuals()", others=False)
+    ids = list(d.ids[:max_panels]) if ids is None else list(ids)
+    unknown = [i for i in ids if i not in set(d.ids)]
+    if unknown:
+        raise ValueError(f"ids {unknown[:5]} are not in the fitted data")
+    ncol = min(6, len(ids))
+    nrow = math.ceil(len(ids) / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(2.6 * ncol, 2.2 * nrow), squeeze=False,
+                             sharex=True)
+    frame = d.frame
+    for ax, ind in zip(axes.flat, ids):
+        rows = frame[frame[d.id_col] == ind]
+        t = rows[time].to_numpy(dtype=float)
+        grid = pd.DataFrame({time: np.linspace(min(t.min(), 0.0), t.max(), n_grid)})
+        for c in d.x_cols:
+            if c != time:
+                grid[c] = rows[c].iloc[0]
+        grid[d.id_col] = ind
+        if "trials" in d.aux_cols:  # binomial: expected successes at the individual's trials
+            grid[d.aux_cols["trials"]] = rows[d.aux_cols["trials"]].iloc[0]
+        for c in res.design.columns:
+            grid[c] = d.covariates.loc[ind, c]
+        ax.plot(grid[time], res.predict(grid, level="individual"), color="C0", lw=1.4)
+        ax.plot(grid[time], res.predict(grid, level="population"), color="0.4", lw=1, ls="--")
+        ax.scatter(t, rows[d.y_col], s=10, color="C3", zorder=3)
+        ax.set_title(f"{d.id_col} {ind}", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(ids):]:
+        ax.axis("off")
+    fig.supxlabel(d.time_label(time), fontsize=9)
+    fig.supylabel(d.y_col, fontsize=9)
+    fig.suptitle("observed (points), individual fit (line), population fit (dashed)", fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_random_effects(res, path: str | Path, *, truth: dict | None = None,
+                        n_samples: int = 200_000, seed: int = 0) -> Path:
+    """Fitted law of phi against the individual estimates (and the truth when given).
+
+    Diagonal: the fitted marginal density (line), histograms of the MAP and conditional-mean
+    estimates of phi (individuals' eta + typical phi), and the true density (dashed) when
+    ``truth[name]`` is a callable log-density of phi or an array of true phi values. Below the
+    diagonal: law draws (grey) with the MAP estimates (points) for each pair.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pymixnn.results.re_density import count_modes
+
+    dens = res.re_density(n_samples=n_samples, seed=seed)
+    rand = list(res.model.random)
+    d = len(rand)
+    phi0 = res._typical_phi()
+    pos = [res.model.parameters.index(p) for p in rand]
+    shift = phi0[pos]
+    eta_map = res.random_effects("map").to_numpy() + shift
+    eta_mean = res.random_effects("mean").to_numpy() + shift
+    fig, axes = plt.subplots(d, d, figsize=(3.4 * d, 3.0 * d), squeeze=False)
+    draws = dens.samples.to_numpy()[:5000]
+    for a in range(d):
+        for b in range(d):
+            ax = axes[a, b]
+            if b > a:
+                ax.axis("off")
+                continue
+            if a == b:
+                name = rand[a]
+                g = dens.grid[dens.grid["parameter"] == name]
+                bins = np.linspace(g["phi"].min(), g["phi"].max(), 40)
+                ax.hist(eta_map[:, a], bins=bins, density=True, alpha=0.35, color="tab:blue",
+                        label="MAP")
+                ax.hist(eta_mean[:, a], bins=bins, density=True, alpha=0.35, color="tab:orange",
+                        label="cond. mean")
+                ax.plot(g["phi"], g["density"], color="black", lw=1.8,
+                        label=f"fitted {dens.law} ({count_modes(g['density'].to_numpy())} mode(s))")
+                if truth and name in truth:
+                    t = truth[name]
+                    if callable(t):
+                        ax.plot(g["phi"], np.exp(t(g["phi"].to_numpy())), "r--", lw=1.5, label="truth")
+                    else:
+                        ax.hist(np.asarray(t, float), bins=bins, density=True, histtype="step",
+                                color="red", ls="--", lw=1.5, label="true phi")
+                ax.set_xlabel(f"phi {name} ({res.model.transforms[name]} scale)")
+                ax.set_yticks([])
+                if a == 0:
+                    ax.legend(fontsize=7)
+            else:
+                ax.scatter(draws[:, b], draws[:, a], s=2, color="0.7", alpha=0.4, rasterized=True)
+                ax.scatter(eta_map[:, b], eta_map[:, a], s=5, color="tab:blue", alpha=0.7)
+                ax.set_xlabel(f"phi {rand[b]}")
+                ax.set_ylabel(f"phi {rand[a]}")
+    fig.suptitle(f"Random-effects law: {res.random_effects_law.describe()}", fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_vpc(res, table: pd.DataFrame, path: str | Path, *, level_pi: float = 0.9) -> Path:
+    """Visual predictive check: per statistic (a panel per ordinal category), the observed value
+    by time bin (red points and line) over the simulated median (black) and prediction band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stats_ = list(dict.fromkeys(table["statistic"]))
+    percentiles = res.observation.statistic() == "percentiles"
+    panels = [stats_] if percentiles else [[s] for s in stats_]
+    if percentiles and "below limit" in stats_:
+        panels = [[s for s in stats_ if s != "below limit"], ["below limit"]]
+    n = len(panels)
+    ncol = min(3, n)
+    nrow = math.ceil(n / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(max(4.2 * ncol, 7.0), 3.2 * nrow + 0.4),
+                             squeeze=False)
+    for ax, group in zip(axes.flat, panels):
+        for k, name in enumerate(group):
+            sub = table[table["statistic"] == name].sort_values("time")
+            colour = f"C{k}" if len(group) > 1 else "C0"
+            ax.fill_between(sub["time"], sub["sim_lower"], sub["sim_upper"], color=colour, alpha=0.2,
+                            label=f"simulated {int(100 * level_pi)}% PI" if k == 0 else None)
+            ax.plot(sub["time"], sub["sim_median"], color="black", lw=1, ls="--",
+                    label="simulated median" if k == 0 else None)
+            ax.plot(sub["time"], sub["observed"], "o-", color="tab:red", ms=4, lw=1.2,
+                    label="observed" if k == 0 else None)
+        ax.set_title(", ".join(group) if len(group) <= 3 else "percentiles", fontsize=9)
+        ax.set_xlabel(table.attrs.get("time_label", table.attrs.get("time", "time")), fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes.flat[0].legend(fontsize=7)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    obs = res.observation
+    fig.suptitle(f"VPC: {obs.describe(res.model)}\n{table.attrs.get('n_sim')} simulated data sets; "
+                 f"{int(table['outside'].sum())} of {len(table)} observed values outside the "
+                 f"{int(100 * level_pi)}% band", fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

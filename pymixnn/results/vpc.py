@@ -1,0 +1,115 @@
+"""Visual predictive checks: observed statistics by time bin against their distribution over data
+sets simulated from a fitted model (``Results.vpc`` / ``Results.plot_vpc``).
+
+The statistic follows the observation model: the mean count (Poisson, negative binomial, ZIP, user
+log-likelihoods), the proportion of successes (binomial: successes / trials; bernoulli), the
+proportion of each category (ordinal), or the 10th, 50th and 90th percentiles (Gaussian; with
+left-censored data, simulated values below the censoring limit are set to the limit, as the
+observed ones are, and the fraction below the limit is added).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["vpc_table", "time_bins", "time_column"]
+
+
+def time_column(data, model, time: str | None = None, *, caller: str = "vpc()",
+                others: bool = True) -> str:
+    """The data column that is time, for a VPC or a plot over time.
+
+    ``time`` given: an x column (or, with ``others``, another numeric column of the fitted data,
+    e.g. a covariate to bin by). Not given: the only x column; else the x column the model declares
+    as time (``Model.time``: a position in x or a column name); else a one-line ValueError asking
+    for ``time=``: never a silent guess.
+    """
+    x_cols = list(data.x_cols)
+    if time is not None:
+        extra = [c for c in data.frame.columns if others and c not in x_cols
+                 and c not in (data.id_col, data.y_col) and c not in data.aux_cols.values()
+                 and pd.api.types.is_numeric_dtype(data.frame[c])]
+        if time not in x_cols and time not in extra:
+            raise ValueError(f"time={time!r} is not a column of the fit: choose one of the x columns "
+                             f"{x_cols}" + (f" or the data columns {extra}" if extra else ""))
+        return time
+    if len(x_cols) == 1:
+        return x_cols[0]
+    declared = getattr(model, "time", None)
+    if isinstance(declared, str) and declared in x_cols:
+        return declared
+    if declared is not None and not isinstance(declared, str) and declared < len(x_cols):
+        return x_cols[declared]
+    raise ValueError(f"x has several columns {x_cols}: pass time='<column>' to {caller}")
+
+
+def time_bins(t: np.ndarray, bins=None) -> np.ndarray:
+    """Bin index of each time: one bin per distinct time when there are at most 12 of them,
+    otherwise ``bins`` (default 8) bins at quantiles of the observed times, or the given edges."""
+    t = np.asarray(t, float)
+    distinct = np.unique(t)
+    if bins is None and distinct.size <= 12:
+        return np.searchsorted(distinct, t)
+    if bins is None or np.isscalar(bins):
+        k = 8 if bins is None else int(bins)
+        if k < 1:
+            raise ValueError(f"bins must be a positive number of bins, got {bins!r}")
+        edges = np.unique(np.quantile(t, np.linspace(0, 1, k + 1)))
+    else:
+        edges = np.unique(np.asarray(bins, float))
+    inner = edges[1:-1]
+    return np.searchsorted(inner, t, side="right")
+
+
+def _statistics(res, cens_limit: float | None):
+    """(name, function of a (n_rep, n_obs_in_bin) array and the bin's rows) per statistic."""
+    obs = res.observation
+    kind = obs.statistic()
+    if kind == "percentiles":
+        out = [(f"p{q}", lambda v, rows, q=q: np.percentile(v, q, axis=-1)) for q in (10, 50, 90)]
+        if cens_limit is not None:
+            out.append(("below limit", lambda v, rows: (v <= cens_limit).mean(-1)))
+        return out
+    if obs.name == "ordinal":
+        return [(f"P(y={level})", lambda v, rows, k=k: (v == k).mean(-1))
+                for k, level in enumerate(obs.levels)]
+    if obs.name == "binomial":
+        trials = res.data.aux["trials"]
+        return [("proportion", lambda v, rows: v.sum(-1) / trials[rows].sum())]
+    if kind == "proportion":
+        return [("proportion", lambda v, rows: v.mean(-1))]
+    return [("mean", lambda v, rows: v.mean(-1))]
+
+
+def vpc_table(res, *, n_sim: int = 200, bins=None, time: str | None = None,
+              level_pi: float = 0.9, seed: int = 0) -> pd.DataFrame:
+    """The table behind :meth:`pymixnn.Results.vpc`; ``time`` is resolved by :func:`time_column`."""
+    d = res.data
+    time = time_column(d, res.model, time, caller="vpc()")
+    if not 0 < level_pi < 1:
+        raise ValueError(f"level_pi must be in (0, 1), got {level_pi!r}")
+    t = d.frame[time].to_numpy(float)
+    b = time_bins(t, bins)
+    y = d.y
+    sims = res._simulated(int(n_sim), seed=seed)
+    cens_limit = None
+    if "censored" in d.aux and d.aux["censored"].any():
+        cens_limit = float(y[d.aux["censored"] > 0].min())
+        sims = np.maximum(sims, cens_limit)
+    lo_q, hi_q = 100 * (1 - level_pi) / 2, 100 * (1 + level_pi) / 2
+    records = []
+    for name, stat in _statistics(res, cens_limit):
+        for k in np.unique(b):
+            rows = np.flatnonzero(b == k)
+            observed = float(stat(y[rows][None, :], rows)[0])
+            simulated = stat(sims[:, rows], rows)
+            records.append(dict(bin=int(k), time=float(t[rows].mean()), time_min=float(t[rows].min()),
+                                time_max=float(t[rows].max()), n_obs=int(rows.size), statistic=name,
+                                observed=observed, sim_median=float(np.median(simulated)),
+                                sim_lower=float(np.percentile(simulated, lo_q)),
+                                sim_upper=float(np.percentile(simulated, hi_q))))
+    table = pd.DataFrame.from_records(records)
+    table["outside"] = (table["observed"] < table["sim_lower"]) | (table["observed"] > table["sim_upper"])
+    table.attrs.update(n_sim=int(n_sim), level_pi=level_pi, time=time, seed=seed,
+                       time_label=d.time_label(time))
+    return table
