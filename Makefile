@@ -1,7 +1,7 @@
 # pymixnn: build, demo and test targets (GNU make).
 #
 #   make demo   creates .venv, installs pymixnn, fits the bundled theophylline data
-#   make test   installs test extras and the Debian R packages, runs pytest and the R tests
+#   make test   installs test extras and the Debian R packages, runs ruff, pytest and the R tests
 #   make vignettes   renders vignettes/ to HTML in build/vignettes (needs what make test installs)
 #
 # Install steps are recorded by stamp files inside .venv, so a second run
@@ -26,7 +26,7 @@ CORE_STAMP  := $(VENV)/.installed-core
 R_APT_STAMP := $(VENV)/.installed-r-apt
 TEST_STAMP  := $(VENV)/.installed-test
 
-.PHONY: all venv install demo test test-py test-r rpkg-install vignettes bench clean distclean
+.PHONY: all venv install demo test test-all lint test-py test-r rpkg-install vignettes bench clean distclean
 
 all: install
 
@@ -70,8 +70,14 @@ demo: $(CORE_STAMP)
 	$(VENV)/bin/pymixnn demo
 
 test: $(TEST_STAMP)
+	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory test-py
 	$(MAKE) --no-print-directory test-r
+
+# ruff (pinned in the dev extra, configured in pyproject.toml): zero findings, formatted code
+lint: $(TEST_STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 # two workers, one test file each at a time (module fixtures are computed once), one BLAS/OpenMP
 # thread per process: on 2 cores more threads only contend (ENVIRONMENT.md: 80x slower steps)
