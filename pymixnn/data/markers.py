@@ -13,6 +13,9 @@ Three steps:
 Genotype ids are compared as strings: ``1``, ``"1"`` and ``1.0`` (an integral float, as pandas reads
 an id column that has missing values) are the same genotype.
 
+Reading lives in :mod:`pymixnn.data.markers_io`; :func:`read_markers` and :func:`read_map` are
+re-exported here.
+
 >>> import pandas as pd
 >>> raw = pd.DataFrame({"m1": [0, 1, 2, None], "m2": [1, 1, 1, 1], "m3": [0, 2, 0, 2]},
 ...                    index=["g1", "g2", "g3", "g4"])
@@ -29,298 +32,20 @@ an id column that has missing values) are the same genotype.
 """
 from __future__ import annotations
 
-import os
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterable, Iterator
 
 import numpy as np
 import pandas as pd
+
+from pymixnn.data.markers_io import first_ids, id_str, read_map, read_markers
 
 __all__ = ["MarkerMatrix", "prepare_markers", "read_map", "read_markers"]
 
 # Cells (rows x columns) processed at a time: bounds the float64 temporaries to ~32 MB whatever the
 # size of the marker matrix.
 _CHUNK_CELLS = 1 << 22
-
-_MAP_ALIASES = {
-    "marker": ("marker", "snp", "sid", "marker_name", "name"),
-    "chr": ("chr", "chrom", "chromosome"),
-    "pos": ("pos", "position", "cm", "bp", "bp_position"),
-}
-
-
-# --------------------------------------------------------------------------------------------------
-# helpers
-# --------------------------------------------------------------------------------------------------
-
-def _id_str(value) -> str:
-    """A genotype id (or marker name) as str; an integral float ``3.0`` becomes ``'3'``."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, (float, np.floating)) and np.isfinite(value) and float(value).is_integer():
-        return str(int(value))
-    return str(value)
-
-
-def _first(items: Iterable, k: int = 5) -> str:
-    """``'a', 'b', 'c'`` for the first ``k`` items, with ``...`` when there are more."""
-    items = list(items)
-    text = ", ".join(repr(_id_str(x)) for x in items[:k])
-    return text + (", ..." if len(items) > k else "")
-
-
-def _is_missing_scalar(value) -> bool:
-    try:
-        return bool(pd.isna(value))
-    except (TypeError, ValueError):
-        return False
-
-
-def _duplicates(values: Iterable[str]) -> list[str]:
-    """Values occurring more than once, each listed once, in order of first occurrence."""
-    s = pd.Series(list(values), dtype=object)
-    return list(dict.fromkeys(s[s.duplicated()]))
-
-
-def _finish_frame(df: pd.DataFrame, source_name: str) -> pd.DataFrame:
-    """Index and columns as str, index named 'genotype', and no missing or duplicate labels."""
-    idx = list(df.index)
-    missing_ids = [i for i, v in enumerate(idx) if _is_missing_scalar(v)]
-    if missing_ids:
-        raise ValueError(f"{len(missing_ids)} row(s) of the marker matrix ({source_name}) have no genotype "
-                         f"id; first at row {missing_ids[0]} (0-based)")
-    ids = [_id_str(v) for v in idx]
-    names = [_id_str(c) for c in df.columns]
-    dup = _duplicates(ids)
-    if dup:
-        raise ValueError(f"{len(dup)} duplicate genotype id(s) in the marker matrix ({source_name}): "
-                         f"{_first(dup)}; each genotype must have one row")
-    dup = _duplicates(names)
-    if dup:
-        raise ValueError(f"{len(dup)} duplicate marker name(s) in the marker matrix ({source_name}): "
-                         f"{_first(dup)}; each marker must have one column")
-    attrs = dict(df.attrs)
-    out = df.copy(deep=False)
-    out.index = pd.Index(ids, dtype=object, name="genotype")
-    out.columns = pd.Index(names, dtype=object)
-    out.attrs = attrs
-    return out
-
-
-def _read_bed(path: str) -> pd.DataFrame:
-    try:
-        from bed_reader import open_bed
-    except ImportError as exc:  # pragma: no cover - bed-reader is a dependency
-        raise ImportError("reading PLINK .bed files needs the bed-reader package: "
-                          "pip install 'bed-reader>=1.0'") from exc
-    with open_bed(path) as bed:
-        # allele counts 0/1/2 (of allele A1), NaN missing; float32 is exact for them and halves memory
-        values = bed.read(dtype="float32")
-        iid = [str(v) for v in bed.iid]
-        sid = [str(v) for v in bed.sid]
-        chrom = [str(v) for v in bed.chromosome]
-        bp = np.asarray(bed.bp_position, dtype=np.float64)
-    df = pd.DataFrame(values, index=iid, columns=sid, copy=False)
-    df.attrs["map"] = pd.DataFrame({"chr": chrom, "pos": bp},
-                                   index=pd.Index(sid, dtype=object, name="marker"))
-    return df
-
-
-_OPENERS = {".gz": "gzip", ".bz2": "bz2", ".xz": "lzma"}
-
-
-def _comment_lines(path: str) -> tuple[list[int], int]:
-    """0-based numbers of the lines whose first non-blank character is '#' (comment lines), and of
-    the first other non-blank line (the header; -1 if none). Only whole lines are comments: a '#'
-    inside a marker name or genotype id is kept. Compressed files other than .gz, .bz2 and .xz
-    are not scanned (comment lines there then fail as a parse error)."""
-    import importlib
-
-    suffix = os.path.splitext(path)[1].lower()
-    if suffix in (".zip", ".zst", ".tar"):
-        return [], -1
-    opener = importlib.import_module(_OPENERS[suffix]).open if suffix in _OPENERS else open
-    comments, header = [], -1
-    with opener(path, "rb") as handle:
-        for number, line in enumerate(handle):
-            text = line.removeprefix(b"\xef\xbb\xbf").strip()  # a UTF-8 byte-order mark on line 0
-            if text.startswith(b"#"):
-                comments.append(number)
-            elif header < 0 and text:
-                header = number
-    return comments, header
-
-
-def _read_table(path: str, what: str, **kwargs) -> pd.DataFrame:
-    """pandas.read_csv whose parse errors become a one-line ValueError naming the file."""
-    try:
-        return pd.read_csv(path, **kwargs)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        hint = " (save it as UTF-8)" if isinstance(err, UnicodeDecodeError) else ""
-        raise ValueError(f"cannot read {what} {path!r}: {' '.join(str(err).split())}{hint}") from None
-
-
-def _read_csv(path: str, id: str | None) -> pd.DataFrame:
-    # The header is read as data first: pandas would rename duplicate names ('m1', 'm1.1'), which
-    # would hide them. Comment lines ('#' first) are skipped.
-    comments, header_line = _comment_lines(path)
-    header = _read_table(path, "the marker matrix", header=None, nrows=1, dtype=str,
-                         keep_default_na=False, skiprows=comments or None).iloc[0]
-    header = [str(h) for h in header]
-    if id is None:
-        pos = 0
-    elif id in header:
-        pos = header.index(id)
-    else:
-        raise ValueError(f"id column {id!r} not found in {path!r}; its columns start with {_first(header)}")
-    skip = sorted(comments + [header_line]) if header_line >= 0 else 1
-    df = _read_table(path, "the marker matrix", header=None, skiprows=skip,
-                     names=list(range(len(header))), index_col=pos, dtype={pos: str})
-    df.columns = [header[j] for j in range(len(header)) if j != pos]
-    return df
-
-
-# --------------------------------------------------------------------------------------------------
-# reading
-# --------------------------------------------------------------------------------------------------
-
-def read_markers(source, *, id: str | None = None) -> pd.DataFrame:
-    """Marker matrix as a DataFrame: index = genotype ids (str, named ``'genotype'``), columns = marker names.
-
-    ``source`` is one of
-
-    * a pandas DataFrame: genotype ids in column ``id`` if given, else its index;
-    * a tuple ``(array, ids)`` or ``(array, ids, names)`` with a 2-D array (genotypes x markers);
-      markers are named ``'m0', 'm1', ...`` when ``names`` is not given;
-    * a path (str or ``os.PathLike``) to a CSV file: the first column holds the genotype ids unless
-      ``id`` names another column; ids are kept as text (``'007'`` stays ``'007'``); lines starting
-      with ``#`` are comments and skipped (a ``#`` inside an id or name is kept);
-    * a path to a PLINK ``.bed`` file, with its ``.bim`` and ``.fam`` next to it, read with
-      ``bed_reader.open_bed``: values are allele counts 0/1/2 (float32, NaN missing), ids are the
-      ``.fam`` individual ids and names the ``.bim`` marker ids. The map (chromosome, bp position) is
-      attached as ``df.attrs['map']``, a DataFrame indexed by marker with columns ``chr`` and ``pos``.
-
-    A bare numpy array is refused (it carries no genotype ids). Duplicate genotype ids, duplicate
-    marker names or missing ids raise ValueError. Values are not checked here
-    (:func:`prepare_markers` does); a DataFrame source is not copied more than pandas needs to.
-    """
-    if isinstance(source, pd.DataFrame):
-        if id is not None:
-            if id not in source.columns:
-                raise ValueError(f"id column {id!r} not found in the marker DataFrame; its columns start "
-                                 f"with {_first(source.columns)}")
-            df = source.drop(columns=[id])
-            df.index = pd.Index(source[id].to_numpy(), dtype=object)
-            df.attrs = dict(source.attrs)
-        else:
-            df = source
-        return _finish_frame(df, "DataFrame")
-
-    if isinstance(source, np.ndarray):
-        raise TypeError("a bare numpy array has no genotype ids: pass a DataFrame, "
-                        "pd.DataFrame(array, index=ids, columns=names), or a tuple (array, ids) or "
-                        "(array, ids, names)")
-
-    if isinstance(source, tuple):
-        if len(source) not in (2, 3):
-            raise TypeError(f"a tuple source must be (array, ids) or (array, ids, names), got {len(source)} items")
-        if id is not None:
-            raise TypeError("id= applies to a DataFrame or CSV source, not to an (array, ids) tuple")
-        values = np.asarray(source[0])
-        if values.ndim != 2:
-            raise ValueError(f"the marker array must be 2-D (genotypes x markers), got shape {values.shape}")
-        ids = list(source[1])
-        if len(ids) != values.shape[0]:
-            raise ValueError(f"{len(ids)} genotype ids for a marker array with {values.shape[0]} rows")
-        if len(source) == 3:
-            names = list(source[2])
-            if len(names) != values.shape[1]:
-                raise ValueError(f"{len(names)} marker names for a marker array with {values.shape[1]} columns")
-        else:
-            names = [f"m{j}" for j in range(values.shape[1])]
-        df = pd.DataFrame(values, index=pd.Index(ids, dtype=object), columns=pd.Index(names, dtype=object),
-                          copy=False)
-        return _finish_frame(df, "array")
-
-    if isinstance(source, (str, os.PathLike)):
-        path = os.fspath(source)
-        lower = path.lower()
-        if lower.endswith((".bim", ".fam")):
-            raise ValueError(f"{path!r}: pass the PLINK .bed file (its .bim and .fam are found next to it)")
-        if lower.endswith(".bed"):
-            if id is not None:
-                raise ValueError("id= does not apply to a PLINK .bed file (ids are the .fam individual ids)")
-            return _finish_frame(_read_bed(path), path)
-        return _finish_frame(_read_csv(path, id), path)
-
-    raise TypeError(f"cannot read markers from a {type(source).__name__}: pass a DataFrame, an (array, ids) "
-                    "tuple, or the path of a CSV or PLINK .bed file")
-
-
-def read_map(source) -> pd.DataFrame:
-    """Marker map as a DataFrame indexed by marker (str) with columns ``chr`` (str) and ``pos`` (float).
-
-    ``source`` is a DataFrame or the path of a CSV file with columns ``marker``, ``chr`` and ``pos``
-    (case-insensitive); lines of the file starting with ``#`` are comments and skipped, and a file
-    pandas cannot parse raises a one-line ValueError naming it. Aliases: ``snp``/``sid``/``name``
-    for the marker (or an index named ``marker``), ``chrom``/``chromosome`` for the chromosome, and
-    ``position``/``cM``/``bp``/``bp_position`` for the position (in whatever unit the file uses;
-    missing positions stay NaN).
-    """
-    if isinstance(source, (str, os.PathLike)):
-        path = os.fspath(source)
-        df = _read_table(path, "the marker map", dtype=str, skiprows=_comment_lines(path)[0] or None)
-        where = repr(path)
-    elif isinstance(source, pd.DataFrame):
-        df = source
-        where = "the map DataFrame"
-    else:
-        raise TypeError(f"cannot read a marker map from a {type(source).__name__}: pass a DataFrame or a CSV path")
-
-    lower = {}
-    for col in df.columns:
-        lower.setdefault(str(col).strip().lower(), col)
-    found = {}
-    for role, aliases in _MAP_ALIASES.items():
-        hits = [lower[a] for a in aliases if a in lower]
-        if role == "pos" and len(hits) > 1 and not any(str(h).strip().lower() in ("pos", "position") for h in hits):
-            raise ValueError(f"ambiguous position columns in {where}: {_first(hits)}; keep one, e.g. "
-                             f"df.rename(columns={{{str(hits[0])!r}: 'pos'}})")
-        if hits:
-            found[role] = hits[0]
-    if "marker" not in found and df.index.name is not None and str(df.index.name).lower() in _MAP_ALIASES["marker"]:
-        markers = list(df.index)
-    elif "marker" in found:
-        markers = list(df[found["marker"]])
-    else:
-        markers = None
-    missing = [r for r in ("marker", "chr", "pos") if (r == "marker" and markers is None) or (r != "marker" and r not in found)]
-    if missing:
-        raise ValueError(f"the marker map ({where}) lacks column(s) {missing}: expected columns marker, chr, pos "
-                         "(aliases: snp/sid/name; chrom/chromosome; position/cM/bp/bp_position; any case); "
-                         f"it has {_first(df.columns, 10)}")
-
-    bad = [i for i, m in enumerate(markers) if _is_missing_scalar(m)]
-    if bad:
-        raise ValueError(f"{len(bad)} row(s) of the marker map ({where}) have no marker name; first at row {bad[0]}")
-    names = [_id_str(m) for m in markers]
-    dup = _duplicates(names)
-    if dup:
-        raise ValueError(f"{len(dup)} marker(s) listed more than once in the marker map ({where}): {_first(dup)}")
-    chrom = list(df[found["chr"]])
-    bad = [i for i, c in enumerate(chrom) if _is_missing_scalar(c)]
-    if bad:
-        raise ValueError(f"marker {names[bad[0]]!r} has no chromosome in the marker map ({where}) "
-                         f"({len(bad)} marker(s) without one)")
-    raw_pos = df[found["pos"]]
-    pos = pd.to_numeric(raw_pos, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    bad = np.flatnonzero(np.isnan(pos) & ~pd.isna(raw_pos).to_numpy())
-    if bad.size:
-        raise ValueError(f"marker {names[bad[0]]!r} has non-numeric position {raw_pos.iloc[bad[0]]!r} in the "
-                         f"marker map ({where}) ({bad.size} such marker(s))")
-    return pd.DataFrame({"chr": [_id_str(c).strip() for c in chrom], "pos": pos},
-                        index=pd.Index(names, dtype=object, name="marker"))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -337,9 +62,11 @@ def _numeric_frame(df: pd.DataFrame) -> pd.DataFrame:
     n_bad_cells, bad_cols, first_bad = 0, 0, None
     for j, dt in enumerate(df.dtypes):
         if dt.kind == "c":
-            raise ValueError(f"marker column {df.columns[j]!r} is complex ({dt}); markers must be real numbers")
+            raise ValueError(f"marker column {df.columns[j]!r} is complex ({dt}); markers must be "
+                             "real numbers")
         if dt.kind in "Mm":
-            raise ValueError(f"marker column {df.columns[j]!r} holds dates or durations ({dt}), not marker codes")
+            raise ValueError(f"marker column {df.columns[j]!r} holds dates or durations ({dt}), "
+                             "not marker codes")
         if pd.api.types.is_numeric_dtype(dt) or pd.api.types.is_bool_dtype(dt):
             continue
         col = df.iloc[:, j].astype(object)
@@ -355,8 +82,9 @@ def _numeric_frame(df: pd.DataFrame) -> pd.DataFrame:
     if first_bad is not None:
         col, row, val = first_bad
         raise ValueError(f"non-numeric marker value: column {col!r}, genotype {row!r} has value {val!r} "
-                         f"({n_bad_cells} non-numeric cell(s) in {bad_cols} marker column(s)); markers must be "
-                         "numeric codes such as allele counts 0/1/2, with missing values as NaN")
+                         f"({n_bad_cells} non-numeric cell(s) in {bad_cols} marker column(s)); "
+                         "markers must be numeric codes such as allele counts 0/1/2, with missing values "
+                         "as NaN")
     if not converted:
         return df
     out = df.copy(deep=False)
@@ -414,11 +142,12 @@ class MarkerMatrix:
         """int64 row of each genotype id (ids compared as str); an unknown id raises ValueError."""
         if isinstance(genotypes, (str, bytes)):
             raise TypeError("genotypes must be a list of ids, e.g. mm.rows([" + repr(genotypes) + "])")
-        ids = [_id_str(g) for g in genotypes]
+        ids = [id_str(g) for g in genotypes]
         pos = pd.Index(self.genotypes, dtype=object).get_indexer(ids)
         missing = list(dict.fromkeys(g for g, p in zip(ids, pos) if p < 0))
         if missing:
-            raise ValueError(f"{len(missing)} genotype(s) have no row in the marker matrix: {_first(missing)}")
+            raise ValueError(f"{len(missing)} genotype(s) have no row in the marker matrix: "
+                             f"{first_ids(missing)}")
         return pos.astype(np.int64)
 
     def standardize(self, markers) -> np.ndarray:
@@ -433,8 +162,8 @@ class MarkerMatrix:
         pos = pd.Index(df.columns, dtype=object).get_indexer(self.names)
         absent = [m for m, p in zip(self.names, pos) if p < 0]
         if absent:
-            raise ValueError(f"{len(absent)} of the {self.n_markers} fitted markers are missing from the new marker "
-                             f"matrix: {_first(absent)}")
+            raise ValueError(f"{len(absent)} of the {self.n_markers} fitted markers are missing from the "
+                             f"new marker matrix: {first_ids(absent)}")
         df = _numeric_frame(df.iloc[:, pos])
         out = np.empty((df.shape[0], self.n_markers), dtype=np.float32)
         cols = np.arange(self.n_markers)
@@ -450,20 +179,22 @@ class MarkerMatrix:
     def describe(self) -> str:
         """One-paragraph summary of the preparation report."""
         r = self.report
+        dropped = r["n_markers"] != r["n_markers_input"]
         parts = [f"{r['n_markers']} markers on {r['n_genotypes']} genotypes"
-                 + (f" (of {r['n_markers_input']} markers in the input)" if r["n_markers"] != r["n_markers_input"] else "")]
+                 + (f" (of {r['n_markers_input']} markers in the input)" if dropped else "")]
         if r["n_monomorphic"]:
             parts.append(f"{r['n_monomorphic']} monomorphic dropped")
         if r["n_all_missing"]:
             parts.append(f"{r['n_all_missing']} missing for every genotype dropped")
         cells = r["n_genotypes"] * r["n_markers"]
         if r["n_missing_imputed"]:
-            parts.append(f"{r['n_missing_imputed']} missing values ({100 * r['n_missing_imputed'] / cells:.1f}%) "
-                         "mean-imputed")
+            pct = 100 * r["n_missing_imputed"] / cells
+            parts.append(f"{r['n_missing_imputed']} missing values ({pct:.1f}%) mean-imputed")
         else:
             parts.append("no missing values")
         if r["n_genotypes_unused"]:
-            parts.append(f"{r['n_genotypes_unused']} genotypes not used by the phenotype data (kept for prediction)")
+            parts.append(f"{r['n_genotypes_unused']} genotypes not used by the phenotype data "
+                         "(kept for prediction)")
         text = "; ".join(parts) + "."
         if self.map is not None:
             text += f" Map: {self.map['chr'].nunique()} chromosomes."
@@ -505,12 +236,12 @@ def prepare_markers(markers, genotypes_needed, *, map=None, id: str | None = Non
     genotype_index = pd.Index(df.index, dtype=object)
 
     # 1. needed genotypes present
-    needed = list(dict.fromkeys(_id_str(g) for g in genotypes_needed))
+    needed = list(dict.fromkeys(id_str(g) for g in genotypes_needed))
     present = genotype_index.get_indexer(needed) >= 0
     if not present.all():
         absent = [g for g, ok in zip(needed, present) if not ok]
-        raise ValueError(f"{len(absent)} of {len(needed)} genotypes in column {genotype_column!r} have no row in "
-                         f"the marker matrix: {_first(absent)}")
+        raise ValueError(f"{len(absent)} of {len(needed)} genotypes in column {genotype_column!r} have no "
+                         f"row in the marker matrix: {first_ids(absent)}")
     if n_input == 0:
         raise ValueError("the marker matrix has no marker column")
     if n_rows == 0:
@@ -543,13 +274,13 @@ def prepare_markers(markers, genotypes_needed, *, map=None, id: str | None = Non
         raise ValueError(f"all {n_input} markers are missing for every genotype")
     if n_all_missing:
         warnings.warn(f"{n_all_missing} marker(s) missing for every genotype dropped: "
-                      f"{_first(df.columns[all_missing])}", UserWarning, stacklevel=2)
+                      f"{first_ids(df.columns[all_missing])}", UserWarning, stacklevel=2)
 
     # 4. genotypes missing for every marker
     empty_rows = np.flatnonzero(row_obs == 0)
     if empty_rows.size:
         raise ValueError(f"genotype {df.index[empty_rows[0]]!r} is missing for every marker "
-                         f"({empty_rows.size} such genotype(s): {_first(df.index[empty_rows])}); "
+                         f"({empty_rows.size} such genotype(s): {first_ids(df.index[empty_rows])}); "
                          "remove it from the marker matrix")
 
     # 5. imputation (counted over the markers finally kept) and 6. monomorphic markers
@@ -563,10 +294,10 @@ def prepare_markers(markers, genotypes_needed, *, map=None, id: str | None = Non
                       "with the marker mean", UserWarning, stacklevel=2)
     if n_monomorphic:
         warnings.warn(f"{n_monomorphic} monomorphic marker(s) (a single observed value) dropped: "
-                      f"{_first(df.columns[monomorphic])}", UserWarning, stacklevel=2)
+                      f"{first_ids(df.columns[monomorphic])}", UserWarning, stacklevel=2)
     if not keep.any():
-        raise ValueError(f"no marker remains: of {n_input} markers, {n_all_missing} are missing for every genotype "
-                         f"and {n_monomorphic} are monomorphic")
+        raise ValueError(f"no marker remains: of {n_input} markers, {n_all_missing} are missing for every "
+                         f"genotype and {n_monomorphic} are monomorphic")
     kept_cols = np.flatnonzero(keep)
     names = [str(df.columns[j]) for j in kept_cols]
 
@@ -579,7 +310,7 @@ def prepare_markers(markers, genotypes_needed, *, map=None, id: str | None = Non
         absent = [m for m, p in zip(names, marker_map.index.get_indexer(names)) if p < 0]
         if absent:
             raise ValueError(f"{len(absent)} of the {len(names)} kept markers are not in the marker map: "
-                             f"{_first(absent)}")
+                             f"{first_ids(absent)}")
         marker_map = marker_map.loc[names]
 
     # pass 2: standardize the kept markers into the float32 result

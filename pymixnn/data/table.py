@@ -2,9 +2,10 @@
 
 One row per observation: an individual id, one or more regressors ``x``
 (time, dose, ...), a response ``y`` and optional individual-level covariates.
-Validation happens here, before any model or inference code runs, and every
-error names the column, the first offending row (by its DataFrame index label)
-and the value found there.
+Validation happens when a :class:`Data` is built, before any model or inference
+code runs (:mod:`pymixnn.data.checks`), and every error names the column, the
+first offending row (by its DataFrame index label) and the value found there.
+x columns given as dates are converted to elapsed time (:mod:`pymixnn.data.dates`).
 
 Example
 -------
@@ -21,109 +22,17 @@ Data: 2 individuals, 4 observations, x=['t'], y='y', covariates=['w']
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from os import PathLike
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from pandas.api.types import is_bool_dtype, is_numeric_dtype
 
-from pymixnn.validation import check_columns_unique, check_ids
+from pymixnn.data.checks import as_float, validate_long_table
+from pymixnn.data.dates import TIME_UNITS, elapsed, is_datetime, since  # noqa: F401 (TIME_UNITS: former home)
 
 __all__ = ["Data"]
-
-
-def _show(value: Any) -> str:
-    """repr of a value, with numpy scalars shown as plain Python numbers."""
-    return repr(value.item() if isinstance(value, np.generic) else value)
-
-
-def _first(values: pd.Series, bad: pd.Series | np.ndarray) -> tuple[str, str]:
-    """Index label and value of the first row flagged in ``bad``, both shown for messages."""
-    pos = int(np.flatnonzero(np.asarray(bad))[0])
-    return _show(values.index[pos]), _show(values.iloc[pos])
-
-
-def _row_error(
-    column: Hashable, problem: str, values: pd.Series, bad: pd.Series | np.ndarray
-) -> ValueError:
-    """ValueError "column 'c' <problem>: row <label> has value <value>" for the first bad row."""
-    row, value = _first(values, bad)
-    return ValueError(f"column {column!r} {problem}: row {row} has value {value}")
-
-
-def _as_float(df: pd.DataFrame, column: Hashable) -> pd.Series:
-    """The column as float64; booleans become 0/1, anything else non-numeric is an error."""
-    values = df[column]
-    if isinstance(values.dtype, pd.CategoricalDtype):  # an R factor: its labels are not numbers
-        levels = [_show(v)[:20] for v in values.cat.categories[:8]]
-        raise ValueError(f"column {column!r} is categorical (levels [{', '.join(levels)}"
-                         f"{', ...' if len(values.cat.categories) > 8 else ''}]); x and y must be "
-                         "numeric: convert it to numbers, or use it as a covariate")
-    if is_bool_dtype(values.dtype):
-        return values.astype(np.float64)
-    raw = values if is_numeric_dtype(values.dtype) else values.astype(object)
-    numeric = pd.to_numeric(raw, errors="coerce")
-    bad = numeric.isna() & values.notna()
-    if bad.any():
-        raise _row_error(column, "must be numeric", values, bad)
-    return numeric.astype(np.float64)
-
-
-#: ``time_unit`` of a datetime x column -> seconds per unit, and its name in messages
-TIME_UNITS = {"s": (1.0, "seconds"), "min": (60.0, "minutes"), "h": (3600.0, "hours"),
-              "d": (86400.0, "days"), "w": (604800.0, "weeks")}
-
-
-def _is_datetime(values: pd.Series) -> bool:
-    """datetime64 (with or without a time zone), or an object column of timestamps or dates."""
-    if pd.api.types.is_datetime64_any_dtype(values.dtype):
-        return True
-    return values.dtype == object and pd.api.types.infer_dtype(values, skipna=True) in (
-        "datetime", "datetime64", "date")
-
-
-def _elapsed(values: pd.Series, column: Hashable, origin: pd.Timestamp, unit: str) -> np.ndarray:
-    """Dates as float64 time elapsed since ``origin`` in ``unit`` (NaN where missing)."""
-    try:
-        delta = pd.to_datetime(values) - origin
-    except (TypeError, ValueError) as err:  # mixed or other time zones, unreadable dates
-        raise ValueError(f"x column {column!r}: its dates cannot be compared with the origin "
-                         f"{origin} ({err})") from None
-    return (delta / pd.Timedelta(seconds=TIME_UNITS[unit][0])).to_numpy(dtype=np.float64,
-                                                                        na_value=np.nan)
-
-
-def _time_origins(df: pd.DataFrame, x_cols: list, time_unit: str | None) -> dict:
-    """Earliest date of each datetime x column (the origin of its elapsed time); a datetime
-    column needs ``time_unit``, and ``time_unit`` needs a datetime column."""
-    if time_unit is not None and time_unit not in TIME_UNITS:
-        raise ValueError(f"time_unit must be one of {list(TIME_UNITS)}, got {time_unit!r}")
-    dated = [c for c in x_cols if _is_datetime(df[c])]
-    if dated and time_unit is None:
-        raise ValueError(f"x column {dated[0]!r} holds dates ({df[dated[0]].dtype}): pass "
-                         "time_unit='h', 'd', 'min', 's' or 'w' to use the time elapsed since its "
-                         "earliest date")
-    if time_unit is not None and not dated:
-        raise ValueError(f"time_unit={time_unit!r} converts dates, but no x column of {x_cols} "
-                         "holds dates")
-    origins = {}
-    for column in dated:
-        try:
-            origins[column] = pd.to_datetime(df[column]).min()
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"x column {column!r}: cannot read its dates ({err})") from None
-    return origins
-
-
-def _nonfinite(values: pd.Series) -> pd.Series:
-    """Missing values, plus +-inf in numeric (non-boolean) columns."""
-    bad = values.isna()
-    if is_numeric_dtype(values.dtype) and not is_bool_dtype(values.dtype):
-        bad |= np.isinf(values.astype(np.float64))
-    return bad
 
 
 class Data:
@@ -269,111 +178,19 @@ class Data:
         x_cols = [x] if isinstance(x, str) else list(x)
         covariate_cols = [] if covariates is None else list(covariates)
         aux_cols = dict(aux or {})
-        if not x_cols:
-            raise ValueError("x must name at least one column")
-        roles = [id, *x_cols, y, *covariate_cols, *aux_cols.values()]
-        check_columns_unique(df, roles)
-        for column in roles:
-            if column not in df.columns:
-                raise ValueError(
-                    f"column {column!r} not found in data; available columns: {list(df.columns)}"
-                )
-        repeated = sorted({str(c) for c in roles if roles.count(c) > 1})
-        if repeated:
-            raise ValueError(
-                f"column(s) {repeated} used more than once among id, x, y, covariates, trials "
-                "and censoring"
-            )
-        if df.empty:
-            raise ValueError("data has no rows")
-
-        missing_id = df[id].isna()
-        if missing_id.any():
-            raise _row_error(id, "has a missing id", df[id], missing_id)
-        check_ids(df[id], id)
-
-        time_origins = _time_origins(df, x_cols, time_unit)
-        frame = df[roles].copy()
-        for column in [*x_cols, y, *aux_cols.values()]:
-            frame[column] = (_elapsed(df[column], column, time_origins[column], time_unit)
-                             if column in time_origins else _as_float(df, column).to_numpy())
-        for column in [*x_cols, *covariate_cols, *aux_cols.values()]:
-            bad = _nonfinite(frame[column])
-            if bad.any():
-                raise _row_error(column, "must be finite and not missing", frame[column], bad)
-
-        response = frame[y]
-        infinite = np.isinf(response)
-        if infinite.any():
-            raise _row_error(y, "must be finite", response, infinite)
-        missing_y = response.isna()
-        n_dropped = int(missing_y.sum())
-        if n_dropped:
-            first_row, _ = _first(response, missing_y)
-            if not dropna:
-                raise ValueError(
-                    f"column {y!r} has {n_dropped} missing values (first at row {first_row}); "
-                    "pass dropna=True to drop those rows"
-                )
-            warnings.warn(
-                f"dropped {n_dropped} rows with a missing {y!r} (first at row {first_row})",
-                UserWarning,
-                stacklevel=2,
-            )
-        all_ids = pd.unique(frame[id])
-        frame = frame.loc[~missing_y.to_numpy()]
-        kept_ids = set(frame[id])
-        empty = [i for i in all_ids if i not in kept_ids]
-        if empty:
-            raise ValueError(
-                f"individual {_show(empty[0])} has no observation left after dropping rows "
-                f"with a missing {y!r} ({len(empty)} such individuals)"
-            )
-
-        # individuals in sorted id order (as nlme and lme4 order groups), so that a fit does not
-        # depend on the order of the rows: the same data shuffled give the same numbers; ids of
-        # types that do not sort together keep their order of first appearance
-        try:
-            codes, _ = pd.factorize(frame[id], sort=True)
-        except TypeError:
-            codes, _ = pd.factorize(frame[id])
-        grouping = np.argsort(codes, kind="stable")
-        frame = frame.iloc[grouping]
-        codes = codes[grouping]
-        for column in covariate_cols:
-            values = frame[column].astype(object)
-            earlier = values.groupby(codes).transform("first")
-            varies = values != earlier
-            if varies.any():
-                row, value = _first(values, varies)
-                _, individual = _first(frame[id], varies)
-                _, before = _first(earlier, varies)
-                raise ValueError(
-                    f"covariate {column!r} varies within individual {individual} "
-                    f"(row {row} has {value}, earlier rows have {before}); "
-                    "covariates must be constant within an individual"
-                )
-
-        duplicated = frame.duplicated(subset=[id, *x_cols, y])
-        if duplicated.any():
-            row, _ = _first(frame[y], duplicated)
-            warnings.warn(
-                f"{int(duplicated.sum())} rows repeat an earlier row's id, x and y "
-                f"(first at row {row}); they are kept",
-                UserWarning,
-                stacklevel=2,
-            )
+        valid = validate_long_table(df, id=id, x_cols=x_cols, y=y, covariate_cols=covariate_cols,
+                                    aux_cols=aux_cols, dropna=dropna, time_unit=time_unit)
         return cls(
-            frame,
+            valid.frame,
             id_col=id,
             x_cols=x_cols,
             y_col=y,
             covariate_cols=covariate_cols,
-            n_dropped=n_dropped,
+            n_dropped=valid.n_dropped,
             aux_cols=aux_cols,
-            source_positions=grouping,
-            time_unit=time_unit if time_origins else None,
-            time_origins=time_origins,
+            source_positions=valid.source_positions,
+            time_unit=time_unit if valid.time_origins else None,
+            time_origins=valid.time_origins,
         )
 
     @classmethod
@@ -476,10 +293,7 @@ class Data:
     # ------------------------------------------------------------------ dates as elapsed time
     def _since(self, column: str) -> str:
         """"days since 2021-03-04 00:00" for an x column given as dates."""
-        origin = self.time_origins[column]
-        stamp = origin.strftime("%Y-%m-%d %H:%M" + (":%S" if origin.second else ""))
-        zone = f" {origin.tz}" if origin.tz is not None else ""
-        return f"{TIME_UNITS[self.time_unit][1]} since {stamp}{zone}"
+        return since(self.time_origins[column], self.time_unit)
 
     def time_label(self, column: str) -> str:
         """An axis label: the column, with its unit and origin when it was given as dates
@@ -497,13 +311,13 @@ class Data:
         it are taken as elapsed time already)."""
         out = np.empty((len(frame), len(self.x_cols)), dtype=np.float64)
         for j, column in enumerate(self.x_cols):
-            if _is_datetime(frame[column]):
+            if is_datetime(frame[column]):
                 if column not in self.time_origins:
                     raise ValueError(f"x column {column!r} holds dates, but it was numeric in the "
                                      "fitted data")
-                out[:, j] = _elapsed(frame[column], column, self.time_origins[column], self.time_unit)
+                out[:, j] = elapsed(frame[column], column, self.time_origins[column], self.time_unit)
             else:
-                out[:, j] = _as_float(frame, column).to_numpy()
+                out[:, j] = as_float(frame, column).to_numpy()
         return out
 
     def __repr__(self) -> str:
