@@ -3,18 +3,30 @@
 >>> import pymixnn
 >>> df = pymixnn.datasets.load("theo")
 >>> res = pymixnn.fit(df, pymixnn.Model.named("onecpt_oral"), id="Id", x=["Dose", "Time"],
-...                   y="Concentration", covariates={"V": ["Weight"]}, seed=0, progress=False)  # doctest: +SKIP
+...                   y="Concentration", covariates={"V": ["Weight"]}, seed=0,
+...                   progress=False)  # doctest: +SKIP
 >>> print(res.summary())  # doctest: +SKIP
 """
 from pymixnn import datasets
+from pymixnn.control import Control
 from pymixnn.data.table import Data
-from pymixnn.results.diagnostics import ConvergenceWarning
 from pymixnn.fitting import fit
 from pymixnn.model.genomic import Genomic
 from pymixnn.model.named import NAMED_MODELS, Model, named
-from pymixnn.model.observation import (Bernoulli, Binomial, LogLikelihood, NegativeBinomial, Normal,
-                                        Ordinal, Poisson, ZeroInflatedPoisson, observation)
+from pymixnn.model.observation import (
+    Bernoulli,
+    Binomial,
+    LogLikelihood,
+    NegativeBinomial,
+    Normal,
+    Ordinal,
+    Poisson,
+    ZeroInflatedPoisson,
+    observation,
+)
 from pymixnn.model.random_effects import Flow, Gaussian, Mixture
+from pymixnn.problem import NLME
+from pymixnn.results.diagnostics import ConvergenceWarning
 
 __version__ = "0.1.0"
 
@@ -39,7 +51,7 @@ def __getattr__(name):  # Results imports torch and pyro: load it only when aske
     raise AttributeError(f"module 'pymixnn' has no attribute {name!r}")
 
 
-__all__ = ["fit", "ConvergenceWarning", "Data", "Model", "named", "NAMED_MODELS", "Results", "compare", "compare_fits", "Gaussian",
-           "Mixture", "Flow", "Genomic", "Normal", "Poisson", "NegativeBinomial", "ZeroInflatedPoisson", "Binomial",
-           "Bernoulli", "Ordinal", "LogLikelihood", "observation", "datasets", "simulate",
-           "__version__"]
+__all__ = ["fit", "NLME", "Control", "ConvergenceWarning", "Data", "Model", "named", "NAMED_MODELS",
+           "Results", "compare", "compare_fits", "Gaussian", "Mixture", "Flow", "Genomic", "Normal",
+           "Poisson", "NegativeBinomial", "ZeroInflatedPoisson", "Binomial", "Bernoulli", "Ordinal",
+           "LogLikelihood", "observation", "datasets", "simulate", "__version__"]

@@ -1,7 +1,8 @@
 """Checks of a fit's settings, and of the model against the data, before any torch work.
 
-Each check raises a one-line ``ValueError`` (``TypeError`` for a wrong kind of object) that names
-the setting, column, row or value at fault, and, for a misspelt name, the closest valid one.
+Each check raises a one-line :class:`InputError` (a ``ValueError``; :class:`InputTypeError`, also a
+``TypeError``, for a wrong kind of object) that names the setting, column, row or value at fault,
+and, for a misspelt name, the closest valid one.
 :func:`pymixnn.fit` calls them in this order: :func:`check_settings` first (before any data
 work), :func:`check_columns_unique` and :func:`check_response_dtype` on the user's DataFrame,
 :func:`check_names`, :func:`check_init` and :func:`check_random_effects` on the model,
@@ -17,7 +18,7 @@ itself calls :func:`check_columns_unique` and :func:`check_ids`, and ``Results.l
 ...                likelihood="auto", dropna=False)
 Traceback (most recent call last):
 ...
-ValueError: lr must be a finite number > 0 (the SVI step size, e.g. lr=0.02), got -0.1
+pymixnn.validation.InputError: lr must be a finite number > 0 (the SVI step size, e.g. lr=0.02), got -0.1
 >>> closest("Ka", ["ka", "V", "CL"])
 'ka'
 """
@@ -38,9 +39,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from pymixnn.data.table import Data
     from pymixnn.model.named import Model
 
-__all__ = ["closest", "did_you_mean", "check_settings", "check_columns_unique", "check_ids", "check_response_dtype",
+__all__ = ["InputError", "InputTypeError", "closest", "did_you_mean", "check_settings",
+           "check_columns_unique", "check_ids", "check_response_dtype",
            "check_names", "check_init", "check_random_effects", "check_response_support",
-           "check_loaded_model"]
+           "check_loaded_model", "check_design", "check_observation_columns", "check_genomic",
+           "check_genotype_role", "X_DOMAINS"]
 
 DTYPES = ("float32", "float64")
 DEVICES = ("cpu", "cuda", "auto")
@@ -48,6 +51,15 @@ LIKELIHOODS = ("auto", "is", "gq")
 # observation families for which a boolean y has a meaning (0/1 successes, two ordered levels, or
 # the user's own log-likelihood); Gaussian and count families reject it
 _BOOLEAN_Y_FAMILIES = ("bernoulli", "binomial", "ordinal", "loglik")
+
+
+class InputError(ValueError):
+    """An error in what the user gave (data, model, settings), found before any fitting: the
+    command line prints it as one line and exits with status 2."""
+
+
+class InputTypeError(InputError, TypeError):
+    """An input of the wrong kind (e.g. ``init`` not a mapping): a TypeError and an InputError."""
 
 
 def _show(value: Any) -> str:
@@ -88,27 +100,27 @@ def check_settings(*, lr: Any, max_steps: Any, batch_size: Any, num_particles: A
     """Every algorithm setting of :func:`pymixnn.fit`: kind, range and known names. A device
     "cuda" (or "cuda:N") is checked against the CUDA devices torch finds."""
     if not (_is_real(lr) and math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be a finite number > 0 (the SVI step size, e.g. lr=0.02), got {lr!r}")
+        raise InputError(f"lr must be a finite number > 0 (the SVI step size, e.g. lr=0.02), got {lr!r}")
     for name, value in dict(batch_size=batch_size, max_steps=max_steps,
                             num_particles=num_particles).items():
         if not (_is_integer(value) and value >= 1):
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            raise InputError(f"{name} must be a positive integer, got {value!r}")
     if is_samples is not None and not (_is_integer(is_samples) and is_samples >= 1):
-        raise ValueError(f"is_samples must be a positive integer (importance samples per individual) "
+        raise InputError(f"is_samples must be a positive integer (importance samples per individual) "
                          f"or None for the default, got {is_samples!r}")
     if threads is not None and not (_is_integer(threads) and threads >= 1):
-        raise ValueError(f"threads must be a positive integer (torch threads) or None for the "
+        raise InputError(f"threads must be a positive integer (torch threads) or None for the "
                          f"default, got {threads!r}")
     if not (_is_integer(seed) and seed >= 0):
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        raise InputError(f"seed must be a non-negative integer, got {seed!r}")
     for name, value in dict(refine=refine, progress=progress, dropna=dropna).items():
         if not isinstance(value, (bool, np.bool_)):
-            raise ValueError(f"{name} must be True or False, got {value!r}")
+            raise InputError(f"{name} must be True or False, got {value!r}")
     if dtype is not None and dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {list(DTYPES)} or None (float64 on the CPU, float32 "
+        raise InputError(f"dtype must be one of {list(DTYPES)} or None (float64 on the CPU, float32 "
                          f"on CUDA), got {dtype!r}")
     if likelihood not in LIKELIHOODS:
-        raise ValueError(f"likelihood must be 'auto', 'is' or 'gq', got {likelihood!r}")
+        raise InputError(f"likelihood must be 'auto', 'is' or 'gq', got {likelihood!r}")
     _check_device(device)
 
 
@@ -116,16 +128,16 @@ def _check_device(device: Any) -> None:
     cuda = isinstance(device, str) and (device == "cuda" or (device.startswith("cuda:")
                                                               and device[5:].isdigit()))
     if not (cuda or device in DEVICES):
-        raise ValueError(f"device must be one of {list(DEVICES)} (or 'cuda:N'), got {device!r}")
+        raise InputError(f"device must be one of {list(DEVICES)} (or 'cuda:N'), got {device!r}")
     if cuda:
         import torch  # only to ask for CUDA devices
 
         if not torch.cuda.is_available():
-            raise ValueError(f"device={device!r} but torch finds no CUDA device (torch "
+            raise InputError(f"device={device!r} but torch finds no CUDA device (torch "
                              f"{torch.__version__}); use device='cpu' or 'auto'")
         index = int(device[5:]) if device.startswith("cuda:") else 0
         if index >= torch.cuda.device_count():
-            raise ValueError(f"device={device!r} but torch finds {torch.cuda.device_count()} CUDA "
+            raise InputError(f"device={device!r} but torch finds {torch.cuda.device_count()} CUDA "
                              f"device(s) (cuda:0 .. cuda:{torch.cuda.device_count() - 1})")
 
 
@@ -137,7 +149,7 @@ def check_columns_unique(df: pd.DataFrame, columns: Sequence[Hashable]) -> None:
     for column in dict.fromkeys(c for c in columns if c is not None):
         positions = [k for k, name in enumerate(names) if name == column]
         if len(positions) > 1:
-            raise ValueError(f"column {column!r} appears {len(positions)} times in the data (positions "
+            raise InputError(f"column {column!r} appears {len(positions)} times in the data (positions "
                              f"{positions}); give the columns unique names, e.g. df.columns = [...]")
 
 
@@ -158,7 +170,7 @@ def check_ids(ids: pd.Series, column: Hashable) -> None:
         key = str(value)
         if key in seen:
             j = seen[key]
-            raise ValueError(
+            raise InputError(
                 f"column {column!r} mixes types: row {label(j)} has {_show(uniques[j])} "
                 f"({type(uniques[j]).__name__}) and row {label(k)} has {_show(value)} "
                 f"({type(value).__name__}), two different ids both shown as {key}; convert the "
@@ -169,7 +181,7 @@ def check_ids(ids: pd.Series, column: Hashable) -> None:
         key = str(value).strip()
         if key in stripped:
             j = stripped[key]
-            raise ValueError(
+            raise InputError(
                 f"column {column!r}: row {label(j)} has {_show(uniques[j])} and row {label(k)} has "
                 f"{_show(value)}, ids that differ only by surrounding spaces (two individuals); "
                 f"strip them: df[{column!r}] = df[{column!r}].astype(str).str.strip()")
@@ -194,7 +206,7 @@ def check_response_dtype(df: pd.DataFrame, y: Hashable, observation: Any) -> Non
         present = values.dropna()
         boolean = len(present) > 0 and all(isinstance(v, (bool, np.bool_)) for v in present)
     if boolean and observation.name not in _BOOLEAN_Y_FAMILIES:
-        raise ValueError(f"column {y!r} is boolean (True/False), not a measurement for "
+        raise InputError(f"column {y!r} is boolean (True/False), not a measurement for "
                          f"observation={observation.name!r}; use observation='bernoulli' for binary "
                          f"data, or convert it: df[{y!r}].astype(float)")
 
@@ -210,11 +222,11 @@ def check_names(names: Any, model: Model, setting: str) -> None:
     if names is None or isinstance(names, str) and setting != "random":
         return
     if isinstance(names, str):
-        raise ValueError(f"random must be a list of parameter names, e.g. random=[{names!r}], "
+        raise InputError(f"random must be a list of parameter names, e.g. random=[{names!r}], "
                          f"got the string {names!r}")
     for name in names:
         if name not in model.parameters:
-            raise ValueError(f"{setting}= names {name!r}, not a parameter of model {_model_name(model)!r}"
+            raise InputError(f"{setting}= names {name!r}, not a parameter of model {_model_name(model)!r}"
                              f"{did_you_mean(name, model.parameters)}; its parameters are "
                              f"{list(model.parameters)}")
 
@@ -225,22 +237,22 @@ def check_init(init: Any, model: Model) -> None:
     if init is None:
         return
     if not isinstance(init, Mapping):
-        raise TypeError(f"init must be a mapping {{parameter: value}}, got {type(init).__name__}")
+        raise InputTypeError(f"init must be a mapping {{parameter: value}}, got {type(init).__name__}")
     for key, value in init.items():
         if key not in model.parameters:
             hint = did_you_mean(key, model.parameters)
             if key in model.error_parameters:
                 hint = " (a residual error parameter: set it with Model(error_init={...}))"
-            raise ValueError(f"init names {key!r}, not a parameter of model {_model_name(model)!r}{hint}; "
+            raise InputError(f"init names {key!r}, not a parameter of model {_model_name(model)!r}{hint}; "
                              f"its parameters are {list(model.parameters)}")
         if not (_is_real(value) and math.isfinite(value)):
-            raise ValueError(f"init[{key!r}] must be a finite number, got {value!r}")
+            raise InputError(f"init[{key!r}] must be a finite number, got {value!r}")
 
 
 def check_random_effects(model: Model) -> None:
     """At least one parameter with a random effect."""
     if not model.random:
-        raise ValueError(
+        raise InputError(
             "random=[]: at least one parameter needs a random effect (a model without random effects "
             "is a nonlinear regression; fit it with scipy.optimize.curve_fit), e.g. random="
             f"[{model.parameters[0]!r}]; model {_model_name(model)!r} has parameters "
@@ -260,13 +272,13 @@ def check_response_support(model: Model, data: Data, observation: Any) -> None:
         if bad.size:
             row, value = _show(data.frame.index[bad[0]]), _show(y[bad[0]])
             if model.error == "exponential":
-                raise ValueError(f"the exponential error model needs y > 0: column {data.y_col!r}, "
+                raise InputError(f"the exponential error model needs y > 0: column {data.y_col!r}, "
                                  f"row {row} has value {value}")
-            raise ValueError(f"the proportional error model needs y > 0 (its sd b*|f| vanishes with f): "
+            raise InputError(f"the proportional error model needs y > 0 (its sd b*|f| vanishes with f): "
                              f"column {data.y_col!r}, row {row} has value {value} ({bad.size} of "
                              f"{y.size} rows); use error='combined'")
     if data.n_obs > 1 and np.all(y == y[0]):
-        raise ValueError(f"column {data.y_col!r} takes the single value {_show(y[0])} in all "
+        raise InputError(f"column {data.y_col!r} takes the single value {_show(y[0])} in all "
                          f"{data.n_obs} rows: there is nothing to fit")
 
 
@@ -289,4 +301,107 @@ def check_loaded_model(model: Model, saved: Mapping[str, Any], path: Any) -> Non
                 break  # transforms and random effects then differ by their names too
     if diffs:
         name = f" of model {saved['name']!r}" if saved.get("name") else ""
-        raise ValueError(f"{path}: the model given does not match the saved fit{name}: " + "; ".join(diffs))
+        raise InputError(f"{path}: the model given does not match the saved fit{name}: " + "; ".join(diffs))
+
+
+# ---------------------------------------------------------------------------------- the problem
+# named models whose x columns have a physical domain: (column position, meaning, lower bound)
+X_DOMAINS = {"onecpt_oral": [(0, "dose", 0.0), (1, "time after the dose", 0.0)]}
+
+
+def check_design(model: Model, data: Data, observation: Any) -> None:
+    """x inside a named model's domain (the closed-form one-compartment curve is meaningless at
+    negative times: a fit there reported V = 3.8e6 as converged), and enough observations per
+    individual for the random effects to be told apart from each other and from the residual
+    error (one observation per individual with three random effects gave ka = 1.8e-5,
+    CL = 2.7e-7, reported as converged)."""
+    for j, meaning, lower in X_DOMAINS.get(model.name or "", []):
+        if j < len(data.x_cols):
+            bad = np.flatnonzero(data.x[:, j] < lower)
+            if bad.size:
+                col = data.x_cols[j]
+                raise InputError(f"column {col!r} is the {meaning} of model {model.name!r} and must "
+                                 f"be >= {lower:g}: row {data.frame.index[bad[0]]!r} has value "
+                                 f"{data.x[bad[0], j]:g} ({bad.size} such rows)")
+    d, most = len(model.random), int(data.n_obs_per_individual.max())
+    gaussian = observation.name == "gaussian"
+    if d and (most < d or (gaussian and most == 1)):
+        why = (f"{d} random effects ({', '.join(model.random)})" if most < d else
+               "a random effect and a residual error that one observation cannot tell apart")
+        raise InputError(f"every individual has at most {most} observation(s), too few for {why}: "
+                         f"the individual parameters are not identifiable; give fewer random "
+                         f"effects (random=[...]) or data with more observations per individual")
+
+
+def check_observation_columns(frame: Any, observation: Any, trials: Any, censoring: Any,
+                              error: Any) -> dict[str, str]:
+    """The auxiliary columns against the family, before any data conversion (``frame``: the
+    user's DataFrame or the Data's frame); returns the role -> column mapping."""
+    aux: dict[str, str] = {}
+    if not observation.has_error_model and error is not None:
+        raise InputError(f"error={error!r} sets the Gaussian error model; observation="
+                         f"{observation.name!r} has its own law (drop error=)")
+    if censoring is not None:
+        if not observation.has_error_model:
+            flags = frame[censoring] if censoring in getattr(frame, "columns", []) else None
+            where = ""
+            if flags is not None:
+                on = np.flatnonzero(pd.to_numeric(flags, errors="coerce").fillna(1).to_numpy() != 0)
+                if on.size:
+                    where = f": row {flags.index[on[0]]!r} has value {flags.iloc[on[0]]!r}"
+            raise InputError(f"censoring column {censoring!r} flags censored observations{where}; "
+                             f"left-censoring (M3) needs observation='gaussian', not {observation.name!r}")
+        aux["censored"] = censoring
+    if "trials" in observation.needs:
+        if trials is None:
+            raise InputError(f"observation={observation.name!r} needs trials=<column with the number of "
+                             "trials of each observation>")
+        aux["trials"] = trials
+    elif trials is not None:
+        raise InputError(f"trials={trials!r} is used only by observation='binomial' (this fit uses "
+                         f"{observation.name!r})")
+    return aux
+
+
+def check_genomic(genotype: Any, genomic: Any, model: Model) -> list[str]:
+    """The genomic arguments against the model; returns the individual-level columns they need."""
+    from pymixnn.model.genomic import Genomic
+
+    if genomic is None:
+        if genotype is not None:
+            raise InputError(f"genotype={genotype!r} is used with genomic=pymixnn.Genomic(markers, "
+                             "params=[...]): give the marker matrix")
+        return []
+    if not isinstance(genomic, Genomic):
+        raise InputTypeError(f"genomic must be a pymixnn.Genomic(markers, params=[...]), got "
+                             f"{type(genomic).__name__}")
+    if genotype is None:
+        raise InputError("genomic=... needs genotype=<column naming each individual's genotype> "
+                         "(the rows of the marker matrix)")
+    unknown = [p for p in genomic.params if p not in model.parameters]
+    if unknown:
+        raise InputError(f"Genomic(params=...) names {unknown}, which model {model.name!r} does not "
+                         f"have; its parameters are {list(model.parameters)}")
+    fixed = [p for p in genomic.params if p not in model.random]
+    if fixed:
+        raise InputError(f"marker effects on {fixed} need a random effect on them (the markers "
+                         f"explain between-individual variation): add them to random=, now "
+                         f"{list(model.random)}")
+    cols = [genotype] + ([genomic.interaction] if genomic.interaction else [])
+    if genomic.interaction == genotype:
+        raise InputError(f"Genomic(interaction=...) must be another column than genotype={genotype!r}")
+    return cols
+
+
+def check_genotype_role(genotype: Any, roles: Mapping[str, Sequence[Any]]) -> None:
+    """genotype= naming the id, an x or the y column (``roles``: role -> columns): an error that
+    names genotype=."""
+    if genotype is None:
+        return
+    for role, columns in roles.items():
+        if genotype in columns:
+            raise InputError(f"genotype={genotype!r} is the {role} column: genotype= names the column "
+                             "holding each individual's genotype (the rows of the marker matrix), "
+                             f"another column than {role}=" + (
+                                 f"; if each individual is its own genotype, copy it: "
+                                 f"df['genotype'] = df[{genotype!r}]" if role == "id" else ""))

@@ -6,28 +6,78 @@
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+
 from pymixnn.model import growth, pd, pk
 from pymixnn.model.spec import ERROR_MODELS, Model
 
-__all__ = ["Model", "ERROR_MODELS", "NAMED_MODELS", "named", "resolve"]
+__all__ = ["Model", "ERROR_MODELS", "NamedModel", "NAMED_MODELS", "named", "resolve"]
 
-# name -> (function, parameters, default transforms, self-start, meaning of x columns); each
-# function's docstring and the README's table of named models state the same transforms
-# (tests/test_heldout_findings.py checks both against this registry)
-NAMED_MODELS = {
-    "onecpt_oral": (pk.onecpt_oral, ("ka", "V", "CL"), "log", pk.start_onecpt_oral, ("dose", "time")),
-    "logistic": (growth.logistic, ("A", "B", "C"), "log", growth.start_sigmoid, ("time",)),
-    "gompertz": (growth.gompertz, ("A", "B", "C"), "log", growth.start_sigmoid, ("time",)),
-    "asymptotic": (growth.asymptotic, ("Asym", "R0", "lrc"), "identity", growth.start_asymptotic,
-                   ("time",)),
-    "exp_growth": (growth.exp_growth, ("A", "B", "k"), {"A": "log", "B": "identity", "k": "log"},
-                   growth.start_exp_growth, ("time",)),
-    "emax": (pd.emax, ("E0", "Emax", "ED50"), {"E0": "identity", "Emax": "log", "ED50": "log"},
-             pd.start_emax, ("dose",)),
-    "sigmoid_emax": (pd.sigmoid_emax, ("E0", "Emax", "ED50", "gamma"),
-                     {"E0": "identity", "Emax": "log", "ED50": "log", "gamma": "log"},
-                     pd.start_sigmoid_emax, ("dose",)),
-    "linear": (growth.linear, ("intercept", "slope"), "identity", growth.start_linear, ("time",)),
+
+@dataclass(frozen=True)
+class NamedModel:
+    """A named model's record: the torch structural function ``function(psi, x)``, parameter
+    names, default transforms (one name for all, or per parameter), the data-based self-start,
+    the meaning of each x column and the R twins of the function for the R bridges
+    (``r_function``: ``function(psi, x)`` with psi an individuals x parameters matrix on the
+    natural scale and x the matrix of x columns, evaluated by saemix and nlme alike).
+
+    Iterating (or indexing 0-4) gives the former 5-tuple (function, parameters, transforms,
+    self_start, x_names)."""
+
+    function: Callable
+    parameters: tuple[str, ...]
+    transforms: str | Mapping[str, str]
+    self_start: Callable | None
+    x_names: tuple[str, ...]
+    r_function: str | None = None
+
+    def _legacy(self) -> tuple:
+        return (self.function, self.parameters, self.transforms, self.self_start, self.x_names)
+
+    def __iter__(self) -> Iterator:
+        return iter(self._legacy())
+
+    def __getitem__(self, index):
+        return self._legacy()[index]
+
+    def __len__(self) -> int:
+        return 5
+
+
+# each function's docstring and the README's table of named models state the same transforms
+# (tests/test_heldout_findings.py checks both against this registry); tests/test_compare.py checks
+# each R twin against the torch function
+NAMED_MODELS: dict[str, NamedModel] = {
+    "onecpt_oral": NamedModel(
+        pk.onecpt_oral, ("ka", "V", "CL"), "log", pk.start_onecpt_oral, ("dose", "time"),
+        "function(psi, x) { ka <- psi[, 1]; V <- psi[, 2]; k <- psi[, 3] / V; "
+        "x[, 1] * ka / (V * (ka - k)) * (exp(-k * x[, 2]) - exp(-ka * x[, 2])) }"),
+    "logistic": NamedModel(
+        growth.logistic, ("A", "B", "C"), "log", growth.start_sigmoid, ("time",),
+        "function(psi, x) psi[, 1] / (1 + exp(-(x[, 1] - psi[, 2]) / psi[, 3]))"),
+    "gompertz": NamedModel(
+        growth.gompertz, ("A", "B", "C"), "log", growth.start_sigmoid, ("time",),
+        "function(psi, x) psi[, 1] * exp(-exp(-pmax((x[, 1] - psi[, 2]) / psi[, 3], -50)))"),
+    "asymptotic": NamedModel(
+        growth.asymptotic, ("Asym", "R0", "lrc"), "identity", growth.start_asymptotic, ("time",),
+        "function(psi, x) psi[, 1] + (psi[, 2] - psi[, 1]) * exp(-exp(psi[, 3]) * x[, 1])"),
+    "exp_growth": NamedModel(
+        growth.exp_growth, ("A", "B", "k"), {"A": "log", "B": "identity", "k": "log"},
+        growth.start_exp_growth, ("time",),
+        "function(psi, x) psi[, 1] * (1 - psi[, 2] * exp(-psi[, 3] * x[, 1]))"),
+    "emax": NamedModel(
+        pd.emax, ("E0", "Emax", "ED50"), {"E0": "identity", "Emax": "log", "ED50": "log"},
+        pd.start_emax, ("dose",),
+        "function(psi, x) psi[, 1] + psi[, 2] * x[, 1] / (psi[, 3] + x[, 1])"),
+    "sigmoid_emax": NamedModel(
+        pd.sigmoid_emax, ("E0", "Emax", "ED50", "gamma"),
+        {"E0": "identity", "Emax": "log", "ED50": "log", "gamma": "log"}, pd.start_sigmoid_emax, ("dose",),
+        "function(psi, x) { d <- x[, 1]^psi[, 4]; psi[, 1] + psi[, 2] * d / (psi[, 3]^psi[, 4] + d) }"),
+    "linear": NamedModel(
+        growth.linear, ("intercept", "slope"), "identity", growth.start_linear, ("time",),
+        "function(psi, x) psi[, 1] + psi[, 2] * x[, 1]"),
 }
 
 
@@ -40,15 +90,15 @@ def named(name: str, **options) -> Model:
     if name not in NAMED_MODELS:
         raise ValueError(f"unknown model {name!r}; named models are {sorted(NAMED_MODELS)}, "
                          "or pass a pymixnn.Model")
-    function, params, transforms, start, x_names = NAMED_MODELS[name]
-    fields = dict(function=function, parameters=params, transforms=transforms, name=name,
-                  self_start=start, x_names=x_names,
-                  time=x_names.index("time") if "time" in x_names else None)
+    record = NAMED_MODELS[name]
+    fields = dict(function=record.function, parameters=record.parameters, transforms=record.transforms,
+                  name=name, self_start=record.self_start, x_names=record.x_names,
+                  time=record.x_names.index("time") if "time" in record.x_names else None)
     fields.update(options)
     return Model(**fields)
 
 
-def resolve(model: "Model | str") -> Model:
+def resolve(model: Model | str) -> Model:
     """Accept a Model or the name of a named model."""
     if isinstance(model, Model):
         return model

@@ -60,6 +60,10 @@ mixnnModel <- function(model, description = NULL, psi0 = NULL, transform.par = N
 
 #' Settings of the estimation, for mixnn()
 #'
+#' The settings of Python's `pymixnn.Control`, one to one and with the same names (mixnn() builds
+#' a `pymixnn.Control` from them and checks them there), plus `dropna`, a setting of the data
+#' (`pymixnn.NLME(dropna = )`).
+#'
 #' @param seed Random seed: the same seed gives identical results.
 #' @param batch_size Individuals per SVI minibatch.
 #' @param max_steps,lr,num_particles SVI steps, Adam step size and ELBO particles.
@@ -72,7 +76,7 @@ mixnnModel <- function(model, description = NULL, psi0 = NULL, transform.par = N
 #' @param progress Show a progress bar.
 #' @param dropna Drop rows with a missing response instead of stopping (an R warning says how
 #'   many, and the first one's row name).
-#' @return A list of settings.
+#' @return A list of settings: the fields of `pymixnn.Control`, then `dropna`.
 #' @export
 mixnnControl <- function(seed = 0L, batch_size = 512L, max_steps = 4000L, lr = 0.02,
                          num_particles = 4L, refine = TRUE, is_samples = NULL,
@@ -172,9 +176,11 @@ mixnn <- function(data, model, id, x, y, covariates = NULL, random_effects = "ga
     data <- .py_frame(data)
   }
   if (is.character(x)) x <- as.list(x)
+  settings <- control[setdiff(names(control), "dropna")]
+  if (!is.null(control$dropna)) extra$dropna <- control$dropna
   args <- c(list(data, model, id = id, x = x, y = y, covariates = covariates,
                  random_effects = random_effects, observation = observation,
-                 genomic = genomic), control, extra)
+                 genomic = genomic, control = .py_do(pm$Control, settings)), extra)
   res <- .py_do(pm$fit, args)
   new_mixnnFit(res, match.call())
 }
@@ -204,7 +210,7 @@ mixnn <- function(data, model, id, x, y, covariates = NULL, random_effects = "ga
 # a mixnnModel as a Python pymixnn.Model (and the covariate model as a list)
 .python_model <- function(pm, m, cov_names) {
   base <- if (is.character(m$model)) .py_call(pm$named, m$model)
-          else if (inherits(m$model, "pymixnn.models.spec.Model")) m$model
+          else if (.py_isinstance(m$model, pm$Model)) m$model
           else if (is.null(m$name.modpar))
             stop("a Python function model needs its parameter names: psi0 or name.modpar",
                  call. = FALSE)
@@ -270,6 +276,11 @@ pymixnn_dataset <- function(name) {
   .df(.py_call(pymixnn_module()$datasets$load, name), rownames = FALSE)
 }
 
+# isinstance(x, cls) in Python (a Python object of that class), FALSE for R values
+.py_isinstance <- function(x, cls) {
+  inherits(x, "python.builtin.object") && reticulate::import_builtins()$isinstance(x, cls)
+}
+
 # pandas -> R helpers (reticulate converts; these drop the pandas index attribute)
 .df <- function(x, rownames = TRUE) {
   attr(x, "pandas.index") <- NULL
@@ -281,8 +292,8 @@ pymixnn_dataset <- function(name) {
 
 new_mixnnFit <- function(py, call = NULL) {
   d <- py$data
-  law <- tolower(py$random_effects_law$`__class__`$`__name__`)
-  genomic <- !is.null(py$estimation$genomic)
+  law <- py$random_effects_law$name
+  genomic <- isTRUE(py$is_genomic)
   structure(list(
     call = call, py = py,
     model = list(name = py$model$name, parameters = unlist(py$model$parameters),
