@@ -56,7 +56,7 @@ class RidgeLOO:
     def __init__(self, grid=np.logspace(-3, 5, 81)):
         self.grid = grid
 
-    def fit(self, G: np.ndarray, y: np.ndarray) -> "RidgeLOO":
+    def fit(self, G: np.ndarray, y: np.ndarray) -> RidgeLOO:
         G = np.asarray(G, dtype=np.float64)
         self.G, self.mean = G, float(np.mean(y))
         yc = np.asarray(y, dtype=np.float64) - self.mean
@@ -233,10 +233,10 @@ def grav2_cv(*, folds: int = 5, seed: int = 1, priors=("horseshoe", "ridge"), th
         phi = np.tile(mu, (len(held), 1))
         for p in params:
             phi[:, base.model.parameters.index(p)] += gv[p].loc[held].to_numpy()
-        psi = base._psi(phi)
-        frame["two_step"] = base._evaluate(np.repeat(psi, len(times), axis=0),
-                                           np.tile(times[:, None], (len(held), 1)))
-        pop = base._evaluate(np.repeat(base._psi(mu[None]), len(times), axis=0), times[:, None])
+        fm = base.evaluator
+        frame["two_step"] = fm.evaluate(np.repeat(fm.psi(phi), len(times), axis=0),
+                                        np.tile(times[:, None], (len(held), 1)))
+        pop = fm.evaluate(np.repeat(fm.psi(mu[None]), len(times), axis=0), times[:, None])
         frame["population"] = np.tile(pop, len(held))
         preds.append(frame)
     pred = pd.concat(preds, ignore_index=True).merge(

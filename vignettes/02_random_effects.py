@@ -395,10 +395,10 @@ real_summary = flow.re_summary(n_samples=NS)
 real_summary.round(3)
 
 # %%
-if "penalty_cv" in flow.estimation.law:
+if flow.law.penalty_cv is not None:
     print("cross-validation of the flow's ridge weight (mean held-out log-likelihood per RIL):")
-    display(pd.DataFrame(flow.estimation.law["penalty_cv"]).round(3))
-print("ridge weight used:", flow.estimation.law["penalty"])
+    display(pd.DataFrame(flow.law.penalty_cv).round(3))
+print("ridge weight used:", flow.law.penalty)
 
 # %% [markdown]
 # The fitted marginal densities of Asym, R0 and lrc under the three laws, over the histogram of the
@@ -526,14 +526,14 @@ KEY = {"mode": "quick" if QUICK else "full", "N": float(N),
        "bimodal_flow_modes_logA": float(laws_table.loc[("bimodal", "flow"), "modes_logA"]),
        "bimodal_W1_gaussian": float(w1["bimodal", "gaussian"]),
        "bimodal_W1_flow": float(w1["bimodal", "flow"]),
-       "bimodal_flow_penalty": float(bf.estimation.law["penalty"])}
+       "bimodal_flow_penalty": float(bf.law.penalty)}
 if not QUICK:
     sg, sf = fits["skewed"]["gaussian"], fits["skewed"]["flow"]
     KEY.update({"skewed_loglik_flow_minus_gauss": float(sf.loglik - sg.loglik),
                 "skewed_W1_gaussian": float(w1["skewed", "gaussian"]),
                 "skewed_W1_flow": float(w1["skewed", "flow"]),
                 "skewed_flow_skewness_logA": float(laws_table.loc[("skewed", "flow"), "skewness_logA"]),
-                "skewed_flow_penalty": float(sf.estimation.law["penalty"])})
+                "skewed_flow_penalty": float(sf.law.penalty)})
 KEY.update({"grav2_thin": float(THIN),
             "grav2_loglik_diag": float(g_diag.loglik), "grav2_loglik_full": float(g_full.loglik),
             "grav2_loglik_flow": float(flow.loglik),
@@ -549,7 +549,7 @@ KEY.update({"grav2_thin": float(THIN),
             "grav2_corr_Asym_lrc_flow": float(corr.loc[("Asym", "lrc"), "flow"]),
             "grav2_Asym_full": float(g_full.fixed_effects["Asym"]),
             "grav2_Asym_flow": float(flow.fixed_effects["Asym"]),
-            "grav2_flow_penalty": float(flow.estimation.law["penalty"]),
+            "grav2_flow_penalty": float(flow.law.penalty),
             "seconds_total": float(time.perf_counter() - T_START)})
 Path("key_numbers.json").write_text(json.dumps(KEY, indent=1))
 KEY

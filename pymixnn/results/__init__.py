@@ -1,7 +1,8 @@
-"""The results layer: :class:`Results` (tables, predictions, save/load), diagnostics, plots, VPC,
-the random-effects density and genomic outputs; public values are pandas/numpy."""
+"""The results layer: :class:`Results` (tables, predictions, save/load), the fitted model as
+numbers (:class:`FittedModel`, ``res.evaluator``), diagnostics, plots, VPC, the random-effects
+density and genomic outputs; public values are pandas/numpy."""
 
-__all__ = ["Results", "Summary", "compare_fits"]
+__all__ = ["Results", "Summary", "compare_fits", "FittedModel"]
 
 
 def __getattr__(name):  # Results imports torch: load it only when asked for

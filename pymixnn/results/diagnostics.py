@@ -27,6 +27,7 @@ The checks (limits and their reasons are in ``LIMITS``):
                        value     limit    ok severity  message
 newton_decrement    2.1e-05       0.5  True    error  ...
 """
+
 from __future__ import annotations
 
 import math
@@ -62,11 +63,17 @@ LIMITS = {
 }
 
 
-def _row(check: str, value: float, limit: float | None, ok: bool, message: str,
-         severity: str = "error") -> dict:
-    return dict(check=check, value=float(value) if value is not None else math.nan,
-                limit=math.nan if limit is None else float(limit), ok=bool(ok), severity=severity,
-                message=message)
+def _row(
+    check: str, value: float, limit: float | None, ok: bool, message: str, severity: str = "error"
+) -> dict:
+    return dict(
+        check=check,
+        value=float(value) if value is not None else math.nan,
+        limit=math.nan if limit is None else float(limit),
+        ok=bool(ok),
+        severity=severity,
+        message=message,
+    )
 
 
 def convergence_report(res) -> pd.DataFrame:
@@ -79,35 +86,65 @@ def convergence_report(res) -> pd.DataFrame:
     rows: list[dict] = []
     if not diag:
         ok = bool(est.converged)
-        rows.append(_row("engine_converged", float(ok), None, ok,
-                         "the estimation engine reported convergence" if ok else
-                         "the estimation engine did not report convergence"))
+        rows.append(
+            _row(
+                "engine_converged",
+                float(ok),
+                None,
+                ok,
+                "the estimation engine reported convergence"
+                if ok
+                else "the estimation engine did not report convergence",
+            )
+        )
         return _frame(rows)
     limit = LIMITS["newton_decrement"]
     dec = diag["newton_decrement"]
     ok = math.isfinite(dec) and dec < limit
-    hint = ("" if ok else "; the estimates are not at a maximum of the log-likelihood: refit with "
-            "refine=True, more max_steps or other init")
-    rows.append(_row("newton_decrement", dec, limit, ok,
-                     f"a Newton step would raise the log-likelihood by {dec:.3g} (limit {limit})" + hint))
+    hint = (
+        ""
+        if ok
+        else "; the estimates are not at a maximum of the log-likelihood: refit with "
+        "refine=True, more max_steps or other init"
+    )
+    rows.append(
+        _row(
+            "newton_decrement",
+            dec,
+            limit,
+            ok,
+            f"a Newton step would raise the log-likelihood by {dec:.3g} (limit {limit})" + hint,
+        )
+    )
     limit = LIMITS["gradient"]
     g = diag["gradient_se"]
-    rows.append(_row("gradient", g, limit, math.isfinite(g) and g < limit,
-                     f"largest gradient component in SE units {g:.3g} (limit {limit})"))
+    rows.append(
+        _row(
+            "gradient",
+            g,
+            limit,
+            math.isfinite(g) and g < limit,
+            f"largest gradient component in SE units {g:.3g} (limit {limit})",
+        )
+    )
     limit = LIMITS["information"]
     smallest = diag["information_min_eigenvalue"]
     pd_ok = (not diag["pseudo_inverse"]) and math.isfinite(smallest) and smallest > limit
     if pd_ok:
-        message = (f"observed Fisher information positive definite (smallest eigenvalue in "
-                   f"correlation form {smallest:.3g}, condition number "
-                   f"{diag['information_condition']:.3g})")
+        message = (
+            f"observed Fisher information positive definite (smallest eigenvalue in "
+            f"correlation form {smallest:.3g}, condition number "
+            f"{diag['information_condition']:.3g})"
+        )
     else:
         weak = _weak_parameters(res)
-        message = (f"observed Fisher information is not positive definite (smallest eigenvalue in "
-                   f"correlation form {smallest:.3g}): the data do not identify "
-                   + (f"{weak}" if weak else "some parameters")
-                   + "; their SEs are unreliable: simplify the model (fewer random effects or "
-                     "parameters)")
+        message = (
+            f"observed Fisher information is not positive definite (smallest eigenvalue in "
+            f"correlation form {smallest:.3g}): the data do not identify "
+            + (f"{weak}" if weak else "some parameters")
+            + "; their SEs are unreliable: simplify the model (fewer random effects or "
+            "parameters)"
+        )
     rows.append(_row("information", smallest, limit, pd_ok, message))
     rows += _boundary_rows(res)
     rows += _scale_rows(res, diag)
@@ -116,9 +153,16 @@ def convergence_report(res) -> pd.DataFrame:
     if len(starts) > 1:
         kept = starts[0]
         text = "; ".join(f"{s['start']} {s['pooled_loglik']:.2f}" for s in starts)
-        rows.append(_row("starts", kept["pooled_loglik"], None, True,
-                         f"start values tried (pooled log-likelihood): {text}; kept the {kept['start']}",
-                         severity="note"))
+        rows.append(
+            _row(
+                "starts",
+                kept["pooled_loglik"],
+                None,
+                True,
+                f"start values tried (pooled log-likelihood): {text}; kept the {kept['start']}",
+                severity="note",
+            )
+        )
     return _frame(rows)
 
 
@@ -136,12 +180,16 @@ def _weak_parameters(res) -> str:
     with np.errstate(invalid="ignore", divide="ignore"):
         corr = cov / np.outer(sd, sd)
     names = list(p.index)
-    pairs = [f"{names[i]} and {names[j]} (correlation {corr[i, j]:.4f})"
-             for i in range(len(names)) for j in range(i)
-             if np.isfinite(corr[i, j]) and abs(corr[i, j]) > 0.99]
+    pairs = [
+        f"{names[i]} and {names[j]} (correlation {corr[i, j]:.4f})"
+        for i in range(len(names))
+        for j in range(i)
+        if np.isfinite(corr[i, j]) and abs(corr[i, j]) > 0.99
+    ]
     weak = [str(n) for n in p.index[~np.isfinite(p["se"]) | (p["rse"].abs() > 1000)]]
     parts = ([f"confounded {', '.join(pairs)}"] if pairs else []) + (
-        [f"poorly determined {', '.join(weak)}"] if weak else [])
+        [f"poorly determined {', '.join(weak)}"] if weak else []
+    )
     return "; ".join(parts)
 
 
@@ -161,9 +209,12 @@ def _boundary_rows(res) -> list[dict]:
         if not sd >= limit:
             at.append(f"omega2.{name} = {omega[j]:.3g}")
     value = len(at)
-    message = ("no random-effect variance at the boundary" if not at else
-               f"{', '.join(at)}: variance at the boundary (~0), the data do not support a random "
-               "effect there and its SE means nothing; refit without it (random=[...])")
+    message = (
+        "no random-effect variance at the boundary"
+        if not at
+        else f"{', '.join(at)}: variance at the boundary (~0), the data do not support a random "
+        "effect there and its SE means nothing; refit without it (random=[...])"
+    )
     rows.append(_row("variance_boundary", value, 0, not at, message))
     return rows
 
@@ -195,14 +246,16 @@ def _scale_rows(res, diag: dict) -> list[dict]:
             bad.append(f"a = {a:.3g} (sd of y {spread:.3g})")
         if b is not None and not (1e-8 < b < 10):
             bad.append(f"b = {b:.3g} (a proportional error above 1000% or below 1e-6%)")
-    message = ("parameters on the scale of the data and of the start values" if not bad else
-               f"parameters at absurd scales: {', '.join(bad)}; check the data (units, signs, "
-               "times) and the start values (init=)")
+    message = (
+        "parameters on the scale of the data and of the start values"
+        if not bad
+        else f"parameters at absurd scales: {', '.join(bad)}; check the data (units, signs, "
+        "times) and the start values (init=)"
+    )
     return [_row("parameter_scale", len(bad), 0, not bad, message)]
 
 
-_DISCRETE = ("poisson", "negative_binomial", "zero_inflated_poisson", "binomial", "bernoulli",
-             "ordinal")
+_DISCRETE = ("poisson", "negative_binomial", "zero_inflated_poisson", "binomial", "bernoulli", "ordinal")
 
 
 def _loglik_row(res) -> dict:
@@ -214,15 +267,21 @@ def _loglik_row(res) -> dict:
         implied = math.exp(-(ll / n) - 0.5 * math.log(2 * math.pi * math.e)) if math.isfinite(ll) else 0.0
         limit = LIMITS["loglik_bound"]
         ok = spread > 0 and implied > limit * spread
-        message = (f"log-likelihood {ll:.4g} implies a residual sd of {implied:.3g} "
-                   f"(sd of y {spread:.3g})")
+        message = f"log-likelihood {ll:.4g} implies a residual sd of {implied:.3g} (sd of y {spread:.3g})"
         if not ok:
             message += ": more than the error model allows for these data (a degenerate fit)"
         return _row("loglik_bound", implied / spread if spread > 0 else 0.0, limit, ok, message)
     if res.observation.name not in _DISCRETE:  # a user log-likelihood may be a density
-        return _row("loglik_bound", ll, None, True, f"log-likelihood {ll:.4g} (not bounded: a "
-                    f"{res.observation.name} observation model)", severity="note")
+        return _row(
+            "loglik_bound",
+            ll,
+            None,
+            True,
+            f"log-likelihood {ll:.4g} (not bounded: a {res.observation.name} observation model)",
+            severity="note",
+        )
     ok = math.isfinite(ll) and ll <= 1e-6
     message = f"log-likelihood {ll:.4g} of {res.observation.name} data" + (
-        "" if ok else ": above 0, impossible for probabilities (a degenerate fit)")
+        "" if ok else ": above 0, impossible for probabilities (a degenerate fit)"
+    )
     return _row("loglik_bound", ll, 0.0, ok, message)

@@ -1,4 +1,6 @@
-"""PNG plots of fitted results (matplotlib, Agg backend)."""
+"""PNG plots of fitted results (matplotlib). Each plot draws on a figure of its own with an Agg
+canvas: the user's backend and pyplot's figures are left as they are."""
+
 from __future__ import annotations
 
 import math
@@ -7,11 +9,36 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["plot_individual_fits", "plot_random_effects", "plot_vpc"]
+__all__ = [
+    "plot_individual_fits",
+    "plot_random_effects",
+    "plot_vpc",
+    "manhattan_png",
+    "new_figure",
+    "save_figure",
+]
 
 
-def plot_individual_fits(res, path: str | Path, *, ids=None, max_panels: int = 24,
-                         time: str | None = None, n_grid: int = 100) -> Path:
+def new_figure(**kwargs):
+    """A matplotlib Figure on its own Agg canvas (no pyplot, no backend switch)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(**kwargs)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
+    """Write ``fig`` to ``path`` (PNG)."""
+    path = Path(path)
+    fig.savefig(path, dpi=dpi)
+    return path
+
+
+def plot_individual_fits(
+    res, path: str | Path, *, ids=None, max_panels: int = 24, time: str | None = None, n_grid: int = 100
+) -> Path:
     """Observed data (points), individual MAP fit (line) and population fit (dashed) per individual.
 
     ``time`` is the x column on the horizontal axis: needed when x has several columns and the
@@ -19,11 +46,6 @@ def plot_individual_fits(res, path: str | Path, *, ids=None, max_panels: int = 2
     :func:`pymixnn.vpc.time_column`; the other x columns are held at each individual's first
     value on the curve grid.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from pymixnn.results.vpc import time_column
 
     d = res.data
@@ -34,8 +56,8 @@ def plot_individual_fits(res, path: str | Path, *, ids=None, max_panels: int = 2
         raise ValueError(f"ids {unknown[:5]} are not in the fitted data")
     ncol = min(6, len(ids))
     nrow = math.ceil(len(ids) / ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(2.6 * ncol, 2.2 * nrow), squeeze=False,
-                             sharex=True)
+    fig = new_figure(figsize=(2.6 * ncol, 2.2 * nrow))
+    axes = fig.subplots(nrow, ncol, squeeze=False, sharex=True)
     frame = d.frame
     for ax, ind in zip(axes.flat, ids):
         rows = frame[frame[d.id_col] == ind]
@@ -54,20 +76,18 @@ def plot_individual_fits(res, path: str | Path, *, ids=None, max_panels: int = 2
         ax.scatter(t, rows[d.y_col], s=10, color="C3", zorder=3)
         ax.set_title(f"{d.id_col} {ind}", fontsize=8)
         ax.tick_params(labelsize=7)
-    for ax in list(axes.flat)[len(ids):]:
+    for ax in list(axes.flat)[len(ids) :]:
         ax.axis("off")
     fig.supxlabel(d.time_label(time), fontsize=9)
     fig.supylabel(d.y_col, fontsize=9)
     fig.suptitle("observed (points), individual fit (line), population fit (dashed)", fontsize=9)
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
-def plot_random_effects(res, path: str | Path, *, truth: dict | None = None,
-                        n_samples: int = 200_000, seed: int = 0) -> Path:
+def plot_random_effects(
+    res, path: str | Path, *, truth: dict | None = None, n_samples: int = 200_000, seed: int = 0
+) -> Path:
     """Fitted law of phi against the individual estimates (and the truth when given).
 
     Diagonal: the fitted marginal density (line), histograms of the MAP and conditional-mean
@@ -75,22 +95,18 @@ def plot_random_effects(res, path: str | Path, *, truth: dict | None = None,
     ``truth[name]`` is a callable log-density of phi or an array of true phi values. Below the
     diagonal: law draws (grey) with the MAP estimates (points) for each pair.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from pymixnn.results.re_density import count_modes
 
     dens = res.re_density(n_samples=n_samples, seed=seed)
     rand = list(res.model.random)
     d = len(rand)
-    phi0 = res._typical_phi()
+    phi0 = res.evaluator.typical_phi()
     pos = [res.model.parameters.index(p) for p in rand]
     shift = phi0[pos]
     eta_map = res.random_effects("map").to_numpy() + shift
     eta_mean = res.random_effects("mean").to_numpy() + shift
-    fig, axes = plt.subplots(d, d, figsize=(3.4 * d, 3.0 * d), squeeze=False)
+    fig = new_figure(figsize=(3.4 * d, 3.0 * d))
+    axes = fig.subplots(d, d, squeeze=False)
     draws = dens.samples.to_numpy()[:5000]
     for a in range(d):
         for b in range(d):
@@ -102,19 +118,37 @@ def plot_random_effects(res, path: str | Path, *, truth: dict | None = None,
                 name = rand[a]
                 g = dens.grid[dens.grid["parameter"] == name]
                 bins = np.linspace(g["phi"].min(), g["phi"].max(), 40)
-                ax.hist(eta_map[:, a], bins=bins, density=True, alpha=0.35, color="tab:blue",
-                        label="MAP")
-                ax.hist(eta_mean[:, a], bins=bins, density=True, alpha=0.35, color="tab:orange",
-                        label="cond. mean")
-                ax.plot(g["phi"], g["density"], color="black", lw=1.8,
-                        label=f"fitted {dens.law} ({count_modes(g['density'].to_numpy())} mode(s))")
+                ax.hist(eta_map[:, a], bins=bins, density=True, alpha=0.35, color="tab:blue", label="MAP")
+                ax.hist(
+                    eta_mean[:, a],
+                    bins=bins,
+                    density=True,
+                    alpha=0.35,
+                    color="tab:orange",
+                    label="cond. mean",
+                )
+                ax.plot(
+                    g["phi"],
+                    g["density"],
+                    color="black",
+                    lw=1.8,
+                    label=f"fitted {dens.law} ({count_modes(g['density'].to_numpy())} mode(s))",
+                )
                 if truth and name in truth:
                     t = truth[name]
                     if callable(t):
                         ax.plot(g["phi"], np.exp(t(g["phi"].to_numpy())), "r--", lw=1.5, label="truth")
                     else:
-                        ax.hist(np.asarray(t, float), bins=bins, density=True, histtype="step",
-                                color="red", ls="--", lw=1.5, label="true phi")
+                        ax.hist(
+                            np.asarray(t, float),
+                            bins=bins,
+                            density=True,
+                            histtype="step",
+                            color="red",
+                            ls="--",
+                            lw=1.5,
+                            label="true phi",
+                        )
                 ax.set_xlabel(f"phi {name} ({res.model.transforms[name]} scale)")
                 ax.set_yticks([])
                 if a == 0:
@@ -126,20 +160,12 @@ def plot_random_effects(res, path: str | Path, *, truth: dict | None = None,
                 ax.set_ylabel(f"phi {rand[a]}")
     fig.suptitle(f"Random-effects law: {res.random_effects_law.describe()}", fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_vpc(res, table: pd.DataFrame, path: str | Path, *, level_pi: float = 0.9) -> Path:
     """Visual predictive check: per statistic (a panel per ordinal category), the observed value
     by time bin (red points and line) over the simulated median (black) and prediction band."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     stats_ = list(dict.fromkeys(table["statistic"]))
     percentiles = res.observation.statistic() == "percentiles"
     panels = [stats_] if percentiles else [[s] for s in stats_]
@@ -148,18 +174,37 @@ def plot_vpc(res, table: pd.DataFrame, path: str | Path, *, level_pi: float = 0.
     n = len(panels)
     ncol = min(3, n)
     nrow = math.ceil(n / ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(max(4.2 * ncol, 7.0), 3.2 * nrow + 0.4),
-                             squeeze=False)
+    fig = new_figure(figsize=(max(4.2 * ncol, 7.0), 3.2 * nrow + 0.4))
+    axes = fig.subplots(nrow, ncol, squeeze=False)
     for ax, group in zip(axes.flat, panels):
         for k, name in enumerate(group):
             sub = table[table["statistic"] == name].sort_values("time")
             colour = f"C{k}" if len(group) > 1 else "C0"
-            ax.fill_between(sub["time"], sub["sim_lower"], sub["sim_upper"], color=colour, alpha=0.2,
-                            label=f"simulated {int(100 * level_pi)}% PI" if k == 0 else None)
-            ax.plot(sub["time"], sub["sim_median"], color="black", lw=1, ls="--",
-                    label="simulated median" if k == 0 else None)
-            ax.plot(sub["time"], sub["observed"], "o-", color="tab:red", ms=4, lw=1.2,
-                    label="observed" if k == 0 else None)
+            ax.fill_between(
+                sub["time"],
+                sub["sim_lower"],
+                sub["sim_upper"],
+                color=colour,
+                alpha=0.2,
+                label=f"simulated {int(100 * level_pi)}% PI" if k == 0 else None,
+            )
+            ax.plot(
+                sub["time"],
+                sub["sim_median"],
+                color="black",
+                lw=1,
+                ls="--",
+                label="simulated median" if k == 0 else None,
+            )
+            ax.plot(
+                sub["time"],
+                sub["observed"],
+                "o-",
+                color="tab:red",
+                ms=4,
+                lw=1.2,
+                label="observed" if k == 0 else None,
+            )
         ax.set_title(", ".join(group) if len(group) <= 3 else "percentiles", fontsize=9)
         ax.set_xlabel(table.attrs.get("time_label", table.attrs.get("time", "time")), fontsize=8)
         ax.tick_params(labelsize=7)
@@ -167,11 +212,66 @@ def plot_vpc(res, table: pd.DataFrame, path: str | Path, *, level_pi: float = 0.
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     obs = res.observation
-    fig.suptitle(f"VPC: {obs.describe(res.model)}\n{table.attrs.get('n_sim')} simulated data sets; "
-                 f"{int(table['outside'].sum())} of {len(table)} observed values outside the "
-                 f"{int(100 * level_pi)}% band", fontsize=9)
+    fig.suptitle(
+        f"VPC: {obs.describe(res.model)}\n{table.attrs.get('n_sim')} simulated data sets; "
+        f"{int(table['outside'].sum())} of {len(table)} observed values outside the "
+        f"{int(100 * level_pi)}% band",
+        fontsize=9,
+    )
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
+
+
+def _chromosome_order(chrs: pd.Series) -> dict:
+    def key(c):
+        s = str(c)
+        return (0, int(s), s) if s.isdigit() else (1, 0, s)
+
+    return {c: k for k, c in enumerate(sorted(pd.unique(chrs), key=key))}
+
+
+def manhattan_png(
+    block: pd.DataFrame, score: np.ndarray, path: Path, *, ylabel: str, title: str, top: int = 10
+) -> Path:
+    """Manhattan-style PNG of one parameter's marker ``score`` (rows of ``block``: marker, and chr /
+    pos when a map was given, then by chromosome and position in alternating colours), the
+    ``top`` markers labelled (see :func:`pymixnn.results.genomic.plot_manhattan`)."""
+    fig = new_figure(figsize=(10, 3.6))
+    ax = fig.subplots()
+    if "chr" in block:
+        order = _chromosome_order(block["chr"])
+        block = block.assign(_c=block["chr"].map(order))
+        block = block.assign(_s=score).sort_values(["_c", "pos"], kind="stable")
+        offsets, ticks, labels, start = {}, [], [], 0.0
+        for c, grp in block.groupby("_c", sort=True):
+            span = float(grp["pos"].max() - grp["pos"].min()) if len(grp) > 1 else 1.0
+            offsets[c] = start - float(grp["pos"].min())
+            ticks.append(start + span / 2)
+            labels.append(str(grp["chr"].iloc[0]))
+            start += span * 1.04 + 1e-9
+        xpos = block["pos"] + block["_c"].map(offsets)
+        colors = np.where(block["_c"] % 2 == 0, "tab:blue", "tab:gray")
+        ax.scatter(xpos, block["_s"], s=8, c=colors)
+        ax.set_xticks(ticks)
+        ax.set_xticklabels(labels)
+        ax.set_xlabel("chromosome (position)")
+        score_sorted, names, xs = block["_s"].to_numpy(), block["marker"].to_numpy(), xpos.to_numpy()
+    else:
+        xs = np.arange(len(block))
+        ax.scatter(xs, score, s=8, c="tab:blue")
+        ax.set_xlabel("marker (matrix order)")
+        score_sorted, names = score, block["marker"].to_numpy()
+    for k in np.argsort(-score_sorted)[:top]:
+        ax.annotate(
+            str(names[k]),
+            (xs[k], score_sorted[k]),
+            fontsize=7,
+            rotation=30,
+            xytext=(2, 2),
+            textcoords="offset points",
+        )
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return save_figure(fig, path)

@@ -10,6 +10,7 @@ Modes of a marginal are the local maxima of its density on a 400-point grid that
 the highest one and are separated from the next mode by a dip of at least 10% of the lower peak,
 so sampling ripples of a kernel estimate are not counted.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -41,8 +42,7 @@ def count_modes(density: np.ndarray, *, floor: float = 0.05, dip: float = 0.10) 
     """Number of modes of a density evaluated on an increasing grid (see the module docstring)."""
     f = np.asarray(density, float)
     top = f.max()
-    peaks = [i for i in range(1, len(f) - 1) if f[i] >= f[i - 1] and f[i] > f[i + 1]
-             and f[i] >= floor * top]
+    peaks = [i for i in range(1, len(f) - 1) if f[i] >= f[i - 1] and f[i] > f[i + 1] and f[i] >= floor * top]
     if f[0] > f[1] and f[0] >= floor * top:
         peaks.insert(0, 0)
     if f[-1] > f[-2] and f[-1] >= floor * top:
@@ -52,7 +52,7 @@ def count_modes(density: np.ndarray, *, floor: float = 0.05, dip: float = 0.10) 
     kept = [peaks[0]]
     for p in peaks[1:]:
         q = kept[-1]
-        valley = f[q:p + 1].min()
+        valley = f[q : p + 1].min()
         if valley <= (1 - dip) * min(f[q], f[p]):
             kept.append(p)
         elif f[p] > f[q]:
@@ -78,9 +78,12 @@ def law_table(phi: pd.DataFrame, psi: pd.DataFrame, grid: pd.DataFrame) -> pd.Da
     for name in phi.columns:
         g = grid[grid["parameter"] == name]
         rows[name] = {
-            "mean": psi[name].mean(), "median": psi[name].median(), "sd": psi[name].std(),
+            "mean": psi[name].mean(),
+            "median": psi[name].median(),
+            "sd": psi[name].std(),
             "skewness": stats.skew(psi[name]),
-            "mean_phi": phi[name].mean(), "sd_phi": phi[name].std(),
+            "mean_phi": phi[name].mean(),
+            "sd_phi": phi[name].std(),
             "skewness_phi": stats.skew(phi[name]),
             "n_modes": count_modes(g["density"].to_numpy()),
         }

@@ -9,6 +9,7 @@ tagged so that ``decode(encode(obj))`` restores their dtype, shape, index and co
 >>> bool(np.array_equal(a, b, equal_nan=True)) and b.dtype == a.dtype
 True
 """
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,11 @@ __all__ = ["encode", "decode", "read_record"]
 def _column(values: pd.Series | pd.Index) -> dict:
     dtype = values.dtype
     if isinstance(dtype, pd.CategoricalDtype):
-        return {"__column__": [encode(v) for v in values.astype(object)], "dtype": "category",
-                "categories": [encode(v) for v in dtype.categories]}
+        return {
+            "__column__": [encode(v) for v in values.astype(object)],
+            "dtype": "category",
+            "categories": [encode(v) for v in dtype.categories],
+        }
     return {"__column__": [encode(v) for v in values.tolist()], "dtype": str(dtype)}
 
 
@@ -40,11 +44,17 @@ def _restore_column(spec: dict) -> pd.Series:
 def encode(obj: Any) -> Any:
     """A JSON-serializable, tagged version of ``obj``."""
     if isinstance(obj, pd.DataFrame):
-        return {"__frame__": {str(c): _column(obj[c]) for c in obj.columns},
-                "columns": [str(c) for c in obj.columns], "index": _column(obj.index)}
+        return {
+            "__frame__": {str(c): _column(obj[c]) for c in obj.columns},
+            "columns": [str(c) for c in obj.columns],
+            "index": _column(obj.index),
+        }
     if isinstance(obj, np.ndarray):
-        return {"__ndarray__": [encode(v) for v in obj.ravel().tolist()], "dtype": str(obj.dtype),
-                "shape": list(obj.shape)}
+        return {
+            "__ndarray__": [encode(v) for v in obj.ravel().tolist()],
+            "dtype": str(obj.dtype),
+            "shape": list(obj.shape),
+        }
     if isinstance(obj, dict):
         return {str(k): encode(v) for k, v in obj.items()}
     if isinstance(obj, tuple):
@@ -65,20 +75,24 @@ def read_record(path: str | PathLike[str], kind: str = "pymixnn results") -> dic
     try:
         text = Path(path).read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
-        raise ValueError(f"not a {kind} file: {path} is not UTF-8 text (byte "
-                         f"{err.object[err.start:err.start + 1]!r} at position {err.start})") from None
+        raise ValueError(
+            f"not a {kind} file: {path} is not UTF-8 text (byte "
+            f"{err.object[err.start : err.start + 1]!r} at position {err.start})"
+        ) from None
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as err:
-        raise ValueError(f"not a {kind} file: {path}: {err.msg} at line {err.lineno}, "
-                         f"column {err.colno}") from None
+        raise ValueError(
+            f"not a {kind} file: {path}: {err.msg} at line {err.lineno}, column {err.colno}"
+        ) from None
     if not isinstance(raw, dict):
         raise ValueError(f"not a {kind} file: {path} holds a JSON {type(raw).__name__}, not an object")
     try:
         return decode(raw)
     except (KeyError, TypeError, ValueError, IndexError) as err:
-        raise ValueError(f"not a {kind} file: {path} has a malformed entry ({type(err).__name__}: "
-                         f"{err})") from None
+        raise ValueError(
+            f"not a {kind} file: {path} has a malformed entry ({type(err).__name__}: {err})"
+        ) from None
 
 
 def decode(obj: Any) -> Any:
@@ -88,10 +102,14 @@ def decode(obj: Any) -> Any:
     if not isinstance(obj, dict):
         return obj
     if "__frame__" in obj:
-        frame = pd.DataFrame({c: _restore_column(obj["__frame__"][c]).to_numpy()
-                              if obj["__frame__"][c]["dtype"] != "category"
-                              else _restore_column(obj["__frame__"][c]).array
-                              for c in obj["columns"]})
+        frame = pd.DataFrame(
+            {
+                c: _restore_column(obj["__frame__"][c]).to_numpy()
+                if obj["__frame__"][c]["dtype"] != "category"
+                else _restore_column(obj["__frame__"][c]).array
+                for c in obj["columns"]
+            }
+        )
         frame.index = pd.Index(_restore_column(obj["index"]))
         for c in obj["columns"]:
             spec = obj["__frame__"][c]

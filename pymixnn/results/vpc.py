@@ -7,6 +7,7 @@ proportion of each category (ordinal), or the 10th, 50th and 90th percentiles (G
 left-censored data, simulated values below the censoring limit are set to the limit, as the
 observed ones are, and the fraction below the limit is added).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,8 +16,7 @@ import pandas as pd
 __all__ = ["vpc_table", "time_bins", "time_column"]
 
 
-def time_column(data, model, time: str | None = None, *, caller: str = "vpc()",
-                others: bool = True) -> str:
+def time_column(data, model, time: str | None = None, *, caller: str = "vpc()", others: bool = True) -> str:
     """The data column that is time, for a VPC or a plot over time.
 
     ``time`` given: an x column (or, with ``others``, another numeric column of the fitted data,
@@ -26,12 +26,20 @@ def time_column(data, model, time: str | None = None, *, caller: str = "vpc()",
     """
     x_cols = list(data.x_cols)
     if time is not None:
-        extra = [c for c in data.frame.columns if others and c not in x_cols
-                 and c not in (data.id_col, data.y_col) and c not in data.aux_cols.values()
-                 and pd.api.types.is_numeric_dtype(data.frame[c])]
+        extra = [
+            c
+            for c in data.frame.columns
+            if others
+            and c not in x_cols
+            and c not in (data.id_col, data.y_col)
+            and c not in data.aux_cols.values()
+            and pd.api.types.is_numeric_dtype(data.frame[c])
+        ]
         if time not in x_cols and time not in extra:
-            raise ValueError(f"time={time!r} is not a column of the fit: choose one of the x columns "
-                             f"{x_cols}" + (f" or the data columns {extra}" if extra else ""))
+            raise ValueError(
+                f"time={time!r} is not a column of the fit: choose one of the x columns "
+                f"{x_cols}" + (f" or the data columns {extra}" if extra else "")
+            )
         return time
     if len(x_cols) == 1:
         return x_cols[0]
@@ -71,8 +79,9 @@ def _statistics(res, cens_limit: float | None):
             out.append(("below limit", lambda v, rows: (v <= cens_limit).mean(-1)))
         return out
     if obs.name == "ordinal":
-        return [(f"P(y={level})", lambda v, rows, k=k: (v == k).mean(-1))
-                for k, level in enumerate(obs.levels)]
+        return [
+            (f"P(y={level})", lambda v, rows, k=k: (v == k).mean(-1)) for k, level in enumerate(obs.levels)
+        ]
     if obs.name == "binomial":
         trials = res.data.aux["trials"]
         return [("proportion", lambda v, rows: v.sum(-1) / trials[rows].sum())]
@@ -81,8 +90,9 @@ def _statistics(res, cens_limit: float | None):
     return [("mean", lambda v, rows: v.mean(-1))]
 
 
-def vpc_table(res, *, n_sim: int = 200, bins=None, time: str | None = None,
-              level_pi: float = 0.9, seed: int = 0) -> pd.DataFrame:
+def vpc_table(
+    res, *, n_sim: int = 200, bins=None, time: str | None = None, level_pi: float = 0.9, seed: int = 0
+) -> pd.DataFrame:
     """The table behind :meth:`pymixnn.Results.vpc`; ``time`` is resolved by :func:`time_column`."""
     d = res.data
     time = time_column(d, res.model, time, caller="vpc()")
@@ -91,7 +101,7 @@ def vpc_table(res, *, n_sim: int = 200, bins=None, time: str | None = None,
     t = d.frame[time].to_numpy(float)
     b = time_bins(t, bins)
     y = d.y
-    sims = res._simulated(int(n_sim), seed=seed)
+    sims = res.evaluator.simulated(int(n_sim), seed=seed)
     cens_limit = None
     if "censored" in d.aux and d.aux["censored"].any():
         cens_limit = float(y[d.aux["censored"] > 0].min())
@@ -103,13 +113,23 @@ def vpc_table(res, *, n_sim: int = 200, bins=None, time: str | None = None,
             rows = np.flatnonzero(b == k)
             observed = float(stat(y[rows][None, :], rows)[0])
             simulated = stat(sims[:, rows], rows)
-            records.append(dict(bin=int(k), time=float(t[rows].mean()), time_min=float(t[rows].min()),
-                                time_max=float(t[rows].max()), n_obs=int(rows.size), statistic=name,
-                                observed=observed, sim_median=float(np.median(simulated)),
-                                sim_lower=float(np.percentile(simulated, lo_q)),
-                                sim_upper=float(np.percentile(simulated, hi_q))))
+            records.append(
+                dict(
+                    bin=int(k),
+                    time=float(t[rows].mean()),
+                    time_min=float(t[rows].min()),
+                    time_max=float(t[rows].max()),
+                    n_obs=int(rows.size),
+                    statistic=name,
+                    observed=observed,
+                    sim_median=float(np.median(simulated)),
+                    sim_lower=float(np.percentile(simulated, lo_q)),
+                    sim_upper=float(np.percentile(simulated, hi_q)),
+                )
+            )
     table = pd.DataFrame.from_records(records)
     table["outside"] = (table["observed"] < table["sim_lower"]) | (table["observed"] > table["sim_upper"])
-    table.attrs.update(n_sim=int(n_sim), level_pi=level_pi, time=time, seed=seed,
-                       time_label=d.time_label(time))
+    table.attrs.update(
+        n_sim=int(n_sim), level_pi=level_pi, time=time, seed=seed, time_label=d.time_label(time)
+    )
     return table

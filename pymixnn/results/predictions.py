@@ -1,0 +1,177 @@
+"""Individual parameters, predictions, residuals, simulated data sets and the VPC of a fit, as
+:class:`pymixnn.Results` reports them (pandas, in the user's row order); the numbers come from
+its :class:`pymixnn.results.evaluator.FittedModel` (``res.evaluator``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["PredictionsMixin"]
+
+
+class PredictionsMixin:
+    """Methods of :class:`pymixnn.Results` on individuals and data rows (uses ``self.evaluator``)."""
+
+    # ---- individual parameters ---------------------------------------------------------------
+    def individual_params(self, kind: str = "map") -> pd.DataFrame:
+        """psi_i on the natural scale: "map" (conditional mode) or "mean" (conditional mean, by IS)."""
+        cols = list(self.model.parameters)
+        idx = pd.Index(self.data.ids, name=self.data.id_col)
+        if kind == "map":
+            return pd.DataFrame(self.evaluator.psi(self.evaluator.phi_map()), index=idx, columns=cols)
+        if kind == "mean":
+            return pd.DataFrame(self.estimation.psi_mean, index=idx, columns=cols)
+        raise ValueError(f"kind must be 'map' or 'mean', got {kind!r}")
+
+    def random_effects(self, kind: str = "map") -> pd.DataFrame:
+        """eta_i (transformed scale): conditional mode ("map") or conditional mean ("mean")."""
+        eta = {"map": self.estimation.eta_map, "mean": self.estimation.eta_mean}.get(kind)
+        if eta is None:
+            raise ValueError(f"kind must be 'map' or 'mean', got {kind!r}")
+        return pd.DataFrame(
+            eta, index=pd.Index(self.data.ids, name=self.data.id_col), columns=list(self.model.random)
+        )
+
+    @property
+    def shrinkage(self) -> pd.Series:
+        """saemix's shrinkage, 1 - var(eta_MAP) / omega2, per parameter with a random effect (%)."""
+        var = self.estimation.eta_map.var(axis=0, ddof=1)
+        return pd.Series(
+            100 * (1 - var / np.diag(self.estimation.omega)),
+            index=list(self.model.random),
+            name="shrinkage (%)",
+        )
+
+    # ---- predictions -------------------------------------------------------------------------
+    def predict(
+        self, data: pd.DataFrame | None = None, level: str = "population", which: str = "mean"
+    ) -> pd.Series:
+        """Predictions for each row: population (eta = 0, covariates included) or individual (MAP
+        eta; individuals not in the fit get eta = 0). ``which="mean"`` gives E[y | eta] (the
+        structural prediction for Gaussian data; the rate, the expected number of successes or
+        the expected category index for discrete families), ``which="linear"`` the structural
+        function's output f (the linear predictor). ``data`` needs the id and x columns, the
+        model's covariates (and the trials column of a binomial fit); default: the fitted data.
+
+        Returns a Series indexed by the rows of ``data`` (default: the fitted data's row labels, in
+        the user's row order, whatever the order of the individuals), so it aligns with the source
+        DataFrame: ``df["ipred"] = res.predict(level="individual")``."""
+        values = self.evaluator.predict_rows(data, level, which)
+        name = {"population": "pred", "individual": "ipred"}.get(level, level)
+        if which == "linear":
+            name += "_linear"
+        if data is None:
+            return self.data.to_user_order(values, name=name)
+        return pd.Series(values, index=data.index, name=name)
+
+    @property
+    def fittedvalues(self) -> pd.Series:
+        """Individual predictions (IPRED) at the data (statsmodels name), indexed by the data's
+        row labels in the user's row order."""
+        return self.predict(level="individual")
+
+    @property
+    def resid(self) -> pd.Series:
+        """y - IPRED (statsmodels name), indexed by the data's row labels in the user's row order."""
+        d = self.data
+        return d.to_user_order(d.y - self.evaluator.predict_rows(None, "individual"), name="resid")
+
+    def residuals(self) -> pd.DataFrame:
+        """Per observation: PRED, IPRED (expected values), IRES (y - IPRED) and IWRES: IRES / g(IPRED)
+        for Gaussian data (log scale for the exponential error model), the Pearson residual
+        (y - E[y]) / sd(y) for discrete families. Ordinal y is the category index. Rows carry the
+        data's row labels, in the user's row order."""
+        import torch
+
+        d, fm = self.data, self.evaluator
+        pred, ipred = fm.predict_rows(None, "population"), fm.predict_rows(None, "individual")
+        f_ind = fm.predict_rows(None, "individual", which="linear")
+        out = d.frame[[d.id_col, *d.x_cols, d.y_col]].copy()
+        obs = self.observation
+        with torch.no_grad():
+            var = obs.variance(*fm.family_tensors(f_ind, d.aux)).numpy()
+        if obs.name == "gaussian" and self.model.error == "exponential":
+            ires = np.log(d.y) - np.log(np.maximum(ipred, 1e-300))
+        else:
+            ires = d.y - ipred
+        out["pred"], out["ipred"], out["ires"] = pred, ipred, ires
+        out["iwres"] = ires / np.sqrt(var)
+        if "censored" in d.aux:
+            out["censored"] = d.aux["censored"].astype(bool)
+        return out.iloc[d.user_order]  # the user's row order and row labels
+
+    # ---- simulation and predictive checks ----------------------------------------------------
+    def simulate(
+        self, n_rep: int = 100, *, seed: int = 0, level: str = "population", data: pd.DataFrame | None = None
+    ) -> pd.DataFrame:
+        """Replicates of the data set drawn from the fitted model: at ``level="population"`` new
+        random effects from the fitted law (each individual keeps its covariates), at
+        "individual" the MAP random effects; then observations from the observation model.
+        Returns the rows of ``data`` (default: the fitted data) repeated ``n_rep`` times with
+        columns ``rep``, id, x and ``y_sim`` (ordinal: the level)."""
+        if not (isinstance(n_rep, (int, np.integer)) and n_rep >= 1):
+            raise ValueError(f"n_rep must be a positive integer, got {n_rep!r}")
+        if level not in ("population", "individual"):
+            raise ValueError(f"level must be 'population' or 'individual', got {level!r}")
+        rows = self.evaluator.design_rows(data)
+        sims = self.evaluator.simulated(n_rep, seed=seed, level=level, rows=rows)
+        d = self.data
+        frame = rows["frame"][[d.id_col, *d.x_cols]]
+        if data is None:  # the fitted data: back in the user's row order
+            frame, sims = frame.iloc[d.user_order], sims[:, d.user_order]
+        out = pd.concat([frame.assign(rep=r) for r in range(n_rep)], ignore_index=True)
+        out["y_sim"] = self.observation.decode_simulated(np.concatenate(sims))
+        return out[["rep", d.id_col, *d.x_cols, "y_sim"]]
+
+    def vpc(
+        self,
+        *,
+        n_sim: int = 200,
+        bins: int | np.ndarray | None = None,
+        time: str | None = None,
+        level_pi: float = 0.9,
+        seed: int = 0,
+    ) -> pd.DataFrame:
+        """Visual predictive check table: per time bin, the observed statistic and the median and
+        ``level_pi`` prediction interval of the same statistic over ``n_sim`` data sets simulated
+        from the fitted model. The statistic is the mean count (count families), the proportion
+        of successes (binomial, bernoulli), the proportion in each category (ordinal: one row per
+        bin and level) or the 10th, 50th and 90th percentiles (Gaussian). ``time``: the column to
+        bin by; needed when x has several columns and the model declares none (``Model.time``)."""
+        from pymixnn.results.vpc import vpc_table
+
+        return vpc_table(self, n_sim=n_sim, bins=bins, time=time, level_pi=level_pi, seed=seed)
+
+    def plot_vpc(
+        self,
+        path: str | Path,
+        *,
+        n_sim: int = 200,
+        bins=None,
+        time: str | None = None,
+        level_pi: float = 0.9,
+        seed: int = 0,
+    ) -> Path:
+        """PNG of :meth:`vpc`: observed statistic (points and line) against the simulated median
+        and prediction band, by time bin (one panel per category for ordinal data)."""
+        from pymixnn.results.plots import plot_vpc
+
+        table = self.vpc(n_sim=n_sim, bins=bins, time=time, level_pi=level_pi, seed=seed)
+        return plot_vpc(self, table, path, level_pi=level_pi)
+
+    def plot_individuals(
+        self,
+        path: str | Path,
+        *,
+        ids: list | None = None,
+        max_panels: int = 24,
+        time: str | None = None,
+        n_grid: int = 100,
+    ) -> Path:
+        """PNG: observed data and individual (MAP) and population fits, one panel per individual."""
+        from pymixnn.results.plots import plot_individual_fits
+
+        return plot_individual_fits(self, path, ids=ids, max_panels=max_panels, time=time, n_grid=n_grid)

@@ -1,0 +1,220 @@
+"""The printed summary of a fit (:meth:`pymixnn.Results.summary`): model and data lines, the
+parameter table like saemix's printout, the likelihood, a genomic block, convergence, fallbacks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["Summary", "summary_text", "describe_model"]
+
+
+class Summary:
+    """Printable summary; ``.table`` holds the parameter table as a DataFrame."""
+
+    def __init__(self, text: str, table: pd.DataFrame):
+        self.text, self.table = text, table
+
+    def __str__(self) -> str:
+        return self.text
+
+    __repr__ = __str__
+
+
+def _fmt(v: float) -> str:
+    return "NA" if not np.isfinite(v) else f"{v:.5g}"
+
+
+def summary_text(res) -> str:
+    """The text of :meth:`pymixnn.Results.summary`."""
+    d, info = res.data, res.info
+    engine = res.settings.get("engine")
+    head = [
+        (
+            f"Nonlinear mixed-effects model fitted by {engine} (through pymixnn.compare)"
+            if engine
+            else "Nonlinear mixed-effects model (pymixnn): minibatch SVI"
+            + (" + importance-weighted refinement" if res.settings.get("refine", True) else "")
+        ),
+        describe_model(res),
+        f"data: {d.n_individuals} individuals, {d.n_obs} observations; y={d.y_col!r}, "
+        f"x={d.x_cols}" + _covariates_header(res),
+        (
+            f"seed {info['seed']}, {info['seconds']:.1f} s in R"
+            if engine
+            else f"seed {info['seed']}, device {info['device']} ({info['dtype']}), {info['steps']} SVI "
+            f"steps, {info['seconds']:.1f} s"
+        ),
+    ]
+    law = res.random_effects_law
+    if law.name != "gaussian":
+        head.insert(2, law.describe() + (f"; {res.df_modelwc} free parameters" if law.name == "flow" else ""))
+    return "\n".join(head + _parameter_lines(res, law.name) + _likelihood_lines(res))
+
+
+def _parameter_lines(res, law_name: str) -> list[str]:
+    labels = {
+        "fixed": "Fixed effects",
+        "beta": None,
+        "omega": "Variance of random effects",
+        "sigma": (
+            "Residual error"
+            if res.observation.name == "gaussian"
+            else f"Observation model ({res.observation.name})"
+        ),
+        "law": "Mixture components (weights; means on the natural scale)",
+    }
+    if law_name == "flow":
+        labels["omega"] = "Variance of random effects under the fitted flow (transformed scale)"
+    p = res.params
+    lines = []
+    width = max(len(str(n)) for n in p.index) + 2
+    cols = f"{'':{width}}{'Estimate':>12}{'SE':>12}{'RSE(%)':>9}{'2.5%':>12}{'97.5%':>12}"
+    for kind in ("fixed", "law", "omega", "sigma"):
+        kinds = ("fixed", "beta") if kind == "fixed" else (kind,)
+        block = p[p["kind"].isin(kinds)]
+        if block.empty:
+            continue
+        lines += ["", labels[kind], cols]
+        for name, r in block.iterrows():
+            # width 12 holds the longest %.5g value (-1.2346e-05) with a separating space
+            lines.append(
+                f"{name:{width}}{_fmt(r['estimate']):>12}{_fmt(r['se']):>12}"
+                f"{(f'{r.rse:.1f}' if np.isfinite(r.rse) else 'NA'):>9}"
+                f"{_fmt(r['ci_lower']):>12}{_fmt(r['ci_upper']):>12}"
+            )
+    return lines
+
+
+def _likelihood_lines(res) -> list[str]:
+    info = res.info
+    if res.loglik_method == "gq":
+        lik = [
+            "",
+            "Likelihood (adaptive Gauss-Hermite quadrature)",
+            f"  ll.gq  {res.loglik:.3f}  ({res.estimation.quadrature_nodes} nodes per "
+            f"random effect, {info['is_samples']} per individual)",
+        ]
+    elif res.loglik_method.startswith("nlme"):
+        lik = [
+            "",
+            f"Likelihood (nlme, {res.loglik_method.split('.', 1)[1]}, linearisation)",
+            f"  logLik {res.loglik:.3f}",
+        ]
+    else:
+        mc = f"Monte Carlo SE {res.loglik_se:.3f}, " if np.isfinite(res.loglik_se) else ""
+        lik = [
+            "",
+            "Likelihood (importance sampling)",
+            f"  ll.is  {res.loglik:.3f}  ({mc}{info['is_samples']} draws per individual)",
+        ]
+    lik += [
+        f"  AIC    {res.aic:.3f}",
+        f"  BIC    {res.bic:.3f}  (log of the number of individuals, as saemix)",
+        *(
+            [
+                "  AIC and BIC are not comparable with a fit without markers: ll excludes the "
+                "markers' prior (genetic values plugged in)"
+            ]
+            if res.is_genomic
+            else []
+        ),
+        "",
+        f"SEs: {info['se_method']}",
+    ]
+    selection = res.law.get("selection") if res.law else None
+    if selection:
+        lik += ["", f"Number of mixture components chosen by {res.law['criterion']}:"]
+        lik += ["  " + line for line in pd.DataFrame(selection).to_string(index=False).splitlines()]
+    lik += _genomic_lines(res)
+    lik += [
+        "",
+        "Convergence: "
+        + (
+            "yes ("
+            + "; ".join(
+                str(m)
+                for m in res.diagnostics.loc[
+                    [c for c in ("newton_decrement", "information") if c in res.diagnostics.index], "message"
+                ]
+            )
+            + ")"
+            if res.converged
+            else "NOT converged"
+        ),
+    ]
+    lik += [f"  problem: {m}" for m in res.convergence_messages()]
+    lik += _fallback_lines(res)
+    lik += [f"warning: {w}" for w in info.get("warnings", [])]
+    return lik
+
+
+def _fallback_lines(res) -> list[str]:
+    """ "Fallbacks: name n, ..." when the run counted any (see :class:`pymixnn.inference.records.RunInfo`)."""
+    run = res.run
+    counts = {k: int(v) for k, v in (run.get("fallbacks") or {}).items()} if run else {}
+    taken = [f"{k} {v}" for k, v in counts.items() if v > 0]
+    return ["Fallbacks: " + ", ".join(taken)] if taken else []
+
+
+def _covariates_header(res) -> str:
+    """ ", covariates=[...]" of the summary's data line, the genotype column apart, and x
+    columns given as dates with their unit and origin."""
+    d, genotype = res.data, res.settings.get("genotype")
+    covs = [c for c in d.covariate_cols if c != genotype]
+    return (
+        (f", covariates={covs}" if covs else "")
+        + (f", genotype column {genotype!r}" if genotype else "")
+        + "".join(f"; {line}" for line in d.time_conversions())
+    )
+
+
+def _genomic_lines(res) -> list[str]:
+    gen = getattr(res.estimation, "genomic", None)
+    if not gen:
+        return []
+    rep = gen.get("report", {})
+    lines = [
+        "",
+        f"Genomic: marker effects on {gen['params']} ({gen['prior']} prior"
+        + (f", x {gen['interaction']} interaction" if gen.get("interaction") else "")
+        + (", genotype residual" if gen["residual"] else "")
+        + ")",
+        f"  {rep.get('n_markers', len(gen['marker_names']))} markers on "
+        f"{rep.get('n_genotypes', '?')} genotypes ({len(gen['genotype_rows'])} phenotyped, "
+        f"column {gen.get('genotype_column')!r}); {rep.get('n_missing_imputed', 0)} missing "
+        f"values mean-imputed, {rep.get('n_monomorphic', 0)} monomorphic and "
+        f"{rep.get('n_all_missing', 0)} all-missing markers dropped",
+        "  variance of the transformed parameters (markers: over phenotyped genotypes):",
+    ]
+    var = res.variance_explained
+    lines += ["  " + line for line in var.to_string(float_format=lambda v: f"{v:.4g}").splitlines()]
+    top = res.top_markers(5)
+    keep = [c for c in ["parameter", "rank", "marker", "chr", "pos", "effect", "sd", "inclusion"] if c in top]
+    lines += ["  top markers:"]
+    lines += [
+        "  " + line
+        for line in top[keep].to_string(index=False, float_format=lambda v: f"{v:.4g}").splitlines()
+    ]
+    lines += [
+        "  Omega and the estimates above are conditional on the genetic values' posterior "
+        "(mean plugged in, variance in Omega's update); ll excludes the markers' prior"
+    ]
+    return lines
+
+
+def describe_model(res) -> str:
+    """The model line of the summary: structural model, error or observation model, censoring."""
+    text = res.model.describe()
+    obs = res.observation
+    n_cens = int(res.data.aux["censored"].sum()) if "censored" in res.data.aux else 0
+    if obs.name == "gaussian":
+        if n_cens:
+            text += (
+                f"; {n_cens} left-censored observations (column "
+                f"{res.data.aux_cols['censored']!r}, M3 likelihood)"
+            )
+        return text
+    head = text.rsplit(";", 1)[0]
+    extra = f", trials in {res.data.aux_cols['trials']!r}" if "trials" in res.data.aux_cols else ""
+    return f"{head}; {obs.describe(res.model)}{extra}"
