@@ -1,0 +1,83 @@
+"""The ``pymixnn`` command: ``pymixnn demo`` and ``pymixnn fit DATA.csv --model NAME ...``.
+
+    pymixnn demo [--json PATH] [--plot PATH] [--seed N] [--max-steps N] [--lr LR]
+    pymixnn fit DATA.csv --model NAME --id COL --x COL[,COL] --y COL [--encoding NAME]
+                [--covariate PARAM=COL ...] [--error MODEL] [--omega diagonal|full]
+                [--init NAME=VALUE ...] [--random P[,P]] [--random-effects gaussian|mixture|flow]
+                [--n-components K|auto] [--context COL[,COL]] [--levels L1,L2,...] [--time COL]
+                [--json PATH] [--plot PATH] [--seed N] [--max-steps N] [--lr LR] [--no-progress]
+
+Errors in the input (a missing column or file, a non-numeric value, an unknown parameter name, an
+output directory that does not exist...) print one line and exit with 2, before any fitting; rows of
+the data file are named by their line in the file (the header is line 1). Ctrl-C prints one line and
+exits with 130. Result files are written atomically (a temporary file in the same directory, then
+renamed), so an interrupted run never leaves a half-written one. Input errors are ValueErrors
+(pymixnn's checks raise :class:`pymixnn.validation.InputError`, a ValueError); any other failure,
+a TypeError included, is a bug: it prints its traceback and exits with 1.
+
+The command's parts: :mod:`pymixnn.cli.parser` (flags), :mod:`pymixnn.cli.spec` (the command line
+as the arguments of :func:`pymixnn.fit`), :mod:`pymixnn.cli.files` (input and output paths, the data
+file), :mod:`pymixnn.cli.output` (atomic result files), :mod:`pymixnn.cli.messages` (one-line errors
+and warnings in the command line's terms).
+"""
+from __future__ import annotations
+
+import sys
+import warnings
+
+from pymixnn.cli.messages import InputError, cli_text, fail, warning_printer
+from pymixnn.cli.output import write_results
+from pymixnn.cli.parser import build_parser
+from pymixnn.cli.spec import DEMO as DEMO  # the demo's fit arguments, as before the split
+from pymixnn.cli.spec import prepare
+
+__all__ = ["main", "InputError"]
+
+# former private name, kept for callers of pymixnn.cli._cli_text
+_cli_text = cli_text
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status: 0, 2 for
+    an error in the input (one line on stderr), 1 when a result file could not be written, 130 on
+    Ctrl-C. Any other exception propagates (a traceback and status 1 from the ``pymixnn`` command)."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        _close_progress_bars()
+        print("pymixnn: interrupted", file=sys.stderr)
+        return 130
+
+
+def _close_progress_bars() -> None:
+    """Clear the progress bars an interrupted fit left open, so the last line stands alone."""
+    if "tqdm" in sys.modules:
+        from tqdm import tqdm
+
+        for bar in list(getattr(tqdm, "_instances", ())):
+            bar.close()
+
+
+def _main(argv: list[str] | None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:  # --help (0), or a usage error already printed on one line (2)
+        return done.code if isinstance(done.code, int) else 0
+    # the rows of a data file are its lines; the bundled demo data keep their index
+    lines = args.command == "fit"
+    with warnings.catch_warnings():
+        warnings.showwarning = warning_printer(lines)
+        try:
+            df, spec = prepare(args)
+            import pymixnn
+
+            res = pymixnn.fit(df, spec.pop("model"), **spec, seed=args.seed,
+                              progress=not args.no_progress)
+        except ValueError as err:  # input errors (validation.InputError and other ValueErrors)
+            return fail(err, lines)  # a TypeError or anything else is a bug: its traceback, exit 1
+        except OSError as err:  # a file that vanished or cannot be read after the checks
+            if err.filename is None:
+                raise
+            return fail(InputError(f"cannot read {err.filename!r}: {err.strerror}"), lines)
+        print(res.summary())
+        return write_results(args, res, lines)

@@ -1,0 +1,153 @@
+"""The command line as a fit: the checked arguments of ``pymixnn fit`` (or ``demo``) turned into
+the data and the keyword arguments of :func:`pymixnn.fit`, every error an :class:`InputError`."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pymixnn.cli.files import check_input, check_outputs, read_csv
+from pymixnn.cli.messages import InputError
+from pymixnn.validation import did_you_mean
+
+if TYPE_CHECKING:
+    from pymixnn.model.observation import Observation
+    from pymixnn.model.spec import Model
+
+__all__ = ["DEMO", "prepare", "pairs", "names", "integer", "check_model", "check_parameter",
+           "observation_of", "level_values"]
+
+DEMO = dict(model="onecpt_oral", id="Id", x=["Dose", "Time"], y="Concentration",
+            covariates={"V": ["Weight"]}, init={"ka": 1.0, "V": 20.0, "CL": 0.5})
+
+
+def pairs(items: list[str] | None, flag: str, form: str) -> list[tuple[str, str]]:
+    """``NAME=VALUE`` arguments of a repeatable flag as (name, value) pairs."""
+    out = []
+    for item in items or []:
+        if "=" not in item:
+            raise InputError(f"{flag} must be {form}, got {item!r}")
+        key, value = item.split("=", 1)
+        out.append((key.strip(), value.strip()))
+    return out
+
+
+def names(text: str | None) -> list[str]:
+    """A comma-separated list of names (columns, parameters); [] for None."""
+    return [c.strip() for c in text.split(",")] if text else []
+
+
+def integer(value: str, flag: str) -> int:
+    """``value`` as an integer, else an InputError for ``flag``."""
+    try:
+        return int(value)
+    except ValueError:
+        raise InputError(f"{flag} {value!r}: give an integer or 'auto'") from None
+
+
+def prepare(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """Check the command line, its files and its output paths, then read the data: every error
+    here is an InputError (one line), and nothing has been fitted yet. Returns (data, fit kwargs)."""
+    import pymixnn
+
+    check_outputs(args)
+    steps = {k: getattr(args, k) for k in ("max_steps", "lr") if getattr(args, k) is not None}
+    if args.command == "demo":
+        return pymixnn.datasets.load("theo"), {**DEMO, **steps}
+    model = check_model(args)
+    path = check_input(Path(args.data), "data file")
+    for flag, value in (("--markers", args.markers), ("--map", args.map)):
+        if value:
+            check_input(Path(value), f"{flag} file")
+    if args.markers and args.markers.lower().endswith(".bed"):  # PLINK: the .bim and .fam beside it
+        for sibling in (".bim", ".fam"):
+            check_input(Path(args.markers).with_suffix(sibling), "--markers: PLINK file")
+    covariates: dict[str, list[str]] = {}
+    for param, col in pairs(args.covariate, "--covariate", "PARAM=COL"):
+        covariates.setdefault(param, []).append(col)
+    init = {}
+    for name, value in pairs(args.init, "--init", "NAME=VALUE"):
+        try:
+            init[name] = float(value)
+        except ValueError:
+            raise InputError(f"--init {name}={value!r}: the value must be a number") from None
+    for flag, given in (("--init", init), ("--covariate", covariates), ("--random", names(args.random)),
+                        ("--genomic-params", names(args.genomic_params))):
+        for name in given:
+            check_parameter(model, name, flag)
+    df = read_csv(path, args.encoding)
+    spec = dict(model=args.model, id=args.id, x=names(args.x), y=args.y, covariates=covariates or None,
+                init=init or None, **steps)
+    if args.random:
+        spec["random"] = names(args.random)
+    spec.update({k: v for k, v in dict(error=args.error, omega=args.omega).items() if v})
+    spec["dropna"] = args.dropna
+    spec["random_effects"] = args.random_effects
+    if args.n_components is not None:
+        k = args.n_components
+        spec["n_components"] = k if k == "auto" else integer(k, "--n-components")
+    if args.context:
+        spec["context"] = names(args.context)
+    spec["observation"] = observation_of(args.observation, args.link, args.levels)
+    spec["likelihood"] = args.likelihood
+    for key in ("trials", "censoring"):
+        if getattr(args, key):
+            spec[key] = getattr(args, key)
+    if args.markers or args.genotype or args.genomic_params:
+        if not (args.markers and args.genotype and args.genomic_params):
+            raise InputError("marker effects need --markers, --genotype and --genomic-params")
+        spec["genotype"] = args.genotype
+        spec["genomic"] = pymixnn.Genomic(args.markers, params=names(args.genomic_params),
+                                          prior=args.prior, map=args.map)
+    if args.time is not None and args.time not in df.columns:
+        raise InputError(f"--time {args.time!r} is not a column of {str(path)!r}; its columns are "
+                         f"{list(df.columns)}")
+    return df, spec
+
+
+def check_model(args: argparse.Namespace) -> Model:
+    """The named model of ``--model``; an unknown name is an error listing the valid ones."""
+    from pymixnn.model.named import NAMED_MODELS, named
+
+    if args.model not in NAMED_MODELS:
+        hint = did_you_mean(args.model, NAMED_MODELS, cutoff=0.5)
+        raise InputError(f"--model {args.model!r} is not a named model{hint}; use one of "
+                         f"{sorted(NAMED_MODELS)}")
+    return named(args.model)
+
+
+def check_parameter(model: Model, name: str, flag: str) -> None:
+    """An InputError unless ``name`` is a parameter of ``model``."""
+    if name not in model.parameters:
+        raise InputError(f"{flag} {name}: model {model.name!r} has no parameter {name!r}"
+                         f"{did_you_mean(name, model.parameters, cutoff=0.5)}; its parameters are "
+                         f"{list(model.parameters)}")
+
+
+def observation_of(name: str, link: str | None, levels: str | None) -> str | Observation:
+    """The observation model of ``--observation``, ``--link`` and ``--levels``: the family's name
+    when neither of the others is given."""
+    from pymixnn.model.observation import FAMILIES, Ordinal, observation
+
+    if levels is not None:
+        if name != "ordinal":
+            raise InputError(f"--levels applies to --observation ordinal, not {name!r}")
+        if link is not None:
+            raise InputError("--link: observation 'ordinal' has no link to choose")
+        return observation(Ordinal(levels=level_values(names(levels))))
+    if link is None:
+        return name
+    cls = FAMILIES[name]
+    if not cls.links:
+        raise InputError(f"--link: observation {name!r} has no link to choose")
+    return observation(cls(link=link))
+
+
+def level_values(tokens: list[str]) -> list[Any]:
+    """Ordinal levels as the CSV reader types them: integers, else numbers, else strings."""
+    for kind in (int, float):
+        try:
+            return [kind(t) for t in tokens]
+        except ValueError:
+            pass
+    return tokens
