@@ -30,16 +30,17 @@ against the arguments of ``saemixControl()`` / ``nlmeControl()`` and parameter n
 uses as column names against R's rule for syntactic names. ``import pymixnn`` never needs R: these
 functions raise one error saying what to install when rpy2, R, saemix or nlme is missing.
 """
+
 from __future__ import annotations
 
 from pymixnn.compare.common import (
-                                    R_TWINS,
-                                    ExternalFit,
-                                    check_r_name,
-                                    load_robjects,
-                                    r_available,
-                                    r_package_available,
-                                    require_package,
+    R_TWINS,
+    ExternalFit,
+    check_r_name,
+    load_robjects,
+    r_available,
+    r_package_available,
+    require_package,
 )
 from pymixnn.compare.nlme import nlme
 from pymixnn.compare.saemix import saemix

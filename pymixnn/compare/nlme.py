@@ -1,5 +1,6 @@
 """The nlme bridge: the same problem fitted by nlme::nlme (Lindstrom-Bates) in R, returned as a
 Results."""
+
 from __future__ import annotations
 
 import math
@@ -9,15 +10,17 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from pymixnn.compare.common import (
-    ExternalFit,
     bind_r_function,
-    external_fit,
-    external_results,
     r_env,
     r_settings,
     require,
     robjects,
     run_r,
+)
+from pymixnn.compare.translation import (
+    ExternalFit,
+    external_fit,
+    external_results,
     table_row,
     translate,
     write_csv,
@@ -28,11 +31,23 @@ from pymixnn.problem import NLME
 __all__ = ["nlme"]
 
 
-def nlme(data, model, *, id: str | None = None, x: str | Sequence[str] | None = None,
-         y: str | None = None, covariates: Mapping[str, Sequence[str] | str] | None = None,
-         random: Sequence[str] | None = None, omega: str | None = None, error: str | None = None,
-         transforms=None, init: Mapping[str, float] | None = None, r_function: str | None = None,
-         method: str = "ML", control: Mapping[str, object] | None = None):
+def nlme(
+    data,
+    model,
+    *,
+    id: str | None = None,
+    x: str | Sequence[str] | None = None,
+    y: str | None = None,
+    covariates: Mapping[str, Sequence[str] | str] | None = None,
+    random: Sequence[str] | None = None,
+    omega: str | None = None,
+    error: str | None = None,
+    transforms=None,
+    init: Mapping[str, float] | None = None,
+    r_function: str | None = None,
+    method: str = "ML",
+    control: Mapping[str, object] | None = None,
+):
     """Fit with nlme::nlme (Lindstrom-Bates, ``method="ML"`` by default so that log-likelihoods
     compare with pymixnn's) and return a ``Results``. The model is written in the transformed
     parameters (log A for a log-normal A), so nlme's normal random effects are pymixnn's eta.
@@ -46,27 +61,41 @@ def nlme(data, model, *, id: str | None = None, x: str | Sequence[str] | None = 
     reach R as R objects and R's names for the parameters, columns and covariates are pymixnn's
     own (p1, x1, cov1, ...). Needs R, rpy2 and nlme (Debian r-cran-nlme)."""
     if control is not None and not isinstance(control, Mapping):
-        raise TypeError(f"control must be a mapping {{nlmeControl argument: value}}, "
-                        f"got {type(control).__name__}")
+        raise TypeError(
+            f"control must be a mapping {{nlmeControl argument: value}}, got {type(control).__name__}"
+        )
     require("nlme")
     require("jsonlite")
-    ctrl = {"maxIter": 200, "msMaxIter": 200, "pnlsMaxIter": 20, "returnObject": True,
-            **(control or {})}
+    ctrl = {"maxIter": 200, "msMaxIter": 200, "pnlsMaxIter": 20, "returnObject": True, **(control or {})}
     ctrl_r = r_settings(ctrl, "control", "nlme", "nlmeControl")
-    problem = NLME(data, model, id=id, x=x, y=y, covariates=covariates, random=random, omega=omega,
-                   error=error, transforms=transforms, init=init)
+    problem = NLME(
+        data,
+        model,
+        id=id,
+        x=x,
+        y=y,
+        covariates=covariates,
+        random=random,
+        omega=omega,
+        error=error,
+        transforms=transforms,
+        init=init,
+    )
     model, dat, design, start = problem.model, problem.data, problem.design, problem.start
     r_view = translate(problem, r_function)
     if model.error == "combined":
-        raise ValueError("nlme has no combined error model sqrt(a^2 + b^2 f^2); use "
-                         "compare.saemix or error='constant' / 'proportional'")
+        raise ValueError(
+            "nlme has no combined error model sqrt(a^2 + b^2 f^2); use "
+            "compare.saemix or error='constant' / 'proportional'"
+        )
     if not isinstance(method, str) or method not in ("ML", "REML"):
         raise ValueError(f"method must be 'ML' or 'REML', got {method!r}")
     P = len(model.parameters)
     nx = len(dat.x_cols)
     names = [f"p{k + 1}" for k in range(P)]  # transformed parameters in R
-    psi_cols = ", ".join(tr.TABLE[model.transforms[p]].r_forward.format(n)
-                         for p, n in zip(model.parameters, names))
+    psi_cols = ", ".join(
+        tr.TABLE[model.transforms[p]].r_forward.format(n) for p, n in zip(model.parameters, names)
+    )
     xs = ", ".join(f"x{j + 1}" for j in range(nx))
     response = "log(y)" if model.error == "exponential" else "y"
     body = f"f_twin(cbind({psi_cols}), cbind({xs}))"
@@ -118,9 +147,14 @@ suppressPackageStartupMessages({{ library(nlme); library(jsonlite) }})
 ), digits = NA, auto_unbox = TRUE))
 """
     with tempfile.TemporaryDirectory(prefix="pymixnn-nlme-") as tmp:
-        env = r_env({".pm_path": ro.StrVector([write_csv(r_view.frame, tmp)]),
-                      ".pm_start": ro.FloatVector(starts), ".pm_method": ro.StrVector([method]),
-                      ".pm_control": ctrl_r})
+        env = r_env(
+            {
+                ".pm_path": ro.StrVector([write_csv(r_view.frame, tmp)]),
+                ".pm_start": ro.FloatVector(starts),
+                ".pm_method": ro.StrVector([method]),
+                ".pm_control": ctrl_r,
+            }
+        )
         bind_r_function(r_view.twin, env, "r_function" if r_function else f"the R twin of {model.name!r}")
         out = run_r(code, env)
     return external_results(problem, _nlme_fit(out, problem, method))
@@ -142,9 +176,18 @@ def _nlme_fit(out: dict, problem: NLME, method: str) -> ExternalFit:
         nat = float(tr.forward(t, phi))
         se_nat = float(tr.derivative(t, phi)) * math.sqrt(vc[k, k])
         mu_nat[p] = (nat, se_nat)
-        rows.append(dict(name=p, kind="fixed", parameter=p, estimate=nat, se=se_nat,
-                         estimate_transformed=float(fe[k]), se_transformed=math.sqrt(vc[k, k]),
-                         scale=t))
+        rows.append(
+            dict(
+                name=p,
+                kind="fixed",
+                parameter=p,
+                estimate=nat,
+                se=se_nat,
+                estimate_transformed=float(fe[k]),
+                se_transformed=math.sqrt(vc[k, k]),
+                scale=t,
+            )
+        )
         k += 1
         for j, target in enumerate(design.parameters):
             if target == p:
@@ -158,31 +201,56 @@ def _nlme_fit(out: dict, problem: NLME, method: str) -> ExternalFit:
     if model.omega == "full":
         for a in range(d):
             for b in range(a):
-                rows.append(table_row(f"cov.{model.random[b]}.{model.random[a]}", "omega",
-                                 f"{model.random[b]}.{model.random[a]}", omega[a, b], float("nan"),
-                                 "identity"))
+                rows.append(
+                    table_row(
+                        f"cov.{model.random[b]}.{model.random[a]}",
+                        "omega",
+                        f"{model.random[b]}.{model.random[a]}",
+                        omega[a, b],
+                        float("nan"),
+                        "identity",
+                    )
+                )
     sigma = float(out["sigma"])
     name = "b" if model.error == "proportional" else "a"
     rows.append(table_row(name, "sigma", name, sigma, float("nan"), "log"))
     ranef = np.array(out["ranef"], dtype=float).reshape(data.n_individuals, d)
     # individual transformed parameters: population (mu + covariates) + nlme's random effects
-    mu = np.array([float(tr.inverse(model.transforms[p], torch.tensor(mu_nat[p][0], dtype=torch.float64)))
-                   for p in model.parameters])
+    mu = np.array(
+        [
+            float(tr.inverse(model.transforms[p], torch.tensor(mu_nat[p][0], dtype=torch.float64)))
+            for p in model.parameters
+        ]
+    )
     phi_pop = np.tile(mu, (data.n_individuals, 1))
     for j, p in enumerate(design.parameters):
         phi_pop[:, model.parameters.index(p)] += design.matrix[:, j] * beta[j]
     for a, p in enumerate(model.random):
         phi_pop[:, model.parameters.index(p)] += ranef[:, a]
-    psi = np.column_stack([tr.forward(model.transforms[p], torch.as_tensor(phi_pop[:, k],
-                                                                            dtype=torch.float64)).numpy()
-                           for k, p in enumerate(model.parameters)])
+    psi = np.column_stack(
+        [
+            tr.forward(model.transforms[p], torch.as_tensor(phi_pop[:, k], dtype=torch.float64)).numpy()
+            for k, p in enumerate(model.parameters)
+        ]
+    )
     loglik = float(out["logLik"])
     if model.error == "exponential":
         # nlme's likelihood is of log y: add the Jacobian so it is the likelihood of y
         loglik -= float(np.sum(np.log(data.y)))
     warnings = [f"nlme: {w}" for w in (out.get("warnings") or [])]
-    return external_fit(problem, rows, omega, {name: sigma}, psi, loglik, f"nlme.{method}",
-                        out["seconds"], engine=f"nlme {out['version']}",
-                        se_method=f"nlme: approximate covariance of the fixed effects (vcov), {method}",
-                        settings=dict(method=method), beta=np.array(beta), mu_natural=mu_nat,
-                        warnings=warnings)
+    return external_fit(
+        problem,
+        rows,
+        omega,
+        {name: sigma},
+        psi,
+        loglik,
+        f"nlme.{method}",
+        out["seconds"],
+        engine=f"nlme {out['version']}",
+        se_method=f"nlme: approximate covariance of the fixed effects (vcov), {method}",
+        settings=dict(method=method),
+        beta=np.array(beta),
+        mu_natural=mu_nat,
+        warnings=warnings,
+    )

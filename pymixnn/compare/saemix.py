@@ -1,4 +1,5 @@
 """The saemix bridge: the same problem fitted by saemix (SAEM) in R, returned as a Results."""
+
 from __future__ import annotations
 
 import tempfile
@@ -7,18 +8,20 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from pymixnn.compare.common import (
-    ExternalFit,
     bind_r_function,
     check_r_name,
     check_setting_names,
-    external_fit,
-    external_results,
-    num,
     r_env,
     r_settings,
     require,
     robjects,
     run_r,
+)
+from pymixnn.compare.translation import (
+    ExternalFit,
+    external_fit,
+    external_results,
+    num,
     table_row,
     translate,
     write_csv,
@@ -30,13 +33,27 @@ from pymixnn.problem import NLME
 __all__ = ["saemix"]
 
 
-def saemix(data, model, *, id: str | None = None, x: str | Sequence[str] | None = None,
-           y: str | None = None, covariates: Mapping[str, Sequence[str] | str] | None = None,
-           random: Sequence[str] | None = None, omega: str | None = None, error: str | None = None,
-           transforms=None, init: Mapping[str, float] | None = None, observation: str = "gaussian",
-           r_function: str | None = None, seed: int = 632545, ll_is: bool = True,
-           nmc_is: int = 5000, omega_init: Mapping[str, float] | None = None,
-           options: Mapping[str, object] | None = None):
+def saemix(
+    data,
+    model,
+    *,
+    id: str | None = None,
+    x: str | Sequence[str] | None = None,
+    y: str | None = None,
+    covariates: Mapping[str, Sequence[str] | str] | None = None,
+    random: Sequence[str] | None = None,
+    omega: str | None = None,
+    error: str | None = None,
+    transforms=None,
+    init: Mapping[str, float] | None = None,
+    observation: str = "gaussian",
+    r_function: str | None = None,
+    seed: int = 632545,
+    ll_is: bool = True,
+    nmc_is: int = 5000,
+    omega_init: Mapping[str, float] | None = None,
+    options: Mapping[str, object] | None = None,
+):
     """Fit with saemix (SAEM, then MAP estimates, the Fisher information by linearisation and the
     importance-sampling log-likelihood, saemix's defaults) and return a ``Results``.
 
@@ -51,24 +68,50 @@ def saemix(data, model, *, id: str | None = None, x: str | Sequence[str] | None 
     here is pasted into R code: values reach R as R objects, and parameter names, which saemix
     uses as column names, must be syntactic R names. Needs R, rpy2 and the CRAN package saemix."""
     if options is not None and not isinstance(options, Mapping):
-        raise TypeError(f"options must be a mapping {{saemix option: value}}, "
-                        f"got {type(options).__name__}")
+        raise TypeError(f"options must be a mapping {{saemix option: value}}, got {type(options).__name__}")
     # checks that need no R (saemix is CRAN-only, often absent): before it is looked for
     check_setting_names(dict(options or {}), "options", "saemixControl")
     for p in resolve(model).parameters:
         check_r_name(p, "saemix: parameter name")
     require("saemix")
-    problem = NLME(data, model, id=id, x=x, y=y, covariates=covariates, random=random, omega=omega,
-                   error=error, transforms=transforms, init=init, observation=observation)
-    model, dat, design, start, obs = (problem.model, problem.data, problem.design, problem.start,
-                                      problem.observation)
+    problem = NLME(
+        data,
+        model,
+        id=id,
+        x=x,
+        y=y,
+        covariates=covariates,
+        random=random,
+        omega=omega,
+        error=error,
+        transforms=transforms,
+        init=init,
+        observation=observation,
+    )
+    model, dat, design, start, obs = (
+        problem.model,
+        problem.data,
+        problem.design,
+        problem.start,
+        problem.observation,
+    )
     r_view = translate(problem, r_function)
     if obs.name not in ("gaussian", "poisson", "bernoulli"):
-        raise ValueError(f"compare.saemix translates observation 'gaussian', 'poisson' and "
-                         f"'bernoulli', not {obs.name!r}")
-    opts = {"seed": int(seed), "save": False, "save.graphs": False, "displayProgress": False,
-            "print": False, "ll.is": bool(ll_is), "fim": obs.name == "gaussian", "map": True,
-            "nmc.is": int(nmc_is), **(options or {})}
+        raise ValueError(
+            f"compare.saemix translates observation 'gaussian', 'poisson' and 'bernoulli', not {obs.name!r}"
+        )
+    opts = {
+        "seed": int(seed),
+        "save": False,
+        "save.graphs": False,
+        "displayProgress": False,
+        "print": False,
+        "ll.is": bool(ll_is),
+        "fim": obs.name == "gaussian",
+        "map": True,
+        "nmc.is": int(nmc_is),
+        **(options or {}),
+    }
     opts_r = r_settings(opts, "options", "saemix", "saemixControl")
     P = len(model.parameters)
     cov_model = np.zeros((max(design.n_effects, 1), P), dtype=int)
@@ -85,19 +128,23 @@ def saemix(data, model, *, id: str | None = None, x: str | Sequence[str] | None 
         model_r = "f_twin(psi[id, , drop = FALSE], as.matrix(xidep))"
         extra = 'error.model = .pm_error, modeltype = "structural"'
     else:
-        lik = ("dpois(y, exp(f), log = TRUE)" if obs.name == "poisson"
-               else "dbinom(y, 1, plogis(f), log = TRUE)")
-        model_r = ("{ f <- f_twin(psi[id, , drop = FALSE], "
-                   "as.matrix(xidep[, seq_len(.pm_nx), drop = FALSE])); "
-                   f"y <- xidep[, .pm_nx + 1]; {lik} }}")
+        lik = (
+            "dpois(y, exp(f), log = TRUE)" if obs.name == "poisson" else "dbinom(y, 1, plogis(f), log = TRUE)"
+        )
+        model_r = (
+            "{ f <- f_twin(psi[id, , drop = FALSE], "
+            "as.matrix(xidep[, seq_len(.pm_nx), drop = FALSE])); "
+            f"y <- xidep[, .pm_nx + 1]; {lik} }}"
+        )
         extra = 'modeltype = "likelihood"'
     predictors = [f"x{j + 1}" for j in range(nx)] + ([] if obs.name == "gaussian" else ["y"])
     omega_diag = None
     if omega_init:
         unknown = [p for p in omega_init if p not in model.parameters]
         if unknown:
-            raise ValueError(f"omega_init names {unknown}, not parameters of the model "
-                             f"{list(model.parameters)}")
+            raise ValueError(
+                f"omega_init names {unknown}, not parameters of the model {list(model.parameters)}"
+            )
         omega_diag = [float(omega_init.get(p, 1.0)) for p in model.parameters]
     ro = robjects()
     # the R source below is fixed text: every value it uses is an R object in its environment
@@ -111,8 +158,9 @@ suppressPackageStartupMessages({{ library(saemix); library(jsonlite) }})
                        verbose = FALSE)
 .pm_psi0 <- matrix(.pm_psi0_values, ncol = .pm_P, byrow = TRUE, dimnames = list(NULL, .pm_pnames))
 .pm_sm <- saemixModel(model = .pm_model, psi0 = .pm_psi0, transform.par = .pm_transform,
-                      {"covariate.model = matrix(.pm_covmodel, ncol = .pm_P, byrow = TRUE),"
-                       if cov_names else ""}
+                      {
+        "covariate.model = matrix(.pm_covmodel, ncol = .pm_P, byrow = TRUE)," if cov_names else ""
+    }
                       covariance.model = matrix(.pm_covariance, ncol = .pm_P, byrow = TRUE),
                       {"omega.init = diag(.pm_omega_init, nrow = .pm_P)," if omega_diag else ""}
                       {extra}, verbose = FALSE)
@@ -133,22 +181,25 @@ suppressPackageStartupMessages({{ library(saemix); library(jsonlite) }})
 ), digits = NA, auto_unbox = TRUE, na = "null"))
 """
     with tempfile.TemporaryDirectory(prefix="pymixnn-saemix-") as tmp:
-        env = r_env({
-            ".pm_path": ro.StrVector([write_csv(r_view.frame, tmp)]),
-            ".pm_predictors": ro.StrVector(predictors),
-            ".pm_covnames": ro.StrVector(cov_names),
-            ".pm_nx": ro.IntVector([nx]),
-            ".pm_P": ro.IntVector([P]),
-            ".pm_pnames": ro.StrVector(list(model.parameters)),
-            ".pm_psi0_values": ro.FloatVector([float(start[p]) for p in model.parameters]),
-            ".pm_transform": ro.FloatVector([tr.SAEMIX_CODES[model.transforms[p]]
-                                             for p in model.parameters]),
-            ".pm_covmodel": ro.FloatVector(cov_model.ravel().tolist()),
-            ".pm_covariance": ro.FloatVector(cm.ravel().tolist()),
-            ".pm_omega_init": ro.FloatVector(omega_diag or []),
-            ".pm_error": ro.StrVector([model.error]),
-            ".pm_options": opts_r,
-        })
+        env = r_env(
+            {
+                ".pm_path": ro.StrVector([write_csv(r_view.frame, tmp)]),
+                ".pm_predictors": ro.StrVector(predictors),
+                ".pm_covnames": ro.StrVector(cov_names),
+                ".pm_nx": ro.IntVector([nx]),
+                ".pm_P": ro.IntVector([P]),
+                ".pm_pnames": ro.StrVector(list(model.parameters)),
+                ".pm_psi0_values": ro.FloatVector([float(start[p]) for p in model.parameters]),
+                ".pm_transform": ro.FloatVector(
+                    [tr.SAEMIX_CODES[model.transforms[p]] for p in model.parameters]
+                ),
+                ".pm_covmodel": ro.FloatVector(cov_model.ravel().tolist()),
+                ".pm_covariance": ro.FloatVector(cm.ravel().tolist()),
+                ".pm_omega_init": ro.FloatVector(omega_diag or []),
+                ".pm_error": ro.StrVector([model.error]),
+                ".pm_options": opts_r,
+            }
+        )
         bind_r_function(r_view.twin, env, "r_function" if r_function else f"the R twin of {model.name!r}")
         out = run_r(code, env)
     return external_results(problem, _saemix_fit(out, problem, dict(seed=seed, nmc_is=nmc_is)))
@@ -184,14 +235,23 @@ def _saemix_fit(out: dict, problem: NLME, settings: dict) -> ExternalFit:
     if model.omega == "full":
         for a in range(len(rand)):
             for b in range(a):
-                rows.append(table_row(f"cov.{rand[b]}.{rand[a]}", "omega", f"{rand[b]}.{rand[a]}",
-                                      omega[a, b], float("nan"), "identity"))
+                rows.append(
+                    table_row(
+                        f"cov.{rand[b]}.{rand[a]}",
+                        "omega",
+                        f"{rand[b]}.{rand[a]}",
+                        omega[a, b],
+                        float("nan"),
+                        "identity",
+                    )
+                )
     error = {}
     if obs.name == "gaussian":
         respar = np.array([num(v) for v in out["respar"]])
         se_res = np.array([num(v) for v in np.atleast_1d(out.get("se_respar"))])
-        names = {"constant": ["a"], "proportional": ["b"], "combined": ["a", "b"],
-                 "exponential": ["a"]}[model.error]
+        names = {"constant": ["a"], "proportional": ["b"], "combined": ["a", "b"], "exponential": ["a"]}[
+            model.error
+        ]
         idx = {"a": 0, "b": 1}
         for n in names:
             value = respar[idx[n]]
@@ -200,8 +260,18 @@ def _saemix_fit(out: dict, problem: NLME, settings: dict) -> ExternalFit:
             rows.append(table_row(n, "sigma", n, value, se, "log"))
     map_psi = np.array(out["map_psi"], dtype=float).reshape(data.n_individuals, P)
     ll = num(out.get("ll_is"))
-    return external_fit(problem, rows, omega, error, map_psi, ll, "is", out["seconds"],
-                        engine=f"saemix {out['version']}",
-                        se_method="saemix: Fisher information by linearisation (fim = TRUE)",
-                        settings=settings, beta=np.array(beta), mu_natural=mu_nat)
-
+    return external_fit(
+        problem,
+        rows,
+        omega,
+        error,
+        map_psi,
+        ll,
+        "is",
+        out["seconds"],
+        engine=f"saemix {out['version']}",
+        se_method="saemix: Fisher information by linearisation (fim = TRUE)",
+        settings=settings,
+        beta=np.array(beta),
+        mu_natural=mu_nat,
+    )

@@ -1,8 +1,9 @@
 """The results layer: :class:`Results` (tables, predictions, save/load), the fitted model as
 numbers (:class:`FittedModel`, ``res.evaluator``), diagnostics, plots, VPC, the random-effects
-density and genomic outputs; public values are pandas/numpy."""
+density and genomic outputs, and :class:`ExternalFit` (a fit by saemix or nlme through
+:mod:`pymixnn.compare`); public values are pandas/numpy."""
 
-__all__ = ["Results", "Summary", "compare_fits", "FittedModel"]
+__all__ = ["Results", "Summary", "compare_fits", "FittedModel", "ExternalFit"]
 
 
 def __getattr__(name):  # Results imports torch: load it only when asked for

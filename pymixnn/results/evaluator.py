@@ -16,13 +16,15 @@ import numpy as np
 import pandas as pd
 
 from pymixnn.model import transforms as tr
+from pymixnn.results.external import ExternalFit, gaussian_draws
 
 __all__ = ["FittedModel"]
 
 
 class FittedModel:
     """Numpy evaluation of a fitted model (``model``, ``data``, covariate ``design``, the
-    inference layer's ``estimation`` and the bound ``observation`` family)."""
+    inference layer's ``estimation`` or another program's
+    :class:`~pymixnn.results.external.ExternalFit`, and the bound ``observation`` family)."""
 
     def __init__(self, *, model, data, design, estimation, observation):
         self.model, self.data, self.design = model, data, design
@@ -92,7 +94,10 @@ class FittedModel:
 
     # ---- the fitted law --------------------------------------------------------------------
     def law_draws(self, n: int, seed: int) -> np.ndarray:
-        """(n, d) random effects drawn from the fitted law (transformed scale, centred as eta)."""
+        """(n, d) random effects drawn from the fitted law (transformed scale, centred as eta); for
+        another program's fit, from N(0, omega) with its omega."""
+        if isinstance(self.estimation, ExternalFit):
+            return gaussian_draws(self.estimation.omega, n, seed)
         from pymixnn.inference.laws import sample_fitted_law
 
         record = self.estimation.law
@@ -150,10 +155,11 @@ class FittedModel:
 
     def family_params(self) -> dict:
         """The observation model's parameters as its log-density takes them (natural scale, torch),
-        from the observation block of theta (between omega and the law)."""
+        from the observation block of theta (between omega and the law); another program's: its
+        residual error parameters."""
         import torch
 
-        law = self.estimation.law
+        law = getattr(self.estimation, "law", {})
         if "omega_slice" not in law:  # results saved before the law record: Gaussian error only
             return {k: torch.tensor(v, dtype=torch.float64) for k, v in self.estimation.error.items()}
         raw = torch.as_tensor(

@@ -5,6 +5,8 @@ Save format 2 (this version) stores the estimation with its typed records (the f
 genomic posterior, the run information) as plain dicts; format 1 (pymixnn 0.1, before the typed
 records) still loads: its dict records become :class:`~pymixnn.inference.records.LawFit` and
 :class:`~pymixnn.inference.records.GenomicPosterior`, and its run information comes from ``info``.
+A fit by another program (saemix, nlme through :mod:`pymixnn.compare`) is saved with its
+:class:`~pymixnn.results.external.ExternalFit` under ``"external"`` in place of ``"estimation"``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pymixnn.data.table import Data
 from pymixnn.inference import Estimation
 from pymixnn.model.covariates import CovariateDesign
 from pymixnn.model.named import Model, named
+from pymixnn.results.external import ExternalFit
 
 __all__ = [
     "FORMAT_VERSION",
@@ -71,7 +74,7 @@ def results_dict(res) -> dict[str, Any]:
     """The documented JSON record of :meth:`pymixnn.Results.to_dict` (see the README)."""
     p = res.params
     fixed = p[p["kind"].isin(["fixed", "beta"])]
-    law = res.estimation.law
+    law = res.law or {}
     return {
         "model": res.model.name or getattr(res.model.function, "__name__", "custom"),
         "n_individuals": int(res.data.n_individuals),
@@ -162,7 +165,11 @@ def save_results(res, path: str | Path) -> Path:
         },
         "design": dataclasses.asdict(res.design),
         # asdict turns the typed records (law, genomic, run) into plain dicts
-        "estimation": dataclasses.asdict(res.estimation),
+        **(
+            {"external": res.external.to_dict()}
+            if res.external is not None
+            else {"estimation": dataclasses.asdict(res.estimation)}
+        ),
         "settings": res.settings,
         "info": res.info,
     }
@@ -274,7 +281,10 @@ def load_parts(
         data.time_unit = dd["time_unit"]
         data.time_origins = {c: pd.Timestamp(t) for c, t in dd["time_origins"].items()}
     obs = observation_from_dict(record["settings"].get("observation"), observation)
-    estimation = estimation_from_record(record["estimation"], record.get("info"))
+    if "external" in record:
+        estimation = ExternalFit.from_dict(record["external"])
+    else:
+        estimation = estimation_from_record(record["estimation"], record.get("info"))
     marker_info = None
     if markers is not None:
         from pymixnn.results.genomic import reattach_markers

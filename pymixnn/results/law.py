@@ -19,9 +19,12 @@ class LawMixin:
 
     @property
     def random_effects_law(self):
-        """The random-effects law spec of the fit (pymixnn.Gaussian / Mixture / Flow)."""
-        from pymixnn.model.random_effects import from_dict
+        """The random-effects law spec of the fit (pymixnn.Gaussian / Mixture / Flow); Gaussian for
+        fits by other programs (saemix, nlme)."""
+        from pymixnn.model.random_effects import Gaussian, from_dict
 
+        if self.external is not None:
+            return Gaussian()
         return from_dict(self.estimation.law.get("spec"))
 
     def re_density(self, *, n_samples: int = 200_000, grid_size: int = 400, seed: int = 0):
@@ -98,20 +101,24 @@ class LawMixin:
 
     def re_logpdf(self, eta: np.ndarray) -> np.ndarray:
         """Joint log-density of random-effect vectors (rows, transformed scale, centred as
-        ``random_effects()``) under the fitted law."""
-        from pymixnn.inference.laws import log_density_fitted_law
-
+        ``random_effects()``) under the fitted law (another program's fit: N(0, omega))."""
         eta = np.atleast_2d(np.asarray(eta, float))
         if eta.shape[1] != len(self.model.random):
             raise ValueError(
                 f"eta must have {len(self.model.random)} columns {list(self.model.random)}, "
                 f"got shape {eta.shape}"
             )
+        if self.external is not None:
+            from pymixnn.results.external import gaussian_logpdf
+
+            return gaussian_logpdf(self.external.omega, eta)
+        from pymixnn.inference.laws import log_density_fitted_law
+
         return log_density_fitted_law(self.estimation.law, self.estimation.theta, eta)
 
     def component_probabilities(self) -> pd.DataFrame:
         """Mixture laws: posterior probability of each component for each individual."""
-        resp = self.estimation.law.get("responsibilities")
+        resp = self.law.get("responsibilities") if self.law is not None else None
         if resp is None:
             raise ValueError("component probabilities exist only for random_effects='mixture'")
         resp = np.asarray(resp)

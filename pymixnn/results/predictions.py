@@ -23,17 +23,31 @@ class PredictionsMixin:
         if kind == "map":
             return pd.DataFrame(self.evaluator.psi(self.evaluator.phi_map()), index=idx, columns=cols)
         if kind == "mean":
+            self._needs_conditional_means()
             return pd.DataFrame(self.estimation.psi_mean, index=idx, columns=cols)
         raise ValueError(f"kind must be 'map' or 'mean', got {kind!r}")
 
     def random_effects(self, kind: str = "map") -> pd.DataFrame:
         """eta_i (transformed scale): conditional mode ("map") or conditional mean ("mean")."""
-        eta = {"map": self.estimation.eta_map, "mean": self.estimation.eta_mean}.get(kind)
-        if eta is None:
+        if kind not in ("map", "mean"):
             raise ValueError(f"kind must be 'map' or 'mean', got {kind!r}")
+        if kind == "mean":
+            self._needs_conditional_means()
+        eta = self.estimation.eta_map if kind == "map" else self.estimation.eta_mean
         return pd.DataFrame(
             eta, index=pd.Index(self.data.ids, name=self.data.id_col), columns=list(self.model.random)
         )
+
+    def _needs_conditional_means(self) -> None:
+        """A ValueError for a fit by another program: the bridges bring back conditional modes only."""
+        if self.external is not None:
+            from pymixnn.results.external import not_available
+
+            raise not_available(
+                self.external.engine,
+                'kind="mean" (conditional means by importance sampling)',
+                'the bridge brings back the conditional modes only: use kind="map"',
+            )
 
     @property
     def shrinkage(self) -> pd.Series:

@@ -33,6 +33,7 @@ from pymixnn.model import transforms as tr
 from pymixnn.model.covariates import CovariateDesign
 from pymixnn.model.named import Model
 from pymixnn.results.evaluator import FittedModel
+from pymixnn.results.external import ExternalFit, external_info
 from pymixnn.results.genomic_view import GenomicMixin
 from pymixnn.results.io import FORMAT_VERSION, load_parts, results_dict, run_from_info, save_results
 from pymixnn.results.law import LawMixin
@@ -70,7 +71,13 @@ class Results(PredictionsMixin, LawMixin, GenomicMixin):
 
     Feature groups: ``res.evaluator`` (the fitted model as numbers, :class:`FittedModel`),
     ``res.law`` (the fitted law record), ``res.genomic`` (genomic outputs, None without markers),
-    ``res.run`` (how the fit ran: seed, device, seconds, fallback counts)."""
+    ``res.run`` (how the fit ran: seed, device, seconds, fallback counts).
+
+    ``estimation`` is the inference layer's record of a pymixnn fit, or the
+    :class:`~pymixnn.results.external.ExternalFit` of a fit by another program (saemix, nlme
+    through :mod:`pymixnn.compare`), then also ``res.external``: such a fit has no parameter
+    vector, ELBO trace or importance-sampling output, and what needs them raises a ValueError
+    naming the program."""
 
     def __init__(
         self,
@@ -78,7 +85,7 @@ class Results(PredictionsMixin, LawMixin, GenomicMixin):
         model: Model,
         data: Data,
         design: CovariateDesign,
-        estimation: Estimation,
+        estimation: Estimation | ExternalFit,
         settings: dict,
         info: dict | None = None,
         observation=None,
@@ -91,11 +98,17 @@ class Results(PredictionsMixin, LawMixin, GenomicMixin):
             observation = from_dict(settings.get("observation"))
         self.observation = bind(observation, model)
         self.estimation = estimation
+        # a fit by another program (saemix, nlme): its record; None for a pymixnn fit
+        self.external = estimation if isinstance(estimation, ExternalFit) else None
         self.settings = settings
         # a genomic fit: the marker matrix (pymixnn.markers.MarkerMatrix), the Genomic spec, the
         # genotype column and interaction levels (see genomic_view.py)
         self._markers = markers
         est = estimation
+        if info is None and self.external is not None:
+            info = external_info(
+                self.external, settings, _versions(), _dt.datetime.now(_dt.timezone.utc).isoformat()
+            )
         self.info = info or {
             "seed": settings.get("seed"),
             "device": est.device,
@@ -116,6 +129,11 @@ class Results(PredictionsMixin, LawMixin, GenomicMixin):
 
     # ---- feature groups ----------------------------------------------------------------------
     @property
+    def engine(self) -> str:
+        """The program that fitted: "pymixnn", or e.g. "nlme 3.1-164" for a bridge fit."""
+        return self.external.engine if self.external is not None else "pymixnn"
+
+    @property
     def evaluator(self) -> FittedModel:
         """The fitted model as numbers (:class:`pymixnn.results.evaluator.FittedModel`): population
         and individual parameters, the structural function on data rows, law draws, simulations."""
@@ -131,7 +149,10 @@ class Results(PredictionsMixin, LawMixin, GenomicMixin):
     def law(self):
         """The fitted random-effects law record (:class:`pymixnn.inference.records.LawFit`: spec,
         positions in theta, ``penalty`` and ``penalty_cv`` of a flow, ``selection`` of
-        ``n_components="auto"``, mixture ``responsibilities``)."""
+        ``n_components="auto"``, mixture ``responsibilities``); None for fits by other programs
+        (saemix, nlme: Gaussian random effects with their ``omega``)."""
+        if self.external is not None:
+            return None
         return self.estimation.law
 
     @property
@@ -139,6 +160,8 @@ class Results(PredictionsMixin, LawMixin, GenomicMixin):
         """How the fit ran (:class:`pymixnn.inference.records.RunInfo`: seed, device, dtype,
         threads, seconds per stage, steps, warnings, fallback counts); None for fits by other
         programs (saemix, nlme)."""
+        if self.external is not None:
+            return None
         run = getattr(self.estimation, "run", None)
         if run is not None:
             return run
@@ -164,8 +187,9 @@ class Results(PredictionsMixin, LawMixin, GenomicMixin):
         self.loglik = float(self.estimation.loglik)
         self.loglik_se = float(self.estimation.loglik_se)
         # free parameters: the length of theta (a mixture's K weights have K - 1; a flow counts
-        # every parameter of its layers)
-        self.df_modelwc = int(len(self.estimation.theta))
+        # every parameter of its layers); another program's: the rows of its parameter table
+        ext = self.external
+        self.df_modelwc = int(ext.n_free if ext is not None else len(self.estimation.theta))
         self.aic = -2 * self.loglik + 2 * self.df_modelwc
         self.bic = -2 * self.loglik + math.log(self.data.n_individuals) * self.df_modelwc
 
@@ -206,7 +230,8 @@ class Results(PredictionsMixin, LawMixin, GenomicMixin):
 
     @property
     def loglik_method(self) -> str:
-        """How the log-likelihood was integrated: "is" or "gq"."""
+        """How the log-likelihood was integrated: "is" or "gq" (a bridge fit: saemix's "is", or
+        "nlme.ML" / "nlme.REML")."""
         return getattr(self.estimation, "loglik_method", "is")
 
     @property
@@ -236,7 +261,7 @@ class Results(PredictionsMixin, LawMixin, GenomicMixin):
         diagonal is ``bse**2``. Fits that only report SEs (the saemix/nlme bridges, results saved
         before this matrix was kept) have NaN off the diagonal."""
         names = list(self.params.index)
-        cov = self.estimation.cov_params
+        cov = None if self.external is not None else self.estimation.cov_params
         if cov is None:
             cov = np.full((len(names), len(names)), np.nan)
             np.fill_diagonal(cov, self.params["se"].to_numpy() ** 2)

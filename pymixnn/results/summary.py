@@ -40,7 +40,7 @@ def summary_text(res) -> str:
         f"data: {d.n_individuals} individuals, {d.n_obs} observations; y={d.y_col!r}, "
         f"x={d.x_cols}" + _covariates_header(res),
         (
-            f"seed {info['seed']}, {info['seconds']:.1f} s in R"
+            ("" if info.get("seed") is None else f"seed {info['seed']}, ") + f"{info['seconds']:.1f} s in R"
             if engine
             else f"seed {info['seed']}, device {info['device']} ({info['dtype']}), {info['steps']} SVI "
             f"steps, {info['seconds']:.1f} s"
@@ -135,7 +135,12 @@ def _likelihood_lines(res) -> list[str]:
             + "; ".join(
                 str(m)
                 for m in res.diagnostics.loc[
-                    [c for c in ("newton_decrement", "information") if c in res.diagnostics.index], "message"
+                    [
+                        c
+                        for c in ("newton_decrement", "information", "engine_converged")
+                        if c in res.diagnostics.index
+                    ],
+                    "message",
                 ]
             )
             + ")"
