@@ -13,6 +13,7 @@ flow's ridge weight by K-fold cross-validation of that held-out log-likelihood, 
 the starting point of the law's SVI stage. The law's location (a shift ``s`` of eta) and base scale
 ``L`` are fitted with it; the shift is then moved into mu.
 """
+
 from __future__ import annotations
 
 import math
@@ -20,12 +21,13 @@ from dataclasses import dataclass
 
 import torch
 
+from pymixnn.inference.fallbacks import Fallbacks
 from pymixnn.inference.importance import ImportanceSampler
 from pymixnn.inference.laplace import LocalPosteriors
 from pymixnn.inference.laws import raw_from_tril, tril_from_raw
 from pymixnn.inference.program import Program
 
-__all__ = ["DrawCache", "cache_draws", "fit_law", "heldout_loglik", "choose_penalty", "apply_law_fit"]
+__all__ = ["DrawCache", "cache_draws", "pack", "fit_law", "heldout_loglik", "choose_penalty", "apply_law_fit"]
 
 
 @dataclass
@@ -36,14 +38,21 @@ class DrawCache:
     context: torch.Tensor | None  # (n, c)
 
 
-def cache_draws(program: Program, theta: torch.Tensor, local: LocalPosteriors, *, n_samples: int,
-                seed: int, rows: torch.Tensor) -> DrawCache:
+def cache_draws(
+    program: Program,
+    theta: torch.Tensor,
+    local: LocalPosteriors,
+    *,
+    n_samples: int,
+    seed: int,
+    rows: torch.Tensor,
+) -> DrawCache:
     sampler = ImportanceSampler(program, local.loc, local.scale_tril, n_samples=n_samples, seed=seed)
     etas, bases = [], []
     with torch.no_grad():
         for c, start in enumerate(range(0, rows.shape[0], sampler.chunk)):
-            idx = rows[start:start + sampler.chunk]
-            offset, log_q = sampler._draws(c, idx)
+            idx = rows[start : start + sampler.chunk]
+            offset, log_q = sampler.draws(c, idx)
             eta = local.loc[idx] + offset
             bases.append(program.log_likelihood(theta, eta, idx) - log_q)
             etas.append(eta)
@@ -53,18 +62,20 @@ def cache_draws(program: Program, theta: torch.Tensor, local: LocalPosteriors, *
     return DrawCache(rows, torch.cat(etas, 1), base, context)
 
 
-def _pack(program: Program, theta: torch.Tensor) -> torch.Tensor:
+def pack(program: Program, theta: torch.Tensor) -> torch.Tensor:
+    """The vector fitted here: the law's parameters | omega block | shift (0)."""
     lay = program.layout
     d = lay.n_random
-    return torch.cat([theta[lay.law], theta[lay.omega], torch.zeros(d, dtype=theta.dtype,
-                                                                    device=theta.device)])
+    return torch.cat(
+        [theta[lay.law], theta[lay.omega], torch.zeros(d, dtype=theta.dtype, device=theta.device)]
+    )
 
 
 def _unpack(program: Program, x: torch.Tensor):
     lay = program.layout
     n_law, n_omega = lay.n_law, lay.n_omega
-    raw, omega = x[:n_law], x[n_law:n_law + n_omega]
-    shift = x[n_law + n_omega:]
+    raw, omega = x[:n_law], x[n_law : n_law + n_omega]
+    shift = x[n_law + n_omega :]
     return raw, tril_from_raw(omega, lay.n_random, lay.full_omega), shift
 
 
@@ -75,33 +86,49 @@ def _loglik(program: Program, x: torch.Tensor, cache: DrawCache, cols: torch.Ten
     return torch.logsumexp(log_g + cache.base[:, cols], 0) - math.log(cache.eta.shape[0])
 
 
-def fit_law(program: Program, x0: torch.Tensor, cache: DrawCache, cols: torch.Tensor, penalty: float,
-            *, max_iter: int = 40) -> torch.Tensor:
-    """Maximize sum_{i in cols} log L_i(g) - penalty term, over the law's parameters, L and s."""
+def fit_law(
+    program: Program,
+    x0: torch.Tensor,
+    cache: DrawCache,
+    cols: torch.Tensor,
+    penalty: float,
+    *,
+    max_iter: int = 40,
+    fallbacks: Fallbacks | None = None,
+) -> torch.Tensor:
+    """Maximize sum_{i in cols} log L_i(g) - penalty term, over the law's parameters, L and s.
+    Non-finite gradient components are zeroed (counted as ``lbfgs_zeroed_gradient``); a
+    non-finite end point returns the start ``x0`` (counted as ``law_start_unchanged``)."""
     x = x0.detach().clone().requires_grad_(True)
     law = program.law
-    weight, law.penalty_weight = law.penalty_weight, penalty
     n_law = program.layout.n_law
     scale = 1.0 / max(1, cols.shape[0])
     # the penalty is a prior on the whole data set: the share of it that these rows carry
     share = cols.shape[0] / program.n_individuals
-    opt = torch.optim.LBFGS([x], lr=1.0, max_iter=max_iter, history_size=20,
-                            line_search_fn="strong_wolfe", tolerance_change=1e-9)
+    opt = torch.optim.LBFGS(
+        [x], lr=1.0, max_iter=max_iter, history_size=20, line_search_fn="strong_wolfe", tolerance_change=1e-9
+    )
 
     def closure():
         opt.zero_grad()
         with torch.enable_grad():
-            value = -(_loglik(program, x, cache, cols).sum() - share * law.penalty(x[:n_law])) * scale
+            value = (
+                -(_loglik(program, x, cache, cols).sum() - share * law.penalty(x[:n_law], weight=penalty))
+                * scale
+            )
             value.backward()
+        if fallbacks is not None:
+            fallbacks.count_nonfinite("lbfgs_zeroed_gradient", x.grad)
         x.grad = torch.nan_to_num(x.grad, nan=0.0, posinf=0.0, neginf=0.0)
         return value
 
-    try:
-        opt.step(closure)
-    finally:
-        law.penalty_weight = weight
+    opt.step(closure)
     out = x.detach()
-    return out if bool(torch.isfinite(out).all()) else x0
+    if bool(torch.isfinite(out).all()):
+        return out
+    if fallbacks is not None:
+        fallbacks.add("law_start_unchanged")
+    return x0
 
 
 def heldout_loglik(program: Program, x: torch.Tensor, cache: DrawCache, cols: torch.Tensor) -> float:
@@ -109,8 +136,18 @@ def heldout_loglik(program: Program, x: torch.Tensor, cache: DrawCache, cols: to
         return float(_loglik(program, x, cache, cols).sum())
 
 
-def choose_penalty(program: Program, theta: torch.Tensor, local: LocalPosteriors, *, grid, folds: int,
-                   seed: int, n_samples: int = 24, max_individuals: int = 2000):
+def choose_penalty(
+    program: Program,
+    theta: torch.Tensor,
+    local: LocalPosteriors,
+    *,
+    grid,
+    folds: int,
+    seed: int,
+    n_samples: int = 24,
+    max_individuals: int = 2000,
+    fallbacks: Fallbacks | None = None,
+):
     """K-fold cross-validated penalty for the flow; returns (penalty, table of mean held-out
     log-likelihood per individual for each candidate, the law fitted on all rows (x), cache)."""
     n = program.n_individuals
@@ -119,7 +156,7 @@ def choose_penalty(program: Program, theta: torch.Tensor, local: LocalPosteriors
     cache = cache_draws(program, theta, local, n_samples=n_samples, seed=seed, rows=rows)
     m = rows.shape[0]
     fold_of = torch.randperm(m, generator=gen).to(program.device) % folds
-    x0 = _pack(program, theta)
+    x0 = pack(program, theta)
     table = []
     # from the strongest penalty (nearest the Gaussian start) down, each fold's fit warm-starting
     # from its fit at the previous penalty: a path of solutions, as glmnet computes the lasso
@@ -129,12 +166,12 @@ def choose_penalty(program: Program, theta: torch.Tensor, local: LocalPosteriors
         for f in range(folds):
             train = (fold_of != f).nonzero().flatten()
             test = (fold_of == f).nonzero().flatten()
-            starts[f] = fit_law(program, starts[f], cache, train, penalty)
+            starts[f] = fit_law(program, starts[f], cache, train, penalty, fallbacks=fallbacks)
             held += heldout_loglik(program, starts[f], cache, test)
         table.append({"penalty": float(penalty), "heldout_loglik": held / m})
     table.sort(key=lambda r: r["penalty"])
     best = max(table, key=lambda r: r["heldout_loglik"])["penalty"]
-    x = fit_law(program, x0, cache, torch.arange(m, device=program.device), best)
+    x = fit_law(program, x0, cache, torch.arange(m, device=program.device), best, fallbacks=fallbacks)
     return best, table, x
 
 

@@ -27,13 +27,20 @@ with an interaction). The fit alternates, inside the minibatch SVI loop over gen
 Markers are float32 (the big block), the n_cells x n_cells algebra float64. After SVI the
 offsets are fixed at their posterior mean for the refinement, SEs and log-likelihood of theta
 (estimates conditional on the marker effects' posterior mean).
+
+The block holds its offsets (``offset``, (N, P)) and their uncertainty term (``offset_cov``); it
+never writes into the Program: the caller hands them over with ``Program.set_offsets`` after each
+update.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from pymixnn.inference.records import GenomicParamPosterior, GenomicPosterior
 
 __all__ = ["GenomicSetup", "GenomicBlock", "predictive"]
 
@@ -69,7 +76,7 @@ class GenomicBlock:
         self.XXt = (self.X @ self.X.T).to(torch.float64)
         self.cell_of = torch.as_tensor(setup.individual_cell, dtype=torch.long, device=dev)
         level = torch.as_tensor(setup.cell_level, dtype=torch.long, device=dev)
-        self.level_masks = [(level == l) for l in range(1, setup.n_levels)]
+        self.level_masks = [(level == lv) for lv in range(1, setup.n_levels)]
         geno, inverse = np.unique(cells, return_inverse=True)
         self.genotype_rows = geno  # rows of G with phenotyped cells
         self.B = torch.zeros(self.n_cells, len(geno), dtype=torch.float64, device=dev)
@@ -78,6 +85,10 @@ class GenomicBlock:
         P = len(self.pos)
         self.state = [dict() for _ in range(P)]
         self.offset_cells = torch.zeros(self.n_cells, P, dtype=torch.float64, device=dev)
+        # the offsets (N, P) on the transformed scale and C_i = W_i Var(a_c(i)) W_i' (N, d, d)
+        # after the last update (None before the first); see Program.set_offsets
+        self.offset: torch.Tensor | None = None
+        self.offset_cov: torch.Tensor | None = None
         self.updates = 0
 
     # ---- pseudo data from the local posteriors -----------------------------------------------
@@ -96,15 +107,17 @@ class GenomicBlock:
         # uninformative direction (capped so that its pseudo-observation has a finite variance)
         inv = 1.0 / (1.0 - r.clamp(0.0, 0.999))
         core = (Q * inv.unsqueeze(-2)) @ Q.transpose(-1, -2)  # (I - S_white)^-1
-        white_m = (Linv @ m.unsqueeze(-1))
+        white_m = Linv @ m.unsqueeze(-1)
         deshrunk = (L @ core @ white_m).squeeze(-1)  # Omega (Omega - S)^-1 m
         V = L @ core @ L.T
         # W_i = Omega V_i^-1 = L (I - S_white) L^-1: how the offset's error moves E[eta_i]
         eye = torch.eye(L.shape[0], dtype=L.dtype, device=L.device)
         self._W = L @ (eye - 0.5 * (S_white + S_white.transpose(-1, -2))) @ Linv
-        offset = (program.offset.to(torch.float64) if program.offset is not None
-                  else torch.zeros(m.shape[0], len(program.params), dtype=torch.float64,
-                                   device=m.device))
+        offset = (
+            self.offset.to(torch.float64)
+            if self.offset is not None
+            else torch.zeros(m.shape[0], len(program.params), dtype=torch.float64, device=m.device)
+        )
         z = offset[:, self.pos] + deshrunk[:, self.rand]
         v = torch.diagonal(V, dim1=-2, dim2=-1)[:, self.rand]
         w = 1.0 / v
@@ -117,14 +130,20 @@ class GenomicBlock:
     def _init_state(self, k: int, y: torch.Tensor) -> dict:
         var = float(y.var()) if y.numel() > 1 else 1.0
         var = max(var, 1e-8)
-        st = dict(D=torch.full((self.M,), 0.5 * var / self.M, dtype=torch.float64, device=y.device),
-                  D_levels=[0.1 * var / self.M for _ in self.level_masks],
-                  s2u=0.25 * var if self.setup.residual else 0.0)
+        st = dict(
+            D=torch.full((self.M,), 0.5 * var / self.M, dtype=torch.float64, device=y.device),
+            D_levels=[0.1 * var / self.M for _ in self.level_masks],
+            s2u=0.25 * var if self.setup.residual else 0.0,
+        )
         if self.setup.prior == "horseshoe":
             A = self.setup.global_scale * var**0.5
-            st.update(A=A, inv_tau2=2.0 * self.M / var, inv_xi=1.0 / (1.0 / A**2 + 2.0 * self.M / var),
-                      inv_lambda2=torch.ones(self.M, dtype=torch.float64, device=y.device),
-                      inv_nu=torch.full((self.M,), 0.5, dtype=torch.float64, device=y.device))
+            st.update(
+                A=A,
+                inv_tau2=2.0 * self.M / var,
+                inv_xi=1.0 / (1.0 / A**2 + 2.0 * self.M / var),
+                inv_lambda2=torch.ones(self.M, dtype=torch.float64, device=y.device),
+                inv_nu=torch.full((self.M,), 0.5, dtype=torch.float64, device=y.device),
+            )
         return st
 
     def _posterior(self, st: dict, y: torch.Tensor, R: torch.Tensor, diag: bool) -> dict:
@@ -147,12 +166,14 @@ class GenomicBlock:
         alpha32 = alpha.to(torch.float32)
         m = D * (self.X.T @ alpha32).to(torch.float64)
         out = dict(Kinv=Kinv, alpha=alpha, m=m, fitted=y - R * alpha)
-        out["m_levels"] = [d_l * (self.X[mask].T @ alpha32[mask]).to(torch.float64)
-                           for mask, d_l in zip(self.level_masks, st["D_levels"])]
+        out["m_levels"] = [
+            d_l * (self.X[mask].T @ alpha32[mask]).to(torch.float64)
+            for mask, d_l in zip(self.level_masks, st["D_levels"])
+        ]
         out["u"] = st["s2u"] * (self.B.T @ alpha)
         out["u_var"] = st["s2u"] - st["s2u"] ** 2 * torch.einsum("cg,cd,dg->g", self.B, Kinv, self.B)
         if diag:
-            KX = (Kinv.to(torch.float32) @ self.X)  # (n, M)
+            KX = Kinv.to(torch.float32) @ self.X  # (n, M)
             q = (self.X * KX).sum(0).to(torch.float64)  # diag(X' K^-1 X)
             out["S"] = (D - D**2 * q).clamp_min(1e-12 * D)
             out["S_levels"] = []
@@ -167,8 +188,11 @@ class GenomicBlock:
         if self.setup.prior == "ridge":
             D = float(st["D"][0])
             # sum_j E[gamma_j^2] = D^2 alpha' XX' alpha + M D - D^2 tr(K^-1 XX')
-            total = (D**2 * float(post["alpha"] @ self.XXt @ post["alpha"]) + M * D
-                     - D**2 * float(torch.sum(post["Kinv"] * self.XXt)))
+            total = (
+                D**2 * float(post["alpha"] @ self.XXt @ post["alpha"])
+                + M * D
+                - D**2 * float(torch.sum(post["Kinv"] * self.XXt))
+            )
             st["D"] = torch.full_like(st["D"], max(total / M, 1e-14))
         else:
             e2 = post["m"] ** 2 + post["S"]
@@ -179,15 +203,18 @@ class GenomicBlock:
                 st["inv_xi"] = 1.0 / (1.0 / st["A"] ** 2 + st["inv_tau2"])
             st["D"] = 1.0 / (st["inv_lambda2"] * st["inv_tau2"])
         new_levels = []
-        for l, d_l in enumerate(st["D_levels"]):
+        for lv, d_l in enumerate(st["D_levels"]):
             if "S_levels" in post:
-                e2l = float((post["m_levels"][l] ** 2 + post["S_levels"][l]).sum())
+                e2l = float((post["m_levels"][lv] ** 2 + post["S_levels"][lv]).sum())
             else:
-                mask = self.level_masks[l]
+                mask = self.level_masks[lv]
                 a = post["alpha"][mask]
                 XXl = self.XXt[mask][:, mask]
-                e2l = d_l**2 * float(a @ XXl @ a) + M * d_l - d_l**2 * float(
-                    torch.sum(post["Kinv"][mask][:, mask] * XXl))
+                e2l = (
+                    d_l**2 * float(a @ XXl @ a)
+                    + M * d_l
+                    - d_l**2 * float(torch.sum(post["Kinv"][mask][:, mask] * XXl))
+                )
             new_levels.append(max(e2l / M, 1e-14))
         st["D_levels"] = new_levels
         if self.setup.residual:
@@ -195,8 +222,9 @@ class GenomicBlock:
 
     def update(self, theta: torch.Tensor, local, iters: int | None = None) -> float:
         """One genomic update from the current local posteriors: new posterior of the genomic
-        block, new offsets (individual posteriors shifted so phi_i is unchanged); returns the
-        largest change of an offset."""
+        block, new offsets ``self.offset`` and ``self.offset_cov`` (individual posteriors shifted
+        so phi_i is unchanged); returns the largest change of an offset. The Program's offsets
+        are the caller's to set (``Program.set_offsets``)."""
         iters = iters or self.setup.max_iter
         y_all, R_all = self.pseudo(theta, local)
         new = torch.zeros_like(self.offset_cells)
@@ -221,7 +249,7 @@ class GenomicBlock:
         # C_i = W_i[:, g] diag(Var a_c(i)) W_i[:, g]' for the Omega update (Program.offset_penalty)
         Wg = self._W[:, :, self.rand]
         C = (Wg * var_cells[self.cell_of].unsqueeze(-2)) @ Wg.transpose(-1, -2)
-        self.program.offset_cov = C.to(self.program.dtype)
+        self.offset_cov = C.to(self.program.dtype)
         return change
 
     def _apply(self, new_cells: torch.Tensor, local) -> None:
@@ -229,38 +257,53 @@ class GenomicBlock:
         n, P = program.n_individuals, len(program.params)
         offset = torch.zeros(n, P, dtype=program.dtype, device=program.device)
         offset[:, self.pos] = new_cells[self.cell_of].to(program.dtype)
-        old = program.offset if program.offset is not None else torch.zeros_like(offset)
+        old = self.offset if self.offset is not None else torch.zeros_like(offset)
         # each q(eta_i) follows its offset as the Gaussian posterior does: m -= W_i (o' - o), with
         # W_i = I - S_i Omega^-1 (exact for a Gaussian likelihood, so the pseudo-observations
         # do not move with the offsets; a warm start otherwise, refreshed by SVI)
         delta = (offset - old)[:, program.random_index].to(self._W.dtype)
         local.loc = local.loc - (self._W @ delta.unsqueeze(-1)).squeeze(-1).to(local.loc.dtype)
-        program.offset = offset
+        self.offset = offset
         self.offset_cells = new_cells
 
     # ---- export ------------------------------------------------------------------------------
-    def export(self) -> dict:
+    def export(self) -> GenomicPosterior:
         """Numpy summary: per parameter the marker effects' posterior means and sds, inclusion
         (horseshoe), interaction effects, genotype residuals, prior scales and what prediction
         for new genotypes needs (K^-1 and the prior variances)."""
-        out = dict(params=list(self.setup.params), prior=self.setup.prior,
-                   residual=bool(self.setup.residual), updates=self.updates,
-                   genotype_rows=self.genotype_rows, cell_genotype=np.asarray(self.setup.cell_genotype),
-                   cell_level=np.asarray(self.setup.cell_level), n_levels=self.setup.n_levels,
-                   individual_cell=np.asarray(self.setup.individual_cell),
-                   offset=self.program.offset.detach().to("cpu", torch.float64).numpy(),
-                   per_param=[])
+        out = dict(
+            params=list(self.setup.params),
+            prior=self.setup.prior,
+            residual=bool(self.setup.residual),
+            updates=self.updates,
+            genotype_rows=self.genotype_rows,
+            cell_genotype=np.asarray(self.setup.cell_genotype),
+            cell_level=np.asarray(self.setup.cell_level),
+            n_levels=self.setup.n_levels,
+            individual_cell=np.asarray(self.setup.individual_cell),
+            offset=self.offset.detach().to("cpu", torch.float64).numpy(),
+            per_param=[],
+        )
         np_ = lambda t: t.detach().to("cpu", torch.float64).numpy()  # noqa: E731
-        for k, st in enumerate(self.state):
+        for st in self.state:
             post = self._posterior(st, st["y"], st["R"], diag=True)
-            rec = dict(mean=np_(post["m"]), sd=np.sqrt(np_(post["S"])), D=np_(st["D"]),
-                       D_levels=list(st["D_levels"]), s2u=float(st["s2u"]),
-                       Kinv=np_(post["Kinv"]), alpha=np_(post["alpha"]), y=np_(st["y"]),
-                       R=np_(st["R"]), fitted=np_(post["fitted"]),
-                       main_cells=np_((self.X @ post["m"].to(torch.float32)).to(torch.float64)),
-                       u=np_(post["u"]), u_sd=np.sqrt(np.clip(np_(post["u_var"]), 0, None)),
-                       levels_mean=[np_(a) for a in post["m_levels"]],
-                       levels_sd=[np.sqrt(np_(a)) for a in post["S_levels"]])
+            rec = dict(
+                mean=np_(post["m"]),
+                sd=np.sqrt(np_(post["S"])),
+                D=np_(st["D"]),
+                D_levels=list(st["D_levels"]),
+                s2u=float(st["s2u"]),
+                Kinv=np_(post["Kinv"]),
+                alpha=np_(post["alpha"]),
+                y=np_(st["y"]),
+                R=np_(st["R"]),
+                fitted=np_(post["fitted"]),
+                main_cells=np_((self.X @ post["m"].to(torch.float32)).to(torch.float64)),
+                u=np_(post["u"]),
+                u_sd=np.sqrt(np.clip(np_(post["u_var"]), 0, None)),
+                levels_mean=[np_(a) for a in post["m_levels"]],
+                levels_sd=[np.sqrt(np_(a)) for a in post["S_levels"]],
+            )
             if self.setup.prior == "horseshoe":
                 # 1 - kappa_j: the share of marker j's effect the prior lets through (data
                 # precision over data + prior precision; Carvalho et al. 2010)
@@ -268,12 +311,18 @@ class GenomicBlock:
                 prior_prec = st["inv_lambda2"] * st["inv_tau2"]
                 rec["inclusion"] = np_(data_prec / (data_prec + prior_prec))
                 rec["tau"] = float(st["inv_tau2"]) ** -0.5
-            out["per_param"].append(rec)
-        return out
+            out["per_param"].append(GenomicParamPosterior(**rec))
+        return GenomicPosterior(**out)
 
 
-def predictive(G: np.ndarray, rec: dict, G_train: np.ndarray, cell_level: np.ndarray,
-               level: int = 0, new_genotype: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def predictive(
+    G: np.ndarray,
+    rec: dict,
+    G_train: np.ndarray,
+    cell_level: np.ndarray,
+    level: int = 0,
+    new_genotype: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
     """Predicted genetic values (mean, variance) for genotypes with standardized markers ``G``
     (n_new, M) at interaction level ``level``, exact under the Gaussian posterior given the prior
     scales: mean = k' K^-1 y, variance = x' D x - k' K^-1 k (+ s2_u for a genotype not in the

@@ -5,7 +5,7 @@ than the posterior, as in saemix) with the Laplace scale S_i of the local poster
 ``m_i(theta) = m_i + S_i grad_eta log p(y_i, m_i | theta)``: one Newton step from the stored mode m_i,
 so the centre follows the posterior mode as theta moves (exactly to first order). The standardized
 draws of one chunk are a fixed function of (seed, chunk) and come in antithetic pairs, so ``log L(theta)``
-is a smooth deterministic function of theta (common random numbers), maximizable by L-BFGS and
+is a smooth deterministic function of theta (common random numbers), maximizable by Newton steps and
 differentiable twice for the observed Fisher information. Because the draws move with the posterior,
 maximizing it does not chase the Monte Carlo noise of draws held at fixed places (which biases
 simulated maximum likelihood with a fixed proposal).
@@ -16,20 +16,26 @@ With ``quadrature=Q`` the draws are replaced by adaptive Gauss-Hermite quadratur
 ``ll.gq``, lme4's ``nAGQ``): the Q^d nodes of the tensor-product rule for N(0, I), mapped through
 the same moving centre and Laplace scale, with their weights. For one or two random effects this is
 deterministic and, for smooth posteriors, exact to many digits with 15-25 nodes per dimension.
+
+The two strategies differ only in :meth:`ImportanceSampler.draws` (the points and log-weights of
+each individual's integral), the Monte Carlo variance (0 for quadrature) and the Newton metric's
+draws; everything else (moving centre, chunks, maximization, derivatives) is shared, so one class
+serves both and marginal.py chooses between them in one place.
 """
+
 from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 import torch
 
 from pymixnn.inference.program import Program
 
-__all__ = ["ImportanceSampler", "ISResult"]
+__all__ = ["ImportanceSampler", "ISResult", "MaximizeResult"]
 
 NU = 4.0
 # draws per individual for the Newton steps' Hessian (a metric only: see _newton_hessian)
@@ -47,12 +53,31 @@ class ISResult:
     eta_mean: torch.Tensor  # (N, d)
 
 
+@dataclass
+class MaximizeResult:
+    """The end point of :meth:`ImportanceSampler.maximize_report` and what happened on the way."""
+
+    theta: torch.Tensor
+    value: float
+    nonfinite_derivatives: bool = False  # stopped by non-finite derivatives (last finite point kept)
+    rejected_steps: int = 0  # full Newton steps rejected by backtracking
+
+
 class ImportanceSampler:
     """Fixed-draw importance sampler over individuals, in chunks that bound memory."""
 
-    def __init__(self, program: Program, loc: torch.Tensor, scale_tril: torch.Tensor, *,
-                 n_samples: int, seed: int, chunk_cells: int = 4_000_000, quadrature: int = 0,
-                 hessian_individuals: int | None = None):
+    def __init__(
+        self,
+        program: Program,
+        loc: torch.Tensor,
+        scale_tril: torch.Tensor,
+        *,
+        n_samples: int,
+        seed: int,
+        chunk_cells: int = 4_000_000,
+        quadrature: int = 0,
+        hessian_individuals: int | None = None,
+    ):
         self.program = program
         # second derivatives (Newton steps, observed information) from a fixed random subsample
         # of individuals, scaled up by N / n: the information is a sum over individuals, so
@@ -61,8 +86,9 @@ class ImportanceSampler:
         self.hessian_rows = None
         if hessian_individuals is not None and hessian_individuals < n:
             gen = torch.Generator().manual_seed(int(seed) * 7919 + 17)
-            self.hessian_rows = (torch.randperm(n, generator=gen)[:int(hessian_individuals)]
-                                 .sort().values.to(program.device))
+            self.hessian_rows = (
+                torch.randperm(n, generator=gen)[: int(hessian_individuals)].sort().values.to(program.device)
+            )
         self.loc, self.scale_tril = loc.detach(), scale_tril.detach()
         self.covariance = self.scale_tril @ self.scale_tril.transpose(-1, -2)
         self.seed = int(seed)
@@ -86,7 +112,7 @@ class ImportanceSampler:
         chunks are numbered from 1,000,000 so their draws differ from the full pass's)."""
         if rows is not None:
             for c, start in enumerate(range(0, rows.shape[0], self.chunk)):
-                yield 1_000_000 + c, rows[start:start + self.chunk]
+                yield 1_000_000 + c, rows[start : start + self.chunk]
             return
         n = self.program.n_individuals
         for c, start in enumerate(range(0, n, self.chunk)):
@@ -101,7 +127,7 @@ class ImportanceSampler:
             (grad,) = torch.autograd.grad(value, m, create_graph=theta.requires_grad)
         return m0 + (self.covariance[idx] @ grad.unsqueeze(-1)).squeeze(-1)
 
-    def _draws(self, c: int, idx: torch.Tensor):
+    def draws(self, c: int, idx: torch.Tensor):
         """Offsets from the proposal centre (K, B, d) and the log t-density of each draw."""
         program = self.program
         d = self.loc.shape[-1]
@@ -112,31 +138,42 @@ class ImportanceSampler:
             z = self.nodes.unsqueeze(1).expand(-1, idx.shape[0], -1)
             offset = z.unsqueeze(-2).mul(L).sum(-1)
             log_det = torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1)
-            log_q = (-0.5 * (z**2).sum(-1) - 0.5 * d * math.log(2 * math.pi) - log_det
-                     - self.log_node_weights.unsqueeze(-1) - math.log(self.n_samples))
+            log_q = (
+                -0.5 * (z**2).sum(-1)
+                - 0.5 * d * math.log(2 * math.pi)
+                - log_det
+                - self.log_node_weights.unsqueeze(-1)
+                - math.log(self.n_samples)
+            )
             return offset, log_q
         gen = torch.Generator(device=program.device).manual_seed(self.seed * 1_000_003 + c)
         half = (self.n_samples + 1) // 2
         shape = (half, idx.shape[0], d)
         z = torch.randn(shape, generator=gen, dtype=program.dtype, device=program.device)
-        chi2 = 2 * torch._standard_gamma(torch.full(shape[:2], NU / 2, dtype=program.dtype,
-                                                    device=program.device), generator=gen)
+        chi2 = 2 * torch._standard_gamma(
+            torch.full(shape[:2], NU / 2, dtype=program.dtype, device=program.device), generator=gen
+        )
         # antithetic pairs (z, -z): the draws are symmetric about the proposal's centre, so
         # re-centring the proposal does not carry the draws' sample mean into theta
-        z = torch.cat([z, -z])[:self.n_samples]
-        chi2 = torch.cat([chi2, chi2])[:self.n_samples]
+        z = torch.cat([z, -z])[: self.n_samples]
+        chi2 = torch.cat([chi2, chi2])[: self.n_samples]
         w = torch.sqrt(NU / chi2).unsqueeze(-1)
         L = self.scale_tril[idx]
         offset = (w * z).unsqueeze(-2).mul(L).sum(-1)  # L @ (w z)
         quad = (w.squeeze(-1) ** 2) * (z**2).sum(-1)  # ||L^-1 (eta - m)||^2
         log_det = torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1)
-        log_q = (math.lgamma((NU + d) / 2) - math.lgamma(NU / 2) - 0.5 * d * math.log(NU * math.pi)
-                 - log_det - 0.5 * (NU + d) * torch.log1p(quad / NU))
+        log_q = (
+            math.lgamma((NU + d) / 2)
+            - math.lgamma(NU / 2)
+            - 0.5 * d * math.log(NU * math.pi)
+            - log_det
+            - 0.5 * (NU + d) * torch.log1p(quad / NU)
+        )
         return offset, log_q
 
     def chunk_log_weights(self, theta: torch.Tensor, c: int, idx: torch.Tensor):
         """log p(y, eta_k | theta) - log q(eta_k), (K, B), and the draws eta_k."""
-        offset, log_q = self._draws(c, idx)
+        offset, log_q = self.draws(c, idx)
         centre = self.centre(theta, idx)
         log_w = self.program.log_joint(theta, centre + offset, idx) - log_q
         bad = ~torch.isfinite(log_w.detach())
@@ -157,8 +194,16 @@ class ImportanceSampler:
         with torch.no_grad():
             return float(sum(self.chunk_loglik(theta, c, idx).sum() for c, idx in self.chunks(rows)))
 
-    def maximize(self, theta: torch.Tensor, *, max_iter: int = 50, tol: float = 1e-7,
-                 decrement_tol: float = 1e-4) -> tuple[torch.Tensor, float]:
+    def maximize(
+        self, theta: torch.Tensor, *, max_iter: int = 50, tol: float = 1e-7, decrement_tol: float = 1e-4
+    ) -> tuple[torch.Tensor, float]:
+        """(theta, value) of :meth:`maximize_report`."""
+        out = self.maximize_report(theta, max_iter=max_iter, tol=tol, decrement_tol=decrement_tol)
+        return out.theta, out.value
+
+    def maximize_report(
+        self, theta: torch.Tensor, *, max_iter: int = 50, tol: float = 1e-7, decrement_tol: float = 1e-4
+    ) -> MaximizeResult:
         """argmax_theta sum_i log L_i(theta) by Newton steps (theta is short).
 
         The Hessian (made positive definite; from ``hessian_rows`` when set) is computed at the
@@ -169,18 +214,21 @@ class ImportanceSampler:
         Stops when the Newton decrement g' (-H)^-1 g falls below ``decrement_tol``: twice the
         gain still to be had, and the squared distance to the maximum in standard-error units
         (1e-4: within 0.01 SE whatever N, which a criterion on the step or the gain is not);
-        that last step is taken without a pass, the value updated by its predicted gain."""
+        that last step is taken without a pass, the value updated by its predicted gain.
+        Returns the end point, whether non-finite derivatives stopped the steps (the last finite
+        point is kept) and how many full steps backtracking rejected."""
         theta = theta.detach().clone()
-        self.nonfinite_derivatives = False
+        nonfinite, rejected = False, 0
         value, grad = self.value_and_gradient(theta)
         if not math.isfinite(value):
-            raise FloatingPointError("importance-sampling log-likelihood is not finite at the "
-                                     "starting point of the refinement")
+            raise FloatingPointError(
+                "importance-sampling log-likelihood is not finite at the starting point of the refinement"
+            )
         hess = self._newton_hessian(theta)
         fresh, last_decrement = True, math.inf
         for _ in range(max_iter):
             if not (bool(torch.isfinite(grad).all()) and bool(torch.isfinite(hess).all())):
-                self.nonfinite_derivatives = True  # estimate() warns
+                nonfinite = True  # the caller warns
                 break  # derivatives overflow: keep the last finite point
             vals, vecs = torch.linalg.eigh(-hess)
             vals = torch.maximum(vals.abs(), 1e-8 * vals.abs().max().clamp_min(1.0))
@@ -198,6 +246,8 @@ class ImportanceSampler:
                 break
             trial_value, trial_grad = self.value_and_gradient(theta + step)
             t = 1.0
+            if not (math.isfinite(trial_value) and trial_value >= value - 1e-12):
+                rejected += 1
             while not (math.isfinite(trial_value) and trial_value >= value - 1e-12) and t > 1e-6:
                 t *= 0.5
                 trial_value, trial_grad = self.total(theta + t * step), None
@@ -213,7 +263,7 @@ class ImportanceSampler:
                 break
             grad = trial_grad if trial_grad is not None else self.value_and_gradient(theta)[1]
             fresh = False
-        return theta, value
+        return MaximizeResult(theta, value, nonfinite, rejected)
 
     def _newton_hessian(self, theta: torch.Tensor) -> torch.Tensor:
         """The Hessian for a Newton step: exact, or (large N) from the subsample
@@ -224,8 +274,9 @@ class ImportanceSampler:
         sampler = self
         if self.hessian_rows is not None and not self.quadrature and self.n_samples > METRIC_DRAWS:
             if self._metric is None:
-                self._metric = ImportanceSampler(self.program, self.loc, self.scale_tril,
-                                                 n_samples=METRIC_DRAWS, seed=self.seed)
+                self._metric = ImportanceSampler(
+                    self.program, self.loc, self.scale_tril, n_samples=METRIC_DRAWS, seed=self.seed
+                )
             sampler = self._metric
         return sampler.gradient_and_hessian(theta, rows=self.hessian_rows)[1]
 
@@ -246,8 +297,9 @@ class ImportanceSampler:
         """Gradient of sum_i log L_i, accumulated over chunks."""
         return self.value_and_gradient(theta)[1]
 
-    def gradient_and_hessian(self, theta: torch.Tensor, index: list[int] | None = None,
-                             rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def gradient_and_hessian(
+        self, theta: torch.Tensor, index: list[int] | None = None, rows: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Gradient and Hessian of sum_i log L_i, accumulated over chunks; with ``index``, the
         Hessian block of those entries of theta only (the others held fixed); with ``rows``,
         both from that subsample of individuals, scaled by N / len(rows)."""
@@ -262,8 +314,9 @@ class ImportanceSampler:
             with torch.enable_grad():
                 value = self.chunk_loglik(th, c, idx).sum()
                 (g,) = torch.autograd.grad(value, th, create_graph=True)
-                lines = [torch.autograd.grad(g[j], th, retain_graph=k < m - 1)[0]
-                         for k, j in enumerate(rows_of)]
+                lines = [
+                    torch.autograd.grad(g[j], th, retain_graph=k < m - 1)[0] for k, j in enumerate(rows_of)
+                ]
             grad += g.detach()
             block = torch.stack(lines).detach()
             hess += block if index is None else block[:, rows_of]
@@ -280,10 +333,8 @@ class ImportanceSampler:
         """log L_i with Monte Carlo variances, and conditional moments of psi (self-normalized).
 
         The log of the mean weight underestimates log L_i (Jensen), by about Var(mean w) /
-        (2 mean^2), and this adds up over individuals: logistic simulation, N = 10^4, 200 draws
-        gave a total 8.5 below 2,000 draws'. Adding that term back, estimated from the same
-        draws, was tried and not kept: with the t4 proposals' heavy-tailed weights it
-        over-corrected by 6 units at N = 2,000 and 50 draws."""
+        (2 mean^2) per individual. No correction is added: estimated from the same draws, it
+        over-corrects with the t4 proposals' heavy-tailed weights (benchmarks/results/)."""
         out = {k: [] for k in ("ll", "var", "pm", "ps", "em")}
         program = self.program
         with torch.no_grad():
@@ -295,7 +346,7 @@ class ImportanceSampler:
                 out["ll"].append(ll)
                 # var(log mean w) ~ var(w) / (K mean^2); antithetic pairs are the independent units
                 half = K // 2
-                pairs = 0.5 * (w[:half] + w[half:2 * half]) if half > 1 else w
+                pairs = 0.5 * (w[:half] + w[half : 2 * half]) if half > 1 else w
                 if self.quadrature:  # deterministic: no Monte Carlo error
                     out["var"].append(torch.zeros_like(ll))
                 else:

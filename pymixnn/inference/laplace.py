@@ -1,7 +1,7 @@
 """Local posteriors q(eta_i) = N(m_i, S_i), updated by Newton-type steps vectorized over individuals.
 
 Per-individual Adam steps on q's parameters converge slowly because an individual is only visited
-when its minibatch comes round (see ENVIRONMENT.md). Here each visit moves q_i directly:
+when its minibatch comes round. Here each visit moves q_i directly:
 
 1. on a first visit, damped Newton steps to the mode of log p(y_i, eta | theta) (the Laplace
    approximation, S_i = inverse negative Hessian at the mode);
@@ -15,6 +15,7 @@ when its minibatch comes round (see ENVIRONMENT.md). Here each visit moves q_i d
 The Hessian of the summed log-density is block diagonal over individuals (and cubature points),
 so d backward passes give all the d x d blocks at once.
 """
+
 from __future__ import annotations
 
 import math
@@ -27,8 +28,7 @@ from pymixnn.inference.program import Program
 __all__ = ["LocalPosteriors"]
 
 
-def _gradient_and_hessian(program: Program, theta: torch.Tensor, eta: torch.Tensor,
-                          idx: torch.Tensor | None):
+def _gradient_and_hessian(program: Program, theta: torch.Tensor, eta: torch.Tensor, idx: torch.Tensor | None):
     eta = eta.detach().requires_grad_(True)
     with torch.enable_grad():
         value = program.log_joint(theta, eta, idx)
@@ -39,19 +39,22 @@ def _gradient_and_hessian(program: Program, theta: torch.Tensor, eta: torch.Tens
             # small batches (SVI's minibatches): the d Hessian rows in one vectorized backward
             # pass (fewer autograd calls: ~1.5x faster at 512 individuals, slower at 10^5);
             # an operation without a batching rule falls back to one pass per row
-            basis = torch.eye(d, dtype=eta.dtype, device=eta.device).view(
-                d, *([1] * (eta.dim() - 1)), d).expand(d, *eta.shape)
+            basis = (
+                torch.eye(d, dtype=eta.dtype, device=eta.device)
+                .view(d, *([1] * (eta.dim() - 1)), d)
+                .expand(d, *eta.shape)
+            )
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("error")  # vmap's slow per-sample fallback: not here
-                    (batched,) = torch.autograd.grad(grad, eta, grad_outputs=basis,
-                                                     is_grads_batched=True, retain_graph=True)
+                    (batched,) = torch.autograd.grad(
+                        grad, eta, grad_outputs=basis, is_grads_batched=True, retain_graph=True
+                    )
                 rows = batched.unbind(0)
             except (RuntimeError, UserWarning):
                 rows = None
         if rows is None:
-            rows = [torch.autograd.grad(grad[..., j].sum(), eta, retain_graph=j < d - 1)[0]
-                    for j in range(d)]
+            rows = [torch.autograd.grad(grad[..., j].sum(), eta, retain_graph=j < d - 1)[0] for j in range(d)]
     hess = torch.stack(rows, dim=-2).detach()
     grad = grad.detach()
     # an individual whose derivatives overflow (far from its mode, extreme parameters) takes a
@@ -82,8 +85,15 @@ class LocalPosteriors:
         self.scale_tril = omega_tril.detach().expand(n, d, d).clone()
         self.visited = torch.zeros(n, dtype=torch.bool, device=program.device)
 
-    def refresh(self, theta: torch.Tensor, idx: torch.Tensor | None = None, *,
-                max_iter: int = 20, vi_iter: int = 2, tol: float = 1e-6) -> int:
+    def refresh(
+        self,
+        theta: torch.Tensor,
+        idx: torch.Tensor | None = None,
+        *,
+        max_iter: int = 20,
+        vi_iter: int = 2,
+        tol: float = 1e-6,
+    ) -> int:
         """Update q_i (i in idx, or all) at ``theta``: up to ``max_iter`` Newton steps to the mode
         (Laplace), then ``vi_iter`` variational steps; returns the number of Newton steps."""
         theta = theta.detach()
@@ -105,8 +115,9 @@ class LocalPosteriors:
             self.visited[idx] = True
         return iterations
 
-    def _mode(self, theta: torch.Tensor, eta: torch.Tensor, idx: torch.Tensor | None,
-              max_iter: int, tol: float):
+    def _mode(
+        self, theta: torch.Tensor, eta: torch.Tensor, idx: torch.Tensor | None, max_iter: int, tol: float
+    ):
         """Damped Newton steps to the mode; returns it and the Laplace covariance there. Each
         individual stops once its step is below ``tol``: later iterations work on the
         individuals still moving only (a few slow ones no longer cost a pass over everyone)."""
@@ -115,7 +126,7 @@ class LocalPosteriors:
         eta = eta.clone()
         active = torch.ones(eta.shape[0], dtype=torch.bool, device=eta.device)
         iterations = 0
-        for iterations in range(1, max_iter + 1):
+        for iterations in range(1, max_iter + 1):  # noqa: B007 - the count is returned
             every = bool(active.all())
             rows = None if every else active.nonzero().flatten()
             sub = idx if every else (rows if idx is None else idx[rows])
@@ -156,8 +167,9 @@ class LocalPosteriors:
                 break
         return eta, torch.linalg.inv(_positive_definite(-hess)), iterations
 
-    def _variational_step(self, theta: torch.Tensor, eta: torch.Tensor, cov: torch.Tensor,
-                          idx: torch.Tensor | None):
+    def _variational_step(
+        self, theta: torch.Tensor, eta: torch.Tensor, cov: torch.Tensor, idx: torch.Tensor | None
+    ):
         """One natural-gradient step of each q_i towards the Gaussian ELBO optimum."""
         program = self.program
         d = eta.shape[-1]
@@ -165,8 +177,10 @@ class LocalPosteriors:
         def points(m, c):
             L = torch.linalg.cholesky(0.5 * (c + c.transpose(-1, -2)))
             cols = math.sqrt(d) * L.transpose(-1, -2)  # row j: sqrt(d) L e_j
-            return (m + torch.cat([cols, -cols], dim=-2).movedim(-2, 0),
-                    torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1))
+            return (
+                m + torch.cat([cols, -cols], dim=-2).movedim(-2, 0),
+                torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1),
+            )
 
         pts, log_det = points(eta, cov)
         value, grad, hess = _gradient_and_hessian(program, theta, pts, idx)
@@ -177,5 +191,7 @@ class LocalPosteriors:
         with torch.no_grad():
             new_elbo = program.log_joint(theta, new_pts, idx).mean(0) + new_log_det
         ok = torch.isfinite(new_elbo) & (new_elbo >= elbo - 1e-9)
-        return (torch.where(ok.unsqueeze(-1), new_eta, eta),
-                torch.where(ok.unsqueeze(-1).unsqueeze(-1), new_cov, cov))
+        return (
+            torch.where(ok.unsqueeze(-1), new_eta, eta),
+            torch.where(ok.unsqueeze(-1).unsqueeze(-1), new_cov, cov),
+        )

@@ -5,28 +5,31 @@ three compute the same density. The population parameters are one unconstrained 
 
     mu (P, transformed scale) | beta (covariate effects) | omega (log-Cholesky of Omega, or log sd
     when diagonal) | observation-model parameters (log a, log b of the Gaussian error model; a
-    negative binomial's log alpha, the ordinal thresholds' log gaps, ...) | law (parameters of a non-Gaussian random-effect
-    law: mixture weights, means and covariances, or the flow's parameters; see laws.py)
+    negative binomial's log alpha, the ordinal thresholds' log gaps, ...) | law (parameters of a
+    non-Gaussian random-effect law: mixture weights, means and covariances, or the flow's
+    parameters; see laws/)
 
 Shapes: individuals are padded to the longest series (``mask`` marks real observations); random
 effects ``eta`` have shape ``(..., B, d)`` for a batch of B individuals and any leading sample axes.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 
-from pymixnn.model.covariates import CovariateDesign
 from pymixnn.data.table import Data
 from pymixnn.inference.laws import build_law, tril_from_raw
-from pymixnn.model.named import Model
 from pymixnn.model import transforms as tr
+from pymixnn.model.covariates import CovariateDesign
+from pymixnn.model.named import Model
 from pymixnn.model.observation import Normal, Observation, bind
 from pymixnn.model.random_effects import Gaussian
 
@@ -68,7 +71,8 @@ class FunctionWatch:
             f"the fit failed ({_first_line(err)}) after the structural function "
             f"{rec['function']} returned NaN for individual {rec['id']!r} at psi "
             f"{rec['psi']} (x = {rec['x']}); make it finite over the support of its parameters "
-            "(e.g. guard the expression with torch.where), or change transforms= or init=")
+            "(e.g. guard the expression with torch.where), or change transforms= or init="
+        )
 
 
 _WATCH: ContextVar[FunctionWatch | None] = ContextVar("pymixnn_function_watch", default=None)
@@ -143,10 +147,19 @@ class Layout:
 class Program:
     """Tensors of one fit and the log-densities evaluated on them."""
 
-    def __init__(self, model: Model, data: Data, design: CovariateDesign, *,
-                 device: torch.device, dtype: torch.dtype, law=None,
-                 context: np.ndarray | None = None, seed: int = 0,
-                 observation: Observation | None = None):
+    def __init__(
+        self,
+        model: Model,
+        data: Data,
+        design: CovariateDesign,
+        *,
+        device: torch.device,
+        dtype: torch.dtype,
+        law=None,
+        context: np.ndarray | None = None,
+        seed: int = 0,
+        observation: Observation | None = None,
+    ):
         self.model = model
         self.ids = data.ids  # for messages about one individual
         self.watch = _WATCH.get() or FunctionWatch()
@@ -162,11 +175,23 @@ class Program:
         self.law_spec = law if law is not None else Gaussian()
         context_dim = 0 if context is None else int(context.shape[1])
         self.context = None if context is None else as_t(context)
-        self.law = build_law(self.law_spec, len(self.random_index), model.omega == "full",
-                             context_dim=context_dim, dtype=dtype, device=device, seed=seed)
-        self.layout = Layout(len(self.params), design.n_effects, len(self.random_index),
-                             model.omega == "full", tuple(self.family.parameter_names(model)),
-                             self.law.n_params)
+        self.law = build_law(
+            self.law_spec,
+            len(self.random_index),
+            model.omega == "full",
+            context_dim=context_dim,
+            dtype=dtype,
+            device=device,
+            seed=seed,
+        )
+        self.layout = Layout(
+            len(self.params),
+            design.n_effects,
+            len(self.random_index),
+            model.omega == "full",
+            tuple(self.family.parameter_names(model)),
+            self.law.n_params,
+        )
         # covariates are centred internally (mu is then the typical value at the mean covariate,
         # which decorrelates mu and beta); reported fixed effects are mapped back to saemix's
         # uncentred definition by ``mu_uncentred``
@@ -182,8 +207,9 @@ class Program:
         # padding cells hold a harmless y (log y is taken for the exponential error model) so that
         # no NaN reaches a gradient through the masked terms
         self.y = as_t(np.where(mask, y_pad, self.family.pad_value(model)))
-        self.aux = {role: as_t(data.padded_aux(role, fill=1.0 if role == "trials" else 0.0))
-                    for role in data.aux_cols}
+        self.aux = {
+            role: as_t(data.padded_aux(role, fill=1.0 if role == "trials" else 0.0)) for role in data.aux_cols
+        }
         # genotype-level offsets on the transformed scale, (N, P): the posterior mean of the
         # marker and genotype-residual effects of a genomic fit (genomic.py); None otherwise
         self.offset: torch.Tensor | None = None
@@ -262,8 +288,12 @@ class Program:
             return  # +-inf only: an overflow far in a tail, not the function's NaN
         where = tuple(int(k) for k in torch.nonzero(bad)[0])
         b, t = where[-2], where[-1]
-        self.watch.first = dict(function=_function_name(self.model), id=self._individual(b, idx),
-                                psi=self._psi_text(psi[where[:-1]]), x=[float(v) for v in x[b, t]])
+        self.watch.first = dict(
+            function=_function_name(self.model),
+            id=self._individual(b, idx),
+            psi=self._psi_text(psi[where[:-1]]),
+            x=[float(v) for v in x[b, t]],
+        )
 
     def _raised(self, psi, x, idx, err: Exception) -> StructuralFunctionError:
         """The first individual (of at most 200) on which the function alone raises as well."""
@@ -272,15 +302,15 @@ class Program:
         with torch.no_grad():
             for b in range(min(rows.shape[0], 200)):
                 try:
-                    self.model.function(rows[b:b + 1].unsqueeze(-2), x[b:b + 1])
+                    self.model.function(rows[b : b + 1].unsqueeze(-2), x[b : b + 1])
                 except Exception:  # noqa: BLE001 - the same failure, for one individual
                     where = f" for individual {self._individual(b, idx)!r} at psi {self._psi_text(rows[b])}"
                     break
         if not where:
-            where = (f" on psi of shape {tuple(psi.unsqueeze(-2).shape)} and x of shape "
-                     f"{tuple(x.shape)}")
-        return StructuralFunctionError(f"the structural function {_function_name(self.model)} raised "
-                                       f"{_first_line(err)}{where}")
+            where = f" on psi of shape {tuple(psi.unsqueeze(-2).shape)} and x of shape {tuple(x.shape)}"
+        return StructuralFunctionError(
+            f"the structural function {_function_name(self.model)} raised {_first_line(err)}{where}"
+        )
 
     def log_likelihood(self, theta: torch.Tensor, eta: torch.Tensor, idx: torch.Tensor | None):
         """log p(y_i | eta_i, theta), (..., B): the family's log-density summed over observations."""
@@ -292,9 +322,10 @@ class Program:
         terms = self.family.log_prob(y, f, self.error_params(theta), aux)
         return torch.where(mask, terms, torch.zeros_like(terms)).sum(-1)
 
-    def log_prior(self, theta: torch.Tensor, eta: torch.Tensor,
-                  idx: torch.Tensor | None = None) -> torch.Tensor:
-        """log p(eta_i | law), (..., B): N(0, Omega) for the Gaussian law (laws.py for the others)."""
+    def log_prior(
+        self, theta: torch.Tensor, eta: torch.Tensor, idx: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """log p(eta_i | law), (..., B): N(0, Omega) for the Gaussian law (laws/ for the others)."""
         L = self.omega_tril(theta)
         context = None
         if self.law.conditional:
@@ -316,10 +347,13 @@ class Program:
 
     def law_penalty(self, theta: torch.Tensor) -> torch.Tensor:
         """Penalty on the law's parameters (a flow's ridge towards the identity); 0 otherwise."""
-        penalty = getattr(self.law, "penalty", None)
-        if penalty is None:
-            return torch.zeros((), dtype=theta.dtype, device=theta.device)
-        return penalty(theta[self.layout.law])
+        return self.law.penalty(theta[self.layout.law])
+
+    def set_offsets(self, offset: torch.Tensor | None, offset_cov: torch.Tensor | None) -> None:
+        """The genotype-level offsets of a genomic fit (N, P) and their uncertainty term (N, d, d)
+        (GenomicBlock.offset / offset_cov after an update; None: without)."""
+        self.offset = offset
+        self.offset_cov = offset_cov
 
     def log_joint(self, theta: torch.Tensor, eta: torch.Tensor, idx: torch.Tensor | None):
         return self.log_likelihood(theta, eta, idx) + self.log_prior(theta, eta, idx)

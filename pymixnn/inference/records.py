@@ -6,7 +6,8 @@
 - :class:`GenomicParamPosterior` / :class:`GenomicPosterior` the posterior of the marker effects of a
   genomic fit, with the marker matrix's description that prediction for new genotypes needs;
 - :class:`RunInfo` how the fit ran: seed, device, dtype, threads, versions, seconds per stage,
-  steps, warnings and the count of every fallback taken.
+  steps, warnings and the count of every fallback taken;
+- :class:`Estimation` the plain numpy output of the inference layer, carrying the three above.
 
 Records also answer ``record["key"]``, ``record.get("key")`` and ``"key" in record`` (a field
 that is None counts as absent), so code written against the former dict records keeps working.
@@ -15,6 +16,7 @@ that is None counts as absent), so code written against the former dict records 
 >>> rec.seed, rec["seed"], "versions" in rec, rec.get("versions", "-")
 (1, 1, False, '-')
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -23,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["LawFit", "GenomicParamPosterior", "GenomicPosterior", "RunInfo"]
+__all__ = ["LawFit", "GenomicParamPosterior", "GenomicPosterior", "RunInfo", "Estimation"]
 
 
 class _Record:
@@ -35,11 +37,10 @@ class _Record:
         return getattr(self, key)
 
     def __contains__(self, key: object) -> bool:
-        return (isinstance(key, str) and key in self._field_names()
-                and getattr(self, key) is not None)
+        return isinstance(key, str) and key in self._field_names() and getattr(self, key) is not None
 
     def get(self, key: str, default: Any = None) -> Any:
-        return self[key] if key in self else default
+        return getattr(self, key) if key in self else default
 
     def keys(self) -> list[str]:
         return [k for k in self._field_names() if k in self]
@@ -70,8 +71,7 @@ class _Record:
         keys the record does not know are an error naming them."""
         unknown = sorted(set(values) - set(cls._field_names()))
         if unknown:
-            raise ValueError(f"{cls.__name__} has no field(s) {unknown}; known: "
-                             f"{list(cls._field_names())}")
+            raise ValueError(f"{cls.__name__} has no field(s) {unknown}; known: {list(cls._field_names())}")
         return cls(**values)
 
 
@@ -150,8 +150,10 @@ class GenomicPosterior(_Record):
     @classmethod
     def from_dict(cls, values: dict[str, Any]):
         values = dict(values)
-        values["per_param"] = [r if isinstance(r, GenomicParamPosterior)
-                               else GenomicParamPosterior.from_dict(r) for r in values["per_param"]]
+        values["per_param"] = [
+            r if isinstance(r, GenomicParamPosterior) else GenomicParamPosterior.from_dict(r)
+            for r in values["per_param"]
+        ]
         return super().from_dict.__func__(cls, values)
 
 
@@ -171,3 +173,69 @@ class RunInfo(_Record):
     refine_rounds: int = 0
     warnings: tuple = ()
     fallbacks: dict = field(default_factory=dict)
+
+
+def _as_record(cls, value):
+    """A dict written by an earlier version as the record ``cls``; left as it is when it does not
+    fit the record (e.g. an external engine's law dict)."""
+    if not isinstance(value, dict):
+        return value
+    try:
+        return cls.from_dict(value)
+    except (TypeError, ValueError, KeyError):
+        return value
+
+
+@dataclass
+class Estimation:
+    """Plain numpy output of the inference layer (no torch object leaves it)."""
+
+    table: list[dict]  # reported parameters: name, kind, parameter, estimate, se, est_t, se_t, scale
+    theta: np.ndarray
+    theta_cov: np.ndarray
+    mu: np.ndarray  # (P,) transformed scale
+    beta: np.ndarray
+    omega: np.ndarray  # (d, d)
+    error: dict[str, float]
+    eta_map: np.ndarray  # (N, d)
+    eta_map_cov: np.ndarray  # (N, d, d)
+    eta_mean: np.ndarray  # (N, d) conditional mean
+    psi_mean: np.ndarray  # (N, P)
+    psi_sd: np.ndarray  # (N, P)
+    loglik: float
+    loglik_se: float
+    loglik_individual: np.ndarray
+    is_samples: int
+    is_samples_fisher: int
+    elbo_trace: np.ndarray
+    steps: int
+    converged: bool
+    refine_rounds: int
+    seconds: dict[str, float]
+    device: str
+    dtype: str
+    threads: int
+    se_method: str
+    warnings: list[str]
+    # the fitted random-effects law (a dict from an external engine or an older file that does
+    # not fit LawFit stays a dict: both answer law["key"] and law.get("key"))
+    law: LawFit | dict = field(default_factory=dict)
+    # "is" (importance sampling) or "gq" (adaptive Gauss-Hermite quadrature with
+    # ``quadrature_nodes`` nodes per random effect; is_samples is then the nodes per individual)
+    loglik_method: str = "is"
+    quadrature_nodes: int = 0
+    # a genomic fit: the posterior of the marker effects (inference/genomic.py, export())
+    genomic: GenomicPosterior | dict | None = None
+    # covariance matrix of the reported parameters (``table`` order, natural scale): the inverse
+    # observed Fisher information carried through the delta method; None where not computed
+    cov_params: np.ndarray | None = None
+    # convergence evidence at the estimates (see pymixnn/diagnostics.py): Newton decrement,
+    # gradient in SE units, eigenvalues of the observed information, the start values tried
+    diagnostics: dict | None = None
+    # how the fit ran (seed, device, seconds per stage, fallback counts); None for external engines
+    run: RunInfo | dict | None = None
+
+    def __post_init__(self) -> None:
+        self.law = _as_record(LawFit, self.law)
+        self.genomic = _as_record(GenomicPosterior, self.genomic)
+        self.run = _as_record(RunInfo, self.run)

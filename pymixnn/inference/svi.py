@@ -7,10 +7,12 @@ Model (one plate over individuals, subsampled):
 
 The population vector ``theta`` is a ``pyro.param`` of the model (variational EM: it maximizes the
 ELBO); the guide is q(eta_i) = N(m_i, S_i), moved by Newton-type (Laplace, then natural-gradient)
-updates each time i is in the minibatch (see laplace.py), so each SVI step is a stochastic gradient of the ELBO in theta.
+updates each time i is in the minibatch (see laplace.py), so each SVI step is a stochastic gradient
+of the ELBO in theta.
 Adam (ClippedAdam) with an exponentially decaying step size; stopping on the ELBO's plateau; the
 returned theta is the average of the iterates over the last two plateau windows.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,6 +25,7 @@ from pyro.infer import SVI, Trace_ELBO
 from pyro.optim import ClippedAdam
 from tqdm.auto import tqdm
 
+from pymixnn.inference.fallbacks import Fallbacks
 from pymixnn.inference.laplace import LocalPosteriors
 from pymixnn.inference.program import Program
 
@@ -58,16 +61,19 @@ class RandomEffectsLaw(dist.TorchDistribution):
     arg_constraints: dict = {}
     support = dist.constraints.real_vector
 
-    def __init__(self, program: Program, theta: torch.Tensor, idx: torch.Tensor,
-                 batch_shape: torch.Size | None = None):
+    def __init__(
+        self, program: Program, theta: torch.Tensor, idx: torch.Tensor, batch_shape: torch.Size | None = None
+    ):
         self.program, self.theta, self.idx = program, theta, idx
         d = program.layout.n_random
-        super().__init__(batch_shape=idx.shape if batch_shape is None else torch.Size(batch_shape),
-                         event_shape=(d,), validate_args=False)
+        super().__init__(
+            batch_shape=idx.shape if batch_shape is None else torch.Size(batch_shape),
+            event_shape=(d,),
+            validate_args=False,
+        )
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        return self.program.log_prior(self.theta, value, self.idx).expand(
-            value.shape[:-1])
+        return self.program.log_prior(self.theta, value, self.idx).expand(value.shape[:-1])
 
     def expand(self, batch_shape, _instance=None):
         # leading (particle) axes broadcast in log_prob; the last axis stays the batch of individuals
@@ -85,8 +91,9 @@ def pyro_model(program: Program, theta0: torch.Tensor, idx: torch.Tensor) -> Non
         if program.layout.n_law or program.law.conditional:
             law = RandomEffectsLaw(program, theta, idx)
         else:
-            law = dist.MultivariateNormal(torch.zeros(d, dtype=theta.dtype, device=theta.device),
-                                          scale_tril=L)
+            law = dist.MultivariateNormal(
+                torch.zeros(d, dtype=theta.dtype, device=theta.device), scale_tril=L
+            )
             if program.offset_cov is not None:  # a genomic fit: see Program.offset_penalty
                 pyro.factor("offset_uncertainty", program.offset_penalty(theta, idx))
         eta = pyro.sample("eta", law)
@@ -108,27 +115,47 @@ def _epoch_order(n: int, groups: torch.Tensor | None, generator: torch.Generator
     return torch.argsort(rank * n + torch.arange(n), stable=True)
 
 
-def run_svi(program: Program, theta0: torch.Tensor, local: LocalPosteriors, options: SVIOptions,
-            generator: torch.Generator, *, groups: torch.Tensor | None = None,
-            callback=None) -> tuple[torch.Tensor, SVITrace]:
+def _zero_nonfinite(grad: torch.Tensor, fallbacks: Fallbacks | None) -> torch.Tensor:
+    """The gradient with its non-finite components set to 0, counted in ``fallbacks``."""
+    if fallbacks is not None:
+        bad = fallbacks.count_nonfinite("svi_zeroed_gradient_steps", grad)
+        if bad:
+            fallbacks.add("svi_zeroed_gradient_components", bad)
+    return torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def run_svi(
+    program: Program,
+    theta0: torch.Tensor,
+    local: LocalPosteriors,
+    options: SVIOptions,
+    generator: torch.Generator,
+    *,
+    groups: torch.Tensor | None = None,
+    callback=None,
+    fallbacks: Fallbacks | None = None,
+) -> tuple[torch.Tensor, SVITrace]:
     """Minibatch SVI from theta0; returns the final theta and the ELBO trace. ``groups``: batch
     whole groups (genotypes); ``callback(theta)`` runs every ``options.window`` steps (the genomic
-    block's update)."""
+    block's update); ``fallbacks`` counts the steps whose non-finite gradient components were
+    zeroed."""
     n = program.n_individuals
     batch = min(options.batch_size, n)
     decay = (options.lr_final / options.lr) ** (1.0 / max(options.max_steps, 1))
     optim = ClippedAdam({"lr": options.lr, "lrd": decay, "clip_norm": 10.0})
-    elbo = Trace_ELBO(num_particles=options.num_particles, vectorize_particles=True,
-                      max_plate_nesting=1)
+    elbo = Trace_ELBO(num_particles=options.num_particles, vectorize_particles=True, max_plate_nesting=1)
     trace = SVITrace()
     with pyro.get_param_store().scope():
         param = pyro.param("theta", theta0.detach().clone())
         # a draw far in a tail can overflow the structural model; its non-finite gradient
         # components are dropped for that step instead of poisoning Adam's moments
-        param.unconstrained().register_hook(
-            lambda g: torch.nan_to_num(g, nan=0.0, posinf=0.0, neginf=0.0))
-        svi = SVI(lambda idx: pyro_model(program, theta0, idx),
-                  lambda idx: pyro_guide(program, local, idx), optim, elbo)
+        param.unconstrained().register_hook(lambda g: _zero_nonfinite(g, fallbacks))
+        svi = SVI(
+            lambda idx: pyro_model(program, theta0, idx),
+            lambda idx: pyro_guide(program, local, idx),
+            optim,
+            elbo,
+        )
         order = _epoch_order(n, groups, generator).to(program.device)
         cursor, window_means, calm, recent = 0, [], 0, []
         bar = tqdm(total=options.max_steps, disable=not options.progress, desc="SVI", leave=False)
@@ -136,7 +163,7 @@ def run_svi(program: Program, theta0: torch.Tensor, local: LocalPosteriors, opti
             if cursor + batch > n:
                 order = _epoch_order(n, groups, generator).to(program.device)
                 cursor = 0
-            idx = order[cursor:cursor + batch]
+            idx = order[cursor : cursor + batch]
             cursor += batch
             theta = pyro.param("theta").detach()
             # Newton steps to the current mode (warm-started), then a variational correction
@@ -149,11 +176,13 @@ def run_svi(program: Program, theta0: torch.Tensor, local: LocalPosteriors, opti
             if len(recent) > 2 * options.window:
                 recent.pop(0)
             trace.steps = step + 1
+            if fallbacks is not None:
+                fallbacks.svi_steps += 1
             bar.update(1)
             if trace.steps % options.window == 0:
                 if callback is not None:
                     callback(pyro.param("theta").detach())
-                window_means.append(sum(trace.elbo[-options.window:]) / options.window)
+                window_means.append(sum(trace.elbo[-options.window :]) / options.window)
                 bar.set_postfix(elbo_per_obs=f"{window_means[-1]:.4f}")
                 if len(window_means) >= 2 and trace.steps >= options.min_steps:
                     gain = window_means[-1] - window_means[-2]
@@ -165,6 +194,7 @@ def run_svi(program: Program, theta0: torch.Tensor, local: LocalPosteriors, opti
         # Polyak-Ruppert averaging over the last two windows removes most of Adam's step noise
         theta = torch.stack(recent).mean(0)
     if not math.isfinite(float(theta.sum())):
-        raise FloatingPointError("SVI diverged (non-finite parameters); try other initial values "
-                                 "or a smaller lr")
+        raise FloatingPointError(
+            "SVI diverged (non-finite parameters); try other initial values or a smaller lr"
+        )
     return theta, trace

@@ -25,10 +25,11 @@ number of modes of each psi under the fitted law are in :meth:`pymixnn.Results.r
 >>> resolve("mixture", n_components=3).n_components
 3
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
 
 __all__ = ["Gaussian", "Mixture", "Flow", "RandomEffectsLaw", "resolve", "FLOW_KINDS", "from_dict"]
 
@@ -40,6 +41,11 @@ class Gaussian:
     """eta ~ N(0, Omega); the covariance structure is the model's ``omega`` ("diagonal"/"full")."""
 
     name: str = field(default="gaussian", init=False)
+
+    @property
+    def context_columns(self) -> tuple[str, ...]:
+        """Covariate columns the law is conditioned on (none)."""
+        return ()
 
     def describe(self) -> str:
         return "Gaussian random effects"
@@ -65,6 +71,11 @@ class Mixture:
     max_components: int = 4
     criterion: str = "bic"
     name: str = field(default="mixture", init=False)
+
+    @property
+    def context_columns(self) -> tuple[str, ...]:
+        """Covariate columns the law is conditioned on (none)."""
+        return ()
 
     def __post_init__(self) -> None:
         k = self.n_components
@@ -145,18 +156,29 @@ class Flow:
                 raise ValueError("Flow context must name at least one covariate column, or be None")
             object.__setattr__(self, "context", ctx)
 
+    @property
+    def context_columns(self) -> tuple[str, ...]:
+        """Covariate columns of a conditional flow (its ``context``; empty without)."""
+        return tuple(self.context or ())
+
     def describe(self) -> str:
         ctx = f", conditional on {list(self.context)}" if self.context else ""
         layers = f"{self.n_layers} layer" + ("" if self.n_layers == 1 else "s")
-        return (f"normalizing-flow random effects ({self.kind}, {layers}, hidden "
-                f"{list(self.hidden)}, {self.count_bins} bins{ctx})")
+        return (
+            f"normalizing-flow random effects ({self.kind}, {layers}, hidden "
+            f"{list(self.hidden)}, {self.count_bins} bins{ctx})"
+        )
 
 
 RandomEffectsLaw = Gaussian | Mixture | Flow
 
 
-def resolve(value: str | RandomEffectsLaw | None, *, n_components: int | str | None = None,
-            context: Sequence[str] | str | None = None) -> RandomEffectsLaw:
+def resolve(
+    value: str | RandomEffectsLaw | None,
+    *,
+    n_components: int | str | None = None,
+    context: Sequence[str] | str | None = None,
+) -> RandomEffectsLaw:
     """The law spec from ``fit(random_effects=..., n_components=..., context=...)``."""
     if value is None:
         value = "gaussian"
@@ -174,14 +196,17 @@ def resolve(value: str | RandomEffectsLaw | None, *, n_components: int | str | N
             if n_components is not None:
                 raise ValueError("n_components= applies to random_effects='mixture'")
             return Flow(context=context)
-        raise ValueError(f"random_effects must be 'gaussian', 'mixture', 'flow' or a spec object "
-                         f"(pymixnn.Gaussian/Mixture/Flow), got {value!r}")
+        raise ValueError(
+            f"random_effects must be 'gaussian', 'mixture', 'flow' or a spec object "
+            f"(pymixnn.Gaussian/Mixture/Flow), got {value!r}"
+        )
     if isinstance(value, (Gaussian, Mixture, Flow)):
         if n_components is not None or context is not None:
             raise ValueError("with a spec object, set n_components/context on the object itself")
         return value
-    raise TypeError(f"random_effects must be a string or a pymixnn.Gaussian/Mixture/Flow, got "
-                    f"{type(value).__name__}")
+    raise TypeError(
+        f"random_effects must be a string or a pymixnn.Gaussian/Mixture/Flow, got {type(value).__name__}"
+    )
 
 
 def to_dict(law: RandomEffectsLaw) -> dict:

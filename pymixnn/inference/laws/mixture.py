@@ -1,0 +1,254 @@
+"""A finite Gaussian mixture law: eta ~ sum_k w_k N(m_k, L_k L_k^T).
+
+``raw`` = logits of w_2..w_K (w_1's logit is 0) | offsets r_2..r_K (r_1 = 0) | log-Cholesky of
+L_2..L_K (L_1 = L; absent when the covariance is shared). Means are centred,
+m_k = r_k - sum_j w_j r_j, so E[eta] = 0 and mu stays the mean of phi. Started by EM on draws of
+the Gaussian fit's local posteriors; ``n_components="auto"`` fits K = 1 .. max_components and keeps
+the best by the spec's criterion.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import torch
+
+from pymixnn.inference.laws.base import LawPlugin, gaussian_log_prob, raw_from_tril, tril_from_raw
+from pymixnn.inference.rows import Rows, omega_values
+from pymixnn.model import transforms as tr
+from pymixnn.model.random_effects import Gaussian, Mixture
+
+__all__ = ["MixtureLaw", "fit_gaussian_mixture"]
+
+
+class MixtureLaw(LawPlugin):
+    conditional = False
+
+    def __init__(self, spec: Mixture, d: int, full_omega: bool):
+        self.spec, self.d, self.full = spec, d, full_omega
+        self.K = int(spec.n_components)
+        self.n_omega = d * (d + 1) // 2 if full_omega else d
+        K = self.K
+        self.n_params = (K - 1) + (K - 1) * d + (0 if spec.shared_omega else (K - 1) * self.n_omega)
+
+    @classmethod
+    def build(
+        cls, spec, d: int, full_omega: bool, *, context_dim: int = 0, dtype=None, device=None, seed: int = 0
+    ) -> MixtureLaw:
+        return cls(spec, d, full_omega)
+
+    @classmethod
+    def fit(cls, spec, *, gaussian: Any, law_stage, finish, n_individuals: int):
+        """One fit, or with ``n_components="auto"`` the best of K = 1 (the Gaussian fit) ..
+        ``max_components`` by the spec's criterion (the candidates' table in the record)."""
+        if spec.n_components != "auto":
+            return finish(law_stage(spec), spec)
+        candidates = [(1, finish(gaussian, Gaussian()))]
+        for k in range(2, spec.max_components + 1):
+            spec_k = dataclasses.replace(spec, n_components=k)
+            candidates.append((k, finish(law_stage(spec_k), spec_k)))
+        table = []
+        for k, est in candidates:
+            df = len(est.theta)
+            table.append(
+                dict(
+                    n_components=k,
+                    loglik=est.loglik,
+                    df=df,
+                    aic=-2 * est.loglik + 2 * df,
+                    bic=-2 * est.loglik + math.log(n_individuals) * df,
+                )
+            )
+        best = min(range(len(table)), key=lambda i: table[i][spec.criterion])
+        chosen = candidates[best][1]
+        return dataclasses.replace(chosen, law=chosen.law.replace(selection=table, criterion=spec.criterion))
+
+    # ---- parameters --------------------------------------------------------------------------
+    def split(self, raw: torch.Tensor):
+        K, d = self.K, self.d
+        logits = torch.cat([torch.zeros(1, dtype=raw.dtype, device=raw.device), raw[: K - 1]])
+        offsets = torch.cat(
+            [
+                torch.zeros(1, d, dtype=raw.dtype, device=raw.device),
+                raw[K - 1 : (K - 1) * (1 + d)].reshape(K - 1, d),
+            ]
+        )
+        rest = raw[(K - 1) * (1 + d) :]
+        return logits, offsets, rest
+
+    def components(self, L: torch.Tensor, raw: torch.Tensor):
+        """Weights (K,), centred means (K, d), Cholesky factors (K, d, d)."""
+        logits, offsets, rest = self.split(raw)
+        w = torch.softmax(logits, 0)
+        means = offsets - (w.unsqueeze(-1) * offsets).sum(0)
+        if self.spec.shared_omega:
+            trils = L.expand(self.K, self.d, self.d)
+        else:
+            others = [
+                tril_from_raw(rest[k * self.n_omega : (k + 1) * self.n_omega], self.d, self.full)
+                for k in range(self.K - 1)
+            ]
+            trils = torch.stack([L, *others])
+        return w, means, trils
+
+    def initial_raw_from(self, L: torch.Tensor, weights, means, covariances) -> torch.Tensor:
+        """raw from component weights/means/covariances (e.g. an EM fit), component 1 = base."""
+        w = torch.as_tensor(weights, dtype=L.dtype, device=L.device)
+        m = torch.as_tensor(means, dtype=L.dtype, device=L.device)
+        parts = [torch.log(w[1:] / w[0]), (m[1:] - m[0]).flatten()]
+        if not self.spec.shared_omega:
+            for k in range(1, self.K):
+                C = torch.as_tensor(covariances[k], dtype=L.dtype, device=L.device)
+                if not self.full:
+                    C = torch.diag(torch.diagonal(C))
+                parts.append(raw_from_tril(torch.linalg.cholesky(C), self.full))
+        return torch.cat(parts)
+
+    # ---- density -----------------------------------------------------------------------------
+    def log_prob(self, L, raw, eta, context=None):
+        w, means, trils = self.components(L, raw)
+        terms = [torch.log(w[k]) + gaussian_log_prob(trils[k], eta - means[k]) for k in range(self.K)]
+        return torch.logsumexp(torch.stack(terms), 0)
+
+    def responsibilities(self, L, raw, eta) -> torch.Tensor:
+        w, means, trils = self.components(L, raw)
+        terms = torch.stack(
+            [torch.log(w[k]) + gaussian_log_prob(trils[k], eta - means[k]) for k in range(self.K)], -1
+        )
+        return torch.softmax(terms, -1)
+
+    def sample(self, L, raw, n: int, generator: torch.Generator, context=None) -> torch.Tensor:
+        w, means, trils = self.components(L, raw)
+        k = torch.multinomial(w.detach().cpu(), n, replacement=True, generator=generator).to(L.device)
+        z = torch.randn(n, self.d, generator=generator, dtype=L.dtype).to(L.device)
+        return means[k] + (trils[k] @ z.unsqueeze(-1)).squeeze(-1)
+
+    # ---- stages ------------------------------------------------------------------------------
+    def start(
+        self,
+        program: Any,
+        theta: torch.Tensor,
+        local: Any,
+        *,
+        generator: torch.Generator,
+        seed: int,
+        fallbacks: Any,
+    ) -> tuple[torch.Tensor, dict]:
+        """EM on 20 draws of each local posterior; the largest component is the base (L)."""
+        lay = program.layout
+        theta = theta.clone()
+        draws = local.loc + (
+            local.scale_tril
+            @ torch.randn(20, *local.loc.shape, 1, generator=generator, dtype=theta.dtype).to(theta.device)
+        ).squeeze(-1)
+        w, means, cov = fit_gaussian_mixture(
+            draws.reshape(-1, lay.n_random), self.K, generator, shared=self.spec.shared_omega
+        )
+        order = torch.argsort(-w)  # component 1 (the base scale) is the largest
+        w, means, cov = w[order], means[order], cov[order]
+        centre = (w.unsqueeze(-1) * means).sum(0)
+        theta[program.random_index] = theta[program.random_index] + centre
+        C0 = cov[0]
+        if not lay.full_omega:
+            C0 = torch.diag(torch.diagonal(C0))
+        theta[lay.omega] = raw_from_tril(torch.linalg.cholesky(C0), lay.full_omega)
+        theta[lay.law] = self.initial_raw_from(program.omega_tril(theta), w, means - centre, cov)
+        return theta, {}
+
+    # ---- moments and reported parameters -----------------------------------------------------
+    def moments(self, L, raw, *, n: int = 0, seed: int = 0, context=None):
+        """Closed form: E[eta] = sum w_k m_k (0 by construction), Var by the law of total variance."""
+        w, means, trils = self.components(L, raw)
+        covs = trils @ trils.transpose(-1, -2)
+        mean = (w.unsqueeze(-1) * means).sum(0)
+        second = (w.view(-1, 1, 1) * (covs + means.unsqueeze(-1) * means.unsqueeze(-2))).sum(0)
+        return mean, second - mean.unsqueeze(-1) * mean.unsqueeze(-2)
+
+    def _tags(self) -> list:
+        return [None] if self.spec.shared_omega else list(range(self.K))
+
+    def law_rows(self, rows: Rows, program: Any) -> None:
+        """Weights, component means (natural scale) and covariances."""
+        rand = [program.params[p] for p in program.random_index]
+        for k in range(self.K):
+            rows.add(f"prob.{k + 1}", "law", f"component {k + 1}", "logit")
+        for k in range(self.K):
+            for j, name in enumerate(rand):
+                rows.add(f"mean.{k + 1}.{name}", "law", name, program.transforms[program.random_index[j]])
+        for k in self._tags():
+            rows.omega(rand, program.layout.full_omega, "" if k is None else f"{k + 1}.")
+
+    def law_values(self, program: Any, theta: torch.Tensor, cov: torch.Tensor) -> list:
+        lay = program.layout
+        mu = program.mu_uncentred(theta)
+        w, means, trils = self.components(program.omega_tril(theta), theta[lay.law])
+        out = list(w)
+        for k in range(self.K):
+            for j, p in enumerate(program.random_index):
+                out.append(tr.forward(program.transforms[p], mu[p] + means[k, j]))
+        for k in [0] if self.spec.shared_omega else range(self.K):
+            out.extend(omega_values(trils[k] @ trils[k].T, lay.full_omega))
+        return out
+
+    def record_extras(self, program: Any, theta: torch.Tensor, eta_mean: torch.Tensor) -> dict:
+        """Posterior component probabilities of each individual at its conditional mean of eta."""
+        with torch.no_grad():
+            resp = self.responsibilities(program.omega_tril(theta), theta[program.layout.law], eta_mean)
+        return dict(responsibilities=resp.detach().to("cpu", torch.float64).numpy().tolist())
+
+
+def fit_gaussian_mixture(
+    x: torch.Tensor,
+    K: int,
+    generator: torch.Generator,
+    *,
+    shared: bool = False,
+    n_starts: int = 5,
+    iters: int = 200,
+):
+    """EM for a K-component Gaussian mixture on points x (n, d); the best of ``n_starts`` k-means++
+    starts. Returns weights (K,), means (K, d), covariances (K, d, d); used to start a mixture law
+    from draws of the Gaussian fit's local posteriors."""
+    n, d = x.shape
+    eye = torch.eye(d, dtype=x.dtype, device=x.device)
+    scale = x.var(0).mean().clamp_min(1e-12)
+    best, best_ll = None, -math.inf
+    for _ in range(n_starts):
+        centres = [x[torch.randint(n, (1,), generator=generator).item()]]
+        for _ in range(1, K):  # k-means++ seeding
+            dist2 = torch.stack([((x - c) ** 2).sum(-1) for c in centres]).amin(0)
+            pick = torch.multinomial((dist2 / dist2.sum()).cpu(), 1, generator=generator).item()
+            centres.append(x[pick])
+        means = torch.stack(centres)
+        cov = (x.T.cov() + 1e-6 * scale * eye).expand(K, d, d).clone()
+        w = torch.full((K,), 1.0 / K, dtype=x.dtype, device=x.device)
+        ll_old = -math.inf
+        for _ in range(iters):
+            log_r = torch.stack(
+                [
+                    torch.log(w[k]) + gaussian_log_prob(torch.linalg.cholesky(cov[k]), x - means[k])
+                    for k in range(K)
+                ],
+                -1,
+            )
+            ll = float(torch.logsumexp(log_r, -1).sum())
+            r = torch.softmax(log_r, -1)
+            nk = r.sum(0).clamp_min(1e-10)
+            w = nk / n
+            means = (r.T @ x) / nk.unsqueeze(-1)
+            cov = (
+                torch.stack(
+                    [((r[:, k : k + 1] * (x - means[k])).T @ (x - means[k])) / nk[k] for k in range(K)]
+                )
+                + 1e-6 * scale * eye
+            )
+            if shared:
+                cov = (w.view(K, 1, 1) * cov).sum(0).expand(K, d, d).clone()
+            if ll - ll_old < 1e-8 * abs(ll):
+                break
+            ll_old = ll
+        if ll > best_ll:
+            best_ll, best = ll, (w, means, cov)
+    return best

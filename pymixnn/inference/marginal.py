@@ -1,0 +1,53 @@
+"""The marginal likelihood's strategy, chosen in one place: importance sampling (t proposals,
+saemix's ll.is) or adaptive Gauss-Hermite quadrature (saemix's ll.gq, lme4's nAGQ).
+
+Both strategies are served by :class:`pymixnn.inference.importance.ImportanceSampler`: they share
+the moving proposal centre, the chunking, the maximization and the derivatives, and differ only in
+the points and weights of each individual's integral (``ImportanceSampler.draws``: antithetic
+t draws, or the Q^d nodes of the tensor-product rule); ``quadrature=Q`` selects the second.
+"""
+
+from __future__ import annotations
+
+from pymixnn.inference.importance import ImportanceSampler
+from pymixnn.inference.laplace import LocalPosteriors
+from pymixnn.inference.program import Program
+
+__all__ = ["QUADRATURE_NODES", "quadrature_nodes", "marginal_likelihood"]
+
+# nodes per dimension of the adaptive Gauss-Hermite rule by number of random effects
+QUADRATURE_NODES = {1: 25, 2: 15, 3: 7}
+# "auto" uses quadrature up to this many nodes x observations (one pass stays cheap)
+QUADRATURE_MAX_CELLS = 20_000_000
+
+
+def quadrature_nodes(n_random: int, n_obs: int, likelihood: str) -> int:
+    """Nodes per dimension for adaptive quadrature, 0 for importance sampling."""
+    if likelihood == "is" or n_random not in QUADRATURE_NODES:
+        return 0
+    q = QUADRATURE_NODES[n_random]
+    if likelihood == "gq":
+        return q
+    return q if n_random <= 2 and n_obs * q**n_random <= QUADRATURE_MAX_CELLS else 0
+
+
+def marginal_likelihood(
+    program: Program,
+    local: LocalPosteriors,
+    n_samples: int,
+    seed: int,
+    likelihood: str,
+    hessian_individuals: int | None = None,
+) -> ImportanceSampler:
+    """The marginal likelihood at the local posteriors: importance sampling with ``n_samples``
+    draws per individual, or adaptive quadrature when ``likelihood`` asks for it."""
+    q = quadrature_nodes(program.layout.n_random, program.n_obs, likelihood)
+    return ImportanceSampler(
+        program,
+        local.loc,
+        local.scale_tril,
+        n_samples=n_samples,
+        seed=seed,
+        quadrature=q,
+        hessian_individuals=hessian_individuals,
+    )

@@ -1,0 +1,105 @@
+"""Estimation options and the settings derived from them: device, dtype, threads, sample sizes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from pymixnn.data.table import Data
+from pymixnn.inference.svi import SVIOptions
+
+__all__ = ["EstimationOptions", "resolve_device", "threads", "setup", "sample_sizes", "proposal_vi"]
+
+
+@dataclass
+class EstimationOptions:
+    seed: int = 0
+    device: str = "cpu"
+    dtype: str | None = None
+    threads: int | None = None
+    svi: SVIOptions = field(default_factory=SVIOptions)
+    refine: bool = True
+    refine_rounds: int = 5
+    refine_tol: float = 0.01
+    is_samples: int | None = None
+    warmup_iter: int = 10
+    warmup_individuals: int = 2000
+    # marginal likelihood: "is" (importance sampling, saemix's ll.is), "gq" (adaptive
+    # Gauss-Hermite quadrature, saemix's ll.gq / lme4's nAGQ) or "auto" (gq for one or two random
+    # effects when the Q^d nodes x observations stay below 2e7, else is); see marginal.py
+    likelihood: str = "auto"
+    # large N: second derivatives from a fixed random subsample of individuals (the information
+    # is additive over individuals): the refinement's Newton metric from ``newton_individuals``
+    # (the full-data gradient still fixes the maximum), the observed Fisher information from
+    # ``fisher_individuals`` scaled by N/n (relative error of an SE ~ 1/sqrt(n)); None: all
+    newton_individuals: int | None = 5_000
+    fisher_individuals: int | None = 10_000
+    # the refinement's safeguard (SVI end point against the Laplace-EM start) compares the two
+    # on this many individuals at most
+    score_individuals: int = 5_000
+    # beyond ``large_n`` individuals (Gaussian law, no genomic block) SVI stops after
+    # ``large_n_svi_steps`` steps: it only has to bring theta into the basin of the refinement,
+    # which then does the work in a few full-data Newton passes (longer SVI does not pay there:
+    # benchmarks/results/); None: no cap
+    large_n: int = 5_000
+    large_n_svi_steps: int | None = 100
+    # variational (natural-gradient) steps after the Laplace mode when the proposals of the
+    # refinement, the Fisher information and ll.is are re-centred; None: 2 up to ``large_n``
+    # individuals, else 0 (Laplace proposals: as good for importance sampling at a sixth of the
+    # cost at large N, benchmarks/results/)
+    proposal_vi_iter: int | None = None
+
+
+def proposal_vi(options: EstimationOptions, n: int) -> int:
+    """Variational steps of the proposals' re-centring for n individuals."""
+    if options.proposal_vi_iter is not None:
+        return int(options.proposal_vi_iter)
+    return 2 if n <= options.large_n else 0
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device not in ("cpu", "cuda") and not str(device).startswith("cuda:"):
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'auto', got {device!r}")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("device='cuda' requested but torch finds no CUDA device; use 'cpu' or 'auto'")
+    return torch.device(device)
+
+
+@contextmanager
+def threads(n: int) -> Iterator[None]:
+    """torch's intra-op threads set to n inside the block, restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def setup(data: Data, options: EstimationOptions) -> tuple[torch.device, torch.dtype, int]:
+    """Device, dtype and threads of a fit."""
+    device = resolve_device(options.device)
+    dtype = {"float32": torch.float32, "float64": torch.float64, None: None}[options.dtype]
+    if dtype is None:
+        # float64 on the CPU: in float32 the refinement's Newton steps cannot resolve the
+        # log-likelihood of 10^5 individuals finely enough (benchmarks/results/)
+        dtype = torch.float64 if device.type == "cpu" else torch.float32
+    n_threads = options.threads or (1 if data.n_obs < 200_000 else torch.get_num_threads())
+    return device, dtype, n_threads
+
+
+def sample_sizes(data: Data, options: EstimationOptions) -> tuple[int, int]:
+    """Draws per individual: K for ll.is (no gradient, cheap) and K_opt for the refinement and
+    the Fisher information (second-order autograd). With proposals that follow the posterior
+    mode a few dozen draws pin the maximum down; ll.is takes at least 200 draws up to 10^6
+    observations, then fewer (down to 50), so one pass stays bounded (benchmarks/results/)."""
+    floor = int(np.clip(200_000_000 / data.n_obs, 50, 200))
+    K = options.is_samples or int(np.clip(5_000_000 / data.n_obs, floor, 5000))
+    K_opt = int(min(K, np.clip(1_000_000 / data.n_obs, 20, 1000)))
+    return K, K_opt

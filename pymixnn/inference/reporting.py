@@ -1,0 +1,254 @@
+"""The end of a fit: observed Fisher information, ll.is, reported parameters with delta-method SEs,
+convergence evidence, and the numpy :class:`Estimation` record (no torch object leaves it)."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import torch
+
+from pymixnn.inference.importance import ImportanceSampler
+from pymixnn.inference.marginal import marginal_likelihood
+from pymixnn.inference.options import proposal_vi, sample_sizes
+from pymixnn.inference.records import Estimation, LawFit, RunInfo
+from pymixnn.inference.rng import stream
+from pymixnn.inference.stages import Context, Stage
+from pymixnn.model import transforms as tr
+from pymixnn.model.random_effects import to_dict as law_to_dict
+
+__all__ = [
+    "finish",
+    "fisher_information",
+    "information_diagnostics",
+    "full_gradient",
+    "PSEUDO_INVERSE_WARNING",
+]
+
+PSEUDO_INVERSE_WARNING = (
+    "observed Fisher information is not positive definite: some parameters "
+    "are poorly identified; their SEs are unreliable (NaN)"
+)
+
+
+def _numpy(t: torch.Tensor) -> np.ndarray:
+    return t.detach().to("cpu", torch.float64).numpy()
+
+
+def fisher_information(hess: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """Observed information -H, its inverse, and whether that is a pseudo-inverse: taken when the
+    information has non-finite entries, is singular, or its inverse has a non-positive diagonal
+    (non-finite entries of the information are then set to 0)."""
+    info = -hess
+    cov, ok = None, bool(torch.isfinite(info).all())
+    if ok:
+        cov, code = torch.linalg.inv_ex(info)
+        ok = int(code) == 0 and bool(torch.all(torch.diagonal(cov) > 0))
+    if ok:
+        return info, cov, False
+    info = torch.nan_to_num(info, nan=0.0, posinf=0.0, neginf=0.0)
+    return info, torch.linalg.pinv(info), True
+
+
+def full_gradient(sampler: ImportanceSampler, theta: torch.Tensor) -> torch.Tensor:
+    """Gradient of sum_i log L_i over every individual (one backward pass per chunk)."""
+    grad = torch.zeros_like(theta)
+    for c, idx in sampler.chunks():
+        th = theta.detach().clone().requires_grad_(True)
+        with torch.enable_grad():
+            (g,) = torch.autograd.grad(sampler.chunk_loglik(th, c, idx).sum(), th)
+        grad += g
+    return grad
+
+
+def information_diagnostics(
+    info: torch.Tensor, grad: torch.Tensor, cov: torch.Tensor, pseudo_inverse: bool
+) -> dict:
+    """Evidence that theta maximizes the marginal log-likelihood: the Newton decrement
+    g' I^-1 g / 2 (the log-likelihood a Newton step would still gain), the largest gradient
+    component in SE units (|g_j| sqrt(cov_jj)), and the eigenvalues of the information in
+    correlation form (unit-free: D^-1/2 I D^-1/2), whose smallest is ~0 for a parameter the data
+    do not identify."""
+    info64, g = info.detach().double().cpu(), grad.detach().double().cpu()
+    cov64 = cov.detach().double().cpu()
+    finite_g = bool(torch.isfinite(g).all())
+    decrement = float(0.5 * g @ cov64 @ g) if finite_g else math.inf
+    sd = torch.diagonal(cov64).clamp_min(0).sqrt()
+    gradient_se = float((g.abs() * sd).max()) if finite_g and g.numel() else math.inf
+    d = torch.diagonal(info64)
+    if bool((d > 0).all()) and bool(torch.isfinite(info64).all()):
+        scaled = info64 / torch.sqrt(d.unsqueeze(0) * d.unsqueeze(1))
+        eig = torch.linalg.eigvalsh(0.5 * (scaled + scaled.T))
+        smallest, largest = float(eig.min()), float(eig.max())
+    else:  # a non-positive diagonal entry: that parameter has no information at all
+        smallest, largest = float(d.min()) if d.numel() else math.nan, math.nan
+    condition = largest / smallest if smallest > 0 else math.inf
+    return dict(
+        newton_decrement=decrement,
+        gradient_se=gradient_se,
+        information_min_eigenvalue=smallest,
+        information_condition=condition,
+        pseudo_inverse=bool(pseudo_inverse),
+    )
+
+
+def _se_method(sampler: ImportanceSampler, k_fisher: int, fisher_n: int, n: int, note: str) -> str:
+    if sampler.quadrature:
+        text = (
+            "observed Fisher information: Hessian of the log-likelihood by adaptive "
+            f"Gauss-Hermite quadrature ({sampler.quadrature} nodes per random effect, "
+            f"{k_fisher} per individual)"
+        )
+    else:
+        text = (
+            "observed Fisher information: Hessian of the importance-sampling "
+            f"log-likelihood (K={k_fisher} t4 draws per individual, common random numbers)"
+        )
+    if fisher_n < n:
+        text += (
+            f"; summed over a random subsample of {fisher_n} of the {n} individuals and "
+            f"scaled up (subsampling error of an SE of order 1/(2 sqrt(n)) = "
+            f"{0.5 / math.sqrt(fisher_n):.1%})"
+        )
+    return text + note
+
+
+def finish(stage: Stage, ctx: Context, spec, *, threads: int, t_start: float) -> Estimation:
+    """Observed Fisher information, ll.is, reported parameters and the numpy Estimation of the
+    law ``spec`` fitted in ``stage``."""
+    program, theta, local = stage.program, stage.theta, stage.local
+    options, device, dtype, fallbacks = ctx.options, ctx.device, ctx.dtype, ctx.fallbacks
+    law, lay = program.law, program.layout
+    seconds, warnings = dict(stage.seconds), list(stage.warnings)
+    K, k_opt = sample_sizes(ctx.data, options)
+    t0 = time.perf_counter()
+    local.refresh(theta, None, max_iter=50, vi_iter=proposal_vi(options, program.n_individuals))
+    sampler = marginal_likelihood(
+        program,
+        local,
+        law.fisher_draws(k_opt),
+        stream(options.seed, "fisher"),
+        options.likelihood,
+        options.fisher_individuals,
+    )
+    k_fisher = sampler.n_samples
+    index = law.fisher_index(lay)
+    grad, hess = sampler.gradient_and_hessian(theta, index=index, rows=sampler.hessian_rows)
+    fisher_n = program.n_individuals if sampler.hessian_rows is None else int(sampler.hessian_rows.shape[0])
+    if sampler.hessian_rows is not None:  # a subsample's gradient, scaled up, is mostly noise
+        grad = full_gradient(sampler, theta)
+    info, cov_sub, pseudo_inverse = fisher_information(hess)
+    if pseudo_inverse:
+        fallbacks.add("fisher_pseudo_inverse")
+        warnings.append(PSEUDO_INVERSE_WARNING)
+    diagnostics = information_diagnostics(
+        info, grad if index is None else grad[index], cov_sub, pseudo_inverse
+    )
+    diagnostics["starts"] = stage.starts
+    if index is None:
+        cov_theta = cov_sub
+    else:
+        cov_theta = torch.zeros(lay.size, lay.size, dtype=dtype, device=device)
+        ix = torch.tensor(index, device=device)
+        cov_theta[ix.unsqueeze(-1), ix] = cov_sub
+    seconds["fisher"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    final = marginal_likelihood(program, local, K, stream(options.seed, "loglik"), options.likelihood)
+    result = final.evaluate(theta)
+    K = final.n_samples
+    seconds["loglik"] = time.perf_counter() - t0
+
+    names, kinds, params, scales, values = law.reported(program, ctx.design, stream(options.seed, "moments"))
+    est = values(theta)
+    J = torch.autograd.functional.jacobian(values, theta)
+    cov_rep = J @ cov_theta @ J.T
+    var = torch.diagonal(cov_rep)
+    se = torch.where(var > 0, var.clamp_min(0).sqrt(), torch.full_like(var, float("nan")))
+    table = []
+    for k in range(len(names)):
+        e, s = float(est[k]), float(se[k])
+        est_t, se_t = tr.delta_method(scales[k], e, s)
+        table.append(
+            dict(
+                name=names[k],
+                kind=kinds[k],
+                parameter=params[k],
+                estimate=e,
+                se=s,
+                estimate_transformed=est_t,
+                se_transformed=se_t,
+                scale=scales[k],
+            )
+        )
+    with torch.no_grad():
+        shift, omega = law.program_moments(program, theta, 100_000, stream(options.seed, "moments"))
+    mu = program.mu_uncentred(theta).clone()
+    mu[program.random_index] = mu[program.random_index] + shift
+    record = dict(
+        spec=law_to_dict(spec),
+        seed=options.seed,
+        **stage.law_info,
+        shift=_numpy(shift).tolist(),
+        n_theta=int(lay.size),
+        n_law=int(lay.n_law),
+        law_slice=[lay.law.start, lay.law.stop],
+        omega_slice=[lay.omega.start, lay.omega.stop],
+        full_omega=bool(lay.full_omega),
+        context=None if program.context is None else _numpy(program.context).tolist(),
+        **law.record_extras(program, theta, result.eta_mean),
+    )
+    seconds["total"] = time.perf_counter() - t_start
+    warnings.extend(fallbacks.warnings())
+    dtype_name = str(dtype).replace("torch.", "")
+    run = RunInfo(
+        seed=int(options.seed),
+        device=str(device),
+        dtype=dtype_name,
+        threads=threads,
+        seconds=dict(seconds),
+        steps=stage.trace.steps,
+        refine_rounds=stage.rounds,
+        warnings=tuple(warnings),
+        fallbacks=fallbacks.snapshot(),
+    )
+    return Estimation(
+        table=table,
+        theta=_numpy(theta),
+        theta_cov=_numpy(cov_theta),
+        cov_params=_numpy(cov_rep),
+        mu=_numpy(mu),
+        beta=_numpy(theta[lay.beta]),
+        omega=_numpy(omega),
+        error={
+            k: float(v)
+            for k, v in zip(lay.error_names, program.family.reported(theta[lay.error], program.model))
+        },
+        eta_map=_numpy(local.loc - shift),
+        eta_map_cov=_numpy(local.scale_tril @ local.scale_tril.transpose(-1, -2)),
+        eta_mean=_numpy(result.eta_mean - shift),
+        psi_mean=_numpy(result.psi_mean),
+        psi_sd=_numpy(result.psi_sd),
+        loglik=float(result.loglik.sum()),
+        loglik_se=float(result.mc_variance.sum().sqrt()),
+        loglik_individual=_numpy(result.loglik),
+        is_samples=K,
+        is_samples_fisher=k_fisher,
+        loglik_method="gq" if final.quadrature else "is",
+        quadrature_nodes=final.quadrature,
+        elbo_trace=np.asarray(stage.trace.elbo),
+        steps=stage.trace.steps,
+        converged=stage.trace.converged,
+        refine_rounds=stage.rounds,
+        seconds=seconds,
+        device=str(device),
+        dtype=dtype_name,
+        threads=threads,
+        se_method=_se_method(final, k_fisher, fisher_n, program.n_individuals, law.se_note),
+        warnings=warnings,
+        law=LawFit(**record),
+        genomic=stage.genomic,
+        diagnostics=diagnostics,
+        run=run,
+    )

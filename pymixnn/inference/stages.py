@@ -1,0 +1,259 @@
+"""Estimation stages: the Gaussian stage (start values, Laplace-EM warm-up, minibatch SVI with the
+genomic block when there is one, refinement) and the law stage (a non-Gaussian law started from the
+Gaussian fit, its SVI and refinement). Each returns a :class:`Stage`."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from pymixnn.data.table import Data
+from pymixnn.inference.fallbacks import Fallbacks
+from pymixnn.inference.genomic import GenomicBlock, GenomicSetup
+from pymixnn.inference.laplace import LocalPosteriors
+from pymixnn.inference.marginal import marginal_likelihood
+from pymixnn.inference.options import EstimationOptions, proposal_vi, sample_sizes
+from pymixnn.inference.program import Program
+from pymixnn.inference.records import GenomicPosterior
+from pymixnn.inference.refine import REFINERS, refine_newton
+from pymixnn.inference.rng import stream
+from pymixnn.inference.start import best_start, warmup
+from pymixnn.inference.svi import SVITrace, run_svi
+from pymixnn.model.covariates import CovariateDesign
+from pymixnn.model.named import Model
+
+__all__ = ["Stage", "Context", "gaussian_stage", "law_stage"]
+
+
+@dataclass
+class Context:
+    """What every stage of one fit shares."""
+
+    model: Model
+    data: Data
+    design: CovariateDesign
+    options: EstimationOptions
+    device: torch.device
+    dtype: torch.dtype
+    generator: torch.Generator  # the fit's main stream (subsamples, SVI batches, a mixture's EM)
+    fallbacks: Fallbacks = field(default_factory=Fallbacks)
+
+
+@dataclass
+class Stage:
+    """What one estimation stage hands on: parameters, local posteriors and bookkeeping."""
+
+    program: Program
+    theta: torch.Tensor
+    local: LocalPosteriors
+    trace: SVITrace
+    rounds: int
+    seconds: dict
+    warnings: list
+    law_info: dict = field(default_factory=dict)
+    genomic: GenomicPosterior | None = None  # the genomic block's posterior (GenomicBlock.export)
+    starts: list = field(default_factory=list)  # start values tried (best_start), best first
+
+
+def _genomic_update(
+    block: GenomicBlock, program: Program, theta: torch.Tensor, local: LocalPosteriors
+) -> float:
+    """One update of the genomic block; its offsets handed to the program."""
+    change = block.update(theta, local)
+    program.set_offsets(block.offset, block.offset_cov)
+    return change
+
+
+def gaussian_stage(ctx: Context, init, observation=None, genomic: GenomicSetup | None = None) -> Stage:
+    """Start values, Laplace-EM warm-up, SVI and refinement for Gaussian random effects."""
+    t_start = time.perf_counter()
+    options, device, generator, fallbacks = ctx.options, ctx.device, ctx.generator, ctx.fallbacks
+    seconds: dict[str, float] = {}
+    warnings: list[str] = []
+    program = Program(
+        ctx.model, ctx.data, ctx.design, device=device, dtype=ctx.dtype, observation=observation
+    )
+    n = program.n_individuals
+    sub = torch.randperm(n, generator=generator)[: options.warmup_individuals].sort().values
+    sub = sub.to(device)
+    theta, starts = best_start(program, ctx.model, init, sub, fallbacks)
+    if starts[0]["start"] != "given":
+        given = next(r for r in starts if r["start"] == "given")
+        warnings.append(
+            "start values: the given start reached a pooled log-likelihood of "
+            f"{given['pooled_loglik']:.2f} against {starts[0]['pooled_loglik']:.2f} "
+            f"from the {starts[0]['start']}; the fit started from the {starts[0]['start']}"
+        )
+    local = LocalPosteriors(program, program.omega_tril(theta))
+    theta = warmup(program, theta, local, sub, options.warmup_iter, fallbacks)
+    seconds["start"] = time.perf_counter() - t_start
+
+    t0 = time.perf_counter()
+    block, groups, callback = None, None, None
+    if genomic is not None:
+        # the genomic block starts from every individual's posterior at the warm-up's theta
+        local.refresh(theta, None, max_iter=20)
+        block = GenomicBlock(genomic, program)
+        _genomic_update(block, program, theta, local)
+        groups = torch.as_tensor(genomic.cell_genotype[genomic.individual_cell], dtype=torch.long)
+        callback = lambda th: _genomic_update(block, program, th, local)  # noqa: E731
+    theta_start = theta.clone()
+    svi_options = options.svi
+    capped = (
+        block is None
+        and n > options.large_n
+        and options.large_n_svi_steps is not None
+        and options.refine
+        and options.large_n_svi_steps < svi_options.max_steps
+    )
+    if capped:
+        steps = int(options.large_n_svi_steps)
+        svi_options = dataclasses.replace(
+            svi_options, max_steps=steps, min_steps=min(svi_options.min_steps, steps)
+        )
+    theta, trace = run_svi(
+        program, theta, local, svi_options, generator, groups=groups, callback=callback, fallbacks=fallbacks
+    )
+    if block is not None:
+        # converge the genomic block and the local posteriors at the SVI end point
+        for _ in range(20):
+            local.refresh(theta, None, max_iter=20)
+            if _genomic_update(block, program, theta, local) < 1e-3:
+                break
+        local.refresh(theta, None, max_iter=20)
+    seconds["svi"] = time.perf_counter() - t0
+    if not trace.converged and not capped:
+        warnings.append(f"SVI reached max_steps={options.svi.max_steps} before the ELBO plateau")
+
+    _, k_opt = sample_sizes(ctx.data, options)
+    t0 = time.perf_counter()
+    rounds = 0
+    if options.refine and block is not None:
+        # a genomic fit: the Laplace-EM start predates the genotype offsets, so it is no
+        # candidate; the local posteriors were just refreshed at the SVI end point
+        theta, rounds = refine_newton(
+            program, theta, local, options, k_opt, centred=True, warnings=warnings, fallbacks=fallbacks
+        )
+    elif options.refine:
+        theta, centred = _safeguard(program, theta, theta_start, local, ctx, k_opt, warnings)
+        theta, rounds = refine_newton(
+            program, theta, local, options, k_opt, centred=centred, warnings=warnings, fallbacks=fallbacks
+        )
+    seconds["refine"] = time.perf_counter() - t0
+    stage = Stage(program, theta, local, trace, rounds, seconds, warnings, starts=starts)
+    if block is not None:
+        t0 = time.perf_counter()
+        stage.genomic = block.export()
+        seconds["genomic_export"] = time.perf_counter() - t0
+    return stage
+
+
+def _safeguard(
+    program: Program,
+    theta: torch.Tensor,
+    theta_start: torch.Tensor,
+    local: LocalPosteriors,
+    ctx: Context,
+    k_opt: int,
+    warnings: list[str],
+):
+    """Refine from whichever of the SVI end point and the Laplace-EM start has the higher
+    importance-sampling log-likelihood (should SVI ever wander off), scored on a random subsample
+    when N is large (the two differ by far more than its noise when SVI has gone wrong). Returns
+    the point and whether the local posteriors are centred at it."""
+    options, n = ctx.options, program.n_individuals
+    rows = None
+    if n > options.score_individuals:
+        rows = torch.randperm(n, generator=ctx.generator)[: options.score_individuals]
+        rows = rows.sort().values.to(ctx.device)
+    scores = []
+    for candidate in (theta_start, theta):  # the SVI end point last: usually kept
+        local.refresh(candidate, rows, max_iter=50, vi_iter=proposal_vi(options, n))
+        scores.append(
+            marginal_likelihood(
+                program, local, k_opt, stream(options.seed, "proposals"), options.likelihood
+            ).total(candidate, rows)
+        )
+    centred = rows is None  # local posteriors were last updated at theta (all of them)
+    if not scores[1] >= scores[0]:
+        warnings.append(
+            f"SVI lowered the IS log-likelihood ({scores[0]:.2f} -> "
+            f"{scores[1]:.2f}); refinement started from the Laplace-EM start"
+        )
+        theta, centred = theta_start, False
+    return theta, centred
+
+
+def law_stage(gauss: Stage, ctx: Context, law, context=None) -> Stage:
+    """Start the law from the Gaussian fit (the law plug-in's ``start``), then minibatch SVI
+    (unless the plug-in skips it) and refinement (the plug-in's refiner) with that law."""
+    t_start = time.perf_counter()
+    options, device, dtype = ctx.options, ctx.device, ctx.dtype
+    seconds = {k: v for k, v in gauss.seconds.items()}
+    warnings = list(gauss.warnings)
+    program = Program(
+        ctx.model,
+        ctx.data,
+        ctx.design,
+        device=device,
+        dtype=dtype,
+        law=law,
+        context=context,
+        seed=options.seed,
+        observation=gauss.program.family,
+    )
+    # a genomic fit's offsets, held fixed (their uncertainty's Omega correction is for the
+    # Gaussian law only: with a mixture or flow, estimates are conditional on the offsets' mean)
+    program.set_offsets(gauss.program.offset, None)
+    lay = program.layout
+    theta = torch.zeros(lay.size, dtype=dtype, device=device)
+    theta[lay.core] = gauss.theta
+    local = LocalPosteriors(program, gauss.program.omega_tril(gauss.theta))
+    local.loc, local.scale_tril = gauss.local.loc.clone(), gauss.local.scale_tril.clone()
+    local.visited[:] = True
+    theta, law_info = program.law.start(
+        program,
+        theta,
+        local,
+        generator=ctx.generator,
+        seed=stream(options.seed, "flow_start"),
+        fallbacks=ctx.fallbacks,
+    )
+    seconds["law_start"] = time.perf_counter() - t_start
+
+    t0 = time.perf_counter()
+    # minibatch SVI with the law: the Gaussian stage has placed theta and the local posteriors,
+    # so it only has to shape the law and runs shorter
+    trace = gauss.trace
+    if not program.law.skip_svi(program.n_individuals, options.svi.batch_size):
+        law_svi = dataclasses.replace(
+            options.svi, max_steps=min(options.svi.max_steps, 400), min_steps=min(options.svi.min_steps, 100)
+        )
+        theta, trace = run_svi(program, theta, local, law_svi, ctx.generator, fallbacks=ctx.fallbacks)
+        if not trace.converged:
+            warnings.append(
+                f"SVI ({law.name} law) reached max_steps={law_svi.max_steps} before the ELBO plateau"
+            )
+    seconds["svi_law"] = time.perf_counter() - t0
+    _, k_opt = sample_sizes(ctx.data, options)
+    t0 = time.perf_counter()
+    rounds = 0
+    if options.refine:
+        refiner = REFINERS[program.law.refiner]
+        theta, rounds = refiner(
+            program,
+            theta,
+            local,
+            options,
+            program.law.refine_draws(k_opt),
+            centred=False,
+            warnings=warnings,
+            fallbacks=ctx.fallbacks,
+        )
+    seconds["refine_law"] = time.perf_counter() - t0
+    return Stage(
+        program, theta, local, trace, rounds, seconds, warnings, law_info, gauss.genomic, starts=gauss.starts
+    )

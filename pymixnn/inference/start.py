@@ -1,0 +1,175 @@
+"""Start values: fixed effects and error parameters by pooled maximum likelihood from each candidate
+start (random effects at zero), the best kept; then Omega and the error parameters by a few
+Laplace-EM iterations on a subsample (closed-form M-steps), so SVI starts in the right region
+whatever the scale of the parameters. Block maximizations use L-BFGS."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from pymixnn.inference.fallbacks import Fallbacks
+from pymixnn.inference.laplace import LocalPosteriors
+from pymixnn.inference.program import Program
+from pymixnn.model import transforms as tr
+from pymixnn.model.named import Model
+
+__all__ = ["initial_theta", "maximize_block", "warmup", "best_start", "pooled_start"]
+
+
+def initial_theta(program: Program, model: Model, init: dict[str, float]) -> torch.Tensor:
+    """theta with mu from ``init``, beta 0, Omega = diag(0.3^2) scaled, error from pooled fit."""
+    lay = program.layout
+    theta = torch.zeros(lay.size, dtype=program.dtype, device=program.device)
+    for p, name in enumerate(program.params):
+        theta[p] = float(tr.inverse(program.transforms[p], torch.tensor(init[name], dtype=torch.float64)))
+    d = lay.n_random
+    sd = []
+    for p in program.random_index:
+        mu = float(theta[p])
+        sd.append(0.3 if program.transforms[p] != "identity" else max(0.3 * abs(mu), 0.1))
+    if lay.full_omega:
+        rows, cols = torch.tril_indices(d, d)
+        vals = torch.zeros(lay.n_omega, dtype=program.dtype)
+        vals[rows == cols] = torch.log(torch.tensor(sd, dtype=program.dtype))
+        theta[lay.omega] = vals.to(program.device)
+    else:
+        theta[lay.omega] = torch.log(torch.tensor(sd, dtype=program.dtype, device=program.device))
+    mask = program.mask
+    y = program.y[mask].detach().cpu().numpy()
+    aux = {k: v[mask].detach().cpu().numpy() for k, v in program.aux.items()}
+    raw = program.family.initial_raw(model, y, aux)
+    if raw:
+        theta[lay.error] = torch.tensor(raw, dtype=program.dtype, device=program.device)
+    return theta
+
+
+def maximize_block(
+    program: Program,
+    theta: torch.Tensor,
+    block: list[int],
+    eta: torch.Tensor,
+    idx: torch.Tensor | None,
+    *,
+    prior: bool,
+    max_iter: int = 100,
+    fallbacks: Fallbacks | None = None,
+) -> torch.Tensor:
+    """Maximize the log-density over the entries ``block`` of theta with eta fixed (L-BFGS); a
+    non-finite end point keeps the previous values (counted as ``start_block_nonfinite``)."""
+    free = theta[block].clone().requires_grad_(True)
+    opt = torch.optim.LBFGS([free], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def objective():
+        full = theta.index_put((torch.tensor(block, device=theta.device),), free)
+        value = program.log_likelihood(full, eta, idx).sum()
+        if prior:
+            value = value + program.log_prior(full, eta).sum()
+        return -value / eta.shape[-2]
+
+    def closure():
+        opt.zero_grad()
+        loss = objective()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    out = theta.clone()
+    if torch.isfinite(free).all():
+        out[block] = free.detach()
+    elif fallbacks is not None:
+        fallbacks.add("start_block_nonfinite")
+    return out
+
+
+def warmup(
+    program: Program,
+    theta: torch.Tensor,
+    local: LocalPosteriors,
+    idx: torch.Tensor,
+    iters: int,
+    fallbacks: Fallbacks | None = None,
+) -> torch.Tensor:
+    """Variational EM on a subsample: local posteriors updated (laplace.py), then closed-form
+    updates of mu, beta (parameters with random effects) and Omega, and the error parameters."""
+    lay = program.layout
+    Z = program.Z[idx]
+    error_block = list(range(lay.error.start, lay.error.stop))
+    for _ in range(iters):
+        local.refresh(theta, idx, max_iter=20)
+        m, L = local.loc[idx], local.scale_tril[idx]
+        phi = program.phi_population(theta, idx)[:, program.random_index] + m
+        resid = torch.empty_like(phi)
+        for j, p in enumerate(program.random_index):
+            on_p = (program.S[:, p] > 0).nonzero().flatten()
+            X = torch.cat([torch.ones_like(phi[:, :1]), Z[:, on_p]], dim=1)
+            # normal equations (LAPACK's least-squares drivers are not bit-reproducible here)
+            coef = torch.linalg.solve(X.T @ X, X.T @ phi[:, j]).flatten()
+            theta[p] = coef[0]
+            if on_p.numel():
+                theta[lay.beta.start + on_p] = coef[1:]
+            resid[:, j] = phi[:, j] - X @ coef
+        omega = (resid.T @ resid + (L @ L.transpose(-1, -2)).sum(0)) / idx.shape[0]
+        chol = torch.linalg.cholesky(
+            omega + 1e-10 * torch.eye(omega.shape[0], dtype=omega.dtype, device=omega.device)
+        )
+        if lay.full_omega:
+            rows, cols = torch.tril_indices(lay.n_random, lay.n_random)
+            raw = chol[rows, cols].clone()
+            raw[rows == cols] = torch.log(raw[rows == cols])
+            theta[lay.omega] = raw
+        else:
+            theta[lay.omega] = torch.log(torch.sqrt(torch.diagonal(omega)))
+        if error_block:
+            theta = maximize_block(
+                program,
+                theta,
+                error_block,
+                local.loc[idx],
+                idx,
+                prior=False,
+                max_iter=20,
+                fallbacks=fallbacks,
+            )
+    return theta
+
+
+def best_start(program: Program, model: Model, init, idx: torch.Tensor, fallbacks: Fallbacks | None = None):
+    """theta after the pooled fit from each candidate start (``init``: one dict of start values,
+    or a list of (label, dict), the given one first); keeps the one with the highest pooled
+    log-likelihood (random effects at zero), the given one unless another beats it by more than
+    0.5 (a difference of optimizer tolerance is no reason to leave the user's start). Returns
+    theta and one record per start, the kept one first."""
+    candidates = [("given", init)] if isinstance(init, dict) else list(init)
+    eta0 = torch.zeros(idx.shape[0], program.layout.n_random, dtype=program.dtype, device=program.device)
+    records, thetas = [], []
+    for label, values in candidates:
+        theta = pooled_start(program, initial_theta(program, model, values), idx, fallbacks)
+        with torch.no_grad():
+            score = float(program.log_likelihood(theta, eta0, idx).sum())
+        thetas.append(theta)
+        records.append(
+            dict(
+                start=label,
+                pooled_loglik=score if math.isfinite(score) else -math.inf,
+                values={k: float(v) for k, v in values.items()},
+            )
+        )
+    best = 0
+    for k in range(1, len(records)):
+        if records[k]["pooled_loglik"] > records[best]["pooled_loglik"] + 0.5:
+            best = k
+    order = [best] + [k for k in range(len(records)) if k != best]
+    return thetas[best], [records[k] for k in order]
+
+
+def pooled_start(
+    program: Program, theta: torch.Tensor, idx: torch.Tensor, fallbacks: Fallbacks | None = None
+) -> torch.Tensor:
+    """Fixed effects and residual error by pooled maximum likelihood (random effects at zero)."""
+    lay = program.layout
+    block = list(range(lay.mu.start, lay.mu.stop)) + list(range(lay.error.start, lay.error.stop))
+    eta0 = torch.zeros(idx.shape[0], lay.n_random, dtype=program.dtype, device=program.device)
+    return maximize_block(program, theta, block, eta0, idx, prior=False, fallbacks=fallbacks)
