@@ -1,15 +1,20 @@
 """`python -m benchmarks SUITE [args]`: run one suite, e.g. `python -m benchmarks pipeline --quick`,
 `python -m benchmarks random_effects`, `python -m benchmarks discrete`,
 `python -m benchmarks genomic`, `python -m benchmarks scaling`."""
+
 from __future__ import annotations
 
 import sys
 
 from benchmarks import discrete, genomic, pipeline, random_effects, scaling
 
-SUITES = {"pipeline": pipeline.main, "random_effects": random_effects.main,
-          "discrete": discrete.main, "genomic": genomic.main,
-          "scaling": scaling.main}
+SUITES = {
+    "pipeline": pipeline.main,
+    "random_effects": random_effects.main,
+    "discrete": discrete.main,
+    "genomic": genomic.main,
+    "scaling": scaling.main,
+}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -18,6 +18,7 @@ thread (the machine has 2 cores; see ENVIRONMENT.md).
 Writes random_effects.csv, random_effects.json, random_effects.md and random_effects.png (fitted
 against true densities of log A) to --out (default benchmarks/results).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,13 +42,16 @@ A = 100.0
 def truths():
     from pymixnn.simulate import NormalMixture1D, SkewNormal1D
 
-    return {"bimodal": NormalMixture1D.separated(0.4, 4.0, 0.1),
-            "skewed": SkewNormal1D(alpha=8.0, omega=0.35),
-            "gaussian": NormalMixture1D([1.0], [0.0], [0.2])}
+    return {
+        "bimodal": NormalMixture1D.separated(0.4, 4.0, 0.1),
+        "skewed": SkewNormal1D(alpha=8.0, omega=0.35),
+        "gaussian": NormalMixture1D([1.0], [0.0], [0.2]),
+    }
 
 
-def run(n: int, laws: list[str], *, seed: int, threads: int,
-        which: list[str] | None = None) -> tuple[list[dict], dict]:
+def run(
+    n: int, laws: list[str], *, seed: int, threads: int, which: list[str] | None = None
+) -> tuple[list[dict], dict]:
     import pymixnn
     from pymixnn.simulate import simulate_logistic
 
@@ -61,17 +65,39 @@ def run(n: int, laws: list[str], *, seed: int, threads: int,
         densities[truth_name] = {"truth": law}
         for re in laws:
             t0 = time.perf_counter()
-            res = pymixnn.fit(df, "logistic", id="id", x="t", y="y", random_effects=re, seed=seed,
-                              progress=False, threads=threads)
+            res = pymixnn.fit(
+                df,
+                "logistic",
+                id="id",
+                x="t",
+                y="y",
+                random_effects=re,
+                seed=seed,
+                progress=False,
+                threads=threads,
+            )
             seconds = time.perf_counter() - t0
             dens = res.re_density(n_samples=200_000, seed=1)
             w1 = wasserstein_distance(dens.samples["A"].to_numpy(), true_draws)
             summary = res.re_summary()
-            rec = dict(truth=truth_name, law=re, N=n, seconds=round(seconds, 2), loglik=res.loglik,
-                       loglik_se=res.loglik_se, aic=res.aic, bic=res.bic, df=res.df_modelwc,
-                       wasserstein_logA=w1, modes_logA=int(summary.loc["A", "n_modes"]),
-                       A=res.fixed_effects["A"], B=res.fixed_effects["B"], C=res.fixed_effects["C"],
-                       sigma=float(res.sigma["a"]), penalty=res.estimation.law.get("penalty"))
+            rec = dict(
+                truth=truth_name,
+                law=re,
+                N=n,
+                seconds=round(seconds, 2),
+                loglik=res.loglik,
+                loglik_se=res.loglik_se,
+                aic=res.aic,
+                bic=res.bic,
+                df=res.df_modelwc,
+                wasserstein_logA=w1,
+                modes_logA=int(summary.loc["A", "n_modes"]),
+                A=res.fixed_effects["A"],
+                B=res.fixed_effects["B"],
+                C=res.fixed_effects["C"],
+                sigma=float(res.sigma["a"]),
+                penalty=res.estimation.law.get("penalty"),
+            )
             if re == "mixture":
                 p = res.params["estimate"]
                 low = min((1, 2), key=lambda k: p[f"mean.{k}.A"])
@@ -79,8 +105,11 @@ def run(n: int, laws: list[str], *, seed: int, threads: int,
             records.append(rec)
             g = dens.grid[dens.grid["parameter"] == "A"]
             densities[truth_name][re] = (g["phi"].to_numpy(), g["density"].to_numpy())
-            print(f"{truth_name:9s} {re:9s} {seconds:7.1f} s  ll.is {res.loglik:10.2f}  "
-                  f"W1 {w1:.4f}  modes {rec['modes_logA']}", flush=True)
+            print(
+                f"{truth_name:9s} {re:9s} {seconds:7.1f} s  ll.is {res.loglik:10.2f}  "
+                f"W1 {w1:.4f}  modes {rec['modes_logA']}",
+                flush=True,
+            )
     return records, densities
 
 
@@ -112,21 +141,30 @@ def plot(densities: dict, path: Path) -> None:
 
 
 def markdown(records: list[dict], info: dict) -> str:
-    lines = ["# Random-effects laws: Gaussian vs mixture vs flow", "",
-             f"Logistic growth, N = {records[0]['N']} individuals x 10 observations; the law of log A "
-             "varies (see benchmarks/random_effects.py). W1: Wasserstein distance between the fitted "
-             "and true laws of log A. Machine: " + info["machine"] + ".", "",
-             "| truth | law | seconds | ll.is | AIC | BIC | W1(log A) | modes | A | sigma | penalty |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Random-effects laws: Gaussian vs mixture vs flow",
+        "",
+        f"Logistic growth, N = {records[0]['N']} individuals x 10 observations; the law of log A "
+        "varies (see benchmarks/random_effects.py). W1: Wasserstein distance between the fitted "
+        "and true laws of log A. Machine: " + info["machine"] + ".",
+        "",
+        "| truth | law | seconds | ll.is | AIC | BIC | W1(log A) | modes | A | sigma | penalty |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in records:
         pen = "" if r.get("penalty") is None else f"{r['penalty']:g}"
-        lines.append(f"| {r['truth']} | {r['law']} | {r['seconds']:.1f} | {r['loglik']:.2f} | "
-                     f"{r['aic']:.1f} | {r['bic']:.1f} | {r['wasserstein_logA']:.4f} | "
-                     f"{r['modes_logA']} | {r['A']:.2f} | {r['sigma']:.3f} | {pen} |")
+        lines.append(
+            f"| {r['truth']} | {r['law']} | {r['seconds']:.1f} | {r['loglik']:.2f} | "
+            f"{r['aic']:.1f} | {r['bic']:.1f} | {r['wasserstein_logA']:.4f} | "
+            f"{r['modes_logA']} | {r['A']:.2f} | {r['sigma']:.3f} | {pen} |"
+        )
     mix = [r for r in records if "prob_low_component" in r]
     if mix:
-        lines += ["", "Mixture weight of the low-A component (truth 0.40 for the bimodal truth): "
-                  + ", ".join(f"{r['truth']} {r['prob_low_component']:.3f}" for r in mix)]
+        lines += [
+            "",
+            "Mixture weight of the low-A component (truth 0.40 for the bimodal truth): "
+            + ", ".join(f"{r['truth']} {r['prob_low_component']:.3f}" for r in mix),
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -137,22 +175,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--truths", nargs="+", choices=list(truths()), default=None)
-    parser.add_argument("--quick", action="store_true",
-                        help="N = 150, bimodal truth, Gaussian and flow only (the test suite runs this)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="N = 150, bimodal truth, Gaussian and flow only (the test suite runs this)",
+    )
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = parser.parse_args(argv)
     if args.quick:
         args.n, args.laws, args.truths = 150, ["gaussian", "flow"], ["bimodal"]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    records, densities = run(args.n, args.laws, seed=args.seed, threads=args.threads,
-                             which=args.truths)
-    info = {"machine": f"{platform.machine()}, {platform.system()}, 1 torch thread",
-            "date": dt.datetime.now(dt.timezone.utc).isoformat(),
-            "versions": {p: version(p) for p in ("torch", "pyro-ppl", "numpy")}}
+    records, densities = run(args.n, args.laws, seed=args.seed, threads=args.threads, which=args.truths)
+    info = {
+        "machine": f"{platform.machine()}, {platform.system()}, 1 torch thread",
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "versions": {p: version(p) for p in ("torch", "pyro-ppl", "numpy")},
+    }
     pd.DataFrame(records).to_csv(out / "random_effects.csv", index=False)
-    (out / "random_effects.json").write_text(json.dumps({"records": records, "info": info}, indent=2,
-                                                        default=float) + "\n")
+    (out / "random_effects.json").write_text(
+        json.dumps({"records": records, "info": info}, indent=2, default=float) + "\n"
+    )
     (out / "random_effects.md").write_text(markdown(records, info))
     plot(densities, out / "random_effects.png")
     print(markdown(records, info))

@@ -23,6 +23,7 @@ run at larger N. One torch thread; R single-threaded.
 Adapters skip with the reason when their method is absent (saemix: CRAN only; give R_LIBS). Writes
 scaling.{csv,json,md} and scaling_time.png, accuracy.{csv,md} and accuracy.png to --out.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,8 +43,7 @@ import pandas as pd
 __all__ = ["main", "TRUTH", "METHODS"]
 
 ROOT = Path(__file__).resolve().parents[1]
-TRUTH = {"A": 100.0, "B": 5.0, "C": 1.5, "omega2.A": 0.04, "omega2.B": 0.0225, "omega2.C": 0.04,
-         "a": 2.0}
+TRUTH = {"A": 100.0, "B": 5.0, "C": 1.5, "omega2.A": 0.04, "omega2.B": 0.0225, "omega2.C": 0.04, "a": 2.0}
 METHODS = ("pymixnn", "saemix", "nlme")
 
 
@@ -71,8 +71,10 @@ def available(method: str) -> tuple[bool, str]:
     if not compare.r_available():
         return False, "R/rpy2 not available"
     if not compare.r_package_available(method):
-        return False, (f"R package {method} not installed"
-                       + (" (CRAN only: install it and give R_LIBS)" if method == "saemix" else ""))
+        return False, (
+            f"R package {method} not installed"
+            + (" (CRAN only: install it and give R_LIBS)" if method == "saemix" else "")
+        )
     return True, ""
 
 
@@ -92,29 +94,48 @@ def worker(method: str, n: int, seed: int) -> dict:
         if name not in p.index:
             continue
         est, lo, hi = (float(p.loc[name, c]) for c in ("estimate", "ci_lower", "ci_upper"))
-        rows[name] = dict(estimate=est, rel_error=est / truth - 1,
-                          covered=None if not (np.isfinite(lo) and np.isfinite(hi))
-                          else bool(lo <= truth <= hi))
-    return dict(method=method, n=n, seed=seed, seconds=seconds, loglik=float(res.loglik),
-                peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                params=rows, warnings=list(res.info.get("warnings", []))[:3],
-                stages=res.info.get("seconds_by_stage"))
+        rows[name] = dict(
+            estimate=est,
+            rel_error=est / truth - 1,
+            covered=None if not (np.isfinite(lo) and np.isfinite(hi)) else bool(lo <= truth <= hi),
+        )
+    return dict(
+        method=method,
+        n=n,
+        seed=seed,
+        seconds=seconds,
+        loglik=float(res.loglik),
+        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        params=rows,
+        warnings=list(res.info.get("warnings", []))[:3],
+        stages=res.info.get("seconds_by_stage"),
+    )
 
 
 def _run(method: str, n: int, seed: int, cap: float) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     t0 = time.perf_counter()
     try:
-        proc = subprocess.run([sys.executable, "-m", "benchmarks.scaling", "--worker", method,
-                               str(n), str(seed)], capture_output=True, text=True, cwd=ROOT,
-                              timeout=cap, env=env)
+        proc = subprocess.run(
+            [sys.executable, "-m", "benchmarks.scaling", "--worker", method, str(n), str(seed)],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=cap,
+            env=env,
+        )
     except subprocess.TimeoutExpired:
-        return dict(method=method, n=n, seed=seed, status=f"over the {cap:.0f} s cap",
-                    seconds=float("nan"))
+        return dict(method=method, n=n, seed=seed, status=f"over the {cap:.0f} s cap", seconds=float("nan"))
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["?"])[-1]
-        return dict(method=method, n=n, seed=seed, status=f"error: {tail[:200]}",
-                    seconds=float("nan"), wall=time.perf_counter() - t0)
+        return dict(
+            method=method,
+            n=n,
+            seed=seed,
+            status=f"error: {tail[:200]}",
+            seconds=float("nan"),
+            wall=time.perf_counter() - t0,
+        )
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     out["status"] = "ok"
     return out
@@ -142,8 +163,7 @@ def scaling(sizes, methods, cap, seed=1) -> list[dict]:
     return rows
 
 
-def accuracy(sizes, methods, reps, cap, store: Path | None = None,
-             resume: bool = False) -> list[dict]:
+def accuracy(sizes, methods, reps, cap, store: Path | None = None, resume: bool = False) -> list[dict]:
     """Replicates seeds 100..100+reps-1 per (method, N). Each finished run is appended to
     ``store`` (JSON lines) as it ends; with ``resume`` the runs already there are kept and not run
     again, so methods can be run at different times (e.g. the peers while pymixnn is tuned)."""
@@ -182,8 +202,9 @@ def accuracy(sizes, methods, reps, cap, store: Path | None = None,
 def _flatten(rows: list[dict]) -> pd.DataFrame:
     out = []
     for r in rows:
-        base = {k: r.get(k) for k in ("method", "n", "seed", "status", "seconds", "peak_rss_mb",
-                                      "loglik", "date")}
+        base = {
+            k: r.get(k) for k in ("method", "n", "seed", "status", "seconds", "peak_rss_mb", "loglik", "date")
+        }
         if r.get("params"):
             for name, v in r["params"].items():
                 out.append({**base, "parameter": name, **v})
@@ -195,16 +216,23 @@ def _flatten(rows: list[dict]) -> pd.DataFrame:
 def summarize_accuracy(flat: pd.DataFrame) -> pd.DataFrame:
     ok = flat[(flat["status"] == "ok") & flat["parameter"].notna()]
     g = ok.groupby(["n", "parameter", "method"])
-    out = pd.DataFrame({
-        "replicates": g["rel_error"].size(),
-        "bias_pct": 100 * g["rel_error"].mean(),
-        # Monte Carlo SE of the bias over the replicates: a bias within ~2 of these is noise
-        "bias_se_pct": 100 * g["rel_error"].std() / np.sqrt(g["rel_error"].size()),
-        "rmse_pct": 100 * np.sqrt(g["rel_error"].apply(lambda e: np.mean(e**2))),
-        "coverage_95": g["covered"].apply(lambda c: np.mean([bool(v) for v in c if v is not None])
-                                          if any(v is not None for v in c) else np.nan),
-        "seconds_median": g["seconds"].median(),
-    })
+    out = pd.DataFrame(
+        {
+            "replicates": g["rel_error"].size(),
+            "bias_pct": 100 * g["rel_error"].mean(),
+            # Monte Carlo SE of the bias over the replicates: a bias within ~2 of these is noise
+            "bias_se_pct": 100 * g["rel_error"].std() / np.sqrt(g["rel_error"].size()),
+            "rmse_pct": 100 * np.sqrt(g["rel_error"].apply(lambda e: np.mean(e**2))),
+            "coverage_95": g["covered"].apply(
+                lambda c: (
+                    np.mean([bool(v) for v in c if v is not None])
+                    if any(v is not None for v in c)
+                    else np.nan
+                )
+            ),
+            "seconds_median": g["seconds"].median(),
+        }
+    )
     return out.reset_index()
 
 
@@ -216,8 +244,9 @@ def pooled_coverage(flat: pd.DataFrame) -> pd.DataFrame:
     g = ok.groupby(["n", "method"])["covered"]
     cov = g.apply(lambda c: float(np.mean([bool(v) for v in c])))
     k = g.size()
-    return pd.DataFrame({"intervals": k, "coverage_95": cov,
-                         "coverage_se": np.sqrt(cov * (1 - cov) / k)}).reset_index()
+    return pd.DataFrame(
+        {"intervals": k, "coverage_95": cov, "coverage_se": np.sqrt(cov * (1 - cov) / k)}
+    ).reset_index()
 
 
 def versus(acc: pd.DataFrame, method: str = "pymixnn", reference: str = "saemix") -> pd.DataFrame:
@@ -229,12 +258,14 @@ def versus(acc: pd.DataFrame, method: str = "pymixnn", reference: str = "saemix"
     if not len(both):
         return pd.DataFrame()
     a, b = a.loc[both], b.loc[both]
-    return pd.DataFrame({
-        "rmse_ratio": a["rmse_pct"] / b["rmse_pct"],
-        "abs_bias_ratio": a["bias_pct"].abs() / b["bias_pct"].abs(),
-        "bias_diff_pct": a["bias_pct"] - b["bias_pct"],
-        "bias_se_pct": np.sqrt(a["bias_se_pct"] ** 2 + b["bias_se_pct"] ** 2) / np.sqrt(2),
-    }).reset_index()
+    return pd.DataFrame(
+        {
+            "rmse_ratio": a["rmse_pct"] / b["rmse_pct"],
+            "abs_bias_ratio": a["bias_pct"].abs() / b["bias_pct"].abs(),
+            "bias_diff_pct": a["bias_pct"] - b["bias_pct"],
+            "bias_se_pct": np.sqrt(a["bias_se_pct"] ** 2 + b["bias_se_pct"] ** 2) / np.sqrt(2),
+        }
+    ).reset_index()
 
 
 def _plots(flat: pd.DataFrame, acc: pd.DataFrame | None, out: Path) -> None:
@@ -299,10 +330,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--cap", type=float, default=600.0, help="seconds per run (default 600)")
-    ap.add_argument("--merge", action="store_true",
-                    help="scaling: keep the rows of scaling.json for the (method, N) not run now")
-    ap.add_argument("--resume", action="store_true",
-                    help="accuracy: keep the runs already in accuracy_runs.jsonl, run the rest")
+    ap.add_argument(
+        "--merge",
+        action="store_true",
+        help="scaling: keep the rows of scaling.json for the (method, N) not run now",
+    )
+    ap.add_argument(
+        "--resume",
+        action="store_true",
+        help="accuracy: keep the runs already in accuracy_runs.jsonl, run the rest",
+    )
     args = ap.parse_args(argv)
     if args.worker:
         method, n, seed = args.worker
@@ -311,9 +348,15 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     only = set(args.only or ["scaling", "accuracy"])
     methods = [m.strip() for m in args.methods.split(",")]
-    record = dict(date=dt.datetime.now(dt.timezone.utc).isoformat(), cpus=os.cpu_count(),
-                  machine=platform.machine(), threads=1, cap_seconds=args.cap, truth=TRUTH,
-                  availability={m: available(m) for m in methods})
+    record = dict(
+        date=dt.datetime.now(dt.timezone.utc).isoformat(),
+        cpus=os.cpu_count(),
+        machine=platform.machine(),
+        threads=1,
+        cap_seconds=args.cap,
+        truth=TRUTH,
+        availability={m: available(m) for m in methods},
+    )
     if "scaling" in only:
         sizes = [int(s) for s in args.sizes.split(",")]
         rows = scaling(sizes, methods, args.cap)
@@ -321,27 +364,39 @@ def main(argv: list[str] | None = None) -> None:
         if args.merge and stored.exists():
             # keep the stored rows of the (method, N) not run now (e.g. peers measured earlier)
             ran = {(r["method"], int(r["n"])) for r in rows}
-            old = [r for r in json.loads(stored.read_text()).get("scaling", [])
-                   if (r["method"], int(r["n"])) not in ran]
+            old = [
+                r
+                for r in json.loads(stored.read_text()).get("scaling", [])
+                if (r["method"], int(r["n"])) not in ran
+            ]
             order = {m: k for k, m in enumerate(METHODS)}
             rows = sorted(old + rows, key=lambda r: (order.get(r["method"], 99), int(r["n"])))
         flat = _flatten(rows)
         flat.to_csv(args.out / "scaling.csv", index=False)
         record["scaling"] = rows
-        table = (flat.drop_duplicates(["method", "n"])
-                 [["method", "n", "status", "seconds", "peak_rss_mb"]])
-        err = (flat[flat["parameter"].notna()].assign(abs_err_pct=lambda d: 100 * d["rel_error"].abs())
-               .groupby(["method", "n"])["abs_err_pct"].max().rename("max_abs_rel_error_pct"))
+        table = flat.drop_duplicates(["method", "n"])[["method", "n", "status", "seconds", "peak_rss_mb"]]
+        err = (
+            flat[flat["parameter"].notna()]
+            .assign(abs_err_pct=lambda d: 100 * d["rel_error"].abs())
+            .groupby(["method", "n"])["abs_err_pct"]
+            .max()
+            .rename("max_abs_rel_error_pct")
+        )
         table = table.merge(err.reset_index(), on=["method", "n"], how="left")
         (args.out / "scaling.md").write_text(
-            "# Scaling: pymixnn, saemix, nlme\n\n" + __doc__.split("\n\n")[1] + "\n\n"
-            + _md_table(table) + "\n")
+            "# Scaling: pymixnn, saemix, nlme\n\n"
+            + __doc__.split("\n\n")[1]
+            + "\n\n"
+            + _md_table(table)
+            + "\n"
+        )
         _plots(flat, None, args.out)
         print(_md_table(table))
     if "accuracy" in only:
         sizes = [int(s) for s in args.accuracy_sizes.split(",")]
-        rows = accuracy(sizes, methods, args.reps, args.cap, args.out / "accuracy_runs.jsonl",
-                        resume=args.resume)
+        rows = accuracy(
+            sizes, methods, args.reps, args.cap, args.out / "accuracy_runs.jsonl", resume=args.resume
+        )
         flat = _flatten(rows)
         flat.to_csv(args.out / "accuracy_runs.csv", index=False)
         acc = summarize_accuracy(flat)
@@ -356,15 +411,24 @@ def main(argv: list[str] | None = None) -> None:
             "Relative errors against the truth in % (bias, its Monte Carlo SE over the "
             "replicates, RMSE), 95% CI coverage of the truth, median seconds. nlme reports no "
             "SEs for variance parameters, so it has no coverage for them.\n\n"
-            + _md_table(acc) + "\n\n## 95% coverage pooled over parameters\n\n"
-            + _md_table(pooled) + "\n\n## pymixnn against saemix (same data sets)\n\n"
+            + _md_table(acc)
+            + "\n\n## 95% coverage pooled over parameters\n\n"
+            + _md_table(pooled)
+            + "\n\n## pymixnn against saemix (same data sets)\n\n"
             "rmse_ratio and abs_bias_ratio: pymixnn's over saemix's; bias_diff_pct: pymixnn's "
             "bias less saemix's, with bias_se_pct the MC SE of one method's bias.\n\n"
-            + (_md_table(vs) if not vs.empty else "(saemix absent)") + "\n")
+            + (_md_table(vs) if not vs.empty else "(saemix absent)")
+            + "\n"
+        )
         _plots(pd.DataFrame(), acc, args.out)
         print(_md_table(acc))
-    name = "scaling.json" if only == {"scaling"} else "accuracy.json" if only == {"accuracy"} \
+    name = (
+        "scaling.json"
+        if only == {"scaling"}
+        else "accuracy.json"
+        if only == {"accuracy"}
         else "scaling_accuracy.json"
+    )
     (args.out / name).write_text(json.dumps(record, indent=2, default=float))
 
 

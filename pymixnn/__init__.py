@@ -7,6 +7,7 @@
 ...                   progress=False)  # doctest: +SKIP
 >>> print(res.summary())  # doctest: +SKIP
 """
+
 from pymixnn import datasets
 from pymixnn.control import Control
 from pymixnn.data.table import Data
@@ -26,7 +27,7 @@ from pymixnn.model.observation import (
 )
 from pymixnn.model.random_effects import Flow, Gaussian, Mixture
 from pymixnn.problem import NLME
-from pymixnn.results.diagnostics import ConvergenceWarning
+from pymixnn.results.diagnostics import ConvergenceWarning, FallbackWarning
 
 __version__ = "0.1.0"
 
@@ -51,7 +52,33 @@ def __getattr__(name):  # Results imports torch and pyro: load it only when aske
     raise AttributeError(f"module 'pymixnn' has no attribute {name!r}")
 
 
-__all__ = ["fit", "NLME", "Control", "ConvergenceWarning", "Data", "Model", "named", "NAMED_MODELS",
-           "Results", "compare", "compare_fits", "Gaussian", "Mixture", "Flow", "Genomic", "Normal",
-           "Poisson", "NegativeBinomial", "ZeroInflatedPoisson", "Binomial", "Bernoulli", "Ordinal",
-           "LogLikelihood", "observation", "datasets", "simulate", "__version__"]
+__all__ = [
+    "fit",
+    "NLME",
+    "Control",
+    "ConvergenceWarning",
+    "FallbackWarning",
+    "Data",
+    "Model",
+    "named",
+    "NAMED_MODELS",
+    "Results",
+    "compare",
+    "compare_fits",
+    "Gaussian",
+    "Mixture",
+    "Flow",
+    "Genomic",
+    "Normal",
+    "Poisson",
+    "NegativeBinomial",
+    "ZeroInflatedPoisson",
+    "Binomial",
+    "Bernoulli",
+    "Ordinal",
+    "LogLikelihood",
+    "observation",
+    "datasets",
+    "simulate",
+    "__version__",
+]

@@ -1,4 +1,5 @@
 """``python -m pymixnn ...``: the ``pymixnn`` command (see :mod:`pymixnn.cli`)."""
+
 import sys
 
 from pymixnn.cli import main

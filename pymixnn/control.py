@@ -13,6 +13,7 @@ Traceback (most recent call last):
 ...
 pymixnn.validation.InputError: lr must be a finite number > 0 (the SVI step size, e.g. lr=0.02), got -1
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -73,8 +74,9 @@ def resolve_control(control: Control | None, flat: Mapping[str, Any]) -> Control
     flat keyword may only repeat the Control's value, otherwise an InputError names it."""
     unknown = [k for k in flat if k not in CONTROL_FIELDS]
     if unknown:
-        raise TypeError(f"unknown algorithm setting(s) {unknown}; Control's fields are "
-                        f"{list(CONTROL_FIELDS)}")
+        raise TypeError(
+            f"unknown algorithm setting(s) {unknown}; Control's fields are {list(CONTROL_FIELDS)}"
+        )
     if control is None:
         return Control(**flat)
     if not isinstance(control, Control):
@@ -82,6 +84,8 @@ def resolve_control(control: Control | None, flat: Mapping[str, Any]) -> Control
     conflicts = {k: v for k, v in flat.items() if getattr(control, k) != v}
     if conflicts:
         shown = ", ".join(f"{k}={v!r} (control has {getattr(control, k)!r})" for k, v in conflicts.items())
-        raise InputError(f"give each algorithm setting once, in control= or as a keyword, not both "
-                         f"with different values: {shown}")
+        raise InputError(
+            f"give each algorithm setting once, in control= or as a keyword, not both "
+            f"with different values: {shown}"
+        )
     return control

@@ -1,4 +1,5 @@
-"""Former path of :mod:`pymixnn.model.covariates`, kept so that old imports work (the same module object)."""
+"""Former path of :mod:`pymixnn.model.covariates` (an alias of the same module object)."""
+
 import sys
 
 from pymixnn.model import covariates as _module

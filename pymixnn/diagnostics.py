@@ -1,4 +1,5 @@
-"""Former path of :mod:`pymixnn.results.diagnostics`, kept so that old imports work (the same module object)."""
+"""Former path of :mod:`pymixnn.results.diagnostics` (an alias of the same module object)."""
+
 import sys
 
 from pymixnn.results import diagnostics as _module

@@ -10,6 +10,7 @@
 >>> round(res.fixed_effects["CL"], 1)  # doctest: +SKIP
 2.8
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -39,20 +40,43 @@ class _Unset:
 UNSET: Any = _Unset()
 
 
-def fit(data: pd.DataFrame | Data, model: Model | str, *, id: str | None = None,
-        x: str | Sequence[str] | None = None, y: str | None = None,
-        covariates: Mapping[str, Sequence[str] | str] | None = None, dropna: bool = False,
-        time_unit: str | None = None, init: Mapping[str, float] | None = None, error: str | None = None,
-        omega: str | None = None, random: Sequence[str] | None = None,
-        transforms: Mapping[str, str] | str | None = None,
-        random_effects="gaussian", n_components: int | str | None = None,
-        context: Sequence[str] | str | None = None,
-        observation="gaussian", trials: str | None = None, censoring: str | None = None,
-        genotype: str | None = None, genomic=None, control: Control | None = None,
-        batch_size: int = UNSET, max_steps: int = UNSET, lr: float = UNSET, num_particles: int = UNSET,
-        refine: bool = UNSET, is_samples: int | None = UNSET, likelihood: str = UNSET,
-        device: str = UNSET, dtype: str | None = UNSET, threads: int | None = UNSET, seed: int = UNSET,
-        progress: bool = UNSET):
+def fit(
+    data: pd.DataFrame | Data,
+    model: Model | str,
+    *,
+    id: str | None = None,
+    x: str | Sequence[str] | None = None,
+    y: str | None = None,
+    covariates: Mapping[str, Sequence[str] | str] | None = None,
+    dropna: bool = False,
+    time_unit: str | None = None,
+    init: Mapping[str, float] | None = None,
+    error: str | None = None,
+    omega: str | None = None,
+    random: Sequence[str] | None = None,
+    transforms: Mapping[str, str] | str | None = None,
+    random_effects="gaussian",
+    n_components: int | str | None = None,
+    context: Sequence[str] | str | None = None,
+    observation="gaussian",
+    trials: str | None = None,
+    censoring: str | None = None,
+    genotype: str | None = None,
+    genomic=None,
+    control: Control | None = None,
+    batch_size: int = UNSET,
+    max_steps: int = UNSET,
+    lr: float = UNSET,
+    num_particles: int = UNSET,
+    refine: bool = UNSET,
+    is_samples: int | None = UNSET,
+    likelihood: str = UNSET,
+    device: str = UNSET,
+    dtype: str | None = UNSET,
+    threads: int | None = UNSET,
+    seed: int = UNSET,
+    progress: bool = UNSET,
+):
     """Fit a nonlinear mixed-effects model by minibatch stochastic variational inference.
 
     Parameters
@@ -119,16 +143,48 @@ def fit(data: pd.DataFrame | Data, model: Model | str, *, id: str | None = None,
     -------
     Results
     """
-    settings = {k: v for k, v in dict(
-        batch_size=batch_size, max_steps=max_steps, lr=lr, num_particles=num_particles, refine=refine,
-        is_samples=is_samples, likelihood=likelihood, device=device, dtype=dtype, threads=threads,
-        seed=seed, progress=progress).items() if v is not UNSET}
+    settings = {
+        k: v
+        for k, v in dict(
+            batch_size=batch_size,
+            max_steps=max_steps,
+            lr=lr,
+            num_particles=num_particles,
+            refine=refine,
+            is_samples=is_samples,
+            likelihood=likelihood,
+            device=device,
+            dtype=dtype,
+            threads=threads,
+            seed=seed,
+            progress=progress,
+        ).items()
+        if v is not UNSET
+    }
     control = resolve_control(control, settings)  # the settings are checked before any data work
-    problem = NLME(data, model, id=id, x=x, y=y, covariates=covariates, dropna=dropna,
-                   time_unit=time_unit, init=init, error=error, omega=omega, random=random,
-                   transforms=transforms, random_effects=random_effects, n_components=n_components,
-                   context=context, observation=observation, trials=trials, censoring=censoring,
-                   genotype=genotype, genomic=genomic)
+    problem = NLME(
+        data,
+        model,
+        id=id,
+        x=x,
+        y=y,
+        covariates=covariates,
+        dropna=dropna,
+        time_unit=time_unit,
+        init=init,
+        error=error,
+        omega=omega,
+        random=random,
+        transforms=transforms,
+        random_effects=random_effects,
+        n_components=n_components,
+        context=context,
+        observation=observation,
+        trials=trials,
+        censoring=censoring,
+        genotype=genotype,
+        genomic=genomic,
+    )
     return fit_problem(problem, control)
 
 
@@ -138,8 +194,10 @@ def fit_problem(problem: NLME, control: Control):
 
     model, data = problem.model, problem.data
     if control.likelihood == "gq" and len(model.random) > 3:
-        raise InputError(f"likelihood='gq' integrates at most 3 random effects (tensor-product "
-                         f"nodes); this model has {len(model.random)}: use 'is'")
+        raise InputError(
+            f"likelihood='gq' integrates at most 3 random effects (tensor-product "
+            f"nodes); this model has {len(model.random)}: use 'is'"
+        )
     setup = problem.genomic_setup()
     _check_function(problem, problem.start)
 
@@ -147,28 +205,70 @@ def fit_problem(problem: NLME, control: Control):
 
     c = control
     options = EstimationOptions(
-        seed=int(c.seed), device=c.device, dtype=c.dtype, threads=c.threads, refine=c.refine,
-        is_samples=c.is_samples, likelihood=c.likelihood,
-        svi=SVIOptions(batch_size=int(c.batch_size), max_steps=int(c.max_steps), lr=c.lr,
-                       lr_final=c.lr / 20, num_particles=int(c.num_particles), progress=c.progress))
-    estimation = estimate(model, data, problem.design, problem.start_candidates(), options,
-                          law=problem.law, context=problem.context_matrix,
-                          observation=problem.observation, genomic=setup)
+        seed=int(c.seed),
+        device=c.device,
+        dtype=c.dtype,
+        threads=c.threads,
+        refine=c.refine,
+        is_samples=c.is_samples,
+        likelihood=c.likelihood,
+        svi=SVIOptions(
+            batch_size=int(c.batch_size),
+            max_steps=int(c.max_steps),
+            lr=c.lr,
+            lr_final=c.lr / 20,
+            num_particles=int(c.num_particles),
+            progress=c.progress,
+        ),
+    )
+    estimation = estimate(
+        model,
+        data,
+        problem.design,
+        problem.start_candidates(),
+        options,
+        law=problem.law,
+        context=problem.context_matrix,
+        observation=problem.observation,
+        genomic=setup,
+    )
     markers = None
     if problem.markers is not None:
         estimation = _with_marker_record(estimation, problem)
         markers = {k: problem.markers[k] for k in ("matrix", "genotype", "levels")}
     genomic = problem.genomic
-    settings = dict(seed=int(c.seed), device=c.device, batch_size=int(c.batch_size),
-                    max_steps=int(c.max_steps), lr=c.lr, num_particles=int(c.num_particles),
-                    refine=c.refine, init=problem.start, covariates=problem.covariates,
-                    context=problem.context_columns, observation=observation_to_dict(problem.observation),
-                    likelihood=c.likelihood, genotype=problem.genotype,
-                    genomic=None if genomic is None else genomic.to_dict())
+    settings = dict(
+        seed=int(c.seed),
+        device=c.device,
+        batch_size=int(c.batch_size),
+        max_steps=int(c.max_steps),
+        lr=c.lr,
+        num_particles=int(c.num_particles),
+        refine=c.refine,
+        init=problem.start,
+        covariates=problem.covariates,
+        context=problem.context_columns,
+        observation=observation_to_dict(problem.observation),
+        likelihood=c.likelihood,
+        genotype=problem.genotype,
+        genomic=None if genomic is None else genomic.to_dict(),
+    )
     if any(problem.fallbacks.values()):  # only when one was taken: other fits' settings are unchanged
         settings["fallbacks"] = dict(problem.fallbacks)
-    res = Results(model=model, data=data, design=problem.design, estimation=estimation,
-                  settings=settings, observation=problem.observation, markers=markers)
+    if getattr(estimation, "run", None) is not None:  # one table of counts: inference's and the problem's
+        run = estimation.run
+        estimation = dataclasses.replace(
+            estimation, run=run.replace(fallbacks={**run.fallbacks, **problem.fallbacks})
+        )
+    res = Results(
+        model=model,
+        data=data,
+        design=problem.design,
+        estimation=estimation,
+        settings=settings,
+        observation=problem.observation,
+        markers=markers,
+    )
     _warn_diagnostics(res)
     return res
 
@@ -182,11 +282,19 @@ def _with_marker_record(estimation, problem: NLME):
     """The estimation with the marker matrix's description added to its genomic record (names,
     scaling, genotypes, map, interaction levels) that prediction for new genotypes needs."""
     mm, genomic = problem.markers["matrix"], problem.genomic
-    extra = dict(marker_names=list(mm.names), marker_scale=np.asarray(mm.scale), genotypes=list(mm.genotypes),
-                 marker_map=None if mm.map is None else {"chr": list(mm.map["chr"]),
-                                                         "pos": np.asarray(mm.map["pos"], dtype=float)},
-                 interaction=genomic.interaction, levels=problem.markers["levels"], report=dict(mm.report),
-                 genotype_column=problem.genotype, markers_id=genomic.id)
+    extra = dict(
+        marker_names=list(mm.names),
+        marker_scale=np.asarray(mm.scale),
+        genotypes=list(mm.genotypes),
+        marker_map=None
+        if mm.map is None
+        else {"chr": list(mm.map["chr"]), "pos": np.asarray(mm.map["pos"], dtype=float)},
+        interaction=genomic.interaction,
+        levels=problem.markers["levels"],
+        report=dict(mm.report),
+        genotype_column=problem.genotype,
+        markers_id=genomic.id,
+    )
     record = estimation.genomic
     if hasattr(record, "replace"):  # a frozen GenomicPosterior record
         return dataclasses.replace(estimation, genomic=record.replace(**extra))
@@ -199,11 +307,17 @@ def _warn_diagnostics(res) -> None:
     is not the given one (a warning the user should see, not only a line in ``res.info``)."""
     import warnings
 
-    from pymixnn.results.diagnostics import ConvergenceWarning
+    from pymixnn.results.diagnostics import ConvergenceWarning, FallbackWarning
 
+    fallback_messages = tuple(getattr(res.run, "fallback_warnings", ()) if res.run is not None else ())
+    for message in fallback_messages:
+        warnings.warn(message, FallbackWarning, stacklevel=3)
     for message in res.convergence_messages():
-        warnings.warn(("fit did not converge: " if not res.converged else "") + message,
-                      ConvergenceWarning, stacklevel=3)
+        warnings.warn(
+            ("fit did not converge: " if not res.converged else "") + message,
+            ConvergenceWarning,
+            stacklevel=3,
+        )
     for message in res.info.get("warnings", []):  # the start kept, when not the given one
-        if message.startswith("start values:"):
+        if message.startswith("start values:") and message not in fallback_messages:
             warnings.warn(message, UserWarning, stacklevel=3)

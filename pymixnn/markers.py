@@ -1,4 +1,5 @@
-"""Former path of :mod:`pymixnn.data.markers`, kept so that old imports work (the same module object)."""
+"""Former path of :mod:`pymixnn.data.markers` (an alias of the same module object)."""
+
 import sys
 
 from pymixnn.data import markers as _module

@@ -1,4 +1,5 @@
-"""Former path of :mod:`pymixnn.results.plots`, kept so that old imports work (the same module object)."""
+"""Former path of :mod:`pymixnn.results.plots` (an alias of the same module object)."""
+
 import sys
 
 from pymixnn.results import plots as _module

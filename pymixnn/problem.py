@@ -13,6 +13,7 @@ resolved problem.
 (('A', 'B', 'C'), 5)
 >>> res = problem.fit(pymixnn.Control(max_steps=200, progress=False))  # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import warnings
@@ -68,15 +69,31 @@ class NLME:
     and ``fallbacks`` (counts of values replaced while resolving, e.g. ``start_values_replaced``).
     """
 
-    def __init__(self, data: pd.DataFrame | Data, model: Model | str, *, id: str | None = None,
-                 x: str | Sequence[str] | None = None, y: str | None = None,
-                 covariates: Mapping[str, Sequence[str] | str] | None = None, dropna: bool = False,
-                 time_unit: str | None = None, init: Mapping[str, float] | None = None,
-                 error: str | None = None, omega: str | None = None, random: Sequence[str] | None = None,
-                 transforms: Mapping[str, str] | str | None = None, random_effects: Any = "gaussian",
-                 n_components: int | str | None = None, context: Sequence[str] | str | None = None,
-                 observation: Any = "gaussian", trials: str | None = None, censoring: str | None = None,
-                 genotype: str | None = None, genomic: Any = None) -> None:
+    def __init__(
+        self,
+        data: pd.DataFrame | Data,
+        model: Model | str,
+        *,
+        id: str | None = None,
+        x: str | Sequence[str] | None = None,
+        y: str | None = None,
+        covariates: Mapping[str, Sequence[str] | str] | None = None,
+        dropna: bool = False,
+        time_unit: str | None = None,
+        init: Mapping[str, float] | None = None,
+        error: str | None = None,
+        omega: str | None = None,
+        random: Sequence[str] | None = None,
+        transforms: Mapping[str, str] | str | None = None,
+        random_effects: Any = "gaussian",
+        n_components: int | str | None = None,
+        context: Sequence[str] | str | None = None,
+        observation: Any = "gaussian",
+        trials: str | None = None,
+        censoring: str | None = None,
+        genotype: str | None = None,
+        genomic: Any = None,
+    ) -> None:
         if not isinstance(dropna, (bool, np.bool_)):
             raise InputError(f"dropna must be True or False, got {dropna!r}")
         self.covariates = normalize_mapping(covariates)
@@ -85,8 +102,11 @@ class NLME:
         frame = data.frame if isinstance(data, Data) else data
         aux = check_observation_columns(frame, obs, trials, censoring, error)
         self.law = resolve_law(random_effects, n_components=n_components, context=context)
-        overrides = {k: v for k, v in dict(error=error, omega=omega, random=random,
-                                           transforms=transforms).items() if v is not None}
+        overrides = {
+            k: v
+            for k, v in dict(error=error, omega=omega, random=random, transforms=transforms).items()
+            if v is not None
+        }
         check_names(random, model, "random")
         check_names(transforms if isinstance(transforms, Mapping) else None, model, "transforms")
         if overrides:
@@ -95,11 +115,18 @@ class NLME:
         check_init(init, model)
         self.context_columns = context_columns(self.law)
         genomic_columns = check_genomic(genotype, genomic, model)
-        covariate_columns = list(dict.fromkeys([c for cols in self.covariates.values() for c in cols]
-                                               + self.context_columns + genomic_columns))
+        covariate_columns = list(
+            dict.fromkeys(
+                [c for cols in self.covariates.values() for c in cols]
+                + self.context_columns
+                + genomic_columns
+            )
+        )
         if isinstance(data, pd.DataFrame):
-            check_columns_unique(data, [id, *([x] if isinstance(x, str) else list(x or [])), y,
-                                        *aux.values(), *covariate_columns])
+            check_columns_unique(
+                data,
+                [id, *([x] if isinstance(x, str) else list(x or [])), y, *aux.values(), *covariate_columns],
+            )
             check_response_dtype(data, y, obs)
         if obs.encodes_response:
             data, obs = _encode_response(data, obs, y)
@@ -114,8 +141,9 @@ class NLME:
         self.data, self.model, self.observation = data, model, obs
         self.genotype, self.genomic, self.init = genotype, genomic, init
         self.design = CovariateDesign.build(self.covariates, data.covariates, model.parameters)
-        self.context_matrix = (_context_matrix(data, self.context_columns, model)
-                               if self.context_columns else None)
+        self.context_matrix = (
+            _context_matrix(data, self.context_columns, model) if self.context_columns else None
+        )
         self.fallbacks: dict[str, int] = {"start_values_replaced": 0}
         self.start = self.initial_values()
         self.markers = _prepare_markers(genomic, genotype, data) if genomic is not None else None
@@ -159,8 +187,10 @@ class NLME:
         values.update({str(k): float(v) for k, v in (init or {}).items()})
         missing = [p for p in model.parameters if p not in values]
         if missing:
-            raise InputError(f"no initial value for {missing}: give init={{...}} (natural scale) or a "
-                             "model with a self_start")
+            raise InputError(
+                f"no initial value for {missing}: give init={{...}} (natural scale) or a "
+                "model with a self_start"
+            )
         replaced = []
         for p in model.parameters:
             if not tr.valid_natural(model.transforms[p], values[p]):
@@ -168,8 +198,10 @@ class NLME:
                     replaced.append((p, values[p]))
                     values[p] = tr.default_natural(model.transforms[p])
                 else:
-                    raise InputError(f"initial value of {p!r} is {values[p]!r}, outside the support of "
-                                     f"its {model.transforms[p]!r} transform")
+                    raise InputError(
+                        f"initial value of {p!r} is {values[p]!r}, outside the support of "
+                        f"its {model.transforms[p]!r} transform"
+                    )
         return {p: float(values[p]) for p in model.parameters}, replaced
 
     def _count_replaced(self, replaced: list[tuple[str, float]], values: Mapping[str, float]) -> None:
@@ -177,8 +209,12 @@ class NLME:
             return
         self.fallbacks["start_values_replaced"] += len(replaced)
         shown = ", ".join(f"{p} = {v!r} replaced by {values[p]!r}" for p, v in replaced)
-        warnings.warn(f"start values: the model's self-start gave values outside the support of their "
-                      f"transform ({shown}); give init= to choose them", UserWarning, stacklevel=4)
+        warnings.warn(
+            f"start values: the model's self-start gave values outside the support of their "
+            f"transform ({shown}); give init= to choose them",
+            UserWarning,
+            stacklevel=4,
+        )
 
     def check_function(self, values: Mapping[str, float]) -> None:
         """Evaluate the structural function (torch) at ``values`` on the first individual: a
@@ -192,16 +228,22 @@ class NLME:
         try:
             out = model.function(psi, x)
         except Exception as err:  # the user's function: report it with the shapes it was given
-            raise InputError(f"the structural function failed on psi of shape {tuple(psi.shape)} "
-                             f"and x of shape {tuple(x.shape)}: {err}") from err
+            raise InputError(
+                f"the structural function failed on psi of shape {tuple(psi.shape)} "
+                f"and x of shape {tuple(x.shape)}: {err}"
+            ) from err
         if not isinstance(out, torch.Tensor) or tuple(out.shape) != tuple(x.shape[:-1]):
             shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-            raise InputError(f"the structural function must return a tensor of shape "
-                             f"{tuple(x.shape[:-1])} for psi {tuple(psi.shape)} and x {tuple(x.shape)}; "
-                             f"got {shape}")
+            raise InputError(
+                f"the structural function must return a tensor of shape "
+                f"{tuple(x.shape[:-1])} for psi {tuple(psi.shape)} and x {tuple(x.shape)}; "
+                f"got {shape}"
+            )
         if not bool(torch.isfinite(out[0][torch.as_tensor(mask[0])]).all()):
-            raise InputError(f"the structural function gives non-finite predictions at the initial "
-                             f"values {dict(values)} for individual {data.ids[0]!r}; change init")
+            raise InputError(
+                f"the structural function gives non-finite predictions at the initial "
+                f"values {dict(values)} for individual {data.ids[0]!r}; change init"
+            )
 
     # ---- genomic ---------------------------------------------------------------------------
     def genomic_setup(self):
@@ -214,11 +256,18 @@ class NLME:
         residual = genomic.residual
         if residual == "auto":
             residual = self.data.n_individuals > info["n_genotypes"]
-        return GenomicSetup(G=info["matrix"].values, cell_genotype=info["cells"][:, 0],
-                            cell_level=info["cells"][:, 1], n_levels=len(info["levels"]),
-                            individual_cell=info["individual_cell"], params=tuple(genomic.params),
-                            prior=genomic.prior, residual=bool(residual),
-                            global_scale=float(genomic.global_scale), max_iter=int(genomic.max_iter))
+        return GenomicSetup(
+            G=info["matrix"].values,
+            cell_genotype=info["cells"][:, 0],
+            cell_level=info["cells"][:, 1],
+            n_levels=len(info["levels"]),
+            individual_cell=info["individual_cell"],
+            params=tuple(genomic.params),
+            prior=genomic.prior,
+            residual=bool(residual),
+            global_scale=float(genomic.global_scale),
+            max_iter=int(genomic.max_iter),
+        )
 
     # ---- fitting ---------------------------------------------------------------------------
     def fit(self, control: Control | None = None, **algorithm: Any):
@@ -231,42 +280,71 @@ class NLME:
 
     def __repr__(self) -> str:
         d = self.data
-        return (f"NLME(model={self.model.name or 'custom'!r}, law={self.law.name!r}, "
-                f"observation={self.observation.name!r}, {d.n_individuals} individuals, {d.n_obs} rows)")
+        return (
+            f"NLME(model={self.model.name or 'custom'!r}, law={self.law.name!r}, "
+            f"observation={self.observation.name!r}, {d.n_individuals} individuals, {d.n_obs} rows)"
+        )
 
 
 # ---- helpers ------------------------------------------------------------------------------------
-def _as_data(data, id, x, y, covariate_columns: list[str], dropna: bool,
-             aux: dict[str, str], time_unit: str | None = None) -> Data:
+def _as_data(
+    data,
+    id,
+    x,
+    y,
+    covariate_columns: list[str],
+    dropna: bool,
+    aux: dict[str, str],
+    time_unit: str | None = None,
+) -> Data:
     if isinstance(data, Data):
         if time_unit is not None and time_unit != data.time_unit:
-            raise InputError(f"time_unit={time_unit!r} applies to a DataFrame; the Data object has "
-                             f"time_unit={data.time_unit!r}: give it to Data.from_pandas")
+            raise InputError(
+                f"time_unit={time_unit!r} applies to a DataFrame; the Data object has "
+                f"time_unit={data.time_unit!r}: give it to Data.from_pandas"
+            )
         missing = [c for c in covariate_columns if c not in data.covariate_cols]
         if missing:
-            raise InputError(f"covariates {missing} are not in the Data object "
-                             f"(it has {data.covariate_cols}); rebuild it with covariates=")
+            raise InputError(
+                f"covariates {missing} are not in the Data object "
+                f"(it has {data.covariate_cols}); rebuild it with covariates="
+            )
         if aux and dict(data.aux_cols) != aux:
-            raise InputError(f"the Data object has auxiliary columns {data.aux_cols}, not {aux}; "
-                             "rebuild it with Data.from_pandas(..., aux=...)")
+            raise InputError(
+                f"the Data object has auxiliary columns {data.aux_cols}, not {aux}; "
+                "rebuild it with Data.from_pandas(..., aux=...)"
+            )
         return data
     if isinstance(data, pd.DataFrame):
         if id is None or x is None or y is None:
             raise InputError("with a DataFrame, give the columns: fit(df, model, id=..., x=..., y=...)")
-        return Data.from_pandas(data, id=id, x=x, y=y, covariates=covariate_columns or None,
-                                dropna=dropna, aux=aux or None, time_unit=time_unit)
+        return Data.from_pandas(
+            data,
+            id=id,
+            x=x,
+            y=y,
+            covariates=covariate_columns or None,
+            dropna=dropna,
+            aux=aux or None,
+            time_unit=time_unit,
+        )
     raise InputTypeError(f"data must be a pandas DataFrame or a pymixnn.Data, got {type(data).__name__}")
 
 
 def _check_model_on_data(model: Model, data: Data, obs: Observation) -> None:
     """Column count, support of y for the error model / observation family (clear errors)."""
     if model.x_names is not None and len(model.x_names) != len(data.x_cols):
-        raise InputError(f"model {model.name!r} reads {len(model.x_names)} x column(s) "
-                         f"{list(model.x_names)}, but x={data.x_cols} has {len(data.x_cols)}")
+        raise InputError(
+            f"model {model.name!r} reads {len(model.x_names)} x column(s) "
+            f"{list(model.x_names)}, but x={data.x_cols} has {len(data.x_cols)}"
+        )
     frame = data.frame
     if not obs.encodes_response:  # coded responses (ordinal levels) are checked before Data
-        obs.validate(frame[data.y_col], data.y_col,
-                     {role: frame[col].rename(col) for role, col in data.aux_cols.items()})
+        obs.validate(
+            frame[data.y_col],
+            data.y_col,
+            {role: frame[col].rename(col) for role, col in data.aux_cols.items()},
+        )
     check_response_support(model, data, obs)
 
 
@@ -284,8 +362,10 @@ def _encode_response(data, obs: Observation, y):
     codes = obs.encode_response(values)
     if isinstance(data, Data):
         if not np.array_equal(codes, data.y):
-            raise InputError(f"{obs.name} data given as a pymixnn.Data must hold the codes 0..K-1 of "
-                             f"the levels {list(obs.levels)}; pass the DataFrame instead")
+            raise InputError(
+                f"{obs.name} data given as a pymixnn.Data must hold the codes 0..K-1 of "
+                f"the levels {list(obs.levels)}; pass the DataFrame instead"
+            )
         return data, obs
     out = frame.copy()
     out[column] = codes
@@ -300,8 +380,10 @@ def _context_matrix(data: Data, columns: list[str], model: Model) -> np.ndarray:
     sd = matrix.std(axis=0)
     constant = [coded.names[j] for j in np.nonzero(sd == 0)[0]]
     if constant:
-        raise InputError(f"flow context {columns}: {constant} take a single value in the data; "
-                         "a conditional flow needs covariates that vary between individuals")
+        raise InputError(
+            f"flow context {columns}: {constant} take a single value in the data; "
+            "a conditional flow needs covariates that vary between individuals"
+        )
     return (matrix - matrix.mean(axis=0)) / sd
 
 
@@ -311,18 +393,27 @@ def _prepare_markers(genomic, genotype: str, data: Data) -> dict:
     from pymixnn.data.markers import prepare_markers
 
     ind_genotype = data.covariates[genotype].to_numpy()
-    markers = prepare_markers(genomic.markers, pd.unique(ind_genotype), map=genomic.map,
-                              id=genomic.id, genotype_column=genotype)
+    markers = prepare_markers(
+        genomic.markers, pd.unique(ind_genotype), map=genomic.map, id=genomic.id, genotype_column=genotype
+    )
     rows = markers.rows(ind_genotype)
     if genomic.interaction:
         values = data.covariates[genomic.interaction]
         levels = sorted(pd.unique(values), key=str)
         if len(levels) < 2:
-            raise InputError(f"Genomic(interaction={genomic.interaction!r}): the column has a single "
-                             f"level {levels!r}; a scenario-by-marker interaction needs two or more")
+            raise InputError(
+                f"Genomic(interaction={genomic.interaction!r}): the column has a single "
+                f"level {levels!r}; a scenario-by-marker interaction needs two or more"
+            )
         level = np.array([levels.index(v) for v in values], dtype=np.int64)
     else:
         levels, level = [None], np.zeros(len(rows), dtype=np.int64)
     cells, individual_cell = np.unique(np.stack([rows, level], axis=1), axis=0, return_inverse=True)
-    return dict(matrix=markers, genotype=genotype, levels=list(levels), cells=cells,
-                individual_cell=np.asarray(individual_cell).ravel(), n_genotypes=len(np.unique(rows)))
+    return dict(
+        matrix=markers,
+        genotype=genotype,
+        levels=list(levels),
+        cells=cells,
+        individual_cell=np.asarray(individual_cell).ravel(),
+        n_genotypes=len(np.unique(rows)),
+    )

@@ -1,4 +1,5 @@
-"""Former path of :mod:`pymixnn.model.random_effects`, kept so that old imports work (the same module object)."""
+"""Former path of :mod:`pymixnn.model.random_effects` (an alias of the same module object)."""
+
 import sys
 
 from pymixnn.model import random_effects as _module

@@ -63,9 +63,15 @@ def call(function: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Outcome:
         try:
             value = function(*args, **kwargs)
         except Exception as err:  # noqa: BLE001 - handed to R as one error with its message
-            return Outcome(warnings=[str(w.message) for w in caught],
-                           categories=[w.category.__name__ for w in caught],
-                           error=str(err) if str(err) else repr(err), error_type=type(err).__name__,
-                           traceback="".join(traceback.format_exception(err)))
-    return Outcome(value=value, warnings=[str(w.message) for w in caught],
-                   categories=[w.category.__name__ for w in caught])
+            return Outcome(
+                warnings=[str(w.message) for w in caught],
+                categories=[w.category.__name__ for w in caught],
+                error=str(err) if str(err) else repr(err),
+                error_type=type(err).__name__,
+                traceback="".join(traceback.format_exception(err)),
+            )
+    return Outcome(
+        value=value,
+        warnings=[str(w.message) for w in caught],
+        categories=[w.category.__name__ for w in caught],
+    )

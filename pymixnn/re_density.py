@@ -1,4 +1,5 @@
-"""Former path of :mod:`pymixnn.results.re_density`, kept so that old imports work (the same module object)."""
+"""Former path of :mod:`pymixnn.results.re_density` (an alias of the same module object)."""
+
 import sys
 
 from pymixnn.results import re_density as _module

@@ -1,4 +1,5 @@
-"""Former path of :mod:`pymixnn.results.serialization`, kept so that old imports work (the same module object)."""
+"""Former path of :mod:`pymixnn.results.serialization` (an alias of the same module object)."""
+
 import sys
 
 from pymixnn.results import serialization as _module

@@ -1,4 +1,5 @@
-"""Former path of :mod:`pymixnn.results.vpc`, kept so that old imports work (the same module object)."""
+"""Former path of :mod:`pymixnn.results.vpc` (an alias of the same module object)."""
+
 import sys
 
 from pymixnn.results import vpc as _module

@@ -3,6 +3,7 @@
 Tests that call these helpers skip, with the reason, when ``Rscript`` is not on PATH; any other
 failure of the R side (a missing R package, an nlme error) fails the test with R's own message.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,17 +34,20 @@ def run_rscript(script: str | Path, *args: str | Path, timeout: float = 600) -> 
         path = REFERENCE_DIR / path
     completed = subprocess.run(
         [rscript, str(path), *map(str, args)],
-        capture_output=True, text=True, timeout=timeout, check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
     if completed.returncode != 0:
         raise RuntimeError(
-            f"Rscript {path.name} exited with status {completed.returncode}:\n"
-            f"{completed.stderr.strip()}"
+            f"Rscript {path.name} exited with status {completed.returncode}:\n{completed.stderr.strip()}"
         )
 
 
-def nlme_logistic(df: pd.DataFrame, *, start: tuple[float, float, float] | None = None,
-                  timeout: float = 600) -> dict:
+def nlme_logistic(
+    df: pd.DataFrame, *, start: tuple[float, float, float] | None = None, timeout: float = 600
+) -> dict:
     """Fit ``df`` (columns id, t, y) with tests/reference/logistic_nlme.R and return its JSON.
 
     ``start`` gives natural-scale starting values (A, B, C); the script's default is

@@ -1,4 +1,5 @@
 """fit() input checks, models (named, custom, error models, covariates) and the command line."""
+
 from __future__ import annotations
 
 import json
@@ -35,28 +36,34 @@ def test_wrong_number_of_x_columns(theo):
 
 def test_covariate_on_unknown_parameter(theo):
     with pytest.raises(ValueError, match="names parameter 'Vd'.*parameters are"):
-        pymixnn.fit(theo, "onecpt_oral", id="Id", x=["Dose", "Time"], y="Concentration",
-                    covariates={"Vd": ["Weight"]})
+        pymixnn.fit(
+            theo, "onecpt_oral", id="Id", x=["Dose", "Time"], y="Concentration", covariates={"Vd": ["Weight"]}
+        )
 
 
 def test_covariate_column_missing(theo):
     with pytest.raises(ValueError, match="column 'Height' not found"):
-        pymixnn.fit(theo, "onecpt_oral", id="Id", x=["Dose", "Time"], y="Concentration",
-                    covariates={"V": ["Height"]})
+        pymixnn.fit(
+            theo, "onecpt_oral", id="Id", x=["Dose", "Time"], y="Concentration", covariates={"V": ["Height"]}
+        )
 
 
 def test_exponential_error_needs_positive_y(theo):
     df = theo.copy()
     df.loc[5, "Concentration"] = 0.0
     with pytest.raises(ValueError, match="exponential error model needs y > 0.*row 5 has value 0.0"):
-        pymixnn.fit(df, "onecpt_oral", id="Id", x=["Dose", "Time"], y="Concentration",
-                    error="exponential")
+        pymixnn.fit(df, "onecpt_oral", id="Id", x=["Dose", "Time"], y="Concentration", error="exponential")
 
 
 def test_init_outside_support(theo):
     with pytest.raises(ValueError, match="init for 'ka' is -1.0, outside the support of its 'log'"):
-        pymixnn.fit(theo, pymixnn.Model.named("onecpt_oral", init={"ka": -1.0}), id="Id",
-                    x=["Dose", "Time"], y="Concentration")
+        pymixnn.fit(
+            theo,
+            pymixnn.Model.named("onecpt_oral", init={"ka": -1.0}),
+            id="Id",
+            x=["Dose", "Time"],
+            y="Concentration",
+        )
 
 
 def test_custom_function_wrong_shape(theo):
@@ -73,11 +80,18 @@ def test_missing_init_for_custom_model(theo):
 
 def test_bad_options(theo):
     with pytest.raises(ValueError, match="batch_size must be a positive integer"):
-        pymixnn.fit(theo, "onecpt_oral", id="Id", x=["Dose", "Time"], y="Concentration",
-                    batch_size=0)
+        pymixnn.fit(theo, "onecpt_oral", id="Id", x=["Dose", "Time"], y="Concentration", batch_size=0)
     with pytest.raises(ValueError, match="device must be"):
-        pymixnn.fit(theo, "onecpt_oral", id="Id", x=["Dose", "Time"], y="Concentration",
-                    device="tpu", progress=False, max_steps=1)
+        pymixnn.fit(
+            theo,
+            "onecpt_oral",
+            id="Id",
+            x=["Dose", "Time"],
+            y="Concentration",
+            device="tpu",
+            progress=False,
+            max_steps=1,
+        )
 
 
 def test_model_spec_checks():
@@ -92,8 +106,9 @@ def test_model_spec_checks():
 # ---- models -----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def orange_named():
-    return pymixnn.fit(pymixnn.datasets.load("orange"), "logistic", **ORANGE, random=["A"],
-                       seed=3, progress=False)
+    return pymixnn.fit(
+        pymixnn.datasets.load("orange"), "logistic", **ORANGE, random=["A"], seed=3, progress=False
+    )
 
 
 def test_custom_callable_equals_named_model(orange_named):
@@ -123,11 +138,19 @@ def _logistic_np(psi, x):
 
 def test_combined_error_model_recovery():
     truth = dict(A=100.0, B=5.0, C=1.5)
-    df = simulate_nlme(_logistic_np, ["A", "B", "C"], mu_natural=truth,
-                       omega2={"A": 0.04, "B": 0.0225, "C": 0.04}, transforms={"A": "log", "B": "log", "C": "log"}, x=np.linspace(0, 10, 12),
-                       n_individuals=400, a=0.5, b=0.08, seed=5)
-    res = pymixnn.fit(df, "logistic", id="id", x="t", y="y", error="combined", seed=0,
-                      progress=False)
+    df = simulate_nlme(
+        _logistic_np,
+        ["A", "B", "C"],
+        mu_natural=truth,
+        omega2={"A": 0.04, "B": 0.0225, "C": 0.04},
+        transforms={"A": "log", "B": "log", "C": "log"},
+        x=np.linspace(0, 10, 12),
+        n_individuals=400,
+        a=0.5,
+        b=0.08,
+        seed=5,
+    )
+    res = pymixnn.fit(df, "logistic", id="id", x="t", y="y", error="combined", seed=0, progress=False)
     for p, v in truth.items():
         assert abs(res.fixed_effects[p] / v - 1) < 0.03, p  # N=400: SEs ~0.5-1%
     # a and b are estimated jointly from 4,800 observations: 25% on a (the small constant part
@@ -138,8 +161,17 @@ def test_combined_error_model_recovery():
 
 def test_categorical_covariate():
     df = pymixnn.datasets.load("soybean")
-    res = pymixnn.fit(df, "logistic", id="Plot", x="Time", y="weight",
-                      covariates={"A": ["Variety"]}, error="proportional", seed=0, progress=False)
+    res = pymixnn.fit(
+        df,
+        "logistic",
+        id="Plot",
+        x="Time",
+        y="weight",
+        covariates={"A": ["Variety"]},
+        error="proportional",
+        seed=0,
+        progress=False,
+    )
     names = list(res.fixed_effects.index)
     assert names == ["A", "beta_Variety[P](A)", "B", "C"]
     # Pinheiro & Bates ch. 6: variety P has a larger asymptote (Asym effect ~ +3 g on 17-19 g)
@@ -153,9 +185,33 @@ def test_cli_fit_writes_json_and_plot(tmp_path, capsys):
     csv = tmp_path / "orange.csv"
     pymixnn.datasets.load("orange").to_csv(csv, index=False)
     out, png = tmp_path / "fit.json", tmp_path / "fit.png"
-    code = main(["fit", str(csv), "--model", "logistic", "--id", "Tree", "--x", "age", "--y",
-                 "circumference", "--init", "A=190", "--init", "B=700", "--init", "C=350",
-                 "--json", str(out), "--plot", str(png), "--seed", "3", "--no-progress"])
+    code = main(
+        [
+            "fit",
+            str(csv),
+            "--model",
+            "logistic",
+            "--id",
+            "Tree",
+            "--x",
+            "age",
+            "--y",
+            "circumference",
+            "--init",
+            "A=190",
+            "--init",
+            "B=700",
+            "--init",
+            "C=350",
+            "--json",
+            str(out),
+            "--plot",
+            str(png),
+            "--seed",
+            "3",
+            "--no-progress",
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "Fixed effects" in printed and "ll.is" in printed
@@ -171,14 +227,20 @@ def test_cli_bad_input_exits_2(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert "column 't' must be numeric" in err and "'x'" in err
-    assert main(["fit", str(tmp_path / "nope.csv"), "--model", "logistic", "--id", "i", "--x", "t",
-                 "--y", "y"]) == 2
+    assert (
+        main(["fit", str(tmp_path / "nope.csv"), "--model", "logistic", "--id", "i", "--x", "t", "--y", "y"])
+        == 2
+    )
 
 
 def test_cli_demo_prints_summary(tmp_path):
     out = tmp_path / "demo.json"
-    done = subprocess.run([sys.executable, "-m", "pymixnn.cli", "demo", "--json", str(out),
-                           "--no-progress"], capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "pymixnn.cli", "demo", "--json", str(out), "--no-progress"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr
     assert "beta_Weight(V)" in done.stdout and "ll.is" in done.stdout
     record = json.loads(out.read_text())

@@ -1,4 +1,5 @@
 """The pipeline benchmark in quick mode (N = 200), so that the script never rots."""
+
 from __future__ import annotations
 
 import subprocess
@@ -12,8 +13,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_pipeline_quick(tmp_path):
-    subprocess.run([sys.executable, "-m", "benchmarks.pipeline", "--quick", "--out", str(tmp_path)],
-                   cwd=ROOT, check=True)
+    subprocess.run(
+        [sys.executable, "-m", "benchmarks.pipeline", "--quick", "--out", str(tmp_path)], cwd=ROOT, check=True
+    )
     table = pd.read_csv(tmp_path / "pipeline.csv")
     assert table["N"].tolist() == [200]
     row = table.iloc[0]
@@ -29,8 +31,11 @@ def test_pipeline_quick(tmp_path):
 
 
 def test_random_effects_quick(tmp_path):
-    subprocess.run([sys.executable, "-m", "benchmarks", "random_effects", "--quick", "--out",
-                    str(tmp_path)], cwd=ROOT, check=True)
+    subprocess.run(
+        [sys.executable, "-m", "benchmarks", "random_effects", "--quick", "--out", str(tmp_path)],
+        cwd=ROOT,
+        check=True,
+    )
     table = pd.read_csv(tmp_path / "random_effects.csv")
     assert table["law"].tolist() == ["gaussian", "flow"]
     assert (tmp_path / "random_effects.png").stat().st_size > 10_000
@@ -43,8 +48,11 @@ def test_random_effects_quick(tmp_path):
 
 
 def test_discrete_quick(tmp_path):
-    subprocess.run([sys.executable, "-m", "benchmarks", "discrete", "--quick", "--out", str(tmp_path)],
-                   cwd=ROOT, check=True)
+    subprocess.run(
+        [sys.executable, "-m", "benchmarks", "discrete", "--quick", "--out", str(tmp_path)],
+        cwd=ROOT,
+        check=True,
+    )
     table = pd.read_csv(tmp_path / "discrete.csv")
     assert set(table["case"]) == {"epil", "toenail"}
     # the GLMM acceptance tolerances (tests/test_discrete.py): 3% on fixed effects, 15% on the
@@ -63,8 +71,19 @@ def test_scaling_and_accuracy_quick(tmp_path):
     """The scaling suite at N = 200 (pymixnn and nlme, each in its own process), then the
     accuracy suite's stored runs: 2 nlme replicates, extended to 3 with --resume (only the
     third is run), and --merge keeping another method's scaling rows."""
-    run = lambda *a: subprocess.run([sys.executable, "-m", "benchmarks", "scaling", *a,  # noqa: E731
-                                     "--out", str(tmp_path)], cwd=ROOT, check=True)
+    run = lambda *a: subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "scaling",
+            *a,  # noqa: E731
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        check=True,
+    )
     run("--only", "scaling", "--sizes", "200", "--methods", "pymixnn,nlme")
     table = pd.read_csv(tmp_path / "scaling.csv")
     first = table.drop_duplicates(["method", "n"]).set_index("method")
@@ -80,8 +99,7 @@ def test_scaling_and_accuracy_quick(tmp_path):
     run("--only", "accuracy", "--accuracy-sizes", "100", "--reps", "2", "--methods", "nlme")
     store = tmp_path / "accuracy_runs.jsonl"
     assert len(store.read_text().splitlines()) == 2
-    run("--only", "accuracy", "--accuracy-sizes", "100", "--reps", "3", "--methods", "nlme",
-        "--resume")
+    run("--only", "accuracy", "--accuracy-sizes", "100", "--reps", "3", "--methods", "nlme", "--resume")
     assert len(store.read_text().splitlines()) == 3  # the two stored runs were not rerun
     acc = pd.read_csv(tmp_path / "accuracy.csv")
     assert set(acc["replicates"]) == {3}

@@ -1,5 +1,6 @@
 """The R bridges (pymixnn.compare): nlme against nlme called directly, saemix against its committed
 reference numbers, the R twins of the named models against the torch functions, clear errors."""
+
 from __future__ import annotations
 
 import json
@@ -11,19 +12,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from r_helpers import REFERENCE_DIR, run_rscript
 
 import pymixnn
 from pymixnn import compare, datasets
 from pymixnn.models import NAMED_MODELS
 
-from r_helpers import REFERENCE_DIR, run_rscript
-
-needs_r = pytest.mark.skipif(not compare.r_available(),
-                             reason="R or rpy2 is not installed (pip install 'rpy2==3.5.17')")
+needs_r = pytest.mark.skipif(
+    not compare.r_available(), reason="R or rpy2 is not installed (pip install 'rpy2==3.5.17')"
+)
 HAS_SAEMIX = compare.r_package_available("saemix")
 needs_saemix = pytest.mark.skipif(
-    not HAS_SAEMIX, reason="saemix (CRAN only) is not installed here: live saemix fits skip; pymixnn is "
-                           "compared with saemix's committed numbers in test_fit.py")
+    not HAS_SAEMIX,
+    reason="saemix (CRAN only) is not installed here: live saemix fits skip; pymixnn is "
+    "compared with saemix's committed numbers in test_fit.py",
+)
 
 
 def test_import_pymixnn_does_not_load_r():
@@ -63,8 +66,16 @@ def nlme_direct():
 @needs_r
 def test_nlme_bridge_matches_nlme_on_orange(nlme_direct):
     ref = nlme_direct["orange"]
-    res = compare.nlme(datasets.load("orange"), "logistic", id="Tree", x="age", y="circumference",
-                       transforms="identity", random=["A"], init={"A": 170, "B": 700, "C": 350})
+    res = compare.nlme(
+        datasets.load("orange"),
+        "logistic",
+        id="Tree",
+        x="age",
+        y="circumference",
+        transforms="identity",
+        random=["A"],
+        init={"A": 170, "B": 700, "C": 350},
+    )
     # same algorithm, same start: the bridge's numerical derivatives of the R twin against
     # SSlogis' analytic ones move the optimum by ~1e-8 relative
     for ours, theirs in (("A", "Asym"), ("B", "xmid"), ("C", "scal")):
@@ -80,11 +91,17 @@ def test_nlme_bridge_matches_nlme_on_orange(nlme_direct):
 @needs_r
 def test_nlme_bridge_matches_nlme_on_soybean(nlme_direct):
     ref = nlme_direct["soybean"]
-    res = compare.nlme(datasets.load("soybean"), "logistic", id="Plot", x="Time", y="weight",
-                       transforms="identity", covariates={"A": ["Variety"]},
-                       init={"A": 19, "B": 55, "C": 8})
-    pairs = (("A", "Asym.(Intercept)"), ("beta_Variety[P](A)", "Asym.VarietyP"), ("B", "xmid"),
-             ("C", "scal"))
+    res = compare.nlme(
+        datasets.load("soybean"),
+        "logistic",
+        id="Plot",
+        x="Time",
+        y="weight",
+        transforms="identity",
+        covariates={"A": ["Variety"]},
+        init={"A": 19, "B": 55, "C": 8},
+    )
+    pairs = (("A", "Asym.(Intercept)"), ("beta_Variety[P](A)", "Asym.VarietyP"), ("B", "xmid"), ("C", "scal"))
     for ours, theirs in pairs:
         assert res.params.loc[ours, "estimate"] == pytest.approx(ref["fixef"][theirs], rel=1e-6)
         assert res.params.loc[ours, "se"] == pytest.approx(ref["se"][theirs], rel=1e-4)
@@ -102,8 +119,9 @@ def test_nlme_bridge_matches_nlme_on_soybean(nlme_direct):
 @needs_r
 def test_nlme_bridge_errors():
     with pytest.raises(ValueError, match="no combined error model"):
-        compare.nlme(datasets.load("orange"), "logistic", id="Tree", x="age", y="circumference",
-                     error="combined")
+        compare.nlme(
+            datasets.load("orange"), "logistic", id="Tree", x="age", y="circumference", error="combined"
+        )
     with pytest.raises(ValueError, match="has no R twin: pass r_function="):
         model = pymixnn.Model(lambda psi, x: psi[..., 0] * x[..., 0], ["k"], init={"k": 0.1})
         compare.nlme(datasets.load("orange"), model, id="Tree", x="age", y="circumference")
@@ -113,8 +131,7 @@ def test_missing_saemix_says_what_to_install(monkeypatch):
     monkeypatch.setattr(compare, "r_package_available", lambda name: False)
     monkeypatch.setattr(compare, "_robjects", lambda: None)
     with pytest.raises(RuntimeError, match=r"saemix is not installed: it is on CRAN only .*R_LIBS"):
-        compare.saemix(datasets.load("theo"), "onecpt_oral", id="Id", x=["Dose", "Time"],
-                       y="Concentration")
+        compare.saemix(datasets.load("theo"), "onecpt_oral", id="Id", x=["Dose", "Time"], y="Concentration")
 
 
 def test_missing_rpy2_says_what_to_install(monkeypatch):
@@ -132,8 +149,13 @@ def test_missing_rpy2_says_what_to_install(monkeypatch):
         compare.nlme(datasets.load("orange"), "logistic", id="Tree", x="age", y="circumference")
 
 
-THEO = dict(id="Id", x=["Dose", "Time"], y="Concentration", covariates={"V": ["Weight"]},
-            init={"ka": 1.0, "V": 20.0, "CL": 0.5})
+THEO = dict(
+    id="Id",
+    x=["Dose", "Time"],
+    y="Concentration",
+    covariates={"V": ["Weight"]},
+    init={"ka": 1.0, "V": 20.0, "CL": 0.5},
+)
 
 
 @needs_saemix
@@ -154,20 +176,30 @@ def test_saemix_bridge_reproduces_saemix_on_theophylline():
     np.testing.assert_allclose(res.individual_params()["V"], ref["map_psi"]["V"], rtol=1e-6)
 
 
-
 @needs_saemix
 def test_saemix_bridge_poisson_on_rapi():
     """saemix's documented Poisson model (modeltype = "likelihood") on rapi: the bridge gives the
     estimates of tests/reference/rapi_saemix.R to 1e-6 (same psi0, omega.init, seed); ll.is is a
     Monte Carlo estimate computed there by a separate llis.saemix() call: within 2 units."""
     ref = json.loads((REFERENCE_DIR / "rapi_saemix.json").read_text())["saemix"]
-    res = compare.saemix(datasets.load("rapi"), pymixnn.Model.named("linear", omega="full"),
-                         id="id", x="time", y="rapi",
-                         covariates={"intercept": ["gender"], "slope": ["gender"]},
-                         observation="poisson", init={"intercept": np.log(5), "slope": 0.01},
-                         omega_init={"intercept": 0.5, "slope": 0.5}, seed=632545)
-    names = {"intercept": "intercept", "beta_gender[Women](intercept)": "beta_gender(intercept)",
-             "slope": "slope", "beta_gender[Women](slope)": "beta_gender(slope)"}
+    res = compare.saemix(
+        datasets.load("rapi"),
+        pymixnn.Model.named("linear", omega="full"),
+        id="id",
+        x="time",
+        y="rapi",
+        covariates={"intercept": ["gender"], "slope": ["gender"]},
+        observation="poisson",
+        init={"intercept": np.log(5), "slope": 0.01},
+        omega_init={"intercept": 0.5, "slope": 0.5},
+        seed=632545,
+    )
+    names = {
+        "intercept": "intercept",
+        "beta_gender[Women](intercept)": "beta_gender(intercept)",
+        "slope": "slope",
+        "beta_gender[Women](slope)": "beta_gender(slope)",
+    }
     for ours, theirs in names.items():
         assert res.params.loc[ours, "estimate"] == pytest.approx(ref["fixed_effects"][theirs], rel=1e-6)
     assert res.omega.loc["intercept", "intercept"] == pytest.approx(ref["omega"]["intercept"], rel=1e-6)

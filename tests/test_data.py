@@ -151,9 +151,7 @@ def test_row_order_index_and_ids():
     assert data.covariates["Weight"].tolist() == [80.0, 55.0, 69.0]
     assert data.covariates.index.tolist() == [1, 2, 3]
     assert data.n_dropped == 0
-    assert repr(data) == (
-        "Data: 3 individuals, 6 observations, x=['Time'], y='y', covariates=['Weight']"
-    )
+    assert repr(data) == ("Data: 3 individuals, 6 observations, x=['Time'], y='y', covariates=['Weight']")
 
 
 def test_padded_and_row_positions():
@@ -212,8 +210,9 @@ def test_from_csv(tmp_path):
 # ---------------------------------------------------------------- datasets
 def test_theo():
     spec = datasets.info("theo")
-    data = Data.from_pandas(datasets.load("theo"), id=spec["id"], x=spec["x"], y=spec["y"],
-                            covariates=["Weight"])
+    data = Data.from_pandas(
+        datasets.load("theo"), id=spec["id"], x=spec["x"], y=spec["y"], covariates=["Weight"]
+    )
     # the saemix theo table has no time-0 samples: 120 rows (base R's Theoph has 132)
     assert (data.n_individuals, data.n_obs) == (12, 120)
     assert data.x_cols == ["Dose", "Time"]
@@ -224,22 +223,37 @@ def test_theo():
 
 @pytest.mark.parametrize(
     ("name", "shape", "n_individuals"),
-    [("theo", (120, 6), 12), ("oxboys", (234, 4), 26), ("orange", (35, 3), 5),
-     ("soybean", (412, 5), 48), ("rapi", (3616, 4), 818), ("epil", (236, 9), 59),
-     ("toenail", (1908, 5), 294), ("knee", (508, 8), 127)],
+    [
+        ("theo", (120, 6), 12),
+        ("oxboys", (234, 4), 26),
+        ("orange", (35, 3), 5),
+        ("soybean", (412, 5), 48),
+        ("rapi", (3616, 4), 818),
+        ("epil", (236, 9), 59),
+        ("toenail", (1908, 5), 294),
+        ("knee", (508, 8), 127),
+    ],
 )
 def test_every_dataset_loads_as_data(name, shape, n_individuals):
     df = datasets.load(name)
     spec = datasets.info(name)
     assert df.shape == shape
-    assert set(spec) == {"description", "source", "license", "id", "x", "y", "covariates",
-                         "citation"}
-    data = Data.from_pandas(df, id=spec["id"], x=spec["x"], y=spec["y"],
-                            covariates=spec["covariates"])
+    assert set(spec) == {"description", "source", "license", "id", "x", "y", "covariates", "citation"}
+    data = Data.from_pandas(df, id=spec["id"], x=spec["x"], y=spec["y"], covariates=spec["covariates"])
     assert data.n_individuals == n_individuals
 
 
 def test_unknown_dataset():
-    assert datasets.names() == ["epil", "grav2", "knee", "orange", "oxboys", "rapi", "soybean", "theo", "toenail"]
+    assert datasets.names() == [
+        "epil",
+        "grav2",
+        "knee",
+        "orange",
+        "oxboys",
+        "rapi",
+        "soybean",
+        "theo",
+        "toenail",
+    ]
     with pytest.raises(ValueError, match=r"unknown data set 'nope'; available: \['epil'"):
         datasets.load("nope")

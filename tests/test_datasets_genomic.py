@@ -1,4 +1,5 @@
 """Bundled genomic data sets: grav2 (phenotype, markers, map) and wheat (markers)."""
+
 import numpy as np
 import pytest
 

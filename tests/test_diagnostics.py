@@ -1,6 +1,7 @@
 """Convergence and sanity report: a fit that does not maximize the likelihood, or whose estimates
 are degenerate, is not `converged` and says why (ConvergenceWarning, summary, JSON); designs that
 cannot identify the model are errors before any fitting."""
+
 import json
 import warnings
 
@@ -10,7 +11,6 @@ import pytest
 import torch
 
 import pymixnn
-from pymixnn import ConvergenceWarning
 
 FAST = dict(seed=0, progress=False)
 
@@ -20,7 +20,11 @@ def _logistic(n=100, seed=1, sd_c=0.2):
     t = np.linspace(1, 10, 10)
     rows = []
     for i in range(n):
-        a, b, c = 100 * np.exp(rng.normal(0, 0.2)), 5 * np.exp(rng.normal(0, 0.15)), 1.5 * np.exp(rng.normal(0, sd_c))
+        a, b, c = (
+            100 * np.exp(rng.normal(0, 0.2)),
+            5 * np.exp(rng.normal(0, 0.15)),
+            1.5 * np.exp(rng.normal(0, sd_c)),
+        )
         for tt in t:
             rows.append((i + 1, tt, a / (1 + np.exp(-(tt - b) / c)) + 2 * rng.normal()))
     return pd.DataFrame(rows, columns=["id", "t", "y"])
@@ -36,8 +40,16 @@ def _fit(*args, **kwargs):
 @pytest.fixture(scope="module")
 def theo():
     df = pymixnn.datasets.load("theo")
-    return _fit(df, "onecpt_oral", id="Id", x=["Dose", "Time"], y="Concentration",
-                covariates={"V": ["Weight"]}, init={"ka": 1.0, "V": 20.0, "CL": 0.5}, **FAST)
+    return _fit(
+        df,
+        "onecpt_oral",
+        id="Id",
+        x=["Dose", "Time"],
+        y="Concentration",
+        covariates={"V": ["Weight"]},
+        init={"ka": 1.0, "V": 20.0, "CL": 0.5},
+        **FAST,
+    )
 
 
 def test_a_good_fit_is_converged_and_says_how_it_knows(theo, tmp_path):
@@ -73,8 +85,12 @@ def test_start_far_off_reaches_the_optimum_and_says_so():
 
 def test_variance_at_the_boundary_is_not_converged():
     rng = np.random.default_rng(1)
-    rows = [(i, t, b0 + 1.0 * t + rng.normal(0, 1)) for i in range(60)
-            for b0 in [10 + rng.normal(0, 2)] for t in range(6)]
+    rows = [
+        (i, t, b0 + 1.0 * t + rng.normal(0, 1))
+        for i in range(60)
+        for b0 in [10 + rng.normal(0, 2)]
+        for t in range(6)
+    ]
     df = pd.DataFrame(rows, columns=["id", "t", "y"])  # no slope variation between individuals
     res, caught = _fit(df, "linear", id="id", x="t", y="y", **FAST)
     assert res.omega.loc["slope", "slope"] < 1e-6  # collapsed (2e-8 measured)
@@ -86,8 +102,12 @@ def test_variance_at_the_boundary_is_not_converged():
 
 def test_unidentified_parameters_are_named():
     df = _logistic(n=60, seed=2)
-    model = pymixnn.Model(lambda psi, x: psi[..., 0] * psi[..., 3] * torch.sigmoid((x[..., 0] - psi[..., 1]) / psi[..., 2]),
-                          ["A", "B", "C", "D"], transforms="log", random=["A", "B"])
+    model = pymixnn.Model(
+        lambda psi, x: psi[..., 0] * psi[..., 3] * torch.sigmoid((x[..., 0] - psi[..., 1]) / psi[..., 2]),
+        ["A", "B", "C", "D"],
+        transforms="log",
+        random=["A", "B"],
+    )
     res, caught = _fit(df, model, id="id", x="t", y="y", init={"A": 50, "B": 5, "C": 1.5, "D": 2}, **FAST)
     assert not res.converged and not res.diagnostics.loc["information", "ok"]
     # only A * D is identified: their estimates are perfectly correlated
@@ -106,10 +126,14 @@ def test_designs_that_cannot_identify_the_model_fail_before_fitting():
     df = pymixnn.datasets.load("theo")
     spec = dict(id="Id", x=["Dose", "Time"], y="Concentration", **FAST)
     one = df.groupby("Id").nth(3)  # one observation per individual, three random effects
-    with pytest.raises(ValueError, match=r"at most 1 observation\(s\), too few for 3 random effects \(ka, V, CL\)"):
+    with pytest.raises(
+        ValueError, match=r"at most 1 observation\(s\), too few for 3 random effects \(ka, V, CL\)"
+    ):
         pymixnn.fit(one, "onecpt_oral", **spec)
     with pytest.raises(ValueError, match="a random effect and a residual error that one observation cannot"):
         pymixnn.fit(one, "onecpt_oral", random=["CL"], **spec)
     negative = df.assign(Time=df["Time"] - 5)
-    with pytest.raises(ValueError, match=r"column 'Time' is the time after the dose .* must be >= 0: row 0 has value -4.75"):
+    with pytest.raises(
+        ValueError, match=r"column 'Time' is the time after the dose .* must be >= 0: row 0 has value -4.75"
+    ):
         pymixnn.fit(negative, "onecpt_oral", **spec)

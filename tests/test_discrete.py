@@ -11,6 +11,7 @@
 The reference JSON files are produced by the R scripts next to them (see tests/reference/README.md);
 ``test_r_references_are_reproducible`` reruns the Debian-packaged ones (lme4, ordinal) live.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,12 +21,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from r_helpers import REFERENCE_DIR, run_rscript
 from scipy.stats import wasserstein_distance
 
 import pymixnn
 from pymixnn import datasets
 from pymixnn.simulate import simulate_censored_pk, simulate_senescence
-from r_helpers import REFERENCE_DIR, run_rscript
 
 pytestmark = pytest.mark.slow
 
@@ -42,9 +43,18 @@ def _rel(a: float, b: float) -> float:
 @pytest.fixture(scope="module")
 def rapi():
     df = datasets.load("rapi")
-    return pymixnn.fit(df, pymixnn.Model.named("linear", omega="full"), id="id", x="time",
-                       y="rapi", covariates={"intercept": ["gender"], "slope": ["gender"]},
-                       observation="poisson", likelihood="is", seed=1, progress=False)
+    return pymixnn.fit(
+        df,
+        pymixnn.Model.named("linear", omega="full"),
+        id="id",
+        x="time",
+        y="rapi",
+        covariates={"intercept": ["gender"], "slope": ["gender"]},
+        observation="poisson",
+        likelihood="is",
+        seed=1,
+        progress=False,
+    )
 
 
 def test_rapi_poisson_against_saemix_and_glmer(rapi):
@@ -53,9 +63,12 @@ def test_rapi_poisson_against_saemix_and_glmer(rapi):
     ref = _ref("rapi_saemix.json")
     assert ref["covariate_levels"] == ["Men", "Women"]  # both code gender as a Women indicator
     p = rapi.params["estimate"]
-    ours = {"intercept": p["intercept"], "slope": p["slope"],
-            "beta_gender(intercept)": p["beta_gender[Women](intercept)"],
-            "beta_gender(slope)": p["beta_gender[Women](slope)"]}
+    ours = {
+        "intercept": p["intercept"],
+        "slope": p["slope"],
+        "beta_gender(intercept)": p["beta_gender[Women](intercept)"],
+        "beta_gender(slope)": p["beta_gender[Women](slope)"],
+    }
     # acceptance 1: fixed effects within 5% and variances within 20% of saemix's fit (measured:
     # 2.6% at most, on the slope; 2% on the variances); ll.is within 2 units (measured 1.19,
     # with Monte Carlo SEs of about 0.3 on both sides)
@@ -68,8 +81,12 @@ def test_rapi_poisson_against_saemix_and_glmer(rapi):
     # on the fixed effects, 1.5% on the variances). glmer's Laplace logLik is an approximation
     # (6 units below saemix's and our importance-sampling value), so it is not compared.
     g = ref["glmer"]["fixed_effects"]
-    glmer = {"intercept": g["(Intercept)"], "slope": g["time"],
-             "beta_gender(intercept)": g["genderWomen"], "beta_gender(slope)": g["time:genderWomen"]}
+    glmer = {
+        "intercept": g["(Intercept)"],
+        "slope": g["time"],
+        "beta_gender(intercept)": g["genderWomen"],
+        "beta_gender(slope)": g["time:genderWomen"],
+    }
     for name, value in glmer.items():
         assert _rel(ours[name], value) < 0.05, (name, ours[name], value)
     for name in ("intercept", "slope"):
@@ -111,13 +128,25 @@ def test_rapi_predictions_simulation_and_vpc(rapi, tmp_path):
 def test_rapi_zero_inflated_poisson_against_saemix():
     """saemix's documented ZIP model: diagonal omega, p0 without random effect, gender on both."""
     ref = _ref("rapi_saemix.json")["saemix_zip"]
-    res = pymixnn.fit(datasets.load("rapi"), "linear", id="id", x="time", y="rapi",
-                      covariates={"intercept": ["gender"], "slope": ["gender"]},
-                      observation="zero_inflated_poisson", seed=1, progress=False)
+    res = pymixnn.fit(
+        datasets.load("rapi"),
+        "linear",
+        id="id",
+        x="time",
+        y="rapi",
+        covariates={"intercept": ["gender"], "slope": ["gender"]},
+        observation="zero_inflated_poisson",
+        seed=1,
+        progress=False,
+    )
     p = res.params["estimate"]
-    ours = {"intercept": p["intercept"], "slope": p["slope"], "p0": p["p0"],
-            "beta_gender(intercept)": p["beta_gender[Women](intercept)"],
-            "beta_gender(slope)": p["beta_gender[Women](slope)"]}
+    ours = {
+        "intercept": p["intercept"],
+        "slope": p["slope"],
+        "p0": p["p0"],
+        "beta_gender(intercept)": p["beta_gender[Women](intercept)"],
+        "beta_gender(slope)": p["beta_gender[Women](slope)"],
+    }
     # the Poisson tolerances (measured: 3.9% on the slope, 1.1% or less on the others; p0 0.0760
     # against 0.0754; variances within 1.8%; log-likelihood by adaptive quadrature 0.08 units
     # below saemix's ll.is)
@@ -144,7 +173,11 @@ def _glmer_check(res, ref, names):
     assert np.isfinite(res.params["se"]).all()
     p = res.params["estimate"]
     for ours, theirs in names.items():
-        assert _rel(p[ours], ref["fixed_effects"][theirs]) < 0.03, (ours, p[ours], ref["fixed_effects"][theirs])
+        assert _rel(p[ours], ref["fixed_effects"][theirs]) < 0.03, (
+            ours,
+            p[ours],
+            ref["fixed_effects"][theirs],
+        )
     assert _rel(p["omega2.intercept"], ref["omega2"]) < 0.15
     assert abs(res.loglik - ref["loglik_integrate"]) < 1.0
 
@@ -154,41 +187,90 @@ def test_epil_poisson_against_glmer_agq():
     df = datasets.load("epil")
     df["progabide"] = (df["trt"] == "progabide").astype(float)
     df["lbase_progabide"] = df["lbase"] * df["progabide"]
-    model = pymixnn.Model(lambda psi, x: psi[..., 0] + psi[..., 1] * x[..., 0],
-                          ["intercept", "V4"], random=["intercept"], init={"intercept": 1.5, "V4": 0.0})
-    res = pymixnn.fit(df, model, id="subject", x="V4", y="y", observation="poisson",
-                      covariates={"intercept": ["lbase", "progabide", "lbase_progabide", "lage"]},
-                      seed=1, progress=False)
-    _glmer_check(res, ref, {"intercept": "intercept", "V4": "V4", "beta_lbase(intercept)": "lbase",
-                            "beta_progabide(intercept)": "progabide",
-                            "beta_lbase_progabide(intercept)": "lbase_progabide",
-                            "beta_lage(intercept)": "lage"})
+    model = pymixnn.Model(
+        lambda psi, x: psi[..., 0] + psi[..., 1] * x[..., 0],
+        ["intercept", "V4"],
+        random=["intercept"],
+        init={"intercept": 1.5, "V4": 0.0},
+    )
+    res = pymixnn.fit(
+        df,
+        model,
+        id="subject",
+        x="V4",
+        y="y",
+        observation="poisson",
+        covariates={"intercept": ["lbase", "progabide", "lbase_progabide", "lage"]},
+        seed=1,
+        progress=False,
+    )
+    _glmer_check(
+        res,
+        ref,
+        {
+            "intercept": "intercept",
+            "V4": "V4",
+            "beta_lbase(intercept)": "lbase",
+            "beta_progabide(intercept)": "progabide",
+            "beta_lbase_progabide(intercept)": "lbase_progabide",
+            "beta_lage(intercept)": "lage",
+        },
+    )
 
 
 def test_toenail_logistic_against_glmer_agq():
     ref = _ref("glmm_lme4.json")["toenail"]["agq"]
     df = datasets.load("toenail")
-    model = pymixnn.Model(lambda psi, x: psi[..., 0] + psi[..., 1] * x[..., 0],
-                          ["intercept", "time"], random=["intercept"],
-                          init={"intercept": -1.0, "time": -0.3})
-    res = pymixnn.fit(df, model, id="id", x="time", y="y", observation="bernoulli",
-                      covariates={"intercept": ["treatment"], "time": ["treatment"]},
-                      seed=1, progress=False)
-    _glmer_check(res, ref, {"intercept": "intercept", "time": "time",
-                            "beta_treatment(intercept)": "treatment",
-                            "beta_treatment(time)": "time_treatment"})
+    model = pymixnn.Model(
+        lambda psi, x: psi[..., 0] + psi[..., 1] * x[..., 0],
+        ["intercept", "time"],
+        random=["intercept"],
+        init={"intercept": -1.0, "time": -0.3},
+    )
+    res = pymixnn.fit(
+        df,
+        model,
+        id="id",
+        x="time",
+        y="y",
+        observation="bernoulli",
+        covariates={"intercept": ["treatment"], "time": ["treatment"]},
+        seed=1,
+        progress=False,
+    )
+    _glmer_check(
+        res,
+        ref,
+        {
+            "intercept": "intercept",
+            "time": "time",
+            "beta_treatment(intercept)": "treatment",
+            "beta_treatment(time)": "time_treatment",
+        },
+    )
 
 
 # ---- 3. ordinal: knee against clmm -------------------------------------------------------------
 @pytest.fixture(scope="module")
 def knee():
     df = datasets.load("knee")
-    model = pymixnn.Model(lambda psi, x: psi[..., 0] + psi[..., 1] * x[..., 0],
-                          ["intercept", "time"], random=["intercept"],
-                          init={"intercept": 0.0, "time": -0.1})
-    return pymixnn.fit(df, model, id="id", x="time", y="y", observation="ordinal",
-                       covariates={"intercept": ["treatment", "Sex", "Age", "Age2"]},
-                       seed=1, progress=False)
+    model = pymixnn.Model(
+        lambda psi, x: psi[..., 0] + psi[..., 1] * x[..., 0],
+        ["intercept", "time"],
+        random=["intercept"],
+        init={"intercept": 0.0, "time": -0.1},
+    )
+    return pymixnn.fit(
+        df,
+        model,
+        id="id",
+        x="time",
+        y="y",
+        observation="ordinal",
+        covariates={"intercept": ["treatment", "Sex", "Age", "Age2"]},
+        seed=1,
+        progress=False,
+    )
 
 
 def test_knee_ordinal_against_clmm(knee):
@@ -208,9 +290,13 @@ def test_knee_ordinal_against_clmm(knee):
     # 10- and 50-node fits differ by 5.7% on it, so the 50-node fit is the reference
     for ours, theirs in zip(thresholds, ref["thresholds_ordered"]):
         assert _rel(ours, theirs) < 0.05, (thresholds, ref["thresholds_ordered"])
-    effects = {"time": p["time"], "treatment": p["beta_treatment(intercept)"],
-               "Sex": p["beta_Sex(intercept)"], "Age": p["beta_Age(intercept)"],
-               "Age2": p["beta_Age2(intercept)"]}
+    effects = {
+        "time": p["time"],
+        "treatment": p["beta_treatment(intercept)"],
+        "Sex": p["beta_Sex(intercept)"],
+        "Age": p["beta_Age(intercept)"],
+        "Age2": p["beta_Age2(intercept)"],
+    }
     for name, value in effects.items():
         assert _rel(value, ref["beta"][name]) < 0.05, (name, value, ref["beta"][name])
     assert knee.loglik_method == "gq"
@@ -235,16 +321,32 @@ def _onset_model():
     def logit_senescence(psi, x):  # logit of the senescent fraction: (t - T50) / s
         return (x[..., 0] - psi[..., 0]) / psi[..., 1]
 
-    return pymixnn.Model(logit_senescence, ["T50", "s"], init={"T50": 30.0, "s": 5.0},
-                         transforms={"T50": "identity", "s": "log"})
+    return pymixnn.Model(
+        logit_senescence,
+        ["T50", "s"],
+        init={"T50": 30.0, "s": 5.0},
+        transforms={"T50": "identity", "s": "log"},
+    )
 
 
 @pytest.fixture(scope="module")
 def senescence():
     df = simulate_senescence(300, seed=1)
-    fits = {law: pymixnn.fit(df, _onset_model(), id="id", x="t", y="y", trials="leaves",
-                             observation="binomial", random_effects=law, seed=1, progress=False)
-            for law in ("gaussian", "flow")}
+    fits = {
+        law: pymixnn.fit(
+            df,
+            _onset_model(),
+            id="id",
+            x="t",
+            y="y",
+            trials="leaves",
+            observation="binomial",
+            random_effects=law,
+            seed=1,
+            progress=False,
+        )
+        for law in ("gaussian", "flow")
+    }
     return df, fits
 
 
@@ -257,8 +359,10 @@ def test_senescence_flow_recovers_bimodal_onset(senescence, tmp_path):
     assert np.isfinite(g.params["se"]).all() and np.isfinite(f.params["se"]).all()
     law = df.attrs["onset_law"]
     truth = df.attrs["truth"]["T50"] + law.sample(np.random.default_rng(7), 200_000)
-    w1 = {k: wasserstein_distance(r.re_density(n_samples=200_000, seed=1).samples["T50"], truth)
-          for k, r in fits.items()}
+    w1 = {
+        k: wasserstein_distance(r.re_density(n_samples=200_000, seed=1).samples["T50"], truth)
+        for k, r in fits.items()
+    }
     # Wasserstein distance of the fitted onset law to the truth (days): measured 0.34 for the flow
     # against 2.10 for the Gaussian; require the flow to halve it, and to find both modes
     assert w1["flow"] < 0.5 * w1["gaussian"], w1
@@ -278,21 +382,31 @@ def test_senescence_flow_recovers_bimodal_onset(senescence, tmp_path):
 @pytest.fixture(scope="module")
 def censored_pk():
     df = simulate_censored_pk(300, seed=3, a=0.0)
-    fit = lambda d, **kw: pymixnn.fit(d, "onecpt_oral", id="id", x=["dose", "time"], y="y",  # noqa: E731
-                                      error="proportional", seed=1, progress=False, **kw)
+    fit = lambda d, **kw: pymixnn.fit(
+        d,
+        "onecpt_oral",
+        id="id",
+        x=["dose", "time"],
+        y="y",  # noqa: E731
+        error="proportional",
+        seed=1,
+        progress=False,
+        **kw,
+    )
     imputed = df.copy()
     imputed.loc[imputed["cens"] == 1, "y"] = df.attrs["loq"] / 2
-    return df, {"M3": fit(df, censoring="cens"), "drop": fit(df[df["cens"] == 0]),
-                "impute LOQ/2": fit(imputed)}
+    return df, {
+        "M3": fit(df, censoring="cens"),
+        "drop": fit(df[df["cens"] == 0]),
+        "impute LOQ/2": fit(imputed),
+    }
 
 
 def test_censoring_m3_against_drop_and_impute(censored_pk):
     df, fits = censored_pk
     assert abs(df["cens"].mean() - 0.20) < 0.005
-    truth = {"ka": 1.5, "V": 30.0, "CL": 3.0, "omega2.ka": 0.2, "omega2.V": 0.05,
-             "omega2.CL": 0.1, "b": 0.15}
-    bias = {k: {n: r.params.loc[n, "estimate"] / v - 1 for n, v in truth.items()}
-            for k, r in fits.items()}
+    truth = {"ka": 1.5, "V": 30.0, "CL": 3.0, "omega2.ka": 0.2, "omega2.V": 0.05, "omega2.CL": 0.1, "b": 0.15}
+    bias = {k: {n: r.params.loc[n, "estimate"] / v - 1 for n, v in truth.items()} for k, r in fits.items()}
     # acceptance 5: M3 fixed effects and residual error within 5% of the truth (measured: 1.7%
     # at most); variances within 10% (their SE at N = 300 is about 8%; measured 5.5% at most)
     for name in ("ka", "V", "CL", "b"):
@@ -317,14 +431,25 @@ def test_user_log_likelihood_reproduces_poisson():
     import torch
 
     df = datasets.load("epil")
-    model = pymixnn.Model(lambda psi, x: psi[..., 0] + psi[..., 1] * x[..., 0], ["intercept", "V4"],
-                          random=["intercept"], init={"intercept": 1.5, "V4": 0.0})
+    model = pymixnn.Model(
+        lambda psi, x: psi[..., 0] + psi[..., 1] * x[..., 0],
+        ["intercept", "V4"],
+        random=["intercept"],
+        init={"intercept": 1.5, "V4": 0.0},
+    )
 
     def poisson_loglik(y, f, params):
         return y * f - torch.exp(f) - torch.lgamma(y + 1)
 
-    kw = dict(id="subject", x="V4", y="y", covariates={"intercept": ["lbase"]}, seed=2,
-              progress=False, max_steps=300)
+    kw = dict(
+        id="subject",
+        x="V4",
+        y="y",
+        covariates={"intercept": ["lbase"]},
+        seed=2,
+        progress=False,
+        max_steps=300,
+    )
     builtin = pymixnn.fit(df, model, observation="poisson", **kw)
     user = pymixnn.fit(df, model, observation=pymixnn.LogLikelihood(poisson_loglik), **kw)
     np.testing.assert_allclose(user.params["estimate"], builtin.params["estimate"], rtol=1e-8)
@@ -333,8 +458,12 @@ def test_user_log_likelihood_reproduces_poisson():
 
 def test_overdispersion_families_and_minibatches_on_epil():
     df = datasets.load("epil")
-    model = pymixnn.Model(lambda psi, x: psi[..., 0] + psi[..., 1] * x[..., 0], ["intercept", "V4"],
-                          random=["intercept"], init={"intercept": 1.5, "V4": 0.0})
+    model = pymixnn.Model(
+        lambda psi, x: psi[..., 0] + psi[..., 1] * x[..., 0],
+        ["intercept", "V4"],
+        random=["intercept"],
+        init={"intercept": 1.5, "V4": 0.0},
+    )
     kw = dict(id="subject", x="V4", y="y", covariates={"intercept": ["lbase"]}, seed=1, progress=False)
     poisson = pymixnn.fit(df, model, observation="poisson", **kw)
     nb = pymixnn.fit(df, model, observation="negative_binomial", **kw)
@@ -345,8 +474,9 @@ def test_overdispersion_families_and_minibatches_on_epil():
     assert nb.params.loc["alpha", "se"] > 0 and np.isfinite(nb.params["se"]).all()
     # minibatches of 16 of the 59 subjects reach the same maximum likelihood (refinement is full-data)
     mini = pymixnn.fit(df, model, observation="poisson", batch_size=16, **kw)
-    np.testing.assert_allclose(mini.params["estimate"].to_numpy()[:3],
-                               poisson.params["estimate"].to_numpy()[:3], rtol=0.01)
+    np.testing.assert_allclose(
+        mini.params["estimate"].to_numpy()[:3], poisson.params["estimate"].to_numpy()[:3], rtol=0.01
+    )
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "nb.json"
         nb.save(path)
@@ -361,9 +491,27 @@ def test_cli_fits_counts(tmp_path, capsys):
 
     path = tmp_path / "epil.csv"
     datasets.load("epil").to_csv(path, index=False)
-    code = main(["fit", str(path), "--model", "linear", "--id", "subject", "--x", "V4", "--y", "y",
-                 "--covariate", "intercept=lbase", "--observation", "poisson", "--no-progress",
-                 "--vpc", str(tmp_path / "vpc.png")])
+    code = main(
+        [
+            "fit",
+            str(path),
+            "--model",
+            "linear",
+            "--id",
+            "subject",
+            "--x",
+            "V4",
+            "--y",
+            "y",
+            "--covariate",
+            "intercept=lbase",
+            "--observation",
+            "poisson",
+            "--no-progress",
+            "--vpc",
+            str(tmp_path / "vpc.png"),
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0 and "poisson observations (log link)" in out
     assert (tmp_path / "vpc.png").stat().st_size > 10_000
@@ -372,17 +520,25 @@ def test_cli_fits_counts(tmp_path, capsys):
 def test_r_references_are_reproducible(tmp_path):
     """glmer (lme4) and clmm (ordinal) come from Debian: rerun their scripts and compare."""
     for script, out in (("glmm_lme4.R", "glmm_lme4.json"), ("knee_clmm.R", "knee_clmm.json")):
-        data = {"glmm_lme4.R": [datasets.load("epil"), datasets.load("toenail")],
-                "knee_clmm.R": [datasets.load("knee")]}[script]
+        data = {
+            "glmm_lme4.R": [datasets.load("epil"), datasets.load("toenail")],
+            "knee_clmm.R": [datasets.load("knee")],
+        }[script]
         paths = []
         for k, frame in enumerate(data):
             paths.append(tmp_path / f"{out}.{k}.csv")
             frame.to_csv(paths[-1], index=False)
         run_rscript(script, tmp_path / out, *paths)
         live, committed = json.loads((tmp_path / out).read_text()), _ref(out)
-        for key in ([("epil", "agq", "loglik_integrate"), ("toenail", "agq", "loglik_integrate"),
-                     ("toenail", "agq", "omega2")] if script == "glmm_lme4.R"
-                    else [("agq50", "loglik_integrate"), ("agq50", "omega2")]):
+        for key in (
+            [
+                ("epil", "agq", "loglik_integrate"),
+                ("toenail", "agq", "loglik_integrate"),
+                ("toenail", "agq", "omega2"),
+            ]
+            if script == "glmm_lme4.R"
+            else [("agq50", "loglik_integrate"), ("agq50", "omega2")]
+        ):
             a, b = live, committed
             for k in key:
                 a, b = a[k], b[k]
@@ -393,8 +549,15 @@ def test_mixture_random_effects_and_individual_estimates_on_counts():
     """The flows issue's mixture law on count data (rapi, random intercept, gender on it)."""
     df = datasets.load("rapi")
     model = pymixnn.Model.named("linear", random=["intercept"])
-    kw = dict(id="id", x="time", y="rapi", covariates={"intercept": ["gender"]},
-              observation="poisson", seed=1, progress=False)
+    kw = dict(
+        id="id",
+        x="time",
+        y="rapi",
+        covariates={"intercept": ["gender"]},
+        observation="poisson",
+        seed=1,
+        progress=False,
+    )
     gauss = pymixnn.fit(df, model, **kw)
     mix = pymixnn.fit(df, model, random_effects="mixture", **kw)
     # a 2-component mixture nests the Gaussian law: its log-likelihood (adaptive quadrature,

@@ -6,6 +6,7 @@ References:
   closed-form Gaussian marginal likelihood.
 - nlme::nlme (Debian's nlme) on the simulated logistic data: tests/reference/logistic_nlme.R, run live.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,15 +17,20 @@ import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.formula.api as smf
+from r_helpers import nlme_logistic
 from scipy.stats import multivariate_normal
 
 import pymixnn
 from pymixnn.simulate import simulate_logistic
-from r_helpers import nlme_logistic
 
 REFERENCE = Path(__file__).parent / "reference"
-THEO = dict(id="Id", x=["Dose", "Time"], y="Concentration", covariates={"V": ["Weight"]},
-            init={"ka": 1.0, "V": 20.0, "CL": 0.5})
+THEO = dict(
+    id="Id",
+    x=["Dose", "Time"],
+    y="Concentration",
+    covariates={"V": ["Weight"]},
+    init={"ka": 1.0, "V": 20.0, "CL": 0.5},
+)
 
 
 def rel(a: float, b: float) -> float:
@@ -98,8 +104,7 @@ def test_theo_individual_estimates(theo_fit, saemix_ref):
 def oxboys():
     df = pymixnn.datasets.load("oxboys")
     ml = smf.mixedlm("height ~ age", df, groups=df["Subject"], re_formula="~age").fit(reml=False)
-    res = pymixnn.fit(df, "linear", id="Subject", x="age", y="height", omega="full", seed=0,
-                      progress=False)
+    res = pymixnn.fit(df, "linear", id="Subject", x="age", y="height", omega="full", seed=0, progress=False)
     return df, ml, res
 
 
@@ -188,8 +193,9 @@ def test_same_seed_identical(theo_fit):
     again = pymixnn.fit(pymixnn.datasets.load("theo"), "onecpt_oral", **THEO, seed=0, progress=False)
     pd.testing.assert_frame_equal(again.params, theo_fit.params, check_exact=True)
     assert again.loglik == theo_fit.loglik
-    np.testing.assert_array_equal(again.individual_params().to_numpy(),
-                                  theo_fit.individual_params().to_numpy())
+    np.testing.assert_array_equal(
+        again.individual_params().to_numpy(), theo_fit.individual_params().to_numpy()
+    )
 
 
 def test_save_load_exact(theo_fit, tmp_path):
@@ -199,8 +205,9 @@ def test_save_load_exact(theo_fit, tmp_path):
     pd.testing.assert_frame_equal(back.omega, theo_fit.omega, check_exact=True)
     pd.testing.assert_series_equal(back.sigma, theo_fit.sigma, check_exact=True)
     for kind in ("map", "mean"):
-        pd.testing.assert_frame_equal(back.individual_params(kind), theo_fit.individual_params(kind),
-                                      check_exact=True)
+        pd.testing.assert_frame_equal(
+            back.individual_params(kind), theo_fit.individual_params(kind), check_exact=True
+        )
     for level in ("population", "individual"):
         np.testing.assert_array_equal(back.predict(level=level), theo_fit.predict(level=level))
     assert back.to_json() == theo_fit.to_json()
@@ -209,8 +216,21 @@ def test_save_load_exact(theo_fit, tmp_path):
 
 def test_json_record_keys(theo_fit, tmp_path):
     record = json.loads(theo_fit.to_json(tmp_path / "r.json"))
-    for key in ("model", "n_individuals", "n_obs", "fixed_effects", "omega", "sigma", "loglik",
-                "loglik_se", "aic", "bic", "seconds", "device", "seed"):
+    for key in (
+        "model",
+        "n_individuals",
+        "n_obs",
+        "fixed_effects",
+        "omega",
+        "sigma",
+        "loglik",
+        "loglik_se",
+        "aic",
+        "bic",
+        "seconds",
+        "device",
+        "seed",
+    ):
         assert key in record, key
     assert record["fixed_effects"]["V"].keys() == {"estimate", "se"}
     assert record["n_individuals"] == 12 and record["n_obs"] == 120 and record["seed"] == 0
@@ -218,8 +238,18 @@ def test_json_record_keys(theo_fit, tmp_path):
 
 def test_summary_table(theo_fit):
     text = str(theo_fit.summary())
-    for token in ("Estimate", "SE", "RSE(%)", "2.5%", "97.5%", "beta_Weight(V)", "omega2.CL",
-                  "ll.is", "AIC", "BIC"):
+    for token in (
+        "Estimate",
+        "SE",
+        "RSE(%)",
+        "2.5%",
+        "97.5%",
+        "beta_Weight(V)",
+        "omega2.CL",
+        "ll.is",
+        "AIC",
+        "BIC",
+    ):
         assert token in text, token
     table = theo_fit.summary().table
     assert list(table.columns) == ["estimate", "se", "rse", "ci_lower", "ci_upper"]
@@ -227,8 +257,14 @@ def test_summary_table(theo_fit):
 
 
 def test_predict_new_data_and_plot(theo_fit, tmp_path):
-    new = pd.DataFrame({"Id": [1, 1, 99], "Dose": [320.0, 320.0, 320.0], "Time": [1.0, 5.0, 5.0],
-                        "Weight": [79.6, 79.6, 70.0]})
+    new = pd.DataFrame(
+        {
+            "Id": [1, 1, 99],
+            "Dose": [320.0, 320.0, 320.0],
+            "Time": [1.0, 5.0, 5.0],
+            "Weight": [79.6, 79.6, 70.0],
+        }
+    )
     pop = theo_fit.predict(new, level="population")
     ind = theo_fit.predict(new, level="individual")
     assert pop.shape == (3,) and np.all(pop > 0)

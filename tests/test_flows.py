@@ -1,6 +1,7 @@
 """Property tests of every flow configuration (as zuko tests its flows): invertibility, the
 log-determinant against autograd, shapes, gradients reaching every parameter, and the identity start
 being the Gaussian law; plus the mixture law's density against scipy."""
+
 from __future__ import annotations
 
 import itertools
@@ -69,7 +70,7 @@ def test_flow_gradients_reach_every_parameter(kind, d, c):
     law.log_prob(L, raw, eta, ctx).sum().backward()
     start = 0
     for name, size in zip(law.names, law.sizes):
-        block = raw.grad[start:start + size]
+        block = raw.grad[start : start + size]
         start += size
         # a few entries can be exactly 0 (e.g. spline bins no draw falls into, masked
         # autoregressive weights) but every parameter tensor must receive gradient
@@ -103,9 +104,13 @@ def test_mixture_density_matches_scipy(shared, full):
     assert torch.allclose((w.unsqueeze(-1) * means).sum(0), torch.zeros(d, dtype=torch.float64), atol=1e-12)
     x = torch.randn(50, d, generator=gen, dtype=torch.float64)
     ours = law.log_prob(L, raw, x).numpy()
-    ref = np.log(sum(float(w[k]) * stats.multivariate_normal(means[k].numpy(),
-                                                             (trils[k] @ trils[k].T).numpy()).pdf(x.numpy())
-                     for k in range(K)))
+    ref = np.log(
+        sum(
+            float(w[k])
+            * stats.multivariate_normal(means[k].numpy(), (trils[k] @ trils[k].T).numpy()).pdf(x.numpy())
+            for k in range(K)
+        )
+    )
     np.testing.assert_allclose(ours, ref, rtol=1e-10)
     draws = law.sample(L, raw, 200_000, torch.Generator().manual_seed(7))
     # Monte Carlo mean of 200,000 draws: SE ~ sd / 450 < 0.01

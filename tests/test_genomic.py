@@ -1,5 +1,6 @@
 """Genomic covariates: the genomic block's algebra against closed forms, recovery of causal markers
 on real marker matrices (grav2, BGLR wheat) against the two-step baseline, outputs, bad input."""
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,16 @@ def _linear_program(n_geno=40, per=2, n_obs=5, n_markers=30, seed=0):
     for g in range(n_geno):
         for k in range(per):
             n = n_obs + (g + k) % 3  # unequal series lengths
-            rows.append(pd.DataFrame({"id": f"{g}_{k}", "genotype": g, "t": np.arange(n, dtype=float),
-                                      "y": 1.0 + 0.3 * g / n_geno + rng.normal(0, 0.5, n)}))
+            rows.append(
+                pd.DataFrame(
+                    {
+                        "id": f"{g}_{k}",
+                        "genotype": g,
+                        "t": np.arange(n, dtype=float),
+                        "y": 1.0 + 0.3 * g / n_geno + rng.normal(0, 0.5, n),
+                    }
+                )
+            )
     df = pd.concat(rows, ignore_index=True)
     model = pymixnn.Model(lambda psi, x: psi[..., 0] + 0.0 * x[..., 0], ["m"], init={"m": 1.0})
     data = Data.from_pandas(df, id="id", x="t", y="y", covariates=["genotype"])
@@ -49,9 +58,17 @@ def test_genomic_block_matches_linear_mixed_model(prior):
     from pymixnn.inference.genomic import GenomicBlock, GenomicSetup, predictive
 
     program, theta, local, G, geno, data = _linear_program()
-    setup = GenomicSetup(G=G, cell_genotype=np.arange(G.shape[0]), cell_level=np.zeros(G.shape[0], int),
-                         n_levels=1, individual_cell=geno, params=("m",), prior=prior, residual=True,
-                         max_iter=4)
+    setup = GenomicSetup(
+        G=G,
+        cell_genotype=np.arange(G.shape[0]),
+        cell_level=np.zeros(G.shape[0], int),
+        n_levels=1,
+        individual_cell=geno,
+        params=("m",),
+        prior=prior,
+        residual=True,
+        max_iter=4,
+    )
     block = GenomicBlock(setup, program)
     z, R = block.pseudo(theta, local)
     n_i = data.frame.groupby("id", sort=False).size().to_numpy()
@@ -99,10 +116,18 @@ def small_fit():
     # 120 genotypes phenotyped; 30 kept aside as genotypes never phenotyped
     df = full[full["genotype"].isin(markers.index[:120])].reset_index(drop=True)
     df.attrs = full.attrs
-    res = pymixnn.fit(df, "logistic", id="id", x="t", y="y", covariates={"A": ["scenario"]},
-                      genotype="genotype",
-                      genomic=pymixnn.Genomic(markers, params=["A", "B"], prior="horseshoe"),
-                      seed=2, progress=False)
+    res = pymixnn.fit(
+        df,
+        "logistic",
+        id="id",
+        x="t",
+        y="y",
+        covariates={"A": ["scenario"]},
+        genotype="genotype",
+        genomic=pymixnn.Genomic(markers, params=["A", "B"], prior="horseshoe"),
+        seed=2,
+        progress=False,
+    )
     return res, df, markers
 
 
@@ -111,8 +136,7 @@ def test_outputs_of_a_genomic_fit(small_fit, tmp_path):
     res, df, markers = small_fit
     truth = df.attrs["truth"]
     eff = res.marker_effects
-    assert list(eff.columns) == ["parameter", "marker", "effect", "sd", "effect_std", "sd_std",
-                                 "inclusion"]
+    assert list(eff.columns) == ["parameter", "marker", "effect", "sd", "effect_std", "sd_std", "inclusion"]
     assert len(eff) == 2 * 300 and set(eff["parameter"]) == {"A", "B"}
     assert eff["inclusion"].between(0, 1).all() and (eff["sd"] > 0).all()
     # per allele = per sd / marker sd
@@ -150,12 +174,14 @@ def test_outputs_of_a_genomic_fit(small_fit, tmp_path):
     target = (truth["genetic"]["A"]).loc[pa.index]  # the marker part is what markers predict
     assert np.corrcoef(pa["value"], target)[0, 1] > 0.85  # measured 0.95
     assert (pa["sd"] > 0).all()
-    curves = res.predict_genotypes(new, x_grid=np.arange(21.0), scenario="WW", n_draws=300, seed=1,
-                                   band="mean")
+    curves = res.predict_genotypes(
+        new, x_grid=np.arange(21.0), scenario="WW", n_draws=300, seed=1, band="mean"
+    )
     assert len(curves) == 30 * 21 and list(curves.columns[:3]) == ["genotype", "scenario", "t"]
     assert ((curves["lower"] <= curves["pred"] + 1e-9) & (curves["pred"] <= curves["upper"] + 1e-9)).all()
-    again = res.predict_genotypes(new, x_grid=np.arange(21.0), scenario="WW", n_draws=300, seed=1,
-                                   band="mean")
+    again = res.predict_genotypes(
+        new, x_grid=np.arange(21.0), scenario="WW", n_draws=300, seed=1, band="mean"
+    )
     pd.testing.assert_frame_equal(curves, again)
     # individual-level fits include the genotype offsets: residual sd near the truth (2.0 x
     # sqrt(1 - 3/21) = 1.85 for 3 parameters fitted per 21-point curve; measured 1.84)
@@ -167,10 +193,18 @@ def test_outputs_of_a_genomic_fit(small_fit, tmp_path):
 @pytest.mark.slow
 def test_genomic_fit_is_reproducible(small_fit):
     res, df, markers = small_fit
-    again = pymixnn.fit(df, "logistic", id="id", x="t", y="y", covariates={"A": ["scenario"]},
-                        genotype="genotype",
-                        genomic=pymixnn.Genomic(markers, params=["A", "B"], prior="horseshoe"),
-                        seed=2, progress=False)
+    again = pymixnn.fit(
+        df,
+        "logistic",
+        id="id",
+        x="t",
+        y="y",
+        covariates={"A": ["scenario"]},
+        genotype="genotype",
+        genomic=pymixnn.Genomic(markers, params=["A", "B"], prior="horseshoe"),
+        seed=2,
+        progress=False,
+    )
     pd.testing.assert_frame_equal(res.params, again.params)
     pd.testing.assert_frame_equal(res.marker_effects, again.marker_effects)
 
@@ -202,11 +236,19 @@ def test_save_load_and_json(small_fit, tmp_path):
 def test_ridge_prior_and_interaction_run():
     markers = simulate_markers(60, 300, seed=7)
     df = simulate_genomic(markers, n_scenarios=2, seed=8)
-    res = pymixnn.fit(df, "logistic", id="id", x="t", y="y", covariates={"A": ["scenario"]},
-                      genotype="genotype",
-                      genomic=pymixnn.Genomic(markers, params=["A"], prior="ridge",
-                                              interaction="scenario"),
-                      seed=1, progress=False, max_steps=600)
+    res = pymixnn.fit(
+        df,
+        "logistic",
+        id="id",
+        x="t",
+        y="y",
+        covariates={"A": ["scenario"]},
+        genotype="genotype",
+        genomic=pymixnn.Genomic(markers, params=["A"], prior="ridge", interaction="scenario"),
+        seed=1,
+        progress=False,
+        max_steps=600,
+    )
     eff = res.marker_effects
     assert "inclusion" not in eff and set(eff["term"]) == {"main", "scenario[WW]"}
     assert len(eff) == 2 * 300
@@ -263,26 +305,45 @@ def test_grav2_cross_validated_prediction_of_held_out_rils():
 
 # ---- bad input (acceptance point 4): clear errors before any torch work ---------------------------
 def _tiny():
-    markers = pd.DataFrame({"m1": [0, 1, 2, 1], "m2": [1, 0, 1, 2], "m3": [2, 2, 0, 1]},
-                           index=["g1", "g2", "g3", "g4"], dtype=float)
+    markers = pd.DataFrame(
+        {"m1": [0, 1, 2, 1], "m2": [1, 0, 1, 2], "m3": [2, 2, 0, 1]},
+        index=["g1", "g2", "g3", "g4"],
+        dtype=float,
+    )
     rows = []
     for k, g in enumerate(["g1", "g2", "g3", "g4"]):
-        rows.append(pd.DataFrame({"id": k, "genotype": g, "t": np.arange(6.0),
-                                  "y": 100 / (1 + np.exp(-(np.arange(6.0) - 3)))}))
+        rows.append(
+            pd.DataFrame(
+                {"id": k, "genotype": g, "t": np.arange(6.0), "y": 100 / (1 + np.exp(-(np.arange(6.0) - 3)))}
+            )
+        )
     return pd.concat(rows, ignore_index=True), markers
 
 
 def _fit(df, genomic, **kw):
-    return pymixnn.fit(df, "logistic", id="id", x="t", y="y", genotype=kw.pop("genotype", "genotype"),
-                       genomic=genomic, progress=False, max_steps=1, **kw)
+    return pymixnn.fit(
+        df,
+        "logistic",
+        id="id",
+        x="t",
+        y="y",
+        genotype=kw.pop("genotype", "genotype"),
+        genomic=genomic,
+        progress=False,
+        max_steps=1,
+        **kw,
+    )
 
 
 def test_genotypes_missing_from_the_marker_matrix():
     df, markers = _tiny()
     df.loc[df["id"] == 3, "genotype"] = "g9"
     df.loc[df["id"] == 2, "genotype"] = "g8"
-    with pytest.raises(ValueError, match=r"2 of 4 genotypes in column 'genotype' have no row in the "
-                                         r"marker matrix: 'g8', 'g9'"):
+    with pytest.raises(
+        ValueError,
+        match=r"2 of 4 genotypes in column 'genotype' have no row in the "
+        r"marker matrix: 'g8', 'g9'",
+    ):
         _fit(df, pymixnn.Genomic(markers, params=["A"]))
 
 
@@ -333,8 +394,16 @@ def test_genomic_argument_errors():
 
 
 def test_no_genomic_outputs_without_markers():
-    res = pymixnn.fit(datasets.load("orange"), "logistic", id="Tree", x="age", y="circumference",
-                      seed=1, progress=False, max_steps=300)
+    res = pymixnn.fit(
+        datasets.load("orange"),
+        "logistic",
+        id="Tree",
+        x="age",
+        y="circumference",
+        seed=1,
+        progress=False,
+        max_steps=300,
+    )
     with pytest.raises(ValueError, match="no genomic block"):
         res.marker_effects
 
@@ -349,16 +418,60 @@ def test_cli_genomic_fit(tmp_path):
     df.to_csv(tmp_path / "grav2.csv", index=False)
     datasets.load_markers("grav2").to_csv(tmp_path / "markers.csv")
     datasets.load_map("grav2").to_csv(tmp_path / "map.csv", index=False)
-    code = main(["fit", str(tmp_path / "grav2.csv"), "--model", "asymptotic", "--id", "id",
-                 "--x", "time_h", "--y", "angle_deg", "--genotype", "genotype",
-                 "--markers", str(tmp_path / "markers.csv"), "--map", str(tmp_path / "map.csv"),
-                 "--genomic-params", "Asym,lrc", "--prior", "ridge", "--manhattan", str(tmp_path),
-                 "--marker-effects", str(tmp_path / "effects.csv"), "--json", str(tmp_path / "r.json"),
-                 "--no-progress", "--seed", "1"])
+    code = main(
+        [
+            "fit",
+            str(tmp_path / "grav2.csv"),
+            "--model",
+            "asymptotic",
+            "--id",
+            "id",
+            "--x",
+            "time_h",
+            "--y",
+            "angle_deg",
+            "--genotype",
+            "genotype",
+            "--markers",
+            str(tmp_path / "markers.csv"),
+            "--map",
+            str(tmp_path / "map.csv"),
+            "--genomic-params",
+            "Asym,lrc",
+            "--prior",
+            "ridge",
+            "--manhattan",
+            str(tmp_path),
+            "--marker-effects",
+            str(tmp_path / "effects.csv"),
+            "--json",
+            str(tmp_path / "r.json"),
+            "--no-progress",
+            "--seed",
+            "1",
+        ]
+    )
     assert code == 0
     eff = pd.read_csv(tmp_path / "effects.csv")
     assert len(eff) == 2 * 234 and set(eff["chr"]) == {1, 2, 3, 4, 5}
     assert (tmp_path / "manhattan_Asym.png").stat().st_size > 10_000
     assert json.loads((tmp_path / "r.json").read_text())["genomic"]["prior"] == "ridge"
-    assert main(["fit", str(tmp_path / "grav2.csv"), "--model", "asymptotic", "--id", "id",
-                 "--x", "time_h", "--y", "angle_deg", "--genotype", "genotype"]) == 2
+    assert (
+        main(
+            [
+                "fit",
+                str(tmp_path / "grav2.csv"),
+                "--model",
+                "asymptotic",
+                "--id",
+                "id",
+                "--x",
+                "time_h",
+                "--y",
+                "angle_deg",
+                "--genotype",
+                "genotype",
+            ]
+        )
+        == 2
+    )

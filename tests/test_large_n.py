@@ -1,6 +1,7 @@
 """The large-N machinery of the estimation pipeline, checked at small N where the exact
 computations are cheap: the per-individual (active-set) Newton modes, the Hessian from a subsample
 of individuals (refinement metric, observed Fisher information) and the Newton-decrement stop."""
+
 from __future__ import annotations
 
 import math
@@ -18,8 +19,15 @@ from pymixnn.models import named
 from pymixnn.simulate import simulate_logistic
 
 # the truth of simulate_logistic on theta's scale: log A, log B, log C, log omega_sd x3, log a
-TRUTH = [math.log(100), math.log(5), math.log(1.5), math.log(0.2), math.log(0.15), math.log(0.2),
-         math.log(2.0)]
+TRUTH = [
+    math.log(100),
+    math.log(5),
+    math.log(1.5),
+    math.log(0.2),
+    math.log(0.15),
+    math.log(0.2),
+    math.log(2.0),
+]
 
 
 def _program(n):
@@ -60,8 +68,9 @@ def test_subsampled_hessian_estimates_the_full_one(fitted):
     within 6% (half the relative error, plus the off-diagonal terms)."""
     program, theta, local = fitted
     full = ImportanceSampler(program, local.loc, local.scale_tril, n_samples=20, seed=5)
-    sub = ImportanceSampler(program, local.loc, local.scale_tril, n_samples=20, seed=5,
-                            hessian_individuals=500)
+    sub = ImportanceSampler(
+        program, local.loc, local.scale_tril, n_samples=20, seed=5, hessian_individuals=500
+    )
     assert sub.hessian_rows.shape == (500,)
     assert bool((sub.hessian_rows.diff() > 0).all())  # sorted, no repeats
     _, h_full = full.gradient_and_hessian(theta)
@@ -72,8 +81,9 @@ def test_subsampled_hessian_estimates_the_full_one(fitted):
     se_sub = torch.diagonal(torch.linalg.inv(-h_sub)).sqrt()
     assert float((se_sub / se_full - 1).abs().max()) < 0.06
     # the same draws seed gives the same subsample (reproducible)
-    again = ImportanceSampler(program, local.loc, local.scale_tril, n_samples=20, seed=5,
-                              hessian_individuals=500)
+    again = ImportanceSampler(
+        program, local.loc, local.scale_tril, n_samples=20, seed=5, hessian_individuals=500
+    )
     assert torch.equal(again.hessian_rows, sub.hessian_rows)
 
 
@@ -87,8 +97,9 @@ def test_subsampled_newton_metric_reaches_the_same_maximum(fitted):
     start[:3] += torch.tensor([0.02, -0.01, 0.02], dtype=torch.float64)
     start[3:6] += 0.1
     exact = ImportanceSampler(program, local.loc, local.scale_tril, n_samples=40, seed=9)
-    sub = ImportanceSampler(program, local.loc, local.scale_tril, n_samples=40, seed=9,
-                            hessian_individuals=300)
+    sub = ImportanceSampler(
+        program, local.loc, local.scale_tril, n_samples=40, seed=9, hessian_individuals=300
+    )
     th_exact, v_exact = exact.maximize(start)
     th_sub, v_sub = sub.maximize(start)
     se = torch.diagonal(torch.linalg.inv(-exact.hessian(th_exact))).sqrt()
@@ -104,8 +115,9 @@ def test_subsample_of_all_individuals_is_the_exact_computation(fitted):
     """hessian_individuals >= N means no subsample: the exact path, bit for bit."""
     program, theta, local = fitted
     a = ImportanceSampler(program, local.loc, local.scale_tril, n_samples=10, seed=1)
-    b = ImportanceSampler(program, local.loc, local.scale_tril, n_samples=10, seed=1,
-                          hessian_individuals=5000)
+    b = ImportanceSampler(
+        program, local.loc, local.scale_tril, n_samples=10, seed=1, hessian_individuals=5000
+    )
     assert b.hessian_rows is None
     ga, ha = a.gradient_and_hessian(theta)
     gb, hb = b.gradient(theta), b._newton_hessian(theta)

@@ -1,6 +1,7 @@
 """The package's shape, checked on its source (issue 17): layers import one way, no module reaches
 into another's private names, law-specific branches live with the laws, only the inference layer
 imports pyro, and modules stay small enough to read."""
+
 from __future__ import annotations
 
 import ast
@@ -39,8 +40,11 @@ def test_no_private_names_imported_across_modules():
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("pymixnn"):
                 if node.module == _module(path):
                     continue
-                found += [f"{_rel(path)}:{node.lineno} {node.module}.{a.name}" for a in node.names
-                          if a.name.startswith("_") and not a.name.startswith("__")]
+                found += [
+                    f"{_rel(path)}:{node.lineno} {node.module}.{a.name}"
+                    for a in node.names
+                    if a.name.startswith("_") and not a.name.startswith("__")
+                ]
     assert not found, found
 
 
@@ -65,8 +69,13 @@ def test_only_the_inference_layer_imports_pyro():
         if PACKAGE / "inference" in path.parents:
             continue
         for node in ast.walk(_tree(path)):
-            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
             found += [f"{_rel(path)}:{node.lineno}" for n in names if n.split(".")[0] == "pyro"]
     assert not found, found
 
@@ -98,18 +107,20 @@ def test_former_module_paths_still_import():
 
     import pymixnn
 
-    for old, new in [("pymixnn.models.observation", "pymixnn.model.observation"),
-                     ("pymixnn.models.transforms", "pymixnn.model.transforms"),
-                     ("pymixnn.random_effects", "pymixnn.model.random_effects"),
-                     ("pymixnn.covariates", "pymixnn.model.covariates"),
-                     ("pymixnn.genomic", "pymixnn.model.genomic"),
-                     ("pymixnn.markers", "pymixnn.data.markers"),
-                     ("pymixnn.plots", "pymixnn.results.plots"),
-                     ("pymixnn.vpc", "pymixnn.results.vpc"),
-                     ("pymixnn.diagnostics", "pymixnn.results.diagnostics"),
-                     ("pymixnn.serialization", "pymixnn.results.serialization"),
-                     ("pymixnn.genomic_results", "pymixnn.results.genomic"),
-                     ("pymixnn.re_density", "pymixnn.results.re_density")]:
+    for old, new in [
+        ("pymixnn.models.observation", "pymixnn.model.observation"),
+        ("pymixnn.models.transforms", "pymixnn.model.transforms"),
+        ("pymixnn.random_effects", "pymixnn.model.random_effects"),
+        ("pymixnn.covariates", "pymixnn.model.covariates"),
+        ("pymixnn.genomic", "pymixnn.model.genomic"),
+        ("pymixnn.markers", "pymixnn.data.markers"),
+        ("pymixnn.plots", "pymixnn.results.plots"),
+        ("pymixnn.vpc", "pymixnn.results.vpc"),
+        ("pymixnn.diagnostics", "pymixnn.results.diagnostics"),
+        ("pymixnn.serialization", "pymixnn.results.serialization"),
+        ("pymixnn.genomic_results", "pymixnn.results.genomic"),
+        ("pymixnn.re_density", "pymixnn.results.re_density"),
+    ]:
         assert importlib.import_module(old) is importlib.import_module(new), old
     from pymixnn.data import Data
     from pymixnn.models import NAMED_MODELS, Model, named

@@ -1,4 +1,5 @@
 """Genomic marker input: reading, checks, imputation, standardization, maps, real marker files."""
+
 import os
 import warnings
 
@@ -15,11 +16,14 @@ WHEAT = "/work/shared/data/bglr_wheat_markers"
 def _raw():
     """5 genotypes x 4 markers: m2 monomorphic (with one NA), m3 has one NA, m4 all missing."""
     return pd.DataFrame(
-        {"m1": [0.0, 1.0, 2.0, 2.0, 0.0],
-         "m2": [1.0, 1.0, np.nan, 1.0, 1.0],
-         "m3": [0.0, np.nan, 2.0, 1.0, 1.0],
-         "m4": [np.nan] * 5},
-        index=["g1", "g2", "g3", "g4", "g5"])
+        {
+            "m1": [0.0, 1.0, 2.0, 2.0, 0.0],
+            "m2": [1.0, 1.0, np.nan, 1.0, 1.0],
+            "m3": [0.0, np.nan, 2.0, 1.0, 1.0],
+            "m4": [np.nan] * 5,
+        },
+        index=["g1", "g2", "g3", "g4", "g5"],
+    )
 
 
 def _quiet(*args, **kwargs):
@@ -29,11 +33,13 @@ def _quiet(*args, **kwargs):
 
 
 def _clean():
-    return pd.DataFrame([[0, 1, 2], [2, 1, 0], [1, 0, 0], [2, 2, 1]], index=["a", "b", "c", "d"],
-                        columns=["x", "y", "z"])
+    return pd.DataFrame(
+        [[0, 1, 2], [2, 1, 0], [1, 0, 0], [2, 2, 1]], index=["a", "b", "c", "d"], columns=["x", "y", "z"]
+    )
 
 
 # -- read_markers ---------------------------------------------------------------------------------
+
 
 def test_read_dataframe_index_and_id_column():
     df = read_markers(_clean())
@@ -114,9 +120,16 @@ def test_read_plink_bed_round_trip(tmp_path):
     bed_reader = pytest.importorskip("bed_reader")
     val = np.array([[0, 1, 2, 1], [2, np.nan, 0, 1], [1, 0, 1, 1]], dtype=np.float32)
     path = tmp_path / "toy.bed"
-    bed_reader.to_bed(path, val, properties={"iid": ["i1", "i2", "i3"], "sid": ["rs1", "rs2", "rs3", "rs4"],
-                                              "chromosome": ["1", "1", "2", "X"],
-                                              "bp_position": [100, 250, 50, 7]})
+    bed_reader.to_bed(
+        path,
+        val,
+        properties={
+            "iid": ["i1", "i2", "i3"],
+            "sid": ["rs1", "rs2", "rs3", "rs4"],
+            "chromosome": ["1", "1", "2", "X"],
+            "bp_position": [100, 250, 50, 7],
+        },
+    )
     df = read_markers(path)
     assert list(df.index) == ["i1", "i2", "i3"] and df.index.name == "genotype"
     assert list(df.columns) == ["rs1", "rs2", "rs3", "rs4"]
@@ -140,6 +153,7 @@ def test_read_plink_bed_round_trip(tmp_path):
 
 # -- prepare_markers: standardization, imputation, drops -----------------------------------------------
 
+
 def test_standardization_matches_numpy():
     raw = _clean()
     mm = prepare_markers(raw, ["a", "b"])
@@ -154,15 +168,28 @@ def test_standardization_matches_numpy():
     np.testing.assert_allclose(mm.scale, x.std(0))
     assert mm.genotypes == ["a", "b", "c", "d"] and mm.n_genotypes == 4 and mm.n_markers == 3
     assert mm.map is None
-    assert mm.report == {"n_genotypes": 4, "n_markers_input": 3, "n_markers": 3, "n_missing_imputed": 0,
-                         "n_monomorphic": 0, "n_all_missing": 0, "n_genotypes_unused": 2}
+    assert mm.report == {
+        "n_genotypes": 4,
+        "n_markers_input": 3,
+        "n_markers": 3,
+        "n_missing_imputed": 0,
+        "n_monomorphic": 0,
+        "n_all_missing": 0,
+        "n_genotypes_unused": 2,
+    }
     assert mm.describe().startswith("3 markers on 4 genotypes; no missing values; 2 genotypes not used")
 
 
 def test_booleans_accepted_and_input_not_modified():
     ids = ["a", "b", "c"]
-    raw = pd.DataFrame({"b": [True, False, True], "o": pd.Series([1, 0, None], index=ids, dtype=object),
-                        "f": [0.0, 2.0, 1.0]}, index=ids)
+    raw = pd.DataFrame(
+        {
+            "b": [True, False, True],
+            "o": pd.Series([1, 0, None], index=ids, dtype=object),
+            "f": [0.0, 2.0, 1.0],
+        },
+        index=ids,
+    )
     assert raw.dtypes.tolist() == [np.dtype(bool), np.dtype(object), np.dtype(float)]
     raw["n"] = pd.array([2, None, 0], dtype="Int64")  # nullable integers, pd.NA missing
     before = raw.copy()
@@ -182,17 +209,26 @@ def test_imputation_and_drops_counts_and_warnings():
     assert any("1 missing marker value(s) (10.0% of the kept markers' cells) imputed" in m for m in messages)
     assert any("1 monomorphic marker(s) (a single observed value) dropped: 'm2'" in m for m in messages)
     assert mm.names == ["m1", "m3"]
-    assert mm.report == {"n_genotypes": 5, "n_markers_input": 4, "n_markers": 2, "n_missing_imputed": 1,
-                         "n_monomorphic": 1, "n_all_missing": 1, "n_genotypes_unused": 2}
+    assert mm.report == {
+        "n_genotypes": 5,
+        "n_markers_input": 4,
+        "n_markers": 2,
+        "n_missing_imputed": 1,
+        "n_monomorphic": 1,
+        "n_all_missing": 1,
+        "n_genotypes_unused": 2,
+    }
     # m3: observed 0, 2, 1, 1 -> mean 1; imputed cell (g2) is exactly 0 once standardized
     assert mm.center[1] == 1.0
     assert mm.values[1, 1] == 0.0
     imputed = np.array([0.0, 1.0, 2.0, 1.0, 1.0])
     np.testing.assert_allclose(mm.scale[1], imputed.std())
     np.testing.assert_allclose(mm.values[:, 1], (imputed - 1.0) / imputed.std(), rtol=1e-6)
-    assert mm.describe() == ("2 markers on 5 genotypes (of 4 markers in the input); 1 monomorphic dropped; "
-                             "1 missing for every genotype dropped; 1 missing values (10.0%) mean-imputed; "
-                             "2 genotypes not used by the phenotype data (kept for prediction).")
+    assert mm.describe() == (
+        "2 markers on 5 genotypes (of 4 markers in the input); 1 monomorphic dropped; "
+        "1 missing for every genotype dropped; 1 missing values (10.0%) mean-imputed; "
+        "2 genotypes not used by the phenotype data (kept for prediction)."
+    )
 
 
 def test_monomorphic_warning_alone():
@@ -204,10 +240,14 @@ def test_monomorphic_warning_alone():
 
 # -- prepare_markers: errors ------------------------------------------------------------------------
 
+
 def test_missing_genotypes_error():
     needed = ["g1", "g2", "zz1", "zz2", "zz3", "zz4", "zz5", "zz6", "g1"]
-    with pytest.raises(ValueError, match=r"6 of 8 genotypes in column 'line' have no row in the marker "
-                                         r"matrix: 'zz1', 'zz2', 'zz3', 'zz4', 'zz5', \.\.\.$"):
+    with pytest.raises(
+        ValueError,
+        match=r"6 of 8 genotypes in column 'line' have no row in the marker "
+        r"matrix: 'zz1', 'zz2', 'zz3', 'zz4', 'zz5', \.\.\.$",
+    ):
         prepare_markers(_raw(), needed, genotype_column="line")
     with pytest.raises(TypeError, match="not a single string"):
         prepare_markers(_raw(), "g1")
@@ -224,8 +264,11 @@ def test_non_numeric_error_names_column_genotype_value():
     raw = _clean().astype(object)
     raw.loc["c", "y"] = "AB"
     raw.loc["d", "z"] = "--"
-    with pytest.raises(ValueError, match=r"column 'y', genotype 'c' has value 'AB' \(2 non-numeric cell\(s\) in "
-                                         r"2 marker column\(s\)\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"column 'y', genotype 'c' has value 'AB' \(2 non-numeric cell\(s\) in "
+        r"2 marker column\(s\)\)",
+    ):
         prepare_markers(raw, ["a"])
 
 
@@ -240,7 +283,9 @@ def test_non_numeric_in_csv(tmp_path):
 def test_infinite_error(bad):
     raw = _clean().astype(float)
     raw.loc["b", "z"] = bad
-    with pytest.raises(ValueError, match=rf"infinite marker value: column 'z', genotype 'b' has value {bad!r}"):
+    with pytest.raises(
+        ValueError, match=rf"infinite marker value: column 'z', genotype 'b' has value {bad!r}"
+    ):
         prepare_markers(raw, ["a"])
 
 
@@ -253,14 +298,17 @@ def test_genotype_missing_for_every_marker():
 
 def test_no_marker_left():
     raw = pd.DataFrame({"a": [1, 1], "b": [np.nan, 2]}, index=["x", "y"])
-    with pytest.raises(ValueError, match="no marker remains: of 2 markers, 0 are missing for every genotype "
-                                         "and 2 are monomorphic"):
+    with pytest.raises(
+        ValueError,
+        match="no marker remains: of 2 markers, 0 are missing for every genotype and 2 are monomorphic",
+    ):
         _quiet(raw, ["x"])
     with pytest.raises(ValueError, match="all 1 markers are missing for every genotype"):
         prepare_markers(pd.DataFrame({"a": [np.nan, np.nan]}, index=["x", "y"]), ["x"])
 
 
 # -- maps --------------------------------------------------------------------------------------------
+
 
 def test_read_map_aliases(tmp_path):
     m = read_map(pd.DataFrame({"SNP": ["a", "b"], "Chromosome": [1, 2], "bp": [10, 20]}))
@@ -294,7 +342,9 @@ def test_read_map_errors():
 
 
 def test_prepare_with_map_reorders_and_checks():
-    gmap = pd.DataFrame({"marker": ["z", "y", "x", "extra"], "chr": [3, 2, 1, 1], "pos": [3.0, 2.0, 1.0, 9.0]})
+    gmap = pd.DataFrame(
+        {"marker": ["z", "y", "x", "extra"], "chr": [3, 2, 1, 1], "pos": [3.0, 2.0, 1.0, 9.0]}
+    )
     mm = prepare_markers(_clean(), ["a"], map=gmap)
     assert list(mm.map.index) == ["x", "y", "z"] and mm.map["chr"].tolist() == ["1", "2", "3"]
     assert mm.describe().endswith("Map: 3 chromosomes.")
@@ -303,6 +353,7 @@ def test_prepare_with_map_reorders_and_checks():
 
 
 # -- rows and standardize --------------------------------------------------------------------------------
+
 
 def test_rows():
     mm = prepare_markers(_clean(), ["a"])
@@ -326,7 +377,9 @@ def test_standardize_new_genotypes_equals_fitted_rows():
 
     new2 = pd.DataFrame({"m1": [1.25], "m3": [np.nan]}, index=["fresh"])
     np.testing.assert_allclose(mm.standardize(new2), [[(1.25 - mm.center[0]) / mm.scale[0], 0.0]], rtol=1e-6)
-    with pytest.raises(ValueError, match=r"1 of the 2 fitted markers are missing from the new marker matrix: 'm3'"):
+    with pytest.raises(
+        ValueError, match=r"1 of the 2 fitted markers are missing from the new marker matrix: 'm3'"
+    ):
         mm.standardize(new2[["m1"]])
     bad = new2.astype(object)
     bad.loc["fresh", "m3"] = "AB"
@@ -338,6 +391,7 @@ def test_standardize_new_genotypes_equals_fitted_rows():
 
 def test_large_matrix_chunks_match_direct(monkeypatch):
     import pymixnn.markers as markers
+
     monkeypatch.setattr(markers, "_CHUNK_CELLS", 16)  # force many column blocks
     rng = np.random.default_rng(1)
     x = rng.integers(0, 3, (8, 50)).astype(float)
@@ -356,6 +410,7 @@ def test_large_matrix_chunks_match_direct(monkeypatch):
 
 # -- real marker files --------------------------------------------------------------------------------------
 
+
 @pytest.mark.skipif(not os.path.exists(f"{GRAV2}/grav2_geno_numeric.csv"), reason="grav2 data not available")
 def test_real_grav2_with_map():
     path = f"{GRAV2}/grav2_geno_numeric.csv"
@@ -365,16 +420,24 @@ def test_real_grav2_with_map():
     pheno = pd.read_csv(f"{GRAV2}/grav2_pheno_long.csv")
     with pytest.warns(UserWarning, match=r"545 missing marker value\(s\) \(1\.4%"):
         mm = prepare_markers(path, pheno["id"], id="id", map=f"{GRAV2}/grav2_gmap.csv", genotype_column="id")
-    assert mm.report == {"n_genotypes": 162, "n_markers_input": 234, "n_markers": 234, "n_missing_imputed": n_na,
-                         "n_monomorphic": 0, "n_all_missing": 0, "n_genotypes_unused": 0}
+    assert mm.report == {
+        "n_genotypes": 162,
+        "n_markers_input": 234,
+        "n_markers": 234,
+        "n_missing_imputed": n_na,
+        "n_monomorphic": 0,
+        "n_all_missing": 0,
+        "n_genotypes_unused": 0,
+    }
     assert mm.values.shape == (162, 234) and mm.names == list(indep.columns)
     assert mm.genotypes[:3] == ["1", "2", "3"]
     assert list(mm.map.index) == mm.names and sorted(mm.map["chr"].unique()) == ["1", "2", "3", "4", "5"]
     np.testing.assert_allclose(mm.center, indep.mean().to_numpy())
     np.testing.assert_allclose(mm.values.mean(0), 0.0, atol=1e-5)
     np.testing.assert_allclose(mm.values.std(0), 1.0, rtol=1e-5)
-    assert mm.describe() == ("234 markers on 162 genotypes; 545 missing values (1.4%) mean-imputed. "
-                             "Map: 5 chromosomes.")
+    assert mm.describe() == (
+        "234 markers on 162 genotypes; 545 missing values (1.4%) mean-imputed. Map: 5 chromosomes."
+    )
 
 
 @pytest.mark.skipif(not os.path.exists(f"{WHEAT}/wheat.X.csv"), reason="wheat data not available")
@@ -385,7 +448,14 @@ def test_real_wheat():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no missing, no monomorphic: no warning at all
         mm = prepare_markers(df, y.iloc[:, 0].iloc[:500])
-    assert mm.report == {"n_genotypes": 599, "n_markers_input": 1279, "n_markers": 1279, "n_missing_imputed": 0,
-                         "n_monomorphic": 0, "n_all_missing": 0, "n_genotypes_unused": 99}
+    assert mm.report == {
+        "n_genotypes": 599,
+        "n_markers_input": 1279,
+        "n_markers": 1279,
+        "n_missing_imputed": 0,
+        "n_monomorphic": 0,
+        "n_all_missing": 0,
+        "n_genotypes_unused": 99,
+    }
     assert mm.values.shape == (599, 1279) and mm.values.dtype == np.float32
     np.testing.assert_allclose(mm.values.std(0), 1.0, rtol=1e-5)

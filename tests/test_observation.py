@@ -1,5 +1,6 @@
 """Observation models: log-densities against scipy's closed forms, moments and simulation against
 their definitions, and the per-family data checks (clear errors naming row and value)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,9 +10,20 @@ import torch
 from scipy import stats
 
 import pymixnn
-from pymixnn.models.observation import (Bernoulli, Binomial, LogLikelihood, NegativeBinomial, Normal,
-                                        Ordinal, Poisson, ZeroInflatedPoisson, bind, from_dict,
-                                        observation, to_dict)
+from pymixnn.models.observation import (
+    Bernoulli,
+    Binomial,
+    LogLikelihood,
+    NegativeBinomial,
+    Normal,
+    Ordinal,
+    Poisson,
+    ZeroInflatedPoisson,
+    bind,
+    from_dict,
+    observation,
+    to_dict,
+)
 
 T = lambda a: torch.as_tensor(np.asarray(a, float), dtype=torch.float64)  # noqa: E731
 LINEAR = pymixnn.Model.named("linear")
@@ -46,8 +58,9 @@ def test_zero_inflated_poisson_matches_its_definition():
     lam = np.exp(F)
     params = ZeroInflatedPoisson().natural(T([np.log(p0 / (1 - p0))]), LINEAR)
     got = ZeroInflatedPoisson().log_prob(T(Y), T(F), params, {}).numpy()
-    want = np.where(Y == 0, np.log(p0 + (1 - p0) * np.exp(-lam)),
-                    np.log(1 - p0) + stats.poisson.logpmf(Y, lam))
+    want = np.where(
+        Y == 0, np.log(p0 + (1 - p0) * np.exp(-lam)), np.log(1 - p0) + stats.poisson.logpmf(Y, lam)
+    )
     np.testing.assert_allclose(got, want, rtol=1e-12)
 
 
@@ -97,14 +110,17 @@ def test_normal_censored_m3_and_exponential_error():
     np.testing.assert_allclose(got, stats.lognorm.logpdf(y, a, scale=f), rtol=1e-10)
 
 
-@pytest.mark.parametrize("obs, params, aux", [
-    (Poisson(), {}, {}),
-    (NegativeBinomial(), {"alpha": 0.5}, {}),
-    (ZeroInflatedPoisson(), {"p0": 0.25, "logit_p0": np.log(0.25 / 0.75)}, {}),
-    (Binomial(), {}, {"trials": 12.0}),
-    (Bernoulli(), {}, {}),
-    (Ordinal(levels=(0, 1, 2)), {"cuts": [0.0, 1.0]}, {}),
-])
+@pytest.mark.parametrize(
+    "obs, params, aux",
+    [
+        (Poisson(), {}, {}),
+        (NegativeBinomial(), {"alpha": 0.5}, {}),
+        (ZeroInflatedPoisson(), {"p0": 0.25, "logit_p0": np.log(0.25 / 0.75)}, {}),
+        (Binomial(), {}, {"trials": 12.0}),
+        (Bernoulli(), {}, {}),
+        (Ordinal(levels=(0, 1, 2)), {"cuts": [0.0, 1.0]}, {}),
+    ],
+)
 def test_simulated_draws_have_the_model_mean_and_variance(obs, params, aux):
     f = torch.full((200_000,), 0.7, dtype=torch.float64)
     params = {k: T(v) for k, v in params.items()}
@@ -123,10 +139,14 @@ def test_family_names_links_and_round_trip():
         observation("gamma")
     with pytest.raises(ValueError, match="link 'logit' is not available for observation='poisson'"):
         observation(Poisson(link="logit"))
-    for obs in (Poisson(link="identity"), NegativeBinomial(), Binomial(link="probit"),
-                Ordinal(levels=("none", "mild", "severe"))):
+    for obs in (
+        Poisson(link="identity"),
+        NegativeBinomial(),
+        Binomial(link="probit"),
+        Ordinal(levels=("none", "mild", "severe")),
+    ):
         assert from_dict(to_dict(obs)) == obs
-    fn = LogLikelihood(lambda y, f, p: -(y - f) ** 2, parameters={"k": 2.0})
+    fn = LogLikelihood(lambda y, f, p: -((y - f) ** 2), parameters={"k": 2.0})
     with pytest.raises(ValueError, match="user log-likelihood"):
         from_dict(to_dict(fn))
     with pytest.raises(ValueError, match="outside its 'logit' support"):
@@ -135,8 +155,15 @@ def test_family_names_links_and_round_trip():
 
 # ---- data checks before any fit --------------------------------------------------------------
 def _counts(changes=None):
-    df = pd.DataFrame({"id": [1, 1, 1, 2, 2, 2], "t": [0, 1, 2] * 2, "y": [0.0, 2, 3, 1, 4, 6],
-                       "n": [5, 5, 5, 8, 8, 8], "cens": 0})
+    df = pd.DataFrame(
+        {
+            "id": [1, 1, 1, 2, 2, 2],
+            "t": [0, 1, 2] * 2,
+            "y": [0.0, 2, 3, 1, 4, 6],
+            "n": [5, 5, 5, 8, 8, 8],
+            "cens": 0,
+        }
+    )
     for (row, col), v in (changes or {}).items():
         df.loc[row, col] = v
     return df
@@ -160,8 +187,9 @@ def test_binomial_successes_above_trials_and_missing_trials():
         _fit(_counts({(5, "y"): 9}), observation="binomial", trials="n")
     with pytest.raises(ValueError, match="needs trials="):
         _fit(_counts(), observation="binomial")
-    with pytest.raises(ValueError, match="column 'n' must hold positive integer numbers of trials: "
-                                         "row 1 has value 0"):
+    with pytest.raises(
+        ValueError, match="column 'n' must hold positive integer numbers of trials: row 1 has value 0"
+    ):
         _fit(_counts({(1, "n"): 0}), observation="binomial", trials="n")
     with pytest.raises(ValueError, match="trials='n' is used only by observation='binomial'"):
         _fit(_counts(), observation="poisson", trials="n")
@@ -177,16 +205,22 @@ def test_bernoulli_needs_zero_one():
 def test_unknown_ordinal_level_is_named():
     df = _counts()
     df["y"] = ["none", "mild", "mild", "severe", "none", "extreme"]
-    with pytest.raises(ValueError, match=r"column 'y' holds a level not among the ordinal levels "
-                                         r"\['none', 'mild', 'severe'\]: row 5 has value 'extreme'"):
+    with pytest.raises(
+        ValueError,
+        match=r"column 'y' holds a level not among the ordinal levels "
+        r"\['none', 'mild', 'severe'\]: row 5 has value 'extreme'",
+    ):
         _fit(df, observation=pymixnn.Ordinal(levels=["none", "mild", "severe"]))
     with pytest.raises(ValueError, match="cannot order the ordinal levels"):
         _fit(df.assign(y=["a", 1, 2, "b", "a", 1]), observation="ordinal")
 
 
 def test_censoring_flags_on_a_non_gaussian_family_are_named():
-    with pytest.raises(ValueError, match=r"censoring column 'cens' flags censored observations: row 3 "
-                                         r"has value 1; left-censoring \(M3\) needs observation='gaussian'"):
+    with pytest.raises(
+        ValueError,
+        match=r"censoring column 'cens' flags censored observations: row 3 "
+        r"has value 1; left-censoring \(M3\) needs observation='gaussian'",
+    ):
         _fit(_counts({(3, "cens"): 1}), censoring="cens")
     with pytest.raises(ValueError, match=r"column 'cens' must be 0 \(observed\) or 1 .* row 2 has value 2"):
         _fit(_counts({(2, "cens"): 2}), observation="gaussian", censoring="cens")

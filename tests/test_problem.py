@@ -1,6 +1,7 @@
 """The problem object (pymixnn.NLME) and the algorithm settings (pymixnn.Control): the problem is
 resolved and checked before any fitting, NLME(...).fit(control) is pymixnn.fit(...) with the same
 settings, and Control's checks and its combination with fit()'s flat keywords."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -48,8 +49,9 @@ def test_nlme_fit_with_control_equals_flat_fit(orange):
     flat = pymixnn.fit(orange, "logistic", **ORANGE, **QUICK)
     problem = pymixnn.NLME(orange, "logistic", **ORANGE)
     with_control = problem.fit(pymixnn.Control(**QUICK))
-    np.testing.assert_array_equal(with_control.params["estimate"].to_numpy(),
-                                  flat.params["estimate"].to_numpy())
+    np.testing.assert_array_equal(
+        with_control.params["estimate"].to_numpy(), flat.params["estimate"].to_numpy()
+    )
     # the same problem fitted again, the settings as keywords; and fit(control=...)
     again = problem.fit(**QUICK)
     np.testing.assert_array_equal(again.params["estimate"].to_numpy(), flat.params["estimate"].to_numpy())
@@ -60,18 +62,32 @@ def test_nlme_fit_with_control_equals_flat_fit(orange):
 
 def test_control_fields_and_checks():
     fields = [f.name for f in dataclasses.fields(pymixnn.Control)]
-    assert fields == ["batch_size", "max_steps", "lr", "num_particles", "refine", "is_samples",
-                      "likelihood", "device", "dtype", "threads", "seed", "progress"]
+    assert fields == [
+        "batch_size",
+        "max_steps",
+        "lr",
+        "num_particles",
+        "refine",
+        "is_samples",
+        "likelihood",
+        "device",
+        "dtype",
+        "threads",
+        "seed",
+        "progress",
+    ]
     c = pymixnn.Control()
     assert (c.batch_size, c.max_steps, c.lr, c.seed, c.likelihood) == (512, 4000, 0.02, 0, "auto")
     with pytest.raises(dataclasses.FrozenInstanceError):
         c.seed = 1
-    for kwargs, message in [(dict(lr=0), "lr must be a finite number > 0"),
-                            (dict(max_steps=0), "max_steps must be a positive integer"),
-                            (dict(seed=-1), "seed must be a non-negative integer"),
-                            (dict(likelihood="laplace"), "likelihood must be 'auto', 'is' or 'gq'"),
-                            (dict(dtype="float16"), "dtype must be one of"),
-                            (dict(refine="yes"), "refine must be True or False")]:
+    for kwargs, message in [
+        (dict(lr=0), "lr must be a finite number > 0"),
+        (dict(max_steps=0), "max_steps must be a positive integer"),
+        (dict(seed=-1), "seed must be a non-negative integer"),
+        (dict(likelihood="laplace"), "likelihood must be 'auto', 'is' or 'gq'"),
+        (dict(dtype="float16"), "dtype must be one of"),
+        (dict(refine="yes"), "refine must be True or False"),
+    ]:
         with pytest.raises(InputError, match=re.escape(message)):
             pymixnn.Control(**kwargs)
     assert c.replace(seed=3).seed == 3
@@ -79,8 +95,11 @@ def test_control_fields_and_checks():
 
 def test_control_and_conflicting_flat_keywords(orange):
     control = pymixnn.Control(max_steps=50, progress=False)
-    with pytest.raises(ValueError, match=r"give each algorithm setting once.*max_steps=60 \(control "
-                                         r"has 50\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"give each algorithm setting once.*max_steps=60 \(control "
+        r"has 50\)",
+    ):
         pymixnn.fit(orange, "logistic", **ORANGE, control=control, max_steps=60)
     with pytest.raises(TypeError, match="control must be a pymixnn.Control"):
         pymixnn.fit(orange, "logistic", **ORANGE, control={"max_steps": 50})
@@ -95,8 +114,9 @@ def test_replaced_start_values_are_counted_and_warned(orange):
     def bad_start(x, y):
         return {"k": -1.0}  # outside the support of the log transform
 
-    model = pymixnn.Model(lambda psi, x: psi[..., 0] * x[..., 0], ["k"], transforms="log",
-                          self_start=bad_start)
+    model = pymixnn.Model(
+        lambda psi, x: psi[..., 0] * x[..., 0], ["k"], transforms="log", self_start=bad_start
+    )
     with pytest.warns(UserWarning, match=r"self-start gave values outside .*k = -1\.0 replaced by 1\.0"):
         problem = pymixnn.NLME(orange, model, **ORANGE)
     assert problem.start == {"k": 1.0}

@@ -5,6 +5,7 @@ C=1.5, sigma=2, log B and log C Gaussian), seed 3; the law of log A is bimodal, 
 Distances between laws are 1-D Wasserstein distances on 200,000 draws of each (Monte Carlo error
 below 0.001, against distances of 0.005-0.05 here).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,8 +22,7 @@ N, SEED = 500, 3
 
 
 def _fit(df, re, **kw):
-    return pymixnn.fit(df, "logistic", id="id", x="t", y="y", random_effects=re, seed=1,
-                       progress=False, **kw)
+    return pymixnn.fit(df, "logistic", id="id", x="t", y="y", random_effects=re, seed=1, progress=False, **kw)
 
 
 def _w1(res, law, name="A", centre=np.log(100.0)):
@@ -142,8 +142,9 @@ def test_flow_results_api(bimodal, tmp_path):
     path = f.save(tmp_path / "flow.json")
     back = pymixnn.Results.load(path)
     assert back.random_effects_law == f.random_effects_law
-    np.testing.assert_array_equal(back.re_density(n_samples=1000).samples.to_numpy(),
-                                  f.re_density(n_samples=1000).samples.to_numpy())
+    np.testing.assert_array_equal(
+        back.re_density(n_samples=1000).samples.to_numpy(), f.re_density(n_samples=1000).samples.to_numpy()
+    )
 
 
 @pytest.fixture(scope="module")
@@ -195,8 +196,14 @@ def test_conditional_flow():
 
 def test_flow_on_pk_model_with_covariates():
     df = pymixnn.datasets.load("theo")
-    kw = dict(id="Id", x=["Dose", "Time"], y="Concentration", covariates={"V": ["Weight"]},
-              seed=632545, progress=False)
+    kw = dict(
+        id="Id",
+        x=["Dose", "Time"],
+        y="Concentration",
+        covariates={"V": ["Weight"]},
+        seed=632545,
+        progress=False,
+    )
     g = pymixnn.fit(df, "onecpt_oral", **kw)
     f = pymixnn.fit(df, "onecpt_oral", random_effects="flow", **kw)
     # 12 subjects: cross-validation keeps the flow near the Gaussian model
@@ -205,13 +212,16 @@ def test_flow_on_pk_model_with_covariates():
     assert "beta_Weight(V)" in f.params.index
 
 
-@pytest.mark.parametrize("bad,match", [
-    (dict(random_effects="student"), "random_effects must be"),
-    (dict(random_effects="gaussian", n_components=2), "n_components"),
-    (dict(random_effects="mixture", n_components=1), "n_components must be"),
-    (dict(random_effects="flow", context=["nope"]), "nope"),
-    (dict(random_effects=pymixnn.Flow(), n_components=2), "spec object"),
-])
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        (dict(random_effects="student"), "random_effects must be"),
+        (dict(random_effects="gaussian", n_components=2), "n_components"),
+        (dict(random_effects="mixture", n_components=1), "n_components must be"),
+        (dict(random_effects="flow", context=["nope"]), "nope"),
+        (dict(random_effects=pymixnn.Flow(), n_components=2), "spec object"),
+    ],
+)
 def test_bad_random_effects_arguments(bad, match):
     df = simulate_logistic(20, 5, seed=0)
     with pytest.raises((ValueError, TypeError), match=match):
@@ -235,16 +245,53 @@ def test_cli_mixture(tmp_path, small_bimodal):
     path = tmp_path / "growth.csv"
     small_bimodal.to_csv(path, index=False)
     out = tmp_path / "fit.json"
-    code = main(["fit", str(path), "--model", "logistic", "--id", "id", "--x", "t", "--y", "y",
-                 "--random-effects", "mixture", "--n-components", "2", "--json", str(out),
-                 "--no-progress"])
+    code = main(
+        [
+            "fit",
+            str(path),
+            "--model",
+            "logistic",
+            "--id",
+            "id",
+            "--x",
+            "t",
+            "--y",
+            "y",
+            "--random-effects",
+            "mixture",
+            "--n-components",
+            "2",
+            "--json",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert code == 0
     record = json.loads(out.read_text())
     assert record["random_effects"]["name"] == "mixture"
     assert record["random_effects"]["n_components"] == 2
     assert record["random_effects"]["df"] == 14  # 3 mu + 2 x 3 variances + 3 offsets + 1 weight + a
-    assert main(["fit", str(path), "--model", "logistic", "--id", "id", "--x", "t", "--y", "y",
-                 "--random-effects", "mixture", "--n-components", "two"]) == 2
+    assert (
+        main(
+            [
+                "fit",
+                str(path),
+                "--model",
+                "logistic",
+                "--id",
+                "id",
+                "--x",
+                "t",
+                "--y",
+                "y",
+                "--random-effects",
+                "mixture",
+                "--n-components",
+                "two",
+            ]
+        )
+        == 2
+    )
 
 
 def test_flow_same_seed_same_numbers():

@@ -1,4 +1,5 @@
 """pymixnn.rbridge.call: the R package's way to see Python's warnings and errors as data."""
+
 import warnings
 
 import pytest
@@ -15,9 +16,11 @@ def _noisy(x, *, scale=1):
 
 def test_call_returns_the_value_and_each_warning_in_order():
     out = call(_noisy, 2, scale=3)
-    assert out == Outcome(value=6, warnings=["dropped 2 rows with a missing 'y' (first at row 6)",
-                                             "fit did not converge: gradient"],
-                          categories=["UserWarning", "ConvergenceWarning"])
+    assert out == Outcome(
+        value=6,
+        warnings=["dropped 2 rows with a missing 'y' (first at row 6)", "fit did not converge: gradient"],
+        categories=["UserWarning", "ConvergenceWarning"],
+    )
     # the same warning again in a later call (Python's once-per-location registry is not in the way)
     assert call(_noisy, 1).warnings == out.warnings
 
@@ -29,7 +32,11 @@ def test_call_hands_back_the_exception_and_the_warnings_before_it():
 
     out = call(fails)
     assert (out.value, out.warnings, out.error, out.error_type) == (
-        None, ["dropped 1 rows"], "column 'y' has 1 missing values (first at row 6)", "ValueError")
+        None,
+        ["dropped 1 rows"],
+        "column 'y' has 1 missing values (first at row 6)",
+        "ValueError",
+    )
     assert out.traceback.startswith("Traceback") and "in fails" in out.traceback
     assert call({}.__getitem__, "k").error == "'k'"  # a KeyError keeps its key as the message
 

@@ -1,6 +1,7 @@
 """The restructuring of issue 17 changed no number: theophylline, Oxboys, rapi (Poisson) and an
 Orange mixture fit give the estimates, SEs and log-likelihoods that main gave before it (commit
 b83a78e, tests/reference/refactor_baseline.py -> refactor_baseline.json), for the same seed."""
+
 from __future__ import annotations
 
 import importlib.util

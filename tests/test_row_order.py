@@ -1,13 +1,22 @@
 """Results in the user's row order: predictions, fitted values, residuals and simulations carry the
 user's row labels in the user's order, whatever the order of the individuals in the data."""
+
 import numpy as np
 import pandas as pd
 import pytest
 
 import pymixnn
 
-SPEC = dict(id="Id", x=["Dose", "Time"], y="Concentration", covariates={"V": ["Weight"]},
-            init={"ka": 1.0, "V": 20.0, "CL": 0.5}, seed=3, progress=False, max_steps=300)
+SPEC = dict(
+    id="Id",
+    x=["Dose", "Time"],
+    y="Concentration",
+    covariates={"V": ["Weight"]},
+    init={"ka": 1.0, "V": 20.0, "CL": 0.5},
+    seed=3,
+    progress=False,
+    max_steps=300,
+)
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +52,9 @@ def test_shuffled_equals_sorted_after_alignment(fits):
         b = shuffled_fit.predict(level=level).reindex(a.index)
         np.testing.assert_allclose(b, a, rtol=1e-8, atol=1e-10)
     ra, rb = sorted_fit.residuals(), shuffled_fit.residuals().reindex(df.index)
-    np.testing.assert_allclose(rb[["pred", "ipred", "ires", "iwres"]], ra[["pred", "ipred", "ires", "iwres"]],
-                               rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(
+        rb[["pred", "ipred", "ires", "iwres"]], ra[["pred", "ipred", "ires", "iwres"]], rtol=1e-8, atol=1e-10
+    )
     # before this fix, assigning the regrouped arrays to the user's frame gave a mean |y - ipred|
     # several times the real one; now the assignment is exact
     shuffled = shuffled.assign(ipred=shuffled_fit.fittedvalues)

@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
-from pymixnn.simulate import logistic, simulate_logistic, simulate_nlme
 from r_helpers import nlme_logistic
 
-TRUTH = {"A": 100.0, "B": 5.0, "C": 1.5,
-         "omega2.A": 0.04, "omega2.B": 0.0225, "omega2.C": 0.04, "a": 2.0}
+from pymixnn.simulate import logistic, simulate_logistic, simulate_nlme
+
+TRUTH = {"A": 100.0, "B": 5.0, "C": 1.5, "omega2.A": 0.04, "omega2.B": 0.0225, "omega2.C": 0.04, "a": 2.0}
 
 
 # ---------------------------------------------------------------- layout and reproducibility
@@ -81,47 +80,77 @@ def test_simulate_nlme_design_transforms_and_combined_error():
     def f(psi, x):  # psi (N, 1, P), x (1, T, q) -> (N, T)
         return psi[..., 0] + psi[..., 1] * x[..., 0] + x[..., 1]
 
-    df = simulate_nlme(f, ["p", "q"], mu_natural={"p": 10.0, "q": 0.3},
-                       omega2={"p": 0.0, "q": 0.5}, transforms={"p": "identity", "q": 3},
-                       x=x, n_individuals=30, a=0.1, b=0.2, x_names=["u", "v"], seed=9)
+    df = simulate_nlme(
+        f,
+        ["p", "q"],
+        mu_natural={"p": 10.0, "q": 0.3},
+        omega2={"p": 0.0, "q": 0.5},
+        transforms={"p": "identity", "q": 3},
+        x=x,
+        n_individuals=30,
+        a=0.1,
+        b=0.2,
+        x_names=["u", "v"],
+        seed=9,
+    )
     assert list(df.columns) == ["id", "u", "v", "y"]
     assert len(df) == 30 * 6
     psi = df.attrs["psi"]
-    assert (psi["p"] == 10.0).all()                          # omega2 = 0: no random effect
-    assert ((psi["q"] > 0) & (psi["q"] < 1)).all()           # logit keeps q in (0, 1)
-    assert df.attrs["truth"] == {"p": 10.0, "q": 0.3, "omega2.p": 0.0, "omega2.q": 0.5,
-                                 "a": 0.1, "b": 0.2}
+    assert (psi["p"] == 10.0).all()  # omega2 = 0: no random effect
+    assert ((psi["q"] > 0) & (psi["q"] < 1)).all()  # logit keeps q in (0, 1)
+    assert df.attrs["truth"] == {"p": 10.0, "q": 0.3, "omega2.p": 0.0, "omega2.q": 0.5, "a": 0.1, "b": 0.2}
 
 
 def test_simulate_logistic_is_simulate_nlme():
     t = np.linspace(0, 10, 10)
-    general = simulate_nlme(logistic, ["A", "B", "C"],
-                            mu_natural={"A": 100.0, "B": 5.0, "C": 1.5},
-                            omega2={"A": 0.04, "B": 0.0225, "C": 0.04},
-                            transforms={"A": "log", "B": "log", "C": "log"},
-                            x=t, n_individuals=25, a=2.0, seed=11)
+    general = simulate_nlme(
+        logistic,
+        ["A", "B", "C"],
+        mu_natural={"A": 100.0, "B": 5.0, "C": 1.5},
+        omega2={"A": 0.04, "B": 0.0225, "C": 0.04},
+        transforms={"A": "log", "B": "log", "C": "log"},
+        x=t,
+        n_individuals=25,
+        a=2.0,
+        seed=11,
+    )
     pd.testing.assert_frame_equal(general, simulate_logistic(25, seed=11))
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"transforms": {"A": "sqrt"}}, "unknown transform"),
-    ({"mu_natural": {"A": -1.0}}, "outside the support"),
-    ({"omega2": {}}, r"omega2 has no entry for parameter\(s\) \['A'\]"),
-    ({"a": 0.0}, "not both 0"),
-    ({"n_individuals": 0}, "at least 1"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"transforms": {"A": "sqrt"}}, "unknown transform"),
+        ({"mu_natural": {"A": -1.0}}, "outside the support"),
+        ({"omega2": {}}, r"omega2 has no entry for parameter\(s\) \['A'\]"),
+        ({"a": 0.0}, "not both 0"),
+        ({"n_individuals": 0}, "at least 1"),
+    ],
+)
 def test_simulate_nlme_bad_input(kwargs, message):
-    args = {"mu_natural": {"A": 1.0}, "omega2": {"A": 0.1}, "transforms": {"A": "log"},
-            "x": np.arange(3.0), "n_individuals": 2, **kwargs}
+    args = {
+        "mu_natural": {"A": 1.0},
+        "omega2": {"A": 0.1},
+        "transforms": {"A": "log"},
+        "x": np.arange(3.0),
+        "n_individuals": 2,
+        **kwargs,
+    }
     with pytest.raises(ValueError, match=message):
         simulate_nlme(lambda psi, x: psi[..., 0] * x[..., 0], ["A"], **args)
 
 
 def test_simulate_nlme_checks_f_shape():
     with pytest.raises(ValueError, match=r"f returned shape \(2, 1\), expected \(2, 3\)"):
-        simulate_nlme(lambda psi, x: psi[..., 0], ["A"], mu_natural={"A": 1.0},
-                      omega2={"A": 0.1}, transforms={"A": "log"}, x=np.arange(3.0),
-                      n_individuals=2)
+        simulate_nlme(
+            lambda psi, x: psi[..., 0],
+            ["A"],
+            mu_natural={"A": 1.0},
+            omega2={"A": 0.1},
+            transforms={"A": "log"},
+            x=np.arange(3.0),
+            n_individuals=2,
+        )
 
 
 # ---------------------------------------------------------------- recovery by nlme

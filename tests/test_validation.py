@@ -5,6 +5,7 @@ Each bad input gives one ValueError (or TypeError) whose single line names the s
 row or value; the settings and data checks run before ``fitting._check_function``, the first
 torch work of a fit (the ``before_torch`` fixture makes reaching it an error of its own).
 """
+
 from __future__ import annotations
 
 import json
@@ -29,6 +30,7 @@ class Reached(Exception):
 def before_torch(monkeypatch):
     def stop(*args, **kwargs):
         raise Reached
+
     monkeypatch.setattr(fitting, "_check_function", stop)
 
 
@@ -64,8 +66,11 @@ def _one_line(err: pytest.ExceptionInfo) -> str:
 
 # ---- a. random effects ----------------------------------------------------------------------------
 def test_no_random_effect_is_an_error_before_torch(before_torch):
-    with pytest.raises(ValueError, match=r"random=\[\]: at least one parameter needs a random effect "
-                                         r"\(a model without random effects is a nonlinear regression") as e:
+    with pytest.raises(
+        ValueError,
+        match=r"random=\[\]: at least one parameter needs a random effect "
+        r"\(a model without random effects is a nonlinear regression",
+    ) as e:
         _fit(random=[])
     _one_line(e)
     with pytest.raises(ValueError, match=r"random=\[\]"):  # a Model without random effects, too
@@ -73,10 +78,20 @@ def test_no_random_effect_is_an_error_before_torch(before_torch):
 
 
 def test_unknown_random_name_gives_the_closest(before_torch):
-    with pytest.raises(ValueError, match=r"random= names 'Ka', not a parameter of model 'onecpt_oral' "
-                                         r"\(did you mean 'ka'\?\); its parameters are \['ka', 'V', 'CL'\]"):
-        pymixnn.fit(pymixnn.datasets.load("theo"), "onecpt_oral", id="Id", x=["Dose", "Time"],
-                    y="Concentration", random=["Ka"], progress=False)
+    with pytest.raises(
+        ValueError,
+        match=r"random= names 'Ka', not a parameter of model 'onecpt_oral' "
+        r"\(did you mean 'ka'\?\); its parameters are \['ka', 'V', 'CL'\]",
+    ):
+        pymixnn.fit(
+            pymixnn.datasets.load("theo"),
+            "onecpt_oral",
+            id="Id",
+            x=["Dose", "Time"],
+            y="Concentration",
+            random=["Ka"],
+            progress=False,
+        )
     with pytest.raises(ValueError, match=r"random must be a list of parameter names, e.g. random=\['A'\]"):
         _fit(model=DECAY, random="A")
     with pytest.raises(ValueError, match=r"transforms= names 'kk', .*did you mean 'k'"):
@@ -90,9 +105,19 @@ def test_learning_rate(before_torch, lr):
         _fit(lr=lr)
 
 
-@pytest.mark.parametrize("name, value", [("is_samples", -5), ("is_samples", 0), ("is_samples", 2.5),
-                                         ("threads", 0), ("threads", -2), ("batch_size", 0),
-                                         ("max_steps", 10.0), ("num_particles", True)])
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("is_samples", -5),
+        ("is_samples", 0),
+        ("is_samples", 2.5),
+        ("threads", 0),
+        ("threads", -2),
+        ("batch_size", 0),
+        ("max_steps", 10.0),
+        ("num_particles", True),
+    ],
+)
 def test_counts_must_be_positive_integers(before_torch, name, value):
     with pytest.raises(ValueError, match=rf"{name} must be a positive integer.*got {value!r}$"):
         _fit(**{name: value})
@@ -118,8 +143,11 @@ def test_dtype_and_device(before_torch):
 
 # ---- e. init --------------------------------------------------------------------------------------
 def test_unknown_init_key_names_the_closest_parameter(before_torch):
-    with pytest.raises(ValueError, match=r"init names 'a0', not a parameter of model '_decay' "
-                                         r"\(did you mean 'A'\?\); its parameters are \['A', 'k'\]") as e:
+    with pytest.raises(
+        ValueError,
+        match=r"init names 'a0', not a parameter of model '_decay' "
+        r"\(did you mean 'A'\?\); its parameters are \['A', 'k'\]",
+    ) as e:
         _fit(model=DECAY, init={"a0": 1.0})
     _one_line(e)
     with pytest.raises(ValueError, match=r"init names 'a', .*a residual error parameter"):
@@ -135,8 +163,11 @@ def test_unknown_init_key_names_the_closest_parameter(before_torch):
 def test_proportional_error_needs_positive_y(before_torch):
     df = _decay_frame()
     df.loc[7, "y"] = 0.0
-    with pytest.raises(ValueError, match=r"the proportional error model needs y > 0 .*column 'y', row 7 "
-                                         r"has value 0.0 \(1 of 60 rows\); use error='combined'"):
+    with pytest.raises(
+        ValueError,
+        match=r"the proportional error model needs y > 0 .*column 'y', row 7 "
+        r"has value 0.0 \(1 of 60 rows\); use error='combined'",
+    ):
         _fit(df, model=DECAY, error="proportional")
     with pytest.raises(ValueError, match=r"row 0 has value 0.0 \(60 of 60 rows\)"):  # ll +2652.8 before
         _fit(df.assign(y=0.0), model=DECAY, error="proportional")
@@ -157,24 +188,31 @@ def test_duplicated_column_name(before_torch):
         Data.from_pandas(twice, id="id", x="t", y="y")
     with pytest.raises(ValueError, match=r"column 't' appears 2 times"):
         _fit(twice)
-    unused = pd.concat([df, df[["y"]].rename(columns={"y": "note"}), df[["y"]].rename(columns={"y": "note"})],
-                       axis=1)
+    unused = pd.concat(
+        [df, df[["y"]].rename(columns={"y": "note"}), df[["y"]].rename(columns={"y": "note"})], axis=1
+    )
     assert Data.from_pandas(unused, id="id", x="t", y="y").n_obs == 60  # an unused duplicate is fine
 
 
 # ---- h. ids -------------------------------------------------------------------------------------------
 def test_mixed_type_ids_are_an_error():
     df = _decay_frame().assign(id=[1] * 30 + ["1"] * 30)
-    with pytest.raises(ValueError, match=r"column 'id' mixes types: row 0 has 1 \(int\) and row 30 has "
-                                         r"'1' \(str\), two different ids both shown as 1"):
+    with pytest.raises(
+        ValueError,
+        match=r"column 'id' mixes types: row 0 has 1 \(int\) and row 30 has "
+        r"'1' \(str\), two different ids both shown as 1",
+    ):
         Data.from_pandas(df, id="id", x="t", y="y")
 
 
 def test_whitespace_ids():
     df = _decay_frame()
     df.loc[5:9, "id"] = " s0"  # individual 1's rows now read " s0": two individuals s0?
-    with pytest.raises(ValueError, match=r"row 0 has 's0' and row 5 has ' s0', ids that differ only by "
-                                         r"surrounding spaces"):
+    with pytest.raises(
+        ValueError,
+        match=r"row 0 has 's0' and row 5 has ' s0', ids that differ only by "
+        r"surrounding spaces",
+    ):
         Data.from_pandas(df, id="id", x="t", y="y")
     df.loc[5:9, "id"] = "s1 "
     with pytest.warns(UserWarning, match=r"column 'id': row 5 has the id 's1 ' with surrounding spaces"):
@@ -187,8 +225,11 @@ def test_whitespace_ids():
 def test_boolean_y_is_an_error_for_measurements_and_counts(before_torch, family):
     df = _decay_frame()
     df["y"] = df["y"] > 5
-    with pytest.raises(ValueError, match=rf"column 'y' is boolean \(True/False\), not a measurement for "
-                                         rf"observation='{family}'"):
+    with pytest.raises(
+        ValueError,
+        match=rf"column 'y' is boolean \(True/False\), not a measurement for "
+        rf"observation='{family}'",
+    ):
         _fit(df, observation=family)
 
 
@@ -203,9 +244,12 @@ def test_boolean_y_is_fine_for_bernoulli(before_torch):
 def test_ordinal_string_levels_need_an_order(before_torch):
     df = _decay_frame()
     df["y"] = np.tile(["low", "mid", "high", "mid", "low"], 12)
-    with pytest.raises(ValueError, match=r"column 'y': cannot order the ordinal levels \['low', 'mid', "
-                                         r"'high'\] \(not numbers\); give them in increasing order: "
-                                         r"observation=pymixnn.Ordinal\(levels=\['low', 'mid', 'high'\]\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"column 'y': cannot order the ordinal levels \['low', 'mid', "
+        r"'high'\] \(not numbers\); give them in increasing order: "
+        r"observation=pymixnn.Ordinal\(levels=\['low', 'mid', 'high'\]\)",
+    ):
         _fit(df, observation="ordinal")
     unordered = pd.Series(pd.Categorical(df["y"]))
     with pytest.raises(ValueError, match=r"cannot order the ordinal levels \['high', 'low', 'mid'\]"):
@@ -267,14 +311,19 @@ def test_watch_records_nan_on_observed_cells_only():
         with watch_structural_function():
             _program(over_t).prediction(_psi([9.0, 0.3], [9.0, 0.3]), idx)
             raise RuntimeError("unrelated")
-    with pytest.raises(StructuralFunctionError, match=r"the fit failed \(RuntimeError: later\) after the "
-                                                      r"structural function over_t returned NaN for "
-                                                      r"individual 's0' at psi \{A: 9, k: 0.5\} "
-                                                      r"\(x = \[0.5\]\)"):
-        with watch_structural_function():
-            watched = _program(over_t)
-            watched.prediction(_psi([[9.0, 0.3], [9.0, 0.3]], [[9.0, 0.3], [9.0, 0.5]]), idx)
-            raise RuntimeError("later\nsecond line")
+    with (
+        pytest.raises(
+            StructuralFunctionError,
+            match=r"the fit failed \(RuntimeError: later\) after the "
+            r"structural function over_t returned NaN for "
+            r"individual 's0' at psi \{A: 9, k: 0.5\} "
+            r"\(x = \[0.5\]\)",
+        ),
+        watch_structural_function(),
+    ):
+        watched = _program(over_t)
+        watched.prediction(_psi([[9.0, 0.3], [9.0, 0.3]], [[9.0, 0.3], [9.0, 0.5]]), idx)
+        raise RuntimeError("later\nsecond line")
 
 
 @pytest.fixture(scope="module")
@@ -286,8 +335,9 @@ def tail_nan_fit():
     seen = []
     record = program.Program._record_nan
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(program.Program, "_record_nan",
-                      lambda self, *a: (record(self, *a), seen.append(self.watch.first)))
+        patch.setattr(
+            program.Program, "_record_nan", lambda self, *a: (record(self, *a), seen.append(self.watch.first))
+        )
         res = _fit(model=DECAY.replace(function=_decay_tail_nan), seed=1, **QUICK)
     return res, seen
 
@@ -308,8 +358,11 @@ def test_load_with_another_model_names_the_mismatch(tail_nan_fit, tmp_path):
     same = pymixnn.Results.load(path, model=DECAY.replace(function=_decay_tail_nan))
     np.testing.assert_allclose(same.predict(), res.predict())
     other = pymixnn.Model(_decay, ["C0", "k"], init={"C0": 9.0, "k": 0.3}, transforms="log")
-    with pytest.raises(ValueError, match=r"fit.json: the model given does not match the saved fit: "
-                                         r"parameters \['C0', 'k'\] given, \['A', 'k'\] saved$"):
+    with pytest.raises(
+        ValueError,
+        match=r"fit.json: the model given does not match the saved fit: "
+        r"parameters \['C0', 'k'\] given, \['A', 'k'\] saved$",
+    ):
         pymixnn.Results.load(path, model=other)
     with pytest.raises(ValueError, match=r"random \['A'\] given, \['A', 'k'\] saved"):
         pymixnn.Results.load(path, model=DECAY.replace(random=["A"]))
@@ -320,8 +373,11 @@ def test_load_with_another_model_names_the_mismatch(tail_nan_fit, tmp_path):
 def test_load_corrupted_or_missing_file(tmp_path):
     broken = tmp_path / "broken.json"
     broken.write_text('{"format": 1,\n "model": {"name": "linear",\n')
-    with pytest.raises(ValueError, match=r"not a pymixnn results file: .*broken.json: Expecting property "
-                                         r"name enclosed in double quotes at line 3") as e:
+    with pytest.raises(
+        ValueError,
+        match=r"not a pymixnn results file: .*broken.json: Expecting property "
+        r"name enclosed in double quotes at line 3",
+    ) as e:
         pymixnn.Results.load(broken)
     _one_line(e)
     other = tmp_path / "other.json"
@@ -336,8 +392,11 @@ def test_load_corrupted_or_missing_file(tmp_path):
 def test_latin1_csv_needs_its_encoding(tmp_path):
     path = tmp_path / "latin1.csv"
     path.write_bytes("id,t,y,site\n1,0,1.0,Besançon\n1,1,2.0,Besançon\n2,0,1.5,Liège\n".encode("latin-1"))
-    with pytest.raises(ValueError, match=r"latin1.csv: not readable as utf-8 \(it holds the byte b'\\xe7'\); "
-                                         r"pass the file's encoding, e.g. encoding='latin-1'") as e:
+    with pytest.raises(
+        ValueError,
+        match=r"latin1.csv: not readable as utf-8 \(it holds the byte b'\\xe7'\); "
+        r"pass the file's encoding, e.g. encoding='latin-1'",
+    ) as e:
         Data.from_csv(path, id="id", x="t", y="y")
     _one_line(e)
     data = Data.from_csv(path, id="id", x="t", y="y", covariates=["site"], encoding="latin-1")
@@ -347,8 +406,11 @@ def test_latin1_csv_needs_its_encoding(tmp_path):
 def test_categorical_x_or_y_is_an_error(before_torch):
     df = _decay_frame()
     df["t"] = pd.Categorical(df["t"].map(lambda v: f"{v:g}"))  # an R factor: labels "0.5", "1", ...
-    with pytest.raises(ValueError, match=r"column 't' is categorical \(levels \['0.5', '1', '2', '4', "
-                                         r"'8'\]\); x and y must be numeric"):
+    with pytest.raises(
+        ValueError,
+        match=r"column 't' is categorical \(levels \['0.5', '1', '2', '4', "
+        r"'8'\]\); x and y must be numeric",
+    ):
         Data.from_pandas(df, id="id", x="t", y="y")
     df = _decay_frame()
     df["y"] = pd.Categorical(np.tile(["10", "20"], 30))

@@ -4,6 +4,7 @@ cell: estimates against saemix/lme4 references or a simulation truth, flow again
 so a wrong number fails the script; here the run must succeed and leave its key numbers, which are
 then checked for completeness and a few headline values. `make vignettes` renders the full
 versions to HTML."""
+
 import json
 import math
 import os
@@ -19,8 +20,14 @@ PYTHON_VIGNETTES = sorted(p.name for p in VIGNETTES.glob("[0-9][0-9]_*.py"))
 
 def run_quick(name: str, tmp_path: Path) -> dict:
     env = dict(os.environ, PYMIXNN_QUICK="1", MPLBACKEND="Agg", OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, str(VIGNETTES / name)], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, str(VIGNETTES / name)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, f"{name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
     key = json.loads((tmp_path / "key_numbers.json").read_text())
     numbers = {k: v for k, v in key.items() if isinstance(v, (int, float))}
@@ -30,8 +37,12 @@ def run_quick(name: str, tmp_path: Path) -> dict:
 
 
 def test_five_vignettes_exist():
-    assert PYTHON_VIGNETTES == ["01_theophylline.py", "02_random_effects.py", "03_discrete.py",
-                                "04_genomic.py"]
+    assert PYTHON_VIGNETTES == [
+        "01_theophylline.py",
+        "02_random_effects.py",
+        "03_discrete.py",
+        "04_genomic.py",
+    ]
     assert (VIGNETTES / "05_from_R.Rmd").exists()
 
 

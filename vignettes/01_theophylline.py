@@ -51,7 +51,7 @@ from IPython.display import Image, display
 
 import pymixnn
 
-QUICK = os.environ.get("PYMIXNN_QUICK") == "1"   # quick mode: same fit (it is small), same checks
+QUICK = os.environ.get("PYMIXNN_QUICK") == "1"  # quick mode: same fit (it is small), same checks
 FIG = Path("figures")
 FIG.mkdir(exist_ok=True)
 ROOT = Path(pymixnn.__file__).resolve().parents[1]  # the repository: committed reference numbers
@@ -84,8 +84,16 @@ display(Image(filename=str(FIG / "theo_data.png")))
 # from the observed Fisher information of that likelihood. `seed=` makes the run reproducible.
 
 # %%
-fit = pymixnn.fit(theo, "onecpt_oral", id="Id", x=["Dose", "Time"], y="Concentration",
-                  covariates={"V": ["Weight"]}, seed=632545, progress=False)
+fit = pymixnn.fit(
+    theo,
+    "onecpt_oral",
+    id="Id",
+    x=["Dose", "Time"],
+    y="Concentration",
+    covariates={"V": ["Weight"]},
+    seed=632545,
+    progress=False,
+)
 print(fit.summary())
 
 # %% [markdown]
@@ -109,10 +117,15 @@ from pymixnn import compare
 kw = dict(id="Id", x=["Dose", "Time"], y="Concentration", covariates={"V": ["Weight"]})
 if compare.r_available() and compare.r_package_available("saemix"):
     saemix_fit = compare.saemix(theo, "onecpt_oral", **kw)
-    saemix = {"source": "saemix, run live",
-              "estimate": saemix_fit.params["estimate"], "se": saemix_fit.params["se"],
-              "ll_is": saemix_fit.loglik, "aic": saemix_fit.aic, "bic": saemix_fit.bic,
-              "map": saemix_fit.individual_params("map")}
+    saemix = {
+        "source": "saemix, run live",
+        "estimate": saemix_fit.params["estimate"],
+        "se": saemix_fit.params["se"],
+        "ll_is": saemix_fit.loglik,
+        "aic": saemix_fit.aic,
+        "bic": saemix_fit.bic,
+        "map": saemix_fit.individual_params("map"),
+    }
 else:
     ref = json.loads((ROOT / "tests" / "reference" / "theo_saemix.json").read_text())
     est = {k: v["estimate"] for k, v in ref["fixed_effects"].items()}
@@ -121,18 +134,29 @@ else:
     se.update({f"omega2.{k}": v for k, v in ref["omega2_se"].items()})
     est.update(ref["sigma"])
     se.update(ref["sigma_se"])
-    saemix = {"source": "saemix 3.4, committed reference (tests/reference/theo_saemix.json)",
-              "estimate": pd.Series(est), "se": pd.Series(se), "ll_is": ref["ll_is"],
-              "aic": ref["aic_is"], "bic": ref["bic_is"],
-              "map": pd.DataFrame({p: ref["map_psi"][p] for p in ("ka", "V", "CL")},
-                                  index=[float(i) for i in ref["map_psi"]["id"]])}
+    saemix = {
+        "source": "saemix 3.4, committed reference (tests/reference/theo_saemix.json)",
+        "estimate": pd.Series(est),
+        "se": pd.Series(se),
+        "ll_is": ref["ll_is"],
+        "aic": ref["aic_is"],
+        "bic": ref["bic_is"],
+        "map": pd.DataFrame(
+            {p: ref["map_psi"][p] for p in ("ka", "V", "CL")}, index=[float(i) for i in ref["map_psi"]["id"]]
+        ),
+    }
 print(saemix["source"])
 
 # %%
 names = list(fit.params.index)
-table = pd.DataFrame({
-    "pymixnn": fit.params["estimate"], "SE": fit.params["se"],
-    "saemix": saemix["estimate"].reindex(names), "SE ": saemix["se"].reindex(names)})
+table = pd.DataFrame(
+    {
+        "pymixnn": fit.params["estimate"],
+        "SE": fit.params["se"],
+        "saemix": saemix["estimate"].reindex(names),
+        "SE ": saemix["se"].reindex(names),
+    }
+)
 table["(pymixnn - saemix) / SE"] = (table["pymixnn"] - table["saemix"]) / table["SE "]
 table.round(4)
 
@@ -146,10 +170,14 @@ table.round(4)
 # log(number of subjects), as in saemix.
 
 # %%
-ll = pd.DataFrame({
-    "log-likelihood": [fit.loglik, saemix["ll_is"]], "AIC": [fit.aic, saemix["aic"]],
-    "BIC": [fit.bic, saemix["bic"]]},
-    index=[f"pymixnn (ll.is, MC SE {fit.loglik_se:.3f})", "saemix (ll.is)"])
+ll = pd.DataFrame(
+    {
+        "log-likelihood": [fit.loglik, saemix["ll_is"]],
+        "AIC": [fit.aic, saemix["aic"]],
+        "BIC": [fit.bic, saemix["bic"]],
+    },
+    index=[f"pymixnn (ll.is, MC SE {fit.loglik_se:.3f})", "saemix (ll.is)"],
+)
 ll.round(3)
 
 # %% [markdown]
@@ -256,13 +284,22 @@ assert fit.converged and fit.diagnostics.loc["newton_decrement", "value"] < 0.05
 assert np.allclose(shuffled["ipred"], shuffled["ipred_fitted"], rtol=1e-12)
 assert mae < 1.0  # the residual sd a is 0.73 mg/L
 
-KEY = {"ka": float(fit.fixed_effects["ka"]), "V": float(fit.fixed_effects["V"]),
-       "CL": float(fit.fixed_effects["CL"]), "beta_Weight(V)": float(fit.fixed_effects["beta_Weight(V)"]),
-       "a": float(fit.sigma["a"]), "loglik": float(fit.loglik), "aic": float(fit.aic),
-       "max_abs_z_vs_saemix": float(z.max()), "loglik_minus_saemix": float(fit.loglik - saemix["ll_is"]),
-       "max_rel_map_vs_saemix": float((mine / theirs - 1).abs().to_numpy().max()),
-       "saemix_source": saemix["source"], "seconds": float(fit.info["seconds"]),
-       "converged": bool(fit.converged), "newton_decrement": float(fit.diagnostics.loc["newton_decrement", "value"]),
-       "mae_shuffled": mae}
+KEY = {
+    "ka": float(fit.fixed_effects["ka"]),
+    "V": float(fit.fixed_effects["V"]),
+    "CL": float(fit.fixed_effects["CL"]),
+    "beta_Weight(V)": float(fit.fixed_effects["beta_Weight(V)"]),
+    "a": float(fit.sigma["a"]),
+    "loglik": float(fit.loglik),
+    "aic": float(fit.aic),
+    "max_abs_z_vs_saemix": float(z.max()),
+    "loglik_minus_saemix": float(fit.loglik - saemix["ll_is"]),
+    "max_rel_map_vs_saemix": float((mine / theirs - 1).abs().to_numpy().max()),
+    "saemix_source": saemix["source"],
+    "seconds": float(fit.info["seconds"]),
+    "converged": bool(fit.converged),
+    "newton_decrement": float(fit.diagnostics.loc["newton_decrement", "value"]),
+    "mae_shuffled": mae,
+}
 Path("key_numbers.json").write_text(json.dumps(KEY, indent=1))
 KEY

@@ -77,7 +77,7 @@ from scipy.stats import skew, wasserstein_distance
 import pymixnn
 from pymixnn.simulate import NormalMixture1D, SkewNormal1D, simulate_logistic
 
-QUICK = os.environ.get("PYMIXNN_QUICK") == "1"   # quick mode: smaller settings, same checks
+QUICK = os.environ.get("PYMIXNN_QUICK") == "1"  # quick mode: smaller settings, same checks
 FIG = Path("figures")
 FIG.mkdir(exist_ok=True)
 pd.set_option("display.width", 120)
@@ -125,8 +125,7 @@ def rounded(table, digits=3):
 # %%
 N = 150 if QUICK else 500
 A_TRUE = 100.0
-TRUTHS = {"bimodal": NormalMixture1D.separated(0.4, 4.0, 0.1),
-          "skewed": SkewNormal1D(alpha=8.0, omega=0.35)}
+TRUTHS = {"bimodal": NormalMixture1D.separated(0.4, 4.0, 0.1), "skewed": SkewNormal1D(alpha=8.0, omega=0.35)}
 FITTED_TRUTHS = ["bimodal"] if QUICK else ["bimodal", "skewed"]
 LAWS = ["gaussian", "flow"]
 sims = {name: simulate_logistic(N, 10, laws={"A": TRUTHS[name]}, seed=3) for name in FITTED_TRUTHS}
@@ -144,8 +143,12 @@ true_draws = {name: np.log(A_TRUE) + law.sample(rng, 200_000) for name, law in T
 grid = np.linspace(np.log(A_TRUE) - 0.6, np.log(A_TRUE) + 1.2, 500)
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
 for name, law in TRUTHS.items():
-    axes[0].plot(grid, np.exp(law.logpdf(grid - np.log(A_TRUE))), lw=2,
-                 label=f"{name} (skewness {skew(true_draws[name]):.2f})")
+    axes[0].plot(
+        grid,
+        np.exp(law.logpdf(grid - np.log(A_TRUE))),
+        lw=2,
+        label=f"{name} (skewness {skew(true_draws[name]):.2f})",
+    )
 axes[0].set_xlabel("log A")
 axes[0].set_ylabel("density")
 axes[0].set_title("true law of log A")
@@ -176,18 +179,28 @@ save_and_show(fig, "sim_truth.png")
 # %%
 FLOW = pymixnn.Flow(penalty=100.0) if QUICK else "flow"
 MAX_STEPS = 300 if QUICK else 4000
-NS = 50_000 if QUICK else 100_000   # draws of a fitted law for densities, summaries and W1
+NS = 50_000 if QUICK else 100_000  # draws of a fitted law for densities, summaries and W1
 
 
 def fit_growth(df, law):
-    return pymixnn.fit(df, "logistic", id="id", x="t", y="y",
-                       random_effects=FLOW if law == "flow" else law,
-                       max_steps=MAX_STEPS, seed=1, progress=False)
+    return pymixnn.fit(
+        df,
+        "logistic",
+        id="id",
+        x="t",
+        y="y",
+        random_effects=FLOW if law == "flow" else law,
+        max_steps=MAX_STEPS,
+        seed=1,
+        progress=False,
+    )
 
 
 fits = {truth: {law: fit_growth(sims[truth], law) for law in LAWS} for truth in FITTED_TRUTHS}
-print({truth: {law: round(r.info["seconds"], 1) for law, r in f.items()} for truth, f in fits.items()},
-      "seconds per fit")
+print(
+    {truth: {law: round(r.info["seconds"], 1) for law, r in f.items()} for truth, f in fits.items()},
+    "seconds per fit",
+)
 
 # %% [markdown]
 # `pymixnn.compare_fits` puts the fits side by side: the law, its number of free parameters
@@ -198,8 +211,21 @@ print({truth: {law: round(r.info["seconds"], 1) for law, r in f.items()} for tru
 # %%
 bim = fits["bimodal"]
 table = pymixnn.compare_fits(*bim.values(), names=list(bim))
-head = ["df", "ll.is", "ll.is_se", "AIC", "BIC", "seconds", "A", "B", "C",
-        "omega2.A", "omega2.B", "omega2.C", "a"]
+head = [
+    "df",
+    "ll.is",
+    "ll.is_se",
+    "AIC",
+    "BIC",
+    "seconds",
+    "A",
+    "B",
+    "C",
+    "omega2.A",
+    "omega2.B",
+    "omega2.C",
+    "a",
+]
 rounded(table.loc[head + [r for r in table.index if r.startswith("cov.")]], 4)
 
 # %% [markdown]
@@ -215,18 +241,33 @@ rows, curves, summaries = [], {}, {}
 for truth in FITTED_TRUTHS:
     gauss = fits[truth]["gaussian"]
     for law, res in fits[truth].items():
-        dens = res.re_density(n_samples=NS, seed=1)   # draws + marginal densities on a grid
+        dens = res.re_density(n_samples=NS, seed=1)  # draws + marginal densities on a grid
         summ = summaries[truth, law] = res.re_summary(n_samples=NS, seed=1)  # mean, sd, skew, modes
         curves[truth, law] = dens.grid[dens.grid["parameter"] == "A"]
-        rows.append(dict(truth=truth, law=law, df=res.df_modelwc, ll_is=res.loglik,
-                         ll_minus_gaussian=res.loglik - gauss.loglik, AIC=res.aic, BIC=res.bic,
-                         modes_logA=int(summ.loc["A", "n_modes"]),
-                         modes_logB_logC=f'{summ.loc["B", "n_modes"]}, {summ.loc["C", "n_modes"]}',
-                         skewness_logA=summ.loc["A", "skewness_phi"],
-                         W1_logA=wasserstein_distance(dens.samples["A"].to_numpy(),
-                                                      true_draws[truth][:NS])))
-    rows.append(dict(truth=truth, law="(truth)", modes_logA=2 if truth == "bimodal" else 1,
-                     skewness_logA=skew(true_draws[truth][:NS]), W1_logA=0.0))
+        rows.append(
+            dict(
+                truth=truth,
+                law=law,
+                df=res.df_modelwc,
+                ll_is=res.loglik,
+                ll_minus_gaussian=res.loglik - gauss.loglik,
+                AIC=res.aic,
+                BIC=res.bic,
+                modes_logA=int(summ.loc["A", "n_modes"]),
+                modes_logB_logC=f"{summ.loc['B', 'n_modes']}, {summ.loc['C', 'n_modes']}",
+                skewness_logA=summ.loc["A", "skewness_phi"],
+                W1_logA=wasserstein_distance(dens.samples["A"].to_numpy(), true_draws[truth][:NS]),
+            )
+        )
+    rows.append(
+        dict(
+            truth=truth,
+            law="(truth)",
+            modes_logA=2 if truth == "bimodal" else 1,
+            skewness_logA=skew(true_draws[truth][:NS]),
+            W1_logA=0.0,
+        )
+    )
 laws_table = pd.DataFrame(rows).set_index(["truth", "law"])
 laws_table.round(4)
 
@@ -273,8 +314,10 @@ save_and_show(fig, "sim_densities.png")
 # %%
 flow_bim = bim["flow"]
 flow_bim.plot_random_effects(
-    FIG / "bimodal_flow_law.png", n_samples=NS,
-    truth={"A": lambda phi: TRUTHS["bimodal"].logpdf(phi - np.log(A_TRUE))})
+    FIG / "bimodal_flow_law.png",
+    n_samples=NS,
+    truth={"A": lambda phi: TRUTHS["bimodal"].logpdf(phi - np.log(A_TRUE))},
+)
 show("bimodal_flow_law.png")
 summaries["bimodal", "flow"].round(3)
 
@@ -322,8 +365,10 @@ grav2 = pymixnn.datasets.load("grav2")
 times = np.sort(grav2["time_h"].unique())
 THIN = 16
 root = grav2[grav2["time_h"].isin(times[::THIN])].reset_index(drop=True)
-print(f"{grav2['id'].nunique()} RILs, {len(times)} times every 2 min, {len(grav2)} rows; "
-      f"fitted: every {THIN}th time, {root['time_h'].nunique()} times, {len(root)} rows")
+print(
+    f"{grav2['id'].nunique()} RILs, {len(times)} times every 2 min, {len(grav2)} rows; "
+    f"fitted: every {THIN}th time, {root['time_h'].nunique()} times, {len(root)} rows"
+)
 root.head()
 
 # %%
@@ -356,9 +401,11 @@ save_and_show(fig, "grav2_data.png")
 
 # %%
 kw = dict(id="id", x="time_h", y="angle_deg", max_steps=MAX_STEPS, seed=1, progress=False)
-real = {"gaussian, diagonal": pymixnn.fit(root, "asymptotic", **kw),
-        "gaussian, full": pymixnn.fit(root, "asymptotic", omega="full", **kw),
-        "flow": pymixnn.fit(root, "asymptotic", random_effects=FLOW, **kw)}
+real = {
+    "gaussian, diagonal": pymixnn.fit(root, "asymptotic", **kw),
+    "gaussian, full": pymixnn.fit(root, "asymptotic", omega="full", **kw),
+    "flow": pymixnn.fit(root, "asymptotic", random_effects=FLOW, **kw),
+}
 real_table = pymixnn.compare_fits(*real.values(), names=list(real))
 rounded(real_table.drop(["engine", "individuals", "ll.method"]), 4)
 
@@ -367,22 +414,27 @@ rounded(real_table.drop(["engine", "individuals", "ll.method"]), 4)
 
 # %%
 real_se = pd.DataFrame({name: res.params["se"] for name, res in real.items()}).loc[
-    ["Asym", "R0", "lrc", "omega2.Asym", "omega2.R0", "omega2.lrc", "a"]]
+    ["Asym", "R0", "lrc", "omega2.Asym", "omega2.R0", "omega2.lrc", "a"]
+]
 real_se.round(4)
 
 # %%
 g_diag, g_full, flow = real["gaussian, diagonal"], real["gaussian, full"], real["flow"]
-gain = {"full Gaussian - diagonal Gaussian": g_full.loglik - g_diag.loglik,
-        "flow - diagonal Gaussian": flow.loglik - g_diag.loglik,
-        "flow - full Gaussian": flow.loglik - g_full.loglik}
+gain = {
+    "full Gaussian - diagonal Gaussian": g_full.loglik - g_diag.loglik,
+    "flow - diagonal Gaussian": flow.loglik - g_diag.loglik,
+    "flow - full Gaussian": flow.loglik - g_full.loglik,
+}
 share = gain["full Gaussian - diagonal Gaussian"] / gain["flow - diagonal Gaussian"]
-corr = pd.DataFrame({name: res.re_correlation(n_samples=NS).stack()
-                     for name, res in real.items()}).loc[[("Asym", "R0"), ("Asym", "lrc"), ("R0", "lrc")]]
+corr = pd.DataFrame({name: res.re_correlation(n_samples=NS).stack() for name, res in real.items()}).loc[
+    [("Asym", "R0"), ("Asym", "lrc"), ("R0", "lrc")]
+]
 print("ll.is differences:", {k: round(v, 2) for k, v in gain.items()})
-print(f"share of the flow's gain over the diagonal Gaussian that the full Gaussian already gets: "
-      f"{share:.2f}")
-print(f"AIC: full Gaussian {g_full.aic:.1f}, flow {flow.aic:.1f};  "
-      f"BIC: full Gaussian {g_full.bic:.1f}, flow {flow.bic:.1f}")
+print(f"share of the flow's gain over the diagonal Gaussian that the full Gaussian already gets: {share:.2f}")
+print(
+    f"AIC: full Gaussian {g_full.aic:.1f}, flow {flow.aic:.1f};  "
+    f"BIC: full Gaussian {g_full.bic:.1f}, flow {flow.bic:.1f}"
+)
 print("correlations of the individual parameters under each fitted law:")
 corr.round(3)
 
@@ -515,41 +567,59 @@ assert real_summary.loc["Asym", "skewness"] > 0.2
 assert abs(flow.fixed_effects["Asym"] / g_full.fixed_effects["Asym"] - 1) < 0.03
 assert abs(flow.fixed_effects["lrc"] - g_full.fixed_effects["lrc"]) < 0.05
 assert abs(flow.sigma["a"] / g_full.sigma["a"] - 1) < 0.02
-print(f"all checks passed ({'quick' if QUICK else 'full'} mode, "
-      f"{time.perf_counter() - T_START:.0f} s since the first cell)")
+print(
+    f"all checks passed ({'quick' if QUICK else 'full'} mode, "
+    f"{time.perf_counter() - T_START:.0f} s since the first cell)"
+)
 
 # %%
-KEY = {"mode": "quick" if QUICK else "full", "N": float(N),
-       "bimodal_loglik_gaussian": float(bg.loglik), "bimodal_loglik_flow": float(bf.loglik),
-       "bimodal_loglik_flow_minus_gauss": float(bf.loglik - bg.loglik),
-       "bimodal_aic_gaussian": float(bg.aic), "bimodal_aic_flow": float(bf.aic),
-       "bimodal_flow_modes_logA": float(laws_table.loc[("bimodal", "flow"), "modes_logA"]),
-       "bimodal_W1_gaussian": float(w1["bimodal", "gaussian"]),
-       "bimodal_W1_flow": float(w1["bimodal", "flow"]),
-       "bimodal_flow_penalty": float(bf.law.penalty)}
+KEY = {
+    "mode": "quick" if QUICK else "full",
+    "N": float(N),
+    "bimodal_loglik_gaussian": float(bg.loglik),
+    "bimodal_loglik_flow": float(bf.loglik),
+    "bimodal_loglik_flow_minus_gauss": float(bf.loglik - bg.loglik),
+    "bimodal_aic_gaussian": float(bg.aic),
+    "bimodal_aic_flow": float(bf.aic),
+    "bimodal_flow_modes_logA": float(laws_table.loc[("bimodal", "flow"), "modes_logA"]),
+    "bimodal_W1_gaussian": float(w1["bimodal", "gaussian"]),
+    "bimodal_W1_flow": float(w1["bimodal", "flow"]),
+    "bimodal_flow_penalty": float(bf.law.penalty),
+}
 if not QUICK:
     sg, sf = fits["skewed"]["gaussian"], fits["skewed"]["flow"]
-    KEY.update({"skewed_loglik_flow_minus_gauss": float(sf.loglik - sg.loglik),
-                "skewed_W1_gaussian": float(w1["skewed", "gaussian"]),
-                "skewed_W1_flow": float(w1["skewed", "flow"]),
-                "skewed_flow_skewness_logA": float(laws_table.loc[("skewed", "flow"), "skewness_logA"]),
-                "skewed_flow_penalty": float(sf.law.penalty)})
-KEY.update({"grav2_thin": float(THIN),
-            "grav2_loglik_diag": float(g_diag.loglik), "grav2_loglik_full": float(g_full.loglik),
-            "grav2_loglik_flow": float(flow.loglik),
-            "grav2_full_minus_diag": float(gain["full Gaussian - diagonal Gaussian"]),
-            "grav2_flow_minus_diag": float(gain["flow - diagonal Gaussian"]),
-            "grav2_flow_minus_full": float(gain["flow - full Gaussian"]),
-            "grav2_share_of_gain_from_correlation": float(share),
-            "grav2_aic_full": float(g_full.aic), "grav2_aic_flow": float(flow.aic),
-            "grav2_bic_full": float(g_full.bic), "grav2_bic_flow": float(flow.bic),
-            "grav2_flow_df": float(flow.df_modelwc),
-            "grav2_flow_skewness_Asym": float(real_summary.loc["Asym", "skewness"]),
-            "grav2_corr_Asym_lrc_full": float(corr.loc[("Asym", "lrc"), "gaussian, full"]),
-            "grav2_corr_Asym_lrc_flow": float(corr.loc[("Asym", "lrc"), "flow"]),
-            "grav2_Asym_full": float(g_full.fixed_effects["Asym"]),
-            "grav2_Asym_flow": float(flow.fixed_effects["Asym"]),
-            "grav2_flow_penalty": float(flow.law.penalty),
-            "seconds_total": float(time.perf_counter() - T_START)})
+    KEY.update(
+        {
+            "skewed_loglik_flow_minus_gauss": float(sf.loglik - sg.loglik),
+            "skewed_W1_gaussian": float(w1["skewed", "gaussian"]),
+            "skewed_W1_flow": float(w1["skewed", "flow"]),
+            "skewed_flow_skewness_logA": float(laws_table.loc[("skewed", "flow"), "skewness_logA"]),
+            "skewed_flow_penalty": float(sf.law.penalty),
+        }
+    )
+KEY.update(
+    {
+        "grav2_thin": float(THIN),
+        "grav2_loglik_diag": float(g_diag.loglik),
+        "grav2_loglik_full": float(g_full.loglik),
+        "grav2_loglik_flow": float(flow.loglik),
+        "grav2_full_minus_diag": float(gain["full Gaussian - diagonal Gaussian"]),
+        "grav2_flow_minus_diag": float(gain["flow - diagonal Gaussian"]),
+        "grav2_flow_minus_full": float(gain["flow - full Gaussian"]),
+        "grav2_share_of_gain_from_correlation": float(share),
+        "grav2_aic_full": float(g_full.aic),
+        "grav2_aic_flow": float(flow.aic),
+        "grav2_bic_full": float(g_full.bic),
+        "grav2_bic_flow": float(flow.bic),
+        "grav2_flow_df": float(flow.df_modelwc),
+        "grav2_flow_skewness_Asym": float(real_summary.loc["Asym", "skewness"]),
+        "grav2_corr_Asym_lrc_full": float(corr.loc[("Asym", "lrc"), "gaussian, full"]),
+        "grav2_corr_Asym_lrc_flow": float(corr.loc[("Asym", "lrc"), "flow"]),
+        "grav2_Asym_full": float(g_full.fixed_effects["Asym"]),
+        "grav2_Asym_flow": float(flow.fixed_effects["Asym"]),
+        "grav2_flow_penalty": float(flow.law.penalty),
+        "seconds_total": float(time.perf_counter() - T_START),
+    }
+)
 Path("key_numbers.json").write_text(json.dumps(KEY, indent=1))
 KEY

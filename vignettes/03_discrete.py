@@ -51,7 +51,7 @@ import pymixnn
 from pymixnn import datasets
 from pymixnn.simulate import simulate_senescence
 
-QUICK = os.environ.get("PYMIXNN_QUICK") == "1"   # quick mode: smaller settings, same checks
+QUICK = os.environ.get("PYMIXNN_QUICK") == "1"  # quick mode: smaller settings, same checks
 FIG = Path("figures")
 FIG.mkdir(exist_ok=True)
 KEY = {"quick": str(QUICK)}
@@ -77,7 +77,8 @@ REF = json.loads(REF_FILE.read_text())
 rapi = datasets.load("rapi")
 print(rapi.head())
 by_visit = rapi.groupby("time")["rapi"].agg(
-    students="size", mean="mean", variance="var", zeros=lambda y: (y == 0).mean())
+    students="size", mean="mean", variance="var", zeros=lambda y: (y == 0).mean()
+)
 by_visit.round(2)
 
 # %% [markdown]
@@ -110,9 +111,17 @@ by_visit.round(2)
 
 # %%
 t0 = time.perf_counter()
-pois = pymixnn.fit(rapi, pymixnn.Model.named("linear", omega="full"), id="id", x="time",
-                   y="rapi", covariates={"intercept": ["gender"], "slope": ["gender"]},
-                   observation="poisson", seed=1, progress=False)
+pois = pymixnn.fit(
+    rapi,
+    pymixnn.Model.named("linear", omega="full"),
+    id="id",
+    x="time",
+    y="rapi",
+    covariates={"intercept": ["gender"], "slope": ["gender"]},
+    observation="poisson",
+    seed=1,
+    progress=False,
+)
 print(f"fitted in {time.perf_counter() - t0:.0f} s")
 print(pois.summary())
 
@@ -141,18 +150,33 @@ p = pois.params
 s, g = REF["saemix"], REF["glmer"]
 rows = [  # pymixnn name, saemix value, glmer value
     ("intercept", s["fixed_effects"]["intercept"], g["fixed_effects"]["(Intercept)"]),
-    ("beta_gender[Women](intercept)", s["fixed_effects"]["beta_gender(intercept)"],
-     g["fixed_effects"]["genderWomen"]),
+    (
+        "beta_gender[Women](intercept)",
+        s["fixed_effects"]["beta_gender(intercept)"],
+        g["fixed_effects"]["genderWomen"],
+    ),
     ("slope", s["fixed_effects"]["slope"], g["fixed_effects"]["time"]),
-    ("beta_gender[Women](slope)", s["fixed_effects"]["beta_gender(slope)"],
-     g["fixed_effects"]["time:genderWomen"]),
+    (
+        "beta_gender[Women](slope)",
+        s["fixed_effects"]["beta_gender(slope)"],
+        g["fixed_effects"]["time:genderWomen"],
+    ),
     ("omega2.intercept", s["omega"]["intercept"], g["omega"]["intercept"]),
     ("omega2.slope", s["omega"]["slope"], g["omega"]["slope"]),
     ("cov.intercept.slope", s["omega"]["cov"], g["omega"]["cov"]),
 ]
 side = pd.DataFrame(
-    [{"parameter": n, "pymixnn": p.loc[n, "estimate"], "pymixnn SE": p.loc[n, "se"],
-      "saemix 3.4": sv, "glmer (Laplace)": gv} for n, sv, gv in rows]).set_index("parameter")
+    [
+        {
+            "parameter": n,
+            "pymixnn": p.loc[n, "estimate"],
+            "pymixnn SE": p.loc[n, "se"],
+            "saemix 3.4": sv,
+            "glmer (Laplace)": gv,
+        }
+        for n, sv, gv in rows
+    ]
+).set_index("parameter")
 side["diff vs saemix (SE)"] = (side["pymixnn"] - side["saemix 3.4"]) / side["pymixnn SE"]
 side["diff vs glmer (%)"] = 100 * (side["pymixnn"] / side["glmer (Laplace)"] - 1)
 side.loc["log-likelihood"] = [pois.loglik, np.nan, s["ll_is"], g["loglik"], np.nan, np.nan]
@@ -203,19 +227,50 @@ vpc_pois[["time", "n_obs", "observed", "sim_median", "sim_lower", "sim_upper", "
 # in `res.sigma`).
 
 # %%
-zip_ = pymixnn.fit(rapi, "linear", id="id", x="time", y="rapi",
-                   covariates={"intercept": ["gender"], "slope": ["gender"]},
-                   observation="zero_inflated_poisson", seed=1, progress=False)
+zip_ = pymixnn.fit(
+    rapi,
+    "linear",
+    id="id",
+    x="time",
+    y="rapi",
+    covariates={"intercept": ["gender"], "slope": ["gender"]},
+    observation="zero_inflated_poisson",
+    seed=1,
+    progress=False,
+)
 z = REF["saemix_zip"]
-zip_side = pd.DataFrame({
-    "pymixnn": [zip_.params.loc[n, "estimate"] for n in
-                ["intercept", "beta_gender[Women](intercept)", "slope", "beta_gender[Women](slope)",
-                 "p0", "omega2.intercept", "omega2.slope"]] + [zip_.loglik],
-    "saemix 3.4": [z["fixed_effects"][k] for k in
-                   ["intercept", "beta_gender(intercept)", "slope", "beta_gender(slope)", "p0"]]
-    + [z["omega"]["intercept"], z["omega"]["slope"], z["ll_is"]]},
-    index=["intercept", "beta_gender[Women](intercept)", "slope", "beta_gender[Women](slope)",
-           "p0", "omega2.intercept", "omega2.slope", "log-likelihood"])
+zip_side = pd.DataFrame(
+    {
+        "pymixnn": [
+            zip_.params.loc[n, "estimate"]
+            for n in [
+                "intercept",
+                "beta_gender[Women](intercept)",
+                "slope",
+                "beta_gender[Women](slope)",
+                "p0",
+                "omega2.intercept",
+                "omega2.slope",
+            ]
+        ]
+        + [zip_.loglik],
+        "saemix 3.4": [
+            z["fixed_effects"][k]
+            for k in ["intercept", "beta_gender(intercept)", "slope", "beta_gender(slope)", "p0"]
+        ]
+        + [z["omega"]["intercept"], z["omega"]["slope"], z["ll_is"]],
+    },
+    index=[
+        "intercept",
+        "beta_gender[Women](intercept)",
+        "slope",
+        "beta_gender[Women](slope)",
+        "p0",
+        "omega2.intercept",
+        "omega2.slope",
+        "log-likelihood",
+    ],
+)
 zip_side["diff (%)"] = 100 * (zip_side["pymixnn"] / zip_side["saemix 3.4"] - 1)
 zip_side.round(5)
 
@@ -229,12 +284,18 @@ zip_side.round(5)
 # (`res.simulate`) and compare the fraction of zero counts with the data.
 
 # %%
-zeros = pd.DataFrame({
-    "observed": [(rapi["rapi"] == 0).mean()] * 2,
-    "simulated (mean of 100 data sets)": [(f.simulate(100, seed=2)["y_sim"] == 0).mean()
-                                          for f in (pois, zip_)],
-    "log-likelihood": [pois.loglik, zip_.loglik], "AIC": [pois.aic, zip_.aic],
-    "BIC": [pois.bic, zip_.bic]}, index=["Poisson", "zero-inflated Poisson"])
+zeros = pd.DataFrame(
+    {
+        "observed": [(rapi["rapi"] == 0).mean()] * 2,
+        "simulated (mean of 100 data sets)": [
+            (f.simulate(100, seed=2)["y_sim"] == 0).mean() for f in (pois, zip_)
+        ],
+        "log-likelihood": [pois.loglik, zip_.loglik],
+        "AIC": [pois.aic, zip_.aic],
+        "BIC": [pois.bic, zip_.bic],
+    },
+    index=["Poisson", "zero-inflated Poisson"],
+)
 zeros.round(3)
 
 # %% [markdown]
@@ -272,8 +333,8 @@ display(Image(filename=str(FIG / "rapi_vpc_zip.png")))
 # %%
 N_PLANTS = 150 if QUICK else 300
 sen = simulate_senescence(N_PLANTS, seed=1)
-onset_law = sen.attrs["onset_law"]      # law of T50 - 34 (a two-component normal mixture)
-true_t50 = sen.attrs["psi"]["T50"]      # each simulated plant's own T50
+onset_law = sen.attrs["onset_law"]  # law of T50 - 34 (a two-component normal mixture)
+true_t50 = sen.attrs["psi"]["T50"]  # each simulated plant's own T50
 print(sen.head(), "\n", sen.attrs["truth"])
 print(f"{N_PLANTS} plants x {sen['t'].nunique()} days = {len(sen)} counts")
 
@@ -290,26 +351,26 @@ print(f"{N_PLANTS} plants x {sen['t'].nunique()} days = {len(sen)} counts")
 # ridge penalty whose weight is chosen by cross-validation over plants. In both fits the fixed
 # effect T50 is the **mean** of the onset law (for the flow too), so it estimates 34 days.
 
+
 # %%
 def logit_senescence(psi, x):  # logit of the senescent fraction
     return (x[..., 0] - psi[..., 0]) / psi[..., 1]
 
 
-onset_model = pymixnn.Model(logit_senescence, ["T50", "s"], init={"T50": 30.0, "s": 5.0},
-                            transforms={"T50": "identity", "s": "log"})
+onset_model = pymixnn.Model(
+    logit_senescence, ["T50", "s"], init={"T50": 30.0, "s": 5.0}, transforms={"T50": "identity", "s": "log"}
+)
 kw = dict(id="id", x="t", y="y", trials="leaves", observation="binomial", seed=1, progress=False)
 sen_gauss = pymixnn.fit(sen, onset_model, random_effects="gaussian", **kw)
 if QUICK:
     # quick mode: the penalty weight the full run's cross-validation chooses (100) instead of
     # choosing it again, and no final importance-weighted refinement (it moves the
     # log-likelihood by about 0.2 units here)
-    sen_flow = pymixnn.fit(sen, onset_model, random_effects=pymixnn.Flow(penalty=100.0),
-                           refine=False, **kw)
+    sen_flow = pymixnn.fit(sen, onset_model, random_effects=pymixnn.Flow(penalty=100.0), refine=False, **kw)
 else:
     sen_flow = pymixnn.fit(sen, onset_model, random_effects="flow", **kw)
 print("flow penalty weight:", sen_flow.to_dict()["random_effects"]["penalty"])
-pymixnn.compare_fits(sen_gauss, sen_flow, names=["Gaussian", "flow"]).drop(
-    index=["engine", "ll.is_se"])
+pymixnn.compare_fits(sen_gauss, sen_flow, names=["Gaussian", "flow"]).drop(index=["engine", "ll.is_se"])
 
 # %% [markdown]
 # `compare_fits` puts the fits side by side: `df` is the number of free parameters, `ll.is` the
@@ -374,15 +435,20 @@ def modes(d):  # the local maxima of the fitted T50 density, ignoring ripples be
     return gT["psi"].to_numpy()[peaks]
 
 
-onset = pd.DataFrame({
-    name: {"T50 (mean onset)": r.fixed_effects["T50"], "s": r.fixed_effects["s"],
-           "sd of T50": np.sqrt(r.omega.loc["T50", "T50"]),
-           "n_modes": r.re_summary(seed=1).loc["T50", "n_modes"],
-           "modes (days)": ", ".join(f"{m:.1f}" for m in modes(dens[name])),
-           "W1 to the true law (days)": wasserstein_distance(dens[name].samples["T50"],
-                                                             truth_draws),
-           "log-likelihood": r.loglik}
-    for name, r in [("Gaussian", sen_gauss), ("flow", sen_flow)]})
+onset = pd.DataFrame(
+    {
+        name: {
+            "T50 (mean onset)": r.fixed_effects["T50"],
+            "s": r.fixed_effects["s"],
+            "sd of T50": np.sqrt(r.omega.loc["T50", "T50"]),
+            "n_modes": r.re_summary(seed=1).loc["T50", "n_modes"],
+            "modes (days)": ", ".join(f"{m:.1f}" for m in modes(dens[name])),
+            "W1 to the true law (days)": wasserstein_distance(dens[name].samples["T50"], truth_draws),
+            "log-likelihood": r.loglik,
+        }
+        for name, r in [("Gaussian", sen_gauss), ("flow", sen_flow)]
+    }
+)
 onset["truth"] = [34.0, 4.0, np.sqrt(onset_law.variance), 2, "25.0, 40.0", 0.0, np.nan]
 onset
 
@@ -402,7 +468,7 @@ onset
 # (`bins=` takes bin edges) and show both laws.
 
 # %%
-day_edges = np.arange(-2.0, 63.0, 4.0)          # one bin per observation day (0, 4, ..., 60)
+day_edges = np.arange(-2.0, 63.0, 4.0)  # one bin per observation day (0, 4, ..., 60)
 sen_flow.plot_vpc(FIG / "senescence_vpc_flow.png", bins=day_edges, seed=1)
 display(Image(filename=str(FIG / "senescence_vpc_flow.png")))
 
@@ -413,16 +479,26 @@ display(Image(filename=str(FIG / "senescence_vpc_flow.png")))
 # observed proportion *minus* the simulated median, with the 90% band around it, for both laws.
 
 # %%
-vpc_sen = {name: r.vpc(bins=day_edges, seed=1) for name, r in
-           [("Gaussian", sen_gauss), ("flow", sen_flow)]}
+vpc_sen = {name: r.vpc(bins=day_edges, seed=1) for name, r in [("Gaussian", sen_gauss), ("flow", sen_flow)]}
 fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), sharey=True)
 for ax, (name, tab) in zip(axes, vpc_sen.items()):
-    ax.fill_between(tab["time"], tab["sim_lower"] - tab["sim_median"],
-                    tab["sim_upper"] - tab["sim_median"], color="tab:blue", alpha=0.25,
-                    label="simulated 90% band")
+    ax.fill_between(
+        tab["time"],
+        tab["sim_lower"] - tab["sim_median"],
+        tab["sim_upper"] - tab["sim_median"],
+        color="tab:blue",
+        alpha=0.25,
+        label="simulated 90% band",
+    )
     ax.axhline(0.0, color="black", ls="--", lw=1)
-    ax.plot(tab["time"], tab["observed"] - tab["sim_median"], "o-", color="tab:red", ms=4,
-            label="observed - simulated median")
+    ax.plot(
+        tab["time"],
+        tab["observed"] - tab["sim_median"],
+        "o-",
+        color="tab:red",
+        ms=4,
+        label="observed - simulated median",
+    )
     out = tab[tab["outside"]]
     ax.plot(out["time"], out["observed"] - out["sim_median"], "o", mfc="none", mec="black", ms=10)
     ax.set_title(f"{name} law: {int(tab['outside'].sum())} of {len(tab)} days outside")
@@ -433,8 +509,12 @@ fig.tight_layout()
 fig.savefig(FIG / "senescence_vpc_difference.png", dpi=100)
 plt.close(fig)
 display(Image(filename=str(FIG / "senescence_vpc_difference.png")))
-pd.DataFrame({name: tab.set_index("time")["observed"] - tab.set_index("time")["sim_median"]
-              for name, tab in vpc_sen.items()}).T.round(3)
+pd.DataFrame(
+    {
+        name: tab.set_index("time")["observed"] - tab.set_index("time")["sim_median"]
+        for name, tab in vpc_sen.items()
+    }
+).T.round(3)
 
 # %% [markdown]
 # The Gaussian law spreads the onset times symmetrically around 34 days, so it puts many plants
@@ -460,14 +540,15 @@ def rel(a, b):  # relative difference
     return abs(a - b) / abs(b)
 
 
-
 # rapi Poisson, the tolerances of tests/test_discrete.py: fixed effects within 5% of saemix and
 # of glmer (measured: at most 2.7% against saemix, on the slope, a 0.15-SE difference; 0.07%
 # against glmer), variances within 20% (measured: 1.9% and 0.9%)
 for ours, saemix_name, glmer_name in [
-        ("intercept", "intercept", "(Intercept)"), ("slope", "slope", "time"),
-        ("beta_gender[Women](intercept)", "beta_gender(intercept)", "genderWomen"),
-        ("beta_gender[Women](slope)", "beta_gender(slope)", "time:genderWomen")]:
+    ("intercept", "intercept", "(Intercept)"),
+    ("slope", "slope", "time"),
+    ("beta_gender[Women](intercept)", "beta_gender(intercept)", "genderWomen"),
+    ("beta_gender[Women](slope)", "beta_gender(slope)", "time:genderWomen"),
+]:
     assert rel(est[ours], s["fixed_effects"][saemix_name]) < 0.05, ours
     assert rel(est[ours], g["fixed_effects"][glmer_name]) < 0.05, ours
 for name in ("intercept", "slope"):
@@ -487,8 +568,10 @@ assert list(vpc_pois.loc[vpc_pois["outside"], "time"]) == [0.0, 24.0]
 # other fixed effects, 0.8% on p0, 1.9% on the variances, 0.08 log-likelihood units); and the
 # zero inflation gains far more than its one extra parameter (measured 496 units)
 for name, value in z["fixed_effects"].items():
-    ours = {"beta_gender(intercept)": "beta_gender[Women](intercept)",
-            "beta_gender(slope)": "beta_gender[Women](slope)"}.get(name, name)
+    ours = {
+        "beta_gender(intercept)": "beta_gender[Women](intercept)",
+        "beta_gender(slope)": "beta_gender[Women](slope)",
+    }.get(name, name)
     assert rel(zip_.params.loc[ours, "estimate"], value) < 0.05, name
 for name in ("intercept", "slope"):
     assert rel(zip_.params.loc[f"omega2.{name}", "estimate"], z["omega"][name]) < 0.20, name
@@ -528,29 +611,35 @@ print("all checks passed")
 #   gains tens of log-likelihood units.
 
 # %%
-KEY.update({
-    "rapi_intercept": float(est["intercept"]), "rapi_slope": float(est["slope"]),
-    "rapi_beta_women_intercept": float(est["beta_gender[Women](intercept)"]),
-    "rapi_beta_women_slope": float(est["beta_gender[Women](slope)"]),
-    "rapi_omega2_intercept": float(est["omega2.intercept"]),
-    "rapi_omega2_slope": float(est["omega2.slope"]),
-    "rapi_cov_intercept_slope": float(est["cov.intercept.slope"]),
-    "rapi_loglik": float(pois.loglik),
-    "rapi_loglik_minus_saemix_llis": float(pois.loglik - s["ll_is"]),
-    "rapi_max_rel_diff_fixed_vs_saemix": float(max(
-        rel(side.loc[n, "pymixnn"], side.loc[n, "saemix 3.4"]) for n, _, _ in rows[:4])),
-    "rapi_zip_p0": float(zip_.params.loc["p0", "estimate"]), "rapi_zip_loglik": float(zip_.loglik),
-    "rapi_zip_minus_poisson_loglik": float(zip_.loglik - pois.loglik),
-    "senescence_n_plants": float(N_PLANTS),
-    "senescence_flow_minus_gauss_loglik": float(sen_flow.loglik - sen_gauss.loglik),
-    "senescence_T50_gauss": float(sen_gauss.fixed_effects["T50"]),
-    "senescence_T50_flow": float(sen_flow.fixed_effects["T50"]),
-    "senescence_s_flow": float(sen_flow.fixed_effects["s"]),
-    "senescence_flow_mode_early": float(flow_modes[0]),
-    "senescence_flow_mode_late": float(flow_modes[1]),
-    "senescence_W1_gauss": float(w1["Gaussian"]), "senescence_W1_flow": float(w1["flow"]),
-    "senescence_vpc_days_outside_gauss": float(vpc_sen["Gaussian"]["outside"].sum()),
-    "senescence_vpc_days_outside_flow": float(vpc_sen["flow"]["outside"].sum()),
-})
+KEY.update(
+    {
+        "rapi_intercept": float(est["intercept"]),
+        "rapi_slope": float(est["slope"]),
+        "rapi_beta_women_intercept": float(est["beta_gender[Women](intercept)"]),
+        "rapi_beta_women_slope": float(est["beta_gender[Women](slope)"]),
+        "rapi_omega2_intercept": float(est["omega2.intercept"]),
+        "rapi_omega2_slope": float(est["omega2.slope"]),
+        "rapi_cov_intercept_slope": float(est["cov.intercept.slope"]),
+        "rapi_loglik": float(pois.loglik),
+        "rapi_loglik_minus_saemix_llis": float(pois.loglik - s["ll_is"]),
+        "rapi_max_rel_diff_fixed_vs_saemix": float(
+            max(rel(side.loc[n, "pymixnn"], side.loc[n, "saemix 3.4"]) for n, _, _ in rows[:4])
+        ),
+        "rapi_zip_p0": float(zip_.params.loc["p0", "estimate"]),
+        "rapi_zip_loglik": float(zip_.loglik),
+        "rapi_zip_minus_poisson_loglik": float(zip_.loglik - pois.loglik),
+        "senescence_n_plants": float(N_PLANTS),
+        "senescence_flow_minus_gauss_loglik": float(sen_flow.loglik - sen_gauss.loglik),
+        "senescence_T50_gauss": float(sen_gauss.fixed_effects["T50"]),
+        "senescence_T50_flow": float(sen_flow.fixed_effects["T50"]),
+        "senescence_s_flow": float(sen_flow.fixed_effects["s"]),
+        "senescence_flow_mode_early": float(flow_modes[0]),
+        "senescence_flow_mode_late": float(flow_modes[1]),
+        "senescence_W1_gauss": float(w1["Gaussian"]),
+        "senescence_W1_flow": float(w1["flow"]),
+        "senescence_vpc_days_outside_gauss": float(vpc_sen["Gaussian"]["outside"].sum()),
+        "senescence_vpc_days_outside_flow": float(vpc_sen["flow"]["outside"].sum()),
+    }
+)
 Path("key_numbers.json").write_text(json.dumps(KEY, indent=1))
 KEY

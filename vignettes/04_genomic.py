@@ -60,7 +60,7 @@ from IPython.display import Image, display
 
 import pymixnn
 
-QUICK = os.environ.get("PYMIXNN_QUICK") == "1"   # quick mode: smaller settings, same checks
+QUICK = os.environ.get("PYMIXNN_QUICK") == "1"  # quick mode: smaller settings, same checks
 FIG = Path("figures")
 FIG.mkdir(exist_ok=True)
 
@@ -89,18 +89,22 @@ T_START = time.perf_counter()
 # with pymixnn.
 
 # %%
-pheno = pymixnn.datasets.load("grav2")            # id, time_h, angle_deg (long format)
+pheno = pymixnn.datasets.load("grav2")  # id, time_h, angle_deg (long format)
 markers = pymixnn.datasets.load_markers("grav2")  # 162 RILs x 234 markers, index = RIL id
-gmap = pymixnn.datasets.load_map("grav2")         # marker, chr, pos (cM)
+gmap = pymixnn.datasets.load_map("grav2")  # marker, chr, pos (cM)
 # ids as strings everywhere (pymixnn compares genotype ids as strings)
 pheno = pheno.assign(id=pheno["id"].astype(str))
-pheno["genotype"] = pheno["id"]                   # one individual per RIL
+pheno["genotype"] = pheno["id"]  # one individual per RIL
 markers.index = markers.index.astype(str)
 times = np.sort(pheno["time_h"].unique())
-print(f"{pheno['id'].nunique()} RILs, {len(times)} time points "
-      f"({times[0]:.2f} to {times[-1]:.2f} h), {len(pheno)} observations")
-print(f"markers: {markers.shape[0]} RILs x {markers.shape[1]} markers, "
-      f"{int(markers.isna().sum().sum())} missing cells; map: {gmap['chr'].nunique()} chromosomes")
+print(
+    f"{pheno['id'].nunique()} RILs, {len(times)} time points "
+    f"({times[0]:.2f} to {times[-1]:.2f} h), {len(pheno)} observations"
+)
+print(
+    f"markers: {markers.shape[0]} RILs x {markers.shape[1]} markers, "
+    f"{int(markers.isna().sum().sum())} missing cells; map: {gmap['chr'].nunique()} chromosomes"
+)
 markers.iloc[:4, :6]
 
 # %% [markdown]
@@ -123,7 +127,7 @@ markers.iloc[:4, :6]
 
 # %%
 THIN = 16 if QUICK else 4
-STEPS = 300 if QUICK else 4000   # SVI step cap (full-mode fits stop near 1,000 steps on their own)
+STEPS = 300 if QUICK else 4000  # SVI step cap (full-mode fits stop near 1,000 steps on their own)
 fit_df = pheno[pheno["time_h"].isin(times[::THIN])].reset_index(drop=True)
 kw = dict(id="id", x="time_h", y="angle_deg", seed=1, progress=False, max_steps=STEPS)
 print(f"fitting on {fit_df['time_h'].nunique()} time points, {len(fit_df)} observations")
@@ -140,8 +144,10 @@ ril_ids = np.asarray(sorted(pheno["id"].unique(), key=int))
 held = sorted(rng.choice(ril_ids, size=int(round(0.2 * len(ril_ids))), replace=False), key=int)
 train = fit_df[~fit_df["id"].isin(held)].reset_index(drop=True)
 test = pheno[pheno["id"].isin(held)].sort_values(["id", "time_h"]).reset_index(drop=True)
-print(f"training: {train['id'].nunique()} RILs, {len(train)} observations; held out: "
-      f"{len(held)} RILs, {len(test)} observed points (all 2-minute points)")
+print(
+    f"training: {train['id'].nunique()} RILs, {len(train)} observations; held out: "
+    f"{len(held)} RILs, {len(test)} observed points (all 2-minute points)"
+)
 
 # %% [markdown]
 # ### Marker effects (horseshoe prior)
@@ -153,9 +159,13 @@ print(f"training: {train['id'].nunique()} RILs, {len(train)} observations; held 
 
 # %%
 t0 = time.perf_counter()
-res = pymixnn.fit(train, "asymptotic", **kw, genotype="genotype",
-                  genomic=pymixnn.Genomic(markers, params=["Asym", "lrc"], prior="horseshoe",
-                                          map=gmap))
+res = pymixnn.fit(
+    train,
+    "asymptotic",
+    **kw,
+    genotype="genotype",
+    genomic=pymixnn.Genomic(markers, params=["Asym", "lrc"], prior="horseshoe", map=gmap),
+)
 KEY["grav2_fit_seconds"] = time.perf_counter() - t0
 print(res.summary())
 
@@ -171,6 +181,7 @@ print(res.summary())
 # minus the RIL's fitted curve) of the training RILs, on the full 2-minute series and on the
 # thinned series used by the fit:
 
+
 # %%
 def lag1_autocorrelation(df, fitted):
     r = df.assign(r=df["angle_deg"].to_numpy() - fitted).sort_values(["id", "time_h"])
@@ -183,8 +194,10 @@ train_all_times = pheno[~pheno["id"].isin(held)]
 ac_full = lag1_autocorrelation(train_all_times, res.predict(train_all_times, level="individual"))
 ac_thin = lag1_autocorrelation(train, res.predict(level="individual"))
 KEY["grav2_resid_lag1_2min"], KEY["grav2_resid_lag1_thinned"] = ac_full, ac_thin
-print(f"lag-1 autocorrelation of residuals: 2-minute spacing {ac_full:.2f}, "
-      f"{2 * THIN}-minute spacing {ac_thin:.2f}")
+print(
+    f"lag-1 autocorrelation of residuals: 2-minute spacing {ac_full:.2f}, "
+    f"{2 * THIN}-minute spacing {ac_thin:.2f}"
+)
 
 # %% [markdown]
 # At 2 minutes the residuals form an almost smooth curve (autocorrelation close to 1): a
@@ -206,7 +219,7 @@ KEY["grav2_top_lrc_marker"] = str(top[top["parameter"] == "lrc"]["marker"].iloc[
 top[["parameter", "rank", "marker", "chr", "pos", "effect", "sd", "inclusion"]].round(3)
 
 # %%
-pngs = res.plot_manhattan(FIG)      # one PNG per parameter: FIG/manhattan_Asym.png, ..._lrc.png
+pngs = res.plot_manhattan(FIG)  # one PNG per parameter: FIG/manhattan_Asym.png, ..._lrc.png
 for p in pngs:
     display(Image(filename=str(p)))
 
@@ -223,11 +236,15 @@ for p in pngs:
 # %%
 strong = res.marker_effects.query("inclusion > 0.6").sort_values(["parameter", "chr", "pos"])
 for p, grp in strong.groupby("parameter"):
-    print(f"{p:5s}", "; ".join(f"chr {r.chr} {r.pos:.0f} cM {r.marker} ({r.inclusion:.2f})"
-                               for r in grp.itertuples()))
+    print(
+        f"{p:5s}",
+        "; ".join(f"chr {r.chr} {r.pos:.0f} cM {r.marker} ({r.inclusion:.2f})" for r in grp.itertuples()),
+    )
+
+
 def rank_in_top(marker, p):
     r = top[(top["parameter"] == p) & (top["marker"] == marker)]["rank"]
-    return int(r.iloc[0]) if len(r) else 99     # 99: not among the top 8
+    return int(r.iloc[0]) if len(r) else 99  # 99: not among the top 8
 
 
 rank_CH284C = {p: rank_in_top("CH.284C", p) for p in ["Asym", "lrc"]}
@@ -287,16 +304,27 @@ PRIORS = ["horseshoe"] if QUICK else ["horseshoe", "ridge"]
 one_step = {"horseshoe": res}
 for prior in PRIORS[1:]:
     t0 = time.perf_counter()
-    one_step[prior] = pymixnn.fit(train, "asymptotic", **kw, genotype="genotype",
-                                  genomic=pymixnn.Genomic(markers, params=["Asym", "lrc"],
-                                                          prior=prior))
+    one_step[prior] = pymixnn.fit(
+        train,
+        "asymptotic",
+        **kw,
+        genotype="genotype",
+        genomic=pymixnn.Genomic(markers, params=["Asym", "lrc"], prior=prior),
+    )
     print(f"one-step {prior}: fitted in {time.perf_counter() - t0:.1f} s")
 pred = test[["id", "time_h", "angle_deg"]].copy()
 for prior in PRIORS:
-    curves = one_step[prior].predict_genotypes(markers.loc[held], x_grid=times, n_draws=300,
-                                               band="individual", seed=1)
-    curves = curves.rename(columns={"genotype": "id", "pred": f"one-step {prior}",
-                                    "lower": f"lower {prior}", "upper": f"upper {prior}"})
+    curves = one_step[prior].predict_genotypes(
+        markers.loc[held], x_grid=times, n_draws=300, band="individual", seed=1
+    )
+    curves = curves.rename(
+        columns={
+            "genotype": "id",
+            "pred": f"one-step {prior}",
+            "lower": f"lower {prior}",
+            "upper": f"upper {prior}",
+        }
+    )
     keep = ["id", "time_h", f"one-step {prior}", f"lower {prior}", f"upper {prior}"]
     pred = pred.merge(curves[keep], on=["id", "time_h"], how="left")
 res.genotype_parameters(markers.loc[held[:3]]).round(3)
@@ -310,6 +338,7 @@ res.genotype_parameters(markers.loc[held[:3]]).round(3)
 # NLME software would do), step 2 a ridge regression with its penalty chosen by exact
 # leave-one-out CV through the eigendecomposition of $GG'$.
 
+
 # %%
 def standardize(raw, ref):
     """Markers standardized with the training rows' means and sds (missing -> the mean)."""
@@ -320,18 +349,18 @@ def standardize(raw, ref):
 def ridge_loo(X, y, grid=np.logspace(-3, 5, 81)):
     """Ridge regression of y on X, penalty by exact leave-one-out CV; returns a predictor."""
     y_mean = y.mean()
-    s, U = np.linalg.eigh(X @ X.T)        # X centred: the constant vector is an eigenvector
+    s, U = np.linalg.eigh(X @ X.T)  # X centred: the constant vector is an eigenvector
     s = np.clip(s, 0, None)
     k0 = np.argmax(np.abs(U.sum(axis=0)))  # ... with eigenvalue 0, fitted by the intercept
     Uy = U.T @ (y - y_mean)
     loo = []
     for lam in grid * X.shape[1] / 100:
-        r = lam / (s + lam)               # 1 - eigenvalues of the ridge hat matrix
-        r[k0] = 0.0                       # the intercept's direction is fitted exactly
+        r = lam / (s + lam)  # 1 - eigenvalues of the ridge hat matrix
+        r[k0] = 0.0  # the intercept's direction is fitted exactly
         # LOO residual e_i / (1 - h_ii), both computed in the eigenbasis (no cancellation)
         loo.append(np.mean(((U @ (r * Uy)) / ((U**2) @ r)) ** 2))
     lam = grid[int(np.argmin(loo))] * X.shape[1] / 100
-    coef = X.T @ (U @ (Uy / (s + lam)))                       # dual form: markers >> lines
+    coef = X.T @ (U @ (Uy / (s + lam)))  # dual form: markers >> lines
     return lambda X_new: y_mean + X_new @ coef
 
 
@@ -340,19 +369,19 @@ def asymptotic(Asym, R0, lrc, t):
 
 
 t0 = time.perf_counter()
-base = pymixnn.fit(train, "asymptotic", **kw)                 # step 1: NLME without markers
-est = base.individual_params("map")                           # per-RIL estimates (Asym, R0, lrc)
+base = pymixnn.fit(train, "asymptotic", **kw)  # step 1: NLME without markers
+est = base.individual_params("map")  # per-RIL estimates (Asym, R0, lrc)
 train_ids = list(est.index.astype(str))
 X_train = standardize(markers.loc[train_ids], markers.loc[train_ids])
 X_held = standardize(markers.loc[held], markers.loc[train_ids])
-mu = base.fixed_effects                                       # population values
-two = pd.DataFrame({p: ridge_loo(X_train, est[p].to_numpy())(X_held) for p in ["Asym", "lrc"]},
-                   index=held)                                # step 2: ridge on markers
+mu = base.fixed_effects  # population values
+two = pd.DataFrame(
+    {p: ridge_loo(X_train, est[p].to_numpy())(X_held) for p in ["Asym", "lrc"]}, index=held
+)  # step 2: ridge on markers
 two["R0"] = mu["R0"]
 t_of = test["time_h"].to_numpy()
 p_of = two.loc[test["id"]]
-pred["two-step"] = asymptotic(p_of["Asym"].to_numpy(), p_of["R0"].to_numpy(),
-                              p_of["lrc"].to_numpy(), t_of)
+pred["two-step"] = asymptotic(p_of["Asym"].to_numpy(), p_of["R0"].to_numpy(), p_of["lrc"].to_numpy(), t_of)
 pred["population"] = asymptotic(mu["Asym"], mu["R0"], mu["lrc"], t_of)
 print(f"two-step: {time.perf_counter() - t0:.1f} s")
 base.fixed_effects.round(3)
@@ -367,20 +396,22 @@ methods = [f"one-step {p}" for p in PRIORS] + ["two-step", "population"]
 per_ril = pred.groupby("id").mean(numeric_only=True)
 rows = []
 for m in methods:
-    row = {"method": m, "rmse_deg": float(np.sqrt(np.mean((pred[m] - pred["angle_deg"]) ** 2))),
-           "corr_ril_mean": (float(np.corrcoef(per_ril[m], per_ril["angle_deg"])[0, 1])
-                             if m != "population" else np.nan)}
+    row = {
+        "method": m,
+        "rmse_deg": float(np.sqrt(np.mean((pred[m] - pred["angle_deg"]) ** 2))),
+        "corr_ril_mean": (
+            float(np.corrcoef(per_ril[m], per_ril["angle_deg"])[0, 1]) if m != "population" else np.nan
+        ),
+    }
     if m.startswith("one-step"):
         p = m.split()[1]
-        row["coverage_90"] = float(np.mean(pred["angle_deg"].between(pred[f"lower {p}"],
-                                                                     pred[f"upper {p}"])))
+        row["coverage_90"] = float(np.mean(pred["angle_deg"].between(pred[f"lower {p}"], pred[f"upper {p}"])))
     rows.append(row)
 table = pd.DataFrame(rows).set_index("method")
 for m in methods:
     KEY[f"grav2_rmse_{m.replace(' ', '_').replace('-', '_')}"] = table.loc[m, "rmse_deg"]
 for m in methods[:-1]:
-    KEY[f"grav2_corr_ril_mean_{m.replace(' ', '_').replace('-', '_')}"] = \
-        table.loc[m, "corr_ril_mean"]
+    KEY[f"grav2_corr_ril_mean_{m.replace(' ', '_').replace('-', '_')}"] = table.loc[m, "corr_ril_mean"]
 for p in PRIORS:
     KEY[f"grav2_coverage90_one_step_{p}"] = table.loc[f"one-step {p}", "coverage_90"]
 table.round(3)
@@ -391,8 +422,14 @@ fig, axes = plt.subplots(2, 4, figsize=(12, 5.6), sharex=True, sharey=True)
 for ax, i in zip(axes.ravel(), show):
     d = pred[pred["id"] == i]
     ax.plot(d["time_h"], d["angle_deg"], ".", ms=2, color="0.55", label="observed (held out)")
-    ax.fill_between(d["time_h"], d["lower horseshoe"], d["upper horseshoe"], color="tab:blue",
-                    alpha=0.15, label="one-step 90% band (a new plant)")
+    ax.fill_between(
+        d["time_h"],
+        d["lower horseshoe"],
+        d["upper horseshoe"],
+        color="tab:blue",
+        alpha=0.15,
+        label="one-step 90% band (a new plant)",
+    )
     ax.plot(d["time_h"], d["one-step horseshoe"], color="tab:blue", label="one-step horseshoe")
     if "one-step ridge" in d:
         ax.plot(d["time_h"], d["one-step ridge"], color="tab:green", lw=1, label="one-step ridge")
@@ -469,30 +506,47 @@ full = simulate_genomic(all_markers, n_scenarios=N_SCEN, seed=1)
 truth = full.attrs["truth"]
 phenotyped, new_genos = all_markers.index[:N_GENO], all_markers.index[N_GENO:]
 sim = full[full["genotype"].isin(phenotyped)].reset_index(drop=True)
-print(f"simulated in {time.perf_counter() - t0:.1f} s: {sim['id'].nunique()} plants "
-      f"({N_GENO} genotypes x {N_SCEN} scenarios), {len(sim)} observations, {N_MARKERS} markers; "
-      f"{len(new_genos)} genotypes never phenotyped")
+print(
+    f"simulated in {time.perf_counter() - t0:.1f} s: {sim['id'].nunique()} plants "
+    f"({N_GENO} genotypes x {N_SCEN} scenarios), {len(sim)} observations, {N_MARKERS} markers; "
+    f"{len(new_genos)} genotypes never phenotyped"
+)
 sim.head()
 
 # %%
-rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2   # GB (Linux: KiB)
+rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # GB (Linux: KiB)
 t0 = time.perf_counter()
-big = pymixnn.fit(sim, "logistic", id="id", x="t", y="y", covariates={"A": ["scenario"]},
-                  genotype="genotype",
-                  genomic=pymixnn.Genomic(all_markers.loc[phenotyped], params=["A", "B", "C"],
-                                          prior="horseshoe"),
-                  seed=1, progress=False, max_steps=STEPS)
+big = pymixnn.fit(
+    sim,
+    "logistic",
+    id="id",
+    x="t",
+    y="y",
+    covariates={"A": ["scenario"]},
+    genotype="genotype",
+    genomic=pymixnn.Genomic(all_markers.loc[phenotyped], params=["A", "B", "C"], prior="horseshoe"),
+    seed=1,
+    progress=False,
+    max_steps=STEPS,
+)
 fit_seconds = time.perf_counter() - t0
 top_big = big.top_markers(20)
 var_big = big.variance_explained
 new_pred = big.genotype_parameters(all_markers.loc[new_genos], scenario="WW")
 total_seconds = time.perf_counter() - t0
 peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
-KEY.update(scale_n_genotypes=N_GENO, scale_n_markers=N_MARKERS, scale_fit_seconds=fit_seconds,
-           scale_total_seconds=total_seconds, scale_peak_rss_gb=peak_gb)
-print(f"fit {fit_seconds:.1f} s ({int(big.info['steps'])} SVI steps), with outputs "
-      f"{total_seconds:.1f} s; peak resident memory of this process {peak_gb:.2f} GB "
-      f"({rss_before:.2f} GB before this fit)")
+KEY.update(
+    scale_n_genotypes=N_GENO,
+    scale_n_markers=N_MARKERS,
+    scale_fit_seconds=fit_seconds,
+    scale_total_seconds=total_seconds,
+    scale_peak_rss_gb=peak_gb,
+)
+print(
+    f"fit {fit_seconds:.1f} s ({int(big.info['steps'])} SVI steps), with outputs "
+    f"{total_seconds:.1f} s; peak resident memory of this process {peak_gb:.2f} GB "
+    f"({rss_before:.2f} GB before this fit)"
+)
 big.params.round(4)
 
 # %% [markdown]
@@ -504,12 +558,16 @@ big.params.round(4)
 
 # %%
 est_big = big.params["estimate"]
-check = pd.DataFrame({
-    "true": [100 * np.exp(e) for e in truth["scenario_effect"]] + [8.0, 2.5, 0.01, 0.01, 0.01],
-    "estimate": [est_big["A"] * np.exp(est_big.get(f"beta_scenario[{lv}](A)", 0.0))
-                 for lv in truth["levels"]]
-    + [est_big[k] for k in ["B", "C", "omega2.A", "omega2.B", "omega2.C"]]},
-    index=[f"A in {lv}" for lv in truth["levels"]] + ["B", "C", "omega2.A", "omega2.B", "omega2.C"])
+check = pd.DataFrame(
+    {
+        "true": [100 * np.exp(e) for e in truth["scenario_effect"]] + [8.0, 2.5, 0.01, 0.01, 0.01],
+        "estimate": [
+            est_big["A"] * np.exp(est_big.get(f"beta_scenario[{lv}](A)", 0.0)) for lv in truth["levels"]
+        ]
+        + [est_big[k] for k in ["B", "C", "omega2.A", "omega2.B", "omega2.C"]],
+    },
+    index=[f"A in {lv}" for lv in truth["levels"]] + ["B", "C", "omega2.A", "omega2.B", "omega2.C"],
+)
 check.round(4)
 
 # %% [markdown]
@@ -524,16 +582,21 @@ check.round(4)
 # horseshoe's top 20 (out of 60,000; by chance one would expect 0.003)?
 
 # %%
-hits = {p: sorted(set(top_big[top_big["parameter"] == p]["marker"]) & set(truth["causal"][p]))
-        for p in ["A", "B", "C"]}
-recovery = pd.DataFrame({
-    "true marker variance": [truth["var_markers"][p] for p in "ABC"],
-    "causal in top 20": [len(hits[p]) for p in "ABC"],
-    "estimated marker variance": [var_big.loc[p, "markers"] for p in "ABC"],
-    "estimated genotype residual": [var_big.loc[p, "genotype_residual"] for p in "ABC"],
-    "true genotype residual": [truth["var_residual"][p] for p in "ABC"],
-    "share_markers_of_genetic": [var_big.loc[p, "share_markers_of_genetic"] for p in "ABC"]},
-    index=pd.Index(list("ABC"), name="parameter"))
+hits = {
+    p: sorted(set(top_big[top_big["parameter"] == p]["marker"]) & set(truth["causal"][p]))
+    for p in ["A", "B", "C"]
+}
+recovery = pd.DataFrame(
+    {
+        "true marker variance": [truth["var_markers"][p] for p in "ABC"],
+        "causal in top 20": [len(hits[p]) for p in "ABC"],
+        "estimated marker variance": [var_big.loc[p, "markers"] for p in "ABC"],
+        "estimated genotype residual": [var_big.loc[p, "genotype_residual"] for p in "ABC"],
+        "true genotype residual": [truth["var_residual"][p] for p in "ABC"],
+        "share_markers_of_genetic": [var_big.loc[p, "share_markers_of_genetic"] for p in "ABC"],
+    },
+    index=pd.Index(list("ABC"), name="parameter"),
+)
 for p in "ABC":
     KEY[f"scale_causal_in_top20_{p}"] = len(hits[p])
     KEY[f"scale_var_markers_{p}"] = float(var_big.loc[p, "markers"])
@@ -545,10 +608,21 @@ fig, axes = plt.subplots(3, 1, figsize=(10, 6.6), sharex=True)
 for ax, p in zip(axes, ["A", "B", "C"]):
     e = eff[eff["parameter"] == p].reset_index(drop=True)
     is_causal = e["marker"].isin(truth["causal"][p]).to_numpy()
-    ax.scatter(np.flatnonzero(~is_causal), e["inclusion"][~is_causal], s=3, c="0.6",
-               rasterized=True, label="null marker")
-    ax.scatter(np.flatnonzero(is_causal), e["inclusion"][is_causal], s=25, c="tab:red",
-               label="simulated causal marker")
+    ax.scatter(
+        np.flatnonzero(~is_causal),
+        e["inclusion"][~is_causal],
+        s=3,
+        c="0.6",
+        rasterized=True,
+        label="null marker",
+    )
+    ax.scatter(
+        np.flatnonzero(is_causal),
+        e["inclusion"][is_causal],
+        s=25,
+        c="tab:red",
+        label="simulated causal marker",
+    )
     ax.set_ylabel(f"inclusion, {p}")
 axes[-1].set_xlabel("marker (index in the matrix)")
 fig.suptitle(f"Horseshoe inclusion probabilities, {N_MARKERS:,} markers")
@@ -576,11 +650,17 @@ for p in ["A", "B", "C"]:
     g = new_pred[new_pred["parameter"] == p].set_index("genotype")
     true_value = truth["genetic"][p].loc[g.index]
     causal_eff = eff[(eff["parameter"] == p) & eff["marker"].isin(truth["causal"][p])]
-    rows.append({"parameter": p, "corr(predicted, true)": np.corrcoef(g["value"], true_value)[0, 1],
-                 "sd of predictions": g["value"].std(), "sd of true values": true_value.std(),
-                 "mean predictive sd": g["sd"].mean(),
-                 "mean |effect_std| of causal markers": causal_eff["effect_std"].abs().mean(),
-                 "true |effect_std|": np.abs(truth["effects"][p]).mean()})
+    rows.append(
+        {
+            "parameter": p,
+            "corr(predicted, true)": np.corrcoef(g["value"], true_value)[0, 1],
+            "sd of predictions": g["value"].std(),
+            "sd of true values": true_value.std(),
+            "mean predictive sd": g["sd"].mean(),
+            "mean |effect_std| of causal markers": causal_eff["effect_std"].abs().mean(),
+            "true |effect_std|": np.abs(truth["effects"][p]).mean(),
+        }
+    )
     KEY[f"scale_corr_new_{p}"] = float(rows[-1]["corr(predicted, true)"])
 pd.DataFrame(rows).set_index("parameter").round(4)
 

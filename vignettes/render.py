@@ -9,6 +9,7 @@ rmarkdown::render (self-contained HTML); it needs the R package installed (``mak
 in build/rlib) and a Python with pymixnn (RETICULATE_PYTHON). ``--quick`` sets PYMIXNN_QUICK=1
 (smaller settings, same checks). A summary table of wall times is written to OUT/render.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,8 +43,9 @@ def render_python(path: Path, out: Path) -> Path:
     work = out / "work" / path.stem
     work.mkdir(parents=True, exist_ok=True)
     nb = jupytext.read(path)
-    NotebookClient(nb, timeout=1800, kernel_name="python3",
-                   resources={"metadata": {"path": str(work)}}).execute()
+    NotebookClient(
+        nb, timeout=1800, kernel_name="python3", resources={"metadata": {"path": str(work)}}
+    ).execute()
     nbformat.write(nb, work / f"{path.stem}.ipynb")
     html, _ = HTMLExporter().from_notebook_node(nb)  # images are embedded (base64)
     target = out / f"{path.stem}.html"
@@ -55,9 +57,11 @@ def render_rmd(path: Path, out: Path) -> Path:
     work = out / "work" / path.stem
     work.mkdir(parents=True, exist_ok=True)
     target = out / f"{path.stem}.html"
-    code = (f"rmarkdown::render({str(path)!r}, output_file = {str(target.resolve())!r}, "
-            f"intermediates_dir = {str(work.resolve())!r}, knit_root_dir = {str(work.resolve())!r}, "
-            "quiet = TRUE)")
+    code = (
+        f"rmarkdown::render({str(path)!r}, output_file = {str(target.resolve())!r}, "
+        f"intermediates_dir = {str(work.resolve())!r}, knit_root_dir = {str(work.resolve())!r}, "
+        "quiet = TRUE)"
+    )
     subprocess.run(["Rscript", "-e", code], check=True, cwd=work)
     return target
 
@@ -79,10 +83,12 @@ def main(argv: list[str] | None = None) -> None:
         t0 = time.perf_counter()
         target = (render_rmd if path.suffix == ".Rmd" else render_python)(path, out)
         seconds = time.perf_counter() - t0
-        record[path.name] = {"html": str(target), "seconds": round(seconds, 1),
-                             "bytes": target.stat().st_size}
-        print(f"{path.name}: {target} ({seconds:.0f} s, {target.stat().st_size / 1e6:.1f} MB)",
-              flush=True)
+        record[path.name] = {
+            "html": str(target),
+            "seconds": round(seconds, 1),
+            "bytes": target.stat().st_size,
+        }
+        print(f"{path.name}: {target} ({seconds:.0f} s, {target.stat().st_size / 1e6:.1f} MB)", flush=True)
     record["quick"] = bool(args.quick)
     (out / "render.json").write_text(json.dumps(record, indent=1))
 

@@ -20,6 +20,7 @@ as the arguments of :func:`pymixnn.fit`), :mod:`pymixnn.cli.files` (input and ou
 file), :mod:`pymixnn.cli.output` (atomic result files), :mod:`pymixnn.cli.messages` (one-line errors
 and warnings in the command line's terms).
 """
+
 from __future__ import annotations
 
 import sys
@@ -71,8 +72,7 @@ def _main(argv: list[str] | None) -> int:
             df, spec = prepare(args)
             import pymixnn
 
-            res = pymixnn.fit(df, spec.pop("model"), **spec, seed=args.seed,
-                              progress=not args.no_progress)
+            res = pymixnn.fit(df, spec.pop("model"), **spec, seed=args.seed, progress=not args.no_progress)
         except ValueError as err:  # input errors (validation.InputError and other ValueErrors)
             return fail(err, lines)  # a TypeError or anything else is a bug: its traceback, exit 1
         except OSError as err:  # a file that vanished or cannot be read after the checks

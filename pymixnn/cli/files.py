@@ -1,5 +1,6 @@
 """The command line's files before fitting: input files that can be read, output paths that can be
 written, and the data file read as a DataFrame indexed by its line numbers."""
+
 from __future__ import annotations
 
 import argparse
@@ -15,8 +16,15 @@ from pymixnn.cli.messages import InputError
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["check_input", "check_outputs", "check_output_file", "check_directory", "check_image_format",
-           "read_csv", "csv_lines"]
+__all__ = [
+    "check_input",
+    "check_outputs",
+    "check_output_file",
+    "check_directory",
+    "check_image_format",
+    "read_csv",
+    "csv_lines",
+]
 
 
 def check_input(path: Path, what: str) -> Path:
@@ -76,8 +84,9 @@ def check_image_format(path: Path, flag: str) -> None:
 
     kinds = FigureCanvasBase.get_supported_filetypes()
     if path.suffix[1:].lower() not in kinds:
-        raise InputError(f"{flag}: cannot write a {path.suffix!r} image; use one of "
-                         f"{sorted('.' + k for k in kinds)}")
+        raise InputError(
+            f"{flag}: cannot write a {path.suffix!r} image; use one of {sorted('.' + k for k in kinds)}"
+        )
 
 
 def read_csv(path: Path, encoding: str) -> pd.DataFrame:
@@ -95,17 +104,20 @@ def read_csv(path: Path, encoding: str) -> pd.DataFrame:
         text = raw.decode("utf-8-sig" if codec == "utf-8" else encoding)
     except UnicodeDecodeError as err:
         line = raw.count(b"\n", 0, err.start) + 1
-        raise InputError(f"data file {str(path)!r} is not {encoding}: byte 0x{raw[err.start]:02x} at "
-                         f"position {err.start} (line {line}); give its encoding, e.g. --encoding latin-1"
-                         ) from None
+        raise InputError(
+            f"data file {str(path)!r} is not {encoding}: byte 0x{raw[err.start]:02x} at "
+            f"position {err.start} (line {line}); give its encoding, e.g. --encoding latin-1"
+        ) from None
     header, starts = csv_lines(text)
     if header is None:
         raise InputError(f"data file {str(path)!r} is empty")
     seen: dict[str, int] = {}
     for k, name in enumerate(header):
         if name.strip() and name in seen:
-            raise InputError(f"data file {str(path)!r}: column {name!r} appears twice in the header "
-                             f"(columns {seen[name] + 1} and {k + 1}); rename one")
+            raise InputError(
+                f"data file {str(path)!r}: column {name!r} appears twice in the header "
+                f"(columns {seen[name] + 1} and {k + 1}); rename one"
+            )
         seen.setdefault(name, k)
     try:
         df = pd.read_csv(io.StringIO(text))

@@ -1,5 +1,6 @@
 """The command line's messages: :class:`InputError`, pymixnn's errors and warnings said the
 command line's way (flags for Python keywords, line numbers of the data file for rows)."""
+
 from __future__ import annotations
 
 import re
@@ -31,11 +32,29 @@ _HINTS = (
     (re.compile(r"\b(pymixnn\.)?Genomic\(params=[^)]*\)"), "--genomic-params"),
     (re.compile(r"\b(pymixnn\.)?Ordinal\(levels=[^)]*\)"), "--levels L1,L2,..."),
 )
-_FLAGS = ("random_effects", "n_components", "context", "observation", "link", "levels", "trials",
-          "censoring", "likelihood", "error", "omega", "random", "genotype", "time", "max_steps", "lr",
-          "seed")
-_KEYWORD = re.compile(r"(?<![\w.(])(" + "|".join(_FLAGS) + r")="
-                      r"(\[[^\]]*\]|'[^']*'|\"[^\"]*\"|[\w.\-]*)")
+_FLAGS = (
+    "random_effects",
+    "n_components",
+    "context",
+    "observation",
+    "link",
+    "levels",
+    "trials",
+    "censoring",
+    "likelihood",
+    "error",
+    "omega",
+    "random",
+    "genotype",
+    "time",
+    "max_steps",
+    "lr",
+    "seed",
+)
+_KEYWORD = re.compile(
+    r"(?<![\w.(])(" + "|".join(_FLAGS) + r")="
+    r"(\[[^\]]*\]|'[^']*'|\"[^\"]*\"|[\w.\-]*)"
+)
 _ROW = re.compile(r"\brow (\d+)\b(?! \(0-based\))")
 
 
@@ -47,7 +66,7 @@ def _keyword(match: re.Match) -> str:
         value = value[1:-1]
     if value:
         return f"{flag} {value}"
-    following = match.string[match.end():match.end() + 1]  # e.g. "trials=<column>", "random=, now"
+    following = match.string[match.end() : match.end() + 1]  # e.g. "trials=<column>", "random=, now"
     return flag + (" " if following and not following.isspace() and following not in ",;:.)]" else "")
 
 
@@ -74,8 +93,14 @@ def warning_printer(lines: bool) -> Callable[..., None]:
     command line's terms; other libraries' warnings as Python shows them."""
     default = warnings.showwarning
 
-    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-             file: Any = None, line: str | None = None) -> None:
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: Any = None,
+        line: str | None = None,
+    ) -> None:
         if str(filename).startswith(str(PACKAGE)):
             print(f"pymixnn: warning: {cli_text(str(message), lines)}", file=sys.stderr)
         else:

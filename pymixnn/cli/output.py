@@ -1,5 +1,6 @@
 """The command line's result files: each written atomically (a temporary file in the same
 directory, then renamed), so that an interrupted run never leaves a half-written one."""
+
 from __future__ import annotations
 
 import argparse
@@ -56,6 +57,7 @@ def write_results(args: argparse.Namespace, res: Any, lines: bool) -> int:
             with atomic(target) as tmp:
                 write(tmp)
             return f"{message} {target}"
+
         return run
 
     def manhattan(target: Path) -> str:
@@ -68,15 +70,25 @@ def write_results(args: argparse.Namespace, res: Any, lines: bool) -> int:
                 paths = [target / p.name for p in res.plot_manhattan(tmp)]
         return f"Manhattan plots written to {', '.join(str(p) for p in paths)}"
 
-    jobs = [("--json", args.json, file(res.to_json, "\nresults written to")),
-            ("--plot", args.plot, file(lambda tmp: res.plot_individuals(tmp, **time),
-                                       "individual fits plotted in")),
-            ("--vpc", getattr(args, "vpc", None),
-             file(lambda tmp: res.plot_vpc(tmp, seed=args.seed, **time),
-                  "visual predictive check plotted in")),
-            ("--manhattan", getattr(args, "manhattan", None), manhattan),
-            ("--marker-effects", getattr(args, "marker_effects", None),
-             file(lambda tmp: res.marker_effects.to_csv(tmp, index=False), "marker effects written to"))]
+    jobs = [
+        ("--json", args.json, file(res.to_json, "\nresults written to")),
+        (
+            "--plot",
+            args.plot,
+            file(lambda tmp: res.plot_individuals(tmp, **time), "individual fits plotted in"),
+        ),
+        (
+            "--vpc",
+            getattr(args, "vpc", None),
+            file(lambda tmp: res.plot_vpc(tmp, seed=args.seed, **time), "visual predictive check plotted in"),
+        ),
+        ("--manhattan", getattr(args, "manhattan", None), manhattan),
+        (
+            "--marker-effects",
+            getattr(args, "marker_effects", None),
+            file(lambda tmp: res.marker_effects.to_csv(tmp, index=False), "marker effects written to"),
+        ),
+    ]
     for flag, value, job in jobs:
         if not value:
             continue

@@ -1,4 +1,5 @@
 """The command line's grammar: the ``pymixnn`` argument parser, its subcommands and flags."""
+
 from __future__ import annotations
 
 import argparse
@@ -42,66 +43,120 @@ def _outputs(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", metavar="PATH", help="write the results record as JSON")
     p.add_argument("--plot", metavar="PATH", help="write a PNG of the individual fits")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--max-steps", type=positive_int, metavar="N",
-                   help="most SVI steps (default: pymixnn.fit's, 4000)")
-    p.add_argument("--lr", type=positive_float, metavar="LR",
-                   help="SVI learning rate (default: pymixnn.fit's, 0.02)")
+    p.add_argument(
+        "--max-steps", type=positive_int, metavar="N", help="most SVI steps (default: pymixnn.fit's, 4000)"
+    )
+    p.add_argument(
+        "--lr", type=positive_float, metavar="LR", help="SVI learning rate (default: pymixnn.fit's, 0.02)"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of the ``pymixnn`` command, with its subcommands ``demo`` and ``fit``."""
-    parser = CommandParser(prog="pymixnn", description="Nonlinear mixed-effects models "
-                           "by minibatch stochastic variational inference.")
+    parser = CommandParser(
+        prog="pymixnn",
+        description="Nonlinear mixed-effects models by minibatch stochastic variational inference.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="fit the bundled theophylline data (saemix's reference "
-                          "model) and print the summary")
+    demo = sub.add_parser(
+        "demo", help="fit the bundled theophylline data (saemix's reference model) and print the summary"
+    )
     _outputs(demo)
     fit = sub.add_parser("fit", help="fit a named model to a CSV file in long format")
     fit.add_argument("data", metavar="DATA.csv")
-    fit.add_argument("--encoding", default="utf-8",
-                     help="text encoding of DATA.csv (default utf-8; e.g. latin-1, cp1252)")
+    fit.add_argument(
+        "--encoding", default="utf-8", help="text encoding of DATA.csv (default utf-8; e.g. latin-1, cp1252)"
+    )
     fit.add_argument("--model", required=True, help="named model, e.g. logistic, onecpt_oral")
     fit.add_argument("--id", required=True, help="column identifying individuals")
     fit.add_argument("--x", required=True, help="column(s) of the structural model, comma-separated")
     fit.add_argument("--y", required=True, help="response column")
-    fit.add_argument("--covariate", action="append", metavar="PARAM=COL",
-                     help="covariate COL on the transformed parameter PARAM (repeatable)")
-    fit.add_argument("--init", action="append", metavar="NAME=VALUE",
-                     help="initial value of a fixed effect, natural scale (repeatable)")
-    fit.add_argument("--random", metavar="P[,P]",
-                     help="parameters with a random effect (default: the model's, all)")
+    fit.add_argument(
+        "--covariate",
+        action="append",
+        metavar="PARAM=COL",
+        help="covariate COL on the transformed parameter PARAM (repeatable)",
+    )
+    fit.add_argument(
+        "--init",
+        action="append",
+        metavar="NAME=VALUE",
+        help="initial value of a fixed effect, natural scale (repeatable)",
+    )
+    fit.add_argument(
+        "--random", metavar="P[,P]", help="parameters with a random effect (default: the model's, all)"
+    )
     fit.add_argument("--error", choices=["constant", "proportional", "combined", "exponential"])
     fit.add_argument("--omega", choices=["diagonal", "full"])
     fit.add_argument("--dropna", action="store_true", help="drop rows with missing y")
-    fit.add_argument("--random-effects", choices=["gaussian", "mixture", "flow"], default="gaussian",
-                     help="law of the random effects (default gaussian)")
+    fit.add_argument(
+        "--random-effects",
+        choices=["gaussian", "mixture", "flow"],
+        default="gaussian",
+        help="law of the random effects (default gaussian)",
+    )
     fit.add_argument("--n-components", metavar="K", help="mixture components: an integer or 'auto'")
     fit.add_argument("--context", metavar="COL[,COL]", help="covariates a flow is conditioned on")
-    fit.add_argument("--observation", default="gaussian",
-                     choices=["gaussian", "poisson", "negative_binomial", "zero_inflated_poisson",
-                              "binomial", "bernoulli", "ordinal"],
-                     help="observation model (default gaussian, with the model's error model)")
-    fit.add_argument("--link", help="link of the observation model (e.g. identity; default the "
-                                    "family's: log for counts, logit for binomial/bernoulli)")
-    fit.add_argument("--levels", metavar="L1,L2,...",
-                     help="ordinal categories in order, lowest first (with --observation ordinal)")
+    fit.add_argument(
+        "--observation",
+        default="gaussian",
+        choices=[
+            "gaussian",
+            "poisson",
+            "negative_binomial",
+            "zero_inflated_poisson",
+            "binomial",
+            "bernoulli",
+            "ordinal",
+        ],
+        help="observation model (default gaussian, with the model's error model)",
+    )
+    fit.add_argument(
+        "--link",
+        help="link of the observation model (e.g. identity; default the "
+        "family's: log for counts, logit for binomial/bernoulli)",
+    )
+    fit.add_argument(
+        "--levels",
+        metavar="L1,L2,...",
+        help="ordinal categories in order, lowest first (with --observation ordinal)",
+    )
     fit.add_argument("--trials", metavar="COL", help="column of binomial trials")
-    fit.add_argument("--censoring", metavar="COL",
-                     help="column flagging left-censored rows (1; y holds the limit): M3 likelihood")
-    fit.add_argument("--likelihood", choices=["auto", "is", "gq"], default="auto",
-                     help="importance sampling (is), adaptive quadrature (gq) or auto (default)")
+    fit.add_argument(
+        "--censoring",
+        metavar="COL",
+        help="column flagging left-censored rows (1; y holds the limit): M3 likelihood",
+    )
+    fit.add_argument(
+        "--likelihood",
+        choices=["auto", "is", "gq"],
+        default="auto",
+        help="importance sampling (is), adaptive quadrature (gq) or auto (default)",
+    )
     fit.add_argument("--vpc", metavar="PATH", help="write a visual predictive check PNG")
-    fit.add_argument("--time", metavar="COL", help="the x column that is time in --plot and --vpc "
-                     "(needed when x has several columns and the model does not say)")
-    fit.add_argument("--genotype", metavar="COL", help="column of each individual's genotype "
-                     "(with --markers)")
-    fit.add_argument("--markers", metavar="PATH", help="marker matrix: CSV (genotypes x markers, "
-                     "first column the genotype id) or PLINK .bed")
+    fit.add_argument(
+        "--time",
+        metavar="COL",
+        help="the x column that is time in --plot and --vpc "
+        "(needed when x has several columns and the model does not say)",
+    )
+    fit.add_argument(
+        "--genotype", metavar="COL", help="column of each individual's genotype (with --markers)"
+    )
+    fit.add_argument(
+        "--markers",
+        metavar="PATH",
+        help="marker matrix: CSV (genotypes x markers, first column the genotype id) or PLINK .bed",
+    )
     fit.add_argument("--genomic-params", metavar="P[,P]", help="parameters with marker effects")
-    fit.add_argument("--prior", choices=["horseshoe", "ridge"], default="horseshoe",
-                     help="prior of the marker effects (default horseshoe)")
+    fit.add_argument(
+        "--prior",
+        choices=["horseshoe", "ridge"],
+        default="horseshoe",
+        help="prior of the marker effects (default horseshoe)",
+    )
     fit.add_argument("--map", metavar="PATH", help="marker map CSV (marker, chr, pos)")
     fit.add_argument("--manhattan", metavar="DIR", help="write Manhattan PNGs (one per parameter)")
     fit.add_argument("--marker-effects", metavar="PATH", help="write the marker effects as CSV")

@@ -1,5 +1,6 @@
 """The command line as a fit: the checked arguments of ``pymixnn fit`` (or ``demo``) turned into
 the data and the keyword arguments of :func:`pymixnn.fit`, every error an :class:`InputError`."""
+
 from __future__ import annotations
 
 import argparse
@@ -14,11 +15,26 @@ if TYPE_CHECKING:
     from pymixnn.model.observation import Observation
     from pymixnn.model.spec import Model
 
-__all__ = ["DEMO", "prepare", "pairs", "names", "integer", "check_model", "check_parameter",
-           "observation_of", "level_values"]
+__all__ = [
+    "DEMO",
+    "prepare",
+    "pairs",
+    "names",
+    "integer",
+    "check_model",
+    "check_parameter",
+    "observation_of",
+    "level_values",
+]
 
-DEMO = dict(model="onecpt_oral", id="Id", x=["Dose", "Time"], y="Concentration",
-            covariates={"V": ["Weight"]}, init={"ka": 1.0, "V": 20.0, "CL": 0.5})
+DEMO = dict(
+    model="onecpt_oral",
+    id="Id",
+    x=["Dose", "Time"],
+    y="Concentration",
+    covariates={"V": ["Weight"]},
+    init={"ka": 1.0, "V": 20.0, "CL": 0.5},
+)
 
 
 def pairs(items: list[str] | None, flag: str, form: str) -> list[tuple[str, str]]:
@@ -71,13 +87,24 @@ def prepare(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
             init[name] = float(value)
         except ValueError:
             raise InputError(f"--init {name}={value!r}: the value must be a number") from None
-    for flag, given in (("--init", init), ("--covariate", covariates), ("--random", names(args.random)),
-                        ("--genomic-params", names(args.genomic_params))):
+    for flag, given in (
+        ("--init", init),
+        ("--covariate", covariates),
+        ("--random", names(args.random)),
+        ("--genomic-params", names(args.genomic_params)),
+    ):
         for name in given:
             check_parameter(model, name, flag)
     df = read_csv(path, args.encoding)
-    spec = dict(model=args.model, id=args.id, x=names(args.x), y=args.y, covariates=covariates or None,
-                init=init or None, **steps)
+    spec = dict(
+        model=args.model,
+        id=args.id,
+        x=names(args.x),
+        y=args.y,
+        covariates=covariates or None,
+        init=init or None,
+        **steps,
+    )
     if args.random:
         spec["random"] = names(args.random)
     spec.update({k: v for k, v in dict(error=args.error, omega=args.omega).items() if v})
@@ -97,11 +124,13 @@ def prepare(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
         if not (args.markers and args.genotype and args.genomic_params):
             raise InputError("marker effects need --markers, --genotype and --genomic-params")
         spec["genotype"] = args.genotype
-        spec["genomic"] = pymixnn.Genomic(args.markers, params=names(args.genomic_params),
-                                          prior=args.prior, map=args.map)
+        spec["genomic"] = pymixnn.Genomic(
+            args.markers, params=names(args.genomic_params), prior=args.prior, map=args.map
+        )
     if args.time is not None and args.time not in df.columns:
-        raise InputError(f"--time {args.time!r} is not a column of {str(path)!r}; its columns are "
-                         f"{list(df.columns)}")
+        raise InputError(
+            f"--time {args.time!r} is not a column of {str(path)!r}; its columns are {list(df.columns)}"
+        )
     return df, spec
 
 
@@ -111,17 +140,20 @@ def check_model(args: argparse.Namespace) -> Model:
 
     if args.model not in NAMED_MODELS:
         hint = did_you_mean(args.model, NAMED_MODELS, cutoff=0.5)
-        raise InputError(f"--model {args.model!r} is not a named model{hint}; use one of "
-                         f"{sorted(NAMED_MODELS)}")
+        raise InputError(
+            f"--model {args.model!r} is not a named model{hint}; use one of {sorted(NAMED_MODELS)}"
+        )
     return named(args.model)
 
 
 def check_parameter(model: Model, name: str, flag: str) -> None:
     """An InputError unless ``name`` is a parameter of ``model``."""
     if name not in model.parameters:
-        raise InputError(f"{flag} {name}: model {model.name!r} has no parameter {name!r}"
-                         f"{did_you_mean(name, model.parameters, cutoff=0.5)}; its parameters are "
-                         f"{list(model.parameters)}")
+        raise InputError(
+            f"{flag} {name}: model {model.name!r} has no parameter {name!r}"
+            f"{did_you_mean(name, model.parameters, cutoff=0.5)}; its parameters are "
+            f"{list(model.parameters)}"
+        )
 
 
 def observation_of(name: str, link: str | None, levels: str | None) -> str | Observation:

@@ -27,8 +27,7 @@ from pandas.api.types import is_bool_dtype, is_numeric_dtype
 from pymixnn.data.dates import elapsed, time_origins
 from pymixnn.validation import check_columns_unique, check_ids
 
-__all__ = ["ValidTable", "as_float", "first_row", "nonfinite", "row_error", "show",
-           "validate_long_table"]
+__all__ = ["ValidTable", "as_float", "first_row", "nonfinite", "row_error", "show", "validate_long_table"]
 
 
 def show(value: Any) -> str:
@@ -42,9 +41,7 @@ def first_row(values: pd.Series, bad: pd.Series | np.ndarray) -> tuple[str, str]
     return show(values.index[pos]), show(values.iloc[pos])
 
 
-def row_error(
-    column: Hashable, problem: str, values: pd.Series, bad: pd.Series | np.ndarray
-) -> ValueError:
+def row_error(column: Hashable, problem: str, values: pd.Series, bad: pd.Series | np.ndarray) -> ValueError:
     """ValueError "column 'c' <problem>: row <label> has value <value>" for the first bad row."""
     row, value = first_row(values, bad)
     return ValueError(f"column {column!r} {problem}: row {row} has value {value}")
@@ -55,9 +52,11 @@ def as_float(df: pd.DataFrame, column: Hashable) -> pd.Series:
     values = df[column]
     if isinstance(values.dtype, pd.CategoricalDtype):  # an R factor: its labels are not numbers
         levels = [show(v)[:20] for v in values.cat.categories[:8]]
-        raise ValueError(f"column {column!r} is categorical (levels [{', '.join(levels)}"
-                         f"{', ...' if len(values.cat.categories) > 8 else ''}]); x and y must be "
-                         "numeric: convert it to numbers, or use it as a covariate")
+        raise ValueError(
+            f"column {column!r} is categorical (levels [{', '.join(levels)}"
+            f"{', ...' if len(values.cat.categories) > 8 else ''}]); x and y must be "
+            "numeric: convert it to numbers, or use it as a covariate"
+        )
     if is_bool_dtype(values.dtype):
         return values.astype(np.float64)
     raw = values if is_numeric_dtype(values.dtype) else values.astype(object)
@@ -109,14 +108,11 @@ def validate_long_table(
     check_columns_unique(df, roles)
     for column in roles:
         if column not in df.columns:
-            raise ValueError(
-                f"column {column!r} not found in data; available columns: {list(df.columns)}"
-            )
+            raise ValueError(f"column {column!r} not found in data; available columns: {list(df.columns)}")
     repeated = sorted({str(c) for c in roles if roles.count(c) > 1})
     if repeated:
         raise ValueError(
-            f"column(s) {repeated} used more than once among id, x, y, covariates, trials "
-            "and censoring"
+            f"column(s) {repeated} used more than once among id, x, y, covariates, trials and censoring"
         )
     if df.empty:
         raise ValueError("data has no rows")
@@ -129,8 +125,11 @@ def validate_long_table(
     origins = time_origins(df, x_cols, time_unit)
     frame = df[roles].copy()
     for column in [*x_cols, y, *aux_cols.values()]:
-        frame[column] = (elapsed(df[column], column, origins[column], time_unit)
-                         if column in origins else as_float(df, column).to_numpy())
+        frame[column] = (
+            elapsed(df[column], column, origins[column], time_unit)
+            if column in origins
+            else as_float(df, column).to_numpy()
+        )
     for column in [*x_cols, *covariate_cols, *aux_cols.values()]:
         bad = nonfinite(frame[column])
         if bad.any():

@@ -30,6 +30,7 @@ re-exported here.
 >>> mm.rows(["g3", "g1"]).tolist()
 [2, 0]
 """
+
 from __future__ import annotations
 
 import warnings
@@ -52,6 +53,7 @@ _CHUNK_CELLS = 1 << 22
 # numeric checks and chunked passes
 # --------------------------------------------------------------------------------------------------
 
+
 def _numeric_frame(df: pd.DataFrame) -> pd.DataFrame:
     """``df`` with every column numeric (booleans as 0/1); a non-numeric cell raises ValueError.
 
@@ -62,11 +64,13 @@ def _numeric_frame(df: pd.DataFrame) -> pd.DataFrame:
     n_bad_cells, bad_cols, first_bad = 0, 0, None
     for j, dt in enumerate(df.dtypes):
         if dt.kind == "c":
-            raise ValueError(f"marker column {df.columns[j]!r} is complex ({dt}); markers must be "
-                             "real numbers")
+            raise ValueError(
+                f"marker column {df.columns[j]!r} is complex ({dt}); markers must be real numbers"
+            )
         if dt.kind in "Mm":
-            raise ValueError(f"marker column {df.columns[j]!r} holds dates or durations ({dt}), "
-                             "not marker codes")
+            raise ValueError(
+                f"marker column {df.columns[j]!r} holds dates or durations ({dt}), not marker codes"
+            )
         if pd.api.types.is_numeric_dtype(dt) or pd.api.types.is_bool_dtype(dt):
             continue
         col = df.iloc[:, j].astype(object)
@@ -81,10 +85,12 @@ def _numeric_frame(df: pd.DataFrame) -> pd.DataFrame:
         converted[j] = num.astype(np.float64)
     if first_bad is not None:
         col, row, val = first_bad
-        raise ValueError(f"non-numeric marker value: column {col!r}, genotype {row!r} has value {val!r} "
-                         f"({n_bad_cells} non-numeric cell(s) in {bad_cols} marker column(s)); "
-                         "markers must be numeric codes such as allele counts 0/1/2, with missing values "
-                         "as NaN")
+        raise ValueError(
+            f"non-numeric marker value: column {col!r}, genotype {row!r} has value {val!r} "
+            f"({n_bad_cells} non-numeric cell(s) in {bad_cols} marker column(s)); "
+            "markers must be numeric codes such as allele counts 0/1/2, with missing values "
+            "as NaN"
+        )
     if not converted:
         return df
     out = df.copy(deep=False)
@@ -105,13 +111,16 @@ def _chunks(df: pd.DataFrame, cols: np.ndarray | None = None) -> Iterator[tuple[
 
 def _raise_infinite(block: np.ndarray, df: pd.DataFrame, col_positions: np.ndarray) -> None:
     r, c = np.argwhere(np.isinf(block))[0]
-    raise ValueError(f"infinite marker value: column {df.columns[col_positions[c]]!r}, genotype "
-                     f"{df.index[r]!r} has value {block[r, c]!r}; markers must be finite (NaN for missing)")
+    raise ValueError(
+        f"infinite marker value: column {df.columns[col_positions[c]]!r}, genotype "
+        f"{df.index[r]!r} has value {block[r, c]!r}; markers must be finite (NaN for missing)"
+    )
 
 
 # --------------------------------------------------------------------------------------------------
 # MarkerMatrix
 # --------------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True, eq=False)
 class MarkerMatrix:
@@ -146,8 +155,9 @@ class MarkerMatrix:
         pos = pd.Index(self.genotypes, dtype=object).get_indexer(ids)
         missing = list(dict.fromkeys(g for g, p in zip(ids, pos) if p < 0))
         if missing:
-            raise ValueError(f"{len(missing)} genotype(s) have no row in the marker matrix: "
-                             f"{first_ids(missing)}")
+            raise ValueError(
+                f"{len(missing)} genotype(s) have no row in the marker matrix: {first_ids(missing)}"
+            )
         return pos.astype(np.int64)
 
     def standardize(self, markers) -> np.ndarray:
@@ -162,8 +172,10 @@ class MarkerMatrix:
         pos = pd.Index(df.columns, dtype=object).get_indexer(self.names)
         absent = [m for m, p in zip(self.names, pos) if p < 0]
         if absent:
-            raise ValueError(f"{len(absent)} of the {self.n_markers} fitted markers are missing from the "
-                             f"new marker matrix: {first_ids(absent)}")
+            raise ValueError(
+                f"{len(absent)} of the {self.n_markers} fitted markers are missing from the "
+                f"new marker matrix: {first_ids(absent)}"
+            )
         df = _numeric_frame(df.iloc[:, pos])
         out = np.empty((df.shape[0], self.n_markers), dtype=np.float32)
         cols = np.arange(self.n_markers)
@@ -180,8 +192,10 @@ class MarkerMatrix:
         """One-paragraph summary of the preparation report."""
         r = self.report
         dropped = r["n_markers"] != r["n_markers_input"]
-        parts = [f"{r['n_markers']} markers on {r['n_genotypes']} genotypes"
-                 + (f" (of {r['n_markers_input']} markers in the input)" if dropped else "")]
+        parts = [
+            f"{r['n_markers']} markers on {r['n_genotypes']} genotypes"
+            + (f" (of {r['n_markers_input']} markers in the input)" if dropped else "")
+        ]
         if r["n_monomorphic"]:
             parts.append(f"{r['n_monomorphic']} monomorphic dropped")
         if r["n_all_missing"]:
@@ -193,16 +207,18 @@ class MarkerMatrix:
         else:
             parts.append("no missing values")
         if r["n_genotypes_unused"]:
-            parts.append(f"{r['n_genotypes_unused']} genotypes not used by the phenotype data "
-                         "(kept for prediction)")
+            parts.append(
+                f"{r['n_genotypes_unused']} genotypes not used by the phenotype data (kept for prediction)"
+            )
         text = "; ".join(parts) + "."
         if self.map is not None:
             text += f" Map: {self.map['chr'].nunique()} chromosomes."
         return text
 
 
-def prepare_markers(markers, genotypes_needed, *, map=None, id: str | None = None,
-                    genotype_column: str = "genotype") -> MarkerMatrix:
+def prepare_markers(
+    markers, genotypes_needed, *, map=None, id: str | None = None, genotype_column: str = "genotype"
+) -> MarkerMatrix:
     """Check, clean and standardize a marker matrix for the genotypes of the phenotype data.
 
     ``markers`` is anything :func:`read_markers` accepts (``id`` is passed on); ``genotypes_needed``
@@ -240,8 +256,10 @@ def prepare_markers(markers, genotypes_needed, *, map=None, id: str | None = Non
     present = genotype_index.get_indexer(needed) >= 0
     if not present.all():
         absent = [g for g, ok in zip(needed, present) if not ok]
-        raise ValueError(f"{len(absent)} of {len(needed)} genotypes in column {genotype_column!r} have no "
-                         f"row in the marker matrix: {first_ids(absent)}")
+        raise ValueError(
+            f"{len(absent)} of {len(needed)} genotypes in column {genotype_column!r} have no "
+            f"row in the marker matrix: {first_ids(absent)}"
+        )
     if n_input == 0:
         raise ValueError("the marker matrix has no marker column")
     if n_rows == 0:
@@ -273,15 +291,21 @@ def prepare_markers(markers, genotypes_needed, *, map=None, id: str | None = Non
     if n_all_missing == n_input:
         raise ValueError(f"all {n_input} markers are missing for every genotype")
     if n_all_missing:
-        warnings.warn(f"{n_all_missing} marker(s) missing for every genotype dropped: "
-                      f"{first_ids(df.columns[all_missing])}", UserWarning, stacklevel=2)
+        warnings.warn(
+            f"{n_all_missing} marker(s) missing for every genotype dropped: "
+            f"{first_ids(df.columns[all_missing])}",
+            UserWarning,
+            stacklevel=2,
+        )
 
     # 4. genotypes missing for every marker
     empty_rows = np.flatnonzero(row_obs == 0)
     if empty_rows.size:
-        raise ValueError(f"genotype {df.index[empty_rows[0]]!r} is missing for every marker "
-                         f"({empty_rows.size} such genotype(s): {first_ids(df.index[empty_rows])}); "
-                         "remove it from the marker matrix")
+        raise ValueError(
+            f"genotype {df.index[empty_rows[0]]!r} is missing for every marker "
+            f"({empty_rows.size} such genotype(s): {first_ids(df.index[empty_rows])}); "
+            "remove it from the marker matrix"
+        )
 
     # 5. imputation (counted over the markers finally kept) and 6. monomorphic markers
     monomorphic = ~all_missing & (vmin == vmax)
@@ -290,14 +314,24 @@ def prepare_markers(markers, genotypes_needed, *, map=None, id: str | None = Non
     n_missing = int((n_rows - n_obs[keep]).sum())
     if n_missing:
         pct = 100.0 * n_missing / (n_rows * int(keep.sum())) if keep.any() else 0.0
-        warnings.warn(f"{n_missing} missing marker value(s) ({pct:.1f}% of the kept markers' cells) imputed "
-                      "with the marker mean", UserWarning, stacklevel=2)
+        warnings.warn(
+            f"{n_missing} missing marker value(s) ({pct:.1f}% of the kept markers' cells) imputed "
+            "with the marker mean",
+            UserWarning,
+            stacklevel=2,
+        )
     if n_monomorphic:
-        warnings.warn(f"{n_monomorphic} monomorphic marker(s) (a single observed value) dropped: "
-                      f"{first_ids(df.columns[monomorphic])}", UserWarning, stacklevel=2)
+        warnings.warn(
+            f"{n_monomorphic} monomorphic marker(s) (a single observed value) dropped: "
+            f"{first_ids(df.columns[monomorphic])}",
+            UserWarning,
+            stacklevel=2,
+        )
     if not keep.any():
-        raise ValueError(f"no marker remains: of {n_input} markers, {n_all_missing} are missing for every "
-                         f"genotype and {n_monomorphic} are monomorphic")
+        raise ValueError(
+            f"no marker remains: of {n_input} markers, {n_all_missing} are missing for every "
+            f"genotype and {n_monomorphic} are monomorphic"
+        )
     kept_cols = np.flatnonzero(keep)
     names = [str(df.columns[j]) for j in kept_cols]
 
@@ -309,8 +343,10 @@ def prepare_markers(markers, genotypes_needed, *, map=None, id: str | None = Non
         marker_map = read_map(map)
         absent = [m for m, p in zip(names, marker_map.index.get_indexer(names)) if p < 0]
         if absent:
-            raise ValueError(f"{len(absent)} of the {len(names)} kept markers are not in the marker map: "
-                             f"{first_ids(absent)}")
+            raise ValueError(
+                f"{len(absent)} of the {len(names)} kept markers are not in the marker map: "
+                f"{first_ids(absent)}"
+            )
         marker_map = marker_map.loc[names]
 
     # pass 2: standardize the kept markers into the float32 result
@@ -335,5 +371,12 @@ def prepare_markers(markers, genotypes_needed, *, map=None, id: str | None = Non
         "n_all_missing": n_all_missing,
         "n_genotypes_unused": int(sum(g not in needed_set for g in df.index)),
     }
-    return MarkerMatrix(genotypes=list(df.index), names=names, values=values, center=center, scale=scale,
-                        map=marker_map, report=report)
+    return MarkerMatrix(
+        genotypes=list(df.index),
+        names=names,
+        values=values,
+        center=center,
+        scale=scale,
+        map=marker_map,
+        report=report,
+    )

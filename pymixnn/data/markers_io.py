@@ -12,6 +12,7 @@ an id column that has missing values) are the same genotype (:func:`id_str`).
 >>> read_markers((pd.DataFrame({"m1": [0, 2]}).to_numpy(), [1.0, "g2"])).index.tolist()
 ['1', 'g2']
 """
+
 from __future__ import annotations
 
 import os
@@ -33,6 +34,7 @@ _MAP_ALIASES = {
 # --------------------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------------------
+
 
 def id_str(value) -> str:
     """A genotype id (or marker name) as str; an integral float ``3.0`` becomes ``'3'``."""
@@ -68,18 +70,24 @@ def _finish_frame(df: pd.DataFrame, source_name: str) -> pd.DataFrame:
     idx = list(df.index)
     missing_ids = [i for i, v in enumerate(idx) if _is_missing_scalar(v)]
     if missing_ids:
-        raise ValueError(f"{len(missing_ids)} row(s) of the marker matrix ({source_name}) have no genotype "
-                         f"id; first at row {missing_ids[0]} (0-based)")
+        raise ValueError(
+            f"{len(missing_ids)} row(s) of the marker matrix ({source_name}) have no genotype "
+            f"id; first at row {missing_ids[0]} (0-based)"
+        )
     ids = [id_str(v) for v in idx]
     names = [id_str(c) for c in df.columns]
     dup = _duplicates(ids)
     if dup:
-        raise ValueError(f"{len(dup)} duplicate genotype id(s) in the marker matrix ({source_name}): "
-                         f"{first_ids(dup)}; each genotype must have one row")
+        raise ValueError(
+            f"{len(dup)} duplicate genotype id(s) in the marker matrix ({source_name}): "
+            f"{first_ids(dup)}; each genotype must have one row"
+        )
     dup = _duplicates(names)
     if dup:
-        raise ValueError(f"{len(dup)} duplicate marker name(s) in the marker matrix ({source_name}): "
-                         f"{first_ids(dup)}; each marker must have one column")
+        raise ValueError(
+            f"{len(dup)} duplicate marker name(s) in the marker matrix ({source_name}): "
+            f"{first_ids(dup)}; each marker must have one column"
+        )
     attrs = dict(df.attrs)
     out = df.copy(deep=False)
     out.index = pd.Index(ids, dtype=object, name="genotype")
@@ -92,8 +100,9 @@ def _read_bed(path: str) -> pd.DataFrame:
     try:
         from bed_reader import open_bed
     except ImportError as exc:  # pragma: no cover - bed-reader is a dependency
-        raise ImportError("reading PLINK .bed files needs the bed-reader package: "
-                          "pip install 'bed-reader>=1.0'") from exc
+        raise ImportError(
+            "reading PLINK .bed files needs the bed-reader package: pip install 'bed-reader>=1.0'"
+        ) from exc
     with open_bed(path) as bed:
         # allele counts 0/1/2 (of allele A1), NaN missing; float32 is exact for them and halves memory
         values = bed.read(dtype="float32")
@@ -102,8 +111,9 @@ def _read_bed(path: str) -> pd.DataFrame:
         chrom = [str(v) for v in bed.chromosome]
         bp = np.asarray(bed.bp_position, dtype=np.float64)
     df = pd.DataFrame(values, index=iid, columns=sid, copy=False)
-    df.attrs["map"] = pd.DataFrame({"chr": chrom, "pos": bp},
-                                   index=pd.Index(sid, dtype=object, name="marker"))
+    df.attrs["map"] = pd.DataFrame(
+        {"chr": chrom, "pos": bp}, index=pd.Index(sid, dtype=object, name="marker")
+    )
     return df
 
 
@@ -145,19 +155,34 @@ def _read_csv(path: str, id: str | None) -> pd.DataFrame:
     # The header is read as data first: pandas would rename duplicate names ('m1', 'm1.1'), which
     # would hide them. Comment lines ('#' first) are skipped.
     comments, header_line = _comment_lines(path)
-    header = _read_table(path, "the marker matrix", header=None, nrows=1, dtype=str,
-                         keep_default_na=False, skiprows=comments or None).iloc[0]
+    header = _read_table(
+        path,
+        "the marker matrix",
+        header=None,
+        nrows=1,
+        dtype=str,
+        keep_default_na=False,
+        skiprows=comments or None,
+    ).iloc[0]
     header = [str(h) for h in header]
     if id is None:
         pos = 0
     elif id in header:
         pos = header.index(id)
     else:
-        raise ValueError(f"id column {id!r} not found in {path!r}; its columns start with "
-                         f"{first_ids(header)}")
+        raise ValueError(
+            f"id column {id!r} not found in {path!r}; its columns start with {first_ids(header)}"
+        )
     skip = sorted(comments + [header_line]) if header_line >= 0 else 1
-    df = _read_table(path, "the marker matrix", header=None, skiprows=skip,
-                     names=list(range(len(header))), index_col=pos, dtype={pos: str})
+    df = _read_table(
+        path,
+        "the marker matrix",
+        header=None,
+        skiprows=skip,
+        names=list(range(len(header))),
+        index_col=pos,
+        dtype={pos: str},
+    )
     df.columns = [header[j] for j in range(len(header)) if j != pos]
     return df
 
@@ -165,6 +190,7 @@ def _read_csv(path: str, id: str | None) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------------
 # reading
 # --------------------------------------------------------------------------------------------------
+
 
 def read_markers(source, *, id: str | None = None) -> pd.DataFrame:
     """Marker matrix as a DataFrame: index = genotype ids (str, named ``'genotype'``), columns = marker names.
@@ -189,8 +215,10 @@ def read_markers(source, *, id: str | None = None) -> pd.DataFrame:
     if isinstance(source, pd.DataFrame):
         if id is not None:
             if id not in source.columns:
-                raise ValueError(f"id column {id!r} not found in the marker DataFrame; its columns start "
-                                 f"with {first_ids(source.columns)}")
+                raise ValueError(
+                    f"id column {id!r} not found in the marker DataFrame; its columns start "
+                    f"with {first_ids(source.columns)}"
+                )
             df = source.drop(columns=[id])
             df.index = pd.Index(source[id].to_numpy(), dtype=object)
             df.attrs = dict(source.attrs)
@@ -199,14 +227,17 @@ def read_markers(source, *, id: str | None = None) -> pd.DataFrame:
         return _finish_frame(df, "DataFrame")
 
     if isinstance(source, np.ndarray):
-        raise TypeError("a bare numpy array has no genotype ids: pass a DataFrame, "
-                        "pd.DataFrame(array, index=ids, columns=names), or a tuple (array, ids) or "
-                        "(array, ids, names)")
+        raise TypeError(
+            "a bare numpy array has no genotype ids: pass a DataFrame, "
+            "pd.DataFrame(array, index=ids, columns=names), or a tuple (array, ids) or "
+            "(array, ids, names)"
+        )
 
     if isinstance(source, tuple):
         if len(source) not in (2, 3):
-            raise TypeError("a tuple source must be (array, ids) or (array, ids, names), got "
-                            f"{len(source)} items")
+            raise TypeError(
+                f"a tuple source must be (array, ids) or (array, ids, names), got {len(source)} items"
+            )
         if id is not None:
             raise TypeError("id= applies to a DataFrame or CSV source, not to an (array, ids) tuple")
         values = np.asarray(source[0])
@@ -218,12 +249,14 @@ def read_markers(source, *, id: str | None = None) -> pd.DataFrame:
         if len(source) == 3:
             names = list(source[2])
             if len(names) != values.shape[1]:
-                raise ValueError(f"{len(names)} marker names for a marker array with {values.shape[1]} "
-                                 "columns")
+                raise ValueError(
+                    f"{len(names)} marker names for a marker array with {values.shape[1]} columns"
+                )
         else:
             names = [f"m{j}" for j in range(values.shape[1])]
-        df = pd.DataFrame(values, index=pd.Index(ids, dtype=object), columns=pd.Index(names, dtype=object),
-                          copy=False)
+        df = pd.DataFrame(
+            values, index=pd.Index(ids, dtype=object), columns=pd.Index(names, dtype=object), copy=False
+        )
         return _finish_frame(df, "array")
 
     if isinstance(source, (str, os.PathLike)):
@@ -237,8 +270,10 @@ def read_markers(source, *, id: str | None = None) -> pd.DataFrame:
             return _finish_frame(_read_bed(path), path)
         return _finish_frame(_read_csv(path, id), path)
 
-    raise TypeError(f"cannot read markers from a {type(source).__name__}: pass a DataFrame, an (array, ids) "
-                    "tuple, or the path of a CSV or PLINK .bed file")
+    raise TypeError(
+        f"cannot read markers from a {type(source).__name__}: pass a DataFrame, an (array, ids) "
+        "tuple, or the path of a CSV or PLINK .bed file"
+    )
 
 
 def read_map(source) -> pd.DataFrame:
@@ -259,8 +294,9 @@ def read_map(source) -> pd.DataFrame:
         df = source
         where = "the map DataFrame"
     else:
-        raise TypeError(f"cannot read a marker map from a {type(source).__name__}: pass a DataFrame or a "
-                        "CSV path")
+        raise TypeError(
+            f"cannot read a marker map from a {type(source).__name__}: pass a DataFrame or a CSV path"
+        )
 
     lower = {}
     for col in df.columns:
@@ -270,8 +306,10 @@ def read_map(source) -> pd.DataFrame:
         hits = [lower[a] for a in aliases if a in lower]
         plain = any(str(h).strip().lower() in ("pos", "position") for h in hits)
         if role == "pos" and len(hits) > 1 and not plain:
-            raise ValueError(f"ambiguous position columns in {where}: {first_ids(hits)}; keep one, e.g. "
-                             f"df.rename(columns={{{str(hits[0])!r}: 'pos'}})")
+            raise ValueError(
+                f"ambiguous position columns in {where}: {first_ids(hits)}; keep one, e.g. "
+                f"df.rename(columns={{{str(hits[0])!r}: 'pos'}})"
+            )
         if hits:
             found[role] = hits[0]
     index_name = df.index.name
@@ -281,33 +319,46 @@ def read_map(source) -> pd.DataFrame:
         markers = list(df[found["marker"]])
     else:
         markers = None
-    missing = [r for r in ("marker", "chr", "pos")
-               if (r == "marker" and markers is None) or (r != "marker" and r not in found)]
+    missing = [
+        r
+        for r in ("marker", "chr", "pos")
+        if (r == "marker" and markers is None) or (r != "marker" and r not in found)
+    ]
     if missing:
-        raise ValueError(f"the marker map ({where}) lacks column(s) {missing}: expected columns marker, "
-                         "chr, pos (aliases: snp/sid/name; chrom/chromosome; position/cM/bp/bp_position; "
-                         "any case); "
-                         f"it has {first_ids(df.columns, 10)}")
+        raise ValueError(
+            f"the marker map ({where}) lacks column(s) {missing}: expected columns marker, "
+            "chr, pos (aliases: snp/sid/name; chrom/chromosome; position/cM/bp/bp_position; "
+            "any case); "
+            f"it has {first_ids(df.columns, 10)}"
+        )
 
     bad = [i for i, m in enumerate(markers) if _is_missing_scalar(m)]
     if bad:
-        raise ValueError(f"{len(bad)} row(s) of the marker map ({where}) have no marker name; first at "
-                         f"row {bad[0]}")
+        raise ValueError(
+            f"{len(bad)} row(s) of the marker map ({where}) have no marker name; first at row {bad[0]}"
+        )
     names = [id_str(m) for m in markers]
     dup = _duplicates(names)
     if dup:
-        raise ValueError(f"{len(dup)} marker(s) listed more than once in the marker map ({where}): "
-                         f"{first_ids(dup)}")
+        raise ValueError(
+            f"{len(dup)} marker(s) listed more than once in the marker map ({where}): {first_ids(dup)}"
+        )
     chrom = list(df[found["chr"]])
     bad = [i for i, c in enumerate(chrom) if _is_missing_scalar(c)]
     if bad:
-        raise ValueError(f"marker {names[bad[0]]!r} has no chromosome in the marker map ({where}) "
-                         f"({len(bad)} marker(s) without one)")
+        raise ValueError(
+            f"marker {names[bad[0]]!r} has no chromosome in the marker map ({where}) "
+            f"({len(bad)} marker(s) without one)"
+        )
     raw_pos = df[found["pos"]]
     pos = pd.to_numeric(raw_pos, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
     bad = np.flatnonzero(np.isnan(pos) & ~pd.isna(raw_pos).to_numpy())
     if bad.size:
-        raise ValueError(f"marker {names[bad[0]]!r} has non-numeric position {raw_pos.iloc[bad[0]]!r} in the "
-                         f"marker map ({where}) ({bad.size} such marker(s))")
-    return pd.DataFrame({"chr": [id_str(c).strip() for c in chrom], "pos": pos},
-                        index=pd.Index(names, dtype=object, name="marker"))
+        raise ValueError(
+            f"marker {names[bad[0]]!r} has non-numeric position {raw_pos.iloc[bad[0]]!r} in the "
+            f"marker map ({where}) ({bad.size} such marker(s))"
+        )
+    return pd.DataFrame(
+        {"chr": [id_str(c).strip() for c in chrom], "pos": pos},
+        index=pd.Index(names, dtype=object, name="marker"),
+    )

@@ -103,9 +103,7 @@ class Data:
 
         codes, uniques = pd.factorize(frame[id_col])
         if np.any(np.diff(codes) < 0):
-            raise ValueError(
-                "frame must be grouped by individual; build Data with Data.from_pandas"
-            )
+            raise ValueError("frame must be grouped by individual; build Data with Data.from_pandas")
         self.index = codes.astype(np.int64)
         self.ids = np.asarray(uniques)
         self.n_individuals = len(self.ids)
@@ -117,8 +115,8 @@ class Data:
         self.aux = {role: frame[col].to_numpy(dtype=np.float64) for role, col in self.aux_cols.items()}
 
         self._starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-        self.covariates = frame[self.covariate_cols].iloc[self._starts].set_axis(
-            pd.Index(self.ids, name=id_col)
+        self.covariates = (
+            frame[self.covariate_cols].iloc[self._starts].set_axis(pd.Index(self.ids, name=id_col))
         )
 
     # ------------------------------------------------------------------ construction
@@ -178,8 +176,16 @@ class Data:
         x_cols = [x] if isinstance(x, str) else list(x)
         covariate_cols = [] if covariates is None else list(covariates)
         aux_cols = dict(aux or {})
-        valid = validate_long_table(df, id=id, x_cols=x_cols, y=y, covariate_cols=covariate_cols,
-                                    aux_cols=aux_cols, dropna=dropna, time_unit=time_unit)
+        valid = validate_long_table(
+            df,
+            id=id,
+            x_cols=x_cols,
+            y=y,
+            covariate_cols=covariate_cols,
+            aux_cols=aux_cols,
+            dropna=dropna,
+            time_unit=time_unit,
+        )
         return cls(
             valid.frame,
             id_col=id,
@@ -212,7 +218,7 @@ class Data:
         except UnicodeDecodeError as err:
             raise ValueError(
                 f"{path}: not readable as {encoding} (it holds the byte "
-                f"{err.object[err.start:err.start + 1]!r}); pass the file's encoding, e.g. "
+                f"{err.object[err.start : err.start + 1]!r}); pass the file's encoding, e.g. "
                 "encoding='latin-1'"
             ) from None
         return cls.from_pandas(frame, id=id, x=x, y=y, covariates=covariates, dropna=dropna)
@@ -255,9 +261,7 @@ class Data:
         known = set(self.ids.tolist())
         unknown = [i for i in wanted if i not in known]
         if unknown:
-            raise ValueError(
-                f"unknown id(s) {unknown[:5]}; data has {self.n_individuals} individuals"
-            )
+            raise ValueError(f"unknown id(s) {unknown[:5]}; data has {self.n_individuals} individuals")
         if not wanted:
             raise ValueError("subset needs at least one id")
         keep = self.frame[self.id_col].isin(wanted).to_numpy()
@@ -292,7 +296,7 @@ class Data:
 
     # ------------------------------------------------------------------ dates as elapsed time
     def _since(self, column: str) -> str:
-        """"days since 2021-03-04 00:00" for an x column given as dates."""
+        """ "days since 2021-03-04 00:00" for an x column given as dates."""
         return since(self.time_origins[column], self.time_unit)
 
     def time_label(self, column: str) -> str:
@@ -313,8 +317,9 @@ class Data:
         for j, column in enumerate(self.x_cols):
             if is_datetime(frame[column]):
                 if column not in self.time_origins:
-                    raise ValueError(f"x column {column!r} holds dates, but it was numeric in the "
-                                     "fitted data")
+                    raise ValueError(
+                        f"x column {column!r} holds dates, but it was numeric in the fitted data"
+                    )
                 out[:, j] = elapsed(frame[column], column, self.time_origins[column], self.time_unit)
             else:
                 out[:, j] = as_float(frame, column).to_numpy()

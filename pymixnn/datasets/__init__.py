@@ -33,9 +33,7 @@ import pandas as pd
 
 __all__ = ["load", "names", "info", "load_markers", "load_map", "marker_names"]
 
-_PINHEIRO_BATES = (
-    "Pinheiro JC, Bates DM (2000). Mixed-Effects Models in S and S-PLUS. Springer, New York."
-)
+_PINHEIRO_BATES = "Pinheiro JC, Bates DM (2000). Mixed-Effects Models in S and S-PLUS. Springer, New York."
 _SAEMIX = (
     "Comets E, Lavenu A, Lavielle M (2017). Parameter estimation in nonlinear mixed effect "
     "models using saemix, an R implementation of the SAEM algorithm. J Stat Softw 80(3):1-41. "
@@ -52,99 +50,126 @@ _QTL2 = (
     "(2019). R/qtl2: software for mapping quantitative trait loci with high-dimensional data and "
     "multiparent populations. Genetics 211(2):495-502. doi:10.1534/genetics.118.301595"
 )
-_GRAV2_SOURCE = ("GitHub rqtl/qtl2 (commit b28ad12c268f), inst/extdata/grav2.zip (R/qtl2), "
-                 "reshaped to long format")
+_GRAV2_SOURCE = (
+    "GitHub rqtl/qtl2 (commit b28ad12c268f), inst/extdata/grav2.zip (R/qtl2), reshaped to long format"
+)
 
 _INFO: dict[str, dict[str, Any]] = {
     "theo": {
         "description": "Theophylline pharmacokinetics: 12 subjects, single oral dose (mg), "
-                       "concentration (mg/L) from 0.25 to 24.65 h; 1-compartment oral model "
-                       "(ka, V, CL).",
+        "concentration (mg/L) from 0.25 to 24.65 h; 1-compartment oral model "
+        "(ka, V, CL).",
         "source": _SAEMIX_SOURCE.format("theo"),
         "license": "GPL (>= 2)",
-        "id": "Id", "x": ["Dose", "Time"], "y": "Concentration", "covariates": ["Weight", "Sex"],
+        "id": "Id",
+        "x": ["Dose", "Time"],
+        "y": "Concentration",
+        "covariates": ["Weight", "Sex"],
         "citation": "Boeckmann AJ, Sheiner LB, Beal SL (1994). NONMEM Users Guide, Part V. "
-                    f"University of California, San Francisco. {_SAEMIX}",
+        f"University of California, San Francisco. {_SAEMIX}",
     },
     "oxboys": {
         "description": "Heights (cm) of 26 boys from Oxford measured on 9 occasions; age centred "
-                       "(years); linear or nonlinear growth.",
+        "(years); linear or nonlinear growth.",
         "source": _SAEMIX_SOURCE.format("oxboys"),
         "license": "GPL (>= 2)",
-        "id": "Subject", "x": ["age"], "y": "height", "covariates": [],
+        "id": "Subject",
+        "x": ["age"],
+        "y": "height",
+        "covariates": [],
         "citation": "Goldstein H (1987). Multilevel Models in Educational and Social Research. "
-                    f"Griffin, London. {_PINHEIRO_BATES} {_SAEMIX}",
+        f"Griffin, London. {_PINHEIRO_BATES} {_SAEMIX}",
     },
     "orange": {
         "description": "Trunk circumference (mm) of 5 orange trees against age (days since "
-                       "1968-12-31); logistic growth.",
+        "1968-12-31); logistic growth.",
         "source": "R package datasets (base R, Orange), exported with R 4.2",
         "license": "GPL-2 | GPL-3",
-        "id": "Tree", "x": ["age"], "y": "circumference", "covariates": [],
+        "id": "Tree",
+        "x": ["age"],
+        "y": "circumference",
+        "covariates": [],
         "citation": "Draper NR, Smith H (1998). Applied Regression Analysis, 3rd ed. Wiley "
-                    f"(exercise 24.N). {_PINHEIRO_BATES}",
+        f"(exercise 24.N). {_PINHEIRO_BATES}",
     },
     "soybean": {
         "description": "Average leaf weight per plant (g) of 48 soybean plots (varieties F and P, "
-                       "years 1988-1990) against days after planting; logistic growth.",
+        "years 1988-1990) against days after planting; logistic growth.",
         "source": "GitHub cran/nlme (commit f07b8c5375f5), data/Soybean.rda, nlme 3.1-169",
         "license": "GPL (>= 2)",
-        "id": "Plot", "x": ["Time"], "y": "weight", "covariates": ["Variety", "Year"],
+        "id": "Plot",
+        "x": ["Time"],
+        "y": "weight",
+        "covariates": ["Variety", "Year"],
         "citation": "Davidian M, Giltinan DM (1995). Nonlinear Models for Repeated Measurement "
-                    f"Data. Chapman & Hall, London. {_PINHEIRO_BATES}",
+        f"Data. Chapman & Hall, London. {_PINHEIRO_BATES}",
     },
     "rapi": {
         "description": "Rutgers Alcohol Problem Index (count 0-45) of 818 college students "
-                       "(gender) measured every 6 months over 2 years; saemix's Poisson, "
-                       "zero-inflated and generalized Poisson examples (log-linear in time).",
+        "(gender) measured every 6 months over 2 years; saemix's Poisson, "
+        "zero-inflated and generalized Poisson examples (log-linear in time).",
         "source": _SAEMIX_SOURCE.format("rapi"),
         "license": "GPL (>= 2)",
-        "id": "id", "x": ["time"], "y": "rapi", "covariates": ["gender"],
+        "id": "id",
+        "x": ["time"],
+        "y": "rapi",
+        "covariates": ["gender"],
         "citation": "Atkins DC, Baldwin SA, Zheng C, Gallop RJ, Neighbors C (2013). A tutorial on "
-                    "count regression and zero-altered count models for longitudinal substance "
-                    f"use data. Psychol Addict Behav 27(1):166-177. {_SAEMIX}",
+        "count regression and zero-altered count models for longitudinal substance "
+        f"use data. Psychol Addict Behav 27(1):166-177. {_SAEMIX}",
     },
     "epil": {
         "description": "Seizure counts of 59 epileptics in four 2-week periods (Thall & Vail): "
-                       "treatment (placebo/progabide), log baseline count (lbase) and log age "
-                       "(lage, centred), V4 = indicator of the 4th period; Poisson GLMM.",
+        "treatment (placebo/progabide), log baseline count (lbase) and log age "
+        "(lage, centred), V4 = indicator of the 4th period; Poisson GLMM.",
         "source": "R package MASS 7.3 (recommended package), data epil, exported with R 4.2",
         "license": "GPL-2 | GPL-3",
-        "id": "subject", "x": ["V4"], "y": "y", "covariates": ["trt", "lbase", "lage", "base", "age"],
+        "id": "subject",
+        "x": ["V4"],
+        "y": "y",
+        "covariates": ["trt", "lbase", "lage", "base", "age"],
         "citation": "Thall PF, Vail SC (1990). Some covariance models for longitudinal count data "
-                    "with overdispersion. Biometrics 46:657-671. Venables WN, Ripley BD (2002). "
-                    "Modern Applied Statistics with S, 4th ed. Springer.",
+        "with overdispersion. Biometrics 46:657-671. Venables WN, Ripley BD (2002). "
+        "Modern Applied Statistics with S, 4th ed. Springer.",
     },
     "toenail": {
         "description": "Onychomycosis: binary moderate-or-severe separation of the nail plate in "
-                       "294 patients at 7 visits (time in months), two oral treatments; logistic "
-                       "GLMM (De Backer et al.).",
+        "294 patients at 7 visits (time in months), two oral treatments; logistic "
+        "GLMM (De Backer et al.).",
         "source": _SAEMIX_SOURCE.format("toenail"),
         "license": "GPL (>= 2)",
-        "id": "id", "x": ["time"], "y": "y", "covariates": ["treatment"],
+        "id": "id",
+        "x": ["time"],
+        "y": "y",
+        "covariates": ["treatment"],
         "citation": "De Backer M, De Vroey C, Lesaffre E, Scheys I, De Keyser P (1998). Twelve "
-                    "weeks of continuous oral therapy for toenail onychomycosis caused by "
-                    "dermatophytes. J Am Acad Dermatol 38:S57-S63. " + _SAEMIX,
+        "weeks of continuous oral therapy for toenail onychomycosis caused by "
+        "dermatophytes. J Am Acad Dermatol 38:S57-S63. " + _SAEMIX,
     },
     "knee": {
         "description": "Knee pain (ordinal 0-4) of 127 patients with sports injuries at days 0, "
-                       "3, 7 and 10 of two therapies; Age centred, Age2 its square, Sex 0/1, "
-                       "treatment 0/1; proportional-odds GLMM.",
+        "3, 7 and 10 of two therapies; Age centred, Age2 its square, Sex 0/1, "
+        "treatment 0/1; proportional-odds GLMM.",
         "source": _SAEMIX_SOURCE.format("knee") + " (from catdata's knee)",
         "license": "GPL (>= 2)",
-        "id": "id", "x": ["time"], "y": "y", "covariates": ["Age", "Sex", "treatment", "Age2"],
-        "citation": "Tutz G (2012). Regression for Categorical Data. Cambridge University Press. "
-                    + _SAEMIX,
+        "id": "id",
+        "x": ["time"],
+        "y": "y",
+        "covariates": ["Age", "Sex", "treatment", "Age2"],
+        "citation": "Tutz G (2012). Regression for Categorical Data. Cambridge University Press. " + _SAEMIX,
     },
     "grav2": {
         "description": "Arabidopsis root gravitropism: root-tip angle (degrees) of 162 Ler x Cvi "
-                       "recombinant inbred lines (RILs) every 2 min for 8 h after a 90-degree "
-                       "rotation (replicate 2, line means; missing values dropped); saturating "
-                       "growth (asymptotic exponential or logistic). 234 markers: "
-                       "load_markers('grav2'), load_map('grav2').",
+        "recombinant inbred lines (RILs) every 2 min for 8 h after a 90-degree "
+        "rotation (replicate 2, line means; missing values dropped); saturating "
+        "growth (asymptotic exponential or logistic). 234 markers: "
+        "load_markers('grav2'), load_map('grav2').",
         "source": _GRAV2_SOURCE,
         "license": "GPL-3",
-        "id": "id", "x": ["time_h"], "y": "angle_deg", "covariates": [],
+        "id": "id",
+        "x": ["time_h"],
+        "y": "angle_deg",
+        "covariates": [],
         "citation": f"{_MOORE} {_QTL2}",
     },
 }
@@ -183,25 +208,27 @@ def load(name: str) -> pd.DataFrame:
 _MARKERS: dict[str, dict[str, Any]] = {
     "grav2": {
         "description": "234 markers of the 162 Ler x Cvi RILs of 'grav2' (0 = Ler, 1 = Cvi, "
-                       "1.4% missing; homozygous lines), 5 chromosomes, positions in cM.",
-        "file": "grav2_markers.csv", "map": "grav2_map.csv",
+        "1.4% missing; homozygous lines), 5 chromosomes, positions in cM.",
+        "file": "grav2_markers.csv",
+        "map": "grav2_map.csv",
         "source": _GRAV2_SOURCE.replace("reshaped to long format", "genotypes coded 0/1"),
         "license": "GPL-3",
         "citation": f"{_MOORE} {_QTL2}",
     },
     "wheat": {
         "description": "599 CIMMYT wheat lines x 1,279 DArT markers coded 0/1, no missing cells "
-                       "(not longitudinal; no marker map).",
-        "file": "wheat_markers.csv.gz", "map": None,
+        "(not longitudinal; no marker map).",
+        "file": "wheat_markers.csv.gz",
+        "map": None,
         "source": "GitHub cran/BGLR (commit 0b9951a1560a), data/wheat.RData (wheat.X), BGLR 1.1.4",
         "license": "GPL-3",
         "citation": "Crossa J, de los Campos G, Pérez P, Gianola D, Burgueño J, Araus JL, "
-                    "Makumbi D, Singh RP, Dreisigacker S, Yan J, Arief V, Bänziger M, "
-                    "Braun HJ (2010). Prediction of genetic values of quantitative traits in "
-                    "plant breeding using pedigree and molecular markers. Genetics "
-                    "186(2):713-724. doi:10.1534/genetics.110.118521. Pérez P, de los Campos G "
-                    "(2014). Genome-wide regression and prediction with the BGLR statistical "
-                    "package. Genetics 198(2):483-495. doi:10.1534/genetics.114.164442",
+        "Makumbi D, Singh RP, Dreisigacker S, Yan J, Arief V, Bänziger M, "
+        "Braun HJ (2010). Prediction of genetic values of quantitative traits in "
+        "plant breeding using pedigree and molecular markers. Genetics "
+        "186(2):713-724. doi:10.1534/genetics.110.118521. Pérez P, de los Campos G "
+        "(2014). Genome-wide regression and prediction with the BGLR statistical "
+        "package. Genetics 198(2):483-495. doi:10.1534/genetics.114.164442",
     },
 }
 
@@ -227,8 +254,7 @@ def load_markers(name: str) -> pd.DataFrame:
     """
     spec = _check_markers(name)
     with resources.files(__name__).joinpath(spec["file"]).open("rb") as handle:
-        df = pd.read_csv(handle, index_col=0,
-                         compression="gzip" if spec["file"].endswith(".gz") else None)
+        df = pd.read_csv(handle, index_col=0, compression="gzip" if spec["file"].endswith(".gz") else None)
     df = df.astype(float)
     df.index.name = "genotype"
     df.columns = [str(c) for c in df.columns]
@@ -240,7 +266,9 @@ def load_map(name: str) -> pd.DataFrame:
     in the column order of :func:`load_markers`."""
     spec = _check_markers(name)
     if spec["map"] is None:
-        raise ValueError(f"marker set {name!r} has no marker map; sets with a map: "
-                         f"{sorted(k for k, v in _MARKERS.items() if v['map'] is not None)}")
+        raise ValueError(
+            f"marker set {name!r} has no marker map; sets with a map: "
+            f"{sorted(k for k, v in _MARKERS.items() if v['map'] is not None)}"
+        )
     with resources.files(__name__).joinpath(spec["map"]).open("r", encoding="utf-8") as handle:
         return pd.read_csv(handle, dtype={"marker": "str"})

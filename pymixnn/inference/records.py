@@ -173,6 +173,9 @@ class RunInfo(_Record):
     refine_rounds: int = 0
     warnings: tuple = ()
     fallbacks: dict = field(default_factory=dict)
+    # the messages of the fallbacks whose counts passed their thresholds (also in ``warnings``):
+    # the fit raises each as a pymixnn.FallbackWarning
+    fallback_warnings: tuple = ()
 
 
 def _as_record(cls, value):

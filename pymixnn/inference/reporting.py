@@ -200,7 +200,8 @@ def finish(stage: Stage, ctx: Context, spec, *, threads: int, t_start: float) ->
         **law.record_extras(program, theta, result.eta_mean),
     )
     seconds["total"] = time.perf_counter() - t_start
-    warnings.extend(fallbacks.warnings())
+    fallback_warnings = tuple(fallbacks.warnings())
+    warnings.extend(fallback_warnings)
     dtype_name = str(dtype).replace("torch.", "")
     run = RunInfo(
         seed=int(options.seed),
@@ -212,6 +213,7 @@ def finish(stage: Stage, ctx: Context, spec, *, threads: int, t_start: float) ->
         refine_rounds=stage.rounds,
         warnings=tuple(warnings),
         fallbacks=fallbacks.snapshot(),
+        fallback_warnings=fallback_warnings,
     )
     return Estimation(
         table=table,

@@ -9,6 +9,7 @@
 - :mod:`~pymixnn.model.observation` observation families;
 - :mod:`~pymixnn.model.genomic` the genomic (marker-effects) spec.
 """
+
 from pymixnn.model.named import ERROR_MODELS, NAMED_MODELS, Model, named, resolve
 
 __all__ = ["Model", "ERROR_MODELS", "NAMED_MODELS", "named", "resolve"]

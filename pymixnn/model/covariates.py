@@ -13,10 +13,11 @@ Effect names follow saemix: ``beta_Weight(V)``; a level gets ``beta_Sex[M](V)``.
 >>> design.matrix.tolist()
 [[60.0, 0.0], [80.0, 1.0]]
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -29,8 +30,9 @@ def normalize_mapping(covariates: Mapping[str, Sequence[str] | str] | None) -> d
     if covariates is None:
         return {}
     if not isinstance(covariates, Mapping):
-        raise TypeError("covariates must map parameter names to covariate columns, "
-                        "e.g. covariates={'V': ['Weight']}")
+        raise TypeError(
+            "covariates must map parameter names to covariate columns, e.g. covariates={'V': ['Weight']}"
+        )
     out: dict[str, list[str]] = {}
     for param, cols in covariates.items():
         cols = [cols] if isinstance(cols, str) else list(cols)
@@ -60,29 +62,39 @@ class CovariateDesign:
         return len(self.names)
 
     @classmethod
-    def build(cls, mapping: Mapping[str, Sequence[str]], covariates: pd.DataFrame,
-              parameters: Sequence[str]) -> "CovariateDesign":
+    def build(
+        cls, mapping: Mapping[str, Sequence[str]], covariates: pd.DataFrame, parameters: Sequence[str]
+    ) -> CovariateDesign:
         """Design for ``mapping`` ({param: [columns]}) from a one-row-per-individual table."""
         mapping = normalize_mapping(mapping)
         names, params, cols, levels, blocks = [], [], [], [], []
         reference: dict[str, object] = {}
         for param, columns in mapping.items():
             if param not in parameters:
-                raise ValueError(f"covariate model names parameter {param!r}, which the model does "
-                                 f"not have; parameters are {list(parameters)}")
+                raise ValueError(
+                    f"covariate model names parameter {param!r}, which the model does "
+                    f"not have; parameters are {list(parameters)}"
+                )
             for col in columns:
                 if col not in covariates.columns:
-                    raise ValueError(f"covariate {col!r} (on {param}) is not among the data's "
-                                     f"covariates {list(covariates.columns)}")
+                    raise ValueError(
+                        f"covariate {col!r} (on {param}) is not among the data's "
+                        f"covariates {list(covariates.columns)}"
+                    )
                 values = covariates[col]
                 if _is_categorical(values):
                     observed = pd.unique(values)
-                    ordered = (list(values.cat.categories) if isinstance(values.dtype, pd.CategoricalDtype)
-                               else sorted(observed, key=str))
+                    ordered = (
+                        list(values.cat.categories)
+                        if isinstance(values.dtype, pd.CategoricalDtype)
+                        else sorted(observed, key=str)
+                    )
                     ordered = [lv for lv in ordered if lv in set(observed)]
                     if len(ordered) < 2:
-                        raise ValueError(f"categorical covariate {col!r} has a single level "
-                                         f"{ordered!r}: its effect on {param} is not identifiable")
+                        raise ValueError(
+                            f"categorical covariate {col!r} has a single level "
+                            f"{ordered!r}: its effect on {param} is not identifiable"
+                        )
                     reference[col] = ordered[0]
                     for level in ordered[1:]:
                         names.append(f"beta_{col}[{level}]({param})")
@@ -93,8 +105,10 @@ class CovariateDesign:
                 else:
                     x = values.to_numpy(dtype=np.float64)
                     if np.ptp(x) == 0:
-                        raise ValueError(f"covariate {col!r} is constant ({x[0]!r}) across "
-                                         f"individuals: its effect on {param} is not identifiable")
+                        raise ValueError(
+                            f"covariate {col!r} is constant ({x[0]!r}) across "
+                            f"individuals: its effect on {param} is not identifiable"
+                        )
                     names.append(f"beta_{col}({param})")
                     params.append(param)
                     cols.append(col)

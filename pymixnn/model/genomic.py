@@ -17,10 +17,12 @@ A genomic fit adds genotype-level terms to the individual parameters (transforme
 >>> spec.params, spec.prior
 (('A', 'B'), 'ridge')
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 __all__ = ["Genomic", "PRIORS"]
 
@@ -65,8 +67,10 @@ class Genomic:
     def __post_init__(self):
         params = [self.params] if isinstance(self.params, str) else list(self.params or [])
         if not params or not all(isinstance(p, str) for p in params):
-            raise ValueError(f"Genomic(params=...) must name the model parameters that get marker "
-                             f"effects, e.g. params=['A', 'B']; got {self.params!r}")
+            raise ValueError(
+                f"Genomic(params=...) must name the model parameters that get marker "
+                f"effects, e.g. params=['A', 'B']; got {self.params!r}"
+            )
         if len(set(params)) != len(params):
             raise ValueError(f"Genomic(params=...) lists a parameter twice: {params}")
         object.__setattr__(self, "params", tuple(params))
@@ -81,5 +85,10 @@ class Genomic:
 
     def to_dict(self) -> dict:
         """JSON-friendly description (not the markers themselves)."""
-        return dict(params=list(self.params), prior=self.prior, interaction=self.interaction,
-                    residual=self.residual, global_scale=self.global_scale)
+        return dict(
+            params=list(self.params),
+            prior=self.prior,
+            interaction=self.interaction,
+            residual=self.residual,
+            global_scale=self.global_scale,
+        )

@@ -8,13 +8,23 @@ guesses initial values from pooled data, as nlme's selfStart models do.
 >>> float(logistic(torch.tensor([100.0, 5.0, 1.5]), torch.tensor([5.0])))
 50.0
 """
+
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-__all__ = ["logistic", "gompertz", "asymptotic", "exp_growth", "linear",
-           "start_sigmoid", "start_asymptotic", "start_exp_growth", "start_linear"]
+__all__ = [
+    "logistic",
+    "gompertz",
+    "asymptotic",
+    "exp_growth",
+    "linear",
+    "start_sigmoid",
+    "start_asymptotic",
+    "start_exp_growth",
+    "start_linear",
+]
 
 
 def logistic(psi: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -71,8 +81,10 @@ def _time_profile(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]
         edges = np.quantile(t, np.linspace(0, 1, 21))
         groups = np.clip(np.searchsorted(edges, t, side="right") - 1, 0, 19)
         keep = [g for g in range(20) if np.any(groups == g)]
-        return (np.array([np.median(t[groups == g]) for g in keep]),
-                np.array([np.median(y[groups == g]) for g in keep]))
+        return (
+            np.array([np.median(t[groups == g]) for g in keep]),
+            np.array([np.median(y[groups == g]) for g in keep]),
+        )
     return times, np.array([np.median(y[t == s]) for s in times])
 
 

@@ -4,6 +4,7 @@
 >>> named("logistic").parameters
 ('A', 'B', 'C')
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
@@ -51,33 +52,70 @@ class NamedModel:
 # each R twin against the torch function
 NAMED_MODELS: dict[str, NamedModel] = {
     "onecpt_oral": NamedModel(
-        pk.onecpt_oral, ("ka", "V", "CL"), "log", pk.start_onecpt_oral, ("dose", "time"),
+        pk.onecpt_oral,
+        ("ka", "V", "CL"),
+        "log",
+        pk.start_onecpt_oral,
+        ("dose", "time"),
         "function(psi, x) { ka <- psi[, 1]; V <- psi[, 2]; k <- psi[, 3] / V; "
-        "x[, 1] * ka / (V * (ka - k)) * (exp(-k * x[, 2]) - exp(-ka * x[, 2])) }"),
+        "x[, 1] * ka / (V * (ka - k)) * (exp(-k * x[, 2]) - exp(-ka * x[, 2])) }",
+    ),
     "logistic": NamedModel(
-        growth.logistic, ("A", "B", "C"), "log", growth.start_sigmoid, ("time",),
-        "function(psi, x) psi[, 1] / (1 + exp(-(x[, 1] - psi[, 2]) / psi[, 3]))"),
+        growth.logistic,
+        ("A", "B", "C"),
+        "log",
+        growth.start_sigmoid,
+        ("time",),
+        "function(psi, x) psi[, 1] / (1 + exp(-(x[, 1] - psi[, 2]) / psi[, 3]))",
+    ),
     "gompertz": NamedModel(
-        growth.gompertz, ("A", "B", "C"), "log", growth.start_sigmoid, ("time",),
-        "function(psi, x) psi[, 1] * exp(-exp(-pmax((x[, 1] - psi[, 2]) / psi[, 3], -50)))"),
+        growth.gompertz,
+        ("A", "B", "C"),
+        "log",
+        growth.start_sigmoid,
+        ("time",),
+        "function(psi, x) psi[, 1] * exp(-exp(-pmax((x[, 1] - psi[, 2]) / psi[, 3], -50)))",
+    ),
     "asymptotic": NamedModel(
-        growth.asymptotic, ("Asym", "R0", "lrc"), "identity", growth.start_asymptotic, ("time",),
-        "function(psi, x) psi[, 1] + (psi[, 2] - psi[, 1]) * exp(-exp(psi[, 3]) * x[, 1])"),
+        growth.asymptotic,
+        ("Asym", "R0", "lrc"),
+        "identity",
+        growth.start_asymptotic,
+        ("time",),
+        "function(psi, x) psi[, 1] + (psi[, 2] - psi[, 1]) * exp(-exp(psi[, 3]) * x[, 1])",
+    ),
     "exp_growth": NamedModel(
-        growth.exp_growth, ("A", "B", "k"), {"A": "log", "B": "identity", "k": "log"},
-        growth.start_exp_growth, ("time",),
-        "function(psi, x) psi[, 1] * (1 - psi[, 2] * exp(-psi[, 3] * x[, 1]))"),
+        growth.exp_growth,
+        ("A", "B", "k"),
+        {"A": "log", "B": "identity", "k": "log"},
+        growth.start_exp_growth,
+        ("time",),
+        "function(psi, x) psi[, 1] * (1 - psi[, 2] * exp(-psi[, 3] * x[, 1]))",
+    ),
     "emax": NamedModel(
-        pd.emax, ("E0", "Emax", "ED50"), {"E0": "identity", "Emax": "log", "ED50": "log"},
-        pd.start_emax, ("dose",),
-        "function(psi, x) psi[, 1] + psi[, 2] * x[, 1] / (psi[, 3] + x[, 1])"),
+        pd.emax,
+        ("E0", "Emax", "ED50"),
+        {"E0": "identity", "Emax": "log", "ED50": "log"},
+        pd.start_emax,
+        ("dose",),
+        "function(psi, x) psi[, 1] + psi[, 2] * x[, 1] / (psi[, 3] + x[, 1])",
+    ),
     "sigmoid_emax": NamedModel(
-        pd.sigmoid_emax, ("E0", "Emax", "ED50", "gamma"),
-        {"E0": "identity", "Emax": "log", "ED50": "log", "gamma": "log"}, pd.start_sigmoid_emax, ("dose",),
-        "function(psi, x) { d <- x[, 1]^psi[, 4]; psi[, 1] + psi[, 2] * d / (psi[, 3]^psi[, 4] + d) }"),
+        pd.sigmoid_emax,
+        ("E0", "Emax", "ED50", "gamma"),
+        {"E0": "identity", "Emax": "log", "ED50": "log", "gamma": "log"},
+        pd.start_sigmoid_emax,
+        ("dose",),
+        "function(psi, x) { d <- x[, 1]^psi[, 4]; psi[, 1] + psi[, 2] * d / (psi[, 3]^psi[, 4] + d) }",
+    ),
     "linear": NamedModel(
-        growth.linear, ("intercept", "slope"), "identity", growth.start_linear, ("time",),
-        "function(psi, x) psi[, 1] + psi[, 2] * x[, 1]"),
+        growth.linear,
+        ("intercept", "slope"),
+        "identity",
+        growth.start_linear,
+        ("time",),
+        "function(psi, x) psi[, 1] + psi[, 2] * x[, 1]",
+    ),
 }
 
 
@@ -88,12 +126,19 @@ def named(name: str, **options) -> Model:
     'log'
     """
     if name not in NAMED_MODELS:
-        raise ValueError(f"unknown model {name!r}; named models are {sorted(NAMED_MODELS)}, "
-                         "or pass a pymixnn.Model")
+        raise ValueError(
+            f"unknown model {name!r}; named models are {sorted(NAMED_MODELS)}, or pass a pymixnn.Model"
+        )
     record = NAMED_MODELS[name]
-    fields = dict(function=record.function, parameters=record.parameters, transforms=record.transforms,
-                  name=name, self_start=record.self_start, x_names=record.x_names,
-                  time=record.x_names.index("time") if "time" in record.x_names else None)
+    fields = dict(
+        function=record.function,
+        parameters=record.parameters,
+        transforms=record.transforms,
+        name=name,
+        self_start=record.self_start,
+        x_names=record.x_names,
+        time=record.x_names.index("time") if "time" in record.x_names else None,
+    )
     fields.update(options)
     return Model(**fields)
 
@@ -104,5 +149,6 @@ def resolve(model: Model | str) -> Model:
         return model
     if isinstance(model, str):
         return named(model)
-    raise TypeError(f"model must be a pymixnn.Model or one of {sorted(NAMED_MODELS)}, "
-                    f"got {type(model).__name__}")
+    raise TypeError(
+        f"model must be a pymixnn.Model or one of {sorted(NAMED_MODELS)}, got {type(model).__name__}"
+    )

@@ -5,6 +5,7 @@
 >>> float(emax(torch.tensor([10.0, 100.0, 20.0]), torch.tensor([20.0])))
 60.0
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -31,8 +32,9 @@ def sigmoid_emax(psi: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     d = x[..., 0]
     positive = d > 0
     # d ** gamma with a finite derivative in gamma at dose 0 (0 * log 0 would give NaN)
-    dg = torch.where(positive, torch.where(positive, d, torch.ones_like(d)) ** psi[..., 3],
-                     torch.zeros_like(d))
+    dg = torch.where(
+        positive, torch.where(positive, d, torch.ones_like(d)) ** psi[..., 3], torch.zeros_like(d)
+    )
     return psi[..., 0] + psi[..., 1] * dg / (psi[..., 2] ** psi[..., 3] + dg)
 
 
@@ -45,7 +47,11 @@ def start_emax(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
     top = float(m[-1])
     span = top - e0 if abs(top - e0) > 1e-8 else 1.0
     half = np.nonzero((m - e0) / span >= 0.5)[0]
-    ed50 = float(doses[half[0]]) if half.size and doses[half[0]] > 0 else float(np.median(doses[doses > 0]) if np.any(doses > 0) else 1.0)
+    ed50 = (
+        float(doses[half[0]])
+        if half.size and doses[half[0]] > 0
+        else float(np.median(doses[doses > 0]) if np.any(doses > 0) else 1.0)
+    )
     return {"E0": e0, "Emax": abs(span) * 1.2, "ED50": max(ed50, 1e-6)}
 
 

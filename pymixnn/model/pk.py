@@ -5,6 +5,7 @@
 >>> round(float(onecpt_oral(torch.tensor([1.5, 30.0, 3.0]), torch.tensor([320.0, 2.0]))), 4)
 8.7879
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -18,10 +18,11 @@ result has the broadcast shape without the last axis.
 >>> m.transforms
 {'C0': 'log', 'k': 'log'}
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -89,16 +90,19 @@ class Model:
         else:
             unknown = set(self.transforms) - set(params)
             if unknown:
-                raise ValueError(f"transforms given for unknown parameters {sorted(unknown)}; "
-                                 f"parameters are {list(params)}")
+                raise ValueError(
+                    f"transforms given for unknown parameters {sorted(unknown)}; "
+                    f"parameters are {list(params)}"
+                )
             trans = {p: tr.check(self.transforms.get(p, "identity")) for p in params}
         object.__setattr__(self, "transforms", trans)
 
         random = params if self.random is None else tuple(self.random)
         unknown = set(random) - set(params)
         if unknown:
-            raise ValueError(f"random effects on unknown parameters {sorted(unknown)}; "
-                             f"parameters are {list(params)}")
+            raise ValueError(
+                f"random effects on unknown parameters {sorted(unknown)}; parameters are {list(params)}"
+            )
         object.__setattr__(self, "random", tuple(p for p in params if p in random))
 
         if self.time is not None:
@@ -107,8 +111,10 @@ class Model:
             if not isinstance(self.time, str):
                 position = int(self.time)
                 if position < 0 or (self.x_names is not None and position >= len(self.x_names)):
-                    raise ValueError(f"Model.time={self.time!r} is not the position of an x column"
-                                     + (f" of {list(self.x_names)}" if self.x_names else ""))
+                    raise ValueError(
+                        f"Model.time={self.time!r} is not the position of an x column"
+                        + (f" of {list(self.x_names)}" if self.x_names else "")
+                    )
                 object.__setattr__(self, "time", position)
 
         if self.omega not in ("diagonal", "full"):
@@ -120,41 +126,48 @@ class Model:
             init = {str(k): float(v) for k, v in self.init.items()}
             unknown = set(init) - set(params)
             if unknown:
-                raise ValueError(f"init given for unknown parameters {sorted(unknown)}; "
-                                 f"parameters are {list(params)}")
+                raise ValueError(
+                    f"init given for unknown parameters {sorted(unknown)}; parameters are {list(params)}"
+                )
             for p, v in init.items():
                 if not tr.valid_natural(trans[p], v):
-                    raise ValueError(f"init for {p!r} is {v!r}, outside the support of its "
-                                     f"{trans[p]!r} transform")
+                    raise ValueError(
+                        f"init for {p!r} is {v!r}, outside the support of its {trans[p]!r} transform"
+                    )
             object.__setattr__(self, "init", init)
         if self.error_init is not None:
             ei = {str(k): float(v) for k, v in self.error_init.items()}
             bad = [k for k, v in ei.items() if k not in self.error_parameters or not v > 0]
             if bad:
-                raise ValueError(f"error_init keys must be {list(self.error_parameters)} with "
-                                 f"positive values, got {dict(ei)}")
+                raise ValueError(
+                    f"error_init keys must be {list(self.error_parameters)} with "
+                    f"positive values, got {dict(ei)}"
+                )
             object.__setattr__(self, "error_init", ei)
 
     @property
     def error_parameters(self) -> tuple[str, ...]:
         """Names of the residual error parameters (saemix: a, b)."""
-        return {"constant": ("a",), "proportional": ("b",), "combined": ("a", "b"),
-                "exponential": ("a",)}[self.error]
+        return {"constant": ("a",), "proportional": ("b",), "combined": ("a", "b"), "exponential": ("a",)}[
+            self.error
+        ]
 
     @staticmethod
-    def named(name: str, **options) -> "Model":
+    def named(name: str, **options) -> Model:
         """A named model ("logistic", "onecpt_oral", ...); ``options`` override its fields."""
         from pymixnn.model.named import named
 
         return named(name, **options)
 
-    def replace(self, **changes) -> "Model":
+    def replace(self, **changes) -> Model:
         """A copy with some fields changed, e.g. ``model.replace(error="combined")``."""
         return replace(self, **changes)
 
     def describe(self) -> str:
         """One line per setting, for summaries."""
         trans = ", ".join(f"{p}: {t}" for p, t in self.transforms.items())
-        return (f"model {self.name or getattr(self.function, '__name__', 'custom')}; "
-                f"parameters {list(self.parameters)} ({trans}); random effects on "
-                f"{list(self.random)} ({self.omega} omega); {self.error} error model")
+        return (
+            f"model {self.name or getattr(self.function, '__name__', 'custom')}; "
+            f"parameters {list(self.parameters)} ({trans}); random effects on "
+            f"{list(self.random)} ({self.omega} omega); {self.error} error model"
+        )

@@ -16,6 +16,7 @@ support. Individual parameters are ``psi_i = h(phi_i)`` with
 >>> TABLE["logit"].r_forward.format("p1")
 'plogis(p1)'
 """
+
 from __future__ import annotations
 
 import math
@@ -26,9 +27,21 @@ from statistics import NormalDist
 import numpy as np
 import torch
 
-__all__ = ["Transform", "TABLE", "TRANSFORMS", "SAEMIX_CODES", "check", "forward", "inverse",
-           "derivative", "delta_method", "valid_natural", "default_natural", "forward_numpy",
-           "inverse_scalar"]
+__all__ = [
+    "Transform",
+    "TABLE",
+    "TRANSFORMS",
+    "SAEMIX_CODES",
+    "check",
+    "forward",
+    "inverse",
+    "derivative",
+    "delta_method",
+    "valid_natural",
+    "default_natural",
+    "forward_numpy",
+    "inverse_scalar",
+]
 
 
 def _erf_cdf(phi: np.ndarray) -> np.ndarray:
@@ -58,18 +71,50 @@ class Transform:
     default: float
 
 
-TABLE: dict[str, Transform] = {t.name: t for t in (
-    Transform("identity", 0, lambda phi: phi, lambda psi: psi, torch.ones_like, lambda phi: phi,
-              float, math.isfinite, "{}", 0.0),
-    Transform("log", 1, torch.exp, torch.log, torch.exp, np.exp, math.log, lambda v: v > 0,
-              "exp({})", 1.0),
-    Transform("probit", 2, torch.special.ndtr, torch.special.ndtri,
-              lambda phi: torch.exp(-0.5 * phi**2) / math.sqrt(2 * math.pi), _erf_cdf,
-              NormalDist().inv_cdf, lambda v: 0 < v < 1, "pnorm({})", 0.5),
-    Transform("logit", 3, torch.sigmoid, torch.logit, _logistic_derivative,
-              lambda phi: 1 / (1 + np.exp(-phi)), lambda v: math.log(v / (1 - v)), lambda v: 0 < v < 1,
-              "plogis({})", 0.5),
-)}
+TABLE: dict[str, Transform] = {
+    t.name: t
+    for t in (
+        Transform(
+            "identity",
+            0,
+            lambda phi: phi,
+            lambda psi: psi,
+            torch.ones_like,
+            lambda phi: phi,
+            float,
+            math.isfinite,
+            "{}",
+            0.0,
+        ),
+        Transform(
+            "log", 1, torch.exp, torch.log, torch.exp, np.exp, math.log, lambda v: v > 0, "exp({})", 1.0
+        ),
+        Transform(
+            "probit",
+            2,
+            torch.special.ndtr,
+            torch.special.ndtri,
+            lambda phi: torch.exp(-0.5 * phi**2) / math.sqrt(2 * math.pi),
+            _erf_cdf,
+            NormalDist().inv_cdf,
+            lambda v: 0 < v < 1,
+            "pnorm({})",
+            0.5,
+        ),
+        Transform(
+            "logit",
+            3,
+            torch.sigmoid,
+            torch.logit,
+            _logistic_derivative,
+            lambda phi: 1 / (1 + np.exp(-phi)),
+            lambda v: math.log(v / (1 - v)),
+            lambda v: 0 < v < 1,
+            "plogis({})",
+            0.5,
+        ),
+    )
+}
 
 TRANSFORMS = tuple(TABLE)  # ("identity", "log", "probit", "logit")
 SAEMIX_CODES = {name: t.saemix_code for name, t in TABLE.items()}
@@ -95,9 +140,7 @@ def check(name: str | int) -> str:
             return "log"
         if lowered in TRANSFORMS:
             return lowered
-    raise ValueError(
-        f"unknown transform {name!r}; use one of {list(TRANSFORMS)} or saemix codes 0-3"
-    )
+    raise ValueError(f"unknown transform {name!r}; use one of {list(TRANSFORMS)} or saemix codes 0-3")
 
 
 def forward(name: str, phi: torch.Tensor) -> torch.Tensor:

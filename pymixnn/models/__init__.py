@@ -1,5 +1,6 @@
 """Former home of the structural models, kept so that ``pymixnn.models`` and its submodules still
 import: each name is the same object as in :mod:`pymixnn.model`."""
+
 import sys as _sys
 
 from pymixnn.model import growth, observation, pd, pk, spec, transforms

@@ -35,11 +35,16 @@ import math
 import numpy as np
 import pandas as pd
 
-__all__ = ["ConvergenceWarning", "LIMITS", "convergence_report"]
+__all__ = ["ConvergenceWarning", "FallbackWarning", "LIMITS", "convergence_report"]
 
 
 class ConvergenceWarning(UserWarning):
     """A fit whose convergence or sanity checks failed (see ``Results.diagnostics``)."""
+
+
+class FallbackWarning(UserWarning):
+    """A fit that took a fallback (zeroed non-finite gradients, rejected steps, a replaced start
+    value, ...) more often than its threshold; every count is in ``Results.run.fallbacks``."""
 
 
 # limits of the checks, each with its reason

@@ -27,6 +27,7 @@ The simulators live in :mod:`pymixnn.simulate.nlme` (the Gaussian model above, l
 >>> list(df.attrs["psi"].columns)
 ['A', 'B', 'C']
 """
+
 from __future__ import annotations
 
 from pymixnn.simulate.discrete import simulate_censored_pk, simulate_senescence
@@ -34,7 +35,16 @@ from pymixnn.simulate.genomic import simulate_genomic, simulate_markers
 from pymixnn.simulate.laws import NormalMixture1D, RandomEffectLaw1D, SkewNormal1D
 from pymixnn.simulate.nlme import logistic, onecpt_oral, simulate_logistic, simulate_nlme
 
-__all__ = ["simulate_nlme", "simulate_logistic", "simulate_senescence", "simulate_censored_pk",
-           "simulate_markers", "simulate_genomic",
-           "logistic", "onecpt_oral", "RandomEffectLaw1D", "NormalMixture1D",
-           "SkewNormal1D"]
+__all__ = [
+    "simulate_nlme",
+    "simulate_logistic",
+    "simulate_senescence",
+    "simulate_censored_pk",
+    "simulate_markers",
+    "simulate_genomic",
+    "logistic",
+    "onecpt_oral",
+    "RandomEffectLaw1D",
+    "NormalMixture1D",
+    "SkewNormal1D",
+]

@@ -1,5 +1,6 @@
 """Simulators of observations that are not continuous and Gaussian, with known truth: binomial
 senescence counts and left-censored PK concentrations (below a limit of quantification)."""
+
 from __future__ import annotations
 
 import math
@@ -50,10 +51,21 @@ def simulate_senescence(
     p = 1 / (1 + np.exp(-(t[None, :] - t50[:, None]) / s[:, None]))
     y = rng.binomial(np.repeat(n_leaves[:, None], t.size, axis=1), p)
     ids = np.arange(1, n_plants + 1)
-    df = pd.DataFrame({"id": np.repeat(ids, t.size), "t": np.tile(t, n_plants),
-                       "leaves": np.repeat(n_leaves, t.size), "y": y.ravel()})
-    df.attrs["truth"] = {"T50": onset, "s": scale, "omega2.T50": float(law.variance),
-                         "omega2.s": omega2_scale, "law.T50": repr(law)}
+    df = pd.DataFrame(
+        {
+            "id": np.repeat(ids, t.size),
+            "t": np.tile(t, n_plants),
+            "leaves": np.repeat(n_leaves, t.size),
+            "y": y.ravel(),
+        }
+    )
+    df.attrs["truth"] = {
+        "T50": onset,
+        "s": scale,
+        "omega2.T50": float(law.variance),
+        "omega2.s": omega2_scale,
+        "law.T50": repr(law),
+    }
     df.attrs["psi"] = pd.DataFrame({"T50": t50, "s": s}, index=pd.Index(ids, name="id"))
     df.attrs["onset_law"] = law
     return df
@@ -80,16 +92,28 @@ def simulate_censored_pk(
     (the M3 convention of ``fit(..., censoring="cens")``); y_true keeps the simulated value.
     ``attrs["truth"]`` holds the parameters and ``attrs["loq"]`` the limit.
     """
-    t = (np.array([0.25, 0.5, 1, 2, 3.5, 5, 7, 9, 12, 18, 24, 30]) if times is None
-         else np.asarray(times, float))
+    t = (
+        np.array([0.25, 0.5, 1, 2, 3.5, 5, 7, 9, 12, 18, 24, 30])
+        if times is None
+        else np.asarray(times, float)
+    )
     if not 0 <= fraction < 1:
         raise ValueError(f"fraction must be in [0, 1), got {fraction!r}")
     design = np.column_stack([np.full(t.size, dose), t])
     names = ("ka", "V", "CL")
-    df = simulate_nlme(onecpt_oral, names, mu_natural={"ka": ka, "V": V, "CL": CL},
-                       omega2=dict(zip(names, omega2)), transforms=dict.fromkeys(names, "log"),
-                       x=design, n_individuals=n_individuals, a=a, b=b,
-                       x_names=["dose", "time"], seed=seed)
+    df = simulate_nlme(
+        onecpt_oral,
+        names,
+        mu_natural={"ka": ka, "V": V, "CL": CL},
+        omega2=dict(zip(names, omega2)),
+        transforms=dict.fromkeys(names, "log"),
+        x=design,
+        n_individuals=n_individuals,
+        a=a,
+        b=b,
+        x_names=["dose", "time"],
+        seed=seed,
+    )
     loq = float(np.quantile(df["y"], fraction)) if fraction > 0 else -np.inf
     df["y_true"] = df["y"]
     df["cens"] = (df["y"] < loq).astype(int)

@@ -1,5 +1,6 @@
 """Simulators of genomic data with known truth: unlinked biallelic markers and logistic growth
 curves of genotypes x scenarios driven by causal markers (for ``fit(..., genomic=...)``)."""
+
 from __future__ import annotations
 
 import math
@@ -11,29 +12,39 @@ import pandas as pd
 __all__ = ["simulate_markers", "simulate_genomic"]
 
 
-def simulate_markers(n_genotypes: int = 250, n_markers: int = 60_000, *,
-                     maf: tuple[float, float] = (0.05, 0.5),
-                     seed: int = 0) -> pd.DataFrame:
+def simulate_markers(
+    n_genotypes: int = 250, n_markers: int = 60_000, *, maf: tuple[float, float] = (0.05, 0.5), seed: int = 0
+) -> pd.DataFrame:
     """Unlinked biallelic markers coded 0/1/2 (Hardy-Weinberg, minor-allele frequency uniform on
     ``maf``), genotypes ``G0001``... as index, markers ``snp00001``... as columns; float32."""
     rng = np.random.default_rng(seed)
     p = rng.uniform(maf[0], maf[1], n_markers).astype(np.float32)
     values = (rng.random((n_genotypes, n_markers), dtype=np.float32) < p).astype(np.float32)
-    values += (rng.random((n_genotypes, n_markers), dtype=np.float32) < p)
+    values += rng.random((n_genotypes, n_markers), dtype=np.float32) < p
     width = len(str(n_genotypes))
-    return pd.DataFrame(values, index=pd.Index([f"G{k + 1:0{width}d}" for k in range(n_genotypes)],
-                                               name="genotype"),
-                        columns=[f"snp{j + 1:05d}" for j in range(n_markers)])
+    return pd.DataFrame(
+        values,
+        index=pd.Index([f"G{k + 1:0{width}d}" for k in range(n_genotypes)], name="genotype"),
+        columns=[f"snp{j + 1:05d}" for j in range(n_markers)],
+    )
 
 
-def simulate_genomic(markers: pd.DataFrame, *, n_scenarios: int = 3, times: Sequence[float] | None = None,
-                     n_causal: int = 10, mu: Mapping[str, float] | None = None,
-                     var_markers: Mapping[str, float] | None = None,
-                     var_residual: Mapping[str, float] | None = None,
-                     omega2: Mapping[str, float] | None = None,
-                     scenario_effect: Sequence[float] = (0.0, -0.2, -0.5),
-                     sigma: float = 2.0, effects: str = "equal", max_ld: float | None = 0.95,
-                     seed: int = 0) -> pd.DataFrame:
+def simulate_genomic(
+    markers: pd.DataFrame,
+    *,
+    n_scenarios: int = 3,
+    times: Sequence[float] | None = None,
+    n_causal: int = 10,
+    mu: Mapping[str, float] | None = None,
+    var_markers: Mapping[str, float] | None = None,
+    var_residual: Mapping[str, float] | None = None,
+    omega2: Mapping[str, float] | None = None,
+    scenario_effect: Sequence[float] = (0.0, -0.2, -0.5),
+    sigma: float = 2.0,
+    effects: str = "equal",
+    max_ld: float | None = 0.95,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Logistic growth curves of genotypes x water scenarios driven by markers, with known truth.
 
     For genotype g (a row of ``markers``, genotypes x markers coded 0/1/2 or 0/1), scenario s and
@@ -81,8 +92,10 @@ def simulate_genomic(markers: pd.DataFrame, *, n_scenarios: int = 3, times: Sequ
         np.fill_diagonal(R, 0.0)
         candidates = np.flatnonzero(R.max(0) < max_ld)
     if len(candidates) < n_causal * len(params):
-        raise ValueError(f"only {len(candidates)} markers qualify as causal (max_ld={max_ld}); "
-                         f"{n_causal * len(params)} needed")
+        raise ValueError(
+            f"only {len(candidates)} markers qualify as causal (max_ld={max_ld}); "
+            f"{n_causal * len(params)} needed"
+        )
     order = rng.permutation(candidates)
     chosen, taken = [], set()
     for k in range(len(params)):
@@ -94,15 +107,16 @@ def simulate_genomic(markers: pd.DataFrame, *, n_scenarios: int = 3, times: Sequ
             if len(picked) == n_causal:
                 break
         if len(picked) < n_causal:
-            raise ValueError(f"could not draw {n_causal} causal markers in distinct loci for "
-                             f"{params[k]}; lower n_causal")
+            raise ValueError(
+                f"could not draw {n_causal} causal markers in distinct loci for {params[k]}; lower n_causal"
+            )
         taken.update(picked)
         chosen.extend(picked)
     chosen = np.asarray(chosen)
     genetic = pd.DataFrame(index=markers.index.astype(str))
     causal, effect_sizes = {}, {}
     for k, p in enumerate(params):
-        cols = chosen[k * n_causal:(k + 1) * n_causal]
+        cols = chosen[k * n_causal : (k + 1) * n_causal]
         if effects == "equal":
             b = rng.choice([-1.0, 1.0], size=n_causal)
         elif effects == "normal":
@@ -115,25 +129,41 @@ def simulate_genomic(markers: pd.DataFrame, *, n_scenarios: int = 3, times: Sequ
         genetic[p] = value * scale
         genetic[f"u_{p}"] = rng.normal(0.0, math.sqrt(var_residual[p]), n_geno)
     rows = []
-    levels = ["WW", "WD", "SD", "S4", "S5", "S6"][:n_scenarios] if n_scenarios <= 6 else \
-        [f"S{k + 1}" for k in range(n_scenarios)]
+    levels = (
+        ["WW", "WD", "SD", "S4", "S5", "S6"][:n_scenarios]
+        if n_scenarios <= 6
+        else [f"S{k + 1}" for k in range(n_scenarios)]
+    )
     eta = rng.standard_normal((n_geno, n_scenarios, len(params)))
     noise = rng.standard_normal((n_geno, n_scenarios, len(t)))
     for gi, g in enumerate(genetic.index):
         for s in range(n_scenarios):
             psi = []
             for k, p in enumerate(params):
-                phi = (math.log(mu[p]) + (scenario_effect[s] if p == "A" else 0.0)
-                       + genetic[p].iloc[gi] + genetic[f"u_{p}"].iloc[gi]
-                       + math.sqrt(omega2[p]) * eta[gi, s, k])
+                phi = (
+                    math.log(mu[p])
+                    + (scenario_effect[s] if p == "A" else 0.0)
+                    + genetic[p].iloc[gi]
+                    + genetic[f"u_{p}"].iloc[gi]
+                    + math.sqrt(omega2[p]) * eta[gi, s, k]
+                )
                 psi.append(math.exp(phi))
             A, B, C = psi
             y = A / (1.0 + np.exp(-(t - B) / C)) + sigma * noise[gi, s]
-            rows.append(pd.DataFrame({"id": f"{g}_{levels[s]}", "genotype": g, "scenario": levels[s],
-                                      "t": t, "y": y}))
+            rows.append(
+                pd.DataFrame({"id": f"{g}_{levels[s]}", "genotype": g, "scenario": levels[s], "t": t, "y": y})
+            )
     df = pd.concat(rows, ignore_index=True)
-    df.attrs["truth"] = dict(mu=mu, var_markers=var_markers, var_residual=var_residual, omega2=omega2,
-                             causal=causal, effects=effect_sizes, genetic=genetic,
-                             scenario_effect=list(scenario_effect[:n_scenarios]), sigma=sigma,
-                             levels=levels)
+    df.attrs["truth"] = dict(
+        mu=mu,
+        var_markers=var_markers,
+        var_residual=var_residual,
+        omega2=omega2,
+        causal=causal,
+        effects=effect_sizes,
+        genetic=genetic,
+        scenario_effect=list(scenario_effect[:n_scenarios]),
+        sigma=sigma,
+        levels=levels,
+    )
     return df

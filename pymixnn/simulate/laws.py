@@ -1,6 +1,7 @@
 """Zero-mean laws of one random effect on the transformed scale, for simulating non-Gaussian random
 effects with known truth (:func:`pymixnn.simulate.simulate_nlme`'s ``laws``): each has ``sample``,
 ``logpdf`` and ``variance``."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -49,14 +50,20 @@ class NormalMixture1D(RandomEffectLaw1D):
 
     def logpdf(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, float)[..., None]
-        comp = (np.log(self.weights) - np.log(self.sds) - 0.5 * np.log(2 * np.pi)
-                - 0.5 * ((x - self.means) / self.sds) ** 2)
+        comp = (
+            np.log(self.weights)
+            - np.log(self.sds)
+            - 0.5 * np.log(2 * np.pi)
+            - 0.5 * ((x - self.means) / self.sds) ** 2
+        )
         top = comp.max(-1, keepdims=True)
         return (top + np.log(np.exp(comp - top).sum(-1, keepdims=True)))[..., 0]
 
     def __repr__(self) -> str:
-        return (f"NormalMixture1D(weights={self.weights.round(4).tolist()}, "
-                f"means={self.means.round(4).tolist()}, sds={self.sds.round(4).tolist()})")
+        return (
+            f"NormalMixture1D(weights={self.weights.round(4).tolist()}, "
+            f"means={self.means.round(4).tolist()}, sds={self.sds.round(4).tolist()})"
+        )
 
 
 class SkewNormal1D(RandomEffectLaw1D):

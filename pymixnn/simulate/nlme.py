@@ -1,5 +1,6 @@
 """The Gaussian nonlinear mixed-effects simulator (:func:`simulate_nlme`, see :mod:`pymixnn.simulate`
 for the model) and its textbook case, logistic growth; the NumPy structural models they use."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
@@ -12,16 +13,19 @@ from pymixnn.simulate.laws import RandomEffectLaw1D
 
 __all__ = ["simulate_nlme", "simulate_logistic", "logistic", "onecpt_oral", "transform_name"]
 
-_TRANSFORM_KEYS = {**{name: name for name in tr.TRANSFORMS},
-                   **{code: name for name, code in tr.SAEMIX_CODES.items()}}
+_TRANSFORM_KEYS = {
+    **{name: name for name in tr.TRANSFORMS},
+    **{code: name for name, code in tr.SAEMIX_CODES.items()},
+}
 
 
 def transform_name(name: str | int) -> str:
     """The transform's name in the table of :mod:`pymixnn.model.transforms` (names or saemix codes)."""
     key = name.lower() if isinstance(name, str) else name
     if isinstance(key, bool) or key not in _TRANSFORM_KEYS:
-        raise ValueError(f"unknown transform {name!r}; use 'identity', 'log', 'probit', 'logit' "
-                         "or saemix codes 0-3")
+        raise ValueError(
+            f"unknown transform {name!r}; use 'identity', 'log', 'probit', 'logit' or saemix codes 0-3"
+        )
     return _TRANSFORM_KEYS[key]
 
 
@@ -106,8 +110,8 @@ def simulate_nlme(
     mu_phi = np.array([tr.inverse_scalar(kind, mu_natural[p]) for kind, p in zip(kinds, names)])
 
     rng = np.random.default_rng(seed)
-    z = rng.standard_normal((n_individuals, len(names)))      # random effects first ...
-    e = rng.standard_normal((n_individuals, n_obs))           # ... then residuals
+    z = rng.standard_normal((n_individuals, len(names)))  # random effects first ...
+    e = rng.standard_normal((n_individuals, n_obs))  # ... then residuals
     phi = mu_phi + z * np.sqrt(omega2_values)
     for p, law in laws.items():
         # after the residuals, so the Gaussian parts of the design stay the same draws
@@ -164,7 +168,8 @@ def simulate_logistic(
         raise ValueError(f"times must be a non-empty 1-d sequence, got shape {t.shape}")
     names = ("A", "B", "C")
     return simulate_nlme(
-        logistic, names,
+        logistic,
+        names,
         mu_natural={"A": A, "B": B, "C": C},
         omega2=dict(zip(names, omega2)),
         transforms=dict.fromkeys(names, "log"),

@@ -1,5 +1,6 @@
 """The data layer split into one concept per module (issue 17): the former import paths still work,
 and moving the validation and date conversion out of ``table.py`` changed no behaviour."""
+
 from __future__ import annotations
 
 import warnings
@@ -29,12 +30,23 @@ def test_public_import_paths():
 
 
 def _table() -> pd.DataFrame:
-    dates = ["2021-03-04 06:00:00", "2021-03-05 00:00:00", "2021-03-04 00:00:30",
-             "2021-03-06 00:00:00", "2021-03-07 00:00:00", "2021-03-07 00:00:00"]
-    return pd.DataFrame({"id": ["b", "b", "a", "a", "c", "c"],
-                         "date": pd.to_datetime(dates).tz_localize("UTC"),
-                         "y": [1.0, np.nan, 2.0, 2.0, 3.0, 3.0], "w": [1, 1, 2, 2, 3, 3]},
-                        index=[5, 4, 3, 2, 1, 0])
+    dates = [
+        "2021-03-04 06:00:00",
+        "2021-03-05 00:00:00",
+        "2021-03-04 00:00:30",
+        "2021-03-06 00:00:00",
+        "2021-03-07 00:00:00",
+        "2021-03-07 00:00:00",
+    ]
+    return pd.DataFrame(
+        {
+            "id": ["b", "b", "a", "a", "c", "c"],
+            "date": pd.to_datetime(dates).tz_localize("UTC"),
+            "y": [1.0, np.nan, 2.0, 2.0, 3.0, 3.0],
+            "w": [1, 1, 2, 2, 3, 3],
+        },
+        index=[5, 4, 3, 2, 1, 0],
+    )
 
 
 def test_dates_grouping_and_warnings_unchanged():
@@ -42,21 +54,29 @@ def test_dates_grouping_and_warnings_unchanged():
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        data = Data.from_pandas(_table(), id="id", x="date", y="y", covariates=["w"], dropna=True,
-                                time_unit="h")
+        data = Data.from_pandas(
+            _table(), id="id", x="date", y="y", covariates=["w"], dropna=True, time_unit="h"
+        )
     # both warnings point at the caller of Data.from_pandas, as before the split
     assert [(str(w.message), w.filename) for w in caught] == [
         ("dropped 1 rows with a missing 'y' (first at row 4)", __file__),
-        ("1 rows repeat an earlier row's id, x and y (first at row 0); they are kept", __file__)]
-    assert repr(data) == ("Data: 3 individuals, 5 observations, x=['date'], y='y', covariates=['w']; "
-                          "x 'date' converted to hours since 2021-03-04 00:00:30 UTC")
+        ("1 rows repeat an earlier row's id, x and y (first at row 0); they are kept", __file__),
+    ]
+    assert repr(data) == (
+        "Data: 3 individuals, 5 observations, x=['date'], y='y', covariates=['w']; "
+        "x 'date' converted to hours since 2021-03-04 00:00:30 UTC"
+    )
     assert data.time_label("date") == "date (hours since 2021-03-04 00:00:30 UTC)"
-    np.testing.assert_allclose(data.x.ravel(), [0.0, 47.99166666666667, 5.991666666666666,
-                                                71.99166666666666, 71.99166666666666], rtol=1e-15)
+    np.testing.assert_allclose(
+        data.x.ravel(),
+        [0.0, 47.99166666666667, 5.991666666666666, 71.99166666666666, 71.99166666666666],
+        rtol=1e-15,
+    )
     assert data.user_order.tolist() == [2, 0, 1, 3, 4]
     assert data.covariates["w"].to_dict() == {"a": 2, "b": 1, "c": 3}
-    np.testing.assert_allclose(data.x_matrix(_table().iloc[:2]).ravel(),
-                               [5.991666666666666, 23.991666666666667], rtol=1e-15)
+    np.testing.assert_allclose(
+        data.x_matrix(_table().iloc[:2]).ravel(), [5.991666666666666, 23.991666666666667], rtol=1e-15
+    )
     assert data.subset(["c", "a"]).user_order.tolist() == [0, 1, 2, 3]
 
 
@@ -71,6 +91,9 @@ def test_validation_messages_unchanged():
         Data.from_pandas(df.assign(date=[1.0] * 6), time_unit="h", **kwargs)
     with pytest.raises(ValueError, match=r"x column 'date' holds dates .*: pass time_unit="):
         Data.from_pandas(df, **kwargs)
-    with pytest.raises(ValueError, match=r"covariate 'w' varies within individual 'a' \(row 2 has 5, "
-                                         r"earlier rows have 2\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"covariate 'w' varies within individual 'a' \(row 2 has 5, "
+        r"earlier rows have 2\)",
+    ):
         Data.from_pandas(df.assign(w=[1, 1, 2, 5, 3, 3]), time_unit="h", **kwargs)

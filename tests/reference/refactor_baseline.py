@@ -5,6 +5,7 @@ gives the same estimates (1e-10 relative, same seed) and still loads files writt
 Run from the repository root:  .venv/bin/python tests/reference/refactor_baseline.py
 It writes tests/reference/refactor_baseline.json and tests/fixtures/saved_v1_*.json.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,21 +20,48 @@ HERE = Path(__file__).parent
 FIXTURES = HERE.parent / "fixtures"
 
 FITS = {
-    "theo": dict(data="theo", model="onecpt_oral",
-                 kwargs=dict(id="Id", x=["Dose", "Time"], y="Concentration",
-                             covariates={"V": ["Weight"]}, init={"ka": 1.0, "V": 20.0, "CL": 0.5},
-                             seed=0)),
-    "oxboys": dict(data="oxboys", model="linear",
-                   kwargs=dict(id="Subject", x="age", y="height", omega="full", seed=0)),
-    "rapi": dict(data="rapi", model=("linear", {"omega": "full"}),
-                 kwargs=dict(id="id", x="time", y="rapi",
-                             covariates={"intercept": ["gender"], "slope": ["gender"]},
-                             observation="poisson", likelihood="is", seed=1)),
+    "theo": dict(
+        data="theo",
+        model="onecpt_oral",
+        kwargs=dict(
+            id="Id",
+            x=["Dose", "Time"],
+            y="Concentration",
+            covariates={"V": ["Weight"]},
+            init={"ka": 1.0, "V": 20.0, "CL": 0.5},
+            seed=0,
+        ),
+    ),
+    "oxboys": dict(
+        data="oxboys", model="linear", kwargs=dict(id="Subject", x="age", y="height", omega="full", seed=0)
+    ),
+    "rapi": dict(
+        data="rapi",
+        model=("linear", {"omega": "full"}),
+        kwargs=dict(
+            id="id",
+            x="time",
+            y="rapi",
+            covariates={"intercept": ["gender"], "slope": ["gender"]},
+            observation="poisson",
+            likelihood="is",
+            seed=1,
+        ),
+    ),
     # a mixture law and a flow law: their law records are part of the saved format
-    "orange_mixture": dict(data="orange", model="logistic",
-                           kwargs=dict(id="Tree", x="age", y="circumference",
-                                       random_effects="mixture", n_components=2, seed=0,
-                                       max_steps=600)),
+    "orange_mixture": dict(
+        data="orange",
+        model="logistic",
+        kwargs=dict(
+            id="Tree",
+            x="age",
+            y="circumference",
+            random_effects="mixture",
+            n_components=2,
+            seed=0,
+            max_steps=600,
+        ),
+    ),
 }
 
 
@@ -43,19 +71,20 @@ def _model(spec):
     return spec
 
 
-def run(name: str) -> "pymixnn.Results":
+def run(name: str) -> pymixnn.Results:
     spec = FITS[name]
-    return pymixnn.fit(datasets.load(spec["data"]), _model(spec["model"]), progress=False,
-                       **spec["kwargs"])
+    return pymixnn.fit(datasets.load(spec["data"]), _model(spec["model"]), progress=False, **spec["kwargs"])
 
 
 def numbers(res) -> dict:
     ip = res.individual_params()
-    return {"params": {k: float(v) for k, v in res.params["estimate"].items()},
-            "bse": {k: float(v) for k, v in res.params["se"].items()},
-            "loglik": float(res.loglik),
-            "fitted_head": [float(v) for v in np.asarray(res.fittedvalues)[:20]],
-            "individual_params": ip.to_numpy(dtype=float).ravel()[:40].tolist()}
+    return {
+        "params": {k: float(v) for k, v in res.params["estimate"].items()},
+        "bse": {k: float(v) for k, v in res.params["se"].items()},
+        "loglik": float(res.loglik),
+        "fitted_head": [float(v) for v in np.asarray(res.fittedvalues)[:20]],
+        "individual_params": ip.to_numpy(dtype=float).ravel()[:40].tolist(),
+    }
 
 
 def main() -> None:

@@ -30,6 +30,7 @@ checks (``validate``) run on pandas before any torch work.
 >>> pymixnn.observation("poisson").parameter_names(pymixnn.Model.named("linear"))
 ()
 """
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -41,15 +42,36 @@ from pymixnn.model.observation.counts import NegativeBinomial, Poisson, ZeroInfl
 from pymixnn.model.observation.custom import LogLikelihood
 from pymixnn.model.observation.ordinal import Ordinal, resolve_levels
 
-__all__ = ["Observation", "Normal", "Poisson", "NegativeBinomial", "ZeroInflatedPoisson",
-           "Binomial", "Bernoulli", "Ordinal", "LogLikelihood", "FAMILIES", "observation",
-           "to_dict", "from_dict", "bind", "resolve_levels"]
+__all__ = [
+    "Observation",
+    "Normal",
+    "Poisson",
+    "NegativeBinomial",
+    "ZeroInflatedPoisson",
+    "Binomial",
+    "Bernoulli",
+    "Ordinal",
+    "LogLikelihood",
+    "FAMILIES",
+    "observation",
+    "to_dict",
+    "from_dict",
+    "bind",
+    "resolve_levels",
+]
 
 
-FAMILIES = {"gaussian": Normal, "normal": Normal, "poisson": Poisson,
-            "negative_binomial": NegativeBinomial, "zero_inflated_poisson": ZeroInflatedPoisson,
-            "zip": ZeroInflatedPoisson, "binomial": Binomial, "bernoulli": Bernoulli,
-            "ordinal": Ordinal}
+FAMILIES = {
+    "gaussian": Normal,
+    "normal": Normal,
+    "poisson": Poisson,
+    "negative_binomial": NegativeBinomial,
+    "zero_inflated_poisson": ZeroInflatedPoisson,
+    "zip": ZeroInflatedPoisson,
+    "binomial": Binomial,
+    "bernoulli": Bernoulli,
+    "ordinal": Ordinal,
+}
 
 
 def observation(spec="gaussian") -> Observation:
@@ -57,20 +79,25 @@ def observation(spec="gaussian") -> Observation:
     if isinstance(spec, Observation):
         link = getattr(spec, "link", None)
         if link is not None and link not in type(spec).links:
-            raise ValueError(f"link {link!r} is not available for observation={spec.name!r}; "
-                             f"use one of {list(type(spec).links)}")
+            raise ValueError(
+                f"link {link!r} is not available for observation={spec.name!r}; "
+                f"use one of {list(type(spec).links)}"
+            )
         return spec
     if isinstance(spec, str):
         key = spec.lower()
         if key not in FAMILIES:
-            raise ValueError(f"unknown observation {spec!r}; use one of "
-                             f"{[k for k in FAMILIES if k not in ('normal', 'zip')]}, a spec such as "
-                             "pymixnn.Poisson(link='identity'), or pymixnn.LogLikelihood(...)")
+            raise ValueError(
+                f"unknown observation {spec!r}; use one of "
+                f"{[k for k in FAMILIES if k not in ('normal', 'zip')]}, a spec such as "
+                "pymixnn.Poisson(link='identity'), or pymixnn.LogLikelihood(...)"
+            )
         return FAMILIES[key]()
     if callable(spec):
         return LogLikelihood(spec)
-    raise TypeError(f"observation must be a name, an observation spec or a callable, got "
-                    f"{type(spec).__name__}")
+    raise TypeError(
+        f"observation must be a name, an observation spec or a callable, got {type(spec).__name__}"
+    )
 
 
 def bind(obs: Observation, model) -> Observation:
@@ -87,8 +114,11 @@ def to_dict(obs: Observation) -> dict:
     if isinstance(obs, Ordinal):
         out["levels"] = list(obs.levels) if obs.levels is not None else None
     if isinstance(obs, LogLikelihood):
-        out.update(parameters=dict(obs.parameters), transforms=dict(obs.transforms),
-                   function=getattr(obs.function, "__name__", "function"))
+        out.update(
+            parameters=dict(obs.parameters),
+            transforms=dict(obs.transforms),
+            function=getattr(obs.function, "__name__", "function"),
+        )
     return out
 
 
@@ -97,8 +127,10 @@ def from_dict(record: dict | None, custom: Observation | None = None) -> Observa
         return Normal()
     if record["name"] == "loglik":
         if custom is None:
-            raise ValueError("these results were fitted with a user log-likelihood: pass it again, "
-                             "Results.load(path, model=..., observation=pymixnn.LogLikelihood(...))")
+            raise ValueError(
+                "these results were fitted with a user log-likelihood: pass it again, "
+                "Results.load(path, model=..., observation=pymixnn.LogLikelihood(...))"
+            )
         return custom
     cls = FAMILIES[record["name"]]
     kwargs = {}

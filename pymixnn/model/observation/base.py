@@ -1,4 +1,5 @@
 """The base class of the observation families, and the row checks they share."""
+
 from __future__ import annotations
 
 import math

@@ -1,4 +1,5 @@
 """Binomial (with a trials column) and Bernoulli observations."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -64,9 +65,11 @@ class Binomial(Observation):
         bad = y.to_numpy(dtype=np.float64) > n
         if bad.any():
             pos = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"column {column!r} has more successes than trials ({trials.name!r}): "
-                             f"row {y.index[pos]!r} has {column}={y.iloc[pos]!r} and "
-                             f"{trials.name}={trials.iloc[pos]!r}")
+            raise ValueError(
+                f"column {column!r} has more successes than trials ({trials.name!r}): "
+                f"row {y.index[pos]!r} has {column}={y.iloc[pos]!r} and "
+                f"{trials.name}={trials.iloc[pos]!r}"
+            )
 
     def working_response(self, y, aux):
         p = (y + 0.5) / (aux["trials"] + 1.0)

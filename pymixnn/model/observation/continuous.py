@@ -1,4 +1,5 @@
 """Continuous observations with the model's residual error model (and M3 left-censoring)."""
+
 from __future__ import annotations
 
 import math
@@ -72,8 +73,12 @@ class Normal(Observation):
             flags = censored.to_numpy(dtype=np.float64)
             bad = ~np.isin(flags, (0.0, 1.0))
             if bad.any():
-                raise row_error(censored.name, "must be 0 (observed) or 1 (below the limit of "
-                                 "quantification, y holding the limit)", censored, bad)
+                raise row_error(
+                    censored.name,
+                    "must be 0 (observed) or 1 (below the limit of quantification, y holding the limit)",
+                    censored,
+                    bad,
+                )
 
     def pad_value(self, model):
         return 1.0  # log y is taken for the exponential error model

@@ -1,4 +1,5 @@
 """Count observations: Poisson, negative binomial (NB2), zero-inflated Poisson."""
+
 from __future__ import annotations
 
 import math
@@ -69,8 +70,13 @@ class NegativeBinomial(Poisson):
         # log(alpha mu / (1 + alpha mu)) and log(1 / (1 + alpha mu)), stable for large mu
         log_am = torch.log(alpha) + log_mu
         log1p_am = torch.nn.functional.softplus(log_am)
-        return (torch.lgamma(y + r) - torch.lgamma(r) - torch.lgamma(y + 1)
-                + y * (log_am - log1p_am) - r * log1p_am)
+        return (
+            torch.lgamma(y + r)
+            - torch.lgamma(r)
+            - torch.lgamma(y + 1)
+            + y * (log_am - log1p_am)
+            - r * log1p_am
+        )
 
     def variance(self, f, params, aux):
         mu = self.rate(f)

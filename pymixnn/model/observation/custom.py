@@ -1,4 +1,5 @@
 """A user's own observation model from a log-likelihood function."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
@@ -49,8 +50,10 @@ class LogLikelihood(Observation):
         return tuple(self.transforms[k] for k in self.parameters)
 
     def initial_raw(self, model, y, aux):
-        return [float(tr.inverse(self.transforms[k], torch.tensor(v, dtype=torch.float64)))
-                for k, v in self.parameters.items()]
+        return [
+            float(tr.inverse(self.transforms[k], torch.tensor(v, dtype=torch.float64)))
+            for k, v in self.parameters.items()
+        ]
 
     def natural(self, raw, model):
         return {k: tr.forward(self.transforms[k], raw[j]) for j, k in enumerate(self.parameters)}
@@ -66,8 +69,9 @@ class LogLikelihood(Observation):
 
     def sample(self, f, params, aux, generator):
         if self.simulate is None:
-            raise ValueError("this LogLikelihood has no simulate= function: simulated predictions "
-                             "and VPCs need one")
+            raise ValueError(
+                "this LogLikelihood has no simulate= function: simulated predictions and VPCs need one"
+            )
         return self.simulate(f, params, generator)
 
     def describe(self, model):

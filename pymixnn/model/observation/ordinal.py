@@ -1,4 +1,5 @@
 """Ordered categories (proportional odds), and how their levels are found in the data."""
+
 from __future__ import annotations
 
 import math
@@ -98,8 +99,9 @@ class Ordinal(Observation):
             return
         known = pd.Series(y).isin(list(self.levels)).to_numpy()
         if not known.all():
-            raise row_error(column, f"holds a level not among the ordinal levels {list(self.levels)}",
-                             y, ~known)
+            raise row_error(
+                column, f"holds a level not among the ordinal levels {list(self.levels)}", y, ~known
+            )
 
     def encode(self, y: pd.Series) -> np.ndarray:
         codes = {v: k for k, v in enumerate(self.levels)}
@@ -144,8 +146,10 @@ def resolve_levels(obs: Observation, y: pd.Series, column: str) -> Observation:
         levels = _numeric_order(values)
         if levels is None:
             shown = values if len(values) <= 20 else values[:20] + ["..."]
-            raise ValueError(f"column {column!r}: cannot order the ordinal levels {shown} (not numbers); "
-                             f"give them in increasing order: observation=pymixnn.Ordinal(levels={shown})")
+            raise ValueError(
+                f"column {column!r}: cannot order the ordinal levels {shown} (not numbers); "
+                f"give them in increasing order: observation=pymixnn.Ordinal(levels={shown})"
+            )
     if len(levels) < 2:
         raise ValueError(f"column {column!r} has a single level {levels}; ordinal data need at least 2")
     return Ordinal(levels=tuple(levels))

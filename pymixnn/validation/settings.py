@@ -1,0 +1,96 @@
+"""Checks of the algorithm settings (``pymixnn.Control``, the flat keywords of ``fit``).
+
+>>> check_settings(lr=0.02, max_steps=100, batch_size=64, num_particles=4, is_samples=None,
+...                threads=None, refine=True, progress=False, seed=0, dtype=None, device="cpu",
+...                likelihood="auto", dropna=False)
+>>> check_settings(lr=-0.1, max_steps=100, batch_size=64, num_particles=4, is_samples=None,
+...                threads=None, refine=True, progress=False, seed=0, dtype=None, device="cpu",
+...                likelihood="auto", dropna=False)
+Traceback (most recent call last):
+...
+pymixnn.validation.InputError: lr must be a finite number > 0 (the SVI step size, e.g. lr=0.02), got -0.1
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from pymixnn.validation.errors import InputError, is_integer, is_real
+
+__all__ = ["DTYPES", "DEVICES", "LIKELIHOODS", "check_settings", "check_device"]
+
+DTYPES = ("float32", "float64")
+DEVICES = ("cpu", "cuda", "auto")
+LIKELIHOODS = ("auto", "is", "gq")
+
+
+def check_settings(
+    *,
+    lr: Any,
+    max_steps: Any,
+    batch_size: Any,
+    num_particles: Any,
+    is_samples: Any,
+    threads: Any,
+    refine: Any,
+    progress: Any,
+    seed: Any,
+    dtype: Any,
+    device: Any,
+    likelihood: Any,
+    dropna: Any,
+) -> None:
+    """Every algorithm setting of :func:`pymixnn.fit`: kind, range and known names. A device
+    "cuda" (or "cuda:N") is checked against the CUDA devices torch finds."""
+    if not (is_real(lr) and math.isfinite(lr) and lr > 0):
+        raise InputError(f"lr must be a finite number > 0 (the SVI step size, e.g. lr=0.02), got {lr!r}")
+    for name, value in dict(batch_size=batch_size, max_steps=max_steps, num_particles=num_particles).items():
+        if not (is_integer(value) and value >= 1):
+            raise InputError(f"{name} must be a positive integer, got {value!r}")
+    if is_samples is not None and not (is_integer(is_samples) and is_samples >= 1):
+        raise InputError(
+            f"is_samples must be a positive integer (importance samples per individual) "
+            f"or None for the default, got {is_samples!r}"
+        )
+    if threads is not None and not (is_integer(threads) and threads >= 1):
+        raise InputError(
+            f"threads must be a positive integer (torch threads) or None for the default, got {threads!r}"
+        )
+    if not (is_integer(seed) and seed >= 0):
+        raise InputError(f"seed must be a non-negative integer, got {seed!r}")
+    for name, value in dict(refine=refine, progress=progress, dropna=dropna).items():
+        if not isinstance(value, (bool, np.bool_)):
+            raise InputError(f"{name} must be True or False, got {value!r}")
+    if dtype is not None and dtype not in DTYPES:
+        raise InputError(
+            f"dtype must be one of {list(DTYPES)} or None (float64 on the CPU, float32 "
+            f"on CUDA), got {dtype!r}"
+        )
+    if likelihood not in LIKELIHOODS:
+        raise InputError(f"likelihood must be 'auto', 'is' or 'gq', got {likelihood!r}")
+    check_device(device)
+
+
+def check_device(device: Any) -> None:
+    cuda = isinstance(device, str) and (
+        device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit())
+    )
+    if not (cuda or device in DEVICES):
+        raise InputError(f"device must be one of {list(DEVICES)} (or 'cuda:N'), got {device!r}")
+    if cuda:
+        import torch  # only to ask for CUDA devices
+
+        if not torch.cuda.is_available():
+            raise InputError(
+                f"device={device!r} but torch finds no CUDA device (torch "
+                f"{torch.__version__}); use device='cpu' or 'auto'"
+            )
+        index = int(device[5:]) if device.startswith("cuda:") else 0
+        if index >= torch.cuda.device_count():
+            raise InputError(
+                f"device={device!r} but torch finds {torch.cuda.device_count()} CUDA "
+                f"device(s) (cuda:0 .. cuda:{torch.cuda.device_count() - 1})"
+            )
