@@ -1,7 +1,9 @@
 # pymixnn: build, demo and test targets (GNU make).
 #
 #   make demo   creates .venv, installs pymixnn, fits the bundled theophylline data
-#   make test   installs test extras and the Debian R packages, runs ruff, pytest and the R tests
+#   make test   installs test extras and the Debian R packages, runs ruff, pytest and the R tests;
+#               the long recovery fits (pytest marker `slow`) are left to
+#   make test-all   the same with every test (about twice as long)
 #   make vignettes   renders vignettes/ to HTML in build/vignettes (needs what make test installs)
 #
 # Install steps are recorded by stamp files inside .venv, so a second run
@@ -74,6 +76,10 @@ test: $(TEST_STAMP)
 	$(MAKE) --no-print-directory test-py
 	$(MAKE) --no-print-directory test-r
 
+# every test, the slow recovery fits included (make test runs each feature's fast checks)
+test-all: $(TEST_STAMP)
+	$(MAKE) --no-print-directory test PYTEST_MARK=
+
 # ruff (pinned in the dev extra, configured in pyproject.toml): zero findings, formatted code
 lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check .
@@ -81,8 +87,10 @@ lint: $(TEST_STAMP)
 
 # two workers, one test file each at a time (module fixtures are computed once), one BLAS/OpenMP
 # thread per process: on 2 cores more threads only contend (ENVIRONMENT.md: 80x slower steps)
+# (PYTEST_MARK: make test leaves out the tests marked slow; make test-all empties it)
+PYTEST_MARK ?= -m "not slow"
 test-py: $(TEST_STAMP)
-	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadfile --durations=15
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadfile --durations=15 $(PYTEST_MARK)
 
 # The R package (rpkg/): R CMD build, then R CMD check (no PDF manual: no LaTeX here), whose
 # testthat suite runs against the project's .venv (PYMIXNN_REQUIRE_PYTHON=1: a missing Python

@@ -16,7 +16,7 @@ from scipy.stats import wasserstein_distance
 import pymixnn
 from pymixnn.simulate import NormalMixture1D, SkewNormal1D, simulate_logistic
 
-pytestmark = pytest.mark.slow
+# the recovery fits are slow (make test-all); the argument checks below run in make test
 
 N, SEED = 500, 3
 
@@ -52,6 +52,7 @@ def gaussian_truth():
     return law, df, {re: _fit(df, re) for re in ("gaussian", "flow")}
 
 
+@pytest.mark.slow
 def test_bimodal_truth(bimodal):
     law, _, fits = bimodal
     g, m, f = fits["gaussian"], fits["mixture"], fits["flow"]
@@ -82,6 +83,7 @@ def test_bimodal_truth(bimodal):
         assert abs(res.sigma["a"] / 2 - 1) < 0.03
 
 
+@pytest.mark.slow
 def test_skewed_truth(skewed):
     law, _, fits = skewed
     g, f = fits["gaussian"], fits["flow"]
@@ -94,6 +96,7 @@ def test_skewed_truth(skewed):
     assert f.re_summary().loc["A", "n_modes"] == 1
 
 
+@pytest.mark.slow
 def test_gaussian_truth(gaussian_truth):
     _, _, fits = gaussian_truth
     g, f = fits["gaussian"], fits["flow"]
@@ -106,6 +109,7 @@ def test_gaussian_truth(gaussian_truth):
         assert abs(f.fixed_effects[p] / g.fixed_effects[p] - 1) < 0.02, p
 
 
+@pytest.mark.slow
 def test_flow_results_api(bimodal, tmp_path):
     _, _, fits = bimodal
     f, g, m = fits["flow"], fits["gaussian"], fits["mixture"]
@@ -152,6 +156,7 @@ def small_bimodal():
     return simulate_logistic(200, 10, laws={"A": NormalMixture1D.separated(0.4, 4.0, 0.1)}, seed=11)
 
 
+@pytest.mark.slow
 def test_flow_with_minibatches(small_bimodal):
     # batch_size < N: the flow's SVI stage runs on minibatches of 64 individuals
     f = _fit(small_bimodal, pymixnn.Flow(penalty=100.0), batch_size=64)
@@ -162,6 +167,7 @@ def test_flow_with_minibatches(small_bimodal):
         assert abs(f.fixed_effects[p] / truth - 1) < 0.03
 
 
+@pytest.mark.slow
 def test_mixture_components_chosen_by_bic(small_bimodal):
     res = _fit(small_bimodal, pymixnn.Mixture(n_components="auto", max_components=2))
     table = pd.DataFrame(res.estimation.law["selection"])
@@ -172,6 +178,7 @@ def test_mixture_components_chosen_by_bic(small_bimodal):
     assert "chosen by bic" in str(res.summary())
 
 
+@pytest.mark.slow
 def test_conditional_flow():
     # log A is N(-0.15, 0.08^2) in group 0 and N(+0.15, 0.08^2) in group 1: a law that depends on
     # the group. A flow conditioned on the group captures it; a Gaussian without the covariate
@@ -194,6 +201,7 @@ def test_conditional_flow():
         f.re_logpdf(np.zeros((1, 3)))
 
 
+@pytest.mark.slow
 def test_flow_on_pk_model_with_covariates():
     df = pymixnn.datasets.load("theo")
     kw = dict(
@@ -237,6 +245,7 @@ def test_bad_flow_spec():
         pymixnn.Flow(hidden=(0,))
 
 
+@pytest.mark.slow
 def test_cli_mixture(tmp_path, small_bimodal):
     import json
 
@@ -294,6 +303,7 @@ def test_cli_mixture(tmp_path, small_bimodal):
     )
 
 
+@pytest.mark.slow
 def test_flow_same_seed_same_numbers():
     # seed= makes a flow fit bit-identical run to run (CV folds, draws, layer orders all seeded)
     df = simulate_logistic(80, 8, laws={"A": NormalMixture1D.separated(0.4, 4.0, 0.1)}, seed=2)

@@ -26,6 +26,7 @@ from pymixnn.compare.translation import (
     write_csv,
 )
 from pymixnn.model import transforms as tr
+from pymixnn.model.parameters import omega_rows, omega_scale
 from pymixnn.problem import NLME
 
 __all__ = ["nlme"]
@@ -196,21 +197,8 @@ def _nlme_fit(out: dict, problem: NLME, method: str) -> ExternalFit:
                 k += 1
     d = len(model.random)
     omega = np.array(out["omega"], dtype=float).reshape(d, d)
-    for a, p in enumerate(model.random):
-        rows.append(table_row(f"omega2.{p}", "omega", p, omega[a, a], float("nan"), "log"))
-    if model.omega == "full":
-        for a in range(d):
-            for b in range(a):
-                rows.append(
-                    table_row(
-                        f"cov.{model.random[b]}.{model.random[a]}",
-                        "omega",
-                        f"{model.random[b]}.{model.random[a]}",
-                        omega[a, b],
-                        float("nan"),
-                        "identity",
-                    )
-                )
+    for name, param, a, b in omega_rows(model.random, model.omega == "full"):
+        rows.append(table_row(name, "omega", param, omega[a, b], float("nan"), omega_scale(a, b)))
     sigma = float(out["sigma"])
     name = "b" if model.error == "proportional" else "a"
     rows.append(table_row(name, "sigma", name, sigma, float("nan"), "log"))

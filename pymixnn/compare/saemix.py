@@ -28,6 +28,7 @@ from pymixnn.compare.translation import (
 )
 from pymixnn.model import transforms as tr
 from pymixnn.model.named import resolve
+from pymixnn.model.parameters import omega_rows, omega_scale
 from pymixnn.problem import NLME
 
 __all__ = ["saemix"]
@@ -229,22 +230,9 @@ def _saemix_fit(out: dict, problem: NLME, settings: dict) -> ExternalFit:
                 rows.append(table_row(design.names[j], "beta", p, fixed[k], se_fixed[k], "identity"))
                 k += 1
     se_om = np.atleast_1d(np.array([num(v) for v in np.atleast_1d(out.get("se_omega"))]))
-    for a, p in enumerate(rand):
-        se = se_om[ri[a]] if se_om.size == P else float("nan")
-        rows.append(table_row(f"omega2.{p}", "omega", p, omega[a, a], se, "log"))
-    if model.omega == "full":
-        for a in range(len(rand)):
-            for b in range(a):
-                rows.append(
-                    table_row(
-                        f"cov.{rand[b]}.{rand[a]}",
-                        "omega",
-                        f"{rand[b]}.{rand[a]}",
-                        omega[a, b],
-                        float("nan"),
-                        "identity",
-                    )
-                )
+    for name, param, a, b in omega_rows(rand, model.omega == "full"):
+        se = se_om[ri[a]] if a == b and se_om.size == P else float("nan")
+        rows.append(table_row(name, "omega", param, omega[a, b], se, omega_scale(a, b)))
     error = {}
     if obs.name == "gaussian":
         respar = np.array([num(v) for v in out["respar"]])

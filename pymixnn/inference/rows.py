@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from pymixnn.model import transforms as tr
+from pymixnn.model.parameters import omega_rows, omega_scale
 
 __all__ = ["Rows", "fixed_values", "omega_values"]
 
@@ -41,12 +42,8 @@ class Rows:
                     self.add(design.names[j], "beta", name, "identity")
 
     def omega(self, rand: list[str], full: bool, tag: str = "") -> None:
-        for name in rand:
-            self.add(f"omega2.{tag}{name}", "omega", name, "log")
-        if full:
-            for a in range(len(rand)):
-                for b in range(a):
-                    self.add(f"cov.{tag}{rand[b]}.{rand[a]}", "omega", f"{rand[b]}.{rand[a]}", "identity")
+        for name, param, a, b in omega_rows(rand, full, tag):
+            self.add(name, "omega", param, omega_scale(a, b))
 
     def error(self, names, scales) -> None:
         for name, scale in zip(names, scales):

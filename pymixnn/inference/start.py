@@ -11,6 +11,7 @@ import torch
 
 from pymixnn.inference.fallbacks import Fallbacks
 from pymixnn.inference.laplace import LocalPosteriors
+from pymixnn.inference.laws.base import raw_from_tril
 from pymixnn.inference.program import Program
 from pymixnn.model import transforms as tr
 from pymixnn.model.named import Model
@@ -24,18 +25,12 @@ def initial_theta(program: Program, model: Model, init: dict[str, float]) -> tor
     theta = torch.zeros(lay.size, dtype=program.dtype, device=program.device)
     for p, name in enumerate(program.params):
         theta[p] = float(tr.inverse(program.transforms[p], torch.tensor(init[name], dtype=torch.float64)))
-    d = lay.n_random
     sd = []
     for p in program.random_index:
         mu = float(theta[p])
         sd.append(0.3 if program.transforms[p] != "identity" else max(0.3 * abs(mu), 0.1))
-    if lay.full_omega:
-        rows, cols = torch.tril_indices(d, d)
-        vals = torch.zeros(lay.n_omega, dtype=program.dtype)
-        vals[rows == cols] = torch.log(torch.tensor(sd, dtype=program.dtype))
-        theta[lay.omega] = vals.to(program.device)
-    else:
-        theta[lay.omega] = torch.log(torch.tensor(sd, dtype=program.dtype, device=program.device))
+    L = torch.diag(torch.tensor(sd, dtype=program.dtype, device=program.device))
+    theta[lay.omega] = raw_from_tril(L, lay.full_omega)
     mask = program.mask
     y = program.y[mask].detach().cpu().numpy()
     aux = {k: v[mask].detach().cpu().numpy() for k, v in program.aux.items()}
@@ -116,10 +111,7 @@ def warmup(
             omega + 1e-10 * torch.eye(omega.shape[0], dtype=omega.dtype, device=omega.device)
         )
         if lay.full_omega:
-            rows, cols = torch.tril_indices(lay.n_random, lay.n_random)
-            raw = chol[rows, cols].clone()
-            raw[rows == cols] = torch.log(raw[rows == cols])
-            theta[lay.omega] = raw
+            theta[lay.omega] = raw_from_tril(chol, True)
         else:
             theta[lay.omega] = torch.log(torch.sqrt(torch.diagonal(omega)))
         if error_block:
