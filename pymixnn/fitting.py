@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -27,7 +28,7 @@ from pymixnn.model.observation import to_dict as observation_to_dict
 from pymixnn.problem import NLME
 from pymixnn.validation import InputError
 
-__all__ = ["fit", "fit_problem"]
+__all__ = ["fit", "fit_problem", "problem_of"]
 
 
 class _Unset:
@@ -38,6 +39,13 @@ class _Unset:
 
 
 UNSET: Any = _Unset()
+
+
+def problem_of(arguments: Mapping[str, Any]) -> NLME:
+    """The :class:`pymixnn.NLME` of a caller's ``arguments`` (its ``locals()``, named as NLME's
+    arguments; the others are left out): ``fit``'s, ``compare.nlme``'s and ``compare.saemix``'s."""
+    names = inspect.signature(NLME).parameters
+    return NLME(**{k: v for k, v in arguments.items() if k in names})
 
 
 def fit(
@@ -162,30 +170,7 @@ def fit(
         if v is not UNSET
     }
     control = resolve_control(control, settings)  # the settings are checked before any data work
-    problem = NLME(
-        data,
-        model,
-        id=id,
-        x=x,
-        y=y,
-        covariates=covariates,
-        dropna=dropna,
-        time_unit=time_unit,
-        init=init,
-        error=error,
-        omega=omega,
-        random=random,
-        transforms=transforms,
-        random_effects=random_effects,
-        n_components=n_components,
-        context=context,
-        observation=observation,
-        trials=trials,
-        censoring=censoring,
-        genotype=genotype,
-        genomic=genomic,
-    )
-    return fit_problem(problem, control)
+    return fit_problem(problem_of(locals()), control)
 
 
 def fit_problem(problem: NLME, control: Control):

@@ -18,23 +18,11 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from pymixnn.compare.translation import (
-    R_TWINS,
-    ExternalFit,
-    Translation,
-    external_fit,
-    external_results,
-    num,
-    table_row,
-    translate,
-    write_csv,
-)
+from pymixnn.compare import translation
+from pymixnn.compare.translation import *  # noqa: F403 - translation's names, re-exported
 from pymixnn.validation import closest
 
 __all__ = [
-    "R_TWINS",
-    "ExternalFit",
-    "Translation",
     "load_robjects",
     "robjects",
     "require",
@@ -51,12 +39,7 @@ __all__ = [
     "r_setting",
     "check_setting_names",
     "r_settings",
-    "translate",
-    "write_csv",
-    "num",
-    "table_row",
-    "external_fit",
-    "external_results",
+    *translation.__all__,
 ]
 
 

@@ -21,10 +21,12 @@ from pymixnn.compare.translation import (
     ExternalFit,
     external_fit,
     external_results,
+    population_phi,
     table_row,
     translate,
     write_csv,
 )
+from pymixnn.fitting import problem_of
 from pymixnn.model import transforms as tr
 from pymixnn.model.parameters import omega_rows, omega_scale
 from pymixnn.problem import NLME
@@ -69,19 +71,7 @@ def nlme(
     require("jsonlite")
     ctrl = {"maxIter": 200, "msMaxIter": 200, "pnlsMaxIter": 20, "returnObject": True, **(control or {})}
     ctrl_r = r_settings(ctrl, "control", "nlme", "nlmeControl")
-    problem = NLME(
-        data,
-        model,
-        id=id,
-        x=x,
-        y=y,
-        covariates=covariates,
-        random=random,
-        omega=omega,
-        error=error,
-        transforms=transforms,
-        init=init,
-    )
+    problem = problem_of(locals())
     model, dat, design, start = problem.model, problem.data, problem.design, problem.start
     r_view = translate(problem, r_function)
     if model.error == "combined":
@@ -204,15 +194,7 @@ def _nlme_fit(out: dict, problem: NLME, method: str) -> ExternalFit:
     rows.append(table_row(name, "sigma", name, sigma, float("nan"), "log"))
     ranef = np.array(out["ranef"], dtype=float).reshape(data.n_individuals, d)
     # individual transformed parameters: population (mu + covariates) + nlme's random effects
-    mu = np.array(
-        [
-            float(tr.inverse(model.transforms[p], torch.tensor(mu_nat[p][0], dtype=torch.float64)))
-            for p in model.parameters
-        ]
-    )
-    phi_pop = np.tile(mu, (data.n_individuals, 1))
-    for j, p in enumerate(design.parameters):
-        phi_pop[:, model.parameters.index(p)] += design.matrix[:, j] * beta[j]
+    _, phi_pop = population_phi(problem, mu_nat, beta)
     for a, p in enumerate(model.random):
         phi_pop[:, model.parameters.index(p)] += ranef[:, a]
     psi = np.column_stack(

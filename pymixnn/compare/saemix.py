@@ -26,6 +26,7 @@ from pymixnn.compare.translation import (
     translate,
     write_csv,
 )
+from pymixnn.fitting import problem_of
 from pymixnn.model import transforms as tr
 from pymixnn.model.named import resolve
 from pymixnn.model.parameters import omega_rows, omega_scale
@@ -75,20 +76,7 @@ def saemix(
     for p in resolve(model).parameters:
         check_r_name(p, "saemix: parameter name")
     require("saemix")
-    problem = NLME(
-        data,
-        model,
-        id=id,
-        x=x,
-        y=y,
-        covariates=covariates,
-        random=random,
-        omega=omega,
-        error=error,
-        transforms=transforms,
-        init=init,
-        observation=observation,
-    )
+    problem = problem_of(locals())
     model, dat, design, start, obs = (
         problem.model,
         problem.data,

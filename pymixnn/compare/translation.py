@@ -22,6 +22,7 @@ __all__ = [
     "write_csv",
     "num",
     "table_row",
+    "population_phi",
     "external_fit",
     "external_results",
 ]
@@ -91,6 +92,25 @@ def table_row(name, kind, param, est, se, scale) -> dict:
 
 
 # ---- another program's fit ----------------------------------------------------------------
+def population_phi(problem, mu_natural: dict, beta) -> tuple[np.ndarray, np.ndarray]:
+    """The transformed-scale population parameters ``mu`` of a program's natural-scale ones
+    (``mu_natural``: {parameter: (estimate, se)}) and each individual's population ``phi`` (mu
+    plus the covariate effects ``beta``), individuals x parameters."""
+    import torch
+
+    model, data, design = problem.model, problem.data, problem.design
+    mu = np.array(
+        [
+            float(tr.inverse(model.transforms[p], torch.tensor(mu_natural[p][0], dtype=torch.float64)))
+            for p in model.parameters
+        ]
+    )
+    phi_pop = np.tile(mu, (data.n_individuals, 1))
+    for j, p in enumerate(design.parameters):
+        phi_pop[:, model.parameters.index(p)] += design.matrix[:, j] * beta[j]
+    return mu, phi_pop
+
+
 def external_fit(
     problem,
     rows,
@@ -112,16 +132,8 @@ def external_fit(
     parameters and random effects derived from its natural-scale ones)."""
     import torch
 
-    model, data, design = problem.model, problem.data, problem.design
-    mu = np.array(
-        [
-            float(tr.inverse(model.transforms[p], torch.tensor(mu_natural[p][0], dtype=torch.float64)))
-            for p in model.parameters
-        ]
-    )
-    phi_pop = np.tile(mu, (data.n_individuals, 1))
-    for j, p in enumerate(design.parameters):
-        phi_pop[:, model.parameters.index(p)] += design.matrix[:, j] * beta[j]
+    model = problem.model
+    mu, phi_pop = population_phi(problem, mu_natural, beta)
     phi_map = np.column_stack(
         [
             tr.inverse(model.transforms[p], torch.as_tensor(psi_map[:, k], dtype=torch.float64)).numpy()

@@ -123,29 +123,9 @@ class GenomicMixin:
         """Predicted genetic values (mean, sd) and typical parameters of new genotypes."""
         return gp.genotype_parameters(self, markers_new, scenario)
 
-    def predict_genotypes(
-        self,
-        markers_new,
-        x_grid,
-        scenario=None,
-        *,
-        level: float = 0.9,
-        n_draws: int = 1000,
-        band: str | None = None,
-        individual: bool | None = None,
-        seed: int = 0,
-    ) -> pd.DataFrame:
+    def predict_genotypes(self, markers_new, x_grid, scenario=None, **kwargs) -> pd.DataFrame:
         """Predicted curves with ``level`` bands for genotypes never phenotyped: ``band="mean"``
         for the genotype's typical curve, ``band="individual"`` for one new individual of it
-        (wider); see :func:`pymixnn.genomic_results.predict_genotypes`."""
-        return gp.predict_genotypes(
-            self,
-            markers_new,
-            x_grid,
-            scenario,
-            level=level,
-            n_draws=n_draws,
-            band=band,
-            individual=individual,
-            seed=seed,
-        )
+        (wider); keywords ``level``, ``n_draws``, ``band``, ``individual``, ``seed``; see
+        :func:`pymixnn.genomic_results.predict_genotypes`."""
+        return gp.predict_genotypes(self, markers_new, x_grid, scenario, **kwargs)

@@ -48,25 +48,16 @@ def run_record(res) -> dict[str, Any]:
     """The "run" entry of :func:`results_dict`: seed, device, dtype, threads, seconds (per stage),
     steps and fallback counts."""
     run = res.run
-    if run is not None:
-        return {
-            "seed": run.get("seed"),
-            "device": run.get("device"),
-            "dtype": run.get("dtype"),
-            "threads": run.get("threads"),
-            "seconds": dict(run.get("seconds") or {}),
-            "steps": int(run.get("steps") or 0),
-            "fallbacks": {k: int(v) for k, v in (run.get("fallbacks") or {}).items()},
-        }
-    info = res.info
+    src, seconds = (res.info, "seconds_by_stage") if run is None else (run, "seconds")
+    fallbacks = {} if run is None else run.get("fallbacks") or {}
     return {
-        "seed": info.get("seed"),
-        "device": info.get("device"),
-        "dtype": info.get("dtype"),
-        "threads": info.get("threads"),
-        "seconds": dict(info.get("seconds_by_stage") or {}),
-        "steps": int(info.get("steps") or 0),
-        "fallbacks": {},
+        "seed": src.get("seed"),
+        "device": src.get("device"),
+        "dtype": src.get("dtype"),
+        "threads": src.get("threads"),
+        "seconds": dict(src.get(seconds) or {}),
+        "steps": int(src.get("steps") or 0),
+        "fallbacks": {k: int(v) for k, v in fallbacks.items()},
     }
 
 

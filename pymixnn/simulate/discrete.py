@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from pymixnn.simulate.laws import NormalMixture1D, RandomEffectLaw1D
-from pymixnn.simulate.nlme import onecpt_oral, simulate_nlme
+from pymixnn.simulate.nlme import onecpt_oral, simulate_lognormal
 
 __all__ = ["simulate_senescence", "simulate_censored_pk"]
 
@@ -100,13 +100,10 @@ def simulate_censored_pk(
     if not 0 <= fraction < 1:
         raise ValueError(f"fraction must be in [0, 1), got {fraction!r}")
     design = np.column_stack([np.full(t.size, dose), t])
-    names = ("ka", "V", "CL")
-    df = simulate_nlme(
+    df = simulate_lognormal(
         onecpt_oral,
-        names,
-        mu_natural={"ka": ka, "V": V, "CL": CL},
-        omega2=dict(zip(names, omega2)),
-        transforms=dict.fromkeys(names, "log"),
+        {"ka": ka, "V": V, "CL": CL},
+        omega2,
         x=design,
         n_individuals=n_individuals,
         a=a,

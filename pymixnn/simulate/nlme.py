@@ -4,6 +4,7 @@ for the model) and its textbook case, logistic growth; the NumPy structural mode
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -11,7 +12,14 @@ import pandas as pd
 from pymixnn.model import transforms as tr
 from pymixnn.simulate.laws import RandomEffectLaw1D
 
-__all__ = ["simulate_nlme", "simulate_logistic", "logistic", "onecpt_oral", "transform_name"]
+__all__ = [
+    "simulate_nlme",
+    "simulate_lognormal",
+    "simulate_logistic",
+    "logistic",
+    "onecpt_oral",
+    "transform_name",
+]
 
 _TRANSFORM_KEYS = {
     **{name: name for name in tr.TRANSFORMS},
@@ -141,6 +149,21 @@ def simulate_nlme(
     return df
 
 
+def simulate_lognormal(
+    f: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    mu_natural: Mapping[str, float],
+    omega2: Sequence[float],
+    **options: Any,
+) -> pd.DataFrame:
+    """:func:`simulate_nlme` with every parameter log-normal: ``mu_natural`` by name in the order
+    f reads them, ``omega2`` their variances in that order; ``options`` as simulate_nlme's."""
+    names = tuple(mu_natural)
+    omega = dict(zip(names, omega2))
+    return simulate_nlme(
+        f, names, mu_natural=dict(mu_natural), omega2=omega, transforms=dict.fromkeys(names, "log"), **options
+    )
+
+
 def simulate_logistic(
     n_individuals: int = 1000,
     n_obs: int = 10,
@@ -166,13 +189,10 @@ def simulate_logistic(
     t = np.linspace(0.0, 10.0, n_obs) if times is None else np.asarray(times, dtype=float)
     if t.ndim != 1 or t.size == 0:
         raise ValueError(f"times must be a non-empty 1-d sequence, got shape {t.shape}")
-    names = ("A", "B", "C")
-    return simulate_nlme(
+    return simulate_lognormal(
         logistic,
-        names,
-        mu_natural={"A": A, "B": B, "C": C},
-        omega2=dict(zip(names, omega2)),
-        transforms=dict.fromkeys(names, "log"),
+        {"A": A, "B": B, "C": C},
+        omega2,
         x=t,
         n_individuals=n_individuals,
         a=sigma,

@@ -9,17 +9,9 @@ work), :func:`check_columns_unique` and :func:`check_response_dtype` on the user
 :func:`check_response_support` once the :class:`pymixnn.Data` is built; :class:`pymixnn.Data`
 itself calls :func:`check_columns_unique` and :func:`check_ids`, and ``Results.load`` calls
 :func:`check_loaded_model`. The checks live in errors.py (error types, closest-name hints),
-settings.py, data_checks.py and model_checks.py, all importable from here; numpy and pandas only.
+settings.py (with an example of check_settings), data_checks.py and model_checks.py, all importable
+from here; numpy and pandas only.
 
->>> check_settings(lr=0.02, max_steps=100, batch_size=64, num_particles=4, is_samples=None,
-...                threads=None, refine=True, progress=False, seed=0, dtype=None, device="cpu",
-...                likelihood="auto", dropna=False)
->>> check_settings(lr=-0.1, max_steps=100, batch_size=64, num_particles=4, is_samples=None,
-...                threads=None, refine=True, progress=False, seed=0, dtype=None, device="cpu",
-...                likelihood="auto", dropna=False)
-Traceback (most recent call last):
-...
-pymixnn.validation.InputError: lr must be a finite number > 0 (the SVI step size, e.g. lr=0.02), got -0.1
 >>> closest("Ka", ["ka", "V", "CL"])
 'ka'
 """
