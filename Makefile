@@ -22,7 +22,7 @@ TORCH_REQ := torch==2.13.0
 R_APT_PKGS := r-base-core r-base-dev r-cran-nlme r-cran-lme4 r-cran-reticulate \
 	r-cran-testthat r-cran-ggplot2 r-cran-gridextra r-cran-rlang r-cran-scales \
 	r-cran-mass r-cran-mclust r-cran-survival r-cran-ordinal r-cran-knitr \
-	r-cran-rmarkdown r-cran-jsonlite r-cran-png pandoc
+	r-cran-rmarkdown r-cran-jsonlite r-cran-png r-cran-desolve pandoc
 
 CORE_STAMP  := $(VENV)/.installed-core
 R_APT_STAMP := $(VENV)/.installed-r-apt

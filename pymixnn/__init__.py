@@ -12,6 +12,8 @@ from pymixnn import datasets
 from pymixnn.control import Control
 from pymixnn.data.table import Data
 from pymixnn.fitting import fit
+from pymixnn.model.dynamics.models import ODEModel
+from pymixnn.model.dynamics.solve import solve
 from pymixnn.model.genomic import Genomic
 from pymixnn.model.named import NAMED_MODELS, Model, named
 from pymixnn.model.observation import (
@@ -60,6 +62,8 @@ __all__ = [
     "FallbackWarning",
     "Data",
     "Model",
+    "ODEModel",
+    "solve",
     "named",
     "NAMED_MODELS",
     "Results",

@@ -38,6 +38,8 @@ class Control:
     device : "cpu", "cuda", "cuda:N" or "auto". dtype : "float32", "float64" or None.
     threads : torch threads during the fit (None: 1 below 200,000 observations).
     seed : random seed; the same seed gives identical results. progress : a progress bar.
+    ode_rtol, ode_atol : relative and absolute tolerances of the ODE solver (dopri5) of an
+        :func:`pymixnn.ODEModel` (compartment models and linear ODEs are solved exactly).
     """
 
     batch_size: int = 512
@@ -52,6 +54,8 @@ class Control:
     threads: int | None = None
     seed: int = 0
     progress: bool = True
+    ode_rtol: float = 1e-6
+    ode_atol: float = 1e-8
 
     def __post_init__(self) -> None:
         check_settings(dropna=False, **self.as_dict())

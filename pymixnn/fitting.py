@@ -23,6 +23,7 @@ import pandas as pd
 
 from pymixnn.control import Control, resolve_control
 from pymixnn.data.table import Data
+from pymixnn.model.dynamics.models import is_dynamic, solver_counts, with_solver
 from pymixnn.model.named import Model
 from pymixnn.model.observation import to_dict as observation_to_dict
 from pymixnn.problem import NLME
@@ -84,6 +85,8 @@ def fit(
     threads: int | None = UNSET,
     seed: int = UNSET,
     progress: bool = UNSET,
+    ode_rtol: float = UNSET,
+    ode_atol: float = UNSET,
 ):
     """Fit a nonlinear mixed-effects model by minibatch stochastic variational inference.
 
@@ -129,7 +132,8 @@ def fit(
         genotypes.
     control : a :class:`pymixnn.Control` with the algorithm settings below (defaults: batch_size=512,
         max_steps=4000, lr=0.02, num_particles=4, refine=True, is_samples=None, likelihood="auto",
-        device="cpu", dtype=None, threads=None, seed=0, progress=True); each can also be given
+        device="cpu", dtype=None, threads=None, seed=0, progress=True, ode_rtol=1e-6,
+        ode_atol=1e-8); each can also be given
         as a keyword, which then builds the Control (giving one both ways with different values
         is an error).
     batch_size : individuals per SVI minibatch. max_steps, lr, num_particles : SVI settings
@@ -146,6 +150,8 @@ def fit(
         observations, where more threads only add contention).
     seed : random seed; the same seed gives identical results.
     progress : show a tqdm progress bar.
+    ode_rtol, ode_atol : tolerances of the ODE solver of a :func:`pymixnn.ODEModel` (defaults
+        1e-6, 1e-8; compartment models and linear ODEs are solved exactly).
 
     Returns
     -------
@@ -166,6 +172,8 @@ def fit(
             threads=threads,
             seed=seed,
             progress=progress,
+            ode_rtol=ode_rtol,
+            ode_atol=ode_atol,
         ).items()
         if v is not UNSET
     }
@@ -177,7 +185,7 @@ def fit_problem(problem: NLME, control: Control):
     """Run the estimation of ``problem`` with the settings ``control``; a `Results`."""
     from pymixnn.results.results import Results  # results imports inference, which imports pyro
 
-    model, data = problem.model, problem.data
+    model, data = with_solver(problem.model, control.ode_rtol, control.ode_atol), problem.data
     if control.likelihood == "gq" and len(model.random) > 3:
         raise InputError(
             f"likelihood='gq' integrates at most 3 random effects (tensor-product "
@@ -242,9 +250,12 @@ def fit_problem(problem: NLME, control: Control):
         settings["fallbacks"] = dict(problem.fallbacks)
     if getattr(estimation, "run", None) is not None:  # one table of counts: inference's and the problem's
         run = estimation.run
+        solver = solver_counts(model)  # an ODE model's right-hand-side evaluations, solves, failures
         estimation = dataclasses.replace(
-            estimation, run=run.replace(fallbacks={**run.fallbacks, **problem.fallbacks})
+            estimation, run=run.replace(fallbacks={**run.fallbacks, **problem.fallbacks, **solver})
         )
+        if is_dynamic(model) and model.dynamics.__class__.__name__ == "ODESystem":
+            settings.update(ode_rtol=float(control.ode_rtol), ode_atol=float(control.ode_atol))
     res = Results(
         model=model,
         data=data,

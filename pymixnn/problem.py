@@ -26,7 +26,8 @@ import pandas as pd
 from pymixnn.control import Control
 from pymixnn.data.table import Data
 from pymixnn.model import transforms as tr
-from pymixnn.model.covariates import CovariateDesign, normalize_mapping
+from pymixnn.model.covariates import CovariateDesign, context_matrix, normalize_mapping
+from pymixnn.model.dynamics.models import bind_data, is_dynamic
 from pymixnn.model.named import Model, resolve
 from pymixnn.model.observation import Observation
 from pymixnn.model.observation import observation as resolve_observation
@@ -135,14 +136,23 @@ class NLME:
         else:
             roles = {"id": [id], "x": [x] if isinstance(x, str) else list(x or []), "y": [y]}
         check_genotype_role(genotype, roles)
+        if is_dynamic(model) and isinstance(data, pd.DataFrame):  # NONMEM columns
+            data = Data.from_nonmem(
+                data,
+                id=id or "ID",
+                time=x if isinstance(x, str) else "TIME",
+                dv=y or "DV",
+                covariates=covariate_columns or None,
+            )
         data = _as_data(data, id, x, y, covariate_columns, bool(dropna), aux, time_unit)
+        model = bind_data(model, data)
         _check_model_on_data(model, data, obs)
         check_design(model, data, obs)
         self.data, self.model, self.observation = data, model, obs
         self.genotype, self.genomic, self.init = genotype, genomic, init
         self.design = CovariateDesign.build(self.covariates, data.covariates, model.parameters)
         self.context_matrix = (
-            _context_matrix(data, self.context_columns, model) if self.context_columns else None
+            context_matrix(data.covariates, self.context_columns, model) if self.context_columns else None
         )
         self.fallbacks: dict[str, int] = {"start_values_replaced": 0}
         self.start = self.initial_values()
@@ -370,21 +380,6 @@ def _encode_response(data, obs: Observation, y):
     out = frame.copy()
     out[column] = codes
     return out, obs
-
-
-def _context_matrix(data: Data, columns: list[str], model: Model) -> np.ndarray:
-    """Context of a conditional flow, one row per individual: numeric covariates standardized,
-    categorical ones coded as indicators of their non-reference levels (CovariateDesign's coding)."""
-    coded = CovariateDesign.build({model.parameters[0]: columns}, data.covariates, model.parameters)
-    matrix = coded.matrix.astype(np.float64)
-    sd = matrix.std(axis=0)
-    constant = [coded.names[j] for j in np.nonzero(sd == 0)[0]]
-    if constant:
-        raise InputError(
-            f"flow context {columns}: {constant} take a single value in the data; "
-            "a conditional flow needs covariates that vary between individuals"
-        )
-    return (matrix - matrix.mean(axis=0)) / sd
 
 
 def _prepare_markers(genomic, genotype: str, data: Data) -> dict:

@@ -31,6 +31,8 @@ import pandas as pd
 
 from pymixnn.data.checks import as_float, validate_long_table
 from pymixnn.data.dates import TIME_UNITS, elapsed, is_datetime, since  # noqa: F401 (TIME_UNITS: former home)
+from pymixnn.data.events import EventTable
+from pymixnn.data.nonmem import read_nonmem
 
 __all__ = ["Data"]
 
@@ -82,8 +84,11 @@ class Data:
         source_positions: np.ndarray | None = None,
         time_unit: str | None = None,
         time_origins: dict | None = None,
+        events: EventTable | None = None,
     ) -> None:
         self.id_col = id_col
+        #: the event records of NONMEM-style data (:meth:`from_nonmem`); None for a plain table
+        self.events = events
         self.x_cols = list(x_cols)
         self.y_col = y_col
         self.covariate_cols = list(covariate_cols)
@@ -223,6 +228,72 @@ class Data:
             ) from None
         return cls.from_pandas(frame, id=id, x=x, y=y, covariates=covariates, dropna=dropna)
 
+    @classmethod
+    def from_nonmem(
+        cls,
+        df: pd.DataFrame,
+        id: str = "ID",
+        time: str = "TIME",
+        dv: str = "DV",
+        amt: str = "AMT",
+        evid: str = "EVID",
+        cmt: str = "CMT",
+        rate: str = "RATE",
+        ii: str = "II",
+        addl: str = "ADDL",
+        ss: str = "SS",
+        mdv: str = "MDV",
+        dvid: str = "DVID",
+        covariates: Sequence[str] | None = None,
+        time_varying: Sequence[str] | None = None,
+    ) -> Data:
+        """NONMEM-style event data: dose, observation, reset and other records in one table.
+
+        Column names are matched case-insensitively; absent optional columns take NONMEM's
+        defaults (:mod:`pymixnn.data.nonmem`). EVID 0 observation, 1 dose, 2 other, 3 reset,
+        4 reset and dose; ADDL/II expanded; SS 1/2 with II; RATE > 0 infusions, -1 / -2 rate /
+        duration given by the model's parameters; DVID names the endpoint of each observation.
+        ``covariates`` are individual-level (constant within an individual); ``time_varying``
+        ones are carried forward from record to record (LOCF) and reach the model's equations.
+
+        The observations (EVID 0, MDV 0) are the rows of the Data: x columns are
+        (time, ``DVID`` endpoint code, ``_individual`` and ``_record``: the individual's and the
+        record's positions in the event table), y is DV; :attr:`events` holds every
+        record. Individuals with records but no observation stay in :attr:`events` (for
+        simulation) and are listed by ``events.individuals_without_observations()``.
+        """
+        obs, events = read_nonmem(
+            df,
+            id=id,
+            time=time,
+            dv=dv,
+            amt=amt,
+            evid=evid,
+            cmt=cmt,
+            rate=rate,
+            ii=ii,
+            addl=addl,
+            ss=ss,
+            mdv=mdv,
+            dvid=dvid,
+            covariates=covariates,
+            time_varying=time_varying,
+        )
+        if obs.empty:
+            raise ValueError("the NONMEM table has no observation record (EVID 0 with MDV 0 and a DV)")
+        id_col, time_col, end_col, idx_col, rec_col, y_col = list(obs.columns[:6])
+        positions = np.arange(len(obs))
+        order = np.argsort(obs[idx_col].to_numpy(), kind="stable")
+        return cls(
+            obs.iloc[order],
+            id_col=str(id_col),
+            x_cols=[str(time_col), str(end_col), str(idx_col), str(rec_col)],
+            y_col=str(y_col),
+            covariate_cols=[str(c) for c in obs.columns[6:]],
+            source_positions=positions[order],
+            events=events,
+        )
+
     # ------------------------------------------------------------------ views
     def row_positions(self) -> np.ndarray:
         """Position in ``frame`` of each padded cell, shape (N, max n_i); -1 for padding."""
@@ -279,6 +350,7 @@ class Data:
             source_positions=source[keep],
             time_unit=self.time_unit,
             time_origins=self.time_origins,
+            events=self.events,  # whole: the x column INDEX_COLUMN points into it
         )
 
     # ------------------------------------------------------------------ the user's order
@@ -326,6 +398,13 @@ class Data:
         return out
 
     def __repr__(self) -> str:
+        if self.events is not None:
+            c = self.events.counts()
+            return (
+                f"Data (NONMEM events): {self.n_individuals} individuals, {self.n_obs} observations, "
+                f"{c['doses']} doses ({c['addl_doses']} from ADDL), endpoints={list(self.events.endpoints)}, "
+                f"covariates={self.covariate_cols}, time_varying={self.events.time_varying}"
+            )
         return (
             f"Data: {self.n_individuals} individuals, {self.n_obs} observations, "
             f"x={self.x_cols}, y={self.y_col!r}, covariates={self.covariate_cols}"

@@ -22,7 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-__all__ = ["CovariateDesign", "normalize_mapping"]
+from pymixnn.validation import InputError
+
+__all__ = ["CovariateDesign", "context_matrix", "normalize_mapping"]
 
 
 def normalize_mapping(covariates: Mapping[str, Sequence[str] | str] | None) -> dict[str, list[str]]:
@@ -130,3 +132,18 @@ class CovariateDesign:
             else:
                 out[:, j] = (values == level).to_numpy(dtype=np.float64)
         return out
+
+
+def context_matrix(covariates, columns: list[str], model) -> np.ndarray:
+    """Context of a conditional flow, one row per individual: numeric covariates standardized,
+    categorical ones coded as indicators of their non-reference levels (CovariateDesign's coding)."""
+    coded = CovariateDesign.build({model.parameters[0]: columns}, covariates, model.parameters)
+    matrix = coded.matrix.astype(np.float64)
+    sd = matrix.std(axis=0)
+    constant = [coded.names[j] for j in np.nonzero(sd == 0)[0]]
+    if constant:
+        raise InputError(
+            f"flow context {columns}: {constant} take a single value in the data; "
+            "a conditional flow needs covariates that vary between individuals"
+        )
+    return (matrix - matrix.mean(axis=0)) / sd

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from pymixnn.model import growth, pd, pk
+from pymixnn.model.dynamics.compartments import COMPARTMENT_MODELS
 from pymixnn.model.spec import ERROR_MODELS, Model
 
 __all__ = ["Model", "ERROR_MODELS", "NamedModel", "NAMED_MODELS", "named", "resolve"]
@@ -125,9 +126,14 @@ def named(name: str, **options) -> Model:
     >>> named("onecpt_oral", init={"ka": 1, "V": 20, "CL": 0.5}).transforms["V"]
     'log'
     """
+    if name in COMPARTMENT_MODELS:  # dynamic: solved on event data (Data.from_nonmem)
+        from pymixnn.model.dynamics.models import pk_model
+
+        return pk_model(name, **options)
     if name not in NAMED_MODELS:
         raise ValueError(
-            f"unknown model {name!r}; named models are {sorted(NAMED_MODELS)}, or pass a pymixnn.Model"
+            f"unknown model {name!r}; named models are {sorted(NAMED_MODELS)} and the compartment "
+            f"models {sorted(COMPARTMENT_MODELS)}, or pass a pymixnn.Model"
         )
     record = NAMED_MODELS[name]
     fields = dict(

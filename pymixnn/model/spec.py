@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -56,6 +57,8 @@ class Model:
     name : a label (the registry name for named models).
     x_names : what each x column means, for messages and documentation (e.g. ("dose", "time")).
     self_start : optional callable ``(x, y) -> {name: value}`` giving data-based initial values.
+    dynamics : the dynamic system of a compartment or ODE model (:mod:`pymixnn.model.dynamics`;
+        set by :func:`pymixnn.ODEModel` and the named ``pk*`` models), None for a closed-form curve.
     time : which x column is time, used by :meth:`Results.vpc` and :meth:`Results.plot_individuals`
         when x has several columns: its position in x (named models whose x is (dose, time) set 1)
         or its column name in the data. None: not declared (a model with one x column needs none).
@@ -73,6 +76,7 @@ class Model:
     x_names: Sequence[str] | None = None
     self_start: SelfStart | None = field(default=None, compare=False)
     time: int | str | None = None
+    dynamics: Any = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not callable(self.function):

@@ -42,6 +42,8 @@ def check_settings(
     device: Any,
     likelihood: Any,
     dropna: Any,
+    ode_rtol: Any = 1e-6,
+    ode_atol: Any = 1e-8,
 ) -> None:
     """Every algorithm setting of :func:`pymixnn.fit`: kind, range and known names. A device
     "cuda" (or "cuda:N") is checked against the CUDA devices torch finds."""
@@ -59,6 +61,9 @@ def check_settings(
         raise InputError(
             f"threads must be a positive integer (torch threads) or None for the default, got {threads!r}"
         )
+    for name, value in dict(ode_rtol=ode_rtol, ode_atol=ode_atol).items():
+        if not (is_real(value) and math.isfinite(value) and 0 < value < 1):
+            raise InputError(f"{name} must be a number in (0, 1) (an ODE solver tolerance), got {value!r}")
     if not (is_integer(seed) and seed >= 0):
         raise InputError(f"seed must be a non-negative integer, got {seed!r}")
     for name, value in dict(refine=refine, progress=progress, dropna=dropna).items():

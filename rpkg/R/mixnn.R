@@ -76,17 +76,21 @@ mixnnModel <- function(model, description = NULL, psi0 = NULL, transform.par = N
 #' @param progress Show a progress bar.
 #' @param dropna Drop rows with a missing response instead of stopping (an R warning says how
 #'   many, and the first one's row name).
+#' @param ode_rtol,ode_atol Tolerances of the ODE solver of an ODE model (compartment models
+#'   are solved exactly).
 #' @return A list of settings: the fields of `pymixnn.Control`, then `dropna`.
 #' @export
 mixnnControl <- function(seed = 0L, batch_size = 512L, max_steps = 4000L, lr = 0.02,
                          num_particles = 4L, refine = TRUE, is_samples = NULL,
                          likelihood = "auto", device = "cpu", dtype = NULL, threads = NULL,
-                         progress = interactive(), dropna = FALSE) {
+                         progress = interactive(), dropna = FALSE, ode_rtol = 1e-6,
+                         ode_atol = 1e-8) {
   int <- function(v) if (is.null(v)) NULL else as.integer(v)
   list(seed = int(seed), batch_size = int(batch_size), max_steps = int(max_steps),
        lr = as.numeric(lr), num_particles = int(num_particles), refine = isTRUE(refine),
        is_samples = int(is_samples), likelihood = likelihood, device = device, dtype = dtype,
-       threads = int(threads), progress = isTRUE(progress), dropna = isTRUE(dropna))
+       threads = int(threads), progress = isTRUE(progress), dropna = isTRUE(dropna),
+       ode_rtol = as.numeric(ode_rtol), ode_atol = as.numeric(ode_atol))
 }
 
 #' Fit a nonlinear mixed-effects model with pymixnn

@@ -1,0 +1,169 @@
+"""`EventFunction`: a dynamic model's structural function bound to an event table.
+
+It has the ``f(psi, x)`` signature of every structural model, so the inference layer treats it like
+a closed-form curve: x (B, T, 4) holds, per requested cell, the time, the endpoint code, the
+individual's position in the event table and the record's position among its records (-1 for a
+time of one's own, e.g. a prediction grid). The event records of the batch's individuals are
+gathered from tensors made once per dtype and device.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from pymixnn.data.events import EventTable
+from pymixnn.model.dynamics.engine import solve_records
+from pymixnn.model.dynamics.superposition import superpose_boluses
+from pymixnn.model.dynamics.system import System, dosing_table
+from pymixnn.validation import InputError
+
+__all__ = ["EventFunction", "check_events"]
+
+
+def check_events(system: System, events: EventTable, name: str) -> np.ndarray:
+    """Errors naming the row and value: a dose into a compartment the model lacks, RATE = -1 / -2
+    without the model's rate / duration parameter, an endpoint without an output. Returns the map
+    data endpoint code -> output index."""
+    dose = events.is_dose
+    for cmt, row in zip(events.cmt[dose], events.row[dose]):
+        if int(cmt) not in system.dose_to:
+            raise InputError(
+                f"column CMT: row {row!r} doses compartment {int(cmt)}, but model {name!r} has compartments "
+                f"{system.describe_compartments()}"
+            )
+    for code, key, what in (
+        (-1, "rate", "RATE = -1 (modeled rate)"),
+        (-2, "duration", "RATE = -2 (modeled duration)"),
+    ):
+        at = dose & (events.rate == code)
+        for cmt, row in zip(events.cmt[at], events.row[at]):
+            d = system.dosing.get(int(cmt))
+            if d is None or getattr(d, key) is None:
+                raise InputError(
+                    f"column RATE: row {row!r} has {what} into compartment {int(cmt)}, but model "
+                    f"{name!r} has no {key} parameter for it "
+                    f"(give {key}=True or {key}={{{int(cmt)}: 'name'}})"
+                )
+    outputs = list(system.endpoints)
+    if len(outputs) == 1 and len(events.endpoints) == 1:
+        return np.zeros(1, dtype=np.int64)
+    mapping = []
+    for e in events.endpoints:
+        if e not in outputs:
+            row = events.row[events.endpoint == events.endpoints.index(e)][0]
+            raise InputError(
+                f"endpoint {e!r} (column DVID) has no output in model {name!r}: row {row!r} has DVID "
+                f"{e!r}; its outputs are {outputs}"
+            )
+        mapping.append(outputs.index(e))
+    return np.asarray(mapping, dtype=np.int64)
+
+
+class EventFunction:
+    """``f(psi, x)`` of ``system`` on the records of ``events`` (see module docstring)."""
+
+    def __init__(self, system: System, events: EventTable, name: str = "dynamic", max_overlap: int = 4):
+        self.system, self.events, self.name = system, events, name
+        self.__name__ = name
+        self.endpoint_map = check_events(system, events, name)
+        n_cmt = max([*system.dose_to, *(int(c) for c in events.cmt)] or [1])
+        self.dosing = dosing_table(system.dosing, system.parameters, n_cmt)
+        table = torch.full((n_cmt + 1,), -1, dtype=torch.long)
+        for cmt in system.dose_to:
+            table[cmt] = system.dose_state(cmt)
+        self.dose_state = table
+        self.max_overlap = max_overlap
+        self._padded = events.padded()
+        self._cache: dict[Any, dict[str, torch.Tensor]] = {}
+        counts = events.counts()
+        # boluses only into a linear compartment model: the compact superposition
+        self.bolus_only = hasattr(system, "modes") and not (
+            counts["infusions"] or counts["steady_state_doses"] or counts["resets"]
+        )
+        if self.bolus_only:
+            self._doses = _compact_doses(self._padded)
+
+    def records(self, dtype: torch.dtype, device: torch.device) -> dict[str, torch.Tensor]:
+        key = (dtype, str(device))
+        if key not in self._cache:
+            out = {}
+            for name, arr in self._padded.items():
+                if arr.dtype == bool:
+                    out[name] = torch.as_tensor(arr, device=device)
+                elif np.issubdtype(arr.dtype, np.integer):
+                    out[name] = torch.as_tensor(arr, dtype=torch.long, device=device)
+                else:
+                    out[name] = torch.as_tensor(arr, dtype=dtype, device=device)
+            self._cache[key] = out
+        return self._cache[key]
+
+    def __call__(self, psi: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        individual = x[..., 0, 2].long()
+        if self.bolus_only and psi.shape[-2] == 1:
+            return self._boluses(psi[..., 0, :], x, individual)
+        rec_all = self.records(psi.dtype, psi.device)
+        rec = {k: v[individual] for k, v in rec_all.items()}
+        request = {
+            "time": x[..., 0].to(psi.dtype),
+            "endpoint": x[..., 1].long(),
+            "record": x[..., 3].long(),
+        }
+        return solve_records(
+            self.system,
+            rec,
+            psi,
+            self.dosing,
+            self.dose_state,
+            torch.as_tensor(self.endpoint_map),
+            request,
+            self.max_overlap,
+        )
+
+    def _boluses(self, psi: torch.Tensor, x: torch.Tensor, individual: torch.Tensor) -> torch.Tensor:
+        key = ("doses", psi.dtype, str(psi.device))
+        if key not in self._cache:
+            self._cache[key] = {
+                k: torch.as_tensor(v, device=psi.device, dtype=psi.dtype if v.dtype == np.float64 else None)
+                for k, v in self._doses.items()
+            }
+        d = {k: v[individual] for k, v in self._cache[key].items()}
+        ext = torch.cat([psi, psi.new_zeros(*psi.shape[:-1], 1), psi.new_ones(*psi.shape[:-1], 1)], -1)
+        cols = self.dosing.to(psi.device)[d["cmt"]]  # (B, J, 4)
+        lead = psi.shape[:-2]
+        lag = ext.gather(-1, cols[..., 0].expand(*lead, *cols.shape[:-1]))
+        amount = ext.gather(-1, cols[..., 1].expand(*lead, *cols.shape[:-1])) * d["amt"]
+        d["state"] = self.dose_state.to(psi.device)[d["cmt"]].clamp_min(0)
+        request = {"time": x[..., 0], "endpoint": x[..., 1].long(), "record": x[..., 3].long()}
+        return superpose_boluses(
+            self.system, psi, d, lag, amount, request, torch.as_tensor(self.endpoint_map)
+        )
+
+    def __repr__(self) -> str:
+        return f"EventFunction({self.name!r}, {self.events.n_individuals} individuals)"
+
+
+def _compact_doses(padded: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each individual's dose records packed to the left, (N, J): time, amt, cmt, order (the
+    record's position), valid."""
+    dose = padded["valid"] & ((padded["evid"] == 1) | (padded["evid"] == 4))
+    n, k = dose.shape
+    J = max(int(dose.sum(1).max()), 1)
+    out = {
+        "time": np.zeros((n, J)),
+        "amt": np.zeros((n, J)),
+        "cmt": np.ones((n, J), dtype=np.int64),
+        "order": np.zeros((n, J), dtype=np.int64),
+        "valid": np.zeros((n, J), dtype=bool),
+    }
+    for i in range(n):
+        at = np.flatnonzero(dose[i])
+        m = len(at)
+        out["time"][i, :m] = padded["time"][i, at]
+        out["amt"][i, :m] = padded["amt"][i, at]
+        out["cmt"][i, :m] = padded["cmt"][i, at]
+        out["order"][i, :m] = at
+        out["valid"][i, :m] = True
+    return out
