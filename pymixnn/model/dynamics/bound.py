@@ -101,6 +101,8 @@ class EventFunction:
         return self._cache[key]
 
     def __call__(self, psi: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 2:  # one request per row (the results' evaluator): psi (n, P), x (n, 4)
+            return self._rows(psi, x)
         individual = x[..., 0, 2].long()
         if self.bolus_only and psi.shape[-2] == 1:
             return self._boluses(psi[..., 0, :], x, individual)
@@ -121,6 +123,30 @@ class EventFunction:
             request,
             self.max_overlap,
         )
+
+    def _rows(self, psi: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Rows grouped by individual into the padded layout and back; a row whose time is not
+        its record's time (a grid point) is a time of its own (record -1)."""
+        ind = x[:, 2].long().cpu().numpy()
+        order = np.argsort(ind, kind="stable")
+        uniq, start, counts = np.unique(ind[order], return_index=True, return_counts=True)
+        T = int(counts.max()) if len(counts) else 1
+        slot = np.arange(len(ind)) - np.repeat(start, counts)
+        xp = torch.zeros(len(uniq), T, 4, dtype=psi.dtype, device=psi.device)
+        o = torch.as_tensor(order, device=psi.device)
+        b = torch.as_tensor(np.repeat(np.arange(len(uniq)), counts), device=psi.device)
+        j = torch.as_tensor(slot, device=psi.device)
+        xp[b, j] = x[o].to(psi.dtype)
+        xp[..., 2] = torch.as_tensor(uniq, dtype=psi.dtype, device=psi.device).unsqueeze(-1)
+        times = torch.as_tensor(self._padded["time"], dtype=psi.dtype, device=psi.device)
+        rec = xp[..., 3].long()
+        at_record = times[xp[..., 2].long(), rec.clamp(0, times.shape[1] - 1)]
+        xp[..., 3] = torch.where((rec >= 0) & (at_record == xp[..., 0]), xp[..., 3], torch.full_like(xp[..., 3], -1))
+        first = torch.as_tensor(order[start], device=psi.device)
+        out = self(psi[first].unsqueeze(-2), xp)  # (U, T)
+        result = torch.empty(len(ind), dtype=out.dtype, device=out.device)
+        result[o] = out[b, j]
+        return result
 
     def _boluses(self, psi: torch.Tensor, x: torch.Tensor, individual: torch.Tensor) -> torch.Tensor:
         key = ("doses", psi.dtype, str(psi.device))
