@@ -1,12 +1,12 @@
 """`python -m benchmarks SUITE [args]`: run one suite, e.g. `python -m benchmarks pipeline --quick`,
 `python -m benchmarks random_effects`, `python -m benchmarks discrete`,
-`python -m benchmarks genomic`, `python -m benchmarks scaling`."""
+`python -m benchmarks genomic`, `python -m benchmarks scaling`, `python -m benchmarks dynamics`."""
 
 from __future__ import annotations
 
 import sys
 
-from benchmarks import discrete, genomic, pipeline, random_effects, scaling
+from benchmarks import discrete, dynamics, genomic, pipeline, random_effects, scaling
 
 SUITES = {
     "pipeline": pipeline.main,
@@ -14,6 +14,7 @@ SUITES = {
     "discrete": discrete.main,
     "genomic": genomic.main,
     "scaling": scaling.main,
+    "dynamics": dynamics.main,
 }
 
 

@@ -31,6 +31,7 @@ from pymixnn.model.dynamics.models import bind_data, is_dynamic
 from pymixnn.model.named import Model, resolve
 from pymixnn.model.observation import Observation
 from pymixnn.model.observation import observation as resolve_observation
+from pymixnn.model.observation.endpoints import resolve_endpoints, split_spec
 from pymixnn.model.random_effects import resolve as resolve_law
 from pymixnn.validation import (
     InputError,
@@ -99,6 +100,7 @@ class NLME:
             raise InputError(f"dropna must be True or False, got {dropna!r}")
         self.covariates = normalize_mapping(covariates)
         model = resolve(model)
+        observation, error, per_endpoint = split_spec(observation, error)
         obs = resolve_observation(observation)
         frame = data.frame if isinstance(data, Data) else data
         aux = check_observation_columns(frame, obs, trials, censoring, error)
@@ -146,6 +148,7 @@ class NLME:
             )
         data = _as_data(data, id, x, y, covariate_columns, bool(dropna), aux, time_unit)
         model = bind_data(model, data)
+        obs = obs if per_endpoint is None else resolve_endpoints(per_endpoint, data)
         _check_model_on_data(model, data, obs)
         check_design(model, data, obs)
         self.data, self.model, self.observation = data, model, obs

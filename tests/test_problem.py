@@ -75,6 +75,8 @@ def test_control_fields_and_checks():
         "threads",
         "seed",
         "progress",
+        "ode_rtol",
+        "ode_atol",
     ]
     c = pymixnn.Control()
     assert (c.batch_size, c.max_steps, c.lr, c.seed, c.likelihood) == (512, 4000, 0.02, 0, "auto")

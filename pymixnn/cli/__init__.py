@@ -1,4 +1,5 @@
-"""The ``pymixnn`` command: ``pymixnn demo`` and ``pymixnn fit DATA.csv --model NAME ...``.
+"""The ``pymixnn`` command: ``pymixnn demo``, ``pymixnn fit DATA.csv --model NAME ...`` and
+``pymixnn solve DATA.csv --model NAME --params NAME=VALUE ...``.
 
     pymixnn demo [--json PATH] [--plot PATH] [--seed N] [--max-steps N] [--lr LR]
     pymixnn fit DATA.csv --model NAME --id COL --x COL[,COL] --y COL [--encoding NAME]
@@ -6,6 +7,15 @@
                 [--init NAME=VALUE ...] [--random P[,P]] [--random-effects gaussian|mixture|flow]
                 [--n-components K|auto] [--context COL[,COL]] [--levels L1,L2,...] [--time COL]
                 [--json PATH] [--plot PATH] [--seed N] [--max-steps N] [--lr LR] [--no-progress]
+    pymixnn fit DATA.csv --nonmem --model pk1cpt_iv [--id ID] [--time TIME] [--dv DV]
+                [--column ROLE=COL ...] [--dosing tlag,F,rate,duration] [--time-varying COL[,COL]]
+                [--init NAME=VALUE ...] [--covariate PARAM=COL ...] ...
+    pymixnn solve DATA.csv --model pk1cpt_iv --params NAME=VALUE ... [--times T[,T]] [--out PATH]
+                [--id ID] [--time TIME] [--dv DV] [--column ROLE=COL ...] [--dosing P[,P]]
+
+``--nonmem`` reads DATA.csv as a NONMEM event table (:meth:`pymixnn.Data.from_nonmem`; columns ID,
+TIME, DV, AMT, EVID, CMT, RATE, II, ADDL, SS, MDV, DVID matched case-insensitively, others named
+by ``--column ROLE=COL``) for a compartment model (pk1cpt_iv, pk1cpt_oral, pk2cpt_iv, ...).
 
 Errors in the input (a missing column or file, a non-numeric value, an unknown parameter name, an
 output directory that does not exist...) print one line and exit with 2, before any fitting; rows of
@@ -16,9 +26,10 @@ renamed), so an interrupted run never leaves a half-written one. Input errors ar
 a TypeError included, is a bug: it prints its traceback and exits with 1.
 
 The command's parts: :mod:`pymixnn.cli.parser` (flags), :mod:`pymixnn.cli.spec` (the command line
-as the arguments of :func:`pymixnn.fit`), :mod:`pymixnn.cli.files` (input and output paths, the data
-file), :mod:`pymixnn.cli.output` (atomic result files), :mod:`pymixnn.cli.messages` (one-line errors
-and warnings in the command line's terms).
+as the arguments of :func:`pymixnn.fit`), :mod:`pymixnn.cli.nonmem` (NONMEM event data),
+:mod:`pymixnn.cli.solve` (the ``solve`` subcommand), :mod:`pymixnn.cli.files` (input and output
+paths, the data file), :mod:`pymixnn.cli.output` (atomic result files), :mod:`pymixnn.cli.messages`
+(one-line errors and warnings in the command line's terms).
 """
 
 from __future__ import annotations
@@ -29,6 +40,7 @@ import warnings
 from pymixnn.cli.messages import InputError, cli_text, fail, warning_printer
 from pymixnn.cli.output import write_results
 from pymixnn.cli.parser import build_parser
+from pymixnn.cli.solve import run_solve
 from pymixnn.cli.spec import DEMO as DEMO  # the demo's fit arguments, as before the split
 from pymixnn.cli.spec import prepare
 
@@ -65,10 +77,12 @@ def _main(argv: list[str] | None) -> int:
     except SystemExit as done:  # --help (0), or a usage error already printed on one line (2)
         return done.code if isinstance(done.code, int) else 0
     # the rows of a data file are its lines; the bundled demo data keep their index
-    lines = args.command == "fit"
+    lines = args.command in ("fit", "solve")
     with warnings.catch_warnings():
         warnings.showwarning = warning_printer(lines)
         try:
+            if args.command == "solve":
+                return run_solve(args)
             df, spec = prepare(args)
             import pymixnn
 

@@ -4,16 +4,44 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import NoReturn
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
 
-__all__ = ["CommandParser", "build_parser", "positive_int", "positive_float"]
+from pymixnn.cli.nonmem import add_nonmem_flags
+from pymixnn.cli.solve import add_solve_parser
+
+__all__ = ["CommandParser", "build_parser", "positive_int", "positive_float", "fit_requires"]
 
 
 class CommandParser(argparse.ArgumentParser):
-    """argparse whose usage errors are one line (the usage of ``fit`` alone takes a dozen)."""
+    """argparse whose usage errors are one line (the usage of ``fit`` alone takes a dozen).
+
+    ``requires(namespace)`` names the flags still missing once parsed (flags required or not
+    depending on others, e.g. ``--id`` unless ``--nonmem``): reported as argparse reports
+    missing required arguments."""
+
+    def __init__(self, *args: Any, requires: Callable[[argparse.Namespace], list[str]] | None = None, **kw):
+        super().__init__(*args, **kw)
+        self.requires = requires
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        namespace, rest = super().parse_known_args(args, namespace)
+        missing = self.requires(namespace) if self.requires is not None else []
+        if missing:
+            self.error(f"the following arguments are required: {', '.join(missing)}")
+        return namespace, rest
+
+
+def fit_requires(args: argparse.Namespace) -> list[str]:
+    """The flags ``fit`` misses: --model always; --id, --x and --y unless --nonmem (then ID, TIME
+    and DV by default)."""
+    needed = ["model"] if getattr(args, "nonmem", False) else ["model", "id", "x", "y"]
+    return ["--" + k for k in needed if getattr(args, k, None) is None]
 
 
 def positive_int(text: str) -> int:
@@ -53,7 +81,7 @@ def _outputs(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The parser of the ``pymixnn`` command, with its subcommands ``demo`` and ``fit``."""
+    """The parser of the ``pymixnn`` command, with its subcommands ``demo``, ``fit`` and ``solve``."""
     parser = CommandParser(
         prog="pymixnn",
         description="Nonlinear mixed-effects models by minibatch stochastic variational inference.",
@@ -64,15 +92,19 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="fit the bundled theophylline data (saemix's reference model) and print the summary"
     )
     _outputs(demo)
-    fit = sub.add_parser("fit", help="fit a named model to a CSV file in long format")
+    fit = sub.add_parser(
+        "fit",
+        help="fit a named model to a CSV file in long format (or a NONMEM table: --nonmem)",
+        requires=fit_requires,
+    )
     fit.add_argument("data", metavar="DATA.csv")
     fit.add_argument(
         "--encoding", default="utf-8", help="text encoding of DATA.csv (default utf-8; e.g. latin-1, cp1252)"
     )
-    fit.add_argument("--model", required=True, help="named model, e.g. logistic, onecpt_oral")
-    fit.add_argument("--id", required=True, help="column identifying individuals")
-    fit.add_argument("--x", required=True, help="column(s) of the structural model, comma-separated")
-    fit.add_argument("--y", required=True, help="response column")
+    fit.add_argument("--model", help="named model, e.g. logistic, onecpt_oral, pk1cpt_iv (with --nonmem)")
+    fit.add_argument("--id", help="column identifying individuals (with --nonmem: default ID)")
+    fit.add_argument("--x", help="column(s) of the structural model, comma-separated (not with --nonmem)")
+    fit.add_argument("--y", "--dv", dest="y", help="response column (with --nonmem: default DV)")
     fit.add_argument(
         "--covariate",
         action="append",
@@ -81,9 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit.add_argument(
         "--init",
-        action="append",
+        action="extend",
+        nargs="+",
         metavar="NAME=VALUE",
-        help="initial value of a fixed effect, natural scale (repeatable)",
+        help="initial value(s) of fixed effects, natural scale (repeatable)",
     )
     fit.add_argument(
         "--random", metavar="P[,P]", help="parameters with a random effect (default: the model's, all)"
@@ -140,8 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--time",
         metavar="COL",
         help="the x column that is time in --plot and --vpc "
-        "(needed when x has several columns and the model does not say)",
+        "(needed when x has several columns and the model does not say); "
+        "with --nonmem the TIME column (default TIME)",
     )
+    add_nonmem_flags(fit)
     fit.add_argument(
         "--genotype", metavar="COL", help="column of each individual's genotype (with --markers)"
     )
@@ -161,4 +196,5 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--manhattan", metavar="DIR", help="write Manhattan PNGs (one per parameter)")
     fit.add_argument("--marker-effects", metavar="PATH", help="write the marker effects as CSV")
     _outputs(fit)
+    add_solve_parser(sub)
     return parser

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from pymixnn.cli.files import check_input, check_outputs, read_csv
 from pymixnn.cli.messages import InputError
+from pymixnn.cli.nonmem import compartment_model, is_compartment, read_events
 from pymixnn.validation import did_you_mean
 
 if TYPE_CHECKING:
@@ -105,6 +106,12 @@ def prepare(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
         init=init or None,
         **steps,
     )
+    if args.nonmem:  # the event table as Data: its columns are named here, not by id/x/y
+        used = [c for cols in covariates.values() for c in cols] + names(args.context)
+        df = read_events(df, args, list(dict.fromkeys(used)))
+        spec.update(model=model, id=None, x=None, y=None)
+        if args.time is not None:  # the TIME column as the data name it (matched case-insensitively)
+            args.time = df.x_cols[0]
     if args.random:
         spec["random"] = names(args.random)
     spec.update({k: v for k, v in dict(error=args.error, omega=args.omega).items() if v})
@@ -127,7 +134,7 @@ def prepare(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
         spec["genomic"] = pymixnn.Genomic(
             args.markers, params=names(args.genomic_params), prior=args.prior, map=args.map
         )
-    if args.time is not None and args.time not in df.columns:
+    if not args.nonmem and args.time is not None and args.time not in df.columns:
         raise InputError(
             f"--time {args.time!r} is not a column of {str(path)!r}; its columns are {list(df.columns)}"
         )
@@ -135,14 +142,28 @@ def prepare(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
 
 
 def check_model(args: argparse.Namespace) -> Model:
-    """The named model of ``--model``; an unknown name is an error listing the valid ones."""
+    """The named model of ``--model``; an unknown name is an error listing the valid ones. A
+    compartment model (with its ``--dosing`` parameters) needs ``--nonmem`` and ``--nonmem`` one."""
+    from pymixnn.model.dynamics.compartments import COMPARTMENT_MODELS
     from pymixnn.model.named import NAMED_MODELS, named
 
+    nonmem = getattr(args, "nonmem", False)
+    if is_compartment(args.model):
+        return compartment_model(args)
+    if nonmem:  # NONMEM data: the compartment models are the candidates
+        hint = did_you_mean(args.model, COMPARTMENT_MODELS, cutoff=0.5)
+        raise InputError(
+            f"--nonmem: model {args.model!r} is not a compartment model{hint}; with NONMEM event data "
+            f"use one of {sorted(COMPARTMENT_MODELS)}"
+        )
     if args.model not in NAMED_MODELS:
         hint = did_you_mean(args.model, NAMED_MODELS, cutoff=0.5)
         raise InputError(
             f"--model {args.model!r} is not a named model{hint}; use one of {sorted(NAMED_MODELS)}"
         )
+    for flag in ("--column", "--time-varying", "--dosing"):
+        if getattr(args, flag[2:].replace("-", "_"), None):
+            raise InputError(f"{flag} applies to NONMEM data: add --nonmem and a compartment model")
     return named(args.model)
 
 

@@ -291,6 +291,7 @@ class Data:
             y_col=str(y_col),
             covariate_cols=[str(c) for c in obs.columns[6:]],
             source_positions=positions[order],
+            aux_cols={"endpoint": str(end_col)},  # the endpoint code of each observation
             events=events,
         )
 

@@ -31,7 +31,19 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["load", "names", "info", "load_markers", "load_map", "marker_names"]
+from pymixnn.datasets.events import load_nonmem, nonmem_info, nonmem_names
+
+__all__ = [
+    "load",
+    "names",
+    "info",
+    "load_markers",
+    "load_map",
+    "marker_names",
+    "load_nonmem",
+    "nonmem_info",
+    "nonmem_names",
+]
 
 _PINHEIRO_BATES = "Pinheiro JC, Bates DM (2000). Mixed-Effects Models in S and S-PLUS. Springer, New York."
 _SAEMIX = (

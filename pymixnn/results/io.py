@@ -143,6 +143,7 @@ def save_results(res, path: str | Path) -> Path:
             "error": m.error,
             "error_init": m.error_init,
             "x_names": list(m.x_names) if m.x_names else None,
+            **({"dynamics": dynamics_record(m)} if getattr(m, "dynamics", None) is not None else {}),
         },
         "data": {
             "frame": d.user_frame(),
@@ -153,6 +154,7 @@ def save_results(res, path: str | Path) -> Path:
             "aux": d.aux_cols,
             "time_unit": d.time_unit,
             "time_origins": {c: pd.Timestamp(t).isoformat() for c, t in d.time_origins.items()},
+            **({"events": events_record(d)} if getattr(d, "events", None) is not None else {}),
         },
         "design": dataclasses.asdict(res.design),
         # asdict turns the typed records (law, genomic, run) into plain dicts
@@ -167,6 +169,113 @@ def save_results(res, path: str | Path) -> Path:
     path = Path(path)
     path.write_text(json.dumps(encode(record)))
     return path
+
+
+def dynamics_record(model: Model) -> dict[str, Any]:
+    """How to rebuild a dynamic model: a named compartment model's dosing parameters acting on
+    CMT 1 (tlag, F, rate, duration: the parameter's name or None) and output name; "ode" for an
+    ODE model (rebuilt by the caller: ``Results.load(path, model=...)``)."""
+    from pymixnn.model.dynamics.compartments import COMPARTMENT_MODELS
+
+    system = model.dynamics
+    if model.name not in COMPARTMENT_MODELS or not hasattr(system, "n_compartments"):
+        return {"kind": "ode"}
+    dosing = system.dosing.get(1)
+    names = {k: getattr(dosing, k, None) for k in ("tlag", "F", "rate", "duration")}
+    return {"kind": "compartment", **names, "endpoint": system.endpoints[0]}
+
+
+def events_record(data: Data) -> dict[str, Any]:
+    """The event records of NONMEM-style data as a NONMEM table that ``Data.from_nonmem`` reads
+    back to the same event table and observations: the records in table order with ADDL already
+    expanded (ADDL 0), DV and MDV on the observations, the individual-level covariates, each
+    record's source row label as the index; the ADDL flags and the user's row order of the
+    observations."""
+    ev = data.events
+    frame = ev.to_frame(id=data.id_col).rename(columns={"TIME": data.x_cols[0]})
+    addl = frame.pop("ADDL_DOSE").to_numpy(bool)
+    starts = np.concatenate([[0], np.cumsum(np.bincount(ev.individual, minlength=ev.n_individuals))[:-1]])
+    at = starts[data.x[:, 2].astype(np.int64)] + data.x[:, 3].astype(np.int64)
+    dv, mdv = np.zeros(len(frame)), np.ones(len(frame))
+    dv[at], mdv[at] = data.y, 0.0
+    frame[data.y_col], frame["MDV"] = dv, mdv
+    covs = data.covariates.reindex(pd.Index(ev.ids))  # individuals without observations: the first's
+    covs = covs.fillna(data.covariates.iloc[0]) if len(data.covariates.columns) else covs
+    for c in data.covariate_cols:
+        frame[c] = covs[c].to_numpy()[ev.individual]
+    frame.index = pd.Index(ev.row.tolist())
+    return {
+        "records": frame,
+        "time_varying": ev.time_varying,
+        "addl": addl,
+        "user_order": np.asarray(data.user_order, dtype=np.int64),
+    }
+
+
+def data_from_record(dd: dict[str, Any]) -> Data:
+    """The :class:`Data` of a saved data record (a plain table, or event data: see
+    :func:`events_record`)."""
+    if "events" not in dd:
+        return Data.from_pandas(
+            dd["frame"],
+            id=dd["id"],
+            x=dd["x"],
+            y=dd["y"],
+            covariates=dd["covariates"] or None,
+            aux=dd.get("aux") or None,
+        )
+    ev = dd["events"]
+    data = Data.from_nonmem(
+        ev["records"],
+        id=dd["id"],
+        time=dd["x"][0],
+        dv=dd["y"],
+        **dict(amt="AMT", evid="EVID", cmt="CMT", rate="RATE", ii="II", ss="SS", mdv="MDV", dvid="DVID"),
+        covariates=dd["covariates"] or None,
+        time_varying=ev["time_varying"] or None,
+    )
+    data.events = dataclasses.replace(data.events, addl=np.asarray(ev["addl"], dtype=bool))
+    data.user_order = np.asarray(ev["user_order"], dtype=np.int64)
+    return data
+
+
+def _load_model(spec: dict, model: Model | None, path: str | Path) -> Model:
+    """The structural model of a saved fit: ``model`` (checked against the record), or the named
+    model rebuilt (a compartment model with its dosing parameters)."""
+    from pymixnn.model.dynamics.compartments import COMPARTMENT_MODELS
+    from pymixnn.model.named import NAMED_MODELS
+    from pymixnn.validation import check_loaded_model
+
+    if model is not None:
+        if not isinstance(model, Model):
+            raise TypeError(f"model must be a pymixnn.Model, got {type(model).__name__}")
+        check_loaded_model(model, spec, path)
+        return model
+    dynamics = spec.get("dynamics") or {}
+    if dynamics.get("kind") == "ode":
+        raise ValueError(
+            f"{path} was fitted with an ODE model (pymixnn.ODEModel), which is not saved; "
+            "pass it: Results.load(path, model=pymixnn.ODEModel(...))"
+        )
+    if spec["name"] is None or spec["name"] not in {*NAMED_MODELS, *COMPARTMENT_MODELS}:
+        raise ValueError(
+            f"{path} was fitted with a custom structural function; "
+            "pass it: Results.load(path, model=pymixnn.Model(...))"
+        )
+    options = {}
+    if spec["name"] in COMPARTMENT_MODELS:
+        options = {k: dynamics.get(k) or False for k in ("tlag", "F", "rate", "duration")}
+        options["endpoint"] = dynamics.get("endpoint", "cp")
+    return named(
+        spec["name"],
+        init=spec["init"],
+        transforms=spec["transforms"],
+        random=spec["random"],
+        omega=spec["omega"],
+        error=spec["error"],
+        error_init=spec["error_init"],
+        **options,
+    )
 
 
 def _record_types() -> dict[str, Any]:
@@ -226,10 +335,8 @@ def load_parts(
 ) -> dict[str, Any]:
     """The keyword arguments of ``Results(...)`` for the file at ``path`` (see
     :meth:`pymixnn.Results.load`)."""
-    from pymixnn.model.named import NAMED_MODELS
     from pymixnn.model.observation import from_dict as observation_from_dict
     from pymixnn.results.serialization import read_record
-    from pymixnn.validation import check_loaded_model
 
     record = read_record(path)
     if "format" not in record or not isinstance(record.get("model"), dict):
@@ -239,38 +346,19 @@ def load_parts(
         )
     if record["format"] not in READABLE_FORMATS:
         raise ValueError(f"{path}: unknown results format {record.get('format')!r}")
-    spec = record["model"]
-    if model is not None:
-        if not isinstance(model, Model):
-            raise TypeError(f"model must be a pymixnn.Model, got {type(model).__name__}")
-        check_loaded_model(model, spec, path)
-    if model is None:
-        if spec["name"] is None or spec["name"] not in NAMED_MODELS:
-            raise ValueError(
-                f"{path} was fitted with a custom structural function; "
-                "pass it: Results.load(path, model=pymixnn.Model(...))"
-            )
-        model = named(
-            spec["name"],
-            init=spec["init"],
-            transforms=spec["transforms"],
-            random=spec["random"],
-            omega=spec["omega"],
-            error=spec["error"],
-            error_init=spec["error_init"],
-        )
+    model = _load_model(record["model"], model, path)
     dd = record["data"]
-    data = Data.from_pandas(
-        dd["frame"],
-        id=dd["id"],
-        x=dd["x"],
-        y=dd["y"],
-        covariates=dd["covariates"] or None,
-        aux=dd.get("aux") or None,
-    )
+    data = data_from_record(dd)
     if dd.get("time_origins"):  # x columns fitted as dates: new dates convert the same way
         data.time_unit = dd["time_unit"]
         data.time_origins = {c: pd.Timestamp(t) for c, t in dd["time_origins"].items()}
+    if getattr(model, "dynamics", None) is not None or data.events is not None:
+        from pymixnn.model.dynamics.models import bind_data, with_solver
+
+        model = bind_data(model, data)  # a dynamic model evaluated on the saved event records
+        settings = record["settings"]
+        if "ode_rtol" in settings:
+            model = with_solver(model, settings["ode_rtol"], settings["ode_atol"])
     obs = observation_from_dict(record["settings"].get("observation"), observation)
     if "external" in record:
         estimation = ExternalFit.from_dict(record["external"])

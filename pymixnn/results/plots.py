@@ -16,6 +16,7 @@ __all__ = [
     "manhattan_png",
     "new_figure",
     "save_figure",
+    "mark_doses",
 ]
 
 
@@ -34,6 +35,27 @@ def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
     path = Path(path)
     fig.savefig(path, dpi=dpi)
     return path
+
+
+def mark_doses(ax, times, lower: float = -np.inf, upper: float = np.inf) -> None:
+    """Dose times (those in [lower, upper]) as small triangles on the bottom edge of ``ax`` over
+    faint dotted vertical lines."""
+    t = np.asarray(times, dtype=float)
+    t = np.unique(t[(t >= lower) & (t <= upper)])
+    for v in t:
+        ax.axvline(v, color="tab:green", lw=0.6, ls=":", alpha=0.6, zorder=0)
+    if len(t):
+        ax.plot(
+            t,
+            np.zeros(len(t)),
+            "^",
+            color="tab:green",
+            ms=5,
+            clip_on=False,
+            transform=ax.get_xaxis_transform(),
+            label="dose",
+            zorder=4,
+        )
 
 
 def plot_individual_fits(
@@ -58,7 +80,7 @@ def plot_individual_fits(
     nrow = math.ceil(len(ids) / ncol)
     fig = new_figure(figsize=(2.6 * ncol, 2.2 * nrow))
     axes = fig.subplots(nrow, ncol, squeeze=False, sharex=True)
-    frame = d.frame
+    frame, events = d.frame, d.events
     for ax, ind in zip(axes.flat, ids):
         rows = frame[frame[d.id_col] == ind]
         t = rows[time].to_numpy(dtype=float)
@@ -74,13 +96,17 @@ def plot_individual_fits(
         ax.plot(grid[time], res.predict(grid, level="individual"), color="C0", lw=1.4)
         ax.plot(grid[time], res.predict(grid, level="population"), color="0.4", lw=1, ls="--")
         ax.scatter(t, rows[d.y_col], s=10, color="C3", zorder=3)
+        if events is not None:  # event data: the individual's doses
+            at = int(rows[d.x_cols[2]].iloc[0])
+            mark_doses(ax, events.time[events.is_dose & (events.individual == at)], grid[time].min(), t.max())
         ax.set_title(f"{d.id_col} {ind}", fontsize=8)
         ax.tick_params(labelsize=7)
     for ax in list(axes.flat)[len(ids) :]:
         ax.axis("off")
     fig.supxlabel(d.time_label(time), fontsize=9)
     fig.supylabel(d.y_col, fontsize=9)
-    fig.suptitle("observed (points), individual fit (line), population fit (dashed)", fontsize=9)
+    doses = ", doses (triangles)" if events is not None else ""
+    fig.suptitle(f"observed (points), individual fit (line), population fit (dashed){doses}", fontsize=9)
     fig.tight_layout()
     return save_figure(fig, path)
 

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pymixnn.data.table import Data
+
 __all__ = ["PredictionsMixin"]
 
 
@@ -62,7 +64,7 @@ class PredictionsMixin:
     # ---- predictions -------------------------------------------------------------------------
     def predict(
         self, data: pd.DataFrame | None = None, level: str = "population", which: str = "mean"
-    ) -> pd.Series:
+    ) -> pd.Series | pd.DataFrame:
         """Predictions for each row: population (eta = 0, covariates included) or individual (MAP
         eta; individuals not in the fit get eta = 0). ``which="mean"`` gives E[y | eta] (the
         structural prediction for Gaussian data; the rate, the expected number of successes or
@@ -72,7 +74,17 @@ class PredictionsMixin:
 
         Returns a Series indexed by the rows of ``data`` (default: the fitted data's row labels, in
         the user's row order, whatever the order of the individuals), so it aligns with the source
-        DataFrame: ``df["ipred"] = res.predict(level="individual")``."""
+        DataFrame: ``df["ipred"] = res.predict(level="individual")``.
+
+        A fit on event data also predicts at new dosing records: ``data`` a Data from
+        ``Data.from_nonmem`` or a NONMEM-style DataFrame (the fitted id, time and DV column names;
+        without DV every EVID 0 record is predicted; the covariates of the covariate model) gives a
+        DataFrame like :func:`pymixnn.solve` (id, time, endpoint, prediction) for each
+        observation record, the model bound to the new records; "individual" needs fitted ids."""
+        from pymixnn.results.regimens import is_event_request, predict_events
+
+        if is_event_request(self, data):
+            return predict_events(self, data, level, which)
         values = self.evaluator.predict_rows(data, level, which)
         name = {"population": "pred", "individual": "ipred"}.get(level, level)
         if which == "linear":
@@ -119,13 +131,38 @@ class PredictionsMixin:
 
     # ---- simulation and predictive checks ----------------------------------------------------
     def simulate(
-        self, n_rep: int = 100, *, seed: int = 0, level: str = "population", data: pd.DataFrame | None = None
+        self,
+        n_rep=100,
+        *,
+        seed: int = 0,
+        level: str = "population",
+        data: pd.DataFrame | None = None,
+        times=None,
+        n_draws: int = 500,
+        level_pi: float = 0.9,
     ) -> pd.DataFrame:
         """Replicates of the data set drawn from the fitted model: at ``level="population"`` new
         random effects from the fitted law (each individual keeps its covariates), at
         "individual" the MAP random effects; then observations from the observation model.
         Returns the rows of ``data`` (default: the fitted data) repeated ``n_rep`` times with
-        columns ``rep``, id, x and ``y_sim`` (ordinal: the level)."""
+        columns ``rep``, id, x and ``y_sim`` (ordinal: the level).
+
+        A dosing regimen instead of ``n_rep`` (a fit on event data; new records as
+        :meth:`predict` takes them, e.g. ``res.simulate(regimen, times=np.linspace(0, 48, 200))``):
+        the model's prediction of each individual of the regimen at ``times`` (default: 200 times
+        from 0 to the last record plus one dosing interval), one row per id, time and endpoint:
+        ``population`` (eta = 0), ``population_median`` / ``_lower`` / ``_upper`` (median and
+        central ``level_pi`` interval over ``n_draws`` random effects drawn from the fitted law,
+        seed ``seed``: between-subject variability) and, for fitted individuals, ``individual``
+        (MAP eta) with ``individual_lower`` / ``_upper`` from ``n_draws`` draws of eta from the
+        individual's Gaussian posterior N(eta_MAP, posterior covariance) of the fit (NaN for
+        ids not fitted, and the interval NaN for fits without that covariance: saemix / nlme
+        bridge fits report the MAP only; ``attrs["individual_interval"]`` says which). No
+        residual error is added."""
+        if isinstance(n_rep, (pd.DataFrame, Data)):  # a dosing regimen
+            from pymixnn.results.regimens import simulate_regimen
+
+            return simulate_regimen(self, n_rep, times=times, n_draws=n_draws, seed=seed, level_pi=level_pi)
         if not (isinstance(n_rep, (int, np.integer)) and n_rep >= 1):
             raise ValueError(f"n_rep must be a positive integer, got {n_rep!r}")
         if level not in ("population", "individual"):
@@ -175,6 +212,35 @@ class PredictionsMixin:
 
         table = self.vpc(n_sim=n_sim, bins=bins, time=time, level_pi=level_pi, seed=seed)
         return plot_vpc(self, table, path, level_pi=level_pi)
+
+    def plot_regimen(
+        self,
+        new_events,
+        path: str | Path,
+        *,
+        ids: list | None = None,
+        times=None,
+        n_draws: int = 500,
+        seed: int = 0,
+        level_pi: float = 0.9,
+        max_panels: int = 12,
+    ) -> Path:
+        """PNG of a dosing regimen (:meth:`simulate` with new records), one panel per individual of
+        the regimen (``ids``, default the first ``max_panels``): population median and
+        ``level_pi`` band, a fitted individual's curve and band, dose times as triangles."""
+        from pymixnn.results.regimens import plot_regimen
+
+        return plot_regimen(
+            self,
+            new_events,
+            path,
+            ids=ids,
+            times=times,
+            n_draws=n_draws,
+            seed=seed,
+            level_pi=level_pi,
+            max_panels=max_panels,
+        )
 
     def plot_individuals(
         self,

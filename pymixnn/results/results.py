@@ -295,7 +295,9 @@ class Results(PredictionsMixin, LawMixin, GenomicMixin):
     @classmethod
     def load(cls, path: str | Path, *, model: Model | None = None, observation=None, markers=None) -> Results:
         """Reload saved results (this format or pymixnn 0.1's). A custom structural function is
-        not saved: pass ``model=`` (and ``observation=`` for a user log-likelihood). A genomic fit
+        not saved: pass ``model=`` (and ``observation=`` for a user log-likelihood); so is an
+        ``ODEModel``'s (a named compartment model is rebuilt with its dosing parameters, and
+        a dynamic model is bound again to the saved event records). A genomic fit
         keeps its marker effects, genetic values and tables; its marker matrix is not saved: pass
         the same ``markers=`` (anything ``Genomic(markers=...)`` accepts) to predict new
         genotypes again."""

@@ -16,7 +16,8 @@ same seed gives the same frame.
 The simulators live in :mod:`pymixnn.simulate.nlme` (the Gaussian model above, logistic growth),
 :mod:`pymixnn.simulate.discrete` (binomial counts, censored concentrations),
 :mod:`pymixnn.simulate.genomic` (markers and marker-driven growth curves) and
-:mod:`pymixnn.simulate.laws` (non-Gaussian laws of one random effect); all are importable from here.
+:mod:`pymixnn.simulate.laws` (non-Gaussian laws of one random effect) and :mod:`pymixnn.simulate.pkpd`
+(PK/PD event records: a dose, a concentration and a response endpoint); all are importable from here.
 
 >>> from pymixnn.simulate import simulate_logistic
 >>> df = simulate_logistic(n_individuals=3, n_obs=4, seed=1)
@@ -34,9 +35,12 @@ from pymixnn.simulate.discrete import simulate_censored_pk, simulate_senescence
 from pymixnn.simulate.genomic import simulate_genomic, simulate_markers
 from pymixnn.simulate.laws import NormalMixture1D, RandomEffectLaw1D, SkewNormal1D
 from pymixnn.simulate.nlme import logistic, onecpt_oral, simulate_logistic, simulate_nlme
+from pymixnn.simulate.pkpd import PKPD_TRUTH, simulate_pkpd
 
 __all__ = [
     "simulate_nlme",
+    "simulate_pkpd",
+    "PKPD_TRUTH",
     "simulate_logistic",
     "simulate_senescence",
     "simulate_censored_pk",

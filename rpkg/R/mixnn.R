@@ -100,10 +100,15 @@ mixnnControl <- function(seed = 0L, batch_size = 512L, max_steps = 4000L, lr = 0
 #' effects, continuous or discrete observations, fitted by minibatch stochastic variational
 #' inference, then maximum likelihood refinement; SEs from the observed Fisher information.
 #'
-#' @param data A data.frame (long format) or a [mixnnData()] object.
-#' @param model A named model, a [mixnnModel()] or a Python `pymixnn.Model`.
+#' @param data A data.frame (long format), a [mixnnData()] object, or event data: a
+#'   [mixnnEvents()] object or, with a compartment model, a data.frame with NONMEM columns.
+#' @param model A named model, a compartment model ("pk1cpt_iv", "pk1cpt_oral", "pk2cpt_iv",
+#'   "pk2cpt_oral", "pk3cpt_iv", "pk3cpt_oral", on event data), a [mixnnModel()] or a Python
+#'   `pymixnn.Model`.
 #' @param id,x,y Columns: individual, structural function's x (one or several), response.
-#'   Taken from `data` when it is a `mixnnData`.
+#'   Taken from `data` when it is a `mixnnData` or a `mixnnEvents`. With a compartment model
+#'   and a data.frame they are optional: the ID, TIME (`x`, one column) and DV columns, by
+#'   default "ID", "TIME" and "DV"; name the other NONMEM columns with [mixnnEvents()].
 #' @param covariates Covariate model, e.g. `list(V = "Weight")` (taken from a `mixnnModel`'s
 #'   `covariate.model` when omitted).
 #' @param random_effects "gaussian", "mixture", "flow" or a Python spec object.
@@ -128,6 +133,10 @@ mixnnControl <- function(seed = 0L, batch_size = 512L, max_steps = 4000L, lr = 0
 #'   (rows dropped by `dropna`, a fit that did not converge, ...) is an R warning of class
 #'   `pymixnn_warning` (and e.g. `pymixnn_ConvergenceWarning`); Python errors are R errors of
 #'   class `pymixnn_error`, their hints in R syntax.
+#' @section Event data: A compartment model is fitted to NONMEM-style records (doses and
+#'   observations in one table, see [mixnnEvents()]); its parameters (e.g. CL and V of
+#'   "pk1cpt_iv") take initial values from `init = list(CL = , V = )` or a [mixnnModel()]'s
+#'   `psi0`. [mixnnSolve()] gives the model's predictions at given parameter values.
 #' @section Factors: A factor id (or genotype) is read through its labels. A factor response of
 #'   an `observation = "ordinal"` fit gives the ordered levels, in R's level order. A factor
 #'   covariate is categorical, its first level the reference. A factor in a numeric role (`x`,
@@ -161,6 +170,17 @@ mixnn <- function(data, model, id, x, y, covariates = NULL, random_effects = "ga
     spec <- .python_model(pm, model, cov_names)
     model <- spec$model
     if (is.null(covariates)) covariates <- spec$covariates
+  }
+  if (inherits(data, "mixnnEvents") || (is.data.frame(data) && .is_dynamic(pm, model))) {
+    # event data (NONMEM columns): read by pymixnn.Data.from_nonmem; x is the time column
+    if (is.data.frame(data)) {
+      if (!missing(x) && length(x) != 1)
+        stop("with event data x is the time column (one), e.g. x = \"TIME\"", call. = FALSE)
+      data <- mixnnEvents(data, id = if (missing(id)) "ID" else id,
+                          time = if (missing(x)) "TIME" else x, dv = if (missing(y)) "DV" else y)
+    }
+    data <- .events_data(pm, data, c(unlist(covariates), unlist(extra$context)))
+    id <- x <- y <- NULL
   }
   if (is.list(covariates)) covariates <- lapply(covariates, as.list)
   if (is.list(genomic) && !inherits(genomic, "python.builtin.object")) {

@@ -50,6 +50,8 @@ def check_events(system: System, events: EventTable, name: str) -> np.ndarray:
     outputs = list(system.endpoints)
     if len(outputs) == 1 and len(events.endpoints) == 1:
         return np.zeros(1, dtype=np.int64)
+    if not events.is_observation.any():  # records without observations (a regimen): every output
+        return np.arange(len(outputs), dtype=np.int64)
     mapping = []
     for e in events.endpoints:
         if e not in outputs:
@@ -141,7 +143,9 @@ class EventFunction:
         times = torch.as_tensor(self._padded["time"], dtype=psi.dtype, device=psi.device)
         rec = xp[..., 3].long()
         at_record = times[xp[..., 2].long(), rec.clamp(0, times.shape[1] - 1)]
-        xp[..., 3] = torch.where((rec >= 0) & (at_record == xp[..., 0]), xp[..., 3], torch.full_like(xp[..., 3], -1))
+        xp[..., 3] = torch.where(
+            (rec >= 0) & (at_record == xp[..., 0]), xp[..., 3], torch.full_like(xp[..., 3], -1)
+        )
         first = torch.as_tensor(order[start], device=psi.device)
         out = self(psi[first].unsqueeze(-2), xp)  # (U, T)
         result = torch.empty(len(ind), dtype=out.dtype, device=out.device)

@@ -44,6 +44,8 @@ class Compartmental(System):
 
     oral: bool = False
     n_compartments: int = 1
+    # further endpoints: (name, fn(cp, psi)), e.g. a direct-effect PD response of the concentration
+    extra_outputs: tuple = ()
     linear = True
 
     def _p(self, psi: torch.Tensor, name: str) -> torch.Tensor:
@@ -135,7 +137,8 @@ class Compartmental(System):
 
     def outputs(self, state: torch.Tensor, psi: torch.Tensor) -> torch.Tensor:
         vc = self._p(psi, "V" if self.n_compartments == 1 else "V1")
-        return (state[..., int(self.oral)] / vc).unsqueeze(-1)
+        cp = state[..., int(self.oral)] / vc
+        return torch.stack([cp, *(fn(cp, psi) for _, fn in self.extra_outputs)], -1)
 
 
 def compartment_system(
@@ -145,10 +148,14 @@ def compartment_system(
     rate: bool | str = False,
     duration: bool | str = False,
     endpoint: str = "cp",
+    parameters: tuple[str, ...] = (),
+    outputs: dict | None = None,
 ) -> Compartmental:
     """The system of a named compartment model; ``tlag``, ``F``, ``rate``, ``duration`` add the
     dosing parameter (True: named "tlag", "F", "rate", "duration"; a string: that name) acting on
-    doses into CMT 1 (the depot of oral models, the central compartment of IV ones)."""
+    doses into CMT 1 (the depot of oral models, the central compartment of IV ones);
+    ``parameters`` adds parameters read by ``outputs``, further endpoints {name: fn(cp, psi)}
+    (psi in the order of the system's parameters)."""
     params, oral, n = COMPARTMENT_MODELS[name]
     states = (("depot",) if oral else ()) + ("central",) + ("peripheral", "peripheral2")[: n - 1]
     extra = {}
@@ -156,14 +163,16 @@ def compartment_system(
         if value:
             extra[key] = DOSING_NAMES[key] if value is True else str(value)
     dose_to = {k + 1: s for k, s in enumerate(states)}
+    outputs = dict(outputs or {})
     return Compartmental(
         states=states,
-        parameters=params + tuple(extra.values()),
+        parameters=params + tuple(extra.values()) + tuple(parameters),
         dose_to=dose_to,
         dosing={1: Dosing(**extra)} if extra else {},
-        endpoints=(endpoint,),
+        endpoints=(endpoint, *outputs),
         oral=oral,
         n_compartments=n,
+        extra_outputs=tuple(outputs.items()),
     )
 
 
@@ -172,8 +181,8 @@ def start_compartmental(
 ) -> dict[str, float]:
     """Rough data-based start values: CL from dose rate over mean concentration per individual,
     V from the first dose over the largest early concentration, ka = 3 CL / V, peripheral
-    volumes 2 V, Q = CL; tlag 0.5 h, F 1 (0.8 for logit-transformed F), rate / duration from the
-    doses."""
+    volumes 2 V, Q = CL; tlag 0.5, F 0.8 (inside the logit's support), the median dose as rate,
+    duration 1 (each under its own name)."""
     ok = np.isfinite(y) & (y > 0)
     cl_i, v_i = [], []
     for i in np.unique(obs_individual[ok]):
@@ -193,10 +202,15 @@ def start_compartmental(
     if not (np.isfinite(v) and v > 0):
         v = 10.0
     values = {"CL": cl, "V": v, "V1": v, "ka": 3 * cl / v, "Q": cl, "V2": 2 * v, "Q3": cl / 2, "V3": 4 * v}
-    values.update(
-        tlag=0.5,
-        F=1.0,
-        rate=float(np.median(events.amt[events.is_dose]) if events.has_doses else 1.0),
-        duration=1.0,
-    )
+    roles = {
+        "tlag": 0.5,
+        "F": 0.8,
+        "rate": float(np.median(events.amt[events.is_dose]) if events.has_doses else 1.0),
+        "duration": 1.0,
+    }
+    for dosing in system.dosing.values():  # the dosing parameters under their own names
+        for role, default in roles.items():
+            name = getattr(dosing, role)
+            if name is not None:
+                values[name] = default
     return {p: values[p] for p in system.parameters if p in values}

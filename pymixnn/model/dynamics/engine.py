@@ -193,64 +193,115 @@ def solve_records(
         prev = torch.cat([ts[..., :1], ts[..., :-1]], -1)
         seg = (torch.searchsorted(t_rec.contiguous(), prev.contiguous(), right=True) - 1).clamp(0, K - 1)
     psi0 = psi[..., 0, :]
-    gen = system.generator(psi0, cov[..., 0, :] if has_cov else None)
-    x = system.initial(psi0)
-    t_prev = ts[..., 0]
-    states, psi_seg, cov_seg = [], psi0, None
-    for j in range(n_steps):
-        vj = vs[..., j]
-        h = torch.where(vj, ts[..., j] - t_prev, 0.0)
-        if varying:
-            kk = seg[..., j]
-            psi_seg = _at(psi, kk) if Kp > 1 else psi0
-            cov_seg = _at(cov, kk) if has_cov else None
-            gen = system.generator(psi_seg, cov_seg)
-        # a zero-length step changes no value, but its length may depend on the parameters (an
-        # observation exactly at a lagged dose or an infusion's end): keep it in the graph
-        if bool((h > 0).any()) or h.requires_grad:
-            r = torch.einsum("...bn,...bns->...bs", flags * slot_rate, slot_state)
-            x = system.advance(gen, x, h, r, t_prev, psi_seg, cov_seg)
-        t_prev = torch.where(vj, ts[..., j], t_prev)
-        k, kd = krec[..., j], kind[..., j]
+    prev_t = torch.cat([ts[..., :1], ts[..., :-1]], -1)
+    hs = torch.where(vs, ts - prev_t, torch.zeros_like(ts))  # valid events come first: prev is valid
+
+    def segment(j: int):
+        """Parameters, covariates and generator of the step ending at event j."""
+        if not varying:
+            return psi0, None
+        kk = seg[..., j]
+        return (_at(psi, kk) if Kp > 1 else psi0), (_at(cov, kk) if has_cov else None)
+
+    def inputs(flags: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("...bn,...bns->...bs", flags * slot_rate, slot_state)
+
+    def act(j: int, x, flags):
+        """The actions of event j: resets, steady states, doses (state), infusion starts and ends
+        (flags). With x None, the flags only (events without a state action)."""
+        vj, k, kd = vs[..., j], krec[..., j], kind[..., j]
         at_rec = vj & (kd == 0)
         ev, sk = _at(evid, k), _at(ss, k)
-        reset = at_rec & ((ev == 3) | (ev == 4) | (sk == 1))
-        if bool(reset.any()):
-            x = torch.where(reset.unsqueeze(-1), system.initial(_at(psi, k) if Kp > 1 else psi0), x)
-            flags = torch.where(reset.unsqueeze(-1), torch.zeros_like(flags), flags)
-        steady = at_rec & (sk > 0)
-        if bool(steady.any()):
-            x, flags = _steady(
-                system,
-                x,
-                flags,
-                steady,
-                k,
-                psi,
-                Kp,
-                cov,
-                has_cov,
-                amount,
-                rate,
-                dur,
-                tau,
-                lag,
-                is_inf,
-                onehot,
-                running,
-                K,
-                M,
-            )
+        if x is not None:
+            reset = at_rec & ((ev == 3) | (ev == 4) | (sk == 1))
+            if bool(reset.any()):
+                x = torch.where(reset.unsqueeze(-1), system.initial(_at(psi, k) if Kp > 1 else psi0), x)
+                flags = torch.where(reset.unsqueeze(-1), torch.zeros_like(flags), flags)
+            steady = at_rec & (sk > 0)
+            if bool(steady.any()):
+                x, flags = _steady(
+                    system,
+                    x,
+                    flags,
+                    steady,
+                    k,
+                    psi,
+                    Kp,
+                    cov,
+                    has_cov,
+                    amount,
+                    rate,
+                    dur,
+                    tau,
+                    lag,
+                    is_inf,
+                    onehot,
+                    running,
+                    K,
+                    M,
+                )
         dose = vj & (kd == 1)
         if bool(dose.any()):
             inf_k = _at(is_inf, k)
-            bolus = (dose & ~inf_k).to(dt) * _at(amount, k)
-            x = x + bolus.unsqueeze(-1) * _at(onehot.expand(*lead, B, K, S), k)
+            if x is not None:
+                bolus = (dose & ~inf_k).to(dt) * _at(amount, k)
+                x = x + bolus.unsqueeze(-1) * _at(onehot.expand(*lead, B, K, S), k)
             flags = _set(flags, k, dose & inf_k, 1.0)
         ends = vj & ((kd == 2) | (kd == 3))
         if bool(ends.any()):
             flags = _set(flags, slot[..., j], ends, 0.0)
+        return x, flags
+
+    # events that change the state (a bolus, a reset, a steady state) anywhere in the batch end a
+    # run: between them an ODE system integrates all its steps in one solve
+    k_all = krec[..., :n_steps]
+    kd_all, v_all = kind[..., :n_steps], vs[..., :n_steps]
+    state_action = v_all & (
+        ((kd_all == 0) & ((evid.gather(-1, k_all) >= 3) | (ss.gather(-1, k_all) > 0)))
+        | ((kd_all == 1) & ~is_inf.gather(-1, k_all))
+    )
+    jump = state_action.reshape(-1, n_steps).any(0).tolist()
+    run = system.advance_run if getattr(system, "integrates", False) else None
+    x = system.initial(psi0)
+    states = []
+    j = 0
+    while j < n_steps:
+        J = j
+        if run is not None:
+            while n_steps - 1 > J and not jump[J]:
+                J += 1
+        rs, psis, covs = [], [], []
+        for k in range(j, J + 1):  # the inputs of step k: the flags after event k - 1
+            rs.append(inputs(flags))
+            p_k, c_k = segment(k)
+            psis.append(p_k)
+            covs.append(c_k)
+            if k < J:
+                _, flags = act(k, None, flags)
+        h = hs[..., j : J + 1]
+        # a zero-length step changes no value, but its length may depend on the parameters (an
+        # observation exactly at a lagged dose or an infusion's end): keep it in the graph
+        if bool((h > 0).any()) or h.requires_grad:
+            if run is not None:
+                X = run(
+                    x,
+                    h,
+                    torch.stack(rs, -2),
+                    prev_t[..., j : J + 1],
+                    torch.stack(psis, -2),
+                    None if not has_cov else torch.stack(covs, -2),
+                )
+                states.extend(X[..., i, :] for i in range(J - j))
+                x = X[..., -1, :]
+            else:
+                x = system.advance(
+                    system.generator(psis[0], covs[0]), x, h[..., 0], rs[0], prev_t[..., j], psis[0], covs[0]
+                )
+        else:
+            states.extend(x for _ in range(J - j))
+        x, flags = act(J, x, flags)
         states.append(x)
+        j = J + 1
     if not states:
         return psi.new_zeros(*lead, B, T)
     X = torch.stack(states, -2)  # (..., B, n, S)

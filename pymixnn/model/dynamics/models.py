@@ -61,15 +61,29 @@ def pk_model(
     rate: bool | str = False,
     duration: bool | str = False,
     endpoint: str = "cp",
+    parameters: Sequence[str] = (),
+    outputs: Mapping[str, Callable] | None = None,
     **options: Any,
 ) -> Model:
     """A named linear compartment model (``"pk1cpt_iv"``, ``"pk1cpt_oral"``, ``"pk2cpt_iv"``,
     ``"pk2cpt_oral"``, ``"pk3cpt_iv"``, ``"pk3cpt_oral"``), solved exactly; ``tlag``, ``F``,
-    ``rate``, ``duration`` add those dosing parameters on CMT 1 (True: that name). Transforms: log,
-    F logit. ``options`` are :class:`pymixnn.Model` fields (init, random, error, ...)."""
+    ``rate``, ``duration`` add those dosing parameters on CMT 1 (True: that name). ``endpoint``
+    names the concentration's endpoint; ``outputs`` adds endpoints computed from it,
+    {name: fn(cp, psi)} (a direct-effect PD model, a count's log-rate), reading the extra
+    ``parameters`` from psi (in the order of ``model.parameters``). Transforms: log, F logit.
+    ``options`` are :class:`pymixnn.Model` fields (init, random, error, ...)."""
     if name not in COMPARTMENT_MODELS:
         raise InputError(f"unknown compartment model {name!r}; known: {sorted(COMPARTMENT_MODELS)}")
-    system = compartment_system(name, tlag=tlag, F=F, rate=rate, duration=duration, endpoint=endpoint)
+    system = compartment_system(
+        name,
+        tlag=tlag,
+        F=F,
+        rate=rate,
+        duration=duration,
+        endpoint=endpoint,
+        parameters=tuple(str(p) for p in parameters),
+        outputs=outputs,
+    )
     transforms = {p: "log" for p in system.parameters}
     for key, value in dict(tlag=tlag, F=F, rate=rate, duration=duration).items():
         if value:

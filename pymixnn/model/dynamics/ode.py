@@ -66,6 +66,11 @@ class ODESystem(System):
     def linear(self) -> bool:  # type: ignore[override]
         return self.is_linear
 
+    @property
+    def integrates(self) -> bool:
+        """Solved numerically (the engine then integrates runs of steps in one solve)."""
+        return not self.is_linear
+
     def _cov(self, cov: torch.Tensor | None) -> dict[str, torch.Tensor]:
         if cov is None or not self.covariate_names:
             return {}
@@ -120,6 +125,32 @@ class ODESystem(System):
             self.stats.failures += 1
             raise ODESolveFailure(str(err).splitlines()[0] if str(err) else type(err).__name__) from err
         return out
+
+    def advance_run(self, x, h, r, t0, psi, covariates):
+        """Several steps in one solve: h, t0 (..., L), r (..., L, S), psi (..., L, P), covariates
+        (..., L, C) or None; states after each step (..., L, S). Step m is the pseudo-time
+        s in [m, m + 1] (t = t0_m + (s - m) h_m), the integers are output and jump points (the
+        solver restarts there: the inputs and the step's speed change)."""
+        from torchdiffeq import odeint
+
+        L = h.shape[-1]
+        self.stats.solves += 1
+
+        def f(s, y):
+            m = min(max(int(torch.floor(s)), 0), L - 1)
+            hm = h[..., m]
+            cov = None if covariates is None else covariates[..., m, :]
+            t = t0[..., m] + (s - m) * hm
+            return hm.unsqueeze(-1) * (self._rhs(t, y, psi[..., m, :], cov) + r[..., m, :])
+
+        grid = torch.arange(L + 1, dtype=x.dtype, device=x.device)
+        options = {"jump_t": grid[1:-1]} if L > 1 else {}
+        try:
+            out = odeint(f, x, grid, rtol=self.rtol, atol=self.atol, method=self.method, options=options)
+        except (AssertionError, RuntimeError) as err:
+            self.stats.failures += 1
+            raise ODESolveFailure(str(err).splitlines()[0] if str(err) else type(err).__name__) from err
+        return torch.movedim(out[1:], 0, -2)
 
     def steady_state(self, gen, psi, covariates, bolus, rate, duration, tau, lag, running):
         if self.is_linear and not bool((gen[1] != 0).any()):

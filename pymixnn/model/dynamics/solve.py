@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from pymixnn.data.events import EventTable
+from pymixnn.data.nonmem import read_nonmem
 from pymixnn.data.table import Data
 from pymixnn.model.dynamics.models import bind_events, is_dynamic
 from pymixnn.model.named import Model, resolve
@@ -87,17 +89,24 @@ def solve(
     if not is_dynamic(model):
         raise InputError("solve() takes a compartment model ('pk1cpt_oral', ...) or a pymixnn.ODEModel")
     if isinstance(data, pd.DataFrame):
-        data = Data.from_nonmem(data, **nonmem)
-    if not isinstance(data, Data) or data.events is None:
+        if times is not None:  # records without observations are enough: the event table only
+            data = read_nonmem(data, **nonmem)[1]
+        else:
+            data = Data.from_nonmem(data, **nonmem)
+    events = data if isinstance(data, EventTable) else getattr(data, "events", None)
+    if events is None:
         raise InputError("solve() needs event data: pymixnn.Data.from_nonmem(...) or a NONMEM DataFrame")
-    events = data.events
     bound = bind_events(model, events)
     psi_all = parameter_matrix(params, model.parameters, events.ids)
     if times is None:
+        if not isinstance(data, Data):
+            raise InputError(
+                "solve() without times= needs observation records (a Data from Data.from_nonmem)"
+            )
         x, _, mask = data.padded()
         rows = x[:, 0, 2].astype(int)
     else:
-        codes = list(range(len(events.endpoints)))
+        codes = list(range(len(bound.function.endpoint_map)))
         x = request_grid(events.n_individuals, np.asarray(times, dtype=np.float64), codes)
         mask = np.ones(x.shape[:2], dtype=bool)
         rows = np.arange(events.n_individuals)
@@ -107,7 +116,7 @@ def solve(
     ids = events.ids[rows]
     return pd.DataFrame(
         {
-            data.id_col: np.repeat(ids, mask.sum(1)),
+            (data.id_col if isinstance(data, Data) else "ID"): np.repeat(ids, mask.sum(1)),
             "time": x[..., 0][mask],
             # the model's output name of each data endpoint (one endpoint without DVID: the output)
             "endpoint": [

@@ -104,6 +104,14 @@ def superpose(
             ok.append((running & steady.unsqueeze(-1)).flatten(-2))
     s_j, o_j, w_j = torch.cat(starts, -1), torch.cat(orders, -1), torch.cat(weights, -2)
     d_j, inf_j, ok_j = torch.cat(durations, -1), torch.cat(infusion, -1), torch.cat(ok, -1)
+    # only the inputs that exist (for some draw) go on: the (requests x inputs) arrays below are
+    # the cost, and most records are no dose and no steady state
+    keep = ok_j.reshape(-1, B, ok_j.shape[-1]).any(0)  # (B, J)
+    n_keep = max(int(keep.sum(-1).max()), 1)
+    idx = torch.argsort((~keep).to(torch.int8), dim=-1, stable=True)[:, :n_keep]
+    take = lambda v: v.gather(-1, ex(idx))  # noqa: E731
+    s_j, o_j, d_j, inf_j, ok_j = take(s_j), take(o_j), take(d_j), take(inf_j), take(ok_j)
+    w_j = w_j.gather(-2, ex(idx).unsqueeze(-1).expand(*lead, B, n_keep, S))
 
     # requests and the last reset before each
     t = ex(request["time"].to(lam.dtype))  # (..., B, T)
@@ -151,7 +159,11 @@ def superpose_boluses(
     """Predictions (..., B, T) of event tables holding only boluses (no infusion, steady state or
     reset): sum over doses of F AMT V e^{lambda u} V^-1 e_cmt, on the compact dose arrays (B, J)
     ``time``, ``state``, ``order`` (record position), ``valid``; ``lag`` and ``amount`` (..., B, J)."""
-    lam, G = system.output_modes(psi0)  # (..., B, S), (..., B, S, S)
+    several = len(system.endpoints) > 1
+    if several:  # the states (then every output): G = V^-1, the outputs after V below
+        lam, V, G = system.modes(psi0)
+    else:  # the concentration directly: G = (e_central' V / Vc) * V^-1
+        lam, G = system.output_modes(psi0)  # (..., B, S), (..., B, S, S)
     lead = lam.shape[:-2]
     S = lam.shape[-1]
     t = request["time"].to(lam.dtype)
@@ -166,4 +178,10 @@ def superpose_boluses(
     decay = torch.exp(
         lam.unsqueeze(-2).unsqueeze(-1) * torch.where(counts, u, torch.zeros_like(u)).unsqueeze(-2)
     )
-    return (decay * coef.unsqueeze(-3) * counts.unsqueeze(-2)).sum((-1, -2))  # (..., B, T)
+    if not several:
+        return (decay * coef.unsqueeze(-3) * counts.unsqueeze(-2)).sum((-1, -2))  # (..., B, T)
+    modes = (decay * coef.unsqueeze(-3) * counts.unsqueeze(-2)).sum(-1)  # (..., B, T, S)
+    x = (V.unsqueeze(-3) @ modes.unsqueeze(-1)).squeeze(-1)
+    out = system.outputs(x, psi0.unsqueeze(-2))  # (..., B, T, n_outputs)
+    e = endpoint_map.to(lam.device)[request["endpoint"].clamp_min(0)]
+    return out.gather(-1, e.expand(*out.shape[:-1]).unsqueeze(-1)).squeeze(-1)

@@ -1,0 +1,310 @@
+"""Dosing records and dynamic models (the dynamics issue): fits on event data side by side with
+their references, in one run, one torch thread.
+
+Cases (full pipeline: fit + SEs + log-likelihood, seed 0):
+
+* theophylline: the compartment model ``pk1cpt_oral`` on dosing records against the closed-form
+  curve ``onecpt_oral`` on (dose, time): estimates and seconds;
+* phenobarb: 59 neonates, repeated IV doses, ``pk1cpt_iv`` against nlme's ML fit of phenoModel
+  (tests/reference/dynamics/nlme_pk.json, written by nlme_pk.R; nlme's own seconds from there);
+* quinidine: 136 patients, oral doses with steady-state records, ``pk1cpt_oral`` with random
+  effects on CL and V against nlme's quinModel ML fit (fm1);
+* pkpd_poisson: simulated PK (proportional error) with a Poisson count endpoint (100 subjects),
+  recovery of the truth;
+* ode_mm (``--full``): a 2-state ODE with Michaelis-Menten elimination, N individuals x 10
+  observations, fit time per N.
+
+    python -m benchmarks dynamics                  # theophylline, phenobarb, quinidine, pkpd_poisson
+    python -m benchmarks dynamics --quick          # theophylline only
+    python -m benchmarks dynamics --full           # also the ODE scaling (slow)
+
+Writes dynamics.csv (one row per compared parameter), dynamics.json and dynamics.md to --out
+(default benchmarks/results).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["main", "theo_events", "mm_model", "simulate_mm"]
+
+ROOT = Path(__file__).resolve().parents[1]
+REF = json.loads((ROOT / "tests" / "reference" / "dynamics" / "nlme_pk.json").read_text())
+
+
+def theo_events():
+    import pymixnn
+
+    df = pymixnn.datasets.load("theo")
+    dose = df.groupby("Id", as_index=False).first()[["Id", "Dose", "Weight"]]
+    dose = dose.rename(columns={"Dose": "AMT"}).assign(TIME=0.0, EVID=1, DV=0.0)
+    obs = df.rename(columns={"Time": "TIME", "Concentration": "DV"})[["Id", "TIME", "DV", "Weight"]]
+    records = pd.concat([dose, obs.assign(AMT=0.0, EVID=0)], ignore_index=True)
+    records = records.sort_values(["Id", "TIME", "EVID"], ascending=[True, True, False], kind="stable")
+    return pymixnn.Data.from_nonmem(records, id="Id", covariates=["Weight"])
+
+
+def _row(case, parameter, ours, reference, source, seconds, reference_seconds=np.nan):
+    return dict(
+        case=case,
+        parameter=parameter,
+        pymixnn=float(ours),
+        reference=float(reference),
+        rel_diff_pct=100 * (float(ours) - float(reference)) / abs(float(reference)),
+        reference_source=source,
+        seconds=seconds,
+        reference_seconds=reference_seconds,
+    )
+
+
+def theophylline():
+    import pymixnn
+
+    t0 = time.perf_counter()
+    closed = pymixnn.fit(
+        pymixnn.datasets.load("theo"),
+        "onecpt_oral",
+        id="Id",
+        x=["Dose", "Time"],
+        y="Concentration",
+        covariates={"V": ["Weight"]},
+        seed=0,
+        progress=False,
+    )
+    t_closed = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    events = pymixnn.fit(theo_events(), "pk1cpt_oral", covariates={"V": ["Weight"]}, seed=0, progress=False)
+    t_events = time.perf_counter() - t0
+    rows = [
+        _row(
+            "theophylline",
+            p,
+            events.params.loc[p, "estimate"],
+            closed.params.loc[p, "estimate"],
+            "onecpt_oral (closed form, same seed)",
+            t_events,
+            t_closed,
+        )
+        for p in events.params.index
+    ]
+    rows.append(
+        _row("theophylline", "loglik", events.loglik, closed.loglik, "onecpt_oral", t_events, t_closed)
+    )
+    return rows
+
+
+def phenobarb():
+    import pymixnn
+
+    ref = REF["phenobarb"]["fits"]["fm1_ML"]
+    data = pymixnn.Data.from_nonmem(pymixnn.datasets.load_nonmem("phenobarb"))
+    t0 = time.perf_counter()
+    res = pymixnn.fit(data, "pk1cpt_iv", init={"CL": 0.005, "V": 1.0}, seed=0, progress=False)
+    sec = time.perf_counter() - t0
+    om = np.diag(res.omega)
+    src, rs = "nlme 3.1-162 ML (phenoModel)", ref["wall_time_s"]
+    return [
+        _row("phenobarb", "CL", res.fixed_effects["CL"], ref["exp_intercepts"]["Cl"], src, sec, rs),
+        _row("phenobarb", "V", res.fixed_effects["V"], ref["exp_intercepts"]["V"], src, sec, rs),
+        _row("phenobarb", "omega2.CL", om[0], ref["omega2"]["lCl"], src, sec, rs),
+        _row("phenobarb", "omega2.V", om[1], ref["omega2"]["lV"], src, sec, rs),
+        _row("phenobarb", "a", res.params.loc["a", "estimate"], ref["sigma"], src, sec, rs),
+        _row("phenobarb", "loglik", res.loglik, ref["logLik"], src, sec, rs),
+    ]
+
+
+def quinidine():
+    import pymixnn
+
+    ref = REF["quinidine"]["fits"]["fm1_ML"]
+    data = pymixnn.Data.from_nonmem(pymixnn.datasets.load_nonmem("quinidine"))
+    t0 = time.perf_counter()
+    res = pymixnn.fit(
+        data,
+        "pk1cpt_oral",
+        random=["CL", "V"],
+        init={"ka": 0.76, "CL": 11.8, "V": 217},
+        seed=0,
+        progress=False,
+    )
+    sec = time.perf_counter() - t0
+    om = np.diag(res.omega)
+    src, rs = "nlme 3.1-162 ML (quinModel, fm1)", ref["wall_time_s"]
+    fe = ref["exp_intercepts"]
+    return [
+        _row(
+            "quinidine",
+            "ka",
+            res.fixed_effects["ka"],
+            fe["Ka"] if "Ka" in fe else np.exp(ref["fixed_effects"]["lKa"]),
+            src,
+            sec,
+            rs,
+        ),
+        _row("quinidine", "CL", res.fixed_effects["CL"], np.exp(ref["fixed_effects"]["lCl"]), src, sec, rs),
+        _row("quinidine", "V", res.fixed_effects["V"], np.exp(ref["fixed_effects"]["lV"]), src, sec, rs),
+        _row("quinidine", "omega2.CL", om[0], ref["omega2"]["lCl"], src, sec, rs),
+        _row("quinidine", "a", res.params.loc["a", "estimate"], ref["sigma"], src, sec, rs),
+        _row("quinidine", "loglik", res.loglik, ref["logLik"], src, sec, rs),
+    ]
+
+
+def count_model():
+    import torch
+
+    import pymixnn
+
+    def count(cp, psi):  # log-rate log(E0 IC50 / (IC50 + cp)); psi: ka, CL, V, E0, IC50
+        return torch.log(psi[..., 3]) + torch.log(psi[..., 4]) - torch.log(psi[..., 4] + cp)
+
+    return pymixnn.Model.named(
+        "pk1cpt_oral",
+        parameters=["E0", "IC50"],
+        outputs={"count": count},
+        init={"ka": 0.7, "CL": 0.2, "V": 10, "E0": 15, "IC50": 1.0},
+    )
+
+
+def pkpd_poisson():
+    import pymixnn
+
+    df = pymixnn.simulate.simulate_pkpd(100, design="poisson", seed=3)
+    truth = df.attrs["truth"]
+    t0 = time.perf_counter()
+    res = pymixnn.fit(
+        pymixnn.Data.from_nonmem(df),
+        count_model(),
+        error={"cp": "proportional"},
+        observation={"count": "poisson"},
+        seed=1,
+        progress=False,
+    )
+    sec = time.perf_counter() - t0
+    rows = [
+        _row("pkpd_poisson", p, res.fixed_effects[p], v, "simulation truth", sec)
+        for p, v in truth["fixed"].items()
+    ]
+    om = dict(zip(res.model.random, np.diag(res.omega)))
+    rows += [
+        _row("pkpd_poisson", f"omega2.{p}", om[p], v, "simulation truth", sec)
+        for p, v in truth["omega2"].items()
+    ]
+    return rows
+
+
+def mm_model():
+    import torch
+
+    import pymixnn
+
+    def rhs(t, x, psi, cov):  # depot, central amount; psi: ka, V, Vmax, Km
+        ka, v, vmax, km = psi.unbind(-1)
+        c = x[..., 1] / v
+        return torch.stack([-ka * x[..., 0], ka * x[..., 0] - vmax * c / (km + c)], -1)
+
+    return pymixnn.ODEModel(
+        rhs,
+        states=["depot", "central"],
+        parameters=["ka", "V", "Vmax", "Km"],
+        outputs={"cp": lambda x, psi: x[..., 1] / psi[..., 1]},
+        transforms="log",
+        random=["V", "Vmax"],
+        start={"ka": 1.0, "V": 20.0, "Vmax": 10.0, "Km": 2.0},
+        error="proportional",
+    )
+
+
+def simulate_mm(n, seed=0):
+    """Records of the Michaelis-Menten benchmark: dose 100 at 0, 10 samples to 24 h, truth
+    ka 1, V 20 (omega2 0.04), Vmax 10 (omega2 0.09), Km 2, 10% proportional error (scipy's solver)."""
+    from scipy.integrate import solve_ivp
+
+    rng = np.random.default_rng(seed)
+    times = np.array([0.5, 1, 2, 3, 4, 6, 8, 12, 16, 24.0])
+    rows = []
+    for i in range(1, n + 1):
+        v, vmax = 20 * np.exp(0.2 * rng.standard_normal()), 10 * np.exp(0.3 * rng.standard_normal())
+        sol = solve_ivp(
+            lambda t, x: [-x[0], x[0] - vmax * (x[1] / v) / (2 + x[1] / v)],
+            (0, 24),
+            [100.0, 0.0],
+            t_eval=times,
+            rtol=1e-10,
+            atol=1e-10,
+        )
+        cp = sol.y[1] / v * (1 + 0.1 * rng.standard_normal(times.size))
+        rows.append(dict(ID=i, TIME=0.0, AMT=100.0, EVID=1, DV=0.0))
+        rows += [dict(ID=i, TIME=t, AMT=0.0, EVID=0, DV=y) for t, y in zip(times, cp)]
+    return pd.DataFrame(rows)
+
+
+def ode_mm(sizes=(100, 1000)):
+    import pymixnn
+
+    rows = []
+    for n in sizes:
+        data = pymixnn.Data.from_nonmem(simulate_mm(n))
+        t0 = time.perf_counter()
+        res = pymixnn.fit(data, mm_model(), seed=0, progress=False)
+        sec = time.perf_counter() - t0
+        truth = {"ka": 1.0, "V": 20.0, "Vmax": 10.0, "Km": 2.0}
+        rows += [
+            _row(f"ode_mm_N{n}", p, res.fixed_effects[p], v, "simulation truth", sec)
+            for p, v in truth.items()
+        ]
+    return rows
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m benchmarks dynamics")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--full", action="store_true")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(1)
+    cases = [theophylline] if args.quick else [theophylline, phenobarb, quinidine, pkpd_poisson]
+    if args.full:
+        cases.append(ode_mm)
+    rows = []
+    for case in cases:
+        rows += case()
+        print(f"{case.__name__}: done", flush=True)
+    table = pd.DataFrame(rows)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "dynamics.csv", index=False)
+    meta = dict(
+        date=dt.datetime.now().isoformat(timespec="seconds"),
+        machine=platform.machine(),
+        python=platform.python_version(),
+        torch_threads=1,
+        load=os.getloadavg()[0],
+        quick=args.quick,
+        full=args.full,
+    )
+    (out / "dynamics.json").write_text(json.dumps(dict(meta=meta, rows=rows), indent=1))
+    lines = [
+        f"# Dynamics benchmark ({meta['date']}, 1 torch thread, load {meta['load']:.1f})",
+        "",
+        "| case | parameter | pymixnn | reference | diff % | reference source | s (pymixnn) | s (reference) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['case']} | {r['parameter']} | {r['pymixnn']:.5g} | {r['reference']:.5g} | "
+            f"{r['rel_diff_pct']:+.2f} | {r['reference_source']} | {r['seconds']:.1f} | "
+            f"{r['reference_seconds']:.2f} |"
+        )
+    (out / "dynamics.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
