@@ -234,7 +234,7 @@ def simulate_mm(n, seed=0):
     for i in range(1, n + 1):
         v, vmax = 20 * np.exp(0.2 * rng.standard_normal()), 10 * np.exp(0.3 * rng.standard_normal())
         sol = solve_ivp(
-            lambda t, x: [-x[0], x[0] - vmax * (x[1] / v) / (2 + x[1] / v)],
+            lambda t, x, v=v, vmax=vmax: [-x[0], x[0] - vmax * (x[1] / v) / (2 + x[1] / v)],
             (0, 24),
             [100.0, 0.0],
             t_eval=times,
@@ -297,7 +297,8 @@ def main(argv=None):
     lines = [
         f"# Dynamics benchmark ({meta['date']}, 1 torch thread, load {meta['load']:.1f})",
         "",
-        "| case | parameter | pymixnn | reference | diff % | reference source | s (pymixnn) | s (reference) |",
+        "| case | parameter | pymixnn | reference | diff % | reference source | s (pymixnn) "
+        "| s (reference) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
