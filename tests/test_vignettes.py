@@ -42,6 +42,7 @@ def test_five_vignettes_exist():
         "02_random_effects.py",
         "03_discrete.py",
         "04_genomic.py",
+        "06_dynamics.py",
     ]
     assert (VIGNETTES / "05_from_R.Rmd").exists()
 
@@ -49,6 +50,12 @@ def test_five_vignettes_exist():
 @pytest.mark.parametrize("name", PYTHON_VIGNETTES)
 def test_vignette_quick(name, tmp_path):
     key = run_quick(name, tmp_path)
+    if name == "06_dynamics.py":
+        # multiple doses against nlme, a regimen's accumulation, two endpoints recovered
+        assert (
+            abs(key["phenobarb_V_rel_diff_vs_nlme"]) < 0.05
+            and key["regimen_trough_24h"] > key["regimen_trough_12h"]
+        )
     if name == "01_theophylline.py":
         # the headline of the vignette: pymixnn and saemix 3.4 agree within half an SE
         assert key["max_abs_z_vs_saemix"] < 0.5 and abs(key["loglik_minus_saemix"]) < 0.5

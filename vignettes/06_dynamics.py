@@ -1,0 +1,269 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Dosing records, compartment models and several endpoints
+#
+# Most pharmacometric data are not one curve per patient after one dose: patients get several
+# doses, infusions, steady-state regimens, and a drug's effect is measured next to its
+# concentration. pymixnn reads such data as a NONMEM event table (`pymixnn.Data.from_nonmem`)
+# and fits compartment models solved exactly, ODE models, and several endpoints at once.
+#
+# 1. **Multiple doses on real data**: Phenobarbital in 59 neonates (589 IV doses, 155
+#    concentrations), the one-compartment model of nlme's `phenoModel`, next to nlme's own fit.
+# 2. **A new regimen**: a single-dose fit (theophylline) predicts three doses every 12 h, with
+#    90% bands for the population and for one patient.
+# 3. **PK and PD together**: a concentration endpoint with a Poisson count endpoint (simulated,
+#    known truth), and a turnover response written as an ODE model.
+
+# %%
+import json
+import os
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import numpy as np
+import pandas as pd
+import torch
+from IPython.display import Image, display
+
+import pymixnn
+
+QUICK = os.environ.get("PYMIXNN_QUICK") == "1"  # quick mode: fewer SVI steps and subjects, same checks
+FIG = Path("figures")
+FIG.mkdir(exist_ok=True)
+KEY = {"quick": str(QUICK)}
+STEPS = dict(max_steps=300) if QUICK else {}
+REF = json.loads(
+    (
+        Path(pymixnn.__file__).resolve().parents[1] / "tests" / "reference" / "dynamics" / "nlme_pk.json"
+    ).read_text()
+)
+
+# %% [markdown]
+# ## 1. Phenobarbital: repeated IV doses, against nlme
+#
+# The bundled table has nlme's layout; `datasets.load_nonmem` gives it NONMEM's columns (a dose
+# row is EVID 1 with AMT, a concentration row EVID 0 with DV).
+
+# %%
+pheno = pymixnn.datasets.load_nonmem("phenobarb")
+data = pymixnn.Data.from_nonmem(pheno, covariates=["WT"])
+print(data)
+pheno.head(6)
+
+# %%
+t0 = time.perf_counter()
+res = pymixnn.fit(data, "pk1cpt_iv", init={"CL": 0.005, "V": 1.0}, seed=0, progress=False, **STEPS)
+pheno_seconds = time.perf_counter() - t0
+ref = REF["phenobarb"]["fits"]["fm1_ML"]
+om = np.diag(res.omega)
+side = pd.DataFrame(
+    {
+        "pymixnn": [
+            res.fixed_effects["CL"],
+            res.fixed_effects["V"],
+            om[0],
+            om[1],
+            res.params.loc["a", "estimate"],
+            res.loglik,
+        ],
+        "nlme (ML)": [
+            ref["exp_intercepts"]["Cl"],
+            ref["exp_intercepts"]["V"],
+            ref["omega2"]["lCl"],
+            ref["omega2"]["lV"],
+            ref["sigma"],
+            ref["logLik"],
+        ],
+    },
+    index=["CL", "V", "omega2.CL", "omega2.V", "a (sd)", "log-likelihood"],
+)
+side["difference %"] = 100 * (side["pymixnn"] - side["nlme (ML)"]) / side["nlme (ML)"].abs()
+print(f"pymixnn: {pheno_seconds:.1f} s; nlme: {ref['wall_time_s']:.2f} s")
+side.round(5)
+
+# %% [markdown]
+# V agrees within a few percent and the variances within about 12%; CL differs by about 8%.
+# nlme maximizes a linearized (Lindstrom-Bates) approximation of the likelihood, pymixnn the
+# marginal likelihood itself (adaptive quadrature): a brute-force Monte Carlo integral, independent
+# of both programs (tests/test_dynamics_fits.py), gives -504.25 at pymixnn's estimate and -504.77
+# at nlme's, so pymixnn's estimate is the better maximum-likelihood estimate of this model.
+#
+# The individual fits, with each neonate's doses marked at the bottom:
+
+# %%
+res.plot_individuals(FIG / "phenobarb_individuals.png", ids=list(data.ids[:12]))
+display(Image(str(FIG / "phenobarb_individuals.png")))
+
+# %% [markdown]
+# ## 2. From a single dose to a regimen
+#
+# Theophylline was given once. As NONMEM records, a dose record at time 0 precedes each subject's
+# samples; `pk1cpt_oral` (ka, CL, V) solves the same model as the closed-form `onecpt_oral`.
+
+# %%
+theo = pymixnn.datasets.load("theo")
+dose = theo.groupby("Id", as_index=False).first()[["Id", "Dose", "Weight"]]
+dose = dose.rename(columns={"Dose": "AMT"}).assign(TIME=0.0, EVID=1, DV=0.0)
+obs = theo.rename(columns={"Time": "TIME", "Concentration": "DV"})[["Id", "TIME", "DV", "Weight"]]
+records = pd.concat([dose, obs.assign(AMT=0.0, EVID=0)], ignore_index=True)
+records = records.sort_values(["Id", "TIME", "EVID"], ascending=[True, True, False], kind="stable")
+theo_fit = pymixnn.fit(
+    pymixnn.Data.from_nonmem(records, id="Id", covariates=["Weight"]),
+    "pk1cpt_oral",
+    covariates={"V": ["Weight"]},
+    seed=0,
+    progress=False,
+    **STEPS,
+)
+theo_fit.fixed_effects
+
+# %% [markdown]
+# A new regimen for subjects 1 and 2: the same dose three times, 12 h apart (ADDL = 2, II = 12).
+
+# %%
+regimen = pd.DataFrame(
+    {
+        "Id": [1, 2],
+        "TIME": 0.0,
+        "AMT": [320.0, 320.0],
+        "EVID": 1,
+        "ADDL": 2,
+        "II": 12.0,
+        "Weight": [79.6, 72.4],
+        "DV": 0.0,
+    }
+)
+sim = theo_fit.simulate(regimen, times=np.linspace(0, 48, 193), seed=1)
+theo_fit.plot_regimen(regimen, FIG / "theophylline_regimen.png", seed=1)
+display(Image(str(FIG / "theophylline_regimen.png")))
+one = sim[sim["Id"] == 1].set_index("time")
+troughs = one.loc[[12.0, 24.0], "population_median"]
+troughs
+
+# %% [markdown]
+# The concentration accumulates from dose to dose (the trough before the third dose is higher
+# than before the second), and the bands show the spread between patients (population) and the
+# uncertainty of subject 1's own parameters (individual).
+#
+# ## 3. PK and PD endpoints in one fit
+#
+# `simulate_pkpd` draws a one-dose study with a concentration endpoint `cp` and a count endpoint
+# whose Poisson rate falls as the concentration rises, `E0 IC50 / (IC50 + C)`. The DVID column
+# says which endpoint each observation belongs to; the model adds the count's log-rate as an
+# output of the compartment model, and `error=` / `observation=` give each endpoint its law.
+
+# %%
+N = 60 if QUICK else 200
+pkpd = pymixnn.simulate.simulate_pkpd(N, design="poisson", seed=3)
+truth = pkpd.attrs["truth"]
+
+
+def log_rate(cp, psi):  # psi: ka, CL, V, E0, IC50
+    return torch.log(psi[..., 3]) + torch.log(psi[..., 4]) - torch.log(psi[..., 4] + cp)
+
+
+joint = pymixnn.Model.named(
+    "pk1cpt_oral",
+    parameters=["E0", "IC50"],
+    outputs={"count": log_rate},
+    init={"ka": 0.7, "CL": 0.2, "V": 10, "E0": 15, "IC50": 1.0},
+)
+t0 = time.perf_counter()
+pkpd_fit = pymixnn.fit(
+    pymixnn.Data.from_nonmem(pkpd),
+    joint,
+    error={"cp": "proportional"},
+    observation={"count": "poisson"},
+    seed=1,
+    progress=False,
+    **STEPS,
+)
+pkpd_seconds = time.perf_counter() - t0
+recovery = pd.DataFrame({"truth": truth["fixed"], "estimate": pkpd_fit.fixed_effects[list(truth["fixed"])]})
+recovery["difference %"] = 100 * (recovery["estimate"] / recovery["truth"] - 1)
+print(f"{N} subjects, {pkpd_seconds:.0f} s")
+recovery.round(4)
+
+# %% [markdown]
+# A turnover response needs an ODE: the drug inhibits the production of a response R,
+# dR/dt = kin (1 - C / (IC50 + C)) - kout R, R(0) = R0. Written as a `pymixnn.ODEModel` (states
+# depot, central, R; outputs `cp` and `pca`), the model at the simulator's own parameters
+# reproduces its data up to the residual error (sd 3):
+
+# %%
+turn = pymixnn.simulate.simulate_pkpd(20, design="turnover", seed=2)
+
+
+def rhs(t, x, psi, cov):
+    ka, cl, v, r0, kout, ic50 = psi.unbind(-1)
+    c = x[..., 1] / v
+    return torch.stack(
+        [
+            -ka * x[..., 0],
+            ka * x[..., 0] - cl / v * x[..., 1],
+            r0 * kout * (1 - c / (ic50 + c)) - kout * x[..., 2],
+        ],
+        -1,
+    )
+
+
+turnover = pymixnn.ODEModel(
+    rhs,
+    states=["depot", "central", "R"],
+    parameters=["ka", "CL", "V", "R0", "kout", "IC50"],
+    outputs={"cp": lambda x, psi: x[..., 1] / psi[..., 2], "pca": lambda x, psi: x[..., 2]},
+    init={"R": lambda psi: psi[..., 3]},
+    transforms="log",
+)
+turn_data = pymixnn.Data.from_nonmem(turn)
+at_truth = pymixnn.solve(turnover, turn_data, params=turn.attrs["psi"])
+observed = turn_data.frame.assign(prediction=at_truth["prediction"].to_numpy())
+pca = observed[observed["DVID"] == 1]
+pca_residual_sd = float(np.std(pca["DV"] - pca["prediction"]))
+print(f"pca residual sd at the truth: {pca_residual_sd:.2f} (simulated: 3)")
+
+# %% [markdown]
+# ## Checks
+
+# %%
+KEY.update(
+    {
+        "phenobarb_CL": float(res.fixed_effects["CL"]),
+        "phenobarb_V": float(res.fixed_effects["V"]),
+        "phenobarb_V_rel_diff_vs_nlme": float(side.loc["V", "difference %"] / 100),
+        "phenobarb_CL_rel_diff_vs_nlme": float(side.loc["CL", "difference %"] / 100),
+        "phenobarb_loglik_minus_nlme": float(res.loglik - ref["logLik"]),
+        "phenobarb_seconds": float(pheno_seconds),
+        "regimen_trough_12h": float(troughs.iloc[0]),
+        "regimen_trough_24h": float(troughs.iloc[1]),
+        "pkpd_max_abs_rel_diff_fixed": float(recovery["difference %"].abs().max() / 100),
+        "pkpd_seconds": float(pkpd_seconds),
+        "turnover_pca_residual_sd": pca_residual_sd,
+    }
+)
+assert abs(KEY["phenobarb_V_rel_diff_vs_nlme"]) < 0.05
+assert abs(KEY["phenobarb_CL_rel_diff_vs_nlme"]) < 0.12  # nlme's linearization: see section 1
+assert abs(KEY["phenobarb_loglik_minus_nlme"]) < 2.0
+assert KEY["regimen_trough_24h"] > KEY["regimen_trough_12h"] > 0  # accumulation
+band = sim.dropna(subset=["population_lower"])
+assert (band["population_lower"] <= band["population_median"] + 1e-12).all()
+assert (band["population_median"] <= band["population_upper"] + 1e-12).all()
+# 5% with 200 subjects (the issue's tolerance); 60 subjects in quick mode: about twice the SEs
+assert KEY["pkpd_max_abs_rel_diff_fixed"] < (0.15 if QUICK else 0.05)
+assert abs(pca_residual_sd - 3.0) < 0.8
+Path("key_numbers.json").write_text(json.dumps(KEY, indent=1))
+KEY
