@@ -44,13 +44,7 @@ REF = json.loads((ROOT / "tests" / "reference" / "dynamics" / "nlme_pk.json").re
 def theo_events():
     import pymixnn
 
-    df = pymixnn.datasets.load("theo")
-    dose = df.groupby("Id", as_index=False).first()[["Id", "Dose", "Weight"]]
-    dose = dose.rename(columns={"Dose": "AMT"}).assign(TIME=0.0, EVID=1, DV=0.0)
-    obs = df.rename(columns={"Time": "TIME", "Concentration": "DV"})[["Id", "TIME", "DV", "Weight"]]
-    records = pd.concat([dose, obs.assign(AMT=0.0, EVID=0)], ignore_index=True)
-    records = records.sort_values(["Id", "TIME", "EVID"], ascending=[True, True, False], kind="stable")
-    return pymixnn.Data.from_nonmem(records, id="Id", covariates=["Weight"])
+    return pymixnn.Data.from_nonmem(pymixnn.datasets.load_nonmem("theo"), covariates=["Weight"])
 
 
 def _row(case, parameter, ours, reference, source, seconds, reference_seconds=np.nan):

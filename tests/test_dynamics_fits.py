@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 import pymixnn
@@ -18,13 +17,7 @@ REF = json.loads((Path(__file__).parent / "reference" / "dynamics" / "nlme_pk.js
 
 def theo_events() -> pymixnn.Data:
     """Theophylline as NONMEM records: one dose record at time 0 before each subject's samples."""
-    df = pymixnn.datasets.load("theo")
-    dose = df.groupby("Id", as_index=False).first()[["Id", "Dose", "Weight"]]
-    dose = dose.rename(columns={"Dose": "AMT"}).assign(TIME=0.0, EVID=1, DV=0.0)
-    obs = df.rename(columns={"Time": "TIME", "Concentration": "DV"})[["Id", "TIME", "DV", "Weight"]]
-    records = pd.concat([dose, obs.assign(AMT=0.0, EVID=0)], ignore_index=True)
-    records = records.sort_values(["Id", "TIME", "EVID"], ascending=[True, True, False], kind="stable")
-    return pymixnn.Data.from_nonmem(records, id="Id", covariates=["Weight"])
+    return pymixnn.Data.from_nonmem(pymixnn.datasets.load_nonmem("theo"), covariates=["Weight"])
 
 
 def test_pk1cpt_oral_on_events_matches_the_closed_form_curve():

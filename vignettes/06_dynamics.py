@@ -115,14 +115,12 @@ display(Image(str(FIG / "phenobarb_individuals.png")))
 # samples; `pk1cpt_oral` (ka, CL, V) solves the same model as the closed-form `onecpt_oral`.
 
 # %%
-theo = pymixnn.datasets.load("theo")
-dose = theo.groupby("Id", as_index=False).first()[["Id", "Dose", "Weight"]]
-dose = dose.rename(columns={"Dose": "AMT"}).assign(TIME=0.0, EVID=1, DV=0.0)
-obs = theo.rename(columns={"Time": "TIME", "Concentration": "DV"})[["Id", "TIME", "DV", "Weight"]]
-records = pd.concat([dose, obs.assign(AMT=0.0, EVID=0)], ignore_index=True)
-records = records.sort_values(["Id", "TIME", "EVID"], ascending=[True, True, False], kind="stable")
+records = pymixnn.datasets.load_nonmem("theo")
+records.head(3)
+
+# %%
 theo_fit = pymixnn.fit(
-    pymixnn.Data.from_nonmem(records, id="Id", covariates=["Weight"]),
+    pymixnn.Data.from_nonmem(records, covariates=["Weight"]),
     "pk1cpt_oral",
     covariates={"V": ["Weight"]},
     seed=0,
@@ -137,7 +135,7 @@ theo_fit.fixed_effects
 # %%
 regimen = pd.DataFrame(
     {
-        "Id": [1, 2],
+        "ID": [1, 2],
         "TIME": 0.0,
         "AMT": [320.0, 320.0],
         "EVID": 1,
@@ -150,7 +148,7 @@ regimen = pd.DataFrame(
 sim = theo_fit.simulate(regimen, times=np.linspace(0, 48, 193), seed=1)
 theo_fit.plot_regimen(regimen, FIG / "theophylline_regimen.png", seed=1)
 display(Image(str(FIG / "theophylline_regimen.png")))
-one = sim[sim["Id"] == 1].set_index("time")
+one = sim[sim["ID"] == 1].set_index("time")
 troughs = one.loc[[12.0, 24.0], "population_median"]
 troughs
 

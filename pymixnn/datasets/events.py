@@ -1,8 +1,8 @@
 """Bundled multiple-dose PK data sets as NONMEM event records (doses and observations in one table).
 
-The files keep nlme's layout (``phenobarb.csv``, ``quinidine.csv``: one row per dose or
-concentration); :func:`load_nonmem` turns them into NONMEM columns for
-:meth:`pymixnn.Data.from_nonmem`.
+The files keep their sources' layout (``phenobarb.csv``, ``quinidine.csv``: nlme's, one row per
+dose or concentration; ``theo.csv``: saemix's, the dose on every sample row); :func:`load_nonmem`
+turns them into NONMEM columns for :meth:`pymixnn.Data.from_nonmem`.
 
 >>> from pymixnn.datasets import load_nonmem
 >>> pheno = load_nonmem("phenobarb")
@@ -25,6 +25,17 @@ _PINHEIRO_BATES = "Pinheiro JC, Bates DM (2000). Mixed-Effects Models in S and S
 _SOURCE = "GitHub cran/nlme (commit f07b8c5375f5), data/{}.rda (nlme 3.1-169), exported with R 4.2"
 
 _INFO: dict[str, dict[str, Any]] = {
+    "theo": {
+        "description": "Theophylline (the bundled 'theo' set) as dosing records: one oral dose "
+        "record at time 0 before each subject's 10 or 11 samples; covariates Weight, Sex.",
+        "file": "theo.csv",
+        "source": "GitHub cran/saemix (commit 2d504770b1af), data/theo.saemix.tab.gz, saemix 3.4",
+        "license": "GPL (>= 2)",
+        "model": "pk1cpt_oral",
+        "covariates": ["Weight", "Sex"],
+        "citation": "Boeckmann AJ, Sheiner LB, Beal SL (1994). NONMEM Users Guide, Part V. "
+        + _PINHEIRO_BATES,
+    },
     "phenobarb": {
         "description": "Phenobarbital in 59 preterm neonates: repeated IV bolus doses (dose units "
         "per kg, 589 doses), 155 serum concentrations; time in hours. Columns WT (birth weight, kg), "
@@ -78,6 +89,14 @@ def load_nonmem(name: str) -> pd.DataFrame:
     (MDV 0), a row with neither EVID 2 (a covariate record)."""
     info = nonmem_info(name)
     raw = _raw(name)
+    if name == "theo":
+        dose = raw.groupby("Id", as_index=False).first()[["Id", "Dose", "Weight", "Sex"]]
+        dose = dose.rename(columns={"Id": "ID", "Dose": "AMT"}).assign(TIME=0.0, EVID=1, DV=0.0, MDV=1)
+        obs = raw.rename(columns={"Id": "ID", "Time": "TIME", "Concentration": "DV"})
+        obs = obs[["ID", "TIME", "DV", "Weight", "Sex"]].assign(AMT=0.0, EVID=0, MDV=0)
+        out = pd.concat([dose, obs], ignore_index=True)
+        out = out.sort_values(["ID", "TIME", "EVID"], ascending=[True, True, False], kind="stable")
+        return out[["ID", "TIME", "AMT", "EVID", "DV", "MDV", "Weight", "Sex"]].reset_index(drop=True)
     dose = raw["dose"].notna()
     conc = raw["conc"].notna()
     out = pd.DataFrame(
