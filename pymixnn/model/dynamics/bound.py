@@ -82,11 +82,12 @@ class EventFunction:
         self._cache: dict[Any, dict[str, torch.Tensor]] = {}
         counts = events.counts()
         # boluses only into a linear compartment model: the compact superposition
-        self.bolus_only = hasattr(system, "modes") and not (
-            counts["infusions"] or counts["steady_state_doses"] or counts["resets"]
-        )
+        # boluses only (steady-state ones and resets included) into a linear compartment model:
+        # the compact superposition over the dose records
+        self.bolus_only = hasattr(system, "modes") and not counts["infusions"]
         if self.bolus_only:
             self._doses = _compact_doses(self._padded)
+            self._resets = _compact_resets(self._padded)
 
     def records(self, dtype: torch.dtype, device: torch.device) -> dict[str, torch.Tensor]:
         key = (dtype, str(device))
@@ -160,6 +161,13 @@ class EventFunction:
                 for k, v in self._doses.items()
             }
         d = {k: v[individual] for k, v in self._cache[key].items()}
+        rkey = ("resets", psi.dtype, str(psi.device))
+        if rkey not in self._cache:
+            self._cache[rkey] = {
+                k: torch.as_tensor(v, device=psi.device, dtype=psi.dtype if v.dtype == np.float64 else None)
+                for k, v in self._resets.items()
+            }
+        resets = {k: v[individual] for k, v in self._cache[rkey].items()}
         ext = torch.cat([psi, psi.new_zeros(*psi.shape[:-1], 1), psi.new_ones(*psi.shape[:-1], 1)], -1)
         cols = self.dosing.to(psi.device)[d["cmt"]]  # (B, J, 4)
         lead = psi.shape[:-2]
@@ -168,7 +176,7 @@ class EventFunction:
         d["state"] = self.dose_state.to(psi.device)[d["cmt"]].clamp_min(0)
         request = {"time": x[..., 0], "endpoint": x[..., 1].long(), "record": x[..., 3].long()}
         return superpose_boluses(
-            self.system, psi, d, lag, amount, request, torch.as_tensor(self.endpoint_map)
+            self.system, psi, d, lag, amount, request, torch.as_tensor(self.endpoint_map), resets
         )
 
     def __repr__(self) -> str:
@@ -187,13 +195,33 @@ def _compact_doses(padded: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         "cmt": np.ones((n, J), dtype=np.int64),
         "order": np.zeros((n, J), dtype=np.int64),
         "valid": np.zeros((n, J), dtype=bool),
+        "ii": np.ones((n, J)),
+        "ss": np.zeros((n, J), dtype=np.int64),
     }
     for i in range(n):
         at = np.flatnonzero(dose[i])
         m = len(at)
-        out["time"][i, :m] = padded["time"][i, at]
-        out["amt"][i, :m] = padded["amt"][i, at]
-        out["cmt"][i, :m] = padded["cmt"][i, at]
+        for name in ("time", "amt", "cmt", "ii", "ss"):
+            out[name][i, :m] = padded[name][i, at]
         out["order"][i, :m] = at
         out["valid"][i, :m] = True
+    return out
+
+
+def _compact_resets(padded: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each individual's resets (EVID 3 or 4, SS = 1) packed to the left, (N, R): time, order,
+    valid."""
+    reset = padded["valid"] & ((padded["evid"] >= 3) | (padded["ss"] == 1))
+    n = reset.shape[0]
+    R = max(int(reset.sum(1).max()), 1)
+    out = {
+        "time": np.zeros((n, R)),
+        "order": np.zeros((n, R), dtype=np.int64),
+        "valid": np.zeros((n, R), dtype=bool),
+    }
+    for i in range(n):
+        at = np.flatnonzero(reset[i])
+        out["time"][i, : len(at)] = padded["time"][i, at]
+        out["order"][i, : len(at)] = at
+        out["valid"][i, : len(at)] = True
     return out

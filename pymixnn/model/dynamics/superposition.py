@@ -155,10 +155,14 @@ def superpose_boluses(
     amount: torch.Tensor,
     request: Mapping[str, torch.Tensor],
     endpoint_map,
+    resets: Mapping[str, torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """Predictions (..., B, T) of event tables holding only boluses (no infusion, steady state or
-    reset): sum over doses of F AMT V e^{lambda u} V^-1 e_cmt, on the compact dose arrays (B, J)
-    ``time``, ``state``, ``order`` (record position), ``valid``; ``lag`` and ``amount`` (..., B, J)."""
+    """Predictions (..., B, T) of event tables holding only boluses (steady-state ones and resets
+    included, no infusion): sum over doses of F AMT V e^{lambda u} V^-1 e_cmt, plus for a
+    steady-state dose its series' state at the record (per mode e^{lambda (tau - lag)} /
+    (1 - e^{lambda tau})), the inputs before each request's last reset left out. Compact arrays
+    (B, J) ``time``, ``state``, ``order`` (record position), ``valid``, ``ii``, ``ss``; ``lag`` and
+    ``amount`` (..., B, J); ``resets`` (B, R) ``time``, ``order``, ``valid``."""
     several = len(system.endpoints) > 1
     if several:  # the states (then every output): G = V^-1, the outputs after V below
         lam, V, G = system.modes(psi0)
@@ -168,13 +172,32 @@ def superpose_boluses(
     S = lam.shape[-1]
     t = request["time"].to(lam.dtype)
     p = torch.where(request["record"] >= 0, request["record"], torch.full_like(request["record"], 1 << 30))
-    u = t.unsqueeze(-1) - (doses["time"].to(lam.dtype) + lag).unsqueeze(-2)  # (..., B, T, J)
-    counts = doses["valid"].unsqueeze(-2) & (
-        (u > 0) | ((u == 0) & (doses["order"].unsqueeze(-2) < p.unsqueeze(-1)))
-    )
     state = doses["state"].expand(*lead, *doses["state"].shape)
     coef = G.gather(-1, state.unsqueeze(-2).expand(*lead, G.shape[-3], S, state.shape[-1]))  # (..., B, S, J)
     coef = coef * amount.unsqueeze(-2)
+    start = doses["time"].to(lam.dtype) + lag
+    order, valid = doses["order"].expand_as(start), doses["valid"].expand_as(start)
+    steady = doses["valid"] & (doses["ss"] > 0)
+    if bool(steady.any()):  # the series' state at the record, as one more input per mode
+        tau = torch.where(steady, doses["ii"].to(lam.dtype), torch.ones_like(start)).unsqueeze(-2)
+        z = torch.exp(lam.unsqueeze(-1) * (tau - lag.unsqueeze(-2))) / (-torch.expm1(lam.unsqueeze(-1) * tau))
+        coef = torch.cat([coef, coef * z], -1)
+        start = torch.cat([start, doses["time"].to(lam.dtype).expand_as(lag)], -1)
+        order = torch.cat([order, order], -1)
+        valid = torch.cat([valid, steady.expand_as(valid)], -1)
+    u = t.unsqueeze(-1) - start.unsqueeze(-2)  # (..., B, T, J)
+    counts = valid.unsqueeze(-2) & ((u > 0) | ((u == 0) & (order.unsqueeze(-2) < p.unsqueeze(-1))))
+    if resets is not None and bool(resets["valid"].any()):  # inputs before the last reset: gone
+        rt, ro = resets["time"].to(lam.dtype).unsqueeze(-2), resets["order"].unsqueeze(-2)  # (B, 1, R)
+        before = resets["valid"].unsqueeze(-2) & (
+            (rt < t.unsqueeze(-1)) | ((rt == t.unsqueeze(-1)) & (ro < p.unsqueeze(-1)))
+        )
+        r_time = torch.where(before, rt, torch.full_like(rt, -float("inf"))).max(-1).values  # (B, T)
+        r_order = torch.where(before, ro, torch.full_like(ro, -1)).max(-1).values
+        after = (start.unsqueeze(-2) > r_time.unsqueeze(-1)) | (
+            (start.unsqueeze(-2) == r_time.unsqueeze(-1)) & (order.unsqueeze(-2) >= r_order.unsqueeze(-1))
+        )
+        counts = counts & after
     decay = torch.exp(
         lam.unsqueeze(-2).unsqueeze(-1) * torch.where(counts, u, torch.zeros_like(u)).unsqueeze(-2)
     )
