@@ -6,16 +6,19 @@ Cases (full pipeline: fit + SEs + log-likelihood, seed 0):
 * theophylline: the compartment model ``pk1cpt_oral`` on dosing records against the closed-form
   curve ``onecpt_oral`` on (dose, time): estimates and seconds;
 * phenobarb: 59 neonates, repeated IV doses, ``pk1cpt_iv`` against nlme's ML fit of phenoModel
-  (tests/reference/dynamics/nlme_pk.json, written by nlme_pk.R; nlme's own seconds from there);
+  (tests/reference/dynamics/nlme_pk.json, written by nlme_pk.R; nlme's own seconds from there)
+  and against the exact ML of the same model (exact_ml.json, written by exact_ml.R);
 * quinidine: 136 patients, oral doses with steady-state records, ``pk1cpt_oral`` with random
-  effects on CL and V against nlme's quinModel ML fit (fm1);
+  effects on CL and V against nlme's quinModel ML fit (fm1) and its exact ML;
 * pkpd_poisson: simulated PK (proportional error) with a Poisson count endpoint (100 subjects),
   recovery of the truth;
+* ode_eval: seconds per evaluation (predictions + gradient) of the Michaelis-Menten ODE model for
+  100 and 1,000 individuals, one solve on the common time grid against the pseudo-time solve;
 * ode_mm (``--full``): a 2-state ODE with Michaelis-Menten elimination, N individuals x 10
   observations, fit time per N.
 
     python -m benchmarks dynamics                  # theophylline, phenobarb, quinidine, pkpd_poisson
-    python -m benchmarks dynamics --quick          # theophylline only
+    python -m benchmarks dynamics --quick          # theophylline and ode_eval only
     python -m benchmarks dynamics --full           # also the ODE scaling (slow)
 
 Writes dynamics.csv (one row per compared parameter), dynamics.json and dynamics.md to --out
@@ -39,6 +42,9 @@ __all__ = ["main", "theo_events", "mm_model", "simulate_mm"]
 
 ROOT = Path(__file__).resolve().parents[1]
 REF = json.loads((ROOT / "tests" / "reference" / "dynamics" / "nlme_pk.json").read_text())
+# the exact marginal ML of the same models (R: nlme's model functions, adaptive quadrature)
+EXACT = json.loads((ROOT / "tests" / "reference" / "dynamics" / "exact_ml.json").read_text())["models"]
+EXACT_SRC = "exact ML (exact_ml.R: nlme's model function, adaptive GH quadrature)"
 
 
 def theo_events():
@@ -113,7 +119,23 @@ def phenobarb():
         _row("phenobarb", "omega2.V", om[1], ref["omega2"]["lV"], src, sec, rs),
         _row("phenobarb", "a", res.params.loc["a", "estimate"], ref["sigma"], src, sec, rs),
         _row("phenobarb", "loglik", res.loglik, ref["logLik"], src, sec, rs),
+    ] + _exact_rows("phenobarb", "phenobarb_fm1", res, sec, {"CL": "Cl", "V": "V"})
+
+
+def _exact_rows(case, key, res, sec, names):
+    """pymixnn's estimates against the exact ML of the same model."""
+    ex, om = EXACT[key], np.diag(res.omega)
+    rows = [
+        _row(case, p, res.fixed_effects[p], ex["exp_fixed_effects"][q], EXACT_SRC, sec)
+        for p, q in names.items()
     ]
+    for j, p in enumerate(res.model.random):
+        q = "l" + names[p]
+        if q in ex["omega2"]:
+            rows.append(_row(case, f"omega2.{p}", om[j], ex["omega2"][q], EXACT_SRC, sec))
+    rows.append(_row(case, "a", res.params.loc["a", "estimate"], ex["sigma"], EXACT_SRC, sec))
+    rows.append(_row(case, "loglik", res.loglik, ex["logLik_exact"], EXACT_SRC, sec))
+    return rows
 
 
 def quinidine():
@@ -149,7 +171,47 @@ def quinidine():
         _row("quinidine", "omega2.CL", om[0], ref["omega2"]["lCl"], src, sec, rs),
         _row("quinidine", "a", res.params.loc["a", "estimate"], ref["sigma"], src, sec, rs),
         _row("quinidine", "loglik", res.loglik, ref["logLik"], src, sec, rs),
-    ]
+    ] + _exact_rows("quinidine", "quinidine_fm1", res, sec, {"ka": "Ka", "CL": "Cl", "V": "V"})
+
+
+def ode_eval(sizes=(100, 1000), repeats=3):
+    """Seconds per evaluation (predictions + gradient) of the Michaelis-Menten ODE model on its
+    records, one solve on the common time grid against the pseudo-time solve with a restart at
+    every observation (the path taken where inputs change inside a run)."""
+    import torch
+
+    import pymixnn
+    from pymixnn.model.dynamics import ode
+    from pymixnn.model.dynamics.models import bind_data, solver_counts, with_solver
+
+    rows = []
+    for n in sizes:
+        data = pymixnn.Data.from_nonmem(simulate_mm(n))
+        x_pad, _, mask = data.padded()
+        x = torch.as_tensor(x_pad, dtype=torch.float64)
+        rng = np.random.default_rng(1)
+        eta = rng.normal(size=(x.shape[0], 1, 4)) * 0.2
+        log_psi = torch.tensor(np.log([1.0, 20.0, 10.0, 2.0]) + eta)
+        timing = {}
+        for path, limit in (("common_grid", ode.COMMON_GRID_LIMIT), ("pseudo_time", 0)):
+            saved, ode.COMMON_GRID_LIMIT = ode.COMMON_GRID_LIMIT, limit
+            try:
+                model = with_solver(bind_data(mm_model(), data), 1e-6, 1e-8)
+                best = np.inf
+                for _ in range(repeats):
+                    lp = log_psi.clone().requires_grad_(True)
+                    t0 = time.perf_counter()
+                    out = model.function(lp.exp(), x)
+                    out[torch.as_tensor(mask)].sum().backward()
+                    best = min(best, time.perf_counter() - t0)
+                timing[path] = (best, solver_counts(model)["ode_rhs_evaluations"] / repeats)
+            finally:
+                ode.COMMON_GRID_LIMIT = saved
+        (t_c, e_c), (t_p, e_p) = timing["common_grid"], timing["pseudo_time"]
+        src = "pseudo-time solve (restart at each observation)"
+        rows.append(_row(f"ode_eval_N{n}", "seconds_per_gradient", t_c, t_p, src, t_c, t_p))
+        rows.append(_row(f"ode_eval_N{n}", "rhs_evaluations", e_c, e_p, src, t_c, t_p))
+    return rows
 
 
 def count_model():
@@ -267,7 +329,11 @@ def main(argv=None):
     import torch
 
     torch.set_num_threads(1)
-    cases = [theophylline] if args.quick else [theophylline, phenobarb, quinidine, pkpd_poisson]
+    cases = (
+        [theophylline, ode_eval]
+        if args.quick
+        else [theophylline, ode_eval, phenobarb, quinidine, pkpd_poisson]
+    )
     if args.full:
         cases.append(ode_mm)
     rows = []

@@ -23,7 +23,7 @@ import pandas as pd
 
 from pymixnn.control import Control, resolve_control
 from pymixnn.data.table import Data
-from pymixnn.model.dynamics.models import is_dynamic, solver_counts, with_solver
+from pymixnn.model.dynamics.models import check_solvable, is_dynamic, solver_counts, with_solver
 from pymixnn.model.named import Model
 from pymixnn.model.observation import to_dict as observation_to_dict
 from pymixnn.problem import NLME
@@ -186,6 +186,8 @@ def fit_problem(problem: NLME, control: Control):
     from pymixnn.results.results import Results  # results imports inference, which imports pyro
 
     model, data = with_solver(problem.model, control.ode_rtol, control.ode_atol), problem.data
+    # the estimation's copy: a solve failing at a line-search or sampled point is a NaN, counted
+    fit_model = with_solver(problem.model, control.ode_rtol, control.ode_atol, tolerate_failures=True)
     if control.likelihood == "gq" and len(model.random) > 3:
         raise InputError(
             f"likelihood='gq' integrates at most 3 random effects (tensor-product "
@@ -193,6 +195,7 @@ def fit_problem(problem: NLME, control: Control):
         )
     setup = problem.genomic_setup()
     _check_function(problem, problem.start)
+    check_solvable(model, problem.start, data)  # an ODE model: every individual, named on failure
 
     from pymixnn.inference import EstimationOptions, SVIOptions, estimate
 
@@ -215,7 +218,7 @@ def fit_problem(problem: NLME, control: Control):
         ),
     )
     estimation = estimate(
-        model,
+        fit_model,
         data,
         problem.design,
         problem.start_candidates(),
@@ -250,7 +253,7 @@ def fit_problem(problem: NLME, control: Control):
         settings["fallbacks"] = dict(problem.fallbacks)
     if getattr(estimation, "run", None) is not None:  # one table of counts: inference's and the problem's
         run = estimation.run
-        solver = solver_counts(model)  # an ODE model's right-hand-side evaluations, solves, failures
+        solver = solver_counts(fit_model)  # an ODE model's right-hand-side evaluations, solves, failures
         estimation = dataclasses.replace(
             estimation, run=run.replace(fallbacks={**run.fallbacks, **problem.fallbacks, **solver})
         )

@@ -13,6 +13,9 @@ import pytest
 import pymixnn
 
 REF = json.loads((Path(__file__).parent / "reference" / "dynamics" / "nlme_pk.json").read_text())
+# the exact marginal maximum likelihood of the same models, computed in R with nlme's own model
+# functions and adaptive Gauss-Hermite quadrature (tests/reference/dynamics/exact_ml.R)
+EXACT = json.loads((Path(__file__).parent / "reference" / "dynamics" / "exact_ml.json").read_text())["models"]
 
 
 def theo_events() -> pymixnn.Data:
@@ -77,6 +80,24 @@ def _phenobarb_exact_ll(cl, v, omega_cl, omega_v, sigma, n=20000, seed=1):
         m = ll.max()
         total += m + np.log(np.mean(np.exp(ll - m)))
     return total
+
+
+def test_phenobarb_matches_the_exact_maximum_likelihood(phenobarb_fit):
+    # acceptance 3, against the exact ML of nlme's phenoModel fm1 (R, nlminb over an 80-node-per-
+    # dimension adaptive quadrature, converged to 2e-5 in ll): CL 0.0056630, V 1.44184, omega2
+    # 0.21722 / 0.20030, sigma 2.79201, logLik -504.1268. Measured: every estimate within 0.05%,
+    # ll within 0.01. Tolerances: 1% on fixed effects and sigma, 5% on variances (the likelihood is
+    # flatter there), 0.1 in ll (pymixnn's own quadrature and optimizer tolerance)
+    res, ref = phenobarb_fit, EXACT["phenobarb_fm1"]
+    fe, om = res.fixed_effects, np.diag(res.omega)
+    assert fe["CL"] == pytest.approx(ref["exp_fixed_effects"]["Cl"], rel=0.01)
+    assert fe["V"] == pytest.approx(ref["exp_fixed_effects"]["V"], rel=0.01)
+    assert om[0] == pytest.approx(ref["omega2"]["lCl"], rel=0.05)
+    assert om[1] == pytest.approx(ref["omega2"]["lV"], rel=0.05)
+    assert res.params.loc["a", "estimate"] == pytest.approx(ref["sigma"], rel=0.01)
+    assert res.loglik == pytest.approx(ref["logLik_exact"], abs=0.1)
+    # and nlme's Lindstrom-Bates estimate is not the exact maximum: 0.52 lower in exact ll
+    assert ref["logLik_exact"] - ref["logLik_exact_at_nlme"] > 0.4
 
 
 @pytest.mark.slow

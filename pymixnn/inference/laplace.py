@@ -142,8 +142,8 @@ class LocalPosteriors:
             pending = torch.arange(e.shape[0], device=e.device)
             alpha = 1.0
             for _ in range(30):
-                if pending.shape[0] == e.shape[0]:
-                    trial, at = e + step, sub
+                if pending.shape[0] == e.shape[0]:  # everyone (a batch-wide failure halves too)
+                    trial, at = e + alpha * step, sub
                 else:
                     trial = e[pending] + alpha * step[pending]
                     at = pending if sub is None else sub[pending]

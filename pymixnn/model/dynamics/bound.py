@@ -16,6 +16,7 @@ import torch
 
 from pymixnn.data.events import EventTable
 from pymixnn.model.dynamics.engine import solve_records
+from pymixnn.model.dynamics.ode import ODESolveFailure
 from pymixnn.model.dynamics.superposition import superpose_boluses
 from pymixnn.model.dynamics.system import System, dosing_table
 from pymixnn.validation import InputError
@@ -67,8 +68,16 @@ def check_events(system: System, events: EventTable, name: str) -> np.ndarray:
 class EventFunction:
     """``f(psi, x)`` of ``system`` on the records of ``events`` (see module docstring)."""
 
-    def __init__(self, system: System, events: EventTable, name: str = "dynamic", max_overlap: int = 4):
+    def __init__(
+        self,
+        system: System,
+        events: EventTable,
+        name: str = "dynamic",
+        max_overlap: int = 4,
+        tolerate_failures: bool = False,
+    ):
         self.system, self.events, self.name = system, events, name
+        self.tolerate_failures = tolerate_failures
         self.__name__ = name
         self.endpoint_map = check_events(system, events, name)
         n_cmt = max([*system.dose_to, *(int(c) for c in events.cmt)] or [1])
@@ -116,16 +125,24 @@ class EventFunction:
             "endpoint": x[..., 1].long(),
             "record": x[..., 3].long(),
         }
-        return solve_records(
-            self.system,
-            rec,
-            psi,
-            self.dosing,
-            self.dose_state,
-            torch.as_tensor(self.endpoint_map),
-            request,
-            self.max_overlap,
-        )
+        try:
+            return solve_records(
+                self.system,
+                rec,
+                psi,
+                self.dosing,
+                self.dose_state,
+                torch.as_tensor(self.endpoint_map),
+                request,
+                self.max_overlap,
+            )
+        except ODESolveFailure:
+            if not self.tolerate_failures:
+                raise
+            # NaN for the batch, still in the graph (a NaN gradient is zeroed and counted by SVI;
+            # a line search steps back from a non-finite value)
+            nan = psi.sum((-2, -1)) * float("nan")
+            return nan.unsqueeze(-1).expand(*psi.shape[:-3], *request["time"].shape)
 
     def _rows(self, psi: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Rows grouped by individual into the padded layout and back; a row whose time is not

@@ -261,6 +261,9 @@ def solve_records(
         | ((kd_all == 1) & ~is_inf.gather(-1, k_all))
     )
     jump = state_action.reshape(-1, n_steps).any(0).tolist()
+    # events that change the inputs (an infusion's start or end) anywhere in the batch
+    starts_ends = v_all & (((kd_all == 1) & is_inf.gather(-1, k_all)) | (kd_all == 2) | (kd_all == 3))
+    change = starts_ends.reshape(-1, n_steps).any(0).tolist()
     run = system.advance_run if getattr(system, "integrates", False) else None
     x = system.initial(psi0)
     states = []
@@ -290,6 +293,10 @@ def solve_records(
                     prev_t[..., j : J + 1],
                     torch.stack(psis, -2),
                     None if not has_cov else torch.stack(covs, -2),
+                    # covariates are data: equal values over the run are the same inputs
+                    smooth=Kp == 1
+                    and not any(change[j:J])
+                    and (not has_cov or all(torch.equal(covs[0], c) for c in covs[1:])),
                 )
                 states.extend(X[..., i, :] for i in range(J - j))
                 x = X[..., -1, :]

@@ -16,10 +16,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
+import torch
+
 from pymixnn.data.events import EventTable
 from pymixnn.model.dynamics.bound import EventFunction
 from pymixnn.model.dynamics.compartments import COMPARTMENT_MODELS, compartment_system, start_compartmental
-from pymixnn.model.dynamics.ode import ODESystem, SolverStats
+from pymixnn.model.dynamics.ode import ODESolveFailure, ODESystem, SolverStats
 from pymixnn.model.dynamics.system import Dosing, System
 from pymixnn.model.spec import Model
 from pymixnn.validation import InputError
@@ -28,6 +31,7 @@ __all__ = [
     "ODEModel",
     "pk_model",
     "bind_events",
+    "check_solvable",
     "is_dynamic",
     "solver_counts",
     "with_solver",
@@ -121,6 +125,7 @@ def ODEModel(
     linear: bool = False,
     start: Mapping[str, float] | None = None,
     name: str | None = None,
+    max_steps: int = 2000,
     **options: Any,
 ) -> Model:
     """An ODE structural model.
@@ -133,14 +138,18 @@ def ODEModel(
     the k-th state); ``init`` maps states to ``fn(psi)`` (zero otherwise). ``tlag``, ``F``,
     ``rate``, ``duration`` map a compartment number to the parameter acting on its doses.
     ``linear=True`` declares dx/dt = A(psi) x + b(psi), solved exactly by matrix exponentials.
-    ``start``: initial fixed effects (natural scale); ``options``: other :class:`pymixnn.Model`
-    fields (transforms, random, error, ...)."""
+    ``start``: initial fixed effects (natural scale); ``max_steps``: the solver's step budget between
+    two read times (a solve that needs more fails: an error naming the individual at the initial values,
+    a non-finite evaluation counted in ``ode_failures`` during a fit); ``options``: other
+    :class:`pymixnn.Model` fields (transforms, random, error, ...)."""
     states = tuple(str(s) for s in states)
     parameters = tuple(str(p) for p in parameters)
     if not callable(rhs):
         raise InputError("ODEModel: rhs must be a callable rhs(t, state, psi, covariates)")
     if not outputs:
         raise InputError("ODEModel: give outputs={endpoint: fn(state, psi)}")
+    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 10:
+        raise InputError(f"ODEModel: max_steps must be an integer >= 10, got {max_steps!r}")
     dose_to = {int(k): str(v) for k, v in (dose_to or {k + 1: s for k, s in enumerate(states)}).items()}
     unknown = sorted({s for s in dose_to.values()} - set(states)) + sorted(set(init or {}) - set(states))
     if unknown:
@@ -164,6 +173,7 @@ def ODEModel(
         init_fns=dict(init or {}),
         covariate_names=tuple(str(c) for c in covariates),
         is_linear=bool(linear),
+        max_steps=int(max_steps),
     )
     label = name or getattr(rhs, "__name__", None) or "ode"
     fields: dict[str, Any] = dict(
@@ -179,16 +189,65 @@ def ODEModel(
     return Model(**fields)
 
 
-def with_solver(model: Model, rtol: float, atol: float, method: str = "dopri5") -> Model:
-    """The model with its ODE solver settings (Control's ode_rtol / ode_atol); others unchanged."""
+def with_solver(
+    model: Model, rtol: float, atol: float, method: str = "dopri5", tolerate_failures: bool = False
+) -> Model:
+    """The model with its ODE solver settings (Control's ode_rtol / ode_atol); others unchanged.
+    ``tolerate_failures``: a failed solve evaluates to NaN (counted in ``ode_failures``) instead
+    of raising, for a fit whose line searches and samples may try parameters the solver cannot
+    take; the fit's start is checked strictly before (:func:`check_solvable`)."""
     system = model.dynamics
     if not isinstance(system, ODESystem):
         return model
     function = model.function
     system = replace(system, rtol=float(rtol), atol=float(atol), method=method, stats=SolverStats())
     if isinstance(function, EventFunction):
-        function = EventFunction(system, function.events, function.name, function.max_overlap)
+        function = EventFunction(
+            system, function.events, function.name, function.max_overlap, tolerate_failures=tolerate_failures
+        )
     return model.replace(dynamics=system, function=function)
+
+
+def check_solvable(model: Model, values: Mapping[str, float], data: Any) -> None:
+    """An ODE model solved for every individual at the start ``values`` (natural scale, random
+    effects zero): a failed solve or a non-finite prediction is an error naming the individual."""
+    function = model.function
+    if not isinstance(model.dynamics, ODESystem) or not isinstance(function, EventFunction):
+        return
+    x_pad, _, mask = data.padded()
+    x = torch.as_tensor(x_pad, dtype=torch.float64)
+    row = torch.tensor([float(values[p]) for p in model.parameters], dtype=torch.float64)
+    psi = row.expand(x.shape[0], 1, row.shape[0])
+    label = function.name
+
+    def failing(rows: np.ndarray) -> tuple[int, str] | None:
+        """The first individual among ``rows`` whose solve fails (bisection), with the reason."""
+        try:
+            with torch.no_grad():
+                function(psi[rows], x[rows])
+            return None
+        except ODESolveFailure as err:
+            if rows.size == 1:
+                return int(rows[0]), str(err)
+            half = rows.size // 2
+            return failing(rows[:half]) or failing(rows[half:]) or (int(rows[0]), str(err))
+
+    start = {p: float(values[p]) for p in model.parameters}
+    found = failing(np.arange(x.shape[0]))
+    if found is not None:
+        raise InputError(
+            f"the ODE of model {label!r} cannot be solved at the initial values {start} for individual "
+            f"{data.ids[found[0]]!r} ({found[1]}); change init, or loosen ode_rtol / raise max_steps"
+        )
+    with torch.no_grad():
+        out = function(psi, x)
+    bad = ~torch.isfinite(out) & torch.as_tensor(mask)
+    if bool(bad.any()):
+        b = int(torch.nonzero(bad)[0, 0])
+        raise InputError(
+            f"the ODE model {label!r} gives non-finite predictions at the initial values {start} for "
+            f"individual {data.ids[b]!r}; change init"
+        )
 
 
 def solver_counts(model: Model) -> dict[str, int]:

@@ -29,7 +29,7 @@ import torch
 from pymixnn.model.dynamics import linear as lin
 from pymixnn.model.dynamics.system import System
 
-__all__ = ["ODESystem", "SolverStats"]
+__all__ = ["ODESystem", "SolverStats", "ODESolveFailure"]
 
 
 @dataclass
@@ -39,12 +39,14 @@ class SolverStats:
     rhs_evaluations: int = 0
     solves: int = 0
     failures: int = 0
+    pseudo_time_solves: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return {
             "ode_rhs_evaluations": self.rhs_evaluations,
             "ode_solves": self.solves,
             "ode_failures": self.failures,
+            "ode_pseudo_time_solves": self.pseudo_time_solves,
         }
 
 
@@ -60,6 +62,7 @@ class ODESystem(System):
     rtol: float = 1e-8
     atol: float = 1e-10
     method: str = "dopri5"
+    max_steps: int = 2000
     stats: SolverStats = field(default_factory=SolverStats, compare=False)
 
     @property
@@ -115,28 +118,48 @@ class ODESystem(System):
 
         hh = h.unsqueeze(-1)
 
+        budget = self._budget(0)
+
         def f(s, y):
+            budget()
             return hh * (self._rhs(t0 + s * h, y, psi, covariates) + r)
 
         grid = torch.tensor([0.0, 1.0], dtype=x.dtype, device=x.device)
         try:
-            out = odeint(f, x, grid, rtol=self.rtol, atol=self.atol, method=self.method)[-1]
+            out = odeint(
+                f, x, grid, rtol=self.rtol, atol=self.atol, method=self.method
+            )[-1]
         except (AssertionError, RuntimeError) as err:
             self.stats.failures += 1
             raise ODESolveFailure(str(err).splitlines()[0] if str(err) else type(err).__name__) from err
         return out
 
-    def advance_run(self, x, h, r, t0, psi, covariates):
+    def advance_run(self, x, h, r, t0, psi, covariates, smooth: bool = False):
         """Several steps in one solve: h, t0 (..., L), r (..., L, S), psi (..., L, P), covariates
-        (..., L, C) or None; states after each step (..., L, S). Step m is the pseudo-time
-        s in [m, m + 1] (t = t0_m + (s - m) h_m), the integers are output and jump points (the
-        solver restarts there: the inputs and the step's speed change)."""
+        (..., L, C) or None; states after each step (..., L, S).
+
+        When the inputs, parameters and covariates are the same over the run (``smooth``: the
+        steps end at observations only; the engine knows), one solve in real time from each
+        individual's start, the states read at the distinct elapsed times
+        (:meth:`_common_time`). Otherwise, and when that grid would be too large, step m is the
+        pseudo-time s in [m, m + 1] (t = t0_m + (s - m) h_m), the integers are output and jump
+        points (the solver restarts there: the inputs and the step's speed change); counted in
+        ``pseudo_time_solves``."""
         from torchdiffeq import odeint
 
         L = h.shape[-1]
         self.stats.solves += 1
+        if smooth:
+            cov0 = None if covariates is None else covariates[..., 0, :]
+            out = self._common_time(x, h, r[..., 0, :], t0[..., 0], psi[..., 0, :], cov0)
+            if out is not None:
+                return out
+        self.stats.pseudo_time_solves += 1
+
+        budget = self._budget(L)
 
         def f(s, y):
+            budget()
             m = min(max(int(torch.floor(s)), 0), L - 1)
             hm = h[..., m]
             cov = None if covariates is None else covariates[..., m, :]
@@ -152,6 +175,60 @@ class ODESystem(System):
             raise ODESolveFailure(str(err).splitlines()[0] if str(err) else type(err).__name__) from err
         return torch.movedim(out[1:], 0, -2)
 
+    def _budget(self, jumps: int) -> Callable[[], None]:
+        """A counter called at each right-hand-side evaluation of one solve: past the step budget
+        (max_steps, and 20 more per restart at a jump point; 6 evaluations per dopri5 step) it
+        stops the solve."""
+        limit = 6 * (self.max_steps + 20 * jumps) + 10
+        count = [0]
+
+        def tick() -> None:
+            count[0] += 1
+            if count[0] > limit:
+                raise ODESolveFailure(f"more than {self.max_steps + 20 * jumps} solver steps (max_steps)")
+
+        return tick
+
+    def _common_time(self, x, h, r, t0, psi, cov):
+        """One solve of dx/dt = rhs + r from each individual's t0 (its own clock), read at the
+        distinct elapsed times; None when the grid times the state size exceeds COMMON_GRID_LIMIT.
+        The elapsed times may depend on the parameters (lag, infusion ends): their derivative
+        enters through dx/dt at the read point (exact to first order, the value unchanged)."""
+        from torchdiffeq import odeint
+
+        tau = torch.cumsum(h, -1)  # (..., L) elapsed time at each step's end
+        grid, where = torch.unique(tau.detach(), sorted=True, return_inverse=True)
+        if bool(grid[0] > 0):
+            grid = torch.cat([grid.new_zeros(1), grid])
+            where = where + 1
+        if grid.numel() * x.numel() > COMMON_GRID_LIMIT:
+            return None
+
+        budget = self._budget(0)
+
+        def f(s, y):
+            budget()
+            return self._rhs(t0 + s, y, psi, cov) + r
+
+        if grid.numel() == 1:
+            sol = x.unsqueeze(0)
+        else:
+            try:
+                sol = odeint(f, x, grid, rtol=self.rtol, atol=self.atol, method=self.method)
+            except (AssertionError, RuntimeError) as err:
+                self.stats.failures += 1
+                raise ODESolveFailure(str(err).splitlines()[0] if str(err) else type(err).__name__) from err
+        S, L = x.shape[-1], h.shape[-1]
+        sol = torch.movedim(sol, 0, -2)  # (..., G, S)
+        X = sol.gather(-2, where.unsqueeze(-1).expand(*where.shape, S))  # (..., L, S)
+        if tau.requires_grad:
+            P = psi.shape[-1]
+            psi_l = psi.unsqueeze(-2).expand(*psi.shape[:-1], L, P)
+            cov_l = None if cov is None else cov.unsqueeze(-2).expand(*cov.shape[:-1], L, cov.shape[-1])
+            slope = self._rhs(t0.unsqueeze(-1) + tau, X, psi_l, cov_l) + r.unsqueeze(-2)
+            X = X + (tau - tau.detach()).unsqueeze(-1) * slope
+        return X
+
     def steady_state(self, gen, psi, covariates, bolus, rate, duration, tau, lag, running):
         if self.is_linear and not bool((gen[1] != 0).any()):
             return lin.steady_state(gen[0], None, bolus, rate, duration, tau, lag, running)
@@ -166,6 +243,9 @@ class ODESystem(System):
 
     def outputs(self, state: torch.Tensor, psi: torch.Tensor) -> torch.Tensor:
         return torch.stack([self.output_fns[e](state, psi) for e in self.endpoints], -1)
+
+
+COMMON_GRID_LIMIT = 20_000_000  # elements of the solution on the common grid (~160 MB in float64)
 
 
 class ODESolveFailure(RuntimeError):

@@ -1,0 +1,158 @@
+"""The ODE path's solves: one real-time solve per run of observations (the common grid), the
+pseudo-time solve where inputs change, the step budget, and failed solves (an error naming the
+individual at the initial values, a counted NaN during a fit)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import pymixnn
+from pymixnn.model.dynamics.models import bind_data, check_solvable, solver_counts, with_solver
+from pymixnn.model.dynamics.ode import ODESolveFailure
+from pymixnn.validation import InputError
+
+
+def _rhs(t, x, psi, cov):  # depot -> central with Michaelis-Menten elimination; psi: ka, V, Vmax, Km
+    ka, v, vmax, km = psi.unbind(-1)
+    c = x[..., 1] / v
+    return torch.stack([-ka * x[..., 0], ka * x[..., 0] - vmax * c / (km + c)], -1)
+
+
+def _model(**kw) -> pymixnn.Model:
+    return pymixnn.ODEModel(
+        _rhs,
+        states=["depot", "central"],
+        parameters=["ka", "V", "Vmax", "Km"],
+        outputs={"cp": lambda x, psi: x[..., 1] / psi[..., 1]},
+        start={"ka": 1.0, "V": 20.0, "Vmax": 10.0, "Km": 2.0},
+        **kw,
+    )
+
+
+def _records(times_by_id: dict[int, list[float]], infusion: bool = False) -> pd.DataFrame:
+    rows = []
+    for i, times in times_by_id.items():
+        rows.append(dict(ID=i, TIME=0.0, AMT=100.0, EVID=1, DV=0.0, RATE=50.0 if infusion else 0.0))
+        rows += [dict(ID=i, TIME=t, AMT=0.0, EVID=0, DV=1.0 + 0.1 * k, RATE=0.0) for k, t in enumerate(times)]
+    return pd.DataFrame(rows)
+
+
+def _predict(model, df, psi_rows):
+    data = pymixnn.Data.from_nonmem(df)
+    bound = bind_data(with_solver(model, 1e-10, 1e-12), data)
+    x_pad, _, mask = data.padded()
+    x = torch.as_tensor(x_pad, dtype=torch.float64)
+    psi = torch.as_tensor(psi_rows, dtype=torch.float64).unsqueeze(-2)
+    return bound, bound.function(psi, x)[torch.as_tensor(mask)]
+
+
+def test_common_grid_and_pseudo_time_solves_agree():
+    # different sampling times per individual (the common grid is their union); the same records
+    # solved with an infusion stop inside the run take the pseudo-time path. Both against scipy's
+    # solve_ivp at rtol 1e-11; tolerance 1e-7 relative (solver tolerances 1e-10 / 1e-12)
+    from scipy.integrate import solve_ivp
+
+    times = {1: [0.5, 1.0, 4.0, 12.0], 2: [0.25, 2.0, 3.0, 24.0], 3: [1.0, 6.0, 7.5]}
+    psi = np.array([[1.0, 20.0, 10.0, 2.0], [0.6, 15.0, 5.0, 1.0], [1.5, 30.0, 20.0, 4.0]])
+    for infusion in (False, True):
+        bound, pred = _predict(_model(), _records(times, infusion), psi)
+        expected = []
+        for (i, ts), (ka, v, vmax, km) in zip(times.items(), psi):
+
+            def f(t, x, ka=ka, v=v, vmax=vmax, km=km, infusion=infusion):
+                inp = 50.0 if (infusion and t < 2.0) else 0.0
+                return [-ka * x[0] + inp, ka * x[0] - vmax * (x[1] / v) / (km + x[1] / v)]
+
+            # in two pieces around the infusion's end at 2 h (a kink in the right-hand side)
+            opts = dict(rtol=1e-11, atol=1e-12, method="DOP853", dense_output=True)
+            first = solve_ivp(f, (0, 2.0), [0.0 if infusion else 100.0, 0.0], **opts)
+            second = solve_ivp(f, (2.0, max(ts)), first.y[:, -1], **opts)
+            expected += [(first if t <= 2.0 else second).sol(t)[1] / v for t in ts]
+        np.testing.assert_allclose(pred.numpy(), expected, rtol=1e-7)
+        counts = solver_counts(bound)
+        # the infusion's end inside the run forces the pseudo-time solve; boluses never do
+        assert (counts["ode_pseudo_time_solves"] > 0) == infusion
+
+
+def test_common_grid_gradient_in_the_lagged_elapsed_time():
+    # a lag time moves every elapsed time of the run: its derivative enters through dx/dt at the
+    # read points. Central differences, relative 1e-5 (solver tolerances 1e-10 / 1e-12)
+    model = pymixnn.ODEModel(
+        lambda t, x, psi, cov: _rhs(t, x, psi[..., :4], cov),
+        states=["depot", "central"],
+        parameters=["ka", "V", "Vmax", "Km", "tlag"],
+        outputs={"cp": lambda x, psi: x[..., 1] / psi[..., 1]},
+        tlag={1: "tlag"},
+    )
+    data = pymixnn.Data.from_nonmem(_records({1: [1.0, 2.0, 5.0], 2: [0.8, 3.0]}))
+    bound = bind_data(with_solver(model, 1e-10, 1e-12), data)
+    x = torch.as_tensor(data.padded()[0], dtype=torch.float64)
+    psi = torch.tensor([[[1.0, 20.0, 10.0, 2.0, 0.3]], [[0.7, 10.0, 4.0, 1.0, 0.5]]], dtype=torch.float64)
+    lag = psi[..., 4].clone().requires_grad_(True)
+
+    def value(lag_values):
+        p = torch.cat([psi[..., :4], lag_values.unsqueeze(-1)], -1)
+        return (bound.function(p, x) * torch.as_tensor(data.padded()[2])).sum()
+
+    (auto,) = torch.autograd.grad(value(lag), lag)
+    h = 1e-5
+    fd = torch.stack(
+        [
+            (value(lag.detach() + h * e) - value(lag.detach() - h * e)) / (2 * h)
+            for e in torch.eye(2, dtype=torch.float64).unsqueeze(-1)
+        ]
+    ).reshape(auto.shape)
+    np.testing.assert_allclose(auto.numpy(), fd.numpy(), rtol=1e-5)
+    assert solver_counts(bound)["ode_pseudo_time_solves"] == 0
+
+
+def test_max_steps_is_checked():
+    with pytest.raises(InputError, match="max_steps must be an integer >= 10, got 3"):
+        _model(max_steps=3)
+
+
+def _forced(max_steps: int) -> pymixnn.Model:
+    """dx/dt = -k x + sin(2 t): the solver's steps follow the forcing, ~100 per 10 h at rtol 1e-8."""
+    return pymixnn.ODEModel(
+        lambda t, x, psi, cov: -psi[..., :1] * x + torch.sin(2 * t).unsqueeze(-1),
+        states=["x"],
+        parameters=["k"],
+        outputs={"y": lambda x, psi: x[..., 0]},
+        start={"k": 0.5},
+        max_steps=max_steps,
+        random=["k"],
+        error="constant",
+    )
+
+
+def test_a_solve_over_budget_names_the_individual_at_the_initial_values():
+    # individual 3 samples at 500 h: 300 steps cannot get there; 1 and 2 (to 2 h) are solvable
+    df = _records({1: [1.0, 2.0], 2: [0.5, 1.5], 3: [1.0, 500.0]})
+    model = _forced(300)
+    data = pymixnn.Data.from_nonmem(df)
+    bound = bind_data(model, data)
+    with pytest.raises(InputError, match=r"cannot be solved at the initial values .* for individual 3 "):
+        check_solvable(bound, model.init, data)
+    with pytest.raises(InputError, match=r"individual 3 \(more than 300 solver steps \(max_steps\)\)"):
+        pymixnn.fit(data, model, progress=False, max_steps=10)
+    # without individual 3 the same model is solvable
+    check_solvable(bound, model.init, pymixnn.Data.from_nonmem(df[df.ID < 3]))
+
+
+def test_a_failed_solve_during_a_fit_is_a_counted_nan():
+    df = _records({1: [1.0, 500.0]})
+    data = pymixnn.Data.from_nonmem(df)
+    strict = with_solver(bind_data(_forced(300), data), 1e-8, 1e-10)
+    tolerant = with_solver(bind_data(_forced(300), data), 1e-8, 1e-10, tolerate_failures=True)
+    x = torch.as_tensor(data.padded()[0], dtype=torch.float64)
+    psi = torch.tensor([[[0.5]]], dtype=torch.float64, requires_grad=True)
+    with pytest.raises(ODESolveFailure, match="more than 300 solver steps"):
+        strict.function(psi, x)
+    out = tolerant.function(psi, x)
+    assert out.shape == (1, x.shape[1]) and bool(torch.isnan(out).all())
+    out.sum().backward()  # still in the graph: SVI zeroes the NaN gradient and counts it
+    assert bool(torch.isnan(psi.grad).all())
+    assert solver_counts(tolerant)["ode_failures"] == 1
