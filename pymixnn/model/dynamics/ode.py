@@ -126,9 +126,7 @@ class ODESystem(System):
 
         grid = torch.tensor([0.0, 1.0], dtype=x.dtype, device=x.device)
         try:
-            out = odeint(
-                f, x, grid, rtol=self.rtol, atol=self.atol, method=self.method
-            )[-1]
+            out = odeint(f, x, grid, rtol=self.rtol, atol=self.atol, method=self.method)[-1]
         except (AssertionError, RuntimeError) as err:
             self.stats.failures += 1
             raise ODESolveFailure(str(err).splitlines()[0] if str(err) else type(err).__name__) from err
