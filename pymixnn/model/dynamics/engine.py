@@ -28,7 +28,7 @@ from collections.abc import Mapping
 
 import torch
 
-from pymixnn.model.dynamics.system import System
+from pymixnn.model.dynamics.system import DoseInputs, System
 
 __all__ = ["solve_records", "DynamicsError"]
 
@@ -118,26 +118,12 @@ def solve_records(
             "infusions of one series are supported"
         )
     t_ss_end = t_rec.unsqueeze(-1) - elapsed + dur.unsqueeze(-1)
+    doses = DoseInputs(lag, amount, rate, dur, is_dose, is_inf, state, onehot, tau, running)
 
     if Kp == 1 and hasattr(system, "modes"):  # compartments, constant in time: superposition
         from pymixnn.model.dynamics.superposition import superpose
 
-        return superpose(
-            system,
-            rec,
-            psi[..., 0, :],
-            lag,
-            amount,
-            rate,
-            dur,
-            is_dose,
-            is_inf,
-            state,
-            tau,
-            running,
-            request,
-            endpoint_map,
-        )
+        return superpose(system, rec, psi[..., 0, :], doses, request, endpoint_map)
     T = request["time"].shape[-1]
     req_rec = request["record"]
     own = ex(req_rec < 0)
@@ -219,27 +205,7 @@ def solve_records(
                 flags = torch.where(reset.unsqueeze(-1), torch.zeros_like(flags), flags)
             steady = at_rec & (sk > 0)
             if bool(steady.any()):
-                x, flags = _steady(
-                    system,
-                    x,
-                    flags,
-                    steady,
-                    k,
-                    psi,
-                    Kp,
-                    cov,
-                    has_cov,
-                    amount,
-                    rate,
-                    dur,
-                    tau,
-                    lag,
-                    is_inf,
-                    onehot,
-                    running,
-                    K,
-                    M,
-                )
+                x, flags = _steady(system, x, flags, steady, k, psi, cov, doses)
         dose = vj & (kd == 1)
         if bool(dose.any()):
             inf_k = _at(is_inf, k)
@@ -335,33 +301,17 @@ def _set(flags: torch.Tensor, index: torch.Tensor, mask: torch.Tensor, value: fl
     return flags.scatter(-1, index.unsqueeze(-1), new.unsqueeze(-1))
 
 
-def _steady(
-    system,
-    x,
-    flags,
-    steady,
-    k,
-    psi,
-    Kp,
-    cov,
-    has_cov,
-    amount,
-    rate,
-    dur,
-    tau,
-    lag,
-    is_inf,
-    onehot,
-    running,
-    K,
-    M,
-):
-    """Add the steady state of the series of record k (rule 5) and start its running infusions."""
+def _steady(system, x, flags, steady, k, psi, cov, inputs: DoseInputs):
+    """Add the steady state of the series of record k (rule 5) and start its running infusions;
+    psi (..., B, Kp, P), cov (..., B, K, C) or None."""
     lead = x.shape[:-2]
     B, S = x.shape[-2], x.shape[-1]
-    psi_k = _at(psi, k) if Kp > 1 else psi[..., 0, :]
-    cov_k = _at(cov, k) if has_cov else None
-    e = _at(onehot.expand(*lead, B, K, S), k)
+    K, M = inputs.amount.shape[-1], inputs.running.shape[-1]
+    amount, rate, dur, tau, lag = inputs.amount, inputs.rate, inputs.duration, inputs.tau, inputs.lag
+    is_inf, running = inputs.is_inf, inputs.running
+    psi_k = _at(psi, k) if psi.shape[-2] > 1 else psi[..., 0, :]
+    cov_k = _at(cov, k) if cov is not None else None
+    e = _at(inputs.onehot.expand(*lead, B, K, S), k)
     inf_k = _at(is_inf, k)
     bolus = torch.where(inf_k, 0.0, _at(amount, k)).unsqueeze(-1) * e
     r = torch.where(inf_k, _at(rate, k), 0.0).unsqueeze(-1) * e

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 
 import torch
 
+from pymixnn.model.dynamics.system import DoseInputs
+
 __all__ = ["superpose"]
 
 
@@ -28,19 +30,19 @@ def superpose(
     system,
     rec: Mapping[str, torch.Tensor],
     psi0: torch.Tensor,
-    lag,
-    amount,
-    rate,
-    dur,
-    is_dose,
-    is_inf,
-    state,
-    tau,
-    running,
+    inputs: DoseInputs,
     request: Mapping[str, torch.Tensor],
     endpoint_map,
 ) -> torch.Tensor:
-    """Predictions (..., B, T); arguments as computed by :func:`solve_records` (per record (..., B, K))."""
+    """Predictions (..., B, T); ``inputs`` as computed by :func:`solve_records`."""
+    lag, amount, rate, dur = inputs.lag, inputs.amount, inputs.rate, inputs.duration
+    is_dose, is_inf, state, tau, running = (
+        inputs.is_dose,
+        inputs.is_inf,
+        inputs.state,
+        inputs.tau,
+        inputs.running,
+    )
     lam, V, Vinv = system.modes(psi0)  # (..., B, S), (..., B, S, S)
     lead = lam.shape[:-2]
     B, K = rec["time"].shape

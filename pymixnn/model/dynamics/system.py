@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["Dosing", "System", "dosing_table"]
+__all__ = ["Dosing", "DoseInputs", "System", "dosing_table"]
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,27 @@ class Dosing:
     F: str | None = None
     rate: str | None = None
     duration: str | None = None
+
+
+@dataclass(frozen=True)
+class DoseInputs:
+    """What each record puts into the system, computed once by the event engine from the records
+    and the parameters: per record (..., B, K) the lag, the amount F * AMT, the infusion's rate
+    and duration (0 for a bolus), whether it is a dose and an infusion, the steady-state interval
+    ``tau`` (II); the target state index (B, K) and its one-hot vector (B, K, S); ``running``
+    (..., B, K, M): which of the M previous members of a steady-state infusion series still run
+    at the record."""
+
+    lag: torch.Tensor
+    amount: torch.Tensor
+    rate: torch.Tensor
+    duration: torch.Tensor
+    is_dose: torch.Tensor
+    is_inf: torch.Tensor
+    state: torch.Tensor
+    onehot: torch.Tensor
+    tau: torch.Tensor
+    running: torch.Tensor
 
 
 def dosing_table(dosing: Mapping[int, Dosing], parameters: Sequence[str], n_cmt: int) -> torch.Tensor:
