@@ -88,16 +88,23 @@ def test_phenobarb_matches_the_exact_maximum_likelihood(phenobarb_fit):
     # 0.21722 / 0.20030, sigma 2.79201, logLik -504.1268. Measured: every estimate within 0.05%,
     # ll within 0.01. Tolerances: 1% on fixed effects and sigma, 5% on variances (the likelihood is
     # flatter there), 0.1 in ll (pymixnn's own quadrature and optimizer tolerance)
-    res, ref = phenobarb_fit, EXACT["phenobarb_fm1"]
-    fe, om = res.fixed_effects, np.diag(res.omega)
-    assert fe["CL"] == pytest.approx(ref["exp_fixed_effects"]["Cl"], rel=0.01)
-    assert fe["V"] == pytest.approx(ref["exp_fixed_effects"]["V"], rel=0.01)
-    assert om[0] == pytest.approx(ref["omega2"]["lCl"], rel=0.05)
-    assert om[1] == pytest.approx(ref["omega2"]["lV"], rel=0.05)
-    assert res.params.loc["a", "estimate"] == pytest.approx(ref["sigma"], rel=0.01)
-    assert res.loglik == pytest.approx(ref["logLik_exact"], abs=0.1)
+    ref = _assert_exact_ml(phenobarb_fit, "phenobarb_fm1", {"CL": "Cl", "V": "V"})
     # and nlme's Lindstrom-Bates estimate is not the exact maximum: 0.52 lower in exact ll
     assert ref["logLik_exact"] - ref["logLik_exact_at_nlme"] > 0.4
+
+
+def _assert_exact_ml(res, key: str, names: dict[str, str]) -> dict:
+    """res against the exact ML ``EXACT[key]`` (names: pymixnn parameter -> R's): 1% on the fixed
+    effects and sigma, 5% on the variances (random effects in res.model.random order, R's names
+    "l" + name), 0.1 in log-likelihood; returns the reference."""
+    ref = EXACT[key]
+    for p, q in names.items():
+        assert res.fixed_effects[p] == pytest.approx(ref["exp_fixed_effects"][q], rel=0.01), p
+    for j, p in enumerate(res.model.random):
+        assert np.diag(res.omega)[j] == pytest.approx(ref["omega2"]["l" + names[p]], rel=0.05), p
+    assert res.params.loc["a", "estimate"] == pytest.approx(ref["sigma"], rel=0.01)
+    assert res.loglik == pytest.approx(ref["logLik_exact"], abs=0.1)
+    return ref
 
 
 @pytest.mark.slow
@@ -128,14 +135,7 @@ def test_quinidine_matches_the_exact_maximum_likelihood():
     fm1 = dict(random=["CL", "V"], init={"ka": 0.76, "CL": 11.8, "V": 217})  # as benchmarks/dynamics.py
     data = pymixnn.Data.from_nonmem(pymixnn.datasets.load_nonmem("quinidine"))
     res = pymixnn.fit(data, "pk1cpt_oral", seed=0, progress=False, **fm1)
-    ref = EXACT["quinidine_fm1"]
-    for p, q in {"ka": "Ka", "CL": "Cl", "V": "V"}.items():
-        assert res.fixed_effects[p] == pytest.approx(ref["exp_fixed_effects"][q], rel=0.01), p
-    om = np.diag(res.omega)
-    assert om[0] == pytest.approx(ref["omega2"]["lCl"], rel=0.05)
-    assert om[1] == pytest.approx(ref["omega2"]["lV"], rel=0.05)
-    assert res.params.loc["a", "estimate"] == pytest.approx(ref["sigma"], rel=0.01)
-    assert res.loglik == pytest.approx(ref["logLik_exact"], abs=0.1)
+    ref = _assert_exact_ml(res, "quinidine_fm1", {"ka": "Ka", "CL": "Cl", "V": "V"})
     assert ref["logLik_exact"] - ref["logLik_exact_at_nlme"] > 1.5
 
 
