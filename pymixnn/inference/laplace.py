@@ -27,6 +27,11 @@ from pymixnn.inference.program import Program
 
 __all__ = ["LocalPosteriors"]
 
+# a Newton step whose predicted gain in log-density is below this is taken without a pass, for a
+# model solved by an adaptive ODE solver (whose values are exact to its tolerance only: such a
+# step's check is noise); closed-form models keep exact checks (their fits unchanged)
+GAIN_TOL = 1e-9
+
 
 def _gradient_and_hessian(program: Program, theta: torch.Tensor, eta: torch.Tensor, idx: torch.Tensor | None):
     eta = eta.detach().requires_grad_(True)
@@ -84,6 +89,8 @@ class LocalPosteriors:
         self.loc = torch.zeros(n, d, dtype=program.dtype, device=program.device)
         self.scale_tril = omega_tril.detach().expand(n, d, d).clone()
         self.visited = torch.zeros(n, dtype=torch.bool, device=program.device)
+        integrates = bool(getattr(program.model.dynamics, "integrates", False))
+        self.gain_tol = GAIN_TOL if integrates else 0.0
 
     def refresh(
         self,
@@ -131,31 +138,36 @@ class LocalPosteriors:
             rows = None if every else active.nonzero().flatten()
             sub = idx if every else (rows if idx is None else idx[rows])
             e = eta if every else eta[rows]
-            v = value if every else value[rows]
             g = grad if every else grad[rows]
             h = hess if every else hess[rows]
             precision = _positive_definite(-h)
             step = torch.linalg.solve(precision, g.unsqueeze(-1)).squeeze(-1)
-            # per-individual backtracking: halve the step until the log-density does not decrease
-            # (after the full step, only the individuals still backtracking are evaluated)
+            # per-individual backtracking: halve the step until the log-density does not decrease.
+            # The current point is evaluated again in the same pass as each trial: an adaptive
+            # ODE solver's steps depend on the batch, so a value from another batch would differ
+            # by the solver's tolerance and could reject every step. A step whose predicted gain
+            # (g'step / 2) is below ``gain_tol`` is taken without a pass (it is at the mode).
             new_e = e.clone()
-            pending = torch.arange(e.shape[0], device=e.device)
+            gain = 0.5 * (g * step).sum(-1)
+            small = gain < self.gain_tol
+            new_e[small] = e[small] + step[small]
+            pending = (~small).nonzero().flatten()
             alpha = 1.0
             for _ in range(30):
-                if pending.shape[0] == e.shape[0]:  # everyone (a batch-wide failure halves too)
-                    trial, at = e + alpha * step, sub
-                else:
-                    trial = e[pending] + alpha * step[pending]
-                    at = pending if sub is None else sub[pending]
-                with torch.no_grad():
-                    trial_value = program.log_joint(theta, trial, at)
-                ok = torch.isfinite(trial_value) & (trial_value >= v[pending] - 1e-10)
-                new_e[pending[ok]] = trial[ok]
-                pending = pending[~ok]
                 if pending.shape[0] == 0:
                     break
+                if pending.shape[0] == e.shape[0]:  # everyone (a batch-wide failure halves too)
+                    base, trial, at = e, e + alpha * step, sub
+                else:
+                    base, trial = e[pending], e[pending] + alpha * step[pending]
+                    at = pending if sub is None else sub[pending]
+                with torch.no_grad():
+                    both = program.log_joint(theta, torch.stack([base, trial]), at)
+                ok = torch.isfinite(both[1]) & (both[1] >= both[0] - 1e-10)
+                new_e[pending[ok]] = trial[ok]
+                pending = pending[~ok]
                 alpha *= 0.5
-            moving = (new_e - e).abs().amax(-1) >= tol
+            moving = ((new_e - e).abs().amax(-1) >= tol) & ~small
             v, g, h = _gradient_and_hessian(program, theta, new_e, sub)
             if every:
                 eta, value, grad, hess = new_e, v, g, h
