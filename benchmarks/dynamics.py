@@ -288,7 +288,7 @@ def turnover_model():
     )
 
 
-def pkpd_turnover(n=100, seed=4):
+def pkpd_turnover(n=100, seed=4, **control):
     """Issue 18's point 4: the warfarin-like turnover design (one oral dose, cp at 8 times, the
     response at 10), n individuals, known truth; estimates, whether each 95% CI covers the truth,
     and the fit time."""
@@ -303,6 +303,7 @@ def pkpd_turnover(n=100, seed=4):
         error={"cp": "proportional", "pca": "constant"},
         seed=1,
         progress=False,
+        **control,
     )
     sec = time.perf_counter() - t0
     ci = res.conf_int()

@@ -89,8 +89,7 @@ class LocalPosteriors:
         self.loc = torch.zeros(n, d, dtype=program.dtype, device=program.device)
         self.scale_tril = omega_tril.detach().expand(n, d, d).clone()
         self.visited = torch.zeros(n, dtype=torch.bool, device=program.device)
-        integrates = bool(getattr(program.model.dynamics, "integrates", False))
-        self.gain_tol = GAIN_TOL if integrates else 0.0
+        self.gain_tol = GAIN_TOL if bool(getattr(program.model.dynamics, "integrates", False)) else 0.0
 
     def refresh(
         self,

@@ -11,21 +11,27 @@ from __future__ import annotations
 
 from pymixnn.inference.importance import ImportanceSampler
 from pymixnn.inference.laplace import LocalPosteriors
+from pymixnn.inference.options import integrates
 from pymixnn.inference.program import Program
 
-__all__ = ["QUADRATURE_NODES", "quadrature_nodes", "marginal_likelihood"]
+__all__ = ["QUADRATURE_NODES", "ODE_QUADRATURE_NODES", "quadrature_nodes", "marginal_likelihood"]
 
 # nodes per dimension of the adaptive Gauss-Hermite rule by number of random effects
 QUADRATURE_NODES = {1: 25, 2: 15, 3: 7}
+# "auto" for a model solved by an adaptive ODE solver, where a node costs a whole solve (the
+# nodes are centred and scaled by each individual's posterior: a 7 x 7 rule integrates the
+# Gaussian-times-polynomial part to degree 13; benchmarks/results/dynamics.md)
+ODE_QUADRATURE_NODES = {1: 11, 2: 7, 3: 5}
 # "auto" uses quadrature up to this many nodes x observations (one pass stays cheap)
 QUADRATURE_MAX_CELLS = 20_000_000
 
 
-def quadrature_nodes(n_random: int, n_obs: int, likelihood: str) -> int:
-    """Nodes per dimension for adaptive quadrature, 0 for importance sampling."""
+def quadrature_nodes(n_random: int, n_obs: int, likelihood: str, integrates: bool = False) -> int:
+    """Nodes per dimension for adaptive quadrature, 0 for importance sampling; ``integrates``:
+    the model is solved by an ODE solver (fewer nodes under "auto")."""
     if likelihood == "is" or n_random not in QUADRATURE_NODES:
         return 0
-    q = QUADRATURE_NODES[n_random]
+    q = (ODE_QUADRATURE_NODES if integrates and likelihood == "auto" else QUADRATURE_NODES)[n_random]
     if likelihood == "gq":
         return q
     return q if n_random <= 2 and n_obs * q**n_random <= QUADRATURE_MAX_CELLS else 0
@@ -41,7 +47,7 @@ def marginal_likelihood(
 ) -> ImportanceSampler:
     """The marginal likelihood at the local posteriors: importance sampling with ``n_samples``
     draws per individual, or adaptive quadrature when ``likelihood`` asks for it."""
-    q = quadrature_nodes(program.layout.n_random, program.n_obs, likelihood)
+    q = quadrature_nodes(program.layout.n_random, program.n_obs, likelihood, integrates(program.model))
     return ImportanceSampler(
         program,
         local.loc,

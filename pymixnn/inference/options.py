@@ -12,7 +12,15 @@ import torch
 from pymixnn.data.table import Data
 from pymixnn.inference.svi import SVIOptions
 
-__all__ = ["EstimationOptions", "resolve_device", "threads", "setup", "sample_sizes", "proposal_vi"]
+__all__ = [
+    "EstimationOptions",
+    "resolve_device",
+    "threads",
+    "setup",
+    "sample_sizes",
+    "proposal_vi",
+    "integrates",
+]
 
 
 @dataclass
@@ -94,7 +102,17 @@ def setup(data: Data, options: EstimationOptions) -> tuple[torch.device, torch.d
     return device, dtype, n_threads
 
 
-def sample_sizes(data: Data, options: EstimationOptions) -> tuple[int, int]:
+def integrates(model) -> bool:
+    """Whether the model's predictions come from an adaptive ODE solver (an ODEModel)."""
+    return bool(getattr(model.dynamics, "integrates", False))
+
+
+# draws per individual of the refinement and the Fisher information for an ODE model (each draw
+# is a whole solve, differentiated twice): Laplace-centred t proposals need a few dozen
+ODE_K_OPT = 100
+
+
+def sample_sizes(data: Data, options: EstimationOptions, integrates: bool = False) -> tuple[int, int]:
     """Draws per individual: K for ll.is (no gradient, cheap) and K_opt for the refinement and
     the Fisher information (second-order autograd). With proposals that follow the posterior
     mode a few dozen draws pin the maximum down; ll.is takes at least 200 draws up to 10^6
@@ -102,4 +120,6 @@ def sample_sizes(data: Data, options: EstimationOptions) -> tuple[int, int]:
     floor = int(np.clip(200_000_000 / data.n_obs, 50, 200))
     K = options.is_samples or int(np.clip(5_000_000 / data.n_obs, floor, 5000))
     K_opt = int(min(K, np.clip(1_000_000 / data.n_obs, 20, 1000)))
+    if integrates and options.is_samples is None:
+        K_opt = min(K_opt, ODE_K_OPT)  # ``integrates``: an ODE model
     return K, K_opt

@@ -11,7 +11,7 @@ import torch
 
 from pymixnn.inference.importance import ImportanceSampler
 from pymixnn.inference.marginal import marginal_likelihood
-from pymixnn.inference.options import proposal_vi, sample_sizes
+from pymixnn.inference.options import integrates, proposal_vi, sample_sizes
 from pymixnn.inference.records import Estimation, LawFit, RunInfo
 from pymixnn.inference.rng import stream
 from pymixnn.inference.stages import Context, Stage
@@ -121,7 +121,7 @@ def finish(stage: Stage, ctx: Context, spec, *, threads: int, t_start: float) ->
     options, device, dtype, fallbacks = ctx.options, ctx.device, ctx.dtype, ctx.fallbacks
     law, lay = program.law, program.layout
     seconds, warnings = dict(stage.seconds), list(stage.warnings)
-    K, k_opt = sample_sizes(ctx.data, options)
+    K, k_opt = sample_sizes(ctx.data, options, integrates(ctx.model))
     t0 = time.perf_counter()
     local.refresh(theta, None, max_iter=50, vi_iter=proposal_vi(options, program.n_individuals))
     sampler = marginal_likelihood(

@@ -15,7 +15,7 @@ from pymixnn.inference.fallbacks import Fallbacks
 from pymixnn.inference.genomic import GenomicBlock, GenomicSetup
 from pymixnn.inference.laplace import LocalPosteriors
 from pymixnn.inference.marginal import marginal_likelihood
-from pymixnn.inference.options import EstimationOptions, proposal_vi, sample_sizes
+from pymixnn.inference.options import EstimationOptions, integrates, proposal_vi, sample_sizes
 from pymixnn.inference.program import Program
 from pymixnn.inference.records import GenomicPosterior
 from pymixnn.inference.refine import REFINERS, refine_newton
@@ -128,7 +128,7 @@ def gaussian_stage(ctx: Context, init, observation=None, genomic: GenomicSetup |
     if not trace.converged and not capped:
         warnings.append(f"SVI reached max_steps={options.svi.max_steps} before the ELBO plateau")
 
-    _, k_opt = sample_sizes(ctx.data, options)
+    _, k_opt = sample_sizes(ctx.data, options, integrates(ctx.model))
     t0 = time.perf_counter()
     rounds = 0
     if options.refine and block is not None:
@@ -238,7 +238,7 @@ def law_stage(gauss: Stage, ctx: Context, law, context=None) -> Stage:
                 f"SVI ({law.name} law) reached max_steps={law_svi.max_steps} before the ELBO plateau"
             )
     seconds["svi_law"] = time.perf_counter() - t0
-    _, k_opt = sample_sizes(ctx.data, options)
+    _, k_opt = sample_sizes(ctx.data, options, integrates(ctx.model))
     t0 = time.perf_counter()
     rounds = 0
     if options.refine:

@@ -26,3 +26,22 @@ def test_strategy_choice():
     assert quadrature_nodes(3, 1000, "gq") == 7
     assert quadrature_nodes(2, 10**6, "auto") == 0  # too many nodes x observations
     assert quadrature_nodes(4, 10, "gq") == 0
+    # an ODE model (each node a whole solve): fewer nodes under "auto", the full rule when asked
+    assert quadrature_nodes(2, 1000, "auto", integrates=True) == 7
+    assert quadrature_nodes(1, 1000, "auto", integrates=True) == 11
+    assert quadrature_nodes(2, 1000, "gq", integrates=True) == 15
+    assert quadrature_nodes(3, 1000, "auto", integrates=True) == 0
+
+
+def test_ode_models_refine_with_fewer_draws():
+    from types import SimpleNamespace
+
+    from pymixnn.inference.options import ODE_K_OPT, EstimationOptions, sample_sizes
+
+    data = SimpleNamespace(n_obs=1000)
+    options = EstimationOptions()
+    assert sample_sizes(data, options) == (5000, 1000)
+    assert sample_sizes(data, options, integrates=True) == (5000, ODE_K_OPT)
+    # is_samples given by the user: taken as it is
+    given = EstimationOptions(is_samples=400)
+    assert sample_sizes(data, given, integrates=True) == sample_sizes(data, given)
