@@ -260,29 +260,10 @@ def pkpd_poisson():
 def turnover_model():
     """Joint PK/PD ODE: one-compartment oral PK and a turnover response whose production the drug
     inhibits (Imax 1); states depot, central, R; R(0) = R0 (the simulator's model)."""
-    import torch
 
-    import pymixnn
+    from pymixnn.model.pd import turnover_model as model
 
-    def rhs(t, x, psi, cov):  # psi: ka, CL, V, R0, kout, IC50
-        ka, cl, v, r0, kout, ic50 = psi.unbind(-1)
-        c = x[..., 1] / v
-        return torch.stack(
-            [
-                -ka * x[..., 0],
-                ka * x[..., 0] - cl / v * x[..., 1],
-                r0 * kout * (1 - c / (ic50 + c)) - kout * x[..., 2],
-            ],
-            -1,
-        )
-
-    return pymixnn.ODEModel(
-        rhs,
-        states=["depot", "central", "R"],
-        parameters=["ka", "CL", "V", "R0", "kout", "IC50"],
-        outputs={"cp": lambda x, psi: x[..., 1] / psi[..., 2], "pca": lambda x, psi: x[..., 2]},
-        init={"R": lambda psi: psi[..., 3]},
-        transforms="log",
+    return model(
         random=["ka", "CL", "V", "R0", "IC50"],
         start={"ka": 0.7, "CL": 0.2, "V": 10.0, "R0": 90.0, "kout": 0.05, "IC50": 1.0},
     )

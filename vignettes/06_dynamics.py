@@ -40,6 +40,7 @@ import torch
 from IPython.display import Image, display
 
 import pymixnn
+from pymixnn.model.pd import turnover_model
 
 QUICK = os.environ.get("PYMIXNN_QUICK") == "1"  # quick mode: fewer SVI steps and subjects, same checks
 FIG = Path("figures")
@@ -207,34 +208,13 @@ recovery.round(4)
 # %% [markdown]
 # A turnover response needs an ODE: the drug inhibits the production of a response R,
 # dR/dt = kin (1 - C / (IC50 + C)) - kout R, R(0) = R0. Written as a `pymixnn.ODEModel` (states
-# depot, central, R; outputs `cp` and `pca`), the model at the simulator's own parameters
-# reproduces its data up to the residual error (sd 3):
+# depot, central, R; outputs `cp` and `pca`; `pymixnn.model.pd.turnover_model` builds it from the
+# right-hand side `turnover_rhs(t, x, psi, cov)`, a dozen lines worth reading as a template),
+# the model at the simulator's own parameters reproduces its data up to the residual error (sd 3):
 
 # %%
 turn = pymixnn.simulate.simulate_pkpd(20, design="turnover", seed=2)
-
-
-def rhs(t, x, psi, cov):
-    ka, cl, v, r0, kout, ic50 = psi.unbind(-1)
-    c = x[..., 1] / v
-    return torch.stack(
-        [
-            -ka * x[..., 0],
-            ka * x[..., 0] - cl / v * x[..., 1],
-            r0 * kout * (1 - c / (ic50 + c)) - kout * x[..., 2],
-        ],
-        -1,
-    )
-
-
-turnover = pymixnn.ODEModel(
-    rhs,
-    states=["depot", "central", "R"],
-    parameters=["ka", "CL", "V", "R0", "kout", "IC50"],
-    outputs={"cp": lambda x, psi: x[..., 1] / psi[..., 2], "pca": lambda x, psi: x[..., 2]},
-    init={"R": lambda psi: psi[..., 3]},
-    transforms="log",
-)
+turnover = turnover_model()  # pymixnn.ODEModel(turnover_rhs, states=[depot, central, R], ...)
 turn_data = pymixnn.Data.from_nonmem(turn)
 at_truth = pymixnn.solve(turnover, turn_data, params=turn.attrs["psi"])
 observed = turn_data.frame.assign(prediction=at_truth["prediction"].to_numpy())

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["emax", "sigmoid_emax", "start_emax", "start_sigmoid_emax"]
+__all__ = ["emax", "sigmoid_emax", "start_emax", "start_sigmoid_emax", "turnover_rhs", "turnover_model"]
 
 
 def emax(psi: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -57,3 +57,36 @@ def start_emax(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
 
 def start_sigmoid_emax(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
     return {**start_emax(x, y), "gamma": 1.0}
+
+
+def turnover_rhs(t, x: torch.Tensor, psi: torch.Tensor, cov=None) -> torch.Tensor:
+    """Right-hand side of the warfarin-like PK/PD model for :func:`pymixnn.ODEModel`: one-compartment
+    oral PK and an indirect response whose production the concentration inhibits (Imax 1),
+    dR/dt = R0 kout (1 - C / (IC50 + C)) - kout R, C = central / V. States depot, central, R;
+    psi: ka, CL, V, R0, kout, IC50 (the design ``"turnover"`` of
+    :func:`pymixnn.simulate.simulate_pkpd`)."""
+    ka, cl, v, r0, kout, ic50 = psi.unbind(-1)
+    c = x[..., 1] / v
+    return torch.stack(
+        [
+            -ka * x[..., 0],
+            ka * x[..., 0] - cl / v * x[..., 1],
+            r0 * kout * (1 - c / (ic50 + c)) - kout * x[..., 2],
+        ],
+        -1,
+    )
+
+
+def turnover_model(**options):
+    """The :func:`pymixnn.ODEModel` of :func:`turnover_rhs`: outputs ``cp`` (central / V) and ``pca``
+    (R), R(0) = R0, log transforms; ``options`` (random, start, error, ...) go to ODEModel."""
+    from pymixnn.model.dynamics.models import ODEModel
+
+    return ODEModel(
+        turnover_rhs,
+        states=["depot", "central", "R"],
+        parameters=["ka", "CL", "V", "R0", "kout", "IC50"],
+        outputs={"cp": lambda x, psi: x[..., 1] / psi[..., 2], "pca": lambda x, psi: x[..., 2]},
+        init={"R": lambda psi: psi[..., 3]},
+        **{"transforms": "log", **options},
+    )

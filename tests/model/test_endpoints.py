@@ -12,6 +12,7 @@ import torch
 
 import pymixnn
 from pymixnn.model.observation.endpoints import Endpoints
+from pymixnn.model.pd import turnover_model
 from pymixnn.validation import InputError
 
 
@@ -77,27 +78,7 @@ def test_problem_with_two_endpoints_reports_each_endpoints_parameters():
     data = pymixnn.Data.from_nonmem(df)
     assert data.events.endpoints == ("cp", "pca")
 
-    def rhs(t, x, psi, cov):  # depot, central, response; psi: ka, CL, V, R0, kout, IC50
-        ka, cl, v, r0, kout, ic50 = psi.unbind(-1)
-        c = x[..., 1] / v
-        return torch.stack(
-            [
-                -ka * x[..., 0],
-                ka * x[..., 0] - cl / v * x[..., 1],
-                r0 * kout * (1 - c / (ic50 + c)) - kout * x[..., 2],
-            ],
-            -1,
-        )
-
-    m = pymixnn.ODEModel(
-        rhs,
-        states=["depot", "central", "R"],
-        parameters=["ka", "CL", "V", "R0", "kout", "IC50"],
-        outputs={"cp": lambda x, psi: x[..., 1] / psi[..., 2], "pca": lambda x, psi: x[..., 2]},
-        init={"R": lambda psi: psi[..., 3]},
-        transforms="log",
-        start=dict(df.attrs["truth"]["fixed"]),
-    )
+    m = turnover_model(start=dict(df.attrs["truth"]["fixed"]))
     problem = pymixnn.NLME(data, m, error={"cp": "proportional", "pca": "constant"})
     assert problem.observation.parameter_names(problem.model) == ("b.cp", "a.pca")
     # the model at the truth reproduces the simulator's noiseless values closely: solve it
