@@ -168,7 +168,7 @@ def run_svi(
             theta = pyro.param("theta").detach()
             # Newton steps to the current mode (warm-started), then a variational correction
             warm = bool(local.visited[idx].all())
-            local.refresh(theta, idx, max_iter=3 if warm else 20, vi_iter=1 if warm else 2)
+            local.refresh(theta, idx, max_iter=local.warm_iter if warm else 20, vi_iter=1 if warm else 2)
             loss = svi.step(idx)
             trace.elbo.append(-loss / program.n_obs)
             current = pyro.param("theta").detach()
