@@ -23,7 +23,7 @@ import warnings
 
 import torch
 
-from pymixnn.inference.program import Program
+from pymixnn.inference.program import Program, integrates
 
 __all__ = ["LocalPosteriors"]
 
@@ -89,12 +89,12 @@ class LocalPosteriors:
         self.loc = torch.zeros(n, d, dtype=program.dtype, device=program.device)
         self.scale_tril = omega_tril.detach().expand(n, d, d).clone()
         self.visited = torch.zeros(n, dtype=torch.bool, device=program.device)
-        integrates = bool(getattr(program.model.dynamics, "integrates", False))
-        self.gain_tol = GAIN_TOL if integrates else 0.0
+        ode = integrates(program.model)
+        self.gain_tol = GAIN_TOL if ode else 0.0
         # Newton steps when a minibatch revisits individuals (warm start from their last mode):
         # one for an ODE model, where each costs a solve differentiated twice (Newton converges
         # quadratically from a mode that theta's small move has shifted little)
-        self.warm_iter = 1 if integrates else 3
+        self.warm_iter = 1 if ode else 3
 
     def refresh(
         self,

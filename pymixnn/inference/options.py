@@ -19,7 +19,6 @@ __all__ = [
     "setup",
     "sample_sizes",
     "proposal_vi",
-    "integrates",
 ]
 
 
@@ -100,11 +99,6 @@ def setup(data: Data, options: EstimationOptions) -> tuple[torch.device, torch.d
         dtype = torch.float64 if device.type == "cpu" else torch.float32
     n_threads = options.threads or (1 if data.n_obs < 200_000 else torch.get_num_threads())
     return device, dtype, n_threads
-
-
-def integrates(model) -> bool:
-    """Whether the model's predictions come from an adaptive ODE solver (an ODEModel)."""
-    return bool(getattr(model.dynamics, "integrates", False))
 
 
 # draws per individual of the refinement and the Fisher information for an ODE model (each draw

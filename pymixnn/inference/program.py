@@ -33,7 +33,20 @@ from pymixnn.model.named import Model
 from pymixnn.model.observation import Normal, Observation, bind
 from pymixnn.model.random_effects import Gaussian
 
-__all__ = ["Layout", "Program", "StructuralFunctionError", "FunctionWatch", "watch_structural_function"]
+__all__ = [
+    "Layout",
+    "Program",
+    "StructuralFunctionError",
+    "FunctionWatch",
+    "watch_structural_function",
+    "integrates",
+]
+
+
+def integrates(model) -> bool:
+    """Whether the model's predictions come from an adaptive ODE solver (an ODEModel): its values
+    are exact to the solver's tolerance only and each evaluation is a whole solve."""
+    return bool(getattr(model.dynamics, "integrates", False))
 
 
 class StructuralFunctionError(ValueError):

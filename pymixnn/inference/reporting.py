@@ -11,7 +11,8 @@ import torch
 
 from pymixnn.inference.importance import ImportanceSampler
 from pymixnn.inference.marginal import marginal_likelihood
-from pymixnn.inference.options import integrates, proposal_vi, sample_sizes
+from pymixnn.inference.options import proposal_vi, sample_sizes
+from pymixnn.inference.program import integrates
 from pymixnn.inference.records import Estimation, LawFit, RunInfo
 from pymixnn.inference.rng import stream
 from pymixnn.inference.stages import Context, Stage

@@ -15,8 +15,8 @@ from pymixnn.inference.fallbacks import Fallbacks
 from pymixnn.inference.genomic import GenomicBlock, GenomicSetup
 from pymixnn.inference.laplace import LocalPosteriors
 from pymixnn.inference.marginal import marginal_likelihood
-from pymixnn.inference.options import EstimationOptions, integrates, proposal_vi, sample_sizes
-from pymixnn.inference.program import Program
+from pymixnn.inference.options import EstimationOptions, proposal_vi, sample_sizes
+from pymixnn.inference.program import Program, integrates
 from pymixnn.inference.records import GenomicPosterior
 from pymixnn.inference.refine import REFINERS, refine_newton
 from pymixnn.inference.rng import stream
