@@ -12,6 +12,8 @@ Names (all present, 0 when not taken):
 * ``lbfgs_zeroed_gradient``: L-BFGS evaluations (a flow's start and refinement) whose non-finite
   gradient entries were set to 0;
 * ``newton_rejected_steps``: full Newton steps of the refinement rejected by backtracking;
+* ``newton_shortened_steps``: Newton steps of an ODE model's refinement cut to move no entry of
+  theta by more than 1 (importance.ODE_MAX_STEP);
 * ``refine_nonfinite_derivatives``: refinement rounds stopped by non-finite derivatives;
 * ``fisher_pseudo_inverse``: observed Fisher information inverted by a pseudo-inverse.
 """
@@ -29,6 +31,7 @@ FALLBACKS = (
     "law_start_unchanged",
     "lbfgs_zeroed_gradient",
     "newton_rejected_steps",
+    "newton_shortened_steps",
     "refine_nonfinite_derivatives",
     "fisher_pseudo_inverse",
 )

@@ -33,13 +33,27 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from pymixnn.inference.program import Program
+from pymixnn.inference.program import Program, integrates
 
 __all__ = ["ImportanceSampler", "ISResult", "MaximizeResult"]
 
 NU = 4.0
 # draws per individual for the Newton steps' Hessian (a metric only: see _newton_hessian)
 METRIC_DRAWS = 20
+# nodes per dimension of that metric's quadrature rule for a model solved by an ODE solver, where
+# a node costs a whole solve differentiated twice (Michaelis-Menten, 1,000 individuals: the 7 x 7
+# rule's Hessian took 84 s of a 1,000 s fit)
+ODE_METRIC_NODES = 3
+# cells (draws x observation slots) per chunk for such a model: its autograd graph holds every
+# solver step (Michaelis-Menten, 1,000 individuals x 49 nodes x 10 observations in one chunk:
+# 9.7 GB for the Hessian, and the fit was killed for memory on a 24 GB machine; 100,000 cells
+# keep a chunk near 2 GB)
+ODE_CHUNK_CELLS = 100_000
+# longest move of one theta entry in one Newton step of the refinement of such a model (a factor
+# e on a log-scale parameter): a full step from far along the Vmax-Km ridge put the solver in a
+# stiff region where one trial pass took 150 s and 8.5 GB instead of 6 s (Michaelis-Menten,
+# 1,000 individuals); a shorter step is then retried from the new point
+ODE_MAX_STEP = 1.0
 
 
 @dataclass
@@ -61,6 +75,7 @@ class MaximizeResult:
     value: float
     nonfinite_derivatives: bool = False  # stopped by non-finite derivatives (last finite point kept)
     rejected_steps: int = 0  # full Newton steps rejected by backtracking
+    shortened_steps: int = 0  # steps cut to ODE_MAX_STEP (ODE models)
 
 
 class ImportanceSampler:
@@ -105,6 +120,8 @@ class ImportanceSampler:
             n_samples = grid.shape[0]
         self.n_samples = int(n_samples)
         cells_per_individual = max(1, n_samples * program.x.shape[1])
+        if integrates(program.model):
+            chunk_cells = min(chunk_cells, ODE_CHUNK_CELLS)
         self.chunk = max(1, min(program.n_individuals, chunk_cells // cells_per_individual))
 
     def chunks(self, rows: torch.Tensor | None = None) -> Iterator[tuple[int, torch.Tensor]]:
@@ -218,7 +235,8 @@ class ImportanceSampler:
         Returns the end point, whether non-finite derivatives stopped the steps (the last finite
         point is kept) and how many full steps backtracking rejected."""
         theta = theta.detach().clone()
-        nonfinite, rejected = False, 0
+        nonfinite, rejected, shortened = False, 0, 0
+        ode = integrates(self.program.model)
         value, grad = self.value_and_gradient(theta)
         if not math.isfinite(value):
             raise FloatingPointError(
@@ -244,6 +262,10 @@ class ImportanceSampler:
             if decrement < decrement_tol:
                 theta, value = theta + step, value + 0.5 * decrement
                 break
+            longest = float(step.abs().max())
+            if ode and longest > ODE_MAX_STEP:
+                step = step * (ODE_MAX_STEP / longest)  # counted: a shortened step
+                shortened += 1
             trial_value, trial_grad = self.value_and_gradient(theta + step)
             t = 1.0
             if not (math.isfinite(trial_value) and trial_value >= value - 1e-12):
@@ -263,19 +285,27 @@ class ImportanceSampler:
                 break
             grad = trial_grad if trial_grad is not None else self.value_and_gradient(theta)[1]
             fresh = False
-        return MaximizeResult(theta, value, nonfinite, rejected)
+        return MaximizeResult(theta, value, nonfinite, rejected, shortened)
 
     def _newton_hessian(self, theta: torch.Tensor) -> torch.Tensor:
         """The Hessian for a Newton step: exact, or (large N) from the subsample
         ``hessian_rows`` with at most ``METRIC_DRAWS`` draws per individual. It is only the
         steps' metric: the full-data gradient still fixes the maximum, backtracking guards the
         steps, and a less exact metric costs a slower (linear) contraction, not another
-        answer."""
+        answer. For a model solved by an ODE solver the metric always takes the smaller rule:
+        at most ``METRIC_DRAWS`` draws, or ``ODE_METRIC_NODES`` quadrature nodes per dimension."""
+        ode = integrates(self.program.model)
+        coarse: dict[str, int] | None = None
+        if self.quadrature:
+            if ode and self.quadrature > ODE_METRIC_NODES:
+                coarse = dict(n_samples=1, quadrature=ODE_METRIC_NODES)
+        elif self.n_samples > METRIC_DRAWS and (self.hessian_rows is not None or ode):
+            coarse = dict(n_samples=METRIC_DRAWS)
         sampler = self
-        if self.hessian_rows is not None and not self.quadrature and self.n_samples > METRIC_DRAWS:
+        if coarse is not None:
             if self._metric is None:
                 self._metric = ImportanceSampler(
-                    self.program, self.loc, self.scale_tril, n_samples=METRIC_DRAWS, seed=self.seed
+                    self.program, self.loc, self.scale_tril, seed=self.seed, **coarse
                 )
             sampler = self._metric
         return sampler.gradient_and_hessian(theta, rows=self.hessian_rows)[1]

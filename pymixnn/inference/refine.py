@@ -59,6 +59,7 @@ def refine_newton(
         )
         out = sampler.maximize_report(theta)
         fallbacks.add("newton_rejected_steps", out.rejected_steps)
+        fallbacks.add("newton_shortened_steps", out.shortened_steps)
         if out.nonfinite_derivatives:
             fallbacks.add("refine_nonfinite_derivatives")
             warnings.append(NONFINITE_REFINE_WARNING)
