@@ -158,11 +158,9 @@ def test_a_failed_solve_during_a_fit_is_a_counted_nan():
     assert solver_counts(tolerant)["ode_failures"] == 1
 
 
-def test_mode_of_an_ode_model_needs_no_backtracking_once_reached():
-    """An adaptive ODE solver's values are exact to its tolerance only and depend on the batch it
-    solves: a Newton step at the mode must not be checked against a value from another batch
-    (that check rejected every halving, 30 passes per iteration). Once at the mode, a refresh
-    takes its steps without a single value pass and leaves the mode where it was."""
+def _program_at_modes():
+    """The Michaelis-Menten model's Program on 12 individuals (random V and Vmax, proportional
+    error), theta at the truth and the local posteriors at their Laplace modes."""
     from pymixnn.inference.laplace import LocalPosteriors
     from pymixnn.inference.program import Program
     from pymixnn.inference.start import initial_theta
@@ -177,6 +175,15 @@ def test_mode_of_an_ode_model_needs_no_backtracking_once_reached():
     theta = initial_theta(program, model, {"ka": 1.0, "V": 20.0, "Vmax": 10.0, "Km": 2.0})
     local = LocalPosteriors(program, program.omega_tril(theta))
     local.refresh(theta, None, max_iter=30, vi_iter=0)
+    return program, theta, local
+
+
+def test_mode_of_an_ode_model_needs_no_backtracking_once_reached():
+    """An adaptive ODE solver's values are exact to its tolerance only and depend on the batch it
+    solves: a Newton step at the mode must not be checked against a value from another batch
+    (that check rejected every halving, 30 passes per iteration). Once at the mode, a refresh
+    takes its steps without a single value pass and leaves the mode where it was."""
+    program, theta, local = _program_at_modes()
     mode = local.loc.clone()
     passes = []
     original = program.log_joint
@@ -201,21 +208,9 @@ def test_refinement_of_an_ode_model_in_chunks_with_a_coarse_newton_metric(monkey
     Chunks change neither the value nor the gradient (beyond the solver's tolerance, the batch
     being part of an adaptive solve), and the coarse metric stays close to the exact Hessian."""
     import pymixnn.inference.importance as importance
-    from pymixnn.inference.laplace import LocalPosteriors
     from pymixnn.inference.marginal import marginal_likelihood
-    from pymixnn.inference.program import Program
-    from pymixnn.inference.start import initial_theta
-    from pymixnn.model.covariates import CovariateDesign
 
-    times = {i: [0.1 * i, 2, 4, 8 + i // 2, 24] for i in range(1, 13)}
-    data = pymixnn.Data.from_nonmem(_records(times))
-    spec = _model(random=["V", "Vmax"], transforms="log", error="proportional")
-    model = with_solver(bind_data(spec, data), 1e-6, 1e-8)
-    design = CovariateDesign.build({}, data.covariates, model.parameters)
-    program = Program(model, data, design, device=torch.device("cpu"), dtype=torch.float64)
-    theta = initial_theta(program, model, {"ka": 1.0, "V": 20.0, "Vmax": 10.0, "Km": 2.0})
-    local = LocalPosteriors(program, program.omega_tril(theta))
-    local.refresh(theta, None, max_iter=30, vi_iter=0)
+    program, theta, local = _program_at_modes()
 
     whole = marginal_likelihood(program, local, 100, 0, "auto")
     assert whole.quadrature == 7 and whole.chunk == 12  # 12 x 49 x 6 cells: under the bound
