@@ -41,8 +41,8 @@ NU = 4.0
 # draws per individual for the Newton steps' Hessian (a metric only: see _newton_hessian)
 METRIC_DRAWS = 20
 # nodes per dimension of that metric's quadrature rule for a model solved by an ODE solver, where
-# a node costs a whole solve differentiated twice (Michaelis-Menten, 1,000 individuals: the 7 x 7
-# rule's Hessian took 84 s of a 1,000 s fit)
+# a node costs a whole solve differentiated twice (Michaelis-Menten, 1,000 individuals: 84 s per
+# Hessian with the 7 x 7 rule, 17 s with 3 x 3)
 ODE_METRIC_NODES = 3
 # cells (draws x observation slots) per chunk for such a model: its autograd graph holds every
 # solver step (Michaelis-Menten, 1,000 individuals x 49 nodes x 10 observations in one chunk:
@@ -232,8 +232,10 @@ class ImportanceSampler:
         gain still to be had, and the squared distance to the maximum in standard-error units
         (1e-4: within 0.01 SE whatever N, which a criterion on the step or the gain is not);
         that last step is taken without a pass, the value updated by its predicted gain.
+        For a model solved by an ODE solver a step moves no entry of theta by more than
+        ``ODE_MAX_STEP`` (the decrement is that of the full step).
         Returns the end point, whether non-finite derivatives stopped the steps (the last finite
-        point is kept) and how many full steps backtracking rejected."""
+        point is kept), how many full steps backtracking rejected and how many were shortened."""
         theta = theta.detach().clone()
         nonfinite, rejected, shortened = False, 0, 0
         ode = integrates(self.program.model)
