@@ -151,7 +151,11 @@ def fit(
     seed : random seed; the same seed gives identical results.
     progress : show a tqdm progress bar.
     ode_rtol, ode_atol : tolerances of the ODE solver of a :func:`pymixnn.ODEModel` (defaults
-        1e-6, 1e-8; compartment models and linear ODEs are solved exactly).
+        1e-6, 1e-8; compartment models and linear ODEs are solved exactly). A model solved by
+        the ODE solver keeps its given fixed effects as the start (no naive pooled fit of them,
+        as saemix and nlmixr2), is pre-refined on at most 200 individuals, runs at most 10 SVI
+        steps when ``refine`` is on, and its refinement finds the individual modes again after
+        every Newton step (README "ODE fits").
 
     Returns
     -------

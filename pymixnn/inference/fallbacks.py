@@ -14,6 +14,9 @@ Names (all present, 0 when not taken):
 * ``newton_rejected_steps``: full Newton steps of the refinement rejected by backtracking;
 * ``newton_shortened_steps``: Newton steps of an ODE model's refinement cut to move no entry of
   theta by more than 1 (importance.ODE_MAX_STEP);
+* ``mode_shortened_steps``: Newton steps of an ODE model's individual mode searches cut to move
+  no random effect by more than 2 prior SDs (laplace.ODE_MODE_MAX_SD), one per individual and
+  step;
 * ``refine_nonfinite_derivatives``: refinement rounds stopped by non-finite derivatives;
 * ``fisher_pseudo_inverse``: observed Fisher information inverted by a pseudo-inverse.
 """
@@ -32,6 +35,7 @@ FALLBACKS = (
     "lbfgs_zeroed_gradient",
     "newton_rejected_steps",
     "newton_shortened_steps",
+    "mode_shortened_steps",
     "refine_nonfinite_derivatives",
     "fisher_pseudo_inverse",
 )

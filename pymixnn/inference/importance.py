@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -76,6 +77,25 @@ class MaximizeResult:
     nonfinite_derivatives: bool = False  # stopped by non-finite derivatives (last finite point kept)
     rejected_steps: int = 0  # full Newton steps rejected by backtracking
     shortened_steps: int = 0  # steps cut to ODE_MAX_STEP (ODE models)
+    converged: bool = False  # stopped by the Newton decrement (within 0.01 SE of the maximum)
+
+
+def _batched_rows(g: torch.Tensor, th: torch.Tensor, rows_of: list[int]) -> torch.Tensor | None:
+    """The Hessian rows ``rows_of`` of g = d value / d th in one vectorized backward pass (an ODE
+    model: 3.5x faster than one pass per row through the solver's graph, 100 individuals x 9
+    nodes: 4.4 s against 15.3 s, the same numbers); None when an operation has no batching rule
+    (then one pass per row)."""
+    basis = torch.zeros(len(rows_of), th.shape[0], dtype=th.dtype, device=th.device)
+    basis[torch.arange(len(rows_of)), torch.as_tensor(rows_of)] = 1.0
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # vmap's slow per-sample fallback: not here
+            (block,) = torch.autograd.grad(
+                g, th, grad_outputs=basis[:, : g.shape[0]], is_grads_batched=True, retain_graph=True
+            )
+    except (RuntimeError, UserWarning):
+        return None
+    return block
 
 
 class ImportanceSampler:
@@ -92,8 +112,11 @@ class ImportanceSampler:
         chunk_cells: int = 4_000_000,
         quadrature: int = 0,
         hessian_individuals: int | None = None,
+        individuals: torch.Tensor | None = None,
     ):
         self.program = program
+        # the individuals of every pass (a subsample: the ODE pre-refinement), None: all
+        self.individuals = individuals
         # second derivatives (Newton steps, observed information) from a fixed random subsample
         # of individuals, scaled up by N / n: the information is a sum over individuals, so
         # with n in the thousands its relative error is ~1/sqrt(n) (see hessian_rows)
@@ -104,10 +127,19 @@ class ImportanceSampler:
             self.hessian_rows = (
                 torch.randperm(n, generator=gen)[: int(hessian_individuals)].sort().values.to(program.device)
             )
-        self.loc, self.scale_tril = loc.detach(), scale_tril.detach()
-        self.covariance = self.scale_tril @ self.scale_tril.transpose(-1, -2)
+        self.set_posteriors(loc, scale_tril)
         self.seed = int(seed)
         self._metric: ImportanceSampler | None = None  # fewer draws for the Newton metric
+        # theta -> (loc, scale_tril) of the local posteriors re-centred there, called after each
+        # accepted Newton step of :meth:`maximize_report` (an ODE model's refinement): the
+        # centre m_i + S_i grad follows the posterior mode to first order only, and for a
+        # banana-shaped posterior (Michaelis-Menten's V and Vmax) a move of 0.07 in log Vmax
+        # sent it from the mode (-0.35, 0.61) to (4.2, 1.6): the log-likelihood fell by 1e6
+        # where +6 was predicted, and rounds crept by 0.02 each. Re-centred at every step, the
+        # nodes stay at the stored modes (:meth:`centre`): the rule integrates the same
+        # function, and a step is no longer limited by the first-order centre's reach
+        self.recentre: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None
+        self.recentred = 0
         self.quadrature = int(quadrature)
         if self.quadrature:
             d = self.loc.shape[-1]
@@ -122,7 +154,15 @@ class ImportanceSampler:
         cells_per_individual = max(1, n_samples * program.x.shape[1])
         if integrates(program.model):
             chunk_cells = min(chunk_cells, ODE_CHUNK_CELLS)
-        self.chunk = max(1, min(program.n_individuals, chunk_cells // cells_per_individual))
+        n_rows = program.n_individuals if individuals is None else int(individuals.shape[0])
+        self.chunk = max(1, min(n_rows, chunk_cells // cells_per_individual))
+
+    def set_posteriors(self, loc: torch.Tensor, scale_tril: torch.Tensor) -> None:
+        """The local posteriors the draws are centred and scaled by (the metric's follow)."""
+        self.loc, self.scale_tril = loc.detach().clone(), scale_tril.detach().clone()
+        self.covariance = self.scale_tril @ self.scale_tril.transpose(-1, -2)
+        if getattr(self, "_metric", None) is not None:
+            self._metric.set_posteriors(loc, scale_tril)
 
     def chunks(self, rows: torch.Tensor | None = None) -> Iterator[tuple[int, torch.Tensor]]:
         """(chunk number, individuals) over all individuals, or over ``rows`` (a subsample: its
@@ -131,13 +171,20 @@ class ImportanceSampler:
             for c, start in enumerate(range(0, rows.shape[0], self.chunk)):
                 yield 1_000_000 + c, rows[start : start + self.chunk]
             return
+        if self.individuals is not None:
+            for c, start in enumerate(range(0, self.individuals.shape[0], self.chunk)):
+                yield c, self.individuals[start : start + self.chunk]
+            return
         n = self.program.n_individuals
         for c, start in enumerate(range(0, n, self.chunk)):
             yield c, torch.arange(start, min(start + self.chunk, n), device=self.program.device)
 
     def centre(self, theta: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        """Proposal centre m_i(theta): one Newton step from the stored mode (differentiable in theta)."""
+        """Proposal centre m_i(theta): one Newton step from the stored mode (differentiable in
+        theta); the stored mode itself when the sampler is re-centred after every step."""
         m0 = self.loc[idx]
+        if self.recentre is not None:
+            return m0
         with torch.enable_grad():
             m = m0.detach().requires_grad_(True)
             value = self.program.log_joint(theta, m, idx).sum()
@@ -237,7 +284,7 @@ class ImportanceSampler:
         Returns the end point, whether non-finite derivatives stopped the steps (the last finite
         point is kept), how many full steps backtracking rejected and how many were shortened."""
         theta = theta.detach().clone()
-        nonfinite, rejected, shortened = False, 0, 0
+        nonfinite, rejected, shortened, converged = False, 0, 0, False
         ode = integrates(self.program.model)
         value, grad = self.value_and_gradient(theta)
         if not math.isfinite(value):
@@ -263,6 +310,7 @@ class ImportanceSampler:
             last_decrement = decrement
             if decrement < decrement_tol:
                 theta, value = theta + step, value + 0.5 * decrement
+                converged = True
                 break
             longest = float(step.abs().max())
             if ode and longest > ODE_MAX_STEP:
@@ -285,9 +333,16 @@ class ImportanceSampler:
             theta, value = theta + t * step, trial_value
             if float((t * step).abs().max()) < tol or gain < 1e-10:
                 break
-            grad = trial_grad if trial_grad is not None else self.value_and_gradient(theta)[1]
+            if self.recentre is not None:
+                # the modes found again at the accepted point: the one-step centre holds near
+                # the modes only (see ``recentre``); value and gradient with the new centres
+                self.set_posteriors(*self.recentre(theta))
+                self.recentred += 1
+                value, grad = self.value_and_gradient(theta)
+            else:
+                grad = trial_grad if trial_grad is not None else self.value_and_gradient(theta)[1]
             fresh = False
-        return MaximizeResult(theta, value, nonfinite, rejected, shortened)
+        return MaximizeResult(theta, value, nonfinite, rejected, shortened, converged)
 
     def _newton_hessian(self, theta: torch.Tensor) -> torch.Tensor:
         """The Hessian for a Newton step: exact, or (large N) from the subsample
@@ -307,7 +362,12 @@ class ImportanceSampler:
         if coarse is not None:
             if self._metric is None:
                 self._metric = ImportanceSampler(
-                    self.program, self.loc, self.scale_tril, seed=self.seed, **coarse
+                    self.program,
+                    self.loc,
+                    self.scale_tril,
+                    seed=self.seed,
+                    individuals=self.individuals,
+                    **coarse,
                 )
             sampler = self._metric
         return sampler.gradient_and_hessian(theta, rows=self.hessian_rows)[1]
@@ -341,16 +401,21 @@ class ImportanceSampler:
         m = len(rows_of)
         grad = torch.zeros(p, dtype=theta.dtype, device=theta.device)
         hess = torch.zeros(m, m, dtype=theta.dtype, device=theta.device)
+        batched = integrates(self.program.model)
         for c, idx in self.chunks(rows):
             th = theta.clone().requires_grad_(True)
             with torch.enable_grad():
                 value = self.chunk_loglik(th, c, idx).sum()
                 (g,) = torch.autograd.grad(value, th, create_graph=True)
-                lines = [
-                    torch.autograd.grad(g[j], th, retain_graph=k < m - 1)[0] for k, j in enumerate(rows_of)
-                ]
+                block = _batched_rows(g, th, rows_of) if batched else None
+                if block is None:
+                    lines = [
+                        torch.autograd.grad(g[j], th, retain_graph=k < m - 1)[0]
+                        for k, j in enumerate(rows_of)
+                    ]
+                    block = torch.stack(lines)
             grad += g.detach()
-            block = torch.stack(lines).detach()
+            block = block.detach()
             hess += block if index is None else block[:, rows_of]
         if rows is not None:
             scale = self.program.n_individuals / rows.shape[0]

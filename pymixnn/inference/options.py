@@ -59,6 +59,13 @@ class EstimationOptions:
     # individuals, else 0 (Laplace proposals: as good for importance sampling at a sixth of the
     # cost at large N, benchmarks/results/)
     proposal_vi_iter: int | None = None
+    # a model solved by an ODE solver (each evaluation a whole solve per individual and node):
+    # the pooled start, the Laplace-EM warm-up and the pre-refinement (refine.prerefine_ode) on
+    # ``ode_start_individuals`` individuals at most; SVI then stops after ``ode_svi_steps``
+    # steps when the refinement follows (it starts near the maximum: the refinement does the
+    # work); None: no cap
+    ode_start_individuals: int = 200
+    ode_svi_steps: int | None = 10
 
 
 def proposal_vi(options: EstimationOptions, n: int) -> int:

@@ -248,7 +248,7 @@ def finish(stage: Stage, ctx: Context, spec, *, threads: int, t_start: float) ->
         device=str(device),
         dtype=dtype_name,
         threads=threads,
-        se_method=_se_method(final, k_fisher, fisher_n, program.n_individuals, law.se_note),
+        se_method=_se_method(sampler, k_fisher, fisher_n, program.n_individuals, law.se_note),
         warnings=warnings,
         law=LawFit(**record),
         genomic=stage.genomic,

@@ -25,6 +25,7 @@ STREAMS: dict[str, int] = {
     "fisher": 1000,  # the observed Fisher information's draws
     "loglik": 2000,  # ll.is with fresh draws
     "moments": 3000,  # Monte Carlo moments of eta under a flow
+    "prerefine": 4000,  # an ODE model's pre-refinement on the start subsample (its t draws)
 }
 
 

@@ -18,7 +18,7 @@ from pymixnn.inference.marginal import marginal_likelihood
 from pymixnn.inference.options import EstimationOptions, proposal_vi, sample_sizes
 from pymixnn.inference.program import Program, integrates
 from pymixnn.inference.records import GenomicPosterior
-from pymixnn.inference.refine import REFINERS, refine_newton
+from pymixnn.inference.refine import REFINERS, prerefine_ode, refine_newton
 from pymixnn.inference.rng import stream
 from pymixnn.inference.start import best_start, warmup
 from pymixnn.inference.svi import SVITrace, run_svi
@@ -77,7 +77,11 @@ def gaussian_stage(ctx: Context, init, observation=None, genomic: GenomicSetup |
         ctx.model, ctx.data, ctx.design, device=device, dtype=ctx.dtype, observation=observation
     )
     n = program.n_individuals
-    sub = torch.randperm(n, generator=generator)[: options.warmup_individuals].sort().values
+    ode = integrates(ctx.model)
+    n_start = options.warmup_individuals
+    if ode:
+        n_start = min(n_start, options.ode_start_individuals)
+    sub = torch.randperm(n, generator=generator)[:n_start].sort().values
     sub = sub.to(device)
     theta, starts = best_start(program, ctx.model, init, sub, fallbacks)
     if starts[0]["start"] != "given":
@@ -87,8 +91,10 @@ def gaussian_stage(ctx: Context, init, observation=None, genomic: GenomicSetup |
             f"{given['pooled_loglik']:.2f} against {starts[0]['pooled_loglik']:.2f} "
             f"from the {starts[0]['start']}; the fit started from the {starts[0]['start']}"
         )
-    local = LocalPosteriors(program, program.omega_tril(theta))
+    local = LocalPosteriors(program, program.omega_tril(theta), fallbacks)
     theta = warmup(program, theta, local, sub, options.warmup_iter, fallbacks)
+    if ode and options.refine and genomic is None:
+        theta, _ = prerefine_ode(program, theta, local, options, sub, warnings=warnings, fallbacks=fallbacks)
     seconds["start"] = time.perf_counter() - t_start
 
     t0 = time.perf_counter()
@@ -109,8 +115,17 @@ def gaussian_stage(ctx: Context, init, observation=None, genomic: GenomicSetup |
         and options.refine
         and options.large_n_svi_steps < svi_options.max_steps
     )
-    if capped:
-        steps = int(options.large_n_svi_steps)
+    ode_capped = (
+        ode
+        and block is None
+        and options.refine
+        and options.ode_svi_steps is not None
+        and options.ode_svi_steps < svi_options.max_steps
+    )
+    if capped or ode_capped:
+        caps = [int(options.large_n_svi_steps)] if capped else []
+        steps = min(caps + ([int(options.ode_svi_steps)] if ode_capped else []))
+        capped = True
         svi_options = dataclasses.replace(
             svi_options, max_steps=steps, min_steps=min(svi_options.min_steps, steps)
         )
@@ -211,7 +226,7 @@ def law_stage(gauss: Stage, ctx: Context, law, context=None) -> Stage:
     lay = program.layout
     theta = torch.zeros(lay.size, dtype=dtype, device=device)
     theta[lay.core] = gauss.theta
-    local = LocalPosteriors(program, gauss.program.omega_tril(gauss.theta))
+    local = LocalPosteriors(program, gauss.program.omega_tril(gauss.theta), ctx.fallbacks)
     local.loc, local.scale_tril = gauss.local.loc.clone(), gauss.local.scale_tril.clone()
     local.visited[:] = True
     theta, law_info = program.law.start(

@@ -66,7 +66,9 @@ def turnover_rhs(t, x: torch.Tensor, psi: torch.Tensor, cov=None) -> torch.Tenso
     psi: ka, CL, V, R0, kout, IC50 (the design ``"turnover"`` of
     :func:`pymixnn.simulate.simulate_pkpd`)."""
     ka, cl, v, r0, kout, ic50 = psi.unbind(-1)
-    c = x[..., 1] / v
+    # the solver's trial stages can take the central amount a rounding error below 0, where
+    # C / (IC50 + C) has a pole at C = -IC50: the effect sees C >= 0
+    c = (x[..., 1] / v).clamp_min(0.0)
     return torch.stack(
         [
             -ka * x[..., 0],

@@ -161,15 +161,20 @@ def test_a_failed_solve_during_a_fit_is_a_counted_nan():
 def _program_at_modes():
     """The Michaelis-Menten model's Program on 12 individuals (random V and Vmax, proportional
     error), theta at the truth and the local posteriors at their Laplace modes."""
+    times = {i: [0.1 * i, 2, 4, 8 + i // 2, 24] for i in range(1, 13)}
+    return _program_of(pymixnn.Data.from_nonmem(_records(times)))
+
+
+def _program_of(data: pymixnn.Data, **solver):
+    """The Michaelis-Menten Program on ``data`` (random V and Vmax, log transforms, proportional
+    error), theta at the truth, the local posteriors at their Laplace modes."""
     from pymixnn.inference.laplace import LocalPosteriors
     from pymixnn.inference.program import Program
     from pymixnn.inference.start import initial_theta
     from pymixnn.model.covariates import CovariateDesign
 
-    times = {i: [0.1 * i, 2, 4, 8 + i // 2, 24] for i in range(1, 13)}
-    data = pymixnn.Data.from_nonmem(_records(times))
     spec = _model(random=["V", "Vmax"], transforms="log", error="proportional")
-    model = with_solver(bind_data(spec, data), 1e-6, 1e-8)
+    model = with_solver(bind_data(spec, data), 1e-6, 1e-8, **solver)
     design = CovariateDesign.build({}, data.covariates, model.parameters)
     program = Program(model, data, design, device=torch.device("cpu"), dtype=torch.float64)
     theta = initial_theta(program, model, {"ka": 1.0, "V": 20.0, "Vmax": 10.0, "Km": 2.0})
@@ -189,7 +194,9 @@ def test_mode_of_an_ode_model_needs_no_backtracking_once_reached():
     original = program.log_joint
 
     def counted(theta, eta, idx=None):
-        if not torch.is_grad_enabled() or not eta.requires_grad:
+        # a backtracking check evaluates (current, trial) stacked: a leading dimension of 2 (the
+        # derivatives come from the 1 + 2 d^2 = 9 points of the difference stencil)
+        if (not torch.is_grad_enabled() or not eta.requires_grad) and eta.shape[0] == 2:
             passes.append(eta.shape)
         return original(theta, eta, idx)
 
@@ -247,3 +254,81 @@ def test_refinement_of_an_ode_model_in_chunks_with_a_coarse_newton_metric(monkey
     out = whole.maximize_report(far, max_iter=3)
     moves = [float((b - a).abs().max()) for a, b in zip(points, points[1:])]
     assert out.shortened_steps >= 1 and max(moves) <= importance.ODE_MAX_STEP + 1e-12
+
+
+def test_ode_mode_derivatives_by_central_differences_match_autograd(monkeypatch):
+    """For an ODE model with up to FD_MAX_DIM random effects the local posteriors' gradient and
+    Hessian in eta come from a central-difference stencil solved in one batch (no double backward
+    through the solver). They match autograd's: the stencil's points share the solver's steps."""
+    import pymixnn.inference.laplace as laplace
+
+    program, theta, local = _program_at_modes()
+    eta = torch.stack([local.loc + 0.3, local.loc - 0.2])  # off the mode; a leading draw dimension
+    v1, g1, h1 = laplace._gradient_and_hessian(program, theta, eta, None)
+    monkeypatch.setattr(laplace, "integrates", lambda model: False)  # the autograd path
+    v2, g2, h2 = laplace._gradient_and_hessian(program, theta, eta, None)
+    # measured 2e-10 (values), 4e-7 (gradient) and 2e-7 (Hessian) relative: truncation h^2 = 1e-8
+    # times the third and fourth derivatives, rounding 1e-14 / h^2
+    np.testing.assert_allclose(v1.numpy(), v2.numpy(), rtol=1e-9)
+    np.testing.assert_allclose(g1.numpy(), g2.numpy(), rtol=1e-5, atol=1e-6 * float(g2.abs().max()))
+    np.testing.assert_allclose(h1.numpy(), h2.numpy(), rtol=1e-5, atol=1e-5 * float(h2.abs().max()))
+
+
+def test_ode_mode_search_from_far_takes_shortened_steps_to_the_same_mode():
+    """From eta far from the mode, each Newton step of an ODE model's mode search moves no random
+    effect by more than ODE_MODE_MAX_SD prior SDs (a full step reached a stiff region where the
+    batch's solve ran to max_steps), counted in ``shortened_steps``; the mode is the same."""
+    import pymixnn.inference.laplace as laplace
+
+    program, theta, local = _program_at_modes()
+    mode = local.loc.clone()
+    sd = float(program.omega_tril(theta).diagonal().max())  # diagonal Omega: the prior SDs
+    before = local.shortened_steps
+    local.loc = mode + 2 * laplace.ODE_MODE_MAX_SD * sd  # two capped steps away at least
+    local.refresh(theta, None, max_iter=30, vi_iter=0)
+    assert local.shortened_steps - before >= 1
+    # the mode search stops each individual below a step of 1e-6
+    np.testing.assert_allclose(local.loc.numpy(), mode.numpy(), atol=1e-5)
+
+
+def _simulated_program(n: int = 20, seed: int = 3):
+    """The Michaelis-Menten model's Program on data simulated from it (truth ka 1, V 20, Vmax 10,
+    Km 2; omega2 0.04 on V and 0.09 on Vmax; 10% proportional error; dose 100 at 0), theta at
+    the truth, the local posteriors at their modes."""
+    rng = np.random.default_rng(seed)
+    records = _records({i: [0.5, 1, 2, 4, 8, 12, 24] for i in range(1, n + 1)})
+    params = {
+        "ka": 1.0,
+        "V": 20 * np.exp(0.2 * rng.standard_normal(n)),
+        "Vmax": 10 * np.exp(0.3 * rng.standard_normal(n)),
+        "Km": 2.0,
+    }
+    pred = pymixnn.solve(_model(), records, params)["prediction"].to_numpy()
+    obs = records["EVID"] == 0
+    records.loc[obs, "DV"] = pred * (1 + 0.1 * rng.standard_normal(pred.size))
+    return _program_of(pymixnn.Data.from_nonmem(records), tolerate_failures=True)
+
+
+def test_ode_prerefinement_reaches_the_maximum_from_far_along_the_ridge():
+    """The pre-refinement (rounds on the start subsample with the 5 x 5 rule) takes theta from far
+    along the Vmax-Km ridge (Vmax and Km x 4) to the maximum it reaches from the truth."""
+    from pymixnn.inference.fallbacks import Fallbacks
+    from pymixnn.inference.options import EstimationOptions
+    from pymixnn.inference.refine import prerefine_ode
+
+    program, theta, local = _simulated_program()
+    rows = torch.arange(program.n_individuals)
+    options = EstimationOptions()
+    near, _ = prerefine_ode(program, theta, local, options, rows, warnings=[], fallbacks=Fallbacks())
+    far = theta.clone()
+    far[2:4] += np.log(4.0)  # Vmax, Km
+    fallbacks = Fallbacks()
+    reached, rounds = prerefine_ode(program, far, local, options, rows, warnings=[], fallbacks=fallbacks)
+    # the start is 1.39 from it in Vmax and in Km: at least one step cut to ODE_MAX_STEP (1)
+    assert rounds >= 1 and fallbacks.counts["newton_shortened_steps"] >= 1
+    # rounds stop when theta moves less than refine_tol (0.01): both ends within a few of that
+    np.testing.assert_allclose(reached.numpy(), near.numpy(), atol=0.03)
+    # and near the truth (20 individuals: Vmax and Km within a factor 1.5)
+    assert abs(float(near[2]) - np.log(10.0)) < np.log(1.5) and abs(float(near[3]) - np.log(2.0)) < np.log(
+        1.5
+    )
