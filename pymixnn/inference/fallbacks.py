@@ -13,7 +13,7 @@ Names (all present, 0 when not taken):
   gradient entries were set to 0;
 * ``newton_rejected_steps``: full Newton steps of the refinement rejected by backtracking;
 * ``newton_shortened_steps``: Newton steps of an ODE model's refinement cut to move no entry of
-  theta by more than 1 (importance.ODE_MAX_STEP);
+  theta by more than 1 (newton.ODE_MAX_STEP);
 * ``mode_shortened_steps``: Newton steps of an ODE model's individual mode searches cut to move
   no random effect by more than 2 prior SDs (laplace.ODE_MODE_MAX_SD), one per individual and
   step;

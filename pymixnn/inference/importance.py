@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from pymixnn.inference.newton import MaximizeResult, newton_maximize
 from pymixnn.inference.program import Program, integrates
 
 __all__ = ["ImportanceSampler", "ISResult", "MaximizeResult"]
@@ -50,11 +51,6 @@ ODE_METRIC_NODES = 3
 # 9.7 GB for the Hessian, and the fit was killed for memory on a 24 GB machine; 100,000 cells
 # keep a chunk near 2 GB)
 ODE_CHUNK_CELLS = 100_000
-# longest move of one theta entry in one Newton step of the refinement of such a model (a factor
-# e on a log-scale parameter): a full step from far along the Vmax-Km ridge put the solver in a
-# stiff region where one trial pass took 150 s and 8.5 GB instead of 6 s (Michaelis-Menten,
-# 1,000 individuals); a shorter step is then retried from the new point
-ODE_MAX_STEP = 1.0
 
 
 @dataclass
@@ -66,18 +62,6 @@ class ISResult:
     psi_mean: torch.Tensor  # (N, P) conditional mean of psi
     psi_sd: torch.Tensor  # (N, P)
     eta_mean: torch.Tensor  # (N, d)
-
-
-@dataclass
-class MaximizeResult:
-    """The end point of :meth:`ImportanceSampler.maximize_report` and what happened on the way."""
-
-    theta: torch.Tensor
-    value: float
-    nonfinite_derivatives: bool = False  # stopped by non-finite derivatives (last finite point kept)
-    rejected_steps: int = 0  # full Newton steps rejected by backtracking
-    shortened_steps: int = 0  # steps cut to ODE_MAX_STEP (ODE models)
-    converged: bool = False  # stopped by the Newton decrement (within 0.01 SE of the maximum)
 
 
 def _batched_rows(g: torch.Tensor, th: torch.Tensor, rows_of: list[int]) -> torch.Tensor | None:
@@ -280,69 +264,10 @@ class ImportanceSampler:
         (1e-4: within 0.01 SE whatever N, which a criterion on the step or the gain is not);
         that last step is taken without a pass, the value updated by its predicted gain.
         For a model solved by an ODE solver a step moves no entry of theta by more than
-        ``ODE_MAX_STEP`` (the decrement is that of the full step).
+        ``newton.ODE_MAX_STEP`` (the decrement is that of the full step).
         Returns the end point, whether non-finite derivatives stopped the steps (the last finite
         point is kept), how many full steps backtracking rejected and how many were shortened."""
-        theta = theta.detach().clone()
-        nonfinite, rejected, shortened, converged = False, 0, 0, False
-        ode = integrates(self.program.model)
-        value, grad = self.value_and_gradient(theta)
-        if not math.isfinite(value):
-            raise FloatingPointError(
-                "importance-sampling log-likelihood is not finite at the starting point of the refinement"
-            )
-        hess = self._newton_hessian(theta)
-        fresh, last_decrement = True, math.inf
-        for _ in range(max_iter):
-            if not (bool(torch.isfinite(grad).all()) and bool(torch.isfinite(hess).all())):
-                nonfinite = True  # the caller warns
-                break  # derivatives overflow: keep the last finite point
-            vals, vecs = torch.linalg.eigh(-hess)
-            vals = torch.maximum(vals.abs(), 1e-8 * vals.abs().max().clamp_min(1.0))
-            step = vecs @ ((vecs.T @ grad) / vals)
-            decrement = float(grad @ step)
-            if self.hessian_rows is not None and not fresh and decrement > 0.25 * last_decrement:
-                # the chord (old Hessian) contracts slowly, far from the maximum: renew it (large
-                # N only, where the subsampled metric costs less than a pass over the data)
-                hess = self._newton_hessian(theta)
-                fresh, last_decrement = True, math.inf
-                continue
-            last_decrement = decrement
-            if decrement < decrement_tol:
-                theta, value = theta + step, value + 0.5 * decrement
-                converged = True
-                break
-            longest = float(step.abs().max())
-            if ode and longest > ODE_MAX_STEP:
-                step = step * (ODE_MAX_STEP / longest)  # counted: a shortened step
-                shortened += 1
-            trial_value, trial_grad = self.value_and_gradient(theta + step)
-            t = 1.0
-            if not (math.isfinite(trial_value) and trial_value >= value - 1e-12):
-                rejected += 1
-            while not (math.isfinite(trial_value) and trial_value >= value - 1e-12) and t > 1e-6:
-                t *= 0.5
-                trial_value, trial_grad = self.total(theta + t * step), None
-            if t <= 1e-6 or (t < 0.25 and not fresh):
-                if fresh:
-                    break
-                hess = self._newton_hessian(theta)  # stale Hessian: renew, retry
-                fresh = True
-                continue
-            gain = trial_value - value
-            theta, value = theta + t * step, trial_value
-            if float((t * step).abs().max()) < tol or gain < 1e-10:
-                break
-            if self.recentre is not None:
-                # the modes found again at the accepted point: the one-step centre holds near
-                # the modes only (see ``recentre``); value and gradient with the new centres
-                self.set_posteriors(*self.recentre(theta))
-                self.recentred += 1
-                value, grad = self.value_and_gradient(theta)
-            else:
-                grad = trial_grad if trial_grad is not None else self.value_and_gradient(theta)[1]
-            fresh = False
-        return MaximizeResult(theta, value, nonfinite, rejected, shortened, converged)
+        return newton_maximize(self, theta, max_iter=max_iter, tol=tol, decrement_tol=decrement_tol)
 
     def _newton_hessian(self, theta: torch.Tensor) -> torch.Tensor:
         """The Hessian for a Newton step: exact, or (large N) from the subsample

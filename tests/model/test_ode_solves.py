@@ -158,6 +158,30 @@ def test_a_failed_solve_during_a_fit_is_a_counted_nan():
     assert solver_counts(tolerant)["ode_failures"] == 1
 
 
+def test_a_failed_batch_is_solved_again_in_halves_so_that_only_its_failing_cells_are_nan():
+    """One individual (or one draw) that the solver cannot finish no longer makes its whole batch
+    NaN: the batch is solved again in halves, individuals first, then the leading draws."""
+    df = _records({1: [1.0, 2.0], 2: [0.5, 1.5], 3: [1.0, 500.0], 4: [1.0, 2.0]})
+    data = pymixnn.Data.from_nonmem(df)
+    tolerant = with_solver(bind_data(_forced(300), data), 1e-8, 1e-10, tolerate_failures=True)
+    x = torch.as_tensor(data.padded()[0], dtype=torch.float64)
+    psi = torch.full((3, 4, 1, 1), 0.5, dtype=torch.float64, requires_grad=True)  # 3 draws
+    out = tolerant.function(psi, x)
+    assert out.shape == (3, 4, x.shape[1])
+    nan = torch.isnan(out).any(-1)
+    assert bool(nan[:, 2].all()) and not bool(nan[:, [0, 1, 3]].any())  # individual 3 only
+    reference = with_solver(bind_data(_forced(300), data), 1e-8, 1e-10)
+    keep = [0, 1, 3]
+    expected = reference.function(psi[:, keep].detach(), x[keep])
+    # the solver's steps depend on the batch: the same values to its tolerance (rtol 1e-8)
+    np.testing.assert_allclose(out[:, keep].detach().numpy(), expected.numpy(), rtol=1e-6)
+    out[:, keep].sum().backward()
+    assert bool(torch.isfinite(psi.grad[:, keep]).all())
+    # every failed solve counted: the batch, individuals 3-4, individual 3 with its 3 draws, then
+    # its draws split 1 + 2 and 1 + 1 (each draw fails alone)
+    assert solver_counts(tolerant)["ode_failures"] == 7
+
+
 def _program_at_modes():
     """The Michaelis-Menten model's Program on 12 individuals (random V and Vmax, proportional
     error), theta at the truth and the local posteriors at their Laplace modes."""
@@ -215,6 +239,7 @@ def test_refinement_of_an_ode_model_in_chunks_with_a_coarse_newton_metric(monkey
     Chunks change neither the value nor the gradient (beyond the solver's tolerance, the batch
     being part of an adaptive solve), and the coarse metric stays close to the exact Hessian."""
     import pymixnn.inference.importance as importance
+    import pymixnn.inference.newton as newton
     from pymixnn.inference.marginal import marginal_likelihood
 
     program, theta, local = _program_at_modes()
@@ -253,7 +278,7 @@ def test_refinement_of_an_ode_model_in_chunks_with_a_coarse_newton_metric(monkey
     whole.value_and_gradient = spy
     out = whole.maximize_report(far, max_iter=3)
     moves = [float((b - a).abs().max()) for a, b in zip(points, points[1:])]
-    assert out.shortened_steps >= 1 and max(moves) <= importance.ODE_MAX_STEP + 1e-12
+    assert out.shortened_steps >= 1 and max(moves) <= newton.ODE_MAX_STEP + 1e-12
 
 
 def test_ode_mode_derivatives_by_central_differences_match_autograd(monkeypatch):

@@ -139,10 +139,24 @@ class EventFunction:
         except ODESolveFailure:
             if not self.tolerate_failures:
                 raise
-            # NaN for the batch, still in the graph (a NaN gradient is zeroed and counted by SVI;
-            # a line search steps back from a non-finite value)
-            nan = psi.sum((-2, -1)) * float("nan")
-            return nan.unsqueeze(-1).expand(*psi.shape[:-3], *request["time"].shape)
+            return self._split(psi, x, request["time"].shape)
+
+    def _split(self, psi: torch.Tensor, x: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+        """A failed batch solved again in halves (individuals first, then the leading draws), so
+        that only the cells whose solve fails are NaN: one stiff importance draw made a whole
+        chunk of 100 individuals x 100 draws NaN, and the refinement's log-likelihood
+        non-finite (the turnover model, 5 random effects). A single cell that fails is NaN,
+        still in the graph (a NaN gradient is zeroed and counted by SVI; a line search steps
+        back from a non-finite value). Each failed solve is counted (``ode_failures``)."""
+        n = psi.shape[-3]
+        if n > 1 and x.shape[0] == n:
+            h = n // 2
+            return torch.cat([self(psi[..., :h, :, :], x[:h]), self(psi[..., h:, :, :], x[h:])], dim=-2)
+        if psi.dim() > 3 and psi.shape[0] > 1:
+            h = psi.shape[0] // 2
+            return torch.cat([self(psi[:h], x), self(psi[h:], x)], dim=0)
+        nan = psi.sum((-2, -1)) * float("nan")
+        return nan.unsqueeze(-1).expand(*psi.shape[:-3], *shape)
 
     def _rows(self, psi: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Rows grouped by individual into the padded layout and back; a row whose time is not
