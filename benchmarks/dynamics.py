@@ -12,14 +12,17 @@ Cases (full pipeline: fit + SEs + log-likelihood, seed 0):
   effects on CL and V against nlme's quinModel ML fit (fm1) and its exact ML;
 * pkpd_poisson: simulated PK (proportional error) with a Poisson count endpoint (100 subjects),
   recovery of the truth;
+* pkpd_turnover: the joint PK/PD ODE (oral one-compartment PK, a turnover response with Imax
+  inhibition; 5 random effects), 100 simulated individuals: recovery of the truth, CI coverage
+  and the fit time;
 * ode_eval: seconds per evaluation (predictions + gradient) of the Michaelis-Menten ODE model for
   100 and 1,000 individuals, one solve on the common time grid against the pseudo-time solve;
 * ode_mm (``--full``): a 2-state ODE with Michaelis-Menten elimination, N individuals x 10
   observations, fit time per N.
 
-    python -m benchmarks dynamics                  # theophylline, phenobarb, quinidine, pkpd_poisson
-    python -m benchmarks dynamics --quick          # theophylline and ode_eval only
-    python -m benchmarks dynamics --full           # also the ODE scaling (slow)
+    python -m benchmarks dynamics          # theophylline to pkpd_turnover (all but ode_mm)
+    python -m benchmarks dynamics --quick  # theophylline and ode_eval only
+    python -m benchmarks dynamics --full   # also the ODE scaling (slow)
 
 Writes dynamics.csv (one row per compared parameter), dynamics.json and dynamics.md to --out
 (default benchmarks/results).

@@ -25,21 +25,19 @@ serves both and marginal.py chooses between them in one place.
 
 from __future__ import annotations
 
-import itertools
 import math
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from pymixnn.inference.newton import MaximizeResult, newton_maximize
 from pymixnn.inference.program import Program, integrates
+from pymixnn.inference.proposals import quadrature_draws, quadrature_rule, t_draws
 
 __all__ = ["ImportanceSampler", "ISResult", "MaximizeResult"]
 
-NU = 4.0
 # draws per individual for the Newton steps' Hessian (a metric only: see _newton_hessian)
 METRIC_DRAWS = 20
 # nodes per dimension of that metric's quadrature rule for a model solved by an ODE solver, where
@@ -51,6 +49,15 @@ ODE_METRIC_NODES = 3
 # 9.7 GB for the Hessian, and the fit was killed for memory on a 24 GB machine; 100,000 cells
 # keep a chunk near 2 GB)
 ODE_CHUNK_CELLS = 100_000
+# the step in each entry of theta of that metric's differences (see difference_hessian)
+METRIC_STEP = 1e-4
+# largest scale factor w = sqrt(nu / chi2) of a t draw for such a model (the proposal is then the
+# t law with w clipped, its density exact: :meth:`ImportanceSampler.draws`): the solver steps a
+# batch together, and a draw 10 Laplace SDs out (w ~ 4, 0.7% of t4 draws) gives parameters
+# where the whole batch's solve is stiff (turnover PK/PD, 100 individuals x 100 draws: 18,714
+# right-hand-side evaluations and 12 s per pass, 4,674 and 2.8 s clipped at 1.5; in the
+# refinement a pass took 70 s); beyond the clip the tails are those of N(m, 1.5^2 S)
+ODE_MAX_T_SCALE = 1.5
 
 
 @dataclass
@@ -126,15 +133,12 @@ class ImportanceSampler:
         self.recentred = 0
         self.quadrature = int(quadrature)
         if self.quadrature:
-            d = self.loc.shape[-1]
-            nodes, weights = np.polynomial.hermite_e.hermegauss(self.quadrature)
-            weights = weights / weights.sum()  # a rule for N(0, 1)
-            grid = np.array(list(itertools.product(nodes, repeat=d)))
-            log_w = np.log(np.array(list(itertools.product(weights, repeat=d)))).sum(-1)
-            self.nodes = torch.as_tensor(grid, dtype=program.dtype, device=program.device)
-            self.log_node_weights = torch.as_tensor(log_w, dtype=program.dtype, device=program.device)
-            n_samples = grid.shape[0]
+            self.nodes, self.log_node_weights = quadrature_rule(
+                self.quadrature, self.loc.shape[-1], program.dtype, program.device
+            )
+            n_samples = self.nodes.shape[0]
         self.n_samples = int(n_samples)
+        self.max_scale = ODE_MAX_T_SCALE if integrates(program.model) else math.inf
         cells_per_individual = max(1, n_samples * program.x.shape[1])
         if integrates(program.model):
             chunk_cells = min(chunk_cells, ODE_CHUNK_CELLS)
@@ -176,48 +180,13 @@ class ImportanceSampler:
         return m0 + (self.covariance[idx] @ grad.unsqueeze(-1)).squeeze(-1)
 
     def draws(self, c: int, idx: torch.Tensor):
-        """Offsets from the proposal centre (K, B, d) and the log t-density of each draw."""
-        program = self.program
-        d = self.loc.shape[-1]
-        if self.quadrature:
-            # nodes L z_k with the normal log-density of the proposal, less log(K w_k): then
-            # logsumexp(log p - log_q) - log K is log sum_k w_k p(y, eta_k) / q(eta_k)
-            L = self.scale_tril[idx]
-            z = self.nodes.unsqueeze(1).expand(-1, idx.shape[0], -1)
-            offset = z.unsqueeze(-2).mul(L).sum(-1)
-            log_det = torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1)
-            log_q = (
-                -0.5 * (z**2).sum(-1)
-                - 0.5 * d * math.log(2 * math.pi)
-                - log_det
-                - self.log_node_weights.unsqueeze(-1)
-                - math.log(self.n_samples)
-            )
-            return offset, log_q
-        gen = torch.Generator(device=program.device).manual_seed(self.seed * 1_000_003 + c)
-        half = (self.n_samples + 1) // 2
-        shape = (half, idx.shape[0], d)
-        z = torch.randn(shape, generator=gen, dtype=program.dtype, device=program.device)
-        chi2 = 2 * torch._standard_gamma(
-            torch.full(shape[:2], NU / 2, dtype=program.dtype, device=program.device), generator=gen
-        )
-        # antithetic pairs (z, -z): the draws are symmetric about the proposal's centre, so
-        # re-centring the proposal does not carry the draws' sample mean into theta
-        z = torch.cat([z, -z])[: self.n_samples]
-        chi2 = torch.cat([chi2, chi2])[: self.n_samples]
-        w = torch.sqrt(NU / chi2).unsqueeze(-1)
+        """Offsets from the proposal centre (K, B, d) and the log proposal density of each draw
+        (proposals.py: the quadrature rule's nodes, or chunk c's antithetic t draws)."""
         L = self.scale_tril[idx]
-        offset = (w * z).unsqueeze(-2).mul(L).sum(-1)  # L @ (w z)
-        quad = (w.squeeze(-1) ** 2) * (z**2).sum(-1)  # ||L^-1 (eta - m)||^2
-        log_det = torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1)
-        log_q = (
-            math.lgamma((NU + d) / 2)
-            - math.lgamma(NU / 2)
-            - 0.5 * d * math.log(NU * math.pi)
-            - log_det
-            - 0.5 * (NU + d) * torch.log1p(quad / NU)
-        )
-        return offset, log_q
+        if self.quadrature:
+            return quadrature_draws(self.nodes, self.log_node_weights, L)
+        gen = torch.Generator(device=self.program.device).manual_seed(self.seed * 1_000_003 + c)
+        return t_draws(gen, self.n_samples, L, self.max_scale)
 
     def chunk_log_weights(self, theta: torch.Tensor, c: int, idx: torch.Tensor):
         """log p(y, eta_k | theta) - log q(eta_k), (K, B), and the draws eta_k."""
@@ -275,7 +244,8 @@ class ImportanceSampler:
         steps' metric: the full-data gradient still fixes the maximum, backtracking guards the
         steps, and a less exact metric costs a slower (linear) contraction, not another
         answer. For a model solved by an ODE solver the metric always takes the smaller rule:
-        at most ``METRIC_DRAWS`` draws, or ``ODE_METRIC_NODES`` quadrature nodes per dimension."""
+        at most ``METRIC_DRAWS`` draws, or ``ODE_METRIC_NODES`` quadrature nodes per dimension,
+        by differences of the gradient (:meth:`difference_hessian`)."""
         ode = integrates(self.program.model)
         coarse: dict[str, int] | None = None
         if self.quadrature:
@@ -295,14 +265,54 @@ class ImportanceSampler:
                     **coarse,
                 )
             sampler = self._metric
+        if ode:
+            return sampler.difference_hessian(theta, self.hessian_rows)[1]
         return sampler.gradient_and_hessian(theta, rows=self.hessian_rows)[1]
 
-    def value_and_gradient(self, theta: torch.Tensor) -> tuple[float, torch.Tensor]:
-        """sum_i log L_i and its gradient, accumulated over chunks (one forward-backward pass)."""
+    def difference_hessian(
+        self,
+        theta: torch.Tensor,
+        rows: torch.Tensor | None,
+        *,
+        index: list[int] | None = None,
+        central: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gradient and Hessian of sum_i log L_i, the Hessian by differences of the gradient in
+        steps of ``METRIC_STEP`` (forward: 1 + len(theta) gradient passes, 9e-5 from autograd's
+        Hessian, the Newton metric and the Fisher information; ``central``: 1 + 2 len(theta),
+        6e-7); with
+        ``index`` the block of those entries; over ``rows`` scaled up to the pass's individuals
+        when given. For a model solved by an ODE solver, where the vectorized double backward
+        pass costs ~30 gradient passes whatever the batch and holds every solver step for every
+        direction (turnover PK/PD, 13 entries of theta, 100 individuals x 20 draws: 51 s and
+        9.8 GB; 100 draws: killed at 24 GB), a gradient pass ~1.5 s and 0.8 GB."""
+        theta = theta.detach()
+        g0 = self.value_and_gradient(theta, rows)[1]
+        entries = list(range(theta.shape[0])) if index is None else list(index)
+        cols = []
+        for j in entries:
+            e = torch.zeros_like(theta)
+            e[j] = METRIC_STEP
+            up = self.value_and_gradient(theta + e, rows)[1]
+            if central:
+                cols.append((up - self.value_and_gradient(theta - e, rows)[1]) / (2 * METRIC_STEP))
+            else:
+                cols.append((up - g0) / METRIC_STEP)
+        hess = torch.stack(cols, 1)[entries]
+        if rows is not None:
+            n = self.program.n_individuals if self.individuals is None else self.individuals.shape[0]
+            g0, hess = g0 * (n / rows.shape[0]), hess * (n / rows.shape[0])
+        return g0, 0.5 * (hess + hess.T)
+
+    def value_and_gradient(
+        self, theta: torch.Tensor, rows: torch.Tensor | None = None
+    ) -> tuple[float, torch.Tensor]:
+        """sum_i log L_i and its gradient, accumulated over chunks (one forward-backward pass);
+        over ``rows`` only when given (not rescaled)."""
         theta = theta.detach()
         grad = torch.zeros_like(theta)
         total = 0.0
-        for c, idx in self.chunks():
+        for c, idx in self.chunks(rows):
             th = theta.clone().requires_grad_(True)
             with torch.enable_grad():
                 value = self.chunk_loglik(th, c, idx).sum()
@@ -319,7 +329,8 @@ class ImportanceSampler:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Gradient and Hessian of sum_i log L_i, accumulated over chunks; with ``index``, the
         Hessian block of those entries of theta only (the others held fixed); with ``rows``,
-        both from that subsample of individuals, scaled by N / len(rows)."""
+        both from that subsample of individuals, scaled by N / len(rows) (N: the pass's
+        individuals)."""
         theta = theta.detach()
         p = theta.shape[0]
         rows_of = list(range(p)) if index is None else list(index)
@@ -343,7 +354,8 @@ class ImportanceSampler:
             block = block.detach()
             hess += block if index is None else block[:, rows_of]
         if rows is not None:
-            scale = self.program.n_individuals / rows.shape[0]
+            n = self.program.n_individuals if self.individuals is None else self.individuals.shape[0]
+            scale = n / rows.shape[0]
             grad, hess = grad * scale, hess * scale
         return grad, 0.5 * (hess + hess.T)
 

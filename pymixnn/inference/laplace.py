@@ -45,8 +45,15 @@ ODE_MODE_MAX_SD = 2.0
 # one smooth function (rounding ~1e-14 / h^2 = 1e-6 on a Hessian entry, truncation ~h^2)
 FD_STEP = 1e-4
 # up to this many random effects: the stencil's 1 + 2 d^2 points cost less than the d double
-# backward passes (~4.5 solves each); beyond, autograd
-FD_MAX_DIM = 3
+# backward passes (~4.5 solves each; turnover PK/PD, 5 random effects, 100 individuals: 0.52 s
+# against 1.5 s, the same Hessian to 4e-8; a pass costs ~0.1 s + 0.09 ms per solve, so 8 random
+# effects' 129 points ~1.3 s); beyond, autograd
+FD_MAX_DIM = 8
+# from this many random effects the variational steps' cubature points (2d per individual) take
+# a Gauss-Newton Hessian (_gauss_newton: 1 + 2d points each, not 1 + 2d^2); the mode search
+# keeps the exact one (Gauss-Newton steps contract slowly where the predictions curve: 50 steps
+# did not reach the mode of Michaelis-Menten with 4 random effects, exact Newton took 5)
+GAUSS_NEWTON_MIN_DIM = 4
 
 
 def _stencil(d: int, dtype, device) -> torch.Tensor:
@@ -61,6 +68,17 @@ def _stencil(d: int, dtype, device) -> torch.Tensor:
     return torch.stack(rows)
 
 
+def _stencil_points(eta: torch.Tensor, offsets: torch.Tensor):
+    """eta (..., B, d) + FD_STEP * offsets (M, d), as one batch (M * K, B, d) or (M, B, d); with
+    M and eta's leading shape."""
+    M, d = offsets.shape
+    lead = eta.shape[:-1]
+    points = eta.detach().unsqueeze(0) + FD_STEP * offsets.view(M, *([1] * len(lead)), d)
+    if len(lead) > 1:  # (M, K, B, d) -> (M * K, B, d)
+        points = points.reshape(M * lead[0], *lead[1:], d)
+    return points, M, lead
+
+
 def _fd_gradient_and_hessian(program: Program, theta: torch.Tensor, eta: torch.Tensor, idx):
     """log p(y, eta), its gradient and Hessian in eta by central differences, the 1 + 2d^2
     stencil points in one batched solve without autograd (an ODE model: a double backward pass
@@ -68,12 +86,7 @@ def _fd_gradient_and_hessian(program: Program, theta: torch.Tensor, eta: torch.T
     0.56 s against ~0.12 s for the stencil's forward pass)."""
     d = eta.shape[-1]
     h = FD_STEP
-    offsets = _stencil(d, eta.dtype, eta.device)  # (M, d)
-    M = offsets.shape[0]
-    lead = eta.shape[:-1]
-    points = eta.detach().unsqueeze(0) + h * offsets.view(M, *([1] * len(lead)), d)
-    if len(lead) > 1:  # (M, K, B, d) -> (M * K, B, d)
-        points = points.reshape(M * lead[0], *lead[1:], d)
+    points, M, lead = _stencil_points(eta, _stencil(d, eta.dtype, eta.device))
     with torch.no_grad():
         f = program.log_joint(theta, points, idx).reshape(M, *lead)
     f0 = f[0]
@@ -90,15 +103,66 @@ def _fd_gradient_and_hessian(program: Program, theta: torch.Tensor, eta: torch.T
     return f0, grad, hess
 
 
-def _gradient_and_hessian(program: Program, theta: torch.Tensor, eta: torch.Tensor, idx: torch.Tensor | None):
-    if integrates(program.model) and eta.dtype == torch.float64 and eta.shape[-1] <= FD_MAX_DIM:
-        value, grad, hess = _fd_gradient_and_hessian(program, theta.detach(), eta, idx)
-        return value, *_guard(grad, hess)
+def _gauss_newton(program: Program, theta: torch.Tensor, eta: torch.Tensor, idx):
+    """log p(y, eta), its gradient in eta and a Gauss-Newton Hessian, for a model solved by an
+    ODE solver with ``GAUSS_NEWTON_MIN_DIM`` random effects or more, at the variational steps'
+    cubature points (their expected Hessian sets q's covariance): the predictions' Jacobian J in eta
+    by central differences (the 1 + 2d points in one batched solve without autograd), then the
+    observation terms and the prior by autograd (no solver in their graph). The gradient is
+    exact to O(h^2); the Hessian is J' diag(l'') J (the curvature l'' of each observation's
+    log-density in its prediction, floored at 0 where it is convex) plus the prior's, without
+    the residual-weighted second derivatives of the predictions (FOCE's approximation: the
+    Laplace scales at the mode within -3% / +12% of the exact ones on the turnover model;
+    turnover PK/PD, 5 random effects, 100 individuals x 10 cubature points: 1.9 s against 3.4 s
+    for autograd and ~5 s for the 1 + 2d^2 stencil)."""
+    d = eta.shape[-1]
+    h = FD_STEP
+    # the stencil's first 1 + 2d points: 0 and +-e_j
+    points, M, lead = _stencil_points(eta, _stencil(d, eta.dtype, eta.device)[: 1 + 2 * d])
+    with torch.no_grad():
+        psi = program.psi(program.individual_phi(theta, points, idx))
+        f = program.prediction(psi, idx)
+    f = f.reshape(M, *lead, f.shape[-1])
+    jac = torch.stack([(f[1 + 2 * j] - f[2 + 2 * j]) / (2 * h) for j in range(d)], -1)  # (..., T, d)
+    mask = program.mask if idx is None else program.mask[idx]
+    f0 = torch.where(mask, f[0], torch.ones_like(f[0]))  # padding: a harmless value
+    jac = torch.where(mask.unsqueeze(-1), jac, torch.zeros_like(jac))
+    e = eta.detach().requires_grad_(True)
+    with torch.enable_grad():
+        fv = f0.requires_grad_(True)
+        terms = program.cell_log_prob(theta, fv, idx)
+        (d1,) = torch.autograd.grad(terms.sum(), fv, create_graph=True)
+        (d2,) = torch.autograd.grad(d1.sum(), fv)  # cellwise: the diagonal of l''
+        prior = program.log_prior(theta, e, idx)
+        (pg,) = torch.autograd.grad(prior.sum(), e, create_graph=True)
+        ph = torch.stack(
+            [torch.autograd.grad(pg[..., j].sum(), e, retain_graph=j < d - 1)[0] for j in range(d)], -2
+        )
+    d1, d2 = d1.detach(), d2.detach().clamp(max=0.0)
+    grad = (d1.unsqueeze(-1) * jac).sum(-2) + pg.detach()
+    hess = torch.einsum("...tj,...t,...tk->...jk", jac, d2, jac) + ph.detach()
+    value = terms.detach().sum(-1) + prior.detach()
+    return value, grad, hess
+
+
+def _gradient_and_hessian(
+    program: Program, theta: torch.Tensor, eta: torch.Tensor, idx: torch.Tensor | None, gauss_newton=False
+):
+    """log p(y, eta | theta), its gradient and Hessian in eta; for an ODE model by differences
+    (the stencil, or Gauss-Newton when ``gauss_newton`` and from GAUSS_NEWTON_MIN_DIM random
+    effects), otherwise by autograd."""
+    d = eta.shape[-1]
+    if integrates(program.model) and eta.dtype == torch.float64:
+        if gauss_newton and d >= GAUSS_NEWTON_MIN_DIM:
+            value, grad, hess = _gauss_newton(program, theta.detach(), eta, idx)
+            return value, *_guard(grad, hess)
+        if d <= FD_MAX_DIM:
+            value, grad, hess = _fd_gradient_and_hessian(program, theta.detach(), eta, idx)
+            return value, *_guard(grad, hess)
     eta = eta.detach().requires_grad_(True)
     with torch.enable_grad():
         value = program.log_joint(theta, eta, idx)
         (grad,) = torch.autograd.grad(value.sum(), eta, create_graph=True)
-        d = eta.shape[-1]
         rows = None
         if eta.numel() <= 20_000 * d:
             # small batches (SVI's minibatches): the d Hessian rows in one vectorized backward
@@ -276,7 +340,7 @@ class LocalPosteriors:
             )
 
         pts, log_det = points(eta, cov)
-        value, grad, hess = _gradient_and_hessian(program, theta, pts, idx)
+        value, grad, hess = _gradient_and_hessian(program, theta, pts, idx, gauss_newton=True)
         elbo = value.mean(0) + log_det  # E_q[log p(y, eta)] + entropy, up to a constant
         new_cov = torch.linalg.inv(_positive_definite(-hess.mean(0)))
         new_eta = eta + (new_cov @ grad.mean(0).unsqueeze(-1)).squeeze(-1)

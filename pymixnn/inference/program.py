@@ -327,13 +327,17 @@ class Program:
 
     def log_likelihood(self, theta: torch.Tensor, eta: torch.Tensor, idx: torch.Tensor | None):
         """log p(y_i | eta_i, theta), (..., B): the family's log-density summed over observations."""
-        psi = self.psi(self.individual_phi(theta, eta, idx))
-        f = self.prediction(psi, idx)
+        f = self.prediction(self.psi(self.individual_phi(theta, eta, idx)), idx)
+        return self.cell_log_prob(theta, f, idx).sum(-1)
+
+    def cell_log_prob(self, theta: torch.Tensor, f: torch.Tensor, idx: torch.Tensor | None):
+        """The family's log-density of each observation given the predictions f (..., B, T),
+        0 on padding: each cell depends on its own prediction only."""
         y = self.y if idx is None else self.y[idx]
         mask = self.mask if idx is None else self.mask[idx]
         aux = self.aux if idx is None else {k: v[idx] for k, v in self.aux.items()}
         terms = self.family.log_prob(y, f, self.error_params(theta), aux)
-        return torch.where(mask, terms, torch.zeros_like(terms)).sum(-1)
+        return torch.where(mask, terms, torch.zeros_like(terms))
 
     def log_prior(
         self, theta: torch.Tensor, eta: torch.Tensor, idx: torch.Tensor | None = None

@@ -1,0 +1,94 @@
+"""The points and proposal densities of the importance sampler (importance.py): antithetic
+multivariate Student t draws (saemix's ll.is), their scale factor optionally clipped, or the nodes
+of the adaptive Gauss-Hermite rule (saemix's ll.gq), each individual's scaled by its Laplace
+factor L."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import torch
+
+__all__ = ["NU", "quadrature_rule", "quadrature_draws", "t_draws"]
+
+NU = 4.0
+
+
+def quadrature_rule(q: int, d: int, dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The q^d nodes (q^d, d) of the tensor-product Gauss-Hermite rule for N(0, I) and their
+    log-weights."""
+    nodes, weights = np.polynomial.hermite_e.hermegauss(q)
+    weights = weights / weights.sum()  # a rule for N(0, 1)
+    grid = np.array(list(itertools.product(nodes, repeat=d)))
+    log_w = np.log(np.array(list(itertools.product(weights, repeat=d)))).sum(-1)
+    return torch.as_tensor(grid, dtype=dtype, device=device), torch.as_tensor(
+        log_w, dtype=dtype, device=device
+    )
+
+
+def quadrature_draws(nodes: torch.Tensor, log_node_weights: torch.Tensor, L: torch.Tensor):
+    """Offsets L z_k (K, B, d) of the nodes and the normal log-density of the proposal, less
+    log(K w_k): then logsumexp(log p - log_q) - log K is log sum_k w_k p(y, eta_k) / q(eta_k)."""
+    d = nodes.shape[-1]
+    n_samples = nodes.shape[0]
+    z = nodes.unsqueeze(1).expand(-1, L.shape[0], -1)
+    offset = z.unsqueeze(-2).mul(L).sum(-1)
+    log_det = torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1)
+    log_q = (
+        -0.5 * (z**2).sum(-1)
+        - 0.5 * d * math.log(2 * math.pi)
+        - log_det
+        - log_node_weights.unsqueeze(-1)
+        - math.log(n_samples)
+    )
+    return offset, log_q
+
+
+def t_draws(gen: torch.Generator, n_samples: int, L: torch.Tensor, max_scale: float = math.inf):
+    """Offsets L (w z) (K, B, d) of K antithetic draws from the multivariate t (NU degrees of
+    freedom, scale L L'), w = sqrt(NU / chi2), and their log-density; with a finite
+    ``max_scale`` w is clipped there and the density is that of the clipped law."""
+    d = L.shape[-1]
+    half = (n_samples + 1) // 2
+    shape = (half, L.shape[0], d)
+    z = torch.randn(shape, generator=gen, dtype=L.dtype, device=L.device)
+    chi2 = 2 * torch._standard_gamma(
+        torch.full(shape[:2], NU / 2, dtype=L.dtype, device=L.device), generator=gen
+    )
+    s_min = NU / max_scale**2  # chi2 below it: w clipped to max_scale (0: no clip)
+    if s_min > 0:
+        chi2 = chi2.clamp_min(s_min)
+    # antithetic pairs (z, -z): the draws are symmetric about the proposal's centre, so
+    # re-centring the proposal does not carry the draws' sample mean into theta
+    z = torch.cat([z, -z])[:n_samples]
+    chi2 = torch.cat([chi2, chi2])[:n_samples]
+    w = torch.sqrt(NU / chi2).unsqueeze(-1)
+    offset = (w * z).unsqueeze(-2).mul(L).sum(-1)  # L @ (w z)
+    quad = (w.squeeze(-1) ** 2) * (z**2).sum(-1)  # ||L^-1 (eta - m)||^2
+    log_det = torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1)
+    log_q = (
+        math.lgamma((NU + d) / 2)
+        - math.lgamma(NU / 2)
+        - 0.5 * d * math.log(NU * math.pi)
+        - log_det
+        - 0.5 * (NU + d) * torch.log1p(quad / NU)
+    )
+    if s_min > 0:
+        # w clipped: the t mixture over chi2 >= s_min (an upper incomplete gamma of the t
+        # density's integrand) plus the atom P(chi2 < s_min) at w = max_scale
+        a = torch.tensor(0.5 * (NU + d), dtype=L.dtype, device=L.device)
+        tail = torch.log(torch.special.gammaincc(a, 0.5 * s_min * (1 + quad / NU)))
+        atom = torch.special.gammainc(
+            torch.tensor(0.5 * NU, dtype=L.dtype), torch.tensor(0.5 * s_min, dtype=L.dtype)
+        )
+        log_atom = (
+            torch.log(atom).to(L.device)
+            - 0.5 * d * math.log(2 * math.pi)
+            - d * math.log(max_scale)
+            - log_det
+            - 0.5 * quad / max_scale**2
+        )
+        log_q = torch.logaddexp(log_q + tail, log_atom)
+    return offset, log_q
