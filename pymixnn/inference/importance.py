@@ -52,7 +52,7 @@ ODE_CHUNK_CELLS = 100_000
 # the step in each entry of theta of that metric's differences (see difference_hessian)
 METRIC_STEP = 1e-4
 # largest scale factor w = sqrt(nu / chi2) of a t draw for such a model (the proposal is then the
-# t law with w clipped, its density exact: :meth:`ImportanceSampler.draws`): the solver steps a
+# t law with w clipped, its density exact: proposals.t_draws): the solver steps a
 # batch together, and a draw 10 Laplace SDs out (w ~ 4, 0.7% of t4 draws) gives parameters
 # where the whole batch's solve is stiff (turnover PK/PD, 100 individuals x 100 draws: 18,714
 # right-hand-side evaluations and 12 s per pass, 4,674 and 2.8 s clipped at 1.5; in the
