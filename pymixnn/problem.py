@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from pymixnn.control import Control
+from pymixnn.data.nonmem import event_time_column
 from pymixnn.data.table import Data
 from pymixnn.model import transforms as tr
 from pymixnn.model.covariates import CovariateDesign, context_matrix, normalize_mapping
@@ -142,7 +143,7 @@ class NLME:
             data = Data.from_nonmem(
                 data,
                 id=id or "ID",
-                time=x if isinstance(x, str) else "TIME",
+                time=event_time_column(x),
                 dv=y or "DV",
                 covariates=covariate_columns or None,
             )

@@ -384,3 +384,20 @@ def describe(events: EventTable) -> dict[str, Any]:
     out: dict[str, Any] = dict(events.counts())
     out["individuals_without_observations"] = events.individuals_without_observations()
     return out
+
+
+def event_time_column(x) -> str:
+    """The time column of NONMEM records given as ``x`` ("TIME" when None): a name, or a list of
+    one name; records take no other predictor (doses and covariates have their own columns)."""
+    if x is None:
+        return "TIME"
+    if isinstance(x, str):
+        return x
+    cols = list(x)
+    if len(cols) != 1 or not isinstance(cols[0], str):
+        raise InputError(
+            f"x={cols!r}: with dosing records (a dynamic model on NONMEM columns) x names the "
+            "time column only, e.g. x='TIME'; doses, compartments and covariates have their own "
+            "columns (AMT, CMT, covariates=)"
+        )
+    return cols[0]

@@ -328,3 +328,21 @@ def test_single_endpoint_binds_to_the_single_output():
 def test_row_labels_in_the_event_table_are_plain():
     ev = from_nonmem(records()).events
     assert [repr(r) for r in ev.row] == ["10", "11", "12", "20", "21", "22"]
+
+
+def test_fit_on_nonmem_columns_takes_its_time_column_from_x():
+    """pymixnn.fit on a DataFrame with NONMEM columns and a dynamic model: x names the time column
+    (a name, or a list of one name as for a closed-form curve); more than one name is an error
+    naming x, raised before any torch work."""
+    df = pymixnn.datasets.load_nonmem("theo").rename(columns={"TIME": "t"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # 5 SVI steps, no refinement: not converged, and says so
+        fits = [
+            pymixnn.fit(df, "pk1cpt_oral", x=x, refine=False, max_steps=5, progress=False, seed=0)
+            for x in ("t", ["t"])
+        ]
+    # the records' 120 observations (12 individuals) read from column t both times
+    assert fits[0].data.n_obs == fits[1].data.n_obs == int((df["EVID"] == 0).sum()) == 120
+    assert fits[0].fixed_effects.to_dict() == fits[1].fixed_effects.to_dict()
+    with pytest.raises(InputError, match=r"x=\['t', 'AMT'\].*time column only"):
+        pymixnn.fit(df, "pk1cpt_oral", x=["t", "AMT"], progress=False)
