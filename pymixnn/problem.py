@@ -26,9 +26,10 @@ import pandas as pd
 from pymixnn.control import Control
 from pymixnn.data.nonmem import event_time_column
 from pymixnn.data.table import Data
+from pymixnn.data.varying import covariate_roles
 from pymixnn.model import transforms as tr
-from pymixnn.model.covariates import CovariateDesign, context_matrix, normalize_mapping
-from pymixnn.model.dynamics.models import bind_data, is_dynamic
+from pymixnn.model.covariates import context_matrix, covariate_design, normalize_mapping, varying_columns
+from pymixnn.model.dynamics.models import bind_data, is_dynamic, model_covariates, stepwise
 from pymixnn.model.named import Model, resolve
 from pymixnn.model.observation import Observation
 from pymixnn.model.observation import observation as resolve_observation
@@ -38,6 +39,8 @@ from pymixnn.validation import (
     InputError,
     InputTypeError,
     check_columns_unique,
+    check_covariates_in_data,
+    check_data_aux,
     check_design,
     check_genomic,
     check_genotype_role,
@@ -145,7 +148,8 @@ class NLME:
                 id=id or "ID",
                 time=event_time_column(x),
                 dv=y or "DV",
-                covariates=covariate_columns or None,
+                censoring=censoring,
+                **covariate_roles(data, id or "ID", covariate_columns, model_covariates(model)),
             )
         data = _as_data(data, id, x, y, covariate_columns, bool(dropna), aux, time_unit)
         model = bind_data(model, data)
@@ -154,7 +158,9 @@ class NLME:
         check_design(model, data, obs)
         self.data, self.model, self.observation = data, model, obs
         self.genotype, self.genomic, self.init = genotype, genomic, init
-        self.design = CovariateDesign.build(self.covariates, data.covariates, model.parameters)
+        self.design = covariate_design(self.covariates, data, covariate_columns, model, is_dynamic(model))
+        if varying_columns(self.design, data.events):  # one parameter row per record
+            self.model = model = stepwise(model)
         self.context_matrix = (
             context_matrix(data.covariates, self.context_columns, model) if self.context_columns else None
         )
@@ -317,17 +323,8 @@ def _as_data(
                 f"time_unit={time_unit!r} applies to a DataFrame; the Data object has "
                 f"time_unit={data.time_unit!r}: give it to Data.from_pandas"
             )
-        missing = [c for c in covariate_columns if c not in data.covariate_cols]
-        if missing:
-            raise InputError(
-                f"covariates {missing} are not in the Data object "
-                f"(it has {data.covariate_cols}); rebuild it with covariates="
-            )
-        if aux and dict(data.aux_cols) != aux:
-            raise InputError(
-                f"the Data object has auxiliary columns {data.aux_cols}, not {aux}; "
-                "rebuild it with Data.from_pandas(..., aux=...)"
-            )
+        check_covariates_in_data(covariate_columns, data)
+        check_data_aux(data, aux)
         return data
     if isinstance(data, pd.DataFrame):
         if id is None or x is None or y is None:

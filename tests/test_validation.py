@@ -291,8 +291,8 @@ def _program(function):
     return Program(model, data, design, device=torch.device("cpu"), dtype=torch.float64)
 
 
-def _psi(*rows):
-    return torch.tensor(rows, dtype=torch.float64)
+def _psi(*rows):  # (..., B, 1, P): one parameter row per individual, as Program.prediction takes it
+    return torch.tensor(rows, dtype=torch.float64).unsqueeze(-2)
 
 
 def test_watch_records_nan_on_observed_cells_only():

@@ -123,12 +123,19 @@ def nonmem_columns(args: argparse.Namespace) -> dict[str, str]:
 
 
 def read_events(df: pd.DataFrame, args: argparse.Namespace, covariates: list[str]) -> Data:
-    """The data file as NONMEM event data; ``covariates``: the individual-level columns the fit
-    uses (those of --covariate and --context)."""
+    """The data file as NONMEM event data; ``covariates``: the columns the fit uses (those of
+    --covariate and --context), time-varying when listed in --time-varying or when they change
+    within an individual (the covariate model then acts record by record)."""
     from pymixnn.data.table import Data
+    from pymixnn.data.varying import covariate_roles
 
     varying = [c.strip() for c in (args.time_varying or "").split(",") if c.strip()]
+    roles = covariate_roles(df, nonmem_columns(args).get("id", "ID"), covariates)
+    varying = list(dict.fromkeys(varying + (roles["time_varying"] or [])))
+    covariates = [c for c in covariates if c not in varying]
     columns = nonmem_columns(args)
+    if getattr(args, "censoring", None):  # --censoring COL: the BLQ flag of observation records
+        columns["censoring"] = args.censoring
     check_columns(df, columns)
     return Data.from_nonmem(df, **columns, covariates=covariates or None, time_varying=varying or None)
 
@@ -139,7 +146,9 @@ def check_columns(df: pd.DataFrame, columns: dict[str, str]) -> None:
     present = {str(c).lower() for c in df.columns}
     for role, col in columns.items():
         if col.lower() not in present:
-            flag = f"--{role}" if role in ("id", "time", "dv") else f"--column {role.upper()}={col}"
+            flag = (
+                f"--{role}" if role in ("id", "time", "dv", "censoring") else f"--column {role.upper()}={col}"
+            )
             hint = did_you_mean(col, [str(c) for c in df.columns], cutoff=0.5)
             raise InputError(
                 f"{flag}: {col!r} is not a column of the data file{hint}; its columns are "

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from pymixnn.model import transforms as tr
+from pymixnn.model.covariates import varying_columns
 from pymixnn.model.named import NAMED_MODELS
 from pymixnn.results.external import ExternalFit
 
@@ -45,6 +46,9 @@ class Translation:
 def translate(problem, r_function: str | None) -> Translation:
     """The R view of a :class:`pymixnn.NLME` problem; ``r_function`` (R source) for a custom model."""
     model, data, design = problem.model, problem.data, problem.design
+    varying = varying_columns(design, getattr(data, "events", None))
+    if varying:
+        raise ValueError(f"the R bridges take individual-level covariates; {varying} are time-varying")
     if r_function is not None and not isinstance(r_function, str):
         raise TypeError(f"r_function must be R code as a string, got {type(r_function).__name__}")
     twin = r_function or R_TWINS.get(model.name or "")

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pymixnn.data.censoring import censoring_flags
 from pymixnn.data.checks import as_float, show
 from pymixnn.data.events import EventTable
 from pymixnn.validation import InputError
@@ -108,20 +109,22 @@ def read_nonmem(
     dvid: str = "DVID",
     covariates: Sequence[str] | None = None,
     time_varying: Sequence[str] | None = None,
+    censoring: str | None = None,
 ) -> tuple[pd.DataFrame, EventTable]:
     """Validate a NONMEM table; return (observation frame, event table).
 
     The observation frame has one row per observation record (EVID 0, MDV 0): the id, time, the
     endpoint code (:data:`ENDPOINT_COLUMN`), the individual's position in the event table
-    (:data:`INDEX_COLUMN`), DV and the individual-level covariates; index labels are the source's.
+    (:data:`INDEX_COLUMN`), DV, the individual-level covariates and, last, the ``censoring`` column
+    (:mod:`pymixnn.data.censoring`); index labels are the source's.
     """
     if not isinstance(df, pd.DataFrame):
         raise InputError(f"data must be a pandas DataFrame, got {type(df).__name__}")
     if df.empty:
         raise InputError("the NONMEM table has no rows")
     names = dict(id=id, time=time, dv=dv, amt=amt, evid=evid, cmt=cmt, rate=rate, ii=ii, addl=addl)
-    names.update(ss=ss, mdv=mdv, dvid=dvid)
-    cols = match_columns(df, names, required=("id", "time"))
+    names.update(ss=ss, mdv=mdv, dvid=dvid, censoring=censoring)
+    cols = match_columns(df, names, required=("id", "time", "censoring"))
     covariates = [str(c) for c in (covariates or [])]
     time_varying = [str(c) for c in (time_varying or [])]
     extra = match_columns(df, {c: c for c in covariates + time_varying}, required=covariates + time_varying)
@@ -190,6 +193,7 @@ def read_nonmem(
 
     # observations: EVID 0 records with MDV 0 (MDV absent: DV present)
     y = _float(df, cols["dv"]) if "dv" in cols else pd.Series(np.nan, index=df.index)
+    censored = censoring_flags(df, cols, code, y)  # None without a censoring column
     if "mdv" in cols:
         missing = _numeric(df, cols["mdv"], 0.0)
         bad = ~missing.isin([0, 1])
@@ -305,6 +309,8 @@ def read_nonmem(
     )
     for c in covariates:
         obs[c] = df[extra[c]]
+    if censored is not None:
+        obs[cols["censoring"]] = censored
     return obs.loc[observed.to_numpy()], events
 
 

@@ -246,6 +246,7 @@ class Data:
         dvid: str = "DVID",
         covariates: Sequence[str] | None = None,
         time_varying: Sequence[str] | None = None,
+        censoring: str | None = None,
     ) -> Data:
         """NONMEM-style event data: dose, observation, reset and other records in one table.
 
@@ -255,6 +256,8 @@ class Data:
         duration given by the model's parameters; DVID names the endpoint of each observation.
         ``covariates`` are individual-level (constant within an individual); ``time_varying``
         ones are carried forward from record to record (LOCF) and reach the model's equations.
+        ``censoring`` flags observations below the limit of quantification (1, DV holding the
+        limit; BLQ, nlmixr2's CENS): the auxiliary role "censored" (M3 likelihood).
 
         The observations (EVID 0, MDV 0) are the rows of the Data: x columns are
         (time, ``DVID`` endpoint code, ``_individual`` and ``_record``: the individual's and the
@@ -278,6 +281,7 @@ class Data:
             dvid=dvid,
             covariates=covariates,
             time_varying=time_varying,
+            censoring=censoring,
         )
         if obs.empty:
             raise ValueError("the NONMEM table has no observation record (EVID 0 with MDV 0 and a DV)")
@@ -289,9 +293,10 @@ class Data:
             id_col=str(id_col),
             x_cols=[str(time_col), str(end_col), str(idx_col), str(rec_col)],
             y_col=str(y_col),
-            covariate_cols=[str(c) for c in obs.columns[6:]],
+            covariate_cols=[str(c) for c in obs.columns[6 : len(obs.columns) - (censoring is not None)]],
             source_positions=positions[order],
-            aux_cols={"endpoint": str(end_col)},  # the endpoint code of each observation
+            aux_cols={"endpoint": str(end_col)}  # the endpoint code of each observation
+            | ({"censored": str(obs.columns[-1])} if censoring is not None else {}),
             events=events,
         )
 

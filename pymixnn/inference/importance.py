@@ -26,12 +26,12 @@ serves both and marginal.py chooses between them in one place.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
 
+from pymixnn.inference.autodiff import batched_grad
 from pymixnn.inference.newton import MaximizeResult, newton_maximize
 from pymixnn.inference.program import Program, integrates
 from pymixnn.inference.proposals import quadrature_draws, quadrature_rule, t_draws
@@ -78,15 +78,7 @@ def _batched_rows(g: torch.Tensor, th: torch.Tensor, rows_of: list[int]) -> torc
     (then one pass per row)."""
     basis = torch.zeros(len(rows_of), th.shape[0], dtype=th.dtype, device=th.device)
     basis[torch.arange(len(rows_of)), torch.as_tensor(rows_of)] = 1.0
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")  # vmap's slow per-sample fallback: not here
-            (block,) = torch.autograd.grad(
-                g, th, grad_outputs=basis[:, : g.shape[0]], is_grads_batched=True, retain_graph=True
-            )
-    except (RuntimeError, UserWarning):
-        return None
-    return block
+    return batched_grad(g, th, basis[:, : g.shape[0]])
 
 
 class ImportanceSampler:

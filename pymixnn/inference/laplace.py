@@ -19,10 +19,10 @@ so d backward passes give all the d x d blocks at once.
 from __future__ import annotations
 
 import math
-import warnings
 
 import torch
 
+from pymixnn.inference.autodiff import batched_grad
 from pymixnn.inference.fallbacks import Fallbacks
 from pymixnn.inference.program import Program, integrates
 
@@ -120,7 +120,7 @@ def _gauss_newton(program: Program, theta: torch.Tensor, eta: torch.Tensor, idx)
     # the stencil's first 1 + 2d points: 0 and +-e_j
     points, M, lead = _stencil_points(eta, _stencil(d, eta.dtype, eta.device)[: 1 + 2 * d])
     with torch.no_grad():
-        psi = program.psi(program.individual_phi(theta, points, idx))
+        psi = program.psi(program.record_phi(theta, program.individual_phi(theta, points, idx), idx))
         f = program.prediction(psi, idx)
     f = f.reshape(M, *lead, f.shape[-1])
     jac = torch.stack([(f[1 + 2 * j] - f[2 + 2 * j]) / (2 * h) for j in range(d)], -1)  # (..., T, d)
@@ -173,15 +173,8 @@ def _gradient_and_hessian(
                 .view(d, *([1] * (eta.dim() - 1)), d)
                 .expand(d, *eta.shape)
             )
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("error")  # vmap's slow per-sample fallback: not here
-                    (batched,) = torch.autograd.grad(
-                        grad, eta, grad_outputs=basis, is_grads_batched=True, retain_graph=True
-                    )
-                rows = batched.unbind(0)
-            except (RuntimeError, UserWarning):
-                rows = None
+            batched = batched_grad(grad, eta, basis)
+            rows = None if batched is None else batched.unbind(0)
         if rows is None:
             rows = [torch.autograd.grad(grad[..., j].sum(), eta, retain_graph=j < d - 1)[0] for j in range(d)]
     hess = torch.stack(rows, dim=-2).detach()

@@ -28,7 +28,7 @@ import torch
 from pymixnn.data.table import Data
 from pymixnn.inference.laws import build_law, tril_from_raw
 from pymixnn.model import transforms as tr
-from pymixnn.model.covariates import CovariateDesign
+from pymixnn.model.covariates import CovariateDesign, record_deviations
 from pymixnn.model.named import Model
 from pymixnn.model.observation import Normal, Observation, bind
 from pymixnn.model.random_effects import Gaussian
@@ -44,9 +44,11 @@ __all__ = [
 
 
 def integrates(model) -> bool:
-    """Whether the model's predictions come from an adaptive ODE solver (an ODEModel): its values
-    are exact to the solver's tolerance only and each evaluation is a whole solve."""
-    return bool(getattr(model.dynamics, "integrates", False))
+    """Whether the model's predictions come from an adaptive ODE solver (an ODEModel: its values
+    are exact to the solver's tolerance only and each evaluation is a whole solve) or from a loop
+    over the events (``System.stepwise``: as costly per evaluation); the fit then counts passes."""
+    system = model.dynamics
+    return bool(getattr(system, "integrates", False) or getattr(system, "stepwise", False))
 
 
 class StructuralFunctionError(ValueError):
@@ -214,6 +216,10 @@ class Program:
         for j, p in enumerate(design.parameters):
             s[j, self.params.index(p)] = 1.0
         self.S = as_t(s)
+        # effects on time-varying covariates (event data): each effect's covariate change since the
+        # individual's first record, (N, K, E); psi then has one row per record (record_phi)
+        dev = record_deviations(design, getattr(data, "events", None), data.ids)
+        self.D = None if dev is None else as_t(dev)
         a = np.zeros((len(self.random_index), len(self.params)))
         a[np.arange(len(self.random_index)), self.random_index] = 1.0
         self.A = as_t(a)
@@ -262,6 +268,14 @@ class Program:
             return theta[lay.mu]
         return theta[lay.mu] - (theta[lay.beta] * self.z_center) @ self.S
 
+    def record_phi(self, theta: torch.Tensor, phi: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor:
+        """phi (..., B, P) as the structural function takes it: (..., B, 1, P), or with effects on
+        time-varying covariates one row per record, (..., B, K, P)."""
+        if self.D is None:
+            return phi.unsqueeze(-2)
+        D = self.D if idx is None else self.D[idx]
+        return phi.unsqueeze(-2) + (D * theta[self.layout.beta]) @ self.S
+
     def psi(self, phi: torch.Tensor) -> torch.Tensor:
         cols = [tr.forward(t, phi[..., p]) for p, t in enumerate(self.transforms)]
         return torch.stack(cols, dim=-1)
@@ -271,14 +285,16 @@ class Program:
 
     # ---- observations ------------------------------------------------------------------------
     def prediction(self, psi: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor:
-        """f(psi_i, x_ij) on the padded grid, (..., B, T). An exception raised by the user's
-        function becomes a StructuralFunctionError naming the individual and psi; the first NaN
-        at an observed cell for finite psi is recorded in ``self.watch`` (see FunctionWatch)."""
+        """f(psi_i, x_ij) on the padded grid, (..., B, T), for psi (..., B, 1 or K, P) (see
+        :meth:`record_phi`). An exception raised by the user's function becomes a
+        StructuralFunctionError naming the individual and psi; the first NaN at an observed cell
+        for finite psi is recorded in ``self.watch`` (see FunctionWatch)."""
         x = self.x if idx is None else self.x[idx]
         try:
-            f = self.model.function(psi.unsqueeze(-2), x)
+            f = self.model.function(psi, x)
         except Exception as err:  # the user's code: say whose, and where
-            raise self._raised(psi, x, idx, err) from err
+            raise self._raised(psi[..., 0, :], x, idx, err) from err
+        psi = psi[..., 0, :]  # the messages name the first record's parameters
         # one sum per evaluation (7 us for 20 x 512 x 5 values, where isfinite().all() takes 200
         # us), none once a NaN has been recorded; only a non-finite sum looks at the cells,
         # padding (x = 0, where a function may legitimately be non-finite) masked out
@@ -327,7 +343,7 @@ class Program:
 
     def log_likelihood(self, theta: torch.Tensor, eta: torch.Tensor, idx: torch.Tensor | None):
         """log p(y_i | eta_i, theta), (..., B): the family's log-density summed over observations."""
-        f = self.prediction(self.psi(self.individual_phi(theta, eta, idx)), idx)
+        f = self.prediction(self.psi(self.record_phi(theta, self.individual_phi(theta, eta, idx), idx)), idx)
         return self.cell_log_prob(theta, f, idx).sum(-1)
 
     def cell_log_prob(self, theta: torch.Tensor, f: torch.Tensor, idx: torch.Tensor | None):

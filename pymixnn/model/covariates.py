@@ -24,7 +24,15 @@ import pandas as pd
 
 from pymixnn.validation import InputError
 
-__all__ = ["CovariateDesign", "context_matrix", "normalize_mapping"]
+__all__ = [
+    "CovariateDesign",
+    "context_matrix",
+    "covariate_design",
+    "design_covariates",
+    "normalize_mapping",
+    "record_deviations",
+    "varying_columns",
+]
 
 
 def normalize_mapping(covariates: Mapping[str, Sequence[str] | str] | None) -> dict[str, list[str]]:
@@ -106,7 +114,8 @@ class CovariateDesign:
                         blocks.append((values == level).to_numpy(dtype=np.float64))
                 else:
                     x = values.to_numpy(dtype=np.float64)
-                    if np.ptp(x) == 0:
+                    # a time-varying covariate (design_covariates) may start at one value for all
+                    if np.ptp(x) == 0 and col not in covariates.attrs.get("time_varying", ()):
                         raise ValueError(
                             f"covariate {col!r} is constant ({x[0]!r}) across "
                             f"individuals: its effect on {param} is not identifiable"
@@ -147,3 +156,72 @@ def context_matrix(covariates, columns: list[str], model) -> np.ndarray:
             "a conditional flow needs covariates that vary between individuals"
         )
     return (matrix - matrix.mean(axis=0)) / sd
+
+
+# ---- time-varying covariates (event data) -------------------------------------------------------
+# An effect on a time-varying covariate z acts record by record: phi_ik = mu + beta z_ik + ...
+# (carried forward between records). The design row of an individual holds z at its first record
+# (its baseline: centring, the reported individual parameters); the change since then is
+# ``record_deviations``, applied to every record's parameters (the event engine's one psi row per
+# record).
+
+
+def varying_columns(design: CovariateDesign, events) -> list[str]:
+    """The design's columns that are time-varying in ``events`` (none without events)."""
+    if events is None:
+        return []
+    return [c for c in dict.fromkeys(design.columns) if c in events.time_varying]
+
+
+def design_covariates(
+    covariates: pd.DataFrame, columns: Sequence[str], events, ids, dynamic: bool = True
+) -> pd.DataFrame:
+    """The individual-level covariate table of ``ids`` with the time-varying ``columns`` of
+    ``events`` added at each individual's first record. ``dynamic``: whether the model is evaluated
+    record by record (a compartment or ODE model); a closed-form curve cannot take them."""
+    varying = [c for c in dict.fromkeys(columns) if events is not None and c in events.time_varying]
+    if not varying:
+        return covariates
+    if not dynamic:
+        raise InputError(
+            f"covariates {varying} are time-varying: their effects act record by record, which needs a "
+            "compartment model or an ODEModel; give a closed-form model individual-level covariates"
+        )
+    first = events.padded()["covariates"][:, 0, :]
+    pos = pd.Index(events.ids).get_indexer(list(ids))
+    extra = pd.DataFrame(
+        {c: first[pos, events.time_varying.index(c)] for c in varying}, index=covariates.index
+    )
+    for c in varying:
+        values = events.covariates[c].to_numpy(dtype=np.float64)
+        if np.ptp(values) == 0:
+            raise ValueError(
+                f"time-varying covariate {c!r} is constant ({values[0]!r}): its effect is not identifiable"
+            )
+    out = pd.concat([covariates.drop(columns=varying, errors="ignore"), extra], axis=1)
+    out.attrs["time_varying"] = tuple(varying)
+    return out
+
+
+def covariate_design(mapping, data, columns: Sequence[str], model, dynamic: bool) -> CovariateDesign:
+    """The covariate design of ``mapping`` on ``data`` (a Data): individual-level covariates, and
+    time-varying ones of event data at each individual's first record (:func:`design_covariates`)."""
+    table = design_covariates(data.covariates, columns, data.events, data.ids, dynamic)
+    return CovariateDesign.build(mapping, table, model.parameters)
+
+
+def record_deviations(design: CovariateDesign, events, ids) -> np.ndarray | None:
+    """(N, K, E) per individual of ``ids`` (in that order) and record of ``events``: the change
+    of each effect's covariate since the individual's first record (0 for individual-level
+    covariates); None when no effect is on a time-varying covariate."""
+    varying = varying_columns(design, events)
+    if not varying:
+        return None
+    values = events.padded()["covariates"]  # carried forward, padding included
+    pos = pd.Index(events.ids).get_indexer(list(ids))
+    out = np.zeros((len(pos), values.shape[1], design.n_effects))
+    for j, col in enumerate(design.columns):
+        if col in varying:
+            v = values[pos, :, events.time_varying.index(col)]
+            out[:, :, j] = v - v[:, :1]
+    return out

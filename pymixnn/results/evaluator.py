@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from pymixnn.model import transforms as tr
+from pymixnn.model.covariates import record_deviations
 from pymixnn.results.external import ExternalFit, gaussian_draws
 
 __all__ = ["FittedModel"]
@@ -40,16 +41,45 @@ class FittedModel:
         return phi
 
     def psi(self, phi: np.ndarray) -> np.ndarray:
-        """(n, P) natural-scale parameters of the (n, P) transformed-scale rows ``phi``."""
+        """(..., P) natural-scale parameters of the transformed-scale rows ``phi`` (..., P)."""
         import torch
 
         t = torch.as_tensor(phi, dtype=torch.float64)
-        return np.column_stack(
+        return np.stack(
             [
-                tr.forward(self.model.transforms[p], t[:, k]).numpy()
+                tr.forward(self.model.transforms[p], t[..., k]).numpy()
                 for k, p in enumerate(self.model.parameters)
-            ]
+            ],
+            axis=-1,
         )
+
+    def record_psi(self, psi_rows: np.ndarray, individual: np.ndarray, events=None) -> np.ndarray:
+        """``psi_rows`` (n, P) of the individuals at positions ``individual`` of ``events`` (default:
+        the fitted event table), with the effects of time-varying covariates: one row per record,
+        (n, K, P) (:func:`pymixnn.model.covariates.record_deviations`); unchanged without them."""
+        import torch
+
+        events = self.data.events if events is None else events
+        if events is None:
+            return psi_rows
+        cache = self.__dict__.setdefault("_deviations", {})
+        if id(events) not in cache:  # (the VPC evaluates the fitted table hundreds of times)
+            cache[id(events)] = (events, record_deviations(self.design, events, events.ids))
+        dev = cache[id(events)][1]
+        if dev is None:
+            return psi_rows
+        S = np.zeros((self.design.n_effects, len(self.model.parameters)))
+        for j, p in enumerate(self.design.parameters):
+            S[j, self.model.parameters.index(p)] = self.estimation.beta[j]
+        t = torch.as_tensor(psi_rows, dtype=torch.float64)
+        phi = np.stack(
+            [
+                tr.inverse(self.model.transforms[p], t[:, k]).numpy()
+                for k, p in enumerate(self.model.parameters)
+            ],
+            axis=-1,
+        )
+        return self.psi(phi[:, None, :] + dev[np.asarray(individual, dtype=np.int64)] @ S)
 
     def psi_column(self, name: str, phi: np.ndarray) -> np.ndarray:
         """Parameter ``name`` on the natural scale from its transformed values ``phi``."""
@@ -110,6 +140,8 @@ class FittedModel:
         """The structural function f(psi, x) on rows (one psi row per x row)."""
         import torch
 
+        if getattr(self.data, "events", None) is not None and x.ndim == 2:
+            psi_rows = self.record_psi(psi_rows, x[:, 2])
         with torch.no_grad():
             out = self.model.function(
                 torch.as_tensor(psi_rows, dtype=torch.float64), torch.as_tensor(x, dtype=torch.float64)

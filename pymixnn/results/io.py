@@ -199,6 +199,10 @@ def events_record(data: Data) -> dict[str, Any]:
     dv, mdv = np.zeros(len(frame)), np.ones(len(frame))
     dv[at], mdv[at] = data.y, 0.0
     frame[data.y_col], frame["MDV"] = dv, mdv
+    if "censored" in data.aux_cols:  # the BLQ flag of the observations (Data.from_nonmem(censoring=))
+        flag = np.zeros(len(frame))
+        flag[at] = data.aux["censored"]
+        frame[data.aux_cols["censored"]] = flag
     covs = data.covariates.reindex(pd.Index(ev.ids))  # individuals without observations: the first's
     covs = covs.fillna(data.covariates.iloc[0]) if len(data.covariates.columns) else covs
     for c in data.covariate_cols:
@@ -233,6 +237,7 @@ def data_from_record(dd: dict[str, Any]) -> Data:
         **dict(amt="AMT", evid="EVID", cmt="CMT", rate="RATE", ii="II", ss="SS", mdv="MDV", dvid="DVID"),
         covariates=dd["covariates"] or None,
         time_varying=ev["time_varying"] or None,
+        censoring=(dd.get("aux") or {}).get("censored"),
     )
     data.events = dataclasses.replace(data.events, addl=np.asarray(ev["addl"], dtype=bool))
     data.user_order = np.asarray(ev["user_order"], dtype=np.int64)

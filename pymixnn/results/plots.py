@@ -13,6 +13,7 @@ __all__ = [
     "plot_individual_fits",
     "plot_random_effects",
     "plot_vpc",
+    "vpc_figure",
     "manhattan_png",
     "new_figure",
     "save_figure",
@@ -189,22 +190,35 @@ def plot_random_effects(
     return save_figure(fig, path)
 
 
-def plot_vpc(res, table: pd.DataFrame, path: str | Path, *, level_pi: float = 0.9) -> Path:
-    """Visual predictive check: per statistic (a panel per ordinal category), the observed value
-    by time bin (red points and line) over the simulated median (black) and prediction band."""
-    stats_ = list(dict.fromkeys(table["statistic"]))
-    percentiles = res.observation.statistic() == "percentiles"
-    panels = [stats_] if percentiles else [[s] for s in stats_]
-    if percentiles and "below limit" in stats_:
-        panels = [[s for s in stats_ if s != "below limit"], ["below limit"]]
+def _vpc_panels(table: pd.DataFrame) -> list[tuple[str | None, list[str]]]:
+    """(endpoint or None, statistics drawn together) per panel: the percentiles of a Gaussian
+    endpoint in one panel (the fraction below the limit in another), every other statistic (a
+    mean, a proportion, each ordinal category) in a panel of its own; endpoint after endpoint."""
+    endpoints = list(dict.fromkeys(table["endpoint"])) if "endpoint" in table else [None]
+    panels = []
+    for e in endpoints:
+        sub = table if e is None else table[table["endpoint"] == e]
+        stats_ = list(dict.fromkeys(sub["statistic"]))
+        percentiles = [s for s in stats_ if s[:1] == "p" and s[1:].isdigit()]
+        if percentiles:
+            panels.append((e, percentiles))
+        panels += [(e, [s]) for s in stats_ if s not in percentiles]
+    return panels
+
+
+def vpc_figure(res, table: pd.DataFrame, *, level_pi: float = 0.9):
+    """The Figure of :func:`plot_vpc`: one panel per statistic group (:func:`_vpc_panels`),
+    titled with its endpoint's name when the data have several endpoints."""
+    panels = _vpc_panels(table)
     n = len(panels)
     ncol = min(3, n)
     nrow = math.ceil(n / ncol)
     fig = new_figure(figsize=(max(4.2 * ncol, 7.0), 3.2 * nrow + 0.4))
     axes = fig.subplots(nrow, ncol, squeeze=False)
-    for ax, group in zip(axes.flat, panels):
+    for ax, (endpoint, group) in zip(axes.flat, panels):
+        rows = table if endpoint is None else table[table["endpoint"] == endpoint]
         for k, name in enumerate(group):
-            sub = table[table["statistic"] == name].sort_values("time")
+            sub = rows[rows["statistic"] == name].sort_values("time")
             colour = f"C{k}" if len(group) > 1 else "C0"
             ax.fill_between(
                 sub["time"],
@@ -231,7 +245,11 @@ def plot_vpc(res, table: pd.DataFrame, path: str | Path, *, level_pi: float = 0.
                 lw=1.2,
                 label="observed" if k == 0 else None,
             )
-        ax.set_title(", ".join(group) if len(group) <= 3 else "percentiles", fontsize=9)
+        title = ", ".join(group) if len(group) <= 3 else "percentiles"
+        if endpoint is not None:
+            title = f"{endpoint}: {title}"
+            ax.set_ylabel(f"{endpoint} ({'percentiles' if len(group) > 1 else group[0]})", fontsize=8)
+        ax.set_title(title, fontsize=9)
         ax.set_xlabel(table.attrs.get("time_label", table.attrs.get("time", "time")), fontsize=8)
         ax.tick_params(labelsize=7)
     axes.flat[0].legend(fontsize=7)
@@ -245,7 +263,14 @@ def plot_vpc(res, table: pd.DataFrame, path: str | Path, *, level_pi: float = 0.
         fontsize=9,
     )
     fig.tight_layout()
-    return save_figure(fig, path)
+    return fig
+
+
+def plot_vpc(res, table: pd.DataFrame, path: str | Path, *, level_pi: float = 0.9) -> Path:
+    """Visual predictive check: per statistic (a panel per ordinal category; with several
+    endpoints, panels per endpoint titled with its name), the observed value by time bin (red
+    points and line) over the simulated median (black) and prediction band."""
+    return save_figure(vpc_figure(res, table, level_pi=level_pi), path)
 
 
 def _chromosome_order(chrs: pd.Series) -> dict:

@@ -20,6 +20,7 @@ import pandas as pd
 from pymixnn.data.events import EventTable
 from pymixnn.data.nonmem import INDEX_COLUMN, match_columns, read_nonmem
 from pymixnn.data.table import Data
+from pymixnn.model.covariates import design_covariates
 from pymixnn.model.dynamics.models import bind_events
 from pymixnn.model.dynamics.solve import request_grid
 
@@ -74,14 +75,17 @@ def regimen_inputs(res, new: Data | pd.DataFrame, need_obs: bool = True) -> Regi
             "predictions at new dosing records need a fit on event data (pymixnn.Data.from_nonmem)"
         )
     cov_cols = list(dict.fromkeys(res.design.columns))
+    varying = fitted.events.time_varying
+    ind_cols = [c for c in cov_cols if c not in varying]  # individual-level ones
     if isinstance(new, Data):
         if new.events is None:
             raise ValueError("new data without event records: build it with pymixnn.Data.from_nonmem")
         events, id_col, obs = new.events, new.id_col, new.frame[[new.id_col, *new.x_cols]]
-        missing = [c for c in cov_cols if c not in new.covariates.columns]
+        missing = [c for c in ind_cols if c not in new.covariates.columns]
+        missing += [c for c in cov_cols if c in varying and c not in events.time_varying]
         if missing:
             raise ValueError(f"covariates {missing} of the covariate model are not in the new data")
-        covs = new.covariates[cov_cols].reindex(pd.Index(events.ids))
+        covs = new.covariates[ind_cols].reindex(pd.Index(events.ids))
     elif isinstance(new, pd.DataFrame):
         y, time = fitted.y_col, fitted.x_cols[0]
         if not match_columns(new, {"dv": y}, required=()):
@@ -91,18 +95,20 @@ def regimen_inputs(res, new: Data | pd.DataFrame, need_obs: bool = True) -> Regi
             id=fitted.id_col,
             time=time,
             dv=y,
-            covariates=cov_cols,
-            time_varying=fitted.events.time_varying,
+            covariates=ind_cols,
+            time_varying=varying,
         )
         id_col = str(obs.columns[0])
         obs = obs.iloc[np.argsort(obs[INDEX_COLUMN].to_numpy(), kind="stable"), :5]
         covs = (
-            new.groupby(id_col, sort=False)[cov_cols].first().reindex(pd.Index(events.ids))
-            if cov_cols
+            new.groupby(id_col, sort=False)[ind_cols].first().reindex(pd.Index(events.ids))
+            if ind_cols
             else pd.DataFrame(index=pd.Index(events.ids))
         )
     else:
         raise TypeError(f"new events must be a pymixnn.Data or a DataFrame, got {type(new).__name__}")
+    # a time-varying covariate of the covariate model: its value at each individual's first record
+    covs = design_covariates(covs, cov_cols, events, events.ids)
     if need_obs and obs.empty:
         raise ValueError("the new records hold no observation record (EVID 0) to predict")
     return RegimenInputs(events=events, id_col=id_col, obs=obs, covariates=covs)
@@ -162,7 +168,7 @@ def predict_events(
     x = inputs.obs.iloc[:, 1:5].to_numpy(dtype=np.float64)
     ind = x[:, 2].astype(np.int64)
     psi = res.evaluator.psi(np.nan_to_num(regimen_phi(res, inputs, level, ind)))
-    f = _evaluate(bound.function, psi[ind], x)
+    f = _evaluate(bound.function, res.evaluator.record_psi(psi[ind], ind, inputs.events), x)
     if which == "mean" and res.observation.name != "gaussian":
         import torch
 
@@ -200,8 +206,9 @@ def default_times(events: EventTable, fallback: float, n: int = 200) -> np.ndarr
     return np.linspace(0.0, float(events.time.max()) + interval, n)
 
 
-def _grid_curves(bound, psi: np.ndarray, individual: np.ndarray, times: np.ndarray, codes) -> np.ndarray:
-    """(M, T * E) predictions of ``psi`` rows (M, P) for the individuals ``individual`` (M,)."""
+def _grid_curves(fm, bound, psi: np.ndarray, individual: np.ndarray, times: np.ndarray, codes) -> np.ndarray:
+    """(M, T * E) predictions of ``psi`` rows (M, P) for the individuals ``individual`` (M,) of the
+    event table of ``bound`` (with the effects of time-varying covariates: FittedModel.record_psi)."""
     template = request_grid(1, times, codes)[0]
     step = max(1, _CHUNK_CELLS // max(len(template), 1))
     out = []
@@ -209,7 +216,8 @@ def _grid_curves(bound, psi: np.ndarray, individual: np.ndarray, times: np.ndarr
         rows = slice(start, start + step)
         x = np.repeat(template[None], len(psi[rows]), axis=0)
         x[:, :, 2] = individual[rows, None]
-        out.append(_evaluate(bound.function, psi[rows, None, :], x))
+        p = fm.record_psi(psi[rows], individual[rows], bound.function.events)
+        out.append(_evaluate(bound.function, p[:, None, :] if p.ndim == 2 else p, x))
     return np.concatenate(out) if out else np.zeros((0, len(template)))
 
 
@@ -250,10 +258,10 @@ def simulate_regimen(
     q = [0.5, (1 - level_pi) / 2, (1 + level_pi) / 2]
 
     phi0 = regimen_phi(res, inputs, "population")
-    typical = _grid_curves(bound, fm.psi(phi0), individuals, times, codes)
+    typical = _grid_curves(fm, bound, fm.psi(phi0), individuals, times, codes)
     eta = fm.eta_full(fm.law_draws(int(n_draws), seed=int(seed)))  # (n, P), the same for everyone
     phi = (eta[:, None, :] + phi0[None]).reshape(-1, phi0.shape[1])
-    draws = _grid_curves(bound, fm.psi(phi), np.tile(individuals, int(n_draws)), times, codes)
+    draws = _grid_curves(fm, bound, fm.psi(phi), np.tile(individuals, int(n_draws)), times, codes)
     pop = np.quantile(draws.reshape(int(n_draws), N, -1), q, axis=0)  # (3, N, T * E)
 
     ind = np.full((3, N, typical.shape[1]), np.nan)  # curve, lower, upper
@@ -262,7 +270,7 @@ def simulate_regimen(
     cov = getattr(res.estimation, "eta_map_cov", None)
     if len(known):
         phi_map = phi0[known] + fm.eta_full(np.asarray(res.estimation.eta_map))[pos[known]]
-        ind[0, known] = _grid_curves(bound, fm.psi(phi_map), known, times, codes)
+        ind[0, known] = _grid_curves(fm, bound, fm.psi(phi_map), known, times, codes)
         if cov is not None and len(res.model.random):
             L = _square_roots(np.asarray(cov, dtype=np.float64)[pos[known]])  # (K, d, d)
             z = np.random.default_rng(int(seed)).standard_normal((int(n_draws), L.shape[-1]))
@@ -271,7 +279,7 @@ def simulate_regimen(
                 phi_map[None]
                 + fm.eta_full(eta_i.reshape(-1, L.shape[-1])).reshape(int(n_draws), len(known), -1)
             ).reshape(-1, phi_map.shape[1])
-            curves = _grid_curves(bound, fm.psi(phi_i), np.tile(known, int(n_draws)), times, codes)
+            curves = _grid_curves(fm, bound, fm.psi(phi_i), np.tile(known, int(n_draws)), times, codes)
             band = np.quantile(curves.reshape(int(n_draws), len(known), -1), q[1:], axis=0)
             ind[1, known], ind[2, known] = band[0], band[1]
 

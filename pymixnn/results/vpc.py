@@ -6,6 +6,12 @@ log-likelihoods), the proportion of successes (binomial: successes / trials; ber
 proportion of each category (ordinal), or the 10th, 50th and 90th percentiles (Gaussian; with
 left-censored data, simulated values below the censoring limit are set to the limit, as the
 observed ones are, and the fraction below the limit is added).
+
+Event data with several endpoints (DVID) are checked endpoint by endpoint, as ``vpc(...,
+stratify = DVID)`` in R's vpc package: each endpoint's observations are binned by their own times
+and summarised by the statistic of their own family (a concentration by its percentiles, a count
+by its mean), and the table has a first column ``endpoint`` (the endpoint's name). With a single
+endpoint, or data without events, the table has no ``endpoint`` column.
 """
 
 from __future__ import annotations
@@ -69,67 +75,92 @@ def time_bins(t: np.ndarray, bins=None) -> np.ndarray:
     return np.searchsorted(inner, t, side="right")
 
 
-def _statistics(res, cens_limit: float | None):
-    """(name, function of a (n_rep, n_obs_in_bin) array and the bin's rows) per statistic."""
-    obs = res.observation
-    kind = obs.statistic()
+def _statistics(family, data, cens_limit: float | None):
+    """(name, function of a (n_rep, n_obs_in_bin) array and the bin's rows in the data) per
+    statistic of the observation ``family``."""
+    kind = family.statistic()
     if kind == "percentiles":
         out = [(f"p{q}", lambda v, rows, q=q: np.percentile(v, q, axis=-1)) for q in (10, 50, 90)]
         if cens_limit is not None:
             out.append(("below limit", lambda v, rows: (v <= cens_limit).mean(-1)))
         return out
-    if obs.name == "ordinal":
+    if family.name == "ordinal":
         return [
-            (f"P(y={level})", lambda v, rows, k=k: (v == k).mean(-1)) for k, level in enumerate(obs.levels)
+            (f"P(y={level})", lambda v, rows, k=k: (v == k).mean(-1)) for k, level in enumerate(family.levels)
         ]
-    if obs.name == "binomial":
-        trials = res.data.aux["trials"]
+    if family.name == "binomial":
+        trials = data.aux["trials"]
         return [("proportion", lambda v, rows: v.sum(-1) / trials[rows].sum())]
     if kind == "proportion":
         return [("proportion", lambda v, rows: v.mean(-1))]
     return [("mean", lambda v, rows: v.mean(-1))]
 
 
+def endpoint_strata(res) -> list[tuple[str | None, np.ndarray, object]]:
+    """(endpoint name, its rows in the data, its observation family) per endpoint of event data
+    with several endpoints that has observations; otherwise one stratum (None, all rows, the
+    fit's family: with a single per-endpoint family, that endpoint's own)."""
+    d, obs = res.data, res.observation
+    families = getattr(obs, "families", None)  # Endpoints: one family per endpoint code
+    names = tuple(getattr(getattr(d, "events", None), "endpoints", None) or ())
+    if len(names) <= 1 or "endpoint" not in d.aux:
+        family = families[0] if families is not None and len(families) == 1 else obs
+        return [(None, np.arange(d.n_obs), family)]
+    code = np.asarray(d.aux["endpoint"]).astype(int)
+    return [
+        (name, np.flatnonzero(code == k), families[k] if families is not None else obs)
+        for k, name in enumerate(names)
+        if (code == k).any()
+    ]
+
+
 def vpc_table(
     res, *, n_sim: int = 200, bins=None, time: str | None = None, level_pi: float = 0.9, seed: int = 0
 ) -> pd.DataFrame:
-    """The table behind :meth:`pymixnn.Results.vpc`; ``time`` is resolved by :func:`time_column`."""
+    """The table behind :meth:`pymixnn.Results.vpc`; ``time`` is resolved by :func:`time_column`;
+    with several endpoints one block of rows per endpoint (:func:`endpoint_strata`)."""
     d = res.data
     time = time_column(d, res.model, time, caller="vpc()")
     if not 0 < level_pi < 1:
         raise ValueError(f"level_pi must be in (0, 1), got {level_pi!r}")
-    t = d.frame[time].to_numpy(float)
-    b = time_bins(t, bins)
-    y = d.y
-    sims = res.evaluator.simulated(int(n_sim), seed=seed)
-    cens_limit = None
-    if "censored" in d.aux and d.aux["censored"].any():
-        cens_limit = float(y[d.aux["censored"] > 0].min())
-        sims = np.maximum(sims, cens_limit)
+    t_all = d.frame[time].to_numpy(float)
+    sims_all = res.evaluator.simulated(int(n_sim), seed=seed)
+    censored = d.aux.get("censored")
     lo_q, hi_q = 100 * (1 - level_pi) / 2, 100 * (1 + level_pi) / 2
+    strata = endpoint_strata(res)
     records = []
-    for name, stat in _statistics(res, cens_limit):
-        for k in np.unique(b):
-            rows = np.flatnonzero(b == k)
-            observed = float(stat(y[rows][None, :], rows)[0])
-            simulated = stat(sims[:, rows], rows)
-            records.append(
-                dict(
-                    bin=int(k),
-                    time=float(t[rows].mean()),
-                    time_min=float(t[rows].min()),
-                    time_max=float(t[rows].max()),
-                    n_obs=int(rows.size),
-                    statistic=name,
-                    observed=observed,
-                    sim_median=float(np.median(simulated)),
-                    sim_lower=float(np.percentile(simulated, lo_q)),
-                    sim_upper=float(np.percentile(simulated, hi_q)),
+    for endpoint, idx, family in strata:
+        t, y, sims = t_all[idx], d.y[idx], sims_all[:, idx]
+        b = time_bins(t, bins)  # each endpoint binned by its own times
+        cens_limit = None
+        if censored is not None and censored[idx].any():
+            cens_limit = float(y[censored[idx] > 0].min())
+            sims = np.maximum(sims, cens_limit)
+        for name, stat in _statistics(family, d, cens_limit):
+            for k in np.unique(b):
+                rows = np.flatnonzero(b == k)
+                observed = float(stat(y[rows][None, :], idx[rows])[0])
+                simulated = stat(sims[:, rows], idx[rows])
+                records.append(
+                    ({} if endpoint is None else dict(endpoint=endpoint))
+                    | dict(
+                        bin=int(k),
+                        time=float(t[rows].mean()),
+                        time_min=float(t[rows].min()),
+                        time_max=float(t[rows].max()),
+                        n_obs=int(rows.size),
+                        statistic=name,
+                        observed=observed,
+                        sim_median=float(np.median(simulated)),
+                        sim_lower=float(np.percentile(simulated, lo_q)),
+                        sim_upper=float(np.percentile(simulated, hi_q)),
+                    )
                 )
-            )
     table = pd.DataFrame.from_records(records)
     table["outside"] = (table["observed"] < table["sim_lower"]) | (table["observed"] > table["sim_upper"])
     table.attrs.update(
         n_sim=int(n_sim), level_pi=level_pi, time=time, seed=seed, time_label=d.time_label(time)
     )
+    if strata[0][0] is not None:
+        table.attrs["endpoints"] = [e for e, _, _ in strata]
     return table

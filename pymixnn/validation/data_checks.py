@@ -20,10 +20,12 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "BOOLEAN_Y_FAMILIES",
     "check_columns_unique",
+    "check_covariates_in_data",
     "check_ids",
     "check_response_dtype",
     "check_response_support",
     "check_observation_columns",
+    "check_data_aux",
 ]
 
 # observation families for which a boolean y has a meaning (0/1 successes, two ordered levels, or
@@ -176,3 +178,31 @@ def check_observation_columns(
             f"trials={trials!r} is used only by observation='binomial' (this fit uses {observation.name!r})"
         )
     return aux
+
+
+def check_covariates_in_data(columns: Sequence[str], data: Data) -> None:
+    """The covariate columns among a Data object's individual-level covariates or, for event
+    data, its time-varying ones."""
+    events = getattr(data, "events", None)
+    varying = events.time_varying if events is not None else []
+    missing = [c for c in columns if c not in data.covariate_cols and c not in varying]
+    if missing:
+        raise InputError(
+            f"covariates {missing} are not in the Data object (it has {data.covariate_cols}"
+            + (f" and time-varying {varying}" if varying else "")
+            + "); rebuild it with covariates= (or time_varying= for event data)"
+        )
+
+
+def check_data_aux(data: Data, aux: dict[str, str]) -> None:
+    """The auxiliary columns named to fit (``aux``: censoring=, trials=) against those a Data
+    object carries; the endpoint codes of event data are not named by the user, and the columns
+    of event data are matched case-insensitively, as ``Data.from_nonmem`` matches them."""
+    if not aux:
+        return
+    held = {role: col for role, col in data.aux_cols.items() if role != "endpoint"}
+    events = getattr(data, "events", None) is not None
+    key = (lambda m: {r: str(c).lower() for r, c in m.items()}) if events else dict
+    if key(held) != key(aux):
+        how = "Data.from_nonmem(..., censoring=...)" if events else "Data.from_pandas(..., aux=...)"
+        raise InputError(f"the Data object has auxiliary columns {held}, not {aux}; rebuild it with {how}")

@@ -17,7 +17,9 @@
 #'   steady state (0, 1, 2), missing-DV flag and endpoint.
 #' @param covariates Individual-level covariate columns to keep (those of the fit's covariate
 #'   model are added by [mixnn()]).
-#' @param time_varying Covariate columns carried forward from record to record, for ODE models.
+#' @param time_varying Covariate columns carried forward from record to record (an ODE model's
+#'   `covariates`, or a covariate model's time-varying column; [mixnn()] also treats a covariate
+#'   of its covariate model whose values change within an individual as time-varying).
 #' @return An object of class `mixnnEvents`, for [mixnn()] and [mixnnSolve()].
 #' @examples
 #' # nlme's Phenobarb: doses and concentrations of 59 newborns, one record each
@@ -58,17 +60,25 @@ mixnnEvents <- function(data, id = "ID", time = "TIME", dv = "DV", amt = "AMT", 
                  time_varying = time_varying), class = "mixnnEvents")
 }
 
-# the Python pymixnn.Data of a mixnnEvents, with the individual-level covariate columns `extra`
-.events_data <- function(pm, ev, extra = NULL) {
+# the Python pymixnn.Data of a mixnnEvents, with the covariate columns `extra` (of the fit's
+# covariate model: a column whose values change within an individual is carried forward as a
+# time-varying one) and the column flagging censored observations (`censoring`, 1 = below the LOQ)
+.events_data <- function(pm, ev, extra = NULL, censoring = NULL) {
   cols <- ev$columns
   data <- ev$data
   numeric <- unlist(cols[setdiff(names(cols), c("id", "dv"))])
   data <- .factor_columns(data, id = cols$id, x = numeric, y = cols$dv, roles = list(),
                           observation = "gaussian")
   covariates <- unique(c(ev$covariates, unlist(extra)))
+  id_col <- names(data)[match(tolower(cols$id), tolower(names(data)))]
+  changes <- vapply(covariates, function(col) col %in% names(data) && any(tapply(
+    data[[col]], data[[id_col]], function(v) length(unique(v[!is.na(v)])) > 1)), logical(1))
+  time_varying <- unique(c(ev$time_varying, covariates[changes]))
+  covariates <- setdiff(covariates, time_varying)
   args <- c(list(.py_frame(data)), cols,
             list(covariates = if (length(covariates)) as.list(covariates),
-                 time_varying = if (length(ev$time_varying)) as.list(ev$time_varying)))
+                 time_varying = if (length(time_varying)) as.list(time_varying)),
+            if (!is.null(censoring)) list(censoring = censoring))
   .py_do(pm$Data$from_nonmem, args)
 }
 

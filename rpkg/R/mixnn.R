@@ -179,7 +179,7 @@ mixnn <- function(data, model, id, x, y, covariates = NULL, random_effects = "ga
       data <- mixnnEvents(data, id = if (missing(id)) "ID" else id,
                           time = if (missing(x)) "TIME" else x, dv = if (missing(y)) "DV" else y)
     }
-    data <- .events_data(pm, data, c(unlist(covariates), unlist(extra$context)))
+    data <- .events_data(pm, data, c(unlist(covariates), unlist(extra$context)), extra$censoring)
     id <- x <- y <- NULL
   }
   if (is.list(covariates)) covariates <- lapply(covariates, as.list)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from pymixnn.data.events import EventTable
-from pymixnn.model.dynamics.engine import solve_records
+from pymixnn.model.dynamics.engine import DynamicsError, solve_records
 from pymixnn.model.dynamics.ode import ODESolveFailure
 from pymixnn.model.dynamics.superposition import superpose_boluses
 from pymixnn.model.dynamics.system import System, dosing_table
@@ -88,12 +88,25 @@ class EventFunction:
         self.dose_state = table
         self.max_overlap = max_overlap
         self._padded = events.padded()
+        # the covariates the model reads, in its order (an ODE's rhs gets them by name)
+        names = list(getattr(system, "covariate_names", ()))
+        missing = [c for c in names if c not in events.time_varying]
+        if missing:
+            raise InputError(
+                f"model {name!r} reads the time-varying covariates {missing}, which the event data lack "
+                f"(their time-varying covariates: {events.time_varying}); build the data with "
+                f"Data.from_nonmem(..., time_varying={names})"
+            )
+        self._padded["covariates"] = self._padded["covariates"][
+            ..., [events.time_varying.index(c) for c in names]
+        ]
         self._cache: dict[Any, dict[str, torch.Tensor]] = {}
         counts = events.counts()
         # boluses only into a linear compartment model: the compact superposition
         # boluses only (steady-state ones and resets included) into a linear compartment model:
         # the compact superposition over the dose records
         self.bolus_only = hasattr(system, "modes") and not counts["infusions"]
+        self._steady_lags = _steady_lags(system, events, self._padded)
         if self.bolus_only:
             self._doses = _compact_doses(self._padded)
             self._resets = _compact_resets(self._padded)
@@ -116,6 +129,8 @@ class EventFunction:
         if x.dim() == 2:  # one request per row (the results' evaluator): psi (n, P), x (n, 4)
             return self._rows(psi, x)
         individual = x[..., 0, 2].long()
+        if self._steady_lags is not None:
+            self._check_steady_lags(psi, individual)
         if self.bolus_only and psi.shape[-2] == 1:
             return self._boluses(psi[..., 0, :], x, individual)
         rec_all = self.records(psi.dtype, psi.device)
@@ -140,6 +155,31 @@ class EventFunction:
             if not self.tolerate_failures:
                 raise
             return self._split(psi, x, request["time"].shape)
+
+    def _check_steady_lags(self, psi: torch.Tensor, individual: torch.Tensor) -> None:
+        """A steady-state dose whose lag time exceeds its II: an error naming the individual and
+        the row (:func:`pymixnn.model.dynamics.engine.check_steady_lag`)."""
+        mask, param, ii, rows = self._steady_lags
+        ind = individual.cpu().numpy()
+        m = torch.as_tensor(mask[ind])
+        if not bool(m.any()):
+            return
+        lead = psi.shape[:-3]
+        p = torch.as_tensor(param[ind], device=psi.device)
+        values = psi.detach()
+        if values.shape[-2] == 1:
+            values = values.expand(*lead, values.shape[-3], p.shape[-1], values.shape[-1])
+        lag = values.gather(-1, p.expand(*lead, *p.shape).unsqueeze(-1)).squeeze(-1)
+        bad = (m & (lag > torch.as_tensor(ii[ind], dtype=lag.dtype, device=lag.device))).reshape(-1, *p.shape)
+        if bool(bad.any()):
+            d, b, k = bad.nonzero()[0].tolist()
+            raise DynamicsError(
+                f"individual {self.events.ids[ind[b]]!r}: the steady-state dose of row {rows[ind[b], k]!r} "
+                f"(SS = 1 or 2, II {ii[ind[b], k]:.6g}) has lag time "
+                f"{float(lag.reshape(-1, *p.shape)[d, b, k]):.6g}, longer than its II: the doses of its "
+                "series still to be absorbed after the record are not supported; give the doses before it "
+                "as records (ADDL) instead of SS"
+            )
 
     def _split(self, psi: torch.Tensor, x: torch.Tensor, shape: torch.Size) -> torch.Tensor:
         """A failed batch solved again in halves (individuals first, then the leading draws), so
@@ -179,7 +219,8 @@ class EventFunction:
             (rec >= 0) & (at_record == xp[..., 0]), xp[..., 3], torch.full_like(xp[..., 3], -1)
         )
         first = torch.as_tensor(order[start], device=psi.device)
-        out = self(psi[first].unsqueeze(-2), xp)  # (U, T)
+        rows = psi[first]  # (U, P), or (U, K, P) with one row per record (time-varying covariates)
+        out = self(rows.unsqueeze(-2) if rows.dim() == 2 else rows, xp)  # (U, T)
         result = torch.empty(len(ind), dtype=out.dtype, device=out.device)
         result[o] = out[b, j]
         return result
@@ -212,6 +253,25 @@ class EventFunction:
 
     def __repr__(self) -> str:
         return f"EventFunction({self.name!r}, {self.events.n_individuals} individuals)"
+
+
+def _steady_lags(system: System, events: EventTable, padded: dict[str, np.ndarray]):
+    """(mask, lag parameter index, II, row labels), each (N, K), of the steady-state doses into a
+    compartment with a lag-time parameter; None without any."""
+    index = {cmt: system.parameters.index(d.tlag) for cmt, d in system.dosing.items() if d.tlag}
+    dose = padded["valid"] & ((padded["evid"] == 1) | (padded["evid"] == 4)) & (padded["ss"] > 0)
+    mask = dose & np.isin(padded["cmt"], list(index))
+    if not mask.any():
+        return None
+    param = np.zeros(mask.shape, dtype=np.int64)
+    for cmt, j in index.items():
+        param[padded["cmt"] == cmt] = j
+    n = events.n_individuals
+    counts = np.bincount(events.individual, minlength=n)
+    pos = np.arange(len(events.time)) - np.concatenate([[0], np.cumsum(counts)[:-1]])[events.individual]
+    rows = np.empty(mask.shape, dtype=object)
+    rows[events.individual, pos] = events.row
+    return mask, param, padded["ii"], rows
 
 
 def _compact_doses(padded: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

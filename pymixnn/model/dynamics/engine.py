@@ -30,11 +30,26 @@ import torch
 
 from pymixnn.model.dynamics.system import DoseInputs, System
 
-__all__ = ["solve_records", "DynamicsError"]
+__all__ = ["solve_records", "DynamicsError", "check_steady_lag"]
 
 
 class DynamicsError(ValueError):
     """A system that cannot be solved (a failed ODE solve, too many overlapping infusions)."""
+
+
+def check_steady_lag(lag: torch.Tensor, tau: torch.Tensor, steady: torch.Tensor) -> None:
+    """A steady-state dose whose lag time exceeds its II: the series' doses given before the record
+    but absorbed after it would be inputs after the record, which rule 5 does not model (it would
+    propagate them backwards in time: wrong predictions until they arrive). An error, not a guess."""
+    bad = steady & (lag > tau)
+    if bool(bad.any()):
+        at = bad.nonzero()[0].tolist()
+        raise DynamicsError(
+            f"a steady-state dose (SS = 1 or 2) has lag time {float(lag[tuple(at)]):.6g} longer than its II "
+            f"{float(tau[tuple(at)]):.6g} (individual position {at[-2]}, record {at[-1]}): the doses of its "
+            "series still to be absorbed after the record are not supported; give the doses before it "
+            "as records (ADDL) instead of SS"
+        )
 
 
 def _at(values: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
@@ -103,6 +118,7 @@ def solve_records(
     state = dose_state.to(cmt.device)[cmt].clamp_min(0)  # (B, K)
     onehot = torch.nn.functional.one_hot(state, S).to(dt)  # (B, K, S)
     tau = ex(rec["ii"]).to(dt)
+    check_steady_lag(lag, tau, is_dose & (ss > 0))
 
     t_rec = ex(rec["time"]).to(dt)
     t_dose = t_rec + lag

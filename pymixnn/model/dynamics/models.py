@@ -35,6 +35,8 @@ __all__ = [
     "is_dynamic",
     "solver_counts",
     "with_solver",
+    "model_covariates",
+    "stepwise",
     "X_NAMES",
     "COMPARTMENT_MODELS",
 ]
@@ -173,6 +175,7 @@ def ODEModel(
         init_fns=dict(init or {}),
         covariate_names=tuple(str(c) for c in covariates),
         is_linear=bool(linear),
+        stepwise=bool(linear),
         max_steps=int(max_steps),
     )
     label = name or getattr(rhs, "__name__", None) or "ode"
@@ -187,6 +190,17 @@ def ODEModel(
     )
     fields.update(options)
     return Model(**fields)
+
+
+def stepwise(model: Model) -> Model:
+    """The dynamic model marked as evaluated event by event (:attr:`System.stepwise`): its
+    parameters change with time-varying covariates of the covariate model."""
+    return model.replace(dynamics=replace(model.dynamics, stepwise=True))
+
+
+def model_covariates(model: Model) -> list[str]:
+    """The time-varying covariates a dynamic model reads (an ODE's ``covariates``)."""
+    return list(getattr(getattr(model, "dynamics", None), "covariate_names", ()))
 
 
 def with_solver(

@@ -76,6 +76,9 @@ class System:
     dose_to: Mapping[int, str]
     dosing: Mapping[int, Dosing] = field(default_factory=dict)
     endpoints: tuple[str, ...] = ("1",)
+    #: evaluated event by event (parameters that change with time-varying covariates; a linear
+    #: ODE): each evaluation is a loop over the records, and a fit treats it as an ODE solve's
+    stepwise: bool = False
 
     #: True where advance() is exact for constant inputs and steady_state() is closed-form
     linear = False

@@ -169,8 +169,21 @@ class Endpoints(Observation):
     # ---- data ----------------------------------------------------------------------------------
     def validate(self, y: pd.Series, column: str, aux: Mapping[str, pd.Series]) -> None:
         code = np.asarray(aux["endpoint"]).astype(int)
+        censored = aux.get("censored")
         for k, fam in enumerate(self.families):
             mine = code == k
+            if censored is not None and not fam.has_error_model:  # M3 needs the Gaussian law
+                bad = mine & (censored.to_numpy(dtype=np.float64) != 0)
+                if bad.any():
+                    from pymixnn.validation.errors import InputError, show_value
+
+                    row = show_value(censored.index[int(np.flatnonzero(bad)[0])])
+                    raise InputError(
+                        f"column {censored.name!r} flags row {row} as censored (below "
+                        f"the limit of quantification), but it is an observation of endpoint "
+                        f"{self.endpoints[k]!r}, whose family {fam.name!r} has no censored "
+                        "likelihood: left censoring (M3) applies to Gaussian endpoints only"
+                    )
             if fam.has_error_model and fam.error in ("proportional", "exponential"):
                 bad = mine & ~(y.to_numpy(dtype=np.float64) > 0)
                 if bad.any():

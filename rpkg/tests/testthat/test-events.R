@@ -49,6 +49,19 @@ test_that("mixnnEvents() names the NONMEM columns, and covariates reach the data
                "'DOSE_MG' \\(amt\\) not found")
 })
 
+test_that("a covariate that changes within an individual is time-varying; censoring reaches the data", {
+  skip_if_no_pymixnn()
+  pm <- pymixnn_module()
+  p <- pheno_nonmem()
+  p$lWt <- log(p$Wt) + p$TIME / 1000  # changes record by record
+  d <- pymixnn:::.events_data(pm, mixnnEvents(p), list(CL = "lWt", V = "Wt"))
+  expect_identical(unlist(d$covariate_cols), "Wt")
+  expect_identical(unlist(d$events$time_varying), "lWt")
+  p$BLQ <- as.integer(p$EVID == 0 & p$DV < 15)
+  d <- pymixnn:::.events_data(pm, mixnnEvents(p), censoring = "BLQ")
+  expect_identical(as.numeric(sum(d$aux$censored)), as.numeric(sum(p$BLQ)))
+})
+
 test_that("a dose without an amount is an error naming R's row", {
   skip_if_no_pymixnn()
   bad <- pheno_nonmem()
