@@ -86,6 +86,27 @@ def test_fit_nonmem_equals_the_python_api(nm_csv, tmp_path, capsys, monkeypatch)
     assert seen["init"] == {"CL": 2.0, "V": 20.0} and seen["covariates"] == {"V": ["WT"]}
 
 
+def test_fit_nonmem_takes_a_covariate_changing_within_an_individual_as_time_varying(
+    tmp_path, capsys, monkeypatch
+):
+    seen = {}
+
+    def fit(data, model, **kwargs):
+        seen.update(data=data, **kwargs)
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(pymixnn, "fit", fit)
+    df = simulated()
+    df["lWT"] = np.log(df["WT"] / 70) + df["TIME"] / 100  # changes record by record
+    path = tmp_path / "tv.csv"
+    df.to_csv(path, index=False)
+    args = ["fit", str(path), *NM, "--covariate", "CL=lWT", "--covariate", "V=WT", *FEW]
+    assert main(args) == 2 and one_line_error(capsys) == "pymixnn: error: stop here"
+    data = seen["data"]
+    assert data.covariate_cols == ["WT"] and data.events.time_varying == ["lWT"]
+    assert seen["covariates"] == {"CL": ["lWT"], "V": ["WT"]}
+
+
 @pytest.mark.parametrize("command", ["fit", "solve"])
 def test_dose_without_amount_names_the_line(nm_csv, tmp_path, no_fit, capsys, command):
     df = simulated()

@@ -60,7 +60,8 @@ def add_nonmem_flags(p: argparse.ArgumentParser, solve: bool = False) -> None:
     p.add_argument(
         "--time-varying",
         metavar="COL[,COL]",
-        help="with --nonmem: covariates carried forward from record to record (ODE models)",
+        help="with --nonmem: covariates carried forward from record to record (an ODE's covariates; "
+        "a --covariate column that changes within an individual is time-varying by itself)",
     )
     p.add_argument(
         "--dosing",

@@ -183,6 +183,8 @@ class FittedModel:
         aux = {}
         if "trials" in d.aux_cols:
             aux["trials"] = data[d.aux_cols["trials"]].to_numpy(dtype=np.float64)
+        if "endpoint" in d.aux_cols:  # several endpoints: each row's law (an x column of event data)
+            aux["endpoint"] = data[d.aux_cols["endpoint"]].to_numpy(dtype=np.float64)
         return dict(frame=data, x=x, row_ind=row_ind, Z=Z, known=pos[row_ind] >= 0, pos=pos, aux=aux)
 
     def family_params(self) -> dict:

@@ -9,6 +9,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pymixnn.data.nonmem import ENDPOINT_COLUMN
+from pymixnn.model.covariates import design_covariates
+
 __all__ = [
     "plot_individual_fits",
     "plot_random_effects",
@@ -77,32 +80,43 @@ def plot_individual_fits(
     unknown = [i for i in ids if i not in set(d.ids)]
     if unknown:
         raise ValueError(f"ids {unknown[:5]} are not in the fitted data")
-    ncol = min(6, len(ids))
-    nrow = math.ceil(len(ids) / ncol)
+    frame, events = d.frame, d.events
+    # several endpoints (event data): one panel per individual and endpoint
+    names = list(getattr(events, "endpoints", ())) if "endpoint" in d.aux else []
+    panels = [(i, k) for i in ids for k in range(len(names))] if len(names) > 1 else [(i, None) for i in ids]
+    ncol = min(6, len(panels))
+    nrow = math.ceil(len(panels) / ncol)
     fig = new_figure(figsize=(2.6 * ncol, 2.2 * nrow))
     axes = fig.subplots(nrow, ncol, squeeze=False, sharex=True)
-    frame, events = d.frame, d.events
-    for ax, ind in zip(axes.flat, ids):
+    # the covariate design's values (a time-varying covariate's at the first record: the
+    # predictions carry its changes record by record)
+    covariates = design_covariates(d.covariates, res.design.columns, events, d.ids)
+    for ax, (ind, code) in zip(axes.flat, panels):
         rows = frame[frame[d.id_col] == ind]
+        if code is not None:
+            rows = rows[d.aux["endpoint"][frame[d.id_col].to_numpy() == ind] == code]
         t = rows[time].to_numpy(dtype=float)
-        grid = pd.DataFrame({time: np.linspace(min(t.min(), 0.0), t.max(), n_grid)})
+        lo, hi = (min(t.min(), 0.0), t.max()) if len(t) else (0.0, float(frame[time].max()))
+        grid = pd.DataFrame({time: np.linspace(lo, hi, n_grid)})
         for c in d.x_cols:
             if c != time:
-                grid[c] = rows[c].iloc[0]
+                grid[c] = rows[c].iloc[0] if len(rows) else frame.loc[frame[d.id_col] == ind, c].iloc[0]
+        if code is not None:
+            grid[ENDPOINT_COLUMN] = float(code)
         grid[d.id_col] = ind
         if "trials" in d.aux_cols:  # binomial: expected successes at the individual's trials
             grid[d.aux_cols["trials"]] = rows[d.aux_cols["trials"]].iloc[0]
         for c in res.design.columns:
-            grid[c] = d.covariates.loc[ind, c]
+            grid[c] = covariates.loc[ind, c]
         ax.plot(grid[time], res.predict(grid, level="individual"), color="C0", lw=1.4)
         ax.plot(grid[time], res.predict(grid, level="population"), color="0.4", lw=1, ls="--")
         ax.scatter(t, rows[d.y_col], s=10, color="C3", zorder=3)
         if events is not None:  # event data: the individual's doses
             at = int(rows[d.x_cols[2]].iloc[0])
             mark_doses(ax, events.time[events.is_dose & (events.individual == at)], grid[time].min(), t.max())
-        ax.set_title(f"{d.id_col} {ind}", fontsize=8)
+        ax.set_title(f"{d.id_col} {ind}" + ("" if code is None else f", {names[code]}"), fontsize=8)
         ax.tick_params(labelsize=7)
-    for ax in list(axes.flat)[len(ids) :]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
     fig.supxlabel(d.time_label(time), fontsize=9)
     fig.supylabel(d.y_col, fontsize=9)

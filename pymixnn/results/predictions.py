@@ -109,7 +109,8 @@ class PredictionsMixin:
         """Per observation: PRED, IPRED (expected values), IRES (y - IPRED) and IWRES: IRES / g(IPRED)
         for Gaussian data (log scale for the exponential error model), the Pearson residual
         (y - E[y]) / sd(y) for discrete families. Ordinal y is the category index. Rows carry the
-        data's row labels, in the user's row order."""
+        data's row labels, in the user's row order; with several endpoints (event data) a column
+        ``endpoint`` names each row's, and IWRES uses its own law."""
         import torch
 
         d, fm = self.data, self.evaluator
@@ -127,6 +128,9 @@ class PredictionsMixin:
         out["iwres"] = ires / np.sqrt(var)
         if "censored" in d.aux:
             out["censored"] = d.aux["censored"].astype(bool)
+        names = getattr(getattr(d, "events", None), "endpoints", ())
+        if len(names) > 1 and "endpoint" in d.aux:  # several endpoints: each row's by name
+            out.insert(1, "endpoint", np.asarray(names, dtype=object)[d.aux["endpoint"].astype(int)])
         return out.iloc[d.user_order]  # the user's row order and row labels
 
     # ---- simulation and predictive checks ----------------------------------------------------

@@ -267,3 +267,44 @@ def test_fit_on_nonmem_columns_takes_a_covariate_changing_within_an_individual_a
     assert problem.design.names == ["beta_lWT(CL)", "beta_SEX(V)"]
     first = df.groupby("ID")["lWT"].first().to_numpy()  # the design row: the first record's value
     np.testing.assert_allclose(problem.design.matrix[:, 0], first)
+
+
+def test_individual_fits_of_a_time_varying_covariate_model(tmp_path, monkeypatch):
+    # the plotted individual curve is the record-by-record prediction (deSolve's at the records)
+    from pymixnn.results import plots
+
+    figures = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: figures.append(fig) or path)
+    res = _results_at_truth("wt_tv_1cpt")
+    res.plot_individuals(tmp_path / "ind.png")
+    line = figures[0].axes[0].lines[0]
+    t, f = line.get_xdata(), line.get_ydata()
+    _, _, ref = scenario("wt_tv_1cpt")
+    times = res.data.x[:, 0]
+    k = int(np.argmin(np.abs(t - 41.0)))  # a grid point near an observation without a change
+    assert abs(t[k] - 41.0) < 0.5 and np.isfinite(f).all()
+    assert f[k] == pytest.approx(np.interp(t[k], times, ref), rel=0.05)
+
+
+@pytest.mark.filterwarnings("ignore:fit did not converge")
+def test_a_time_varying_covariate_fit_saves_and_loads(tmp_path):
+    # a short fit (30 SVI steps, no refinement: the numbers are not the point): the loaded results
+    # rebuild the record-by-record effect from the saved events and design
+    records, _ = _simulated_wt_study(20, seed=2)
+    df = records.assign(lWT=np.log(records["WT"] / 70.0)).drop(columns="WT")
+    res = pymixnn.fit(
+        df,
+        "pk1cpt_iv",
+        covariates={"CL": ["lWT"]},
+        error="proportional",
+        seed=0,
+        progress=False,
+        max_steps=30,
+        refine=False,
+    )
+    loaded = pymixnn.Results.load(res.save(tmp_path / "tv.json"))
+    assert loaded.data.events.time_varying == ["lWT"]
+    for level in ("population", "individual"):
+        np.testing.assert_array_equal(loaded.predict(level=level), res.predict(level=level))
+    # the effect's estimate is saved with the fit
+    assert float(loaded.params.loc["beta_lWT(CL)", "estimate"]) != 0.0

@@ -257,3 +257,35 @@ def test_a_pymixnn_fit_checks_each_endpoint(records, table, tmp_path):
     for endpoint, sub in fitted.groupby("endpoint"):
         assert sub["outside"].mean() <= 0.3, (endpoint, sub[sub["outside"]])
     assert len(vpc_figure(res, fitted).axes) == 2
+
+
+def test_residuals_name_each_rows_endpoint_and_use_its_law(records, truth_fit):
+    # at the truth with the simulator's own individual parameters as the individual estimates:
+    # IWRES of a concentration is (y - f) / (b f) (proportional error), of a count the Pearson
+    # residual (y - mu) / sqrt(mu) (Poisson); exact up to round-off
+    res = truth_fit.residuals()
+    assert res.columns[1] == "endpoint" and set(res["endpoint"]) == {"cp", "count"}
+    cp, count = res[res["endpoint"] == "cp"], res[res["endpoint"] == "count"]
+    b = PKPD_TRUTH["poisson"]["error"]["b.cp"]
+    np.testing.assert_allclose(cp["iwres"], (cp["DV"] - cp["ipred"]) / (b * cp["ipred"]), rtol=1e-10)
+    np.testing.assert_allclose(
+        count["iwres"], (count["DV"] - count["ipred"]) / np.sqrt(count["ipred"]), rtol=1e-10
+    )
+    assert len(cp) + len(count) == len(records[records["EVID"] == 0])
+
+
+def test_individual_fits_have_a_panel_per_endpoint(truth_fit, tmp_path, monkeypatch):
+    from pymixnn.results import plots
+
+    figures = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: figures.append(fig) or path)
+    truth_fit.plot_individuals(tmp_path / "ind.png", ids=[1, 2])
+    titles = [ax.get_title() for ax in figures[0].axes if ax.get_title()]
+    assert titles == ["ID 1, cp", "ID 1, count", "ID 2, cp", "ID 2, count"]
+    # each panel's points are its own endpoint's observations
+    counts = [len(ax.collections[0].get_offsets()) for ax in figures[0].axes if ax.get_title()]
+    res = truth_fit.residuals()
+    expected = [
+        int(((res["ID"] == i) & (res["endpoint"] == e)).sum()) for i in (1, 2) for e in ("cp", "count")
+    ]
+    assert counts == expected
