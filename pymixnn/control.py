@@ -40,6 +40,9 @@ class Control:
     seed : random seed; the same seed gives identical results. progress : a progress bar.
     ode_rtol, ode_atol : relative and absolute tolerances of the ODE solver (dopri5) of an
         :func:`pymixnn.ODEModel` (compartment models and linear ODEs are solved exactly).
+    local : "individual" (variational parameters per individual) or "amortized" (one set
+        encoder network maps each individual's data to its posterior). refine_steps : with
+        "amortized", Newton steps per individual from the encoder's output (semi-amortized).
     """
 
     batch_size: int = 512
@@ -56,6 +59,8 @@ class Control:
     progress: bool = True
     ode_rtol: float = 1e-6
     ode_atol: float = 1e-8
+    local: str = "individual"
+    refine_steps: int = 0
 
     def __post_init__(self) -> None:
         check_settings(dropna=False, **self.as_dict())

@@ -87,6 +87,8 @@ def fit(
     progress: bool = UNSET,
     ode_rtol: float = UNSET,
     ode_atol: float = UNSET,
+    local: str = UNSET,
+    refine_steps: int = UNSET,
 ):
     """Fit a nonlinear mixed-effects model by minibatch stochastic variational inference.
 
@@ -133,7 +135,7 @@ def fit(
     control : a :class:`pymixnn.Control` with the algorithm settings below (defaults: batch_size=512,
         max_steps=4000, lr=0.02, num_particles=4, refine=True, is_samples=None, likelihood="auto",
         device="cpu", dtype=None, threads=None, seed=0, progress=True, ode_rtol=1e-6,
-        ode_atol=1e-8); each can also be given
+        ode_atol=1e-8, local="individual", refine_steps=0); each can also be given
         as a keyword, which then builds the Control (giving one both ways with different values
         is an error).
     batch_size : individuals per SVI minibatch. max_steps, lr, num_particles : SVI settings
@@ -156,6 +158,14 @@ def fit(
         as saemix and nlmixr2), is pre-refined on at most 200 individuals, runs at most 10 SVI
         steps when ``refine`` is on, and its refinement finds the individual modes again after
         every Newton step (README "ODE fits").
+    local : "individual" (default: variational parameters per individual, updated by Newton-type
+        steps whenever its minibatch comes round) or "amortized": one permutation-invariant set
+        encoder maps each individual's records and covariates to a Gaussian over its random
+        effects, trained jointly with the population parameters by minibatch SVI (amortized VI);
+        the refinement, SEs and ll.is start from its output. ``res.amortization`` gives the
+        amortization gap per individual (README "Amortized inference").
+    refine_steps : with ``local="amortized"``, Newton steps per individual from the encoder's
+        output before the refinement (semi-amortized; default 0).
 
     Returns
     -------
@@ -178,11 +188,31 @@ def fit(
             progress=progress,
             ode_rtol=ode_rtol,
             ode_atol=ode_atol,
+            local=local,
+            refine_steps=refine_steps,
         ).items()
         if v is not UNSET
     }
     control = resolve_control(control, settings)  # the settings are checked before any data work
     return fit_problem(problem_of(locals()), control)
+
+
+def _check_amortized(problem: NLME, control: Control) -> None:
+    """local="amortized" supports the Gaussian law without a genomic block (so far): an
+    InputError otherwise, before any work."""
+    if control.local != "amortized":
+        return
+    law = getattr(problem.law, "name", "gaussian")
+    if law != "gaussian":
+        raise InputError(
+            f"local='amortized' supports Gaussian random effects so far, not random_effects="
+            f"{law!r}: use local='individual' with this law"
+        )
+    if problem.genomic is not None:
+        raise InputError(
+            "local='amortized' does not support genomic= yet (the marker block updates the "
+            "per-individual posteriors): use local='individual'"
+        )
 
 
 def fit_problem(problem: NLME, control: Control):
@@ -197,6 +227,7 @@ def fit_problem(problem: NLME, control: Control):
             f"likelihood='gq' integrates at most 3 random effects (tensor-product "
             f"nodes); this model has {len(model.random)}: use 'is'"
         )
+    _check_amortized(problem, control)
     setup = problem.genomic_setup()
     _check_function(problem, problem.start)
     check_solvable(model, problem.start, data)  # an ODE model: every individual, named on failure
@@ -212,6 +243,8 @@ def fit_problem(problem: NLME, control: Control):
         refine=c.refine,
         is_samples=c.is_samples,
         likelihood=c.likelihood,
+        local=c.local,
+        refine_steps=int(c.refine_steps),
         svi=SVIOptions(
             batch_size=int(c.batch_size),
             max_steps=int(c.max_steps),
@@ -253,6 +286,8 @@ def fit_problem(problem: NLME, control: Control):
         genotype=problem.genotype,
         genomic=None if genomic is None else genomic.to_dict(),
     )
+    if c.local != "individual":  # only when amortized: other fits' settings are unchanged
+        settings.update(local=c.local, refine_steps=int(c.refine_steps))
     if any(problem.fallbacks.values()):  # only when one was taken: other fits' settings are unchanged
         settings["fallbacks"] = dict(problem.fallbacks)
     if getattr(estimation, "run", None) is not None:  # one table of counts: inference's and the problem's

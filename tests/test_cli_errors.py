@@ -284,6 +284,12 @@ def test_new_flags_reach_fit(theo_csv, monkeypatch, capsys):
     assert seen["index"] == [2, 3, 4]  # the data rows' lines in the file
     assert main(["fit", str(theo_csv), *THEO, "--covariate", "V"]) == 2
     assert one_line_error(capsys) == "pymixnn: error: --covariate must be PARAM=COL, got 'V'"
+    # amortized local posteriors
+    assert main(["fit", str(theo_csv), *THEO, "--local", "amortized", "--refine-steps", "2"]) == 2
+    assert one_line_error(capsys) == "pymixnn: error: stop here"
+    assert seen["local"] == "amortized" and seen["refine_steps"] == 2
+    assert main(["fit", str(theo_csv), *THEO, "--local", "amortized", "--refine-steps", "two"]) == 2
+    assert one_line_error(capsys) == "pymixnn: error: --refine-steps 'two': give a non-negative integer"
 
 
 def test_unknown_model_lists_the_named_ones(theo_csv, no_fit, capsys):

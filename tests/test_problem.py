@@ -77,6 +77,8 @@ def test_control_fields_and_checks():
         "progress",
         "ode_rtol",
         "ode_atol",
+        "local",
+        "refine_steps",
     ]
     c = pymixnn.Control()
     assert (c.batch_size, c.max_steps, c.lr, c.seed, c.likelihood) == (512, 4000, 0.02, 0, "auto")
@@ -89,6 +91,9 @@ def test_control_fields_and_checks():
         (dict(likelihood="laplace"), "likelihood must be 'auto', 'is' or 'gq'"),
         (dict(dtype="float16"), "dtype must be one of"),
         (dict(refine="yes"), "refine must be True or False"),
+        (dict(local="encoder"), "local must be one of ['individual', 'amortized']"),
+        (dict(local="amortized", refine_steps=-1), "refine_steps must be a non-negative integer"),
+        (dict(refine_steps=2), "refine_steps=2 refines the encoder's output: it needs local='amortized'"),
     ]:
         with pytest.raises(InputError, match=re.escape(message)):
             pymixnn.Control(**kwargs)

@@ -42,6 +42,8 @@ _FLAGS = (
     "trials",
     "censoring",
     "likelihood",
+    "local",
+    "refine_steps",
     "error",
     "omega",
     "random",

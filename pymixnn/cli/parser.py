@@ -168,6 +168,17 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="importance sampling (is), adaptive quadrature (gq) or auto (default)",
     )
+    fit.add_argument(
+        "--local",
+        choices=["individual", "amortized"],
+        default="individual",
+        help="local posteriors per individual (default) or one encoder network for all (amortized)",
+    )
+    fit.add_argument(
+        "--refine-steps",
+        metavar="K",
+        help="with --local amortized: K Newton steps per individual from the encoder's output",
+    )
     fit.add_argument("--vpc", metavar="PATH", help="write a visual predictive check PNG")
     fit.add_argument(
         "--time",

@@ -124,6 +124,11 @@ def prepare(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
         spec["context"] = names(args.context)
     spec["observation"] = observation_of(args.observation, args.link, args.levels)
     spec["likelihood"] = args.likelihood
+    spec["local"] = args.local
+    if args.refine_steps is not None:
+        if not args.refine_steps.isdigit():
+            raise InputError(f"--refine-steps {args.refine_steps!r}: give a non-negative integer")
+        spec["refine_steps"] = int(args.refine_steps)
     for key in ("trials", "censoring"):
         if getattr(args, key):
             spec[key] = getattr(args, key)

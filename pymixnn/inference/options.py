@@ -66,6 +66,12 @@ class EstimationOptions:
     # work); None: no cap
     ode_start_individuals: int = 200
     ode_svi_steps: int | None = 10
+    # local posteriors: "individual" (variational parameters per individual, Newton-type updates,
+    # laplace.py) or "amortized" (one set encoder for all, trained with theta by SVI, encoder.py;
+    # SVI then runs uncapped, to the ELBO's plateau); ``refine_steps`` Newton steps per individual
+    # from the encoder's q before the refinement (semi-amortized)
+    local: str = "individual"
+    refine_steps: int = 0
 
 
 def proposal_vi(options: EstimationOptions, n: int) -> int:

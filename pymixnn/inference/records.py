@@ -237,6 +237,9 @@ class Estimation:
     diagnostics: dict | None = None
     # how the fit ran (seed, device, seconds per stage, fallback counts); None for external engines
     run: RunInfo | dict | None = None
+    # local="amortized": the fitted encoder's plain state and the amortization gap per individual
+    # (inference/amortized.py); None for per-individual local posteriors
+    amortized: dict | None = None
 
     def __post_init__(self) -> None:
         self.law = _as_record(LawFit, self.law)

@@ -260,4 +260,5 @@ def finish(stage: Stage, ctx: Context, spec, *, threads: int, t_start: float) ->
         genomic=stage.genomic,
         diagnostics=diagnostics,
         run=run,
+        amortized=stage.amortized,
     )

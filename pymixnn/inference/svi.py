@@ -25,11 +25,16 @@ from pyro.infer import SVI, Trace_ELBO
 from pyro.optim import ClippedAdam
 from tqdm.auto import tqdm
 
+from pymixnn.inference.encoder import Encoder
 from pymixnn.inference.fallbacks import Fallbacks
 from pymixnn.inference.laplace import LocalPosteriors
 from pymixnn.inference.program import Program
 
-__all__ = ["SVIOptions", "SVITrace", "run_svi", "pyro_model", "pyro_guide"]
+__all__ = ["SVIOptions", "SVITrace", "run_svi", "pyro_model", "pyro_guide", "amortized_guide"]
+
+
+# Adam's step size for an encoder's weights (local="amortized"; theta keeps SVIOptions.lr)
+ENCODER_LR = 2e-3
 
 
 @dataclass
@@ -106,6 +111,15 @@ def pyro_guide(program: Program, local: LocalPosteriors, idx: torch.Tensor) -> N
         pyro.sample("eta", dist.MultivariateNormal(local.loc[idx], scale_tril=local.scale_tril[idx]))
 
 
+def amortized_guide(program: Program, encoder: Encoder, idx: torch.Tensor) -> None:
+    """q(eta_i) = N(m(data_i), L(data_i) L(data_i)'): the encoder's weights are Pyro parameters,
+    trained with theta by the ELBO's reparameterized gradient."""
+    pyro.module("encoder", encoder.net)
+    loc, tril = encoder(idx)
+    with pyro.plate("individuals", program.n_individuals, subsample=idx):
+        pyro.sample("eta", dist.MultivariateNormal(loc, scale_tril=tril))
+
+
 def _epoch_order(n: int, groups: torch.Tensor | None, generator: torch.Generator) -> torch.Tensor:
     """A random order of the individuals; with ``groups`` (genotype of each individual), whole
     groups in random order, so minibatches are made of genotypes."""
@@ -134,15 +148,27 @@ def run_svi(
     groups: torch.Tensor | None = None,
     callback=None,
     fallbacks: Fallbacks | None = None,
+    encoder: Encoder | None = None,
 ) -> tuple[torch.Tensor, SVITrace]:
     """Minibatch SVI from theta0; returns the final theta and the ELBO trace. ``groups``: batch
     whole groups (genotypes); ``callback(theta)`` runs every ``options.window`` steps (the genomic
     block's update); ``fallbacks`` counts the steps whose non-finite gradient components were
-    zeroed."""
+    zeroed; ``encoder``: amortized local posteriors (encoder.py), trained with theta, instead of
+    the per-individual ones in ``local`` (then left as they are)."""
     n = program.n_individuals
     batch = min(options.batch_size, n)
     decay = (options.lr_final / options.lr) ** (1.0 / max(options.max_steps, 1))
-    optim = ClippedAdam({"lr": options.lr, "lrd": decay, "clip_norm": 10.0})
+    if encoder is None:
+        optim = ClippedAdam({"lr": options.lr, "lrd": decay, "clip_norm": 10.0})
+    else:
+        # the network's weights at a smaller step: Adam's first steps move every weight by about
+        # lr at once, which at 0.02 sent the encoder's q (distilled from the start) to eta whose
+        # Poisson rates overflowed (rapi: the ELBO per observation from -3 to -7e31 in one step)
+        def per_param(name: str) -> dict:
+            lr = options.lr if name == "theta" else ENCODER_LR
+            return {"lr": lr, "lrd": decay, "clip_norm": 10.0}
+
+        optim = ClippedAdam(per_param)
     elbo = Trace_ELBO(num_particles=options.num_particles, vectorize_particles=True, max_plate_nesting=1)
     trace = SVITrace()
     with pyro.get_param_store().scope():
@@ -150,12 +176,11 @@ def run_svi(
         # a draw far in a tail can overflow the structural model; its non-finite gradient
         # components are dropped for that step instead of poisoning Adam's moments
         param.unconstrained().register_hook(lambda g: _zero_nonfinite(g, fallbacks))
-        svi = SVI(
-            lambda idx: pyro_model(program, theta0, idx),
-            lambda idx: pyro_guide(program, local, idx),
-            optim,
-            elbo,
-        )
+        if encoder is None:
+            guide = lambda idx: pyro_guide(program, local, idx)  # noqa: E731
+        else:
+            guide = lambda idx: amortized_guide(program, encoder, idx)  # noqa: E731
+        svi = SVI(lambda idx: pyro_model(program, theta0, idx), guide, optim, elbo)
         order = _epoch_order(n, groups, generator).to(program.device)
         cursor, window_means, calm, recent = 0, [], 0, []
         bar = tqdm(total=options.max_steps, disable=not options.progress, desc="SVI", leave=False)
@@ -167,8 +192,9 @@ def run_svi(
             cursor += batch
             theta = pyro.param("theta").detach()
             # Newton steps to the current mode (warm-started), then a variational correction
-            warm = bool(local.visited[idx].all())
-            local.refresh(theta, idx, max_iter=local.warm_iter if warm else 20, vi_iter=1 if warm else 2)
+            if encoder is None:
+                warm = bool(local.visited[idx].all())
+                local.refresh(theta, idx, max_iter=local.warm_iter if warm else 20, vi_iter=1 if warm else 2)
             loss = svi.step(idx)
             trace.elbo.append(-loss / program.n_obs)
             current = pyro.param("theta").detach()

@@ -214,10 +214,15 @@ class FittedModel:
 
     # ---- predictions and simulations -------------------------------------------------------
     def predict_rows(
-        self, data: pd.DataFrame | None = None, level: str = "population", which: str = "mean"
+        self,
+        data: pd.DataFrame | None = None,
+        level: str = "population",
+        which: str = "mean",
+        new_eta: tuple[pd.Index, np.ndarray] | None = None,
     ) -> np.ndarray:
         """:meth:`pymixnn.Results.predict` as an array in the order of ``data``'s rows (default:
-        the fitted data in ``Data.frame`` order, grouped by individual)."""
+        the fitted data in ``Data.frame`` order, grouped by individual); ``new_eta`` (ids, eta):
+        the random effects of individuals not in the fit (an amortized fit's encoder)."""
         if level not in ("population", "individual"):
             raise ValueError(f"level must be 'population' or 'individual', got {level!r}")
         if which not in ("mean", "linear"):
@@ -228,6 +233,10 @@ class FittedModel:
             eta = self.eta_full(self.estimation.eta_map)
             pos = rows["pos"][rows["row_ind"]]
             phi = phi + np.where(rows["known"][:, None], eta[np.maximum(pos, 0)], 0.0)
+            if new_eta is not None:
+                where = new_eta[0].get_indexer(rows["frame"][self.data.id_col])
+                new = (~rows["known"]) & (where >= 0)
+                phi = phi + np.where(new[:, None], self.eta_full(new_eta[1])[np.maximum(where, 0)], 0.0)
         f = self.evaluate(self.psi(phi), rows["x"])
         if which == "linear" or self.observation.name == "gaussian":
             return f

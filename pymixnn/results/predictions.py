@@ -18,9 +18,29 @@ class PredictionsMixin:
     """Methods of :class:`pymixnn.Results` on individuals and data rows (uses ``self.evaluator``)."""
 
     # ---- individual parameters ---------------------------------------------------------------
-    def individual_params(self, kind: str = "map") -> pd.DataFrame:
-        """psi_i on the natural scale: "map" (conditional mode) or "mean" (conditional mean, by IS)."""
+    def individual_params(self, newdata: pd.DataFrame | str | None = None, kind: str = "map") -> pd.DataFrame:
+        """psi_i on the natural scale: "map" (conditional mode) or "mean" (conditional mean, by IS).
+
+        ``newdata``: individuals not in the fit (a long table with the fit's id, x, y, covariate
+        and aux columns), given their psi at the encoder's posterior mean in one forward pass,
+        followed by the fit's ``refine_steps`` Newton steps towards each one's posterior mode
+        (a fit with ``local="amortized"``; a ValueError otherwise). A string first argument is
+        read as ``kind`` (``individual_params("mean")``)."""
+        if isinstance(newdata, str):
+            newdata, kind = None, newdata
         cols = list(self.model.parameters)
+        if newdata is not None:
+            from pymixnn.results.amortized import encode_individuals
+
+            if kind != "map":
+                raise ValueError(
+                    f"newdata gives the encoder's posterior mean only: use kind='map', got {kind!r}"
+                )
+            ids, eta, _ = encode_individuals(self, newdata)
+            rows = self.evaluator.design_rows(newdata.drop_duplicates(self.data.id_col))
+            ev = self.evaluator
+            phi = ev.phi_population(rows["Z"]) + ev.known_offset(rows) + ev.eta_full(eta)
+            return pd.DataFrame(ev.psi(phi), index=ids, columns=cols)
         idx = pd.Index(self.data.ids, name=self.data.id_col)
         if kind == "map":
             return pd.DataFrame(self.evaluator.psi(self.evaluator.phi_map()), index=idx, columns=cols)
@@ -52,6 +72,20 @@ class PredictionsMixin:
             )
 
     @property
+    def is_amortized(self) -> bool:
+        """True for a fit with ``local="amortized"`` (an encoder of the individuals' posteriors)."""
+        return bool(getattr(self.estimation, "amortized", None))
+
+    @property
+    def amortization(self) -> pd.DataFrame:
+        """A fit with ``local="amortized"``: per individual, the ELBO of the encoder's posterior,
+        of the per-individual optimum and the amortization gap between them (nats; mean in
+        ``.gap.mean()``); a ValueError for other fits."""
+        from pymixnn.results.amortized import amortization_table
+
+        return amortization_table(self)
+
+    @property
     def shrinkage(self) -> pd.Series:
         """saemix's shrinkage, 1 - var(eta_MAP) / omega2, per parameter with a random effect (%)."""
         var = self.estimation.eta_map.var(axis=0, ddof=1)
@@ -66,7 +100,9 @@ class PredictionsMixin:
         self, data: pd.DataFrame | None = None, level: str = "population", which: str = "mean"
     ) -> pd.Series | pd.DataFrame:
         """Predictions for each row: population (eta = 0, covariates included) or individual (MAP
-        eta; individuals not in the fit get eta = 0). ``which="mean"`` gives E[y | eta] (the
+        eta; individuals not in the fit get eta = 0, or, in a fit with ``local="amortized"`` and
+        ``data`` holding their y column, the encoder's posterior from their own records, as in
+        :meth:`individual_params`). ``which="mean"`` gives E[y | eta] (the
         structural prediction for Gaussian data; the rate, the expected number of successes or
         the expected category index for discrete families), ``which="linear"`` the structural
         function's output f (the linear predictor). ``data`` needs the id and x columns, the
@@ -85,7 +121,15 @@ class PredictionsMixin:
 
         if is_event_request(self, data):
             return predict_events(self, data, level, which)
-        values = self.evaluator.predict_rows(data, level, which)
+        new_eta = None
+        if level == "individual" and data is not None and getattr(self.estimation, "amortized", None):
+            new_rows = data[~data[self.data.id_col].isin(self.data.ids)]
+            if len(new_rows) and self.data.y_col in data.columns:
+                from pymixnn.results.amortized import encode_individuals
+
+                ids, eta, _ = encode_individuals(self, new_rows)
+                new_eta = (ids, eta)
+        values = self.evaluator.predict_rows(data, level, which, new_eta=new_eta)
         name = {"population": "pred", "individual": "ipred"}.get(level, level)
         if which == "linear":
             name += "_linear"

@@ -127,6 +127,22 @@ def _likelihood_lines(res) -> list[str]:
         lik += ["", f"Number of mixture components chosen by {res.law['criterion']}:"]
         lik += ["  " + line for line in pd.DataFrame(selection).to_string(index=False).splitlines()]
     lik += _genomic_lines(res)
+    amortized = getattr(res.estimation, "amortized", None)
+    if amortized:
+        gap = res.amortization
+        refined = (
+            f"; after {amortized['refine_steps']} Newton steps {gap['gap_refined'].mean():.4f}"
+            if "gap_refined" in gap
+            else ""
+        )
+        lik += [
+            "",
+            f"Local posteriors: amortized (a set encoder, {amortized['n_weights']} weights)",
+            f"  mean amortization gap {gap['gap'].mean():.3f} nats per individual (median "
+            f"{gap['gap'].median():.3f}){refined}",
+            f"  {amortized['n_flagged']} individuals flagged (effective sample size of the encoder's "
+            f"posterior below 10% of {amortized['gap_draws']} draws) got per-individual steps",
+        ]
     lik += [
         "",
         "Convergence: "

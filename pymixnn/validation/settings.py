@@ -20,11 +20,12 @@ import numpy as np
 
 from pymixnn.validation.errors import InputError, is_integer, is_real
 
-__all__ = ["DTYPES", "DEVICES", "LIKELIHOODS", "check_settings", "check_device"]
+__all__ = ["DTYPES", "DEVICES", "LIKELIHOODS", "LOCALS", "check_settings", "check_device"]
 
 DTYPES = ("float32", "float64")
 DEVICES = ("cpu", "cuda", "auto")
 LIKELIHOODS = ("auto", "is", "gq")
+LOCALS = ("individual", "amortized")
 
 
 def check_settings(
@@ -44,6 +45,8 @@ def check_settings(
     dropna: Any,
     ode_rtol: Any = 1e-6,
     ode_atol: Any = 1e-8,
+    local: Any = "individual",
+    refine_steps: Any = 0,
 ) -> None:
     """Every algorithm setting of :func:`pymixnn.fit`: kind, range and known names. A device
     "cuda" (or "cuda:N") is checked against the CUDA devices torch finds."""
@@ -76,6 +79,21 @@ def check_settings(
         )
     if likelihood not in LIKELIHOODS:
         raise InputError(f"likelihood must be 'auto', 'is' or 'gq', got {likelihood!r}")
+    if local not in LOCALS:
+        raise InputError(
+            f"local must be one of {list(LOCALS)} (per-individual local posteriors, or one encoder "
+            f"network for all individuals), got {local!r}"
+        )
+    if not (is_integer(refine_steps) and refine_steps >= 0):
+        raise InputError(
+            f"refine_steps must be a non-negative integer (Newton steps per individual from the "
+            f"encoder's output), got {refine_steps!r}"
+        )
+    if refine_steps and local != "amortized":
+        raise InputError(
+            f"refine_steps={refine_steps!r} refines the encoder's output: it needs local='amortized', got "
+            f"local={local!r}"
+        )
     check_device(device)
 
 

@@ -78,19 +78,24 @@ mixnnModel <- function(model, description = NULL, psi0 = NULL, transform.par = N
 #'   many, and the first one's row name).
 #' @param ode_rtol,ode_atol Tolerances of the ODE solver of an ODE model (compartment models
 #'   are solved exactly).
+#' @param local "individual" (variational parameters per individual) or "amortized" (one encoder
+#'   network maps each individual's data to its posterior; new individuals in one forward pass).
+#' @param refine_steps With `local = "amortized"`, Newton steps per individual from the encoder's
+#'   output (semi-amortized).
 #' @return A list of settings: the fields of `pymixnn.Control`, then `dropna`.
 #' @export
 mixnnControl <- function(seed = 0L, batch_size = 512L, max_steps = 4000L, lr = 0.02,
                          num_particles = 4L, refine = TRUE, is_samples = NULL,
                          likelihood = "auto", device = "cpu", dtype = NULL, threads = NULL,
                          progress = interactive(), dropna = FALSE, ode_rtol = 1e-6,
-                         ode_atol = 1e-8) {
+                         ode_atol = 1e-8, local = "individual", refine_steps = 0L) {
   int <- function(v) if (is.null(v)) NULL else as.integer(v)
   list(seed = int(seed), batch_size = int(batch_size), max_steps = int(max_steps),
        lr = as.numeric(lr), num_particles = int(num_particles), refine = isTRUE(refine),
        is_samples = int(is_samples), likelihood = likelihood, device = device, dtype = dtype,
        threads = int(threads), progress = isTRUE(progress), dropna = isTRUE(dropna),
-       ode_rtol = as.numeric(ode_rtol), ode_atol = as.numeric(ode_atol))
+       ode_rtol = as.numeric(ode_rtol), ode_atol = as.numeric(ode_atol), local = local,
+       refine_steps = int(refine_steps))
 }
 
 #' Fit a nonlinear mixed-effects model with pymixnn
@@ -125,7 +130,10 @@ mixnnControl <- function(seed = 0L, batch_size = 512L, max_steps = 4000L, lr = 0
 #'   and the Python results in `$py` (used by `predict()` on new data and `plot()`). Among them
 #'   `converged` (`TRUE` only when every convergence check passed) and `diagnostics` (a
 #'   data.frame, one row per check: `value`, `limit`, `ok`, `message`), shown by `print()` and
-#'   `summary()`; `residuals`, the per-observation table, has the data's row names.
+#'   `summary()`; `residuals`, the per-observation table, has the data's row names. With
+#'   `mixnnControl(local = "amortized")`, `amortization` (one row per individual: `elbo_encoder`,
+#'   `elbo_individual`, `gap`, with `refine_steps` `elbo_refined`, `gap_refined`, then `ess`, the
+#'   encoder's effective sample size as an importance-sampling proposal, and `flagged`).
 #' @section Rows, messages and warnings: The data's row names travel with the rows: Python's
 #'   messages name R's rows (`row 6` is R's row 6, or the row's name), and `predict()`,
 #'   `fitted()` and `residuals()` return vectors named by the row names, in the data's row
@@ -340,5 +348,6 @@ new_mixnnFit <- function(py, call = NULL) {
     summary_text = py$summary()$text,
     marker_effects = if (genomic) .df(py$marker_effects, rownames = FALSE),
     genetic_values = if (genomic) .df(py$genetic_values, rownames = FALSE),
+    amortization = if (isTRUE(py$is_amortized)) .df(py$amortization),
     info = py$info), class = "mixnnFit")
 }

@@ -166,3 +166,21 @@ test_that("bad input stops with one clear Python message, before any fitting", {
   expect_error(mixnn(bad, "onecpt_oral", id = "Id", x = c("Dose", "Time"), y = "Concentration"),
                "Concentration")
 })
+
+test_that("theophylline with an amortized encoder (local = 'amortized') from R", {
+  skip_if_no_pymixnn()
+  fit <- do.call(mixnn, c(list(pymixnn_dataset("theo"), "onecpt_oral"), theo_args,
+                          list(control = mixnnControl(seed = 632545, progress = FALSE,
+                                                      local = "amortized", max_steps = 300L))))
+  ref <- theo_fit()
+  # the refinement maximizes the same likelihood from the encoder's posteriors: the estimates of
+  # the per-individual fit within 1e-3 relative (its convergence tolerance; measured 1e-5)
+  expect_equal(fixef(fit), fixef(ref), tolerance = 1e-3)
+  expect_equal(as.numeric(logLik(fit)), as.numeric(logLik(ref)), tolerance = 1e-3)
+  # one row per individual: the ELBO of the encoder's posterior and of the per-individual optimum
+  expect_identical(dim(fit$amortization), c(12L, 5L))
+  expect_identical(colnames(fit$amortization),
+                   c("elbo_encoder", "elbo_individual", "gap", "ess", "flagged"))
+  expect_true(all(is.finite(fit$amortization$gap)))
+  expect_null(ref$amortization)
+})

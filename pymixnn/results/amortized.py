@@ -1,0 +1,127 @@
+"""The encoder of a fit with ``local="amortized"`` as the results use it: the amortization gap per
+individual, and the posterior of individuals not in the fit in one forward pass."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from pymixnn.data.table import Data
+
+__all__ = ["amortization_table", "encode_individuals", "needs_encoder"]
+
+
+def needs_encoder(res, what: str) -> dict:
+    """The fit's amortized record, or a ValueError saying that ``what`` needs one."""
+    record = getattr(res.estimation, "amortized", None)
+    if not record:
+        raise ValueError(
+            f"{what} needs the encoder of a fit with local='amortized' (this fit has per-individual "
+            "local posteriors): refit with pymixnn.fit(..., local='amortized')"
+        )
+    return record
+
+
+def amortization_table(res) -> pd.DataFrame:
+    """Per individual: the ELBO of the encoder's q, of the per-individual optimum q* (Newton steps
+    to the mode, then variational steps, at the same theta) and their difference, the
+    amortization gap (nats); with ``refine_steps``, the semi-amortized q's ELBO and gap too; the
+    effective sample size of the encoder's q as an importance-sampling proposal (``ess``, of
+    ``gap_draws`` draws) and whether it was flagged (below 10% of them: the individual then got
+    per-individual Newton steps)."""
+    rec = needs_encoder(res, "the amortization gap")
+    out = pd.DataFrame(
+        {
+            "elbo_encoder": np.asarray(rec["elbo_encoder"]),
+            "elbo_individual": np.asarray(rec["elbo_individual"]),
+        },
+        index=pd.Index(res.data.ids, name=res.data.id_col),
+    )
+    out["gap"] = out["elbo_individual"] - out["elbo_encoder"]
+    if rec.get("elbo_refined") is not None:
+        out["elbo_refined"] = np.asarray(rec["elbo_refined"])
+        out["gap_refined"] = out["elbo_individual"] - out["elbo_refined"]
+    if rec.get("ess") is not None:
+        out["ess"] = np.asarray(rec["ess"], dtype=float)
+        out["flagged"] = np.asarray(rec["flagged"], dtype=bool)
+    return out
+
+
+def new_individuals_data(res, newdata: pd.DataFrame) -> Data:
+    """``newdata`` read with the fitted data's columns (id, x, y, covariates, aux): the records
+    the encoder reads. Event data are not supported yet (a ValueError)."""
+    d = res.data
+    if getattr(d, "events", None) is not None:
+        raise ValueError(
+            "the encoder of new individuals reads plain long tables; event data (NONMEM records) "
+            "are not supported yet"
+        )
+    if not isinstance(newdata, pd.DataFrame):
+        raise TypeError(f"newdata must be a pandas DataFrame, got {type(newdata).__name__}")
+    return Data.from_pandas(
+        newdata,
+        id=d.id_col,
+        x=d.x_cols,
+        y=d.y_col,
+        covariates=d.covariate_cols,
+        aux=d.aux_cols,
+        time_unit=d.time_unit,
+    )
+
+
+def encode_individuals(
+    res, newdata: pd.DataFrame, steps: int | None = None
+) -> tuple[pd.Index, np.ndarray, np.ndarray]:
+    """(ids, eta (n, d), its covariance (n, d, d)) of the individuals of ``newdata`` from the fitted
+    encoder: one forward pass, then ``steps`` Newton steps per individual towards its posterior
+    mode at the fitted parameters (default: the fit's ``refine_steps``; 0: the encoder alone).
+    ``newdata`` needs the fit's id, x and y columns, its covariates and aux columns (endpoint,
+    censoring, trials)."""
+    import torch
+
+    from pymixnn.inference.encoder import Encoder, cell_features
+
+    rec = needs_encoder(res, "newdata")
+    steps = int(rec.get("refine_steps", 0)) if steps is None else int(steps)
+    data = new_individuals_data(res, newdata)
+    x, y, mask = data.padded()
+    aux = {role: data.padded_aux(role, fill=1.0 if role == "trials" else 0.0) for role in data.aux_cols}
+    as_t = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float64)  # noqa: E731
+    cells = cell_features(as_t(x), as_t(y), {k: as_t(v) for k, v in aux.items()})
+    ev = res.evaluator
+    design = ev.design
+    Z = design.transform(data.covariates) if design.n_effects else np.zeros((data.n_individuals, 0))
+    d = len(res.model.random)
+    enc = Encoder.from_state(rec["encoder"], cells, torch.as_tensor(mask), as_t(Z), d)
+    with torch.no_grad():
+        loc, tril = enc.all()
+    if steps:
+        loc, tril = _newton_steps(res, data, loc, tril, steps)
+    shift = np.asarray(res.estimation.law.get("shift", np.zeros(d)) if res.estimation.law else np.zeros(d))
+    eta = loc.numpy() - shift
+    cov = (tril @ tril.transpose(-1, -2)).numpy()
+    return pd.Index(data.ids, name=data.id_col), eta, cov
+
+
+def _newton_steps(res, data: Data, loc, tril, steps: int):
+    """``steps`` Newton steps per individual from the encoder's q at the fitted parameters (the
+    inference layer's Laplace path on the new individuals' records): the semi-amortized q."""
+    import torch
+
+    from pymixnn.inference.laplace import LocalPosteriors
+    from pymixnn.inference.program import Program
+
+    program = Program(
+        res.model,
+        data,
+        res.evaluator.design,
+        device=torch.device("cpu"),
+        dtype=torch.float64,
+        observation=res.observation,
+    )
+    theta = torch.as_tensor(np.asarray(res.estimation.theta), dtype=torch.float64)
+    local = LocalPosteriors(program, program.omega_tril(theta))
+    local.loc, local.scale_tril = loc.clone(), tril.clone()
+    local.visited[:] = True
+    local.refresh(theta, None, max_iter=steps, vi_iter=0)
+    return local.loc, local.scale_tril

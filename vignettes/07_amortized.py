@@ -1,0 +1,204 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Amortized inference: one encoder for every individual's posterior
+#
+# A standard pymixnn fit keeps a Gaussian posterior q_i(eta_i) for every individual and moves it
+# by Newton-type steps whenever the individual's minibatch comes round. With
+# `local="amortized"` one network, a permutation-invariant **set encoder**, maps an individual's
+# records (and covariates) to its posterior instead, trained jointly with the population
+# parameters by minibatch SVI. What this buys:
+#
+# 1. the variational state does not grow with the number of individuals;
+# 2. an individual not in the fit gets its posterior from its own records in one forward pass,
+#    without refitting (`res.individual_params(newdata)`);
+# 3. the **amortization gap** says how far the encoder is from the best per-individual posterior.
+#
+# This vignette fits simulated logistic growth curves both ways, compares the estimates, looks at
+# the amortization gap and predicts individuals that were not in the fit.
+
+# %%
+import json
+import os
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+from IPython.display import Image, display
+
+import pymixnn
+from pymixnn.inference.laplace import LocalPosteriors
+from pymixnn.inference.program import Program
+from pymixnn.results.amortized import encode_individuals
+from pymixnn.simulate import simulate_logistic
+
+QUICK = os.environ.get("PYMIXNN_QUICK") == "1"  # quick mode: smaller settings, same checks
+FIG = Path("figures")
+FIG.mkdir(exist_ok=True)
+KEY = {"quick": str(QUICK)}
+N = 300 if QUICK else 10_000  # individuals in the fit
+MAX_STEPS = 1000 if QUICK else 4000
+
+# %% [markdown]
+# ## The data
+#
+# Logistic growth `y = A / (1 + exp(-(t - B) / C)) + e` with log-normal A, B, C (typical values
+# 100, 5, 1.5; variances 0.04, 0.0225, 0.04 on the log scale) and residual SD 2, ten
+# observations per individual between t = 0 and 10.
+
+# %%
+df = simulate_logistic(n_individuals=N, n_obs=10, seed=3)
+new = simulate_logistic(n_individuals=500, n_obs=10, seed=4)  # 500 individuals not in the fit
+new["id"] += 10**6
+print(df.head())
+
+# %% [markdown]
+# ## Two fits of the same data
+#
+# `refine_steps=2` adds two Newton steps per individual from the encoder's output
+# (semi-amortized). The refinement, SEs and log-likelihood of both fits are the same
+# maximum-likelihood stages, so the estimates should agree to within a small fraction of an SE.
+
+# %%
+t0 = time.perf_counter()
+per_individual = pymixnn.fit(
+    df, "logistic", id="id", x="t", y="y", seed=0, progress=False, max_steps=MAX_STEPS
+)
+t_ind = time.perf_counter() - t0
+t0 = time.perf_counter()
+amortized = pymixnn.fit(
+    df, "logistic", id="id", x="t", y="y", seed=0, progress=False, max_steps=MAX_STEPS,
+    local="amortized", refine_steps=2,
+)  # fmt: skip
+t_amo = time.perf_counter() - t0
+table = pd.DataFrame(
+    {
+        "individual": per_individual.params["estimate"],
+        "amortized": amortized.params["estimate"],
+        "se": per_individual.params["se"],
+    }
+)
+table["diff_in_se"] = (table["amortized"] - table["individual"]) / table["se"]
+print(table.round(5))
+print(
+    f"wall time: per-individual {t_ind:.1f} s, amortized {t_amo:.1f} s; ll {per_individual.loglik:.3f} vs {amortized.loglik:.3f}"
+)
+
+# %% [markdown]
+# ## The amortization gap
+#
+# For each individual, the ELBO of the encoder's posterior against that of the best Gaussian
+# posterior found for it alone (at the same parameters, over the same Monte Carlo draws). A gap
+# of g nats corresponds, for Gaussian posteriors of the right shape, to a location error of
+# about sqrt(2 g) posterior SDs.
+
+# %%
+gaps = amortized.amortization
+print(gaps[["gap", "gap_refined"]].describe().round(4))
+fig, ax = plt.subplots(figsize=(6, 3.5))
+ax.hist(gaps["gap"].clip(upper=6), bins=60, color="tab:blue", alpha=0.8, label="encoder")
+ax.axvline(gaps["gap"].mean(), color="k", ls="--", label=f"mean {gaps['gap'].mean():.2f}")
+ax.set_xlabel("amortization gap (nats per individual; clipped at 6)")
+ax.set_ylabel("individuals")
+ax.legend()
+fig.tight_layout()
+fig.savefig(FIG / "amortization_gap.png", dpi=110)
+plt.close(fig)
+display(Image(str(FIG / "amortization_gap.png")))
+
+# %% [markdown]
+# ## Individuals not in the fit
+#
+# The encoder reads the new individuals' records; two Newton steps at the fitted parameters
+# follow. Each one's own posterior mode (per-individual Newton path to convergence) is the
+# reference, and the distance is measured in posterior SDs.
+
+
+# %%
+def modes(res, data_frame):
+    data = pymixnn.Data.from_pandas(data_frame, id="id", x="t", y="y")
+    program = Program(res.model, data, res.evaluator.design, device=torch.device("cpu"), dtype=torch.float64)
+    theta = torch.as_tensor(res.estimation.theta)
+    local = LocalPosteriors(program, program.omega_tril(theta))
+    local.refresh(theta, None, max_iter=100, vi_iter=0)
+    cov = (local.scale_tril @ local.scale_tril.transpose(-1, -2)).numpy()
+    return local.loc.numpy(), np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1))
+
+
+mode, sd = modes(amortized, new)
+t0 = time.perf_counter()
+_, eta_enc, _ = encode_individuals(amortized, new, steps=0)
+us_encoder = 1e6 * (time.perf_counter() - t0) / new.id.nunique()
+psi_new = amortized.individual_params(new)  # the encoder, then the fit's 2 Newton steps
+eta_semi = np.log(psi_new.to_numpy()) - amortized.estimation.mu
+z_enc, z_semi = np.abs(eta_enc - mode) / sd, np.abs(eta_semi - mode) / sd
+print(f"encoder alone: median |z| {np.median(z_enc):.3f}; {us_encoder:.0f} us per individual")
+print(
+    f"with 2 Newton steps: {100 * np.mean(np.all(z_semi < 0.1, axis=1)):.1f}% within 0.1 SD in every random effect"
+)
+
+ipred = amortized.predict(new, level="individual")
+pred = amortized.predict(new, level="population")
+rmse_ipred = float(np.sqrt(np.mean((ipred - new.y) ** 2)))
+rmse_pred = float(np.sqrt(np.mean((pred - new.y) ** 2)))
+print(f"new individuals: RMSE of individual predictions {rmse_ipred:.2f}, of population ones {rmse_pred:.2f}")
+
+fig, axes = plt.subplots(1, 3, figsize=(10, 3.3))
+for j, name in enumerate(amortized.model.random):
+    ax = axes[j]
+    ax.scatter(mode[:, j], eta_enc[:, j], s=6, alpha=0.5, label="encoder")
+    ax.scatter(mode[:, j], eta_semi[:, j], s=6, alpha=0.5, label="+ 2 Newton steps")
+    lim = [mode[:, j].min(), mode[:, j].max()]
+    ax.plot(lim, lim, "k--", lw=1)
+    ax.set_xlabel(f"posterior mode of eta[{name}]")
+    ax.set_ylabel("estimate")
+axes[0].legend(fontsize=8)
+fig.tight_layout()
+fig.savefig(FIG / "new_individuals.png", dpi=110)
+plt.close(fig)
+display(Image(str(FIG / "new_individuals.png")))
+
+# %% [markdown]
+# ## Checks
+
+# %%
+KEY.update(
+    n=N,
+    max_abs_diff_in_se=float(table["diff_in_se"].abs().max()),
+    loglik_diff=float(amortized.loglik - per_individual.loglik),
+    mean_gap=float(gaps["gap"].mean()),
+    mean_gap_refined=float(gaps["gap_refined"].mean()),
+    new_encoder_median_abs_z=float(np.median(z_enc)),
+    new_semi_share_within_0_1_sd=float(np.mean(np.all(z_semi < 0.1, axis=1))),
+    new_rmse_ipred=rmse_ipred,
+    new_rmse_pred=rmse_pred,
+    seconds_individual=t_ind,
+    seconds_amortized=t_amo,
+)
+# the same maximum likelihood (the issue's bar: 0.25 SE; ll within 0.05 at the same theta)
+assert KEY["max_abs_diff_in_se"] < 0.25 and abs(KEY["loglik_diff"]) < 0.05, KEY
+# semi-amortized posteriors at the per-individual optimum (bar 0.1 nat), the encoder within a
+# few nats (measured 0.4-1.2 in README's table)
+assert KEY["mean_gap_refined"] < 0.1 and KEY["mean_gap"] < 3.0, KEY
+# new individuals: 95% within 0.1 posterior SD after 2 Newton steps; predictions from their own
+# records far better than the population curve
+assert KEY["new_semi_share_within_0_1_sd"] >= 0.95, KEY
+assert KEY["new_rmse_ipred"] < 0.4 * KEY["new_rmse_pred"], KEY
+Path("key_numbers.json").write_text(json.dumps(KEY, indent=2))
+print(json.dumps(KEY, indent=2))
