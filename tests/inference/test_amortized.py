@@ -91,7 +91,7 @@ def test_the_encoder_starts_at_the_prior():
 
 def test_amortized_fit_reaches_the_per_individual_fit(individual, amortized):
     # the refinement maximizes the same likelihood, started from the encoder's posteriors: the
-    # issue's bar is 0.25 SE (measured 1e-4 SE); ll within 0.05 (quadrature at the same theta)
+    # issue's bar is 0.25 SE (measured 1e-4 SE); ll.is within 0.05 (same seeds)
     diff = (amortized.params["estimate"] - individual.params["estimate"]).abs() / individual.params["se"]
     assert diff.max() < 0.25, diff
     assert amortized.loglik == pytest.approx(individual.loglik, abs=0.05)
