@@ -40,24 +40,12 @@ def new_individual_check(res, n_new: int = 10_000, seed: int = 4) -> dict:
     """The encoder on ``n_new`` individuals not in the fit against their posterior modes at the
     fit's parameters (per-individual Newton path to convergence), in posterior-SD units, alone
     and followed by the fit's ``refine_steps`` Newton steps; time per individual (batched)."""
-    import torch
-
-    import pymixnn
-    from pymixnn.inference.laplace import LocalPosteriors
-    from pymixnn.inference.program import Program
-    from pymixnn.results.amortized import encode_individuals
+    from pymixnn.results.amortized import encode_individuals, posterior_modes
     from pymixnn.simulate import simulate_logistic
 
     new = simulate_logistic(n_individuals=n_new, n_obs=10, seed=seed)
     new["id"] = new["id"] + 10**7
-    data = pymixnn.Data.from_pandas(new, id="id", x="t", y="y")
-    program = Program(res.model, data, res.evaluator.design, device=torch.device("cpu"), dtype=torch.float64)
-    theta = torch.as_tensor(res.estimation.theta)
-    local = LocalPosteriors(program, program.omega_tril(theta))
-    local.refresh(theta, None, max_iter=100, vi_iter=0)
-    mode = local.loc.numpy()
-    cov = (local.scale_tril @ local.scale_tril.transpose(-1, -2)).numpy()
-    sd = np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1))
+    _, mode, sd = posterior_modes(res, new)
     out = dict(n_new=n_new)
     steps = int(res.estimation.amortized["refine_steps"])
     for label, k in (("encoder", 0), ("semi", steps)):

@@ -39,13 +39,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import torch
 from IPython.display import Image, display
 
 import pymixnn
-from pymixnn.inference.laplace import LocalPosteriors
-from pymixnn.inference.program import Program
-from pymixnn.results.amortized import encode_individuals
+from pymixnn.results.amortized import encode_individuals, posterior_modes
 from pymixnn.simulate import simulate_logistic
 
 QUICK = os.environ.get("PYMIXNN_QUICK") == "1"  # quick mode: smaller settings, same checks
@@ -131,17 +128,7 @@ display(Image(str(FIG / "amortization_gap.png")))
 
 
 # %%
-def modes(res, data_frame):
-    data = pymixnn.Data.from_pandas(data_frame, id="id", x="t", y="y")
-    program = Program(res.model, data, res.evaluator.design, device=torch.device("cpu"), dtype=torch.float64)
-    theta = torch.as_tensor(res.estimation.theta)
-    local = LocalPosteriors(program, program.omega_tril(theta))
-    local.refresh(theta, None, max_iter=100, vi_iter=0)
-    cov = (local.scale_tril @ local.scale_tril.transpose(-1, -2)).numpy()
-    return local.loc.numpy(), np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1))
-
-
-mode, sd = modes(amortized, new)
+_, mode, sd = posterior_modes(amortized, new)  # each one's own posterior mode and SD
 t0 = time.perf_counter()
 _, eta_enc, _ = encode_individuals(amortized, new, steps=0)
 us_encoder = 1e6 * (time.perf_counter() - t0) / new.id.nunique()

@@ -8,7 +8,7 @@ import pandas as pd
 
 from pymixnn.data.table import Data
 
-__all__ = ["amortization_table", "encode_individuals", "needs_encoder"]
+__all__ = ["amortization_table", "encode_individuals", "needs_encoder", "posterior_modes"]
 
 
 def needs_encoder(res, what: str) -> dict:
@@ -103,9 +103,10 @@ def encode_individuals(
     return pd.Index(data.ids, name=data.id_col), eta, cov
 
 
-def _newton_steps(res, data: Data, loc, tril, steps: int):
-    """``steps`` Newton steps per individual from the encoder's q at the fitted parameters (the
-    inference layer's Laplace path on the new individuals' records): the semi-amortized q."""
+def _newton_steps(res, data: Data, loc, tril, steps: int, vi_iter: int = 0):
+    """``steps`` Newton steps per individual of ``data`` from q = N(loc, tril tril') at the fitted
+    parameters (the inference layer's Laplace path on the individuals' records); loc None: from
+    eta = 0 with the prior's factor. Returns the new (loc, tril), torch."""
     import torch
 
     from pymixnn.inference.laplace import LocalPosteriors
@@ -121,7 +122,19 @@ def _newton_steps(res, data: Data, loc, tril, steps: int):
     )
     theta = torch.as_tensor(np.asarray(res.estimation.theta), dtype=torch.float64)
     local = LocalPosteriors(program, program.omega_tril(theta))
-    local.loc, local.scale_tril = loc.clone(), tril.clone()
-    local.visited[:] = True
-    local.refresh(theta, None, max_iter=steps, vi_iter=0)
+    if loc is not None:
+        local.loc, local.scale_tril = loc.clone(), tril.clone()
+        local.visited[:] = True
+    local.refresh(theta, None, max_iter=steps, vi_iter=vi_iter)
     return local.loc, local.scale_tril
+
+
+def posterior_modes(res, newdata: pd.DataFrame, steps: int = 100) -> tuple[pd.Index, np.ndarray, np.ndarray]:
+    """(ids, eta mode (n, d), Laplace posterior SD (n, d)) of the individuals of ``newdata`` at the
+    fitted parameters, by the per-individual Newton path from eta = 0 (up to ``steps`` steps),
+    without the encoder: the reference the encoder's estimates are measured against
+    (benchmarks/amortized.py, vignette 07, the tests). Gaussian random effects."""
+    data = new_individuals_data(res, newdata)
+    loc, tril = _newton_steps(res, data, None, None, steps)
+    cov = (tril @ tril.transpose(-1, -2)).numpy()
+    return pd.Index(data.ids, name=data.id_col), loc.numpy(), np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1))
