@@ -1,13 +1,13 @@
 """`python -m benchmarks SUITE [args]`: run one suite, e.g. `python -m benchmarks pipeline --quick`,
 `python -m benchmarks random_effects`, `python -m benchmarks discrete`,
 `python -m benchmarks genomic`, `python -m benchmarks scaling`, `python -m benchmarks dynamics`,
-`python -m benchmarks amortized`."""
+`python -m benchmarks amortized`, `python -m benchmarks neural`."""
 
 from __future__ import annotations
 
 import sys
 
-from benchmarks import amortized, discrete, dynamics, genomic, pipeline, random_effects, scaling
+from benchmarks import amortized, discrete, dynamics, genomic, neural, pipeline, random_effects, scaling
 
 SUITES = {
     "pipeline": pipeline.main,
@@ -17,6 +17,7 @@ SUITES = {
     "scaling": scaling.main,
     "dynamics": dynamics.main,
     "amortized": amortized.main,
+    "neural": neural.main,
 }
 
 

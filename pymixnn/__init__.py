@@ -47,6 +47,14 @@ def __getattr__(name):  # Results imports torch and pyro: load it only when aske
         import importlib
 
         return importlib.import_module("pymixnn.simulate")
+    if name == "amortize":  # the neural estimator (torch is imported when it trains)
+        from pymixnn.neural_estimator import amortize
+
+        return amortize
+    if name == "NeuralEstimator":
+        from pymixnn.results.neural import NeuralEstimator
+
+        return NeuralEstimator
     if name == "compare_fits":
         from pymixnn.results.results import compare_fits
 
@@ -69,6 +77,8 @@ __all__ = [
     "Results",
     "compare",
     "compare_fits",
+    "amortize",
+    "NeuralEstimator",
     "Gaussian",
     "Mixture",
     "Flow",

@@ -44,6 +44,7 @@ def test_six_python_vignettes_exist():
         "04_genomic.py",
         "06_dynamics.py",
         "07_amortized.py",
+        "08_neural_estimator.py",
     ]
     assert (VIGNETTES / "05_from_R.Rmd").exists()
 
@@ -60,6 +61,9 @@ def test_vignette_quick(name, tmp_path):
     if name == "07_amortized.py":
         # the encoder's fit is the per-individual one; new individuals near their own modes
         assert key["max_abs_diff_in_se"] < 0.25 and key["new_semi_share_within_0_1_sd"] >= 0.95
+    if name == "08_neural_estimator.py":
+        # the truth within 3 posterior SDs; one data set in one forward pass
+        assert key["max_abs_z_fixed"] < 3 and key["estimate_ms"] < 100
     if name == "01_theophylline.py":
         # the headline of the vignette: pymixnn and saemix 3.4 agree within half an SE
         assert key["max_abs_z_vs_saemix"] < 0.5 and abs(key["loglik_minus_saemix"]) < 0.5

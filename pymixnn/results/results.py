@@ -288,6 +288,21 @@ class Results(PredictionsMixin, LawMixin, GenomicMixin):
             Path(path).write_text(text + "\n")
         return text
 
+    def comparison_head(self) -> dict:
+        """The rows :func:`compare_fits` shows above the parameters."""
+        return {
+            "engine": self.settings.get("engine") or "pymixnn",
+            "random_effects": self.random_effects_law.name,
+            "df": self.df_modelwc,
+            "ll.is": self.loglik,
+            "ll.is_se": self.loglik_se,
+            "ll.method": self.loglik_method,
+            "AIC": self.aic,
+            "BIC": self.bic,
+            "seconds": self.info["seconds"],
+            "individuals": self.n_individuals,
+        }
+
     def save(self, path: str | Path) -> Path:
         """Save everything needed to reload the results exactly (JSON; floats round-trip exactly)."""
         return save_results(self, path)
@@ -305,7 +320,7 @@ class Results(PredictionsMixin, LawMixin, GenomicMixin):
 
 
 def compare_fits(*results: Results, names: list[str] | None = None) -> pd.DataFrame:
-    """Fits side by side: one column per fit; rows are the law, the number of free parameters,
+    """Fits side by side: one column per fit; rows are the engine, the law, the number of free parameters,
     ll.is (and its Monte Carlo SE), AIC, BIC, seconds, then every fixed effect, variance and
     residual error parameter that any of the fits reports (NaN where a fit does not have it).
 
@@ -316,31 +331,20 @@ def compare_fits(*results: Results, names: list[str] | None = None) -> pd.DataFr
     if len(results) == 1 and isinstance(results[0], (list, tuple)):
         results = tuple(results[0])
     for r in results:
-        if not isinstance(r, Results):
-            raise TypeError(f"compare_fits takes Results objects, got {type(r).__name__}")
+        if not hasattr(r, "comparison_head"):
+            raise TypeError(f"compare_fits takes Results (or neural estimates), got {type(r).__name__}")
     if names is None:
-        names = [r.settings.get("engine") or r.random_effects_law.name for r in results]
+        names = [
+            r.comparison_head()["engine"]
+            if r.comparison_head()["engine"] != "pymixnn"
+            else r.random_effects_law.name
+            for r in results
+        ]
         if len(set(names)) < len(names):
             names = [f"{n} ({k + 1})" for k, n in enumerate(names)]
     if len(names) != len(results):
         raise ValueError(f"{len(names)} names for {len(results)} fits")
-    head = pd.DataFrame(
-        {
-            n: {
-                "engine": r.settings.get("engine") or "pymixnn",
-                "random_effects": r.random_effects_law.name,
-                "df": r.df_modelwc,
-                "ll.is": r.loglik,
-                "ll.is_se": r.loglik_se,
-                "ll.method": r.loglik_method,
-                "AIC": r.aic,
-                "BIC": r.bic,
-                "seconds": r.info["seconds"],
-                "individuals": r.n_individuals,
-            }
-            for n, r in zip(names, results)
-        }
-    )
+    head = pd.DataFrame({n: r.comparison_head() for n, r in zip(names, results)})
     params = pd.DataFrame({n: r.params["estimate"] for n, r in zip(names, results)})
     order = list(dict.fromkeys(i for r in results for i in r.params.index))
     return pd.concat([head, params.loc[order]])
