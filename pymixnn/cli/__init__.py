@@ -12,6 +12,9 @@
                 [--init NAME=VALUE ...] [--covariate PARAM=COL ...] ...
     pymixnn solve DATA.csv --model pk1cpt_iv --params NAME=VALUE ... [--times T[,T]] [--out PATH]
                 [--id ID] [--time TIME] [--dv DV] [--column ROLE=COL ...] [--dosing P[,P]]
+    pymixnn amortize DESIGN.csv --model NAME --prior PRIOR.json --x COL[,COL] --out EST.json
+                [--id COL] [--n-simulations N] [--seed N] [--no-progress]
+    pymixnn estimate EST.json DATA.csv [--id COL] [--y COL] [--level 0.95] [--seed N] [--out PATH]
 
 ``--nonmem`` reads DATA.csv as a NONMEM event table (:meth:`pymixnn.Data.from_nonmem`; columns ID,
 TIME, DV, AMT, EVID, CMT, RATE, II, ADDL, SS, MDV, DVID matched case-insensitively, others named
@@ -27,7 +30,8 @@ a TypeError included, is a bug: it prints its traceback and exits with 1.
 
 The command's parts: :mod:`pymixnn.cli.parser` (flags), :mod:`pymixnn.cli.spec` (the command line
 as the arguments of :func:`pymixnn.fit`), :mod:`pymixnn.cli.nonmem` (NONMEM event data),
-:mod:`pymixnn.cli.solve` (the ``solve`` subcommand), :mod:`pymixnn.cli.files` (input and output
+:mod:`pymixnn.cli.solve` (the ``solve`` subcommand), :mod:`pymixnn.cli.neural` (``amortize`` and
+``estimate``: the neural estimator), :mod:`pymixnn.cli.files` (input and output
 paths, the data file), :mod:`pymixnn.cli.output` (atomic result files), :mod:`pymixnn.cli.messages`
 (one-line errors and warnings in the command line's terms).
 """
@@ -38,6 +42,7 @@ import sys
 import warnings
 
 from pymixnn.cli.messages import InputError, cli_text, fail, warning_printer
+from pymixnn.cli.neural import run_amortize, run_estimate
 from pymixnn.cli.output import write_results
 from pymixnn.cli.parser import build_parser
 from pymixnn.cli.solve import run_solve
@@ -77,12 +82,16 @@ def _main(argv: list[str] | None) -> int:
     except SystemExit as done:  # --help (0), or a usage error already printed on one line (2)
         return done.code if isinstance(done.code, int) else 0
     # the rows of a data file are its lines; the bundled demo data keep their index
-    lines = args.command in ("fit", "solve")
+    lines = args.command in ("fit", "solve", "amortize", "estimate")
     with warnings.catch_warnings():
         warnings.showwarning = warning_printer(lines)
         try:
             if args.command == "solve":
                 return run_solve(args)
+            if args.command == "amortize":
+                return run_amortize(args)
+            if args.command == "estimate":
+                return run_estimate(args)
             df, spec = prepare(args)
             import pymixnn
 

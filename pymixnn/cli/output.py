@@ -16,7 +16,7 @@ from typing import Any
 
 from pymixnn.cli.messages import fail
 
-__all__ = ["atomic", "atomic_directory", "write_results"]
+__all__ = ["atomic", "atomic_directory", "write_results", "write_table"]
 
 
 @contextlib.contextmanager
@@ -45,6 +45,22 @@ def atomic_directory(path: Path) -> Iterator[Path]:
             os.replace(file, path / file.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_table(table: Any, out: Path | None, given: str | None, what: str) -> int:
+    """A DataFrame as CSV to ``out`` (atomically; ``given``: the --out value as typed) or, when
+    ``out`` is None, to stdout. Returns 0, or 1 (one line) when the file cannot be written."""
+    if out is None:
+        table.to_csv(sys.stdout, index=False)
+        return 0
+    try:
+        with atomic(out) as tmp:
+            table.to_csv(tmp, index=False)
+    except OSError as err:
+        print(f"pymixnn: error: --out: cannot write {given!r}: {err.strerror or err}", file=sys.stderr)
+        return 1
+    print(f"{what} written to {out}")
+    return 0
 
 
 def write_results(args: argparse.Namespace, res: Any, lines: bool) -> int:

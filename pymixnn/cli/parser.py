@@ -7,6 +7,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
+from pymixnn.cli.neural import add_neural_parsers
 from pymixnn.cli.nonmem import add_nonmem_flags
 from pymixnn.cli.solve import add_solve_parser
 
@@ -81,7 +82,8 @@ def _outputs(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The parser of the ``pymixnn`` command, with its subcommands ``demo``, ``fit`` and ``solve``."""
+    """The parser of the ``pymixnn`` command, with its subcommands ``demo``, ``fit``, ``solve``,
+    ``amortize`` and ``estimate``."""
     parser = CommandParser(
         prog="pymixnn",
         description="Nonlinear mixed-effects models by minibatch stochastic variational inference.",
@@ -208,4 +210,5 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--marker-effects", metavar="PATH", help="write the marker effects as CSV")
     _outputs(fit)
     add_solve_parser(sub)
+    add_neural_parsers(sub, positive_int)
     return parser

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
 from pymixnn.cli.files import check_input, check_output_file, read_csv
 from pymixnn.cli.messages import InputError
 from pymixnn.cli.nonmem import add_nonmem_flags, check_columns, nonmem_columns
-from pymixnn.cli.output import atomic
+from pymixnn.cli.output import write_table
 from pymixnn.cli.spec import check_model, check_parameter, names, pairs
 
 __all__ = ["add_solve_parser", "run_solve", "parse_times"]
@@ -91,14 +90,4 @@ def run_solve(args: argparse.Namespace) -> int:
     check_columns(df, columns)
     data = pymixnn.Data.from_nonmem(df, **columns, time_varying=varying or None)
     table = pymixnn.solve(model, data, params, times=times)
-    if out is None:
-        table.to_csv(sys.stdout, index=False)
-        return 0
-    try:
-        with atomic(out) as tmp:
-            table.to_csv(tmp, index=False)
-    except OSError as err:
-        print(f"pymixnn: error: --out: cannot write {args.out!r}: {err.strerror or err}", file=sys.stderr)
-        return 1
-    print(f"predictions written to {out}")
-    return 0
+    return write_table(table, out, args.out, "predictions")

@@ -189,6 +189,10 @@ class NeuralEstimator:
             },
             index=pd.Index(self.prior.names, name="parameter"),
         )
+        for name, law in zip(self.prior.names, self.prior.laws):
+            if law[0] == "fixed":  # exactly its value (a mean of 4,000 copies is off in the last digits)
+                params.loc[name, ["estimate", "ci_lower", "ci_upper", "median"]] = law[1]
+                params.loc[name, "se"] = 0.0
         return NeuralEstimate(
             params, self.prior.frame(d), rec.n_individuals, time.perf_counter() - t0, warnings
         )

@@ -170,3 +170,53 @@ def test_same_seed_same_estimator_and_global_state_untouched():
     for k, v in a.state["weights"].items():
         np.testing.assert_array_equal(v, b.state["weights"][k])
     assert not np.array_equal(a.state["weights"]["head.4.weight"], c.state["weights"]["head.4.weight"])
+
+
+def test_command_line_amortize_then_estimate(tmp_path, capsys):
+    import json
+
+    from pymixnn.cli import main
+
+    design = tmp_path / "design.csv"
+    _design().to_csv(design, index=False)
+    prior = tmp_path / "prior.json"
+    prior.write_text(
+        json.dumps(
+            {
+                "A": ["uniform", 80, 120],
+                "B": ["uniform", 4, 6],
+                "C": 1.5,
+                "omega2.A": 0.04,
+                "omega2.B": 0.04,
+                "omega2.C": 0.04,
+                "a": ["uniform", 1, 3],
+            }
+        )
+    )
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"A": ["uniform", 80, 120]}))
+    est = tmp_path / "est.json"
+    base = ["amortize", str(design), "--model", "logistic", "--x", "t", "--out", str(est)]
+    assert main(base + ["--prior", str(bad)]) == 2
+    assert "pymixnn: error: prior has no law for ['B', 'C'," in capsys.readouterr().err
+    assert not est.exists()  # nothing trained, nothing written
+    assert main(base + ["--prior", str(prior), "--n-simulations", "320", "--no-progress"]) == 0
+    assert "estimator written to" in capsys.readouterr().out
+    df = _design()
+    df["y"] = 100 / (1 + np.exp(-(df["t"] - 5) / 1.5)) + np.random.default_rng(0).normal(0, 2, len(df))
+    data = tmp_path / "data.csv"
+    df.to_csv(data, index=False)
+    out = tmp_path / "estimates.csv"
+    assert main(["estimate", str(est), str(data), "--out", str(out)]) == 0
+    table = pd.read_csv(out).set_index("parameter")
+    assert list(table.columns) == ["kind", "estimate", "se", "ci_lower", "ci_upper", "median"]
+    # the fixed parameters exactly at their values; the same numbers as the Python API
+    assert table.loc["C", "estimate"] == 1.5 and table.loc["omega2.A", "se"] == 0
+    again = pymixnn.NeuralEstimator.load(est).estimate(df, seed=0).params
+    np.testing.assert_allclose(table["estimate"], again["estimate"], rtol=1e-12)
+    df.loc[3, "y"] = np.nan
+    df.to_csv(data, index=False)
+    assert main(["estimate", str(est), str(data)]) == 2
+    assert (
+        "y column 'y' has 1 missing or non-numeric value(s), the first at line 5" in capsys.readouterr().err
+    )
