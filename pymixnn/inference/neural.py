@@ -8,15 +8,15 @@ over those parameters on their unconstrained scale, by maximizing the log-densit
 (the expected KL from the true posterior, up to a constant). Trained once, it estimates a new data
 set of that design in one forward pass.
 
-The network reads a data set as a set of individuals, each a set of records (Deep Sets twice,
-Zaheer et al. 2017):
+The network reads a data set as a set of individuals, each the sequence of its records in time
+order (Deep Sets over individuals, Zaheer et al. 2017):
 
-    h_ij = phi(x_ij, y_ij)                     (an MLP per record; x and y standardized)
-    g_i = psi(mean_j h_ij, log(1 + n_i))       (an MLP per individual)
-    (m, L) = rho(mean_i g_i, log N)            (an MLP per data set; L lower triangular)
+    r_i = (x_ij, y_ij, dy_ij, d2y_ij, |d2y_ij|, present_ij)_j   (standardized per record position)
+    g_i = psi(r_i)                                              (an MLP per individual)
+    (m, L) = rho(mean_i g_i, mean_i g_i^2, log N)               (an MLP per data set)
 
-so it does not depend on the order of individuals or records. Targets are standardized by the
-prior's mean and sd of each parameter on its unconstrained scale. The simulator is batched torch
+so it does not depend on the order of individuals. Targets are standardized by the prior's mean
+and sd of each parameter on its unconstrained scale. The simulator is batched torch
 (a (B, N, T) tensor of observations per step) and uses the model's own structural function and
 transforms; the residual error models are the continuous ones of ``Model.error``.
 """

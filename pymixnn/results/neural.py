@@ -26,6 +26,7 @@ from pymixnn.inference.neural import NeuralSimulator, load_net, posterior_draws
 from pymixnn.model.named import resolve
 from pymixnn.model.prior import Prior
 from pymixnn.model.spec import Model
+from pymixnn.validation import InputError
 
 __all__ = ["NeuralEstimator", "NeuralEstimate", "SBC"]
 
@@ -123,8 +124,6 @@ class NeuralEstimator:
         rec = pad_records(data, id=id, x=self.x_names, y=y)
         d, warnings = self.design, []
         if rec.n_records > d.n_records:
-            from pymixnn.validation import InputError
-
             raise InputError(
                 f"an individual has {rec.n_records} records; the estimator was trained on at most "
                 f"{d.n_records}"
