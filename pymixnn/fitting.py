@@ -163,7 +163,9 @@ def fit(
         encoder maps each individual's records and covariates to a Gaussian over its random
         effects, trained jointly with the population parameters by minibatch SVI (amortized VI);
         the refinement, SEs and ll.is start from its output. ``res.amortization`` gives the
-        amortization gap per individual (README "Amortized inference").
+        amortization gap per individual (README "Amortized inference"). Gaussian, mixture and
+        flow laws (a law stage trains a copy of the encoder under the law); not a conditional
+        flow or ``genomic=`` yet (an InputError).
     refine_steps : with ``local="amortized"``, Newton steps per individual from the encoder's
         output before the refinement (semi-amortized; default 0).
 
@@ -198,15 +200,15 @@ def fit(
 
 
 def _check_amortized(problem: NLME, control: Control) -> None:
-    """local="amortized" supports the Gaussian law without a genomic block (so far): an
-    InputError otherwise, before any work."""
+    """local="amortized" supports Gaussian, mixture and (unconditional) flow laws without a
+    genomic block (so far): an InputError otherwise, before any work."""
     if control.local != "amortized":
         return
-    law = getattr(problem.law, "name", "gaussian")
-    if law != "gaussian":
+    if problem.context_columns:
         raise InputError(
-            f"local='amortized' supports Gaussian random effects so far, not random_effects="
-            f"{law!r}: use local='individual' with this law"
+            f"local='amortized' does not support a conditional flow yet (context="
+            f"{list(problem.context_columns)}): use local='individual' with this law, or a flow "
+            "without context"
         )
     if problem.genomic is not None:
         raise InputError(

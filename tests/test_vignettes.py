@@ -61,6 +61,7 @@ def test_vignette_quick(name, tmp_path):
     if name == "07_amortized.py":
         # the encoder's fit is the per-individual one; new individuals near their own modes
         assert key["max_abs_diff_in_se"] < 0.25 and key["new_semi_share_within_0_1_sd"] >= 0.95
+        assert abs(key["flow_loglik_diff"]) < 2 and key["flow_modes"] == 2
     if name == "08_neural_estimator.py":
         # the truth within 3 posterior SDs; one data set in one forward pass
         assert key["max_abs_z_fixed"] < 3 and key["estimate_ms"] < 100

@@ -4,6 +4,7 @@ Gaussian fit, its SVI and refinement). Each returns a :class:`Stage`."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import time
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ import torch
 
 from pymixnn.data.table import Data
 from pymixnn.inference.amortized import amortize_local, distil, program_encoder
+from pymixnn.inference.encoder import Encoder
 from pymixnn.inference.fallbacks import Fallbacks
 from pymixnn.inference.genomic import GenomicBlock, GenomicSetup
 from pymixnn.inference.laplace import LocalPosteriors
@@ -27,6 +29,10 @@ from pymixnn.model.covariates import CovariateDesign
 from pymixnn.model.named import Model
 
 __all__ = ["Stage", "Context", "gaussian_stage", "law_stage"]
+
+# SVI steps of a non-Gaussian law's stage (from the Gaussian fit: it shapes the law; with an
+# encoder, the network's posteriors follow the new law)
+LAW_SVI_STEPS = 400
 
 # With an encoder SVI runs all max_steps: the ELBO's plateau stops it before the network's best fit
 # (logistic simulation, mean amortization gap: N = 1,000, 2.7 nats at the plateau's 650 steps, 0.57
@@ -62,6 +68,7 @@ class Stage:
     genomic: GenomicPosterior | None = None  # the genomic block's posterior (GenomicBlock.export)
     starts: list = field(default_factory=list)  # start values tried (best_start), best first
     amortized: dict | None = None  # local="amortized": the encoder and its gaps (amortized.py)
+    encoder: Encoder | None = None  # local="amortized": the live encoder (a law stage trains a copy)
 
 
 def _genomic_update(
@@ -188,6 +195,7 @@ def gaussian_stage(ctx: Context, init, observation=None, genomic: GenomicSetup |
         )
     seconds["refine"] = time.perf_counter() - t0
     stage = Stage(program, theta, local, trace, rounds, seconds, warnings, starts=starts, amortized=amortized)
+    stage.encoder = encoder
     if block is not None:
         t0 = time.perf_counter()
         stage.genomic = block.export()
@@ -270,17 +278,30 @@ def law_stage(gauss: Stage, ctx: Context, law, context=None) -> Stage:
 
     t0 = time.perf_counter()
     # minibatch SVI with the law: the Gaussian stage has placed theta and the local posteriors,
-    # so it only has to shape the law and runs shorter
-    trace = gauss.trace
-    if not program.law.skip_svi(program.n_individuals, options.svi.batch_size):
+    # so it only has to shape the law and runs shorter. With an encoder it always runs, all its
+    # steps: the network learns the posteriors under the new law (a copy, so that the candidates
+    # of a mixture's n_components="auto" each train their own from the Gaussian one)
+    trace, encoder, amortized = gauss.trace, None, gauss.amortized
+    if gauss.encoder is not None:
+        encoder = copy.deepcopy(gauss.encoder)
+    if encoder is not None or not program.law.skip_svi(program.n_individuals, options.svi.batch_size):
+        steps = min(options.svi.max_steps, LAW_SVI_STEPS)
         law_svi = dataclasses.replace(
-            options.svi, max_steps=min(options.svi.max_steps, 400), min_steps=min(options.svi.min_steps, 100)
+            options.svi,
+            max_steps=steps,
+            min_steps=steps if encoder is not None else min(options.svi.min_steps, 100),
         )
-        theta, trace = run_svi(program, theta, local, law_svi, ctx.generator, fallbacks=ctx.fallbacks)
-        if not trace.converged:
+        theta, trace = run_svi(
+            program, theta, local, law_svi, ctx.generator, fallbacks=ctx.fallbacks, encoder=encoder
+        )
+        if not trace.converged and encoder is None:
             warnings.append(
                 f"SVI ({law.name} law) reached max_steps={law_svi.max_steps} before the ELBO plateau"
             )
+    if encoder is not None:
+        amortized = amortize_local(
+            program, theta, encoder, local, refine_steps=options.refine_steps, generator=ctx.generator
+        )
     seconds["svi_law"] = time.perf_counter() - t0
     _, k_opt = sample_sizes(ctx.data, options, integrates(ctx.model))
     t0 = time.perf_counter()
@@ -309,5 +330,6 @@ def law_stage(gauss: Stage, ctx: Context, law, context=None) -> Stage:
         law_info,
         gauss.genomic,
         starts=gauss.starts,
-        amortized=gauss.amortized,
+        amortized=amortized,
+        encoder=encoder,
     )

@@ -111,7 +111,9 @@ def _newton_steps(res, data: Data, loc, tril, steps: int, vi_iter: int = 0):
 
     from pymixnn.inference.laplace import LocalPosteriors
     from pymixnn.inference.program import Program
+    from pymixnn.model.random_effects import from_dict
 
+    record = res.estimation.law or {}
     program = Program(
         res.model,
         data,
@@ -119,6 +121,8 @@ def _newton_steps(res, data: Data, loc, tril, steps: int, vi_iter: int = 0):
         device=torch.device("cpu"),
         dtype=torch.float64,
         observation=res.observation,
+        law=from_dict(record.get("spec")),  # the fitted law: a mixture's or flow's theta has its block
+        seed=int(record.get("seed", 0)),
     )
     theta = torch.as_tensor(np.asarray(res.estimation.theta), dtype=torch.float64)
     local = LocalPosteriors(program, program.omega_tril(theta))

@@ -79,7 +79,8 @@ mixnnModel <- function(model, description = NULL, psi0 = NULL, transform.par = N
 #' @param ode_rtol,ode_atol Tolerances of the ODE solver of an ODE model (compartment models
 #'   are solved exactly).
 #' @param local "individual" (variational parameters per individual) or "amortized" (one encoder
-#'   network maps each individual's data to its posterior; new individuals in one forward pass).
+#'   network maps each individual's data to its posterior; new individuals in one forward pass;
+#'   Gaussian, mixture and flow random effects, not a conditional flow or a genomic block yet).
 #' @param refine_steps With `local = "amortized"`, Newton steps per individual from the encoder's
 #'   output (semi-amortized).
 #' @return A list of settings: the fields of `pymixnn.Control`, then `dropna`.

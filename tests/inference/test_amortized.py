@@ -195,16 +195,40 @@ def test_new_individuals_need_their_columns(amortized, newcomers):
 def test_amortized_refuses_what_it_does_not_support_yet(logistic):
     from pymixnn.validation import InputError
 
-    small = logistic[logistic.id <= 20]
-    for kwargs, message in [
-        (
-            dict(random_effects="flow"),
-            "local='amortized' supports Gaussian random effects so far, not random_effects='flow'",
-        ),
-        (dict(random_effects="mixture", n_components=2), "not random_effects='mixture'"),
-    ]:
-        with pytest.raises(InputError, match=message):
-            pymixnn.fit(small, "logistic", local="amortized", **FIT, **kwargs)
+    small = logistic[logistic.id <= 20].assign(z=lambda d: (d.id % 2).astype(float))
+    with pytest.raises(InputError, match=r"does not support a conditional flow yet \(context=\['z'\]\)"):
+        pymixnn.fit(small, "logistic", local="amortized", random_effects="flow", context="z", **FIT)
+
+
+@pytest.fixture(scope="module")
+def bimodal():
+    from pymixnn.simulate import NormalMixture1D
+
+    # log A a 40/60 mixture 4 sd apart (the random-effects benchmark's bimodal truth), N = 150
+    return simulate_logistic(150, 10, laws={"A": NormalMixture1D.separated(0.4, 4.0, 0.1)}, seed=0)
+
+
+@pytest.mark.parametrize("law", [pytest.param("flow", marks=pytest.mark.slow), "mixture"])
+def test_amortized_fit_with_a_flexible_law(bimodal, law):
+    """The encoder with a flow or a 2-component mixture: the law stage trains a copy of the Gaussian
+    stage's encoder under the new law, and the IS log-likelihood matches the per-individual
+    fit's. Tolerance 2 units: the issue's bar (measured at N = 150: flow -0.16, mixture 0.00; at
+    N = 500, benchmarks/results/amortized_laws.md: flow -0.50, mixture 0.00). The flow case is
+    in make test-all: vignette 07 runs the same flow comparison in quick mode."""
+    kw = dict(FIT, random_effects=law, **({"n_components": 2} if law == "mixture" else {}))
+    ind = pymixnn.fit(bimodal, "logistic", **kw)
+    amo = pymixnn.fit(bimodal, "logistic", local="amortized", **dict(kw, max_steps=1000))
+    assert abs(amo.loglik - ind.loglik) < 2.0
+    # the law is really fitted: its law of log A has the truth's two modes
+    assert amo.re_summary().loc["A", "n_modes"] == 2
+    # the gap is measured under the fitted law (the law stage's record); the issue's bar of 1 nat
+    # (measured: flow 0.78, mixture 0.80 nats per individual)
+    gap = amo.amortization.gap
+    assert len(gap) == 150 and 0 <= gap.mean() < 1.0
+    # new individuals through the law's encoder, and their Newton steps under the fitted law
+    new = simulate_logistic(20, 10, seed=5).assign(id=lambda d: d.id + 1000)
+    enc = amo.individual_params(new)
+    assert enc.shape == (20, 3) and np.isfinite(enc.to_numpy()).all()
 
 
 def test_summary_and_settings_of_an_amortized_fit(amortized, individual):
