@@ -1,13 +1,23 @@
 """`python -m benchmarks SUITE [args]`: run one suite, e.g. `python -m benchmarks pipeline --quick`,
 `python -m benchmarks random_effects`, `python -m benchmarks discrete`,
 `python -m benchmarks genomic`, `python -m benchmarks scaling`, `python -m benchmarks dynamics`,
-`python -m benchmarks amortized`, `python -m benchmarks neural`."""
+`python -m benchmarks amortized`, `python -m benchmarks amortized_scale`, `python -m benchmarks neural`."""
 
 from __future__ import annotations
 
 import sys
 
-from benchmarks import amortized, discrete, dynamics, genomic, neural, pipeline, random_effects, scaling
+from benchmarks import (
+    amortized,
+    amortized_scale,
+    discrete,
+    dynamics,
+    genomic,
+    neural,
+    pipeline,
+    random_effects,
+    scaling,
+)
 
 SUITES = {
     "pipeline": pipeline.main,
@@ -17,6 +27,7 @@ SUITES = {
     "scaling": scaling.main,
     "dynamics": dynamics.main,
     "amortized": amortized.main,
+    "amortized_scale": amortized_scale.main,
     "neural": neural.main,
 }
 

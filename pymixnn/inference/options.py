@@ -72,6 +72,10 @@ class EstimationOptions:
     # from the encoder's q before the refinement (semi-amortized)
     local: str = "individual"
     refine_steps: int = 0
+    # with an encoder, beyond this many individuals the amortization gap and the encoder's
+    # effective sample sizes are measured on a random subsample of this many (amortized.py);
+    # None: on every individual
+    gap_individuals: int | None = 10_000
 
 
 def proposal_vi(options: EstimationOptions, n: int) -> int:

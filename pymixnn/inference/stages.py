@@ -166,7 +166,13 @@ def gaussian_stage(ctx: Context, init, observation=None, genomic: GenomicSetup |
     amortized = None
     if encoder is not None:
         amortized = amortize_local(
-            program, theta, encoder, local, refine_steps=options.refine_steps, generator=generator
+            program,
+            theta,
+            encoder,
+            local,
+            refine_steps=options.refine_steps,
+            generator=generator,
+            gap_individuals=options.gap_individuals,
         )
     if block is not None:
         # converge the genomic block and the local posteriors at the SVI end point
@@ -300,7 +306,13 @@ def law_stage(gauss: Stage, ctx: Context, law, context=None) -> Stage:
             )
     if encoder is not None:
         amortized = amortize_local(
-            program, theta, encoder, local, refine_steps=options.refine_steps, generator=ctx.generator
+            program,
+            theta,
+            encoder,
+            local,
+            refine_steps=options.refine_steps,
+            generator=ctx.generator,
+            gap_individuals=options.gap_individuals,
         )
     seconds["svi_law"] = time.perf_counter() - t0
     _, k_opt = sample_sizes(ctx.data, options, integrates(ctx.model))

@@ -28,7 +28,8 @@ def amortization_table(res) -> pd.DataFrame:
     amortization gap (nats); with ``refine_steps``, the semi-amortized q's ELBO and gap too; the
     effective sample size of the encoder's q as an importance-sampling proposal (``ess``, of
     ``gap_draws`` draws) and whether it was flagged (below 10% of them: the individual then got
-    per-individual Newton steps)."""
+    per-individual Newton steps). Beyond ``gap_individuals`` individuals (EstimationOptions,
+    10,000) these are measured on that many random individuals: NaN (flagged False) elsewhere."""
     rec = needs_encoder(res, "the amortization gap")
     out = pd.DataFrame(
         {

@@ -140,6 +140,11 @@ def _likelihood_lines(res) -> list[str]:
             f"Local posteriors: amortized (a set encoder, {amortized['n_weights']} weights)",
             f"  mean amortization gap {gap['gap'].mean():.3f} nats per individual (median "
             f"{gap['gap'].median():.3f}){refined}",
+            *(
+                [f"  (gap and effective sample sizes on {amortized['gap_individuals']} random individuals)"]
+                if amortized.get("gap_individuals")
+                else []
+            ),
             f"  {amortized['n_flagged']} individuals flagged (effective sample size of the encoder's "
             f"posterior below 10% of {amortized['gap_draws']} draws) got per-individual steps",
         ]
