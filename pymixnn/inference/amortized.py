@@ -19,6 +19,7 @@ import torch
 
 from pymixnn.inference.encoder import Encoder, cell_features, gaussian_entropy, log_det_tril
 from pymixnn.inference.laplace import LocalPosteriors
+from pymixnn.inference.options import EstimationOptions
 from pymixnn.inference.program import Program
 
 __all__ = [
@@ -144,21 +145,20 @@ def amortize_local(
     theta: torch.Tensor,
     encoder: Encoder,
     local: LocalPosteriors,
-    *,
-    refine_steps: int,
+    options: EstimationOptions,
     generator: torch.Generator,
-    gap_individuals: int | None = None,
 ) -> dict:
     """Hand the encoder's q to ``local`` (every individual, one forward pass per chunk), measure
     the amortization gap against the per-individual optimum, then leave ``local`` at the encoder's
-    q plus ``refine_steps`` Newton steps per individual (up to 20 for the individuals flagged by a
+    q plus ``options.refine_steps`` Newton steps per individual (up to 20 for the individuals flagged by a
     low effective sample size of the encoder's q as a proposal). With more than
-    ``gap_individuals`` individuals the gap and the effective sample sizes are measured on that
+    ``options.gap_individuals`` individuals the gap and the effective sample sizes are measured on that
     many random ones (NaN elsewhere in the record; the flagged are among them): the per-individual
     optimum is a Newton solve per individual and the two ELBOs 64 draws each, which at N = 10^5
     cost 33 of the fit's 196 s. Returns the record of the amortized stage (plain numpy: encoder
     state, gaps, seconds)."""
     t0 = time.perf_counter()
+    refine_steps, gap_individuals = options.refine_steps, options.gap_individuals
     theta = theta.detach()
     loc, tril = encoder.all()
     seconds = {"encode": time.perf_counter() - t0}

@@ -165,15 +165,7 @@ def gaussian_stage(ctx: Context, init, observation=None, genomic: GenomicSetup |
     )
     amortized = None
     if encoder is not None:
-        amortized = amortize_local(
-            program,
-            theta,
-            encoder,
-            local,
-            refine_steps=options.refine_steps,
-            generator=generator,
-            gap_individuals=options.gap_individuals,
-        )
+        amortized = amortize_local(program, theta, encoder, local, options, generator)
     if block is not None:
         # converge the genomic block and the local posteriors at the SVI end point
         for _ in range(20):
@@ -305,15 +297,7 @@ def law_stage(gauss: Stage, ctx: Context, law, context=None) -> Stage:
                 f"SVI ({law.name} law) reached max_steps={law_svi.max_steps} before the ELBO plateau"
             )
     if encoder is not None:
-        amortized = amortize_local(
-            program,
-            theta,
-            encoder,
-            local,
-            refine_steps=options.refine_steps,
-            generator=ctx.generator,
-            gap_individuals=options.gap_individuals,
-        )
+        amortized = amortize_local(program, theta, encoder, local, options, ctx.generator)
     seconds["svi_law"] = time.perf_counter() - t0
     _, k_opt = sample_sizes(ctx.data, options, integrates(ctx.model))
     t0 = time.perf_counter()
