@@ -200,16 +200,11 @@ def fit(
 
 
 def _check_amortized(problem: NLME, control: Control) -> None:
-    """local="amortized" supports Gaussian, mixture and (unconditional) flow laws without a
-    genomic block (so far): an InputError otherwise, before any work."""
+    """local="amortized" supports Gaussian, mixture and flow laws (a conditional flow's context
+    among the encoder's inputs) without a genomic block (so far): an InputError otherwise, before
+    any work."""
     if control.local != "amortized":
         return
-    if problem.context_columns:
-        raise InputError(
-            f"local='amortized' does not support a conditional flow yet (context="
-            f"{list(problem.context_columns)}): use local='individual' with this law, or a flow "
-            "without context"
-        )
     if problem.genomic is not None:
         raise InputError(
             "local='amortized' does not support genomic= yet (the marker block updates the "

@@ -17,7 +17,8 @@ import time
 import numpy as np
 import torch
 
-from pymixnn.inference.encoder import Encoder, cell_features, gaussian_entropy, log_det_tril
+from pymixnn.data.table import Data
+from pymixnn.inference.encoder import Encoder, data_cells, gaussian_entropy, log_det_tril
 from pymixnn.inference.laplace import LocalPosteriors
 from pymixnn.inference.options import EstimationOptions
 from pymixnn.inference.program import Program
@@ -42,19 +43,36 @@ DISTIL_STEPS = 1000
 GAP_DRAWS = 64
 
 
-def encoder_inputs(program: Program) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(cells, mask, individual features) of the program's data: the records' features and the
-    individual's covariate design rows (uncentred, as ``CovariateDesign.transform`` gives them
-    for new individuals; the encoder standardizes them)."""
-    cells = cell_features(program.x, program.y, program.aux)
-    return cells, program.mask, program.Z + program.z_center
+def encoder_inputs(
+    program: Program, context: np.ndarray | None = None, data: Data | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(cells, mask, individual features) of the program's data: the records (``data_cells``:
+    with event data, its doses among them), and the individual's covariate design rows
+    (uncentred, as ``CovariateDesign.transform`` gives them for new individuals; the encoder
+    standardizes them), then a conditional flow's context columns (``context``, (N, c), as
+    ``covariates.context_matrix`` codes them)."""
+    events = None if data is None else getattr(data, "events", None)
+    x_cols = [] if data is None else list(data.x_cols)
+    cells, mask = data_cells(program.x, program.y, program.mask, program.aux, x_cols, events)
+    ind = program.Z + program.z_center
+    if context is not None:
+        ind = torch.cat([ind, torch.as_tensor(context, dtype=ind.dtype, device=ind.device)], dim=-1)
+    return cells, mask, ind
 
 
-def program_encoder(program: Program, theta: torch.Tensor, seed: int) -> Encoder:
-    """A fresh encoder for the program, its q starting at the prior N(0, Omega(theta))."""
+def program_encoder(
+    program: Program,
+    theta: torch.Tensor,
+    seed: int,
+    context: np.ndarray | None = None,
+    data: Data | None = None,
+) -> Encoder:
+    """A fresh encoder for the program, its q starting at the prior N(0, Omega(theta)); with a
+    conditional flow's ``context`` among its individual features and, for event ``data``, the
+    doses among its records."""
     L = program.omega_tril(theta).detach()
     init_sd = torch.linalg.norm(L, dim=-1).cpu().numpy()
-    cells, mask, ind = encoder_inputs(program)
+    cells, mask, ind = encoder_inputs(program, context, data)
     return Encoder(cells, mask, ind, program.layout.n_random, init_sd, seed=seed)
 
 

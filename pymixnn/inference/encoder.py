@@ -29,13 +29,17 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["Encoder", "cell_features", "ENCODER_HIDDEN"]
+__all__ = ["Encoder", "cell_features", "data_cells", "ENCODER_HIDDEN", "DOSE_FEATURES"]
 
 # width of both MLPs (measured on the logistic simulation: 32 left a mean amortization gap of
 # 0.9 nat per individual, 64 gave 0.4; 128 0.35 at twice the cost)
 ENCODER_HIDDEN = 64
 # aux columns (Data.aux_cols) that describe a record and are fed to the encoder
 _AUX_FEATURES = ("endpoint", "censored", "trials")
+# features of a dose record of event data (data_cells), appended to every record's (zero on
+# observations): dose flag, log(1 + AMT), log(1 + RATE) of a given rate, modeled rate or duration
+# (RATE -1/-2), CMT, SS, II
+DOSE_FEATURES = ("dose", "log1p_amt", "log1p_rate", "modeled_rate", "cmt", "ss", "ii")
 
 
 def cell_features(x: torch.Tensor, y: torch.Tensor, aux: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -46,6 +50,66 @@ def cell_features(x: torch.Tensor, y: torch.Tensor, aux: dict[str, torch.Tensor]
     cols += [aux[k].unsqueeze(-1) for k in _AUX_FEATURES if k in aux]
     cols.append(y.unsqueeze(-1))
     return torch.cat([c.to(y.dtype) for c in cols], dim=-1)
+
+
+def _dose_records(events, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The dose records (EVID 1 and 4) of the individuals at ``positions`` of the event table,
+    packed to the left: times (N, K), DOSE_FEATURES (N, K, 7) and validity (N, K); K >= 1."""
+    pad = events.padded()
+    dose = pad["valid"] & np.isin(pad["evid"], (1, 4))
+    dose = dose[positions]
+    order = np.argsort(~dose, axis=1, kind="stable")  # doses first, in time order
+    k = max(int(dose.sum(1).max()) if len(positions) else 0, 1)
+    take = lambda a: np.take_along_axis(a[positions], order, axis=1)[:, :k]  # noqa: E731
+    valid = take(dose)
+    rate = take(pad["rate"])
+    feats = np.stack(
+        [
+            np.ones_like(rate),
+            np.log1p(np.abs(take(pad["amt"]))),
+            np.log1p(np.clip(rate, 0.0, None)),
+            (rate < 0).astype(float),
+            take(pad["cmt"]).astype(float),
+            take(pad["ss"]).astype(float),
+            take(pad["ii"]),
+        ],
+        axis=-1,
+    )
+    return np.where(valid, take(pad["time"]), 0.0), np.where(valid[..., None], feats, 0.0), valid
+
+
+def data_cells(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    mask: torch.Tensor,
+    aux: dict[str, torch.Tensor],
+    x_cols: list[str],
+    events=None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The encoder's records of a data set's padded tensors: (cells (N, R, F), mask (N, R)).
+
+    Without events, the observation records of :func:`cell_features`. With an event table
+    (``Data.from_nonmem``), the x columns that locate a record in it (the individual's and the
+    record's positions) are left out, and the individual's dose records join its observations as
+    records of their own: the time column holds the dose time and :data:`DOSE_FEATURES` describe
+    it (zero on observations), so that the posterior can follow the doses (a doubled dose, an
+    infusion instead of a bolus)."""
+    from pymixnn.data.nonmem import INDEX_COLUMN, RECORD_COLUMN
+
+    xs = x if x.dim() == 3 else x.unsqueeze(-1)
+    if events is None:
+        return cell_features(xs, y, aux), mask
+    keep = [j for j, c in enumerate(x_cols) if c not in (INDEX_COLUMN, RECORD_COLUMN)]
+    cells = cell_features(xs[..., keep], y, aux)
+    n, t, f = cells.shape
+    positions = xs[:, 0, x_cols.index(INDEX_COLUMN)].round().long().cpu().numpy()
+    times, feats, valid = _dose_records(events, positions)
+    as_t = lambda a: torch.as_tensor(a, dtype=cells.dtype, device=cells.device)  # noqa: E731
+    obs = torch.cat([cells, cells.new_zeros(n, t, len(DOSE_FEATURES))], dim=-1)
+    doses = torch.cat([cells.new_zeros(n, times.shape[1], f), as_t(feats)], dim=-1)
+    doses[..., 0] = as_t(times)  # x column 0 is time
+    valid_t = torch.as_tensor(valid, device=mask.device)
+    return torch.cat([obs, doses], dim=1), torch.cat([mask.bool(), valid_t], dim=1)
 
 
 class _Net(nn.Module):

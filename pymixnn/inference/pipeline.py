@@ -66,7 +66,14 @@ def estimate(
     device, dtype, n_threads = setup(data, options)
     with isolated_rng(options.seed, device), threads(n_threads), watch_structural_function():
         ctx = Context(
-            model, data, design, options, device, dtype, generator=torch.Generator().manual_seed(options.seed)
+            model,
+            data,
+            design,
+            options,
+            device,
+            dtype,
+            generator=torch.Generator().manual_seed(options.seed),
+            law_context=context,
         )
         gauss = gaussian_stage(ctx, init, observation, genomic)
         estimation = fit_law.fit(

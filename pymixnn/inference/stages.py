@@ -9,6 +9,7 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from pymixnn.data.table import Data
@@ -51,6 +52,9 @@ class Context:
     dtype: torch.dtype
     generator: torch.Generator  # the fit's main stream (subsamples, SVI batches, a mixture's EM)
     fallbacks: Fallbacks = field(default_factory=Fallbacks)
+    # a conditional flow's (N, c) context: the encoder reads it from the Gaussian stage on, so that
+    # its posteriors can follow the law's dependence on it
+    law_context: np.ndarray | None = None
 
 
 @dataclass
@@ -123,7 +127,7 @@ def gaussian_stage(ctx: Context, init, observation=None, genomic: GenomicSetup |
     svi_options = options.svi
     encoder = None
     if options.local == "amortized":
-        encoder = program_encoder(program, theta, stream(options.seed, "encoder"))
+        encoder = program_encoder(program, theta, stream(options.seed, "encoder"), ctx.law_context, ctx.data)
         local.refresh(theta, sub, max_iter=20)  # the subsample's posteriors at the warm-up's end
         distil(encoder, local, sub, generator)
         # the network needs more steps than theta: the ELBO's plateau comes before its best fit,

@@ -143,9 +143,11 @@ class CovariateDesign:
         return out
 
 
-def context_matrix(covariates, columns: list[str], model) -> np.ndarray:
+def context_matrix(covariates, columns: list[str], model, new_covariates=None) -> np.ndarray:
     """Context of a conditional flow, one row per individual: numeric covariates standardized,
-    categorical ones coded as indicators of their non-reference levels (CovariateDesign's coding)."""
+    categorical ones coded as indicators of their non-reference levels (CovariateDesign's coding).
+    With ``new_covariates`` (one row per new individual), their rows coded and scaled as those of
+    the fitted ``covariates`` are."""
     coded = CovariateDesign.build({model.parameters[0]: columns}, covariates, model.parameters)
     matrix = coded.matrix.astype(np.float64)
     sd = matrix.std(axis=0)
@@ -155,6 +157,8 @@ def context_matrix(covariates, columns: list[str], model) -> np.ndarray:
             f"flow context {columns}: {constant} take a single value in the data; "
             "a conditional flow needs covariates that vary between individuals"
         )
+    if new_covariates is not None:
+        return (coded.transform(new_covariates) - matrix.mean(axis=0)) / sd
     return (matrix - matrix.mean(axis=0)) / sd
 
 

@@ -8,7 +8,13 @@ import pandas as pd
 
 from pymixnn.data.table import Data
 
-__all__ = ["amortization_table", "encode_individuals", "needs_encoder", "posterior_modes"]
+__all__ = [
+    "amortization_table",
+    "encode_individuals",
+    "needs_encoder",
+    "posterior_modes",
+    "new_individual_psi",
+]
 
 
 def needs_encoder(res, what: str) -> dict:
@@ -48,17 +54,18 @@ def amortization_table(res) -> pd.DataFrame:
     return out
 
 
-def new_individuals_data(res, newdata: pd.DataFrame) -> Data:
+def new_individuals_data(res, newdata: pd.DataFrame | Data) -> Data:
     """``newdata`` read with the fitted data's columns (id, x, y, covariates, aux): the records
-    the encoder reads. Event data are not supported yet (a ValueError)."""
+    the encoder reads. For a fit on event data, NONMEM records (a DataFrame read by
+    ``Data.from_nonmem`` with the fit's id, time and DV names, its covariates and time-varying
+    covariates; or such a Data)."""
     d = res.data
     if getattr(d, "events", None) is not None:
-        raise ValueError(
-            "the encoder of new individuals reads plain long tables; event data (NONMEM records) "
-            "are not supported yet"
-        )
+        return _new_event_data(res, newdata)
+    if isinstance(newdata, Data):
+        return newdata
     if not isinstance(newdata, pd.DataFrame):
-        raise TypeError(f"newdata must be a pandas DataFrame, got {type(newdata).__name__}")
+        raise TypeError(f"newdata must be a pandas DataFrame or a Data, got {type(newdata).__name__}")
     return Data.from_pandas(
         newdata,
         id=d.id_col,
@@ -67,6 +74,31 @@ def new_individuals_data(res, newdata: pd.DataFrame) -> Data:
         covariates=d.covariate_cols,
         aux=d.aux_cols,
         time_unit=d.time_unit,
+    )
+
+
+def _new_event_data(res, newdata: pd.DataFrame | Data) -> Data:
+    """New individuals' NONMEM records as a Data with events (see new_individuals_data)."""
+    d = res.data
+    if isinstance(newdata, Data):
+        if newdata.events is None:
+            raise ValueError(
+                "this fit is on event data: give the new individuals' NONMEM records "
+                "(a DataFrame, or pymixnn.Data.from_nonmem(...))"
+            )
+        return newdata
+    if not isinstance(newdata, pd.DataFrame):
+        raise TypeError(f"newdata must be a pandas DataFrame or a Data, got {type(newdata).__name__}")
+    varying = list(d.events.time_varying)
+    individual = [c for c in d.covariate_cols if c not in varying]
+    return Data.from_nonmem(
+        newdata,
+        id=d.id_col,
+        time=d.x_cols[0],
+        dv=d.y_col,
+        covariates=individual or None,
+        time_varying=varying or None,
+        censoring=d.aux_cols.get("censored"),
     )
 
 
@@ -80,7 +112,7 @@ def encode_individuals(
     censoring, trials)."""
     import torch
 
-    from pymixnn.inference.encoder import Encoder, cell_features
+    from pymixnn.inference.encoder import Encoder, data_cells
 
     rec = needs_encoder(res, "newdata")
     steps = int(rec.get("refine_steps", 0)) if steps is None else int(steps)
@@ -88,26 +120,67 @@ def encode_individuals(
     x, y, mask = data.padded()
     aux = {role: data.padded_aux(role, fill=1.0 if role == "trials" else 0.0) for role in data.aux_cols}
     as_t = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float64)  # noqa: E731
-    cells = cell_features(as_t(x), as_t(y), {k: as_t(v) for k, v in aux.items()})
-    ev = res.evaluator
-    design = ev.design
-    Z = design.transform(data.covariates) if design.n_effects else np.zeros((data.n_individuals, 0))
+    cells, mask = data_cells(
+        as_t(x),
+        as_t(y),
+        torch.as_tensor(mask),
+        {k: as_t(v) for k, v in aux.items()},
+        list(data.x_cols),
+        getattr(data, "events", None),
+    )
+    Z = new_design_rows(res, data)
+    context = new_context(res, data)
+    if context is not None:  # a conditional flow: its context follows the design rows (encoder_inputs)
+        Z = np.concatenate([Z, context], axis=1)
     d = len(res.model.random)
-    enc = Encoder.from_state(rec["encoder"], cells, torch.as_tensor(mask), as_t(Z), d)
+    enc = Encoder.from_state(rec["encoder"], cells, mask, as_t(Z), d)
     with torch.no_grad():
         loc, tril = enc.all()
     if steps:
-        loc, tril = _newton_steps(res, data, loc, tril, steps)
+        loc, tril = _newton_steps(res, data, loc, tril, steps, context=context, Z=Z)
     shift = np.asarray(res.estimation.law.get("shift", np.zeros(d)) if res.estimation.law else np.zeros(d))
     eta = loc.numpy() - shift
     cov = (tril @ tril.transpose(-1, -2)).numpy()
     return pd.Index(data.ids, name=data.id_col), eta, cov
 
 
-def _newton_steps(res, data: Data, loc, tril, steps: int, vi_iter: int = 0):
+def new_design_rows(res, data: Data) -> np.ndarray:
+    """The covariate design rows (uncentred, the fitted coding) of the individuals of ``data``; a
+    time-varying covariate at each one's first record (event data)."""
+    from pymixnn.model.covariates import design_covariates
+
+    design = res.evaluator.design
+    if not design.n_effects:
+        return np.zeros((data.n_individuals, 0))
+    covariates = data.covariates
+    events = getattr(data, "events", None)
+    if events is not None:
+        covariates = design_covariates(covariates, list(design.columns), events, data.ids)
+    return design.transform(covariates)
+
+
+def new_context(res, data: Data) -> np.ndarray | None:
+    """A conditional flow's context of the individuals of ``data``, coded and scaled as the fitted
+    individuals' (None for other laws)."""
+    from pymixnn.model.covariates import context_matrix
+
+    columns = list(getattr(res.random_effects_law, "context", None) or ())
+    if not columns:
+        return None
+    missing = [c for c in columns if c not in data.covariates.columns]
+    if missing:
+        raise ValueError(f"newdata lacks the flow's context column(s) {missing}")
+    return context_matrix(res.data.covariates, columns, res.model, new_covariates=data.covariates)
+
+
+def _newton_steps(res, data: Data, loc, tril, steps: int, vi_iter: int = 0, context=None, Z=None):
     """``steps`` Newton steps per individual of ``data`` from q = N(loc, tril tril') at the fitted
     parameters (the inference layer's Laplace path on the individuals' records); loc None: from
-    eta = 0 with the prior's factor. Returns the new (loc, tril), torch."""
+    eta = 0 with the prior's factor; ``context``: a conditional flow's (new_context); ``Z``: the
+    individuals' design rows (new_design_rows; computed when None). Returns the new (loc, tril),
+    torch."""
+    import dataclasses
+
     import torch
 
     from pymixnn.inference.laplace import LocalPosteriors
@@ -115,16 +188,27 @@ def _newton_steps(res, data: Data, loc, tril, steps: int, vi_iter: int = 0):
     from pymixnn.model.random_effects import from_dict
 
     record = res.estimation.law or {}
+    model = res.model
+    if getattr(data, "events", None) is not None:  # the fitted model on the new individuals' events
+        from pymixnn.model.dynamics.models import bind_data
+
+        model = bind_data(model, data)
+    fitted = res.evaluator.design
+    Z = new_design_rows(res, data) if Z is None else Z
     program = Program(
-        res.model,
+        model,
         data,
-        res.evaluator.design,
+        dataclasses.replace(fitted, matrix=np.asarray(Z, dtype=np.float64)),
         device=torch.device("cpu"),
         dtype=torch.float64,
         observation=res.observation,
         law=from_dict(record.get("spec")),  # the fitted law: a mixture's or flow's theta has its block
+        context=context,
         seed=int(record.get("seed", 0)),
     )
+    if fitted.n_effects:  # theta's mu is centred at the fitted individuals' mean covariates
+        program.z_center = torch.as_tensor(fitted.matrix.mean(axis=0), dtype=torch.float64)
+        program.Z = torch.as_tensor(np.asarray(Z, dtype=np.float64)) - program.z_center
     theta = torch.as_tensor(np.asarray(res.estimation.theta), dtype=torch.float64)
     local = LocalPosteriors(program, program.omega_tril(theta))
     if loc is not None:
@@ -134,12 +218,22 @@ def _newton_steps(res, data: Data, loc, tril, steps: int, vi_iter: int = 0):
     return local.loc, local.scale_tril
 
 
+def new_individual_psi(res, newdata: pd.DataFrame | Data) -> pd.DataFrame:
+    """psi (natural scale) of the individuals of ``newdata`` at the encoder's posterior (then the
+    fit's ``refine_steps`` Newton steps): ``Results.individual_params(newdata)``."""
+    data = new_individuals_data(res, newdata)
+    ids, eta, _ = encode_individuals(res, data)
+    ev = res.evaluator
+    phi = ev.phi_population(new_design_rows(res, data)) + ev.eta_full(eta)
+    return pd.DataFrame(ev.psi(phi), index=ids, columns=list(res.model.parameters))
+
+
 def posterior_modes(res, newdata: pd.DataFrame, steps: int = 100) -> tuple[pd.Index, np.ndarray, np.ndarray]:
     """(ids, eta mode (n, d), Laplace posterior SD (n, d)) of the individuals of ``newdata`` at the
     fitted parameters, by the per-individual Newton path from eta = 0 (up to ``steps`` steps),
     without the encoder: the reference the encoder's estimates are measured against
     (benchmarks/amortized.py, vignette 07, the tests). Gaussian random effects."""
     data = new_individuals_data(res, newdata)
-    loc, tril = _newton_steps(res, data, None, None, steps)
+    loc, tril = _newton_steps(res, data, None, None, steps, context=new_context(res, data))
     cov = (tril @ tril.transpose(-1, -2)).numpy()
     return pd.Index(data.ids, name=data.id_col), loc.numpy(), np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1))

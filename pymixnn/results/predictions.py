@@ -22,25 +22,22 @@ class PredictionsMixin:
         """psi_i on the natural scale: "map" (conditional mode) or "mean" (conditional mean, by IS).
 
         ``newdata``: individuals not in the fit (a long table with the fit's id, x, y, covariate
-        and aux columns), given their psi at the encoder's posterior mean in one forward pass,
-        followed by the fit's ``refine_steps`` Newton steps towards each one's posterior mode
-        (a fit with ``local="amortized"``; a ValueError otherwise). A string first argument is
-        read as ``kind`` (``individual_params("mean")``)."""
+        and aux columns; for a fit on event data their NONMEM records, doses included), given
+        their psi at the encoder's posterior mean in one forward pass, followed by the fit's
+        ``refine_steps`` Newton steps towards each one's posterior mode (a fit with
+        ``local="amortized"``; a ValueError otherwise). A string first argument is read as
+        ``kind`` (``individual_params("mean")``)."""
         if isinstance(newdata, str):
             newdata, kind = None, newdata
         cols = list(self.model.parameters)
         if newdata is not None:
-            from pymixnn.results.amortized import encode_individuals
+            from pymixnn.results.amortized import new_individual_psi
 
             if kind != "map":
                 raise ValueError(
                     f"newdata gives the encoder's posterior mean only: use kind='map', got {kind!r}"
                 )
-            ids, eta, _ = encode_individuals(self, newdata)
-            rows = self.evaluator.design_rows(newdata.drop_duplicates(self.data.id_col))
-            ev = self.evaluator
-            phi = ev.phi_population(rows["Z"]) + ev.known_offset(rows) + ev.eta_full(eta)
-            return pd.DataFrame(ev.psi(phi), index=ids, columns=cols)
+            return new_individual_psi(self, newdata)
         idx = pd.Index(self.data.ids, name=self.data.id_col)
         if kind == "map":
             return pd.DataFrame(self.evaluator.psi(self.evaluator.phi_map()), index=idx, columns=cols)
@@ -116,7 +113,9 @@ class PredictionsMixin:
         ``Data.from_nonmem`` or a NONMEM-style DataFrame (the fitted id, time and DV column names;
         without DV every EVID 0 record is predicted; the covariates of the covariate model) gives a
         DataFrame like :func:`pymixnn.solve` (id, time, endpoint, prediction) for each
-        observation record, the model bound to the new records; "individual" needs fitted ids."""
+        observation record, the model bound to the new records; "individual" needs fitted ids, or
+        in a fit with ``local="amortized"`` the new individuals' observations (their DV), which the
+        encoder reads with their doses."""
         from pymixnn.results.regimens import is_event_request, predict_events
 
         if is_event_request(self, data):

@@ -114,10 +114,14 @@ def regimen_inputs(res, new: Data | pd.DataFrame, need_obs: bool = True) -> Regi
     return RegimenInputs(events=events, id_col=id_col, obs=obs, covariates=covs)
 
 
-def regimen_phi(res, inputs: RegimenInputs, level: str, wanted: np.ndarray | None = None) -> np.ndarray:
+def regimen_phi(
+    res, inputs: RegimenInputs, level: str, wanted: np.ndarray | None = None, new=None
+) -> np.ndarray:
     """(N, P) phi of the individuals of ``inputs.events`` (rows ``wanted``, default all; others NaN):
     population (covariate model, eta = 0) or individual (the fitted individual's MAP eta; an id
-    that was not fitted is an error, as nlme's ``predict(level = 1)`` needs known groups)."""
+    that was not fitted gets the encoder's posterior from its own records in ``new`` when the fit
+    has one (``local="amortized"``) and ``new`` holds its observations, else it is an error, as
+    nlme's ``predict(level = 1)`` needs known groups)."""
     if level not in ("population", "individual"):
         raise ValueError(f"level must be 'population' or 'individual', got {level!r}")
     fm, events = res.evaluator, inputs.events
@@ -131,16 +135,47 @@ def regimen_phi(res, inputs: RegimenInputs, level: str, wanted: np.ndarray | Non
     pos = pd.Index(res.data.ids).get_indexer(ids)
     phi = fm.phi_population(Z) + fm.known_offset({"pos": pos})
     if level == "individual":
+        eta_map = np.asarray(res.estimation.eta_map)
+        eta = eta_map[np.maximum(pos, 0)]
         if (pos < 0).any():
-            unknown = [i.item() if isinstance(i, np.generic) else i for i in ids[pos < 0]]
-            raise ValueError(
-                f"individual predictions need fitted individuals; ids {unknown[:5]} were not in the "
-                "fit: use level='population'"
-            )
-        phi = phi + fm.eta_full(np.asarray(res.estimation.eta_map))[pos]
+            encoded = _encoded(res, new, ids[pos < 0])
+            eta[pos < 0] = encoded
+        phi = phi + fm.eta_full(eta)
     out = np.full((events.n_individuals, phi.shape[1]), np.nan)
     out[wanted] = phi
     return out
+
+
+def _encoded(res, new, ids: np.ndarray) -> np.ndarray:
+    """eta (len(ids), d) of individuals not in the fit from the fit's encoder over their records
+    in ``new`` (results.amortized.encode_individuals); a ValueError when the fit has no encoder or
+    ``new`` holds no observation of one of them."""
+    unknown = [i.item() if isinstance(i, np.generic) else i for i in ids]
+    amortized = bool(getattr(res.estimation, "amortized", None))
+    y = res.data.y_col
+    has_dv = new is not None and (isinstance(new, Data) or bool(match_columns(new, {"dv": y}, required=())))
+    if amortized:
+        at = np.full(len(unknown), -1)
+        if has_dv:
+            from pymixnn.results.amortized import encode_individuals
+
+            try:
+                enc_ids, eta, _ = encode_individuals(res, new)
+                at = pd.Index(enc_ids).get_indexer(list(ids))
+            except ValueError as err:  # the new records hold no observation at all
+                if "no observation record" not in str(err):
+                    raise
+        if (at >= 0).all():
+            return eta[at]
+        unknown = [u for u, a in zip(unknown, at) if a < 0]
+        raise ValueError(
+            f"individual predictions of ids {unknown[:5]}, not in the fit, need their observations "
+            f"(EVID 0 records with {y}) for the encoder: use level='population'"
+        )
+    raise ValueError(
+        f"individual predictions need fitted individuals; ids {unknown[:5]} were not in the "
+        "fit: use level='population' (or fit with local='amortized': its encoder reads their records)"
+    )
 
 
 def _evaluate(function, psi: np.ndarray, x: np.ndarray):
@@ -167,7 +202,7 @@ def predict_events(
     bound = bind_events(res.model, inputs.events)
     x = inputs.obs.iloc[:, 1:5].to_numpy(dtype=np.float64)
     ind = x[:, 2].astype(np.int64)
-    psi = res.evaluator.psi(np.nan_to_num(regimen_phi(res, inputs, level, ind)))
+    psi = res.evaluator.psi(np.nan_to_num(regimen_phi(res, inputs, level, ind, new)))
     f = _evaluate(bound.function, res.evaluator.record_psi(psi[ind], ind, inputs.events), x)
     if which == "mean" and res.observation.name != "gaussian":
         import torch

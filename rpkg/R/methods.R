@@ -27,8 +27,12 @@ nlme::VarCorr
 #' * `nobs()`: number of observations.
 #' * `predict()`: vector, one value per row of `newdata` (default: the fitted data), named by
 #'   its row names, in its row order; `level = 0` (population, eta = 0) or `1` (individual,
-#'   conditional mode; new ids get eta = 0); `type = "response"` (expected value) or `"link"`
-#'   (the structural function's output).
+#'   conditional mode; new ids get eta = 0, or with `local = "amortized"` the encoder's posterior
+#'   from their own records); `type = "response"` (expected value) or `"link"` (the structural
+#'   function's output). For a fit on event data, `newdata` holds NONMEM records (the fitted ID,
+#'   TIME and DV names, doses included) and the result is a data.frame, one row per observation
+#'   record: id, time, endpoint, prediction; individual predictions of new ids need the encoder
+#'   and their DV.
 #' * `fitted()`, `residuals()`: one value per observation, named by the data's row names, in the
 #'   data's row order (rows dropped by `dropna` left out); residual `type = "response"`
 #'   (y - prediction) or `"pearson"` (IWRES, level 1 only).
@@ -39,7 +43,7 @@ nlme::VarCorr
 #' @param type See above.
 #' @param level Population (0, "population") or individual (1, "individual"); for `confint`,
 #'   the confidence level.
-#' @param newdata A data.frame with the id, x and covariate columns.
+#' @param newdata A data.frame with the id, x and covariate columns (event data: NONMEM records).
 #' @param which For `vcov`: "fixed" or "all".
 #' @param parm Parameters (names) for `confint`; default all.
 #' @param sigma Unused (nlme's generic).
@@ -190,6 +194,12 @@ predict.mixnnFit <- function(object, newdata = NULL, level = 1,
     return(.by_row(object, as.numeric(.py_call(py$predict, NULL, level = level, which = which))))
   if (!is.data.frame(newdata)) stop("newdata must be a data.frame", call. = FALSE)
   d <- object$data
+  if ("_individual" %in% d$x) {
+    # a fit on event data: newdata are NONMEM records (the fit's ID, TIME and DV names); one row
+    # per observation record (id, time, endpoint, prediction)
+    p <- .py_call(py$predict, .py_frame(newdata), level = level, which = which)
+    return(.df(p, rownames = FALSE))
+  }
   newdata <- .factor_columns(newdata, id = d$id, x = d$x, y = NULL, roles = list(),
                              observation = object$observation)
   # Python returns one value per row of newdata, in its order (reticulate 1.28 pads a Series'

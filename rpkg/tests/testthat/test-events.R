@@ -89,3 +89,26 @@ test_that("mixnnSolve() is the closed form of a single bolus", {
   expect_error(mixnnSolve("pk1cpt_iv", doses, c(CL = 2)), "missing \\['V'\\]",
                class = "pymixnn_error")
 })
+
+test_that("predict() at new NONMEM records; with an encoder, new subjects' own doses and levels", {
+  skip_if_no_pymixnn()
+  pn <- pheno_nonmem()
+  fit <- mixnn(pn, "pk1cpt_iv", init = list(CL = 0.005, V = 1),
+               control = mixnnControl(seed = 1, max_steps = 300, progress = FALSE,
+                                      local = "amortized"))
+  # two fitted subjects under new ids: the encoder reads their doses and levels
+  new <- pn[pn$ID %in% c("1", "2"), ]
+  fitted_pred <- predict(fit, newdata = new, level = 1)
+  new$ID <- paste0("new", new$ID)
+  p <- predict(fit, newdata = new, level = 1)
+  expect_identical(colnames(p), c("ID", "time", "endpoint", "prediction"))
+  expect_identical(nrow(p), sum(new$EVID == 0))
+  expect_true(all(p$ID %in% c("new1", "new2")))
+  # the encoder alone against the fitted subjects' modes: within 15% (phenobarb's few levels
+  # per subject; the Python tests and vignette 07 measure the encoder on theophylline)
+  expect_equal(p$prediction, fitted_pred$prediction, tolerance = 0.15)
+  pop <- predict(fit, newdata = new, level = 0)
+  expect_false(isTRUE(all.equal(p$prediction, pop$prediction, tolerance = 1e-3)))
+  expect_error(predict(fit, newdata = new[, names(new) != "DV"], level = 1),
+               "not in the fit, need their observations")
+})
