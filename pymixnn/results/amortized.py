@@ -130,10 +130,10 @@ def encode_individuals(
     )
     Z = new_design_rows(res, data)
     context = new_context(res, data)
-    if context is not None:  # a conditional flow: its context follows the design rows (encoder_inputs)
-        Z = np.concatenate([Z, context], axis=1)
+    # a conditional flow's context follows the design rows among the encoder's inputs (encoder_inputs)
+    ind = Z if context is None else np.concatenate([Z, context], axis=1)
     d = len(res.model.random)
-    enc = Encoder.from_state(rec["encoder"], cells, mask, as_t(Z), d)
+    enc = Encoder.from_state(rec["encoder"], cells, mask, as_t(ind), d)
     with torch.no_grad():
         loc, tril = enc.all()
     if steps:

@@ -234,20 +234,25 @@ def test_encoder_reads_the_context_of_a_conditional_flow():
     features, from the Gaussian stage on, and new individuals get theirs coded as the fitted
     ones. A short fit (60 individuals, 120 steps, no refinement): the accuracy is the slow test's."""
     df = _grouped(60, 5)
+    w = np.random.default_rng(1).normal(size=60)
+    df["w"] = w[df["id"].to_numpy() - 1]
     kw = dict(FIT, max_steps=120, refine=False, random_effects="flow", context=["group"])
-    res = pymixnn.fit(df, "logistic", local="amortized", **kw)
+    res = pymixnn.fit(df, "logistic", local="amortized", covariates={"B": ["w"]}, **kw)
     state = res.estimation.amortized["encoder"]
-    # individual features: the context's one column (no covariate model); standardized as the
+    # individual features: the covariate w, then the context's one column, standardized as the
     # flow's context (centred, unit sd over the fitted individuals)
-    assert len(state["stats"]["i_mean"]) == 1
-    assert state["stats"]["i_mean"][0] == pytest.approx(0.0, abs=1e-12)
-    assert state["stats"]["i_sd"][0] == pytest.approx(1.0, abs=0.02)
+    assert len(state["stats"]["i_mean"]) == 2
+    assert state["stats"]["i_mean"][1] == pytest.approx(0.0, abs=1e-12)
+    assert state["stats"]["i_sd"][1] == pytest.approx(1.0, abs=0.02)
     new = df[df.id.isin([1, 2, 3])].assign(id=lambda d: d.id + 1000)
     moved = new.assign(group=1 - new["group"])
     _, a, _ = encode_individuals(res, new, steps=0)
     _, b, _ = encode_individuals(res, moved, steps=0)
     # the same records read under the other group give another posterior: the context is read
     assert (np.abs(a[:, 0] - b[:, 0]) > 1e-4).all()
+    # Newton steps under the conditional law take the design rows alone (not the context)
+    _, stepped, _ = encode_individuals(res, new, steps=5)
+    assert np.isfinite(stepped).all() and np.abs(stepped - a).max() > 1e-6
     with pytest.raises(ValueError, match=r"column 'group' not found in data"):
         res.individual_params(new.drop(columns="group"))
 
