@@ -164,8 +164,9 @@ def fit(
         effects, trained jointly with the population parameters by minibatch SVI (amortized VI);
         the refinement, SEs and ll.is start from its output. ``res.amortization`` gives the
         amortization gap per individual (README "Amortized inference"). Gaussian, mixture and
-        flow laws (a law stage trains a copy of the encoder under the law); not a conditional
-        flow or ``genomic=`` yet (an InputError).
+        flow laws (a law stage trains a copy of the encoder under the law; a conditional flow's
+        context among the encoder's inputs) and event data (doses among its records); not
+        ``genomic=`` yet (an InputError).
     refine_steps : with ``local="amortized"``, Newton steps per individual from the encoder's
         output before the refinement (semi-amortized; default 0).
 

@@ -80,7 +80,8 @@ mixnnModel <- function(model, description = NULL, psi0 = NULL, transform.par = N
 #'   are solved exactly).
 #' @param local "individual" (variational parameters per individual) or "amortized" (one encoder
 #'   network maps each individual's data to its posterior; new individuals in one forward pass;
-#'   Gaussian, mixture and flow random effects, not a conditional flow or a genomic block yet).
+#'   Gaussian, mixture and flow random effects, conditional flows and event data; not a genomic
+#'   block yet).
 #' @param refine_steps With `local = "amortized"`, Newton steps per individual from the encoder's
 #'   output (semi-amortized).
 #' @return A list of settings: the fields of `pymixnn.Control`, then `dropna`.
