@@ -15,6 +15,7 @@ from pymixnn.fitting import fit
 from pymixnn.model.dynamics.models import ODEModel
 from pymixnn.model.dynamics.solve import solve
 from pymixnn.model.genomic import Genomic
+from pymixnn.model.levels import Level
 from pymixnn.model.named import NAMED_MODELS, Model, named
 from pymixnn.model.observation import (
     Bernoulli,
@@ -83,6 +84,7 @@ __all__ = [
     "Mixture",
     "Flow",
     "Genomic",
+    "Level",
     "Normal",
     "Poisson",
     "NegativeBinomial",

@@ -72,6 +72,7 @@ def fit(
     censoring: str | None = None,
     genotype: str | None = None,
     genomic=None,
+    levels=None,
     control: Control | None = None,
     batch_size: int = UNSET,
     max_steps: int = UNSET,
@@ -132,6 +133,13 @@ def fit(
         ``marker_effects``, ``top_markers()``, ``plot_manhattan()``, ``variance_explained``,
         ``genetic_values`` and ``predict_genotypes()``. Minibatches are then made of whole
         genotypes.
+    levels : grouping levels above or beside the individual, ``[pymixnn.Level("plot",
+        params=["A"]), pymixnn.Level("genotype", params=["A", "B"], omega="full")]``: Gaussian
+        random effects shared by the individuals of a group (nested or crossed; the column is
+        constant within an individual), on the transformed parameters, each parameter also random
+        at the individual level. Reported as ``omega2.<level>.<p>`` rows (kind "level") with SEs,
+        the level effects by ``res.level_effects(level)``; ll.is integrates them out (README
+        "Grouping levels"). Gaussian law, local="individual", without genomic= (so far).
     control : a :class:`pymixnn.Control` with the algorithm settings below (defaults: batch_size=512,
         max_steps=4000, lr=0.02, num_particles=4, refine=True, is_samples=None, likelihood="auto",
         device="cpu", dtype=None, threads=None, seed=0, progress=True, ode_rtol=1e-6,
@@ -206,6 +214,11 @@ def _check_amortized(problem: NLME, control: Control) -> None:
     any work."""
     if control.local != "amortized":
         return
+    if problem.levels:
+        raise InputError(
+            "local='amortized' does not support levels= yet (the level block reads every "
+            "individual's posterior): use local='individual'"
+        )
     if problem.genomic is not None:
         raise InputError(
             "local='amortized' does not support genomic= yet (the marker block updates the "
@@ -262,6 +275,7 @@ def fit_problem(problem: NLME, control: Control):
         context=problem.context_matrix,
         observation=problem.observation,
         genomic=setup,
+        levels=problem.level_setup,
     )
     markers = None
     if problem.markers is not None:
@@ -284,6 +298,8 @@ def fit_problem(problem: NLME, control: Control):
         genotype=problem.genotype,
         genomic=None if genomic is None else genomic.to_dict(),
     )
+    if problem.levels:  # only with levels: other fits' settings are unchanged
+        settings["levels"] = [lv.to_dict() for lv in problem.levels]
     if c.local != "individual":  # only when amortized: other fits' settings are unchanged
         settings.update(local=c.local, refine_steps=int(c.refine_steps))
     if any(problem.fallbacks.values()):  # only when one was taken: other fits' settings are unchanged

@@ -1,5 +1,5 @@
 """`NLME`: a nonlinear mixed-effects problem (data, model, random-effects law, observation family,
-genomic spec), resolved and validated once, then fitted (statsmodels' ``MixedLM(...).fit()``).
+genomic spec, grouping levels), resolved and validated once, then fitted (statsmodels' MixedLM).
 
 Building an ``NLME`` does every check of the data and of the model against them with numpy and
 pandas only; :meth:`NLME.fit` evaluates the structural function (torch) and runs the estimation.
@@ -11,7 +11,6 @@ resolved problem.
 >>> problem = pymixnn.NLME(df, "logistic", id="Tree", x="age", y="circumference")
 >>> problem.model.parameters, problem.data.n_individuals
 (('A', 'B', 'C'), 5)
->>> res = problem.fit(pymixnn.Control(max_steps=200, progress=False))  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -30,6 +29,7 @@ from pymixnn.data.varying import covariate_roles
 from pymixnn.model import transforms as tr
 from pymixnn.model.covariates import context_matrix, covariate_design, normalize_mapping, varying_columns
 from pymixnn.model.dynamics.models import bind_data, is_dynamic, model_covariates, stepwise
+from pymixnn.model.levels import check_level_columns, check_levels, level_setup
 from pymixnn.model.named import Model, resolve
 from pymixnn.model.observation import Observation
 from pymixnn.model.observation import observation as resolve_observation
@@ -71,8 +71,9 @@ class NLME:
     overrides), ``design`` (the covariate design), ``covariates`` (parameter -> columns), ``law``
     (the random-effects law spec), ``observation`` (the family, ordinal levels resolved),
     ``context_columns`` / ``context_matrix`` (a conditional flow's), ``genotype``, ``genomic``,
-    ``markers`` (the prepared marker matrix of a genomic fit), ``start`` (:meth:`initial_values`)
-    and ``fallbacks`` (counts of values replaced while resolving, e.g. ``start_values_replaced``).
+    ``markers`` (the prepared marker matrix of a genomic fit), ``levels`` / ``level_setup`` (grouping
+    levels: the Level specs, each individual's group), ``start`` (:meth:`initial_values`) and
+    ``fallbacks`` (counts of values replaced while resolving, e.g. ``start_values_replaced``).
     """
 
     def __init__(
@@ -99,6 +100,7 @@ class NLME:
         censoring: str | None = None,
         genotype: str | None = None,
         genomic: Any = None,
+        levels: Any = None,
     ) -> None:
         if not isinstance(dropna, (bool, np.bool_)):
             raise InputError(f"dropna must be True or False, got {dropna!r}")
@@ -122,11 +124,13 @@ class NLME:
         check_init(init, model)
         self.context_columns = context_columns(self.law)
         genomic_columns = check_genomic(genotype, genomic, model)
+        self.levels = check_levels(levels, model, self.law, genomic)
         covariate_columns = list(
             dict.fromkeys(
                 [c for cols in self.covariates.values() for c in cols]
                 + self.context_columns
                 + genomic_columns
+                + [lv.name for lv in self.levels]
             )
         )
         if isinstance(data, pd.DataFrame):
@@ -141,7 +145,7 @@ class NLME:
             roles = {"id": [data.id_col], "x": list(data.x_cols), "y": [data.y_col]}
         else:
             roles = {"id": [id], "x": [x] if isinstance(x, str) else list(x or []), "y": [y]}
-        check_genotype_role(genotype, roles)
+        check_genotype_role(genotype, roles), check_level_columns(self.levels, roles, data)
         if is_dynamic(model) and isinstance(data, pd.DataFrame):  # NONMEM columns
             data = Data.from_nonmem(
                 data,
@@ -167,6 +171,7 @@ class NLME:
         self.fallbacks: dict[str, int] = {"start_values_replaced": 0}
         self.start = self.initial_values()
         self.markers = _prepare_markers(genomic, genotype, data) if genomic is not None else None
+        self.level_setup = level_setup(self.levels, data.covariates, data.ids)
 
     # ---- start values ----------------------------------------------------------------------
     def initial_values(self) -> dict[str, float]:

@@ -232,6 +232,7 @@ def test_theo():
         ("epil", (236, 9), 59),
         ("toenail", (1908, 5), 294),
         ("knee", (508, 8), 127),
+        ("phenoarch", (40542, 10), 1673),
     ],
 )
 def test_every_dataset_loads_as_data(name, shape, n_individuals):
@@ -250,6 +251,7 @@ def test_unknown_dataset():
         "knee",
         "orange",
         "oxboys",
+        "phenoarch",
         "rapi",
         "soybean",
         "theo",

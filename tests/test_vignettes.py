@@ -45,6 +45,7 @@ def test_six_python_vignettes_exist():
         "06_dynamics.py",
         "07_amortized.py",
         "08_neural_estimator.py",
+        "09_levels.py",
     ]
     assert (VIGNETTES / "05_from_R.Rmd").exists()
 
@@ -65,6 +66,10 @@ def test_vignette_quick(name, tmp_path):
     if name == "08_neural_estimator.py":
         # the truth within 3 posterior SDs; one data set in one forward pass
         assert key["max_abs_z_fixed"] < 3 and key["estimate_ms"] < 100
+    if name == "09_levels.py":
+        # trees in plots against nlme, crossed levels against lme4, the maize genotype level
+        assert key["nested_max_rel_omega"] < 0.15 and abs(key["crossed_loglik_minus_lmer"]) < 0.01
+        assert key["maize_aic_gain"] > 100
     if name == "01_theophylline.py":
         # the headline of the vignette: pymixnn and saemix 3.4 agree within half an SE
         assert key["max_abs_z_vs_saemix"] < 0.5 and abs(key["loglik_minus_saemix"]) < 0.5

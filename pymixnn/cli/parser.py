@@ -205,6 +205,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="horseshoe",
         help="prior of the marker effects (default horseshoe)",
     )
+    fit.add_argument(
+        "--level",
+        dest="grouping_levels",
+        action="append",
+        metavar="COL:P[,P][:full]",
+        help="a grouping level (repeatable): its column, the parameters with a random effect at it, "
+        "':full' for a full covariance; e.g. --level plot:A --level genotype:A,B:full",
+    )
     fit.add_argument("--map", metavar="PATH", help="marker map CSV (marker, chr, pos)")
     fit.add_argument("--manhattan", metavar="DIR", help="write Manhattan PNGs (one per parameter)")
     fit.add_argument("--marker-effects", metavar="PATH", help="write the marker effects as CSV")

@@ -139,11 +139,25 @@ def prepare(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
         spec["genomic"] = pymixnn.Genomic(
             args.markers, params=names(args.genomic_params), prior=args.prior, map=args.map
         )
+    if getattr(args, "grouping_levels", None):
+        spec["levels"] = [_level(text, model) for text in args.grouping_levels]
     if not args.nonmem and args.time is not None and args.time not in df.columns:
         raise InputError(
             f"--time {args.time!r} is not a column of {str(path)!r}; its columns are {list(df.columns)}"
         )
     return df, spec
+
+
+def _level(text: str, model: Model) -> Any:
+    """``--level COL:P[,P][:full]`` as a pymixnn.Level; an error naming the flag's value."""
+    import pymixnn
+
+    parts = text.split(":")
+    if len(parts) not in (2, 3) or not parts[0] or not parts[1] or (len(parts) == 3 and parts[2] != "full"):
+        raise InputError(f"--level {text!r}: give COL:P[,P] or COL:P,P:full, e.g. --level plot:A")
+    for name in names(parts[1]):
+        check_parameter(model, name, "--level")
+    return pymixnn.Level(parts[0], names(parts[1]), omega="full" if len(parts) == 3 else "diagonal")
 
 
 def check_model(args: argparse.Namespace) -> Model:

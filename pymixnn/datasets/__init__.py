@@ -8,7 +8,7 @@ Example
 -------
 >>> from pymixnn import datasets
 >>> datasets.names()
-['epil', 'grav2', 'knee', 'orange', 'oxboys', 'rapi', 'soybean', 'theo', 'toenail']
+['epil', 'grav2', 'knee', 'orange', 'oxboys', 'phenoarch', 'rapi', 'soybean', 'theo', 'toenail']
 >>> df = datasets.load("theo")
 >>> df.shape
 (120, 6)
@@ -184,6 +184,26 @@ _INFO: dict[str, dict[str, Any]] = {
         "covariates": [],
         "citation": f"{_MOORE} {_QTL2}",
     },
+    "phenoarch": {
+        "description": "Maize leaf area (m2, from images) of 1,673 plants of 90 genotypes in the "
+        "PhenoArch greenhouse platform, well-watered (WW) or water deficit (WD), daily for 33 days "
+        "(day 0 = 2017-04-13), pots on a Row x Col grid (60 x 28), two panels; Biomass and "
+        "PlantHeight where measured. Logistic growth with genotype and scenario effects.",
+        "source": "GitHub cran/statgenHTP (v1.0.9.4, commit 0cf1d78d2ce9), data/PhenoarchDat1.rda, "
+        "rows with a leaf area, dates as days (pos renamed plant; phyllocron and LeafCount dropped)",
+        "license": "GPL",
+        "id": "plant",
+        "x": ["day"],
+        "y": "LeafArea",
+        "covariates": ["Genotype", "Scenario", "population", "Row", "Col"],
+        "citation": "Cabrera-Bosquet L, Fournier C, Brichet N, Welcker C, Suard B, Tardieu F "
+        "(2016). High-throughput estimation of incident light, light interception and "
+        "radiation-use efficiency of thousands of plants in a phenotyping platform. New Phytol "
+        "212:269-281. Millet EJ, Kruijer W, Coupel-Ledru A et al. (2019). Genomic prediction of "
+        "maize yield across European environmental conditions. Nat Genet 51:952-956. R package "
+        "statgenHTP (Biometris, Wageningen).",
+        "file": "phenoarch.csv.gz",
+    },
 }
 
 # Column types pandas cannot infer from the CSV: factors in the R source.
@@ -205,14 +225,16 @@ def _check(name: str) -> None:
 def info(name: str) -> dict[str, Any]:
     """Description, source, license, citation and column roles (id, x, y, covariates)."""
     _check(name)
-    return copy.deepcopy(_INFO[name])
+    return {k: v for k, v in copy.deepcopy(_INFO[name]).items() if k != "file"}
 
 
 def load(name: str) -> pd.DataFrame:
     """Load a bundled data set as a long DataFrame (one row per observation)."""
     _check(name)
-    with resources.files(__name__).joinpath(f"{name}.csv").open("r", encoding="utf-8") as handle:
-        return pd.read_csv(handle, dtype=_DTYPES.get(name))
+    file = _INFO[name].get("file", f"{name}.csv")
+    with resources.files(__name__).joinpath(file).open("rb") as handle:
+        compression = "gzip" if file.endswith(".gz") else None
+        return pd.read_csv(handle, dtype=_DTYPES.get(name), compression=compression, encoding="utf-8")
 
 
 # Genomic marker sets (not necessarily longitudinal): file, map file (or None), source, license,

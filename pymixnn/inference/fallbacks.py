@@ -18,7 +18,11 @@ Names (all present, 0 when not taken):
   no random effect by more than 2 prior SDs (laplace.ODE_MODE_MAX_SD), one per individual and
   step;
 * ``refine_nonfinite_derivatives``: refinement rounds stopped by non-finite derivatives;
-* ``fisher_pseudo_inverse``: observed Fisher information inverted by a pseudo-inverse.
+* ``fisher_pseudo_inverse``: observed Fisher information inverted by a pseudo-inverse;
+* ``levels_rounds_exhausted``: fits with grouping levels whose alternation of refinement and level
+  updates ran out of rounds (stages.LEVELS_ROUNDS) before the levels stayed;
+* ``levels_pseudo_inverse``: the level covariances' information inverted by a pseudo-inverse (a
+  level variance at its floor: no information about it).
 """
 
 from __future__ import annotations
@@ -38,11 +42,14 @@ FALLBACKS = (
     "mode_shortened_steps",
     "refine_nonfinite_derivatives",
     "fisher_pseudo_inverse",
+    "levels_rounds_exhausted",
+    "levels_pseudo_inverse",
 )
 
 # name -> (threshold, what it is compared with, message). "steps": the count as a share of the SVI
 # steps; "count": the count itself. refine_nonfinite_derivatives and fisher_pseudo_inverse have
-# their own warnings where they happen (stages.py, reporting.py), so they have no entry here.
+# their own warnings where they happen (stages.py, reporting.py), as have the levels' two (stages.py,
+# levels.py), so they have no entry here.
 THRESHOLDS: dict[str, tuple[float, str, str]] = {
     "svi_zeroed_gradient_steps": (
         0.05,

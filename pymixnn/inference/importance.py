@@ -195,8 +195,13 @@ class ImportanceSampler:
         return log_w, centre + offset
 
     def chunk_loglik(self, theta: torch.Tensor, c: int, idx: torch.Tensor) -> torch.Tensor:
-        log_w, _ = self.chunk_log_weights(theta, c, idx)
-        return torch.logsumexp(log_w, 0) - math.log(self.n_samples)
+        """log L_i of the chunk (B,); with grouping levels, the expectation of log L_i over the
+        offsets' posterior (Program.offset_curvature), which the refinement maximizes."""
+        log_w, eta = self.chunk_log_weights(theta, c, idx)
+        value = torch.logsumexp(log_w, 0) - math.log(self.n_samples)
+        if self.program.offset_var is not None:
+            value = value + self.program.offset_curvature(theta, log_w, eta, idx)
+        return value
 
     def total(self, theta: torch.Tensor, rows: torch.Tensor | None = None) -> float:
         """sum_i log L_i over all individuals, or over ``rows`` only (not rescaled)."""

@@ -39,6 +39,7 @@ from pymixnn.inference.reporting import finish
 from pymixnn.inference.rng import isolated_rng
 from pymixnn.inference.stages import Context, gaussian_stage, law_stage
 from pymixnn.model.covariates import CovariateDesign
+from pymixnn.model.levels import LevelSetup
 from pymixnn.model.named import Model
 from pymixnn.model.random_effects import Gaussian
 
@@ -56,10 +57,12 @@ def estimate(
     context: np.ndarray | None = None,
     observation=None,
     genomic: GenomicSetup | None = None,
+    levels: LevelSetup | None = None,
 ) -> Estimation:
     """Fit the NLME model; see the module docstring for the steps. ``law`` is a random-effects
     spec (pymixnn.model.random_effects); ``context`` the (N, c) covariates of a conditional flow;
-    ``observation`` the observation model (pymixnn.model.observation; default Gaussian)."""
+    ``observation`` the observation model (pymixnn.model.observation; default Gaussian);
+    ``levels`` grouping levels (pymixnn.model.levels; the Gaussian law only)."""
     t_start = time.perf_counter()
     law = Gaussian() if law is None else law
     fit_law = plugin(law)  # an unknown spec fails here, before any work
@@ -75,7 +78,7 @@ def estimate(
             generator=torch.Generator().manual_seed(options.seed),
             law_context=context,
         )
-        gauss = gaussian_stage(ctx, init, observation, genomic)
+        gauss = gaussian_stage(ctx, init, observation, genomic, levels)
         estimation = fit_law.fit(
             law,
             gaussian=gauss,

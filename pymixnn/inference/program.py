@@ -236,6 +236,9 @@ class Program:
         # (genomic.py); adds -tr(Omega^-1 C_i) / 2 to log p(eta_i), the term the plug-in of the
         # offsets' mean leaves out of the variational EM's Omega update
         self.offset_cov: torch.Tensor | None = None
+        # grouping levels (levels.py): the offsets' posterior covariance in the random coordinates,
+        # (N, d, d); the marginal likelihood then adds E over it of each ll_i (offset_curvature)
+        self.offset_var: torch.Tensor | None = None
 
     # ---- population parameters ---------------------------------------------------------------
     def omega_tril(self, theta: torch.Tensor) -> torch.Tensor:
@@ -382,11 +385,36 @@ class Program:
         """Penalty on the law's parameters (a flow's ridge towards the identity); 0 otherwise."""
         return self.law.penalty(theta[self.layout.law])
 
-    def set_offsets(self, offset: torch.Tensor | None, offset_cov: torch.Tensor | None) -> None:
+    def set_offsets(
+        self,
+        offset: torch.Tensor | None,
+        offset_cov: torch.Tensor | None,
+        offset_var: torch.Tensor | None = None,
+    ) -> None:
         """The genotype-level offsets of a genomic fit (N, P) and their uncertainty term (N, d, d)
-        (GenomicBlock.offset / offset_cov after an update; None: without)."""
+        (GenomicBlock.offset / offset_cov after an update; None: without), or a fit with grouping
+        levels' offsets and their posterior covariance ``offset_var`` (LevelBlock)."""
         self.offset = offset
         self.offset_cov = offset_cov
+        self.offset_var = offset_var
+
+    def offset_curvature(
+        self, theta: torch.Tensor, log_w: torch.Tensor, eta: torch.Tensor, idx
+    ) -> torch.Tensor:
+        """tr(H_i Var(o_i)) / 2 per individual (B,): E[ll_i(o)] - ll_i(o_i) to second order over
+        the offsets' posterior N(o_i, Var(o_i)) of a fit with grouping levels (0 without), with
+        H_i = Omega^-1 Cov(eta_i | y_i) Omega^-1 - Omega^-1 the Hessian of ll_i in the offset,
+        Cov(eta_i | y_i) from the weights ``log_w`` (K, B) of the draws ``eta`` (K, B, d)."""
+        if self.offset_var is None:
+            return torch.zeros(log_w.shape[-1], dtype=theta.dtype, device=theta.device)
+        w = torch.softmax(log_w, 0).unsqueeze(-1)  # (K, B, 1)
+        mean = (w * eta).sum(0)
+        dev = eta - mean
+        cov = torch.einsum("kbi,kbj->bij", w * dev, dev)
+        omega_inv = torch.cholesky_inverse(self.omega_tril(theta))
+        V = self.offset_var if idx is None else self.offset_var[idx]
+        H = omega_inv @ cov @ omega_inv - omega_inv
+        return 0.5 * torch.einsum("bij,bji->b", H, V)
 
     def log_joint(self, theta: torch.Tensor, eta: torch.Tensor, idx: torch.Tensor | None):
         return self.log_likelihood(theta, eta, idx) + self.log_prior(theta, eta, idx)

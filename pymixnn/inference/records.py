@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["LawFit", "GenomicParamPosterior", "GenomicPosterior", "RunInfo", "Estimation"]
+__all__ = ["LawFit", "GenomicParamPosterior", "GenomicPosterior", "LevelsFit", "RunInfo", "Estimation"]
 
 
 class _Record:
@@ -158,6 +158,37 @@ class GenomicPosterior(_Record):
 
 
 @dataclass(frozen=True)
+class LevelsFit(_Record):
+    """Grouping levels of a fit (inference/levels.py): per level its parameters, covariance
+    (``omega``), the level effects' posterior means and sds (groups x params, transformed scale,
+    groups in the order of ``labels``) and each individual's group; the covariance of the reported
+    entries (all levels' variances then covariances, ``entries_size`` per level); the GLS estimates
+    of the level parameters' fixed effects (mu and covariate effects, entries ``fixed_index`` of
+    theta) with their covariance; the offsets (N, P) and
+    the log-likelihood correction that integrates the levels out."""
+
+    names: list
+    params: list
+    full: list
+    omega: list
+    entries_cov: np.ndarray
+    entries_size: list
+    labels: list
+    groups: list
+    effects: list
+    effects_sd: list
+    fixed_index: list
+    fixed_gls: np.ndarray
+    fixed_cov: np.ndarray
+    offset: np.ndarray
+    loglik_correction: float
+    n_hyper: int
+    updates: int = 0
+    rounds: int = 0
+    pseudo_inverse: bool = False
+
+
+@dataclass(frozen=True)
 class RunInfo(_Record):
     """How a fit ran. ``fallbacks`` counts every fallback taken, by name (zeroed gradient
     components, rejected steps, replaced start values, pseudo-inverse information, ...)."""
@@ -229,6 +260,8 @@ class Estimation:
     quadrature_nodes: int = 0
     # a genomic fit: the posterior of the marker effects (inference/genomic.py, export())
     genomic: GenomicPosterior | dict | None = None
+    # grouping levels (inference/levels.py, LevelBlock.export)
+    levels: LevelsFit | dict | None = None
     # covariance matrix of the reported parameters (``table`` order, natural scale): the inverse
     # observed Fisher information carried through the delta method; None where not computed
     cov_params: np.ndarray | None = None
@@ -244,4 +277,5 @@ class Estimation:
     def __post_init__(self) -> None:
         self.law = _as_record(LawFit, self.law)
         self.genomic = _as_record(GenomicPosterior, self.genomic)
+        self.levels = _as_record(LevelsFit, self.levels)
         self.run = _as_record(RunInfo, self.run)

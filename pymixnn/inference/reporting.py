@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from pymixnn.inference.importance import ImportanceSampler
+from pymixnn.inference.levels import gls_theta_cov, level_table
 from pymixnn.inference.marginal import marginal_likelihood
 from pymixnn.inference.options import proposal_vi, sample_sizes
 from pymixnn.inference.program import integrates
@@ -30,6 +31,11 @@ __all__ = [
 PSEUDO_INVERSE_WARNING = (
     "observed Fisher information is not positive definite: some parameters "
     "are poorly identified; their SEs are unreliable (NaN)"
+)
+
+LEVELS_PSEUDO_INVERSE_WARNING = (
+    "the information of the grouping levels' covariances is not positive definite (a level "
+    "variance at its floor, near 0): their SEs are unreliable"
 )
 
 
@@ -167,6 +173,13 @@ def finish(stage: Stage, ctx: Context, spec, *, threads: int, t_start: float) ->
     K = final.n_samples
     seconds["loglik"] = time.perf_counter() - t0
 
+    levels = None
+    if stage.levels is not None:  # grouping levels: the GLS covariance of their fixed effects
+        levels = stage.levels.export(theta, local, stage.rounds)
+        if levels.pseudo_inverse:
+            fallbacks.add("levels_pseudo_inverse")
+            warnings.append(LEVELS_PSEUDO_INVERSE_WARNING)
+        cov_theta = gls_theta_cov(cov_theta, levels)
     names, kinds, params, scales, values = law.reported(program, ctx.design, stream(options.seed, "moments"))
     est = values(theta)
     J = torch.autograd.functional.jacobian(values, theta)
@@ -189,6 +202,10 @@ def finish(stage: Stage, ctx: Context, spec, *, threads: int, t_start: float) ->
                 scale=scales[k],
             )
         )
+    loglik, cov_np = float(result.loglik.sum()), _numpy(cov_rep)
+    if levels is not None:  # grouping levels: their rows, and the levels integrated out of ll
+        table, cov_np = level_table(levels, table, cov_np)
+        loglik += levels.loglik_correction
     with torch.no_grad():
         shift, omega = law.program_moments(program, theta, 100_000, stream(options.seed, "moments"))
     mu = program.mu_uncentred(theta).clone()
@@ -226,7 +243,7 @@ def finish(stage: Stage, ctx: Context, spec, *, threads: int, t_start: float) ->
         table=table,
         theta=_numpy(theta),
         theta_cov=_numpy(cov_theta),
-        cov_params=_numpy(cov_rep),
+        cov_params=cov_np,
         mu=_numpy(mu),
         beta=_numpy(theta[lay.beta]),
         omega=_numpy(omega),
@@ -239,7 +256,7 @@ def finish(stage: Stage, ctx: Context, spec, *, threads: int, t_start: float) ->
         eta_mean=_numpy(result.eta_mean - shift),
         psi_mean=_numpy(result.psi_mean),
         psi_sd=_numpy(result.psi_sd),
-        loglik=float(result.loglik.sum()),
+        loglik=loglik,
         loglik_se=float(result.mc_variance.sum().sqrt()),
         loglik_individual=_numpy(result.loglik),
         is_samples=K,
@@ -258,6 +275,7 @@ def finish(stage: Stage, ctx: Context, spec, *, threads: int, t_start: float) ->
         warnings=warnings,
         law=LawFit(**record),
         genomic=stage.genomic,
+        levels=levels,
         diagnostics=diagnostics,
         run=run,
         amortized=stage.amortized,

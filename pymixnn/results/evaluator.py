@@ -88,12 +88,13 @@ class FittedModel:
         return tr.forward(self.model.transforms[name], torch.as_tensor(phi, dtype=torch.float64)).numpy()
 
     def individual_offset(self) -> np.ndarray:
-        """(N, P) genotype-level offsets of a genomic fit (posterior means, transformed scale);
-        zeros otherwise."""
-        gen = getattr(self.estimation, "genomic", None)
-        if not gen:
-            return np.zeros((self.data.n_individuals, len(self.model.parameters)))
-        return np.asarray(gen["offset"])
+        """(N, P) genotype-level offsets of a genomic fit and the grouping levels' effects
+        (posterior means, transformed scale); zeros without either."""
+        out = np.zeros((self.data.n_individuals, len(self.model.parameters)))
+        for rec in (getattr(self.estimation, "genomic", None), getattr(self.estimation, "levels", None)):
+            if rec:
+                out = out + np.asarray(rec["offset"])
+        return out
 
     def known_offset(self, rows: dict) -> np.ndarray:
         """Genotype offsets of the fitted individuals among ``rows`` (:meth:`design_rows`), 0 for

@@ -74,7 +74,11 @@ def results_dict(res) -> dict[str, Any]:
             n: {"estimate": _clean(r["estimate"]), "se": _clean(r["se"])} for n, r in fixed.iterrows()
         },
         "omega": {n: float(res.omega.loc[n, n]) for n in res.omega.index},
-        "omega_se": {n.split(".", 1)[1]: _clean(r["se"]) for n, r in p.iterrows() if n.startswith("omega2.")},
+        "omega_se": {
+            n.split(".", 1)[1]: _clean(r["se"])
+            for n, r in p.iterrows()
+            if n.startswith("omega2.") and r["kind"] != "level"
+        },
         "sigma": {n: float(v) for n, v in res.sigma.items()},
         "observation": res.settings.get("observation", {"name": "gaussian"}),
         "loglik": res.loglik,
@@ -105,6 +109,16 @@ def results_dict(res) -> dict[str, Any]:
             **({"penalty": law["penalty"]} if "penalty" in law else {}),
         },
         **({"genomic": _genomic_dict(res)} if res.is_genomic else {}),
+        **(
+            {
+                "levels": {
+                    n: {"estimate": _clean(r["estimate"]), "se": _clean(r["se"])}
+                    for n, r in levels.iterrows()
+                }
+            }
+            if len(levels := p[p["kind"] == "level"])
+            else {}
+        ),
         "run": run_record(res),
     }
 

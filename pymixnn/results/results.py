@@ -37,6 +37,7 @@ from pymixnn.results.external import ExternalFit, external_info
 from pymixnn.results.genomic_view import GenomicMixin
 from pymixnn.results.io import FORMAT_VERSION, load_parts, results_dict, run_from_info, save_results
 from pymixnn.results.law import LawMixin
+from pymixnn.results.levels import LevelsMixin
 from pymixnn.results.predictions import PredictionsMixin
 from pymixnn.results.summary import Summary, summary_text
 
@@ -66,7 +67,7 @@ def _versions() -> dict[str, str]:
     }
 
 
-class Results(PredictionsMixin, LawMixin, GenomicMixin):
+class Results(PredictionsMixin, LawMixin, GenomicMixin, LevelsMixin):
     """Estimates, uncertainty, likelihood, individual estimates and predictions of one fit.
 
     Feature groups: ``res.evaluator`` (the fitted model as numbers, :class:`FittedModel`),
@@ -190,6 +191,9 @@ class Results(PredictionsMixin, LawMixin, GenomicMixin):
         # every parameter of its layers); another program's: the rows of its parameter table
         ext = self.external
         self.df_modelwc = int(ext.n_free if ext is not None else len(self.estimation.theta))
+        levels = None if ext is not None else getattr(self.estimation, "levels", None)
+        if levels:  # the level covariances' entries are free parameters too
+            self.df_modelwc += int(levels["n_hyper"])
         self.aic = -2 * self.loglik + 2 * self.df_modelwc
         self.bic = -2 * self.loglik + math.log(self.data.n_individuals) * self.df_modelwc
 

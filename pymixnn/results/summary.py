@@ -49,6 +49,16 @@ def summary_text(res) -> str:
     law = res.random_effects_law
     if law.name != "gaussian":
         head.insert(2, law.describe() + (f"; {res.df_modelwc} free parameters" if law.name == "flow" else ""))
+    if getattr(res, "level_names", None):
+        rec = res.estimation.levels
+        head.insert(
+            2,
+            "grouping levels: "
+            + "; ".join(
+                f"{n} ({len(lab)} groups; random effects on {list(p)}, {'full' if f else 'diagonal'} omega)"
+                for n, lab, p, f in zip(rec["names"], rec["labels"], rec["params"], rec["full"])
+            ),
+        )
     return "\n".join(head + _parameter_lines(res, law.name) + _likelihood_lines(res))
 
 
@@ -63,6 +73,7 @@ def _parameter_lines(res, law_name: str) -> list[str]:
             else f"Observation model ({res.observation.name})"
         ),
         "law": "Mixture components (weights; means on the natural scale)",
+        "level": "Variance of random effects at grouping levels (transformed scale)",
     }
     if law_name == "flow":
         labels["omega"] = "Variance of random effects under the fitted flow (transformed scale)"
@@ -70,7 +81,7 @@ def _parameter_lines(res, law_name: str) -> list[str]:
     lines = []
     width = max(len(str(n)) for n in p.index) + 2
     cols = f"{'':{width}}{'Estimate':>12}{'SE':>12}{'RSE(%)':>9}{'2.5%':>12}{'97.5%':>12}"
-    for kind in ("fixed", "law", "omega", "sigma"):
+    for kind in ("fixed", "law", "omega", "level", "sigma"):
         kinds = ("fixed", "beta") if kind == "fixed" else (kind,)
         block = p[p["kind"].isin(kinds)]
         if block.empty:
@@ -119,8 +130,24 @@ def _likelihood_lines(res) -> list[str]:
             if res.is_genomic
             else []
         ),
+        *(
+            [
+                "  the grouping levels are integrated out through each individual's Gaussian "
+                "pseudo-likelihood of its offset (exact for a linear model)",
+            ]
+            if getattr(res, "level_names", None)
+            else []
+        ),
         "",
         f"SEs: {info['se_method']}",
+        *(
+            [
+                "  level covariances: observed information of the levels' likelihood; the level "
+                "parameters' fixed effects: generalized least squares (their SEs include the levels)"
+            ]
+            if getattr(res, "level_names", None)
+            else []
+        ),
     ]
     selection = res.law.get("selection") if res.law else None
     if selection:

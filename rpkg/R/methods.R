@@ -15,7 +15,9 @@ nlme::VarCorr
 #'   effects (`beta_Weight(V)`).
 #' * `ranef()`: data.frame, one row per individual (row names: ids), one column per parameter
 #'   with a random effect: eta_i on the transformed scale; `type = "map"` (conditional mode) or
-#'   `"mean"` (conditional mean).
+#'   `"mean"` (conditional mean). With `level = "plot"` (a fit with grouping levels): the level's
+#'   effects, one row per group (row names: the group labels), columns `<p>` (posterior mean,
+#'   transformed scale), `<p>.sd` and `n_individuals`.
 #' * `coef()`: data.frame, one row per individual, one column per parameter: psi_i.
 #' * `VarCorr()`: the d x d covariance matrix Omega of the random effects (transformed scale),
 #'   with attributes `stddev`, `correlation` and `residual` (the error model's parameters).
@@ -42,7 +44,7 @@ nlme::VarCorr
 #' @param object,x A `mixnnFit`.
 #' @param type See above.
 #' @param level Population (0, "population") or individual (1, "individual"); for `confint`,
-#'   the confidence level.
+#'   the confidence level; for `ranef`, a grouping level's column (a fit with `levels`).
 #' @param newdata A data.frame with the id, x and covariate columns (event data: NONMEM records).
 #' @param which For `vcov`: "fixed" or "all".
 #' @param parm Parameters (names) for `confint`; default all.
@@ -132,8 +134,13 @@ fixef.mixnnFit <- function(object, ...) object$fixef
 #' @rdname mixnnFit-methods
 #' @method ranef mixnnFit
 #' @export
-ranef.mixnnFit <- function(object, type = c("map", "mean"), ...) {
-  object$ranef[[match.arg(type)]]
+ranef.mixnnFit <- function(object, type = c("map", "mean"), level = NULL, ...) {
+  if (is.null(level)) return(object$ranef[[match.arg(type)]])
+  if (!level %in% names(object$level_effects))
+    stop("no level \"", level, "\" in this fit; its levels: ",
+         if (length(object$level_effects)) paste(names(object$level_effects), collapse = ", ")
+         else "none (fit with levels = list(column = parameters))", call. = FALSE)
+  object$level_effects[[level]]
 }
 
 #' @rdname mixnnFit-methods

@@ -123,6 +123,12 @@ mixnnControl <- function(seed = 0L, batch_size = 512L, max_steps = 4000L, lr = 0
 #'   "binomial", "bernoulli", "ordinal" or a Python spec object.
 #' @param genomic Marker effects: a Python `pymixnn.Genomic`, or a list of its arguments with
 #'   `markers` an R matrix (genotypes by markers, genotype ids as row names).
+#' @param levels Grouping levels above or beside the individual (nlme's nested `random =`, lme4's
+#'   `(1 | plot)`): a named list, column = parameters with a random effect at that level, e.g.
+#'   `list(plot = "A")`, or column = `list(params = c("A", "B"), omega = "full")` for a full
+#'   covariance (default diagonal). Each parameter also needs an individual-level random effect.
+#'   Reported as `omega2.<level>.<p>` rows of `params`; the level effects by
+#'   `ranef(fit, level = "plot")`; the log-likelihood integrates them out.
 #' @param control Estimation settings, [mixnnControl()].
 #' @param random Parameters with a random effect (default: all, or the `mixnnModel`'s
 #'   `covariance.model`).
@@ -162,7 +168,7 @@ mixnnControl <- function(seed = 0L, batch_size = 512L, max_steps = 4000L, lr = 0
 #' @export
 mixnn <- function(data, model, id, x, y, covariates = NULL, random_effects = "gaussian",
                   observation = "gaussian", genomic = NULL, control = mixnnControl(),
-                  random = NULL, ...) {
+                  random = NULL, levels = NULL, ...) {
   pm <- pymixnn_module()
   extra <- list(...)
   if (!is.null(random)) extra$random <- as.list(random)
@@ -203,6 +209,11 @@ mixnn <- function(data, model, id, x, y, covariates = NULL, random_effects = "ga
   if (!is.null(random) && length(random) == 0)
     stop("random = character(0) leaves no parameter with a random effect: at least one ",
          "parameter needs one", call. = FALSE)
+  if (!is.null(levels)) {
+    extra$levels <- .py_levels(pm, levels)
+    if (is.data.frame(data)) for (col in intersect(names(levels), names(data)))
+      if (is.factor(data[[col]])) data[[col]] <- as.character(data[[col]])  # groups by label
+  }
   if (is.data.frame(data)) {
     data <- .factor_columns(data, id = id, x = x, y = y, roles = extra, observation = observation)
     if (identical(observation, "ordinal") && is.factor(data[[y]]))
@@ -217,6 +228,24 @@ mixnn <- function(data, model, id, x, y, covariates = NULL, random_effects = "ga
                  genomic = genomic, control = .py_do(pm$Control, settings)), extra)
   res <- .py_do(pm$fit, args)
   new_mixnnFit(res, match.call())
+}
+
+# levels = list(plot = "A", genotype = list(params = c("A", "B"), omega = "full")) as a list of
+# pymixnn.Level (a Python list of them passes through)
+.py_levels <- function(pm, levels) {
+  if (inherits(levels, "python.builtin.object")) return(levels)
+  if (!is.list(levels) || is.null(names(levels)) || any(names(levels) == ""))
+    stop("levels is a named list, column = parameters: e.g. levels = list(plot = \"A\")",
+         call. = FALSE)
+  unname(Map(function(column, spec) {
+    if (is.list(spec)) {
+      args <- list(column, params = as.list(spec$params))
+      if (!is.null(spec$omega)) args$omega <- spec$omega
+      .py_do(pm$Level, args)
+    } else {
+      .py_do(pm$Level, list(column, params = as.list(spec)))
+    }
+  }, names(levels), levels))
 }
 
 # R factors, explicitly: an id or genotype factor becomes its labels; a factor y of an ordinal fit
@@ -351,5 +380,7 @@ new_mixnnFit <- function(py, call = NULL) {
     marker_effects = if (genomic) .df(py$marker_effects, rownames = FALSE),
     genetic_values = if (genomic) .df(py$genetic_values, rownames = FALSE),
     amortization = if (isTRUE(py$is_amortized)) .df(py$amortization),
+    level_effects = stats::setNames(lapply(py$level_names, function(l) .df(py$level_effects(l))),
+                                    unlist(py$level_names)),
     info = py$info), class = "mixnnFit")
 }

@@ -1,0 +1,384 @@
+"""Grouping levels inside the NLME fit: random effects shared by the individuals of a group
+(pymixnn.model.levels), integrated out through each individual's posterior of its own effects.
+
+The level effects b = (b_{l,g}) enter the transformed parameters as offsets o_i = sum_l b_{l,g_l(i)}.
+Each individual's data speak about its offset through the Gaussian pseudo-likelihood that its local
+posterior q(eta_i) = N(m_i, S_i) (computed at the current offset o_i, prior eta ~ N(0, Omega))
+implies, as in the genomic block (genomic.py):
+
+    z_i = o_i + Omega (Omega - S_i)^-1 m_i ~ N(offset_i, V_i),   V_i^-1 = Omega^-1 (Omega - S_i) Omega^-1
+
+exact when log p(y_i | eta) is quadratic in eta (a linear model), and a Laplace-type approximation
+otherwise: nlme's LME step, with the individual's posterior in place of a first-order linearisation.
+With the fixed effects mu of the level parameters added (pseudo-observations z~_i = J mu + o_i + e_i),
+the pseudo data are a Gaussian linear mixed model, and everything about the levels is exact in it:
+
+- the level covariances Omega_l by maximum likelihood of the pseudo data, mu profiled out (ML, as
+  nlme's method = "ML"), by L-BFGS on their log-Cholesky factors, and their SEs from the observed
+  information of that likelihood (natural-scale entries);
+- mu's generalized-least-squares estimate and its covariance (X' Sigma^-1 X)^-1: the SEs of the
+  level parameters' fixed effects include the level's variance (conditional on the offsets they
+  would be those of a model without the level);
+- the posterior of b (mean, covariance): the offsets handed to the Program, and their covariance
+  Var(o_i), over which the refinement takes the expectation of each individual's log-likelihood
+  (Program.offset_curvature: exact to second order, so theta's step is the variational EM's; with
+  the offsets' mean plugged in, the residual and individual variances would come out too small);
+- the marginal log-likelihood: the individuals' log-likelihoods at the fitted offsets (importance
+  sampling, exact in eta_i), minus their Gaussian pseudo-likelihood at those offsets, plus the
+  pseudo data's marginal likelihood (the levels integrated out):
+  ll = sum_i [ll_i(o_i) - log N(z_i; o_i, V_i)] + log N(z~; J mu, Z Omega_b Z' + V).
+
+All in float64, with dense (n_b x n_b) algebra over the n_b = sum_l n_groups_l x n_params_l level
+effects (MAX_EFFECTS). The block never writes into the Program or theta: the caller hands the offsets
+over with ``Program.set_offsets`` and applies the fixed-effect shift (stages.py).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from pymixnn.inference.laws import tril_from_raw
+from pymixnn.inference.records import LevelsFit
+from pymixnn.model.levels import MAX_EFFECTS, LevelSetup
+
+__all__ = ["LevelBlock", "MAX_EFFECTS", "level_table"]
+
+# fraction of the prior variance left in a posterior direction, capped as in genomic.py so that
+# an uninformative direction has a finite pseudo-variance
+R_CAP = 0.999
+# L-BFGS iterations of the level covariances per update (warm-started from the last update)
+HYPER_ITER = 100
+
+
+def _natural_to_omega(values: torch.Tensor, p: int, full: bool) -> torch.Tensor:
+    """Omega_l from its reported entries: the variances, then (full) the covariances (b < a)."""
+    omega = torch.diag(values[:p])
+    if full:
+        pairs = [(a, b) for a in range(p) for b in range(a)]
+        rows = torch.tensor([a for a, _ in pairs], device=values.device)
+        cols = torch.tensor([b for _, b in pairs], device=values.device)
+        low = torch.zeros(p, p, dtype=values.dtype, device=values.device).index_put((rows, cols), values[p:])
+        omega = omega + low + low.T
+    return omega
+
+
+def _omega_entries(omega: torch.Tensor, full: bool) -> torch.Tensor:
+    p = omega.shape[0]
+    vals = [omega[a, a] for a in range(p)]
+    if full:
+        vals += [omega[a, b] for a in range(p) for b in range(a)]
+    return torch.stack(vals)
+
+
+class LevelBlock:
+    """Level covariances, fixed effects of the level parameters and the posterior of the level
+    effects, updated from the local posteriors."""
+
+    def __init__(self, setup: LevelSetup, program):
+        self.setup, self.program = setup, program
+        dev, f64 = program.device, torch.float64
+        rand = program.random_index  # positions in params of the random coordinates
+        self.slot_param, self.slot_rand, cols, self.sizes = [], [], [], []
+        off = 0
+        for params, groups in zip(setup.params, setup.groups):
+            g = torch.as_tensor(groups, dtype=torch.long, device=dev)
+            n_groups, p = int(groups.max()) + 1, len(params)
+            for k, name in enumerate(params):
+                pos = program.params.index(name)
+                self.slot_param.append(pos)
+                self.slot_rand.append(rand.index(pos))
+                cols.append(off + g * p + k)
+            self.sizes.append((n_groups, p))
+            off += n_groups * p
+        self.n_b = off
+        self.cols = torch.stack(cols, dim=1)  # (N, n_s): each individual's effect of each slot
+        # the fixed effects the block estimates with the levels (GLS): mu and the covariate effects
+        # of the level parameters, entries ``fixed_index`` of theta; X_i (N, d, n_f) their design
+        # in the random coordinates (phi_population is linear in them)
+        lay, level_params = program.layout, sorted(set(self.slot_param))
+        fixed = [lay.mu.start + q for q in level_params]
+        if lay.n_beta:
+            S = program.S.detach().cpu()
+            fixed += [lay.beta.start + j for j in range(lay.n_beta) if bool(S[j, level_params].ne(0).any())]
+        self.fixed_index = fixed
+        theta0 = torch.zeros(lay.size, dtype=program.dtype, device=dev)
+        base = program.phi_population(theta0, None)
+        cols_x = []
+        for k in fixed:
+            e = theta0.clone()
+            e[k] = 1.0
+            cols_x.append((program.phi_population(e, None) - base)[:, rand])
+        self.X = torch.stack(cols_x, dim=-1).to(f64)  # (N, d, n_f)
+        self.raw = None  # per level: log sd (diagonal) or log-Cholesky (full) of Omega_l
+        self.offset: torch.Tensor | None = None  # (N, P) transformed scale
+        self.offset_var: torch.Tensor | None = None  # (N, d, d): Var(o_i) in the random coordinates
+        self.E = torch.zeros(len(rand), len(self.slot_rand), dtype=f64, device=dev)  # slots -> coords
+        for s, r in enumerate(self.slot_rand):
+            self.E[r, s] = 1.0
+        self.b = torch.zeros(self.n_b, dtype=f64, device=dev)
+        self.updates = 0
+
+    # ---- pseudo data ----------------------------------------------------------------------------
+    def pseudo(self, theta: torch.Tensor, local) -> dict:
+        """Pseudo-observations z~_i (N, d) of J mu + o_i, their precisions Lambda_i (N, d, d),
+        the de-shrunk posterior means and W_i = I - S_i Omega^-1 (N, d, d)."""
+        program = self.program
+        L = program.omega_tril(theta.detach()).to(torch.float64)
+        m = local.loc.detach().to(torch.float64)
+        St = local.scale_tril.detach().to(torch.float64)
+        Linv = torch.linalg.inv(L)
+        Sw = Linv @ (St @ St.transpose(-1, -2)) @ Linv.T
+        r, Q = torch.linalg.eigh(0.5 * (Sw + Sw.transpose(-1, -2)))
+        keep = 1.0 - r.clamp(0.0, R_CAP)  # (1 - r): the data's share of each direction
+        white = (Q.transpose(-1, -2) @ (Linv @ m.unsqueeze(-1))).squeeze(-1)  # Q' L^-1 m
+        des = (L @ (Q @ (white / keep).unsqueeze(-1))).squeeze(-1)  # Omega (Omega - S)^-1 m
+        LinvQ = Linv.T @ Q  # L^-T Q
+        Lam = (LinvQ * keep.unsqueeze(-2)) @ LinvQ.transpose(-1, -2)
+        eye = torch.eye(L.shape[0], dtype=L.dtype, device=L.device)
+        W = L @ (eye - 0.5 * (Sw + Sw.transpose(-1, -2))) @ Linv
+        base = torch.zeros_like(m)
+        if self.offset is not None:
+            base = self.offset.to(torch.float64)[:, program.random_index]
+        fixed_now = theta.detach().to(torch.float64)[self.fixed_index]
+        z = base + des + self.X @ fixed_now
+        return dict(z=z, des=des, Lam=Lam, W=W, mu=fixed_now)
+
+    def _moments(self, ps: dict) -> dict:
+        """The sufficient statistics of the pseudo data: sum Z'Lam Z (n_b x n_b), Z'Lam X,
+        X'Lam X, Z'Lam z, X'Lam z, z'Lam z."""
+        Lam, z, cols, s = ps["Lam"], ps["z"], self.cols, self.slot_rand
+        N, ns = cols.shape
+        dev = z.device
+        Lz = (Lam @ z.unsqueeze(-1)).squeeze(-1)  # (N, d)
+        Lss = Lam[:, s][:, :, s]  # (N, ns, ns)
+        A = torch.zeros(self.n_b, self.n_b, dtype=torch.float64, device=dev)
+        rows = cols.unsqueeze(-1).expand(N, ns, ns)
+        A.index_put_((rows.reshape(-1), rows.transpose(-1, -2).reshape(-1)), Lss.reshape(-1), accumulate=True)
+        LX = Lam @ self.X  # (N, d, n_f)
+        B = torch.zeros(self.n_b, self.X.shape[-1], dtype=torch.float64, device=dev)
+        B.index_add_(0, cols.reshape(-1), LX[:, s].reshape(N * ns, -1))
+        h = torch.zeros(self.n_b, dtype=torch.float64, device=dev)
+        h.index_add_(0, cols.reshape(-1), Lz[:, s].reshape(-1))
+        return dict(
+            A=A,
+            B=B,
+            C=torch.einsum("nda,ndb->ab", self.X, LX),
+            h=h,
+            g=torch.einsum("nda,nd->a", self.X, Lz),
+            q=(z * Lz).sum(),
+        )
+
+    # ---- likelihood of the pseudo data ----------------------------------------------------------
+    def _omegas(self, raw: list[torch.Tensor]) -> list[torch.Tensor]:
+        out = []
+        for r, (_, p), full in zip(raw, self.sizes, self.setup.full):
+            Lt = tril_from_raw(r, p, full)
+            out.append(Lt @ Lt.T)
+        return out
+
+    def _solve(self, omegas: list[torch.Tensor], mom: dict, mu: torch.Tensor | None) -> dict:
+        """Posterior precision Q, the GLS fixed effects (``mu`` None) or the given ones, and the
+        pseudo data's log-likelihood (up to terms free of the level covariances and mu)."""
+        prec = torch.block_diag(
+            *[
+                torch.kron(
+                    torch.eye(g, dtype=torch.float64, device=o.device), torch.linalg.inv(o).contiguous()
+                )
+                for (g, _), o in zip(self.sizes, omegas)
+            ]
+        )
+        Q = mom["A"] + prec
+        LQ = torch.linalg.cholesky(0.5 * (Q + Q.T))
+        solve = lambda v: torch.cholesky_solve(v, LQ)  # noqa: E731
+        QB = solve(mom["B"])
+        Qh = solve(mom["h"].unsqueeze(-1)).squeeze(-1)
+        info = mom["C"] - mom["B"].T @ QB  # X' Sigma^-1 X
+        if mu is None:
+            mu = torch.linalg.solve(info, mom["g"] - mom["B"].T @ Qh)
+        hr = mom["h"] - mom["B"] @ mu
+        quad = mom["q"] - 2 * mu @ mom["g"] + mu @ mom["C"] @ mu - hr @ solve(hr.unsqueeze(-1)).squeeze(-1)
+        logdet_prior = sum(g * torch.logdet(o) for (g, _), o in zip(self.sizes, omegas))
+        ll = -0.5 * quad - torch.log(torch.diagonal(LQ)).sum() - 0.5 * logdet_prior
+        return dict(ll=ll, mu=mu, info=info, b=solve(hr.unsqueeze(-1)).squeeze(-1), LQ=LQ)
+
+    def _fit_hyper(self, mom: dict, theta: torch.Tensor) -> None:
+        if self.raw is None:  # start: half the individual-level variance of each parameter
+            omega = self.program.omega_tril(theta.detach()).to(torch.float64)
+            var = torch.diagonal(omega @ omega.T)
+            self.raw = []
+            start = 0
+            for (_, p), full in zip(self.sizes, self.setup.full):
+                r_idx = self.slot_rand[start : start + p]
+                sd = (0.5 * var[r_idx]).sqrt().log()
+                raw = torch.zeros(p * (p + 1) // 2 if full else p, dtype=torch.float64, device=omega.device)
+                raw[:p] = sd
+                self.raw.append(raw)
+                start += p
+        raw = [r.clone().requires_grad_(True) for r in self.raw]
+        opt = torch.optim.LBFGS(raw, max_iter=HYPER_ITER, line_search_fn="strong_wolfe", tolerance_grad=1e-9)
+
+        def closure():
+            opt.zero_grad()
+            loss = -self._solve(self._omegas(raw), mom, None)["ll"]
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        # a variance driven to 0 (a level without variation): floored, so that its effects stay finite
+        self.raw = [
+            r.detach().clamp_min(-12.0) if not full else r.detach() for r, full in zip(raw, self.setup.full)
+        ]
+
+    # ---- update -------------------------------------------------------------------------------
+    def update(self, theta: torch.Tensor, local, move_mu: bool) -> tuple[float, torch.Tensor | None]:
+        """One update from the local posteriors: level covariances by ML of the pseudo data, the
+        posterior of the level effects at the GLS fixed effects (``move_mu``: returns their shift
+        as a theta-sized vector, for the caller to add) or at theta's (during SVI, where theta is the
+        optimizer's); new offsets and their uncertainty term; local posteriors moved so that each
+        phi_i is unchanged. Returns the largest change of a level effect, and the shift."""
+        ps = self.pseudo(theta, local)
+        mom = self._moments(ps)
+        self._fit_hyper(mom, theta)
+        with torch.no_grad():
+            sol = self._solve(self._omegas(self.raw), mom, None if move_mu else ps["mu"])
+        dmu = sol["mu"] - ps["mu"]
+        # the level effects' change: the fixed effects' shift only re-centres them (with a
+        # level variance near 0, the pseudo-likelihood's mu and the refinement's differ by the
+        # approximation's error, and would alternate without end)
+        change = float((sol["b"] - self.b).abs().max())
+        self.b = sol["b"]
+        program = self.program
+        n, P = program.n_individuals, len(program.params)
+        offset = torch.zeros(n, P, dtype=torch.float64, device=program.device)
+        bcols = self.b[self.cols]  # (N, n_s)
+        for s, q in enumerate(self.slot_param):
+            offset[:, q] = offset[:, q] + bcols[:, s]
+        shift = torch.zeros(program.layout.size, dtype=torch.float64, device=program.device)
+        shift[self.fixed_index] = dmu
+        old = self.offset.to(torch.float64) if self.offset is not None else torch.zeros_like(offset)
+        delta = (offset - old)[:, program.random_index] + self.X @ dmu
+        local.loc = local.loc - (ps["W"] @ delta.unsqueeze(-1)).squeeze(-1).to(local.loc.dtype)
+        # Var(o_i) over the individual's slots: the rows of Q^-1 at its effects (offsets share
+        # an effect when two slots are the same parameter at two levels: summed through W)
+        Qinv = torch.cholesky_inverse(sol["LQ"])
+        V = Qinv[self.cols.unsqueeze(-1), self.cols.unsqueeze(-2)]  # (N, n_s, n_s)
+        self.offset_var = (self.E @ V @ self.E.T).to(program.dtype)
+        self.offset = offset.to(program.dtype)
+        self.updates += 1
+        return change, (shift.to(program.dtype) if move_mu else None)
+
+    # ---- export ---------------------------------------------------------------------------------
+    def export(self, theta: torch.Tensor, local, rounds: int) -> LevelsFit:
+        """Numpy record at theta and the (refreshed) local posteriors: estimates and SEs of the
+        level covariances, the GLS fixed effects' covariance, the level effects' posterior means
+        and sds, and the log-likelihood correction (the levels integrated out)."""
+        ps = self.pseudo(theta, local)
+        mom = self._moments(ps)
+        omegas = [o.detach() for o in self._omegas(self.raw)]
+        entries = [_omega_entries(o, full) for o, full in zip(omegas, self.setup.full)]
+        sizes = [len(e) for e in entries]
+        flat = torch.cat(entries)
+
+        def profile(values: torch.Tensor) -> torch.Tensor:
+            parts, start = [], 0
+            for k, (_, p) in enumerate(self.sizes):
+                parts.append(_natural_to_omega(values[start : start + sizes[k]], p, self.setup.full[k]))
+                start += sizes[k]
+            return self._solve(parts, mom, None)["ll"]
+
+        H = torch.autograd.functional.hessian(profile, flat)
+        info = -0.5 * (H + H.T)
+        pseudo_inverse = False
+        try:
+            cov_hyper = torch.linalg.inv(info)
+            if not bool(torch.all(torch.diagonal(cov_hyper) > 0)):
+                raise RuntimeError("not positive")
+        except RuntimeError:  # a variance at its floor: no information about it
+            cov_hyper, pseudo_inverse = torch.linalg.pinv(info), True
+        with torch.no_grad():
+            at_theta = self._solve(omegas, mom, ps["mu"])
+            gls = self._solve(omegas, mom, None)
+        # ll_i(o_i) - log N(z_i; o_i, V_i) + log N(z~; J mu, Sigma): the log|Lambda_i| and 2 pi
+        # terms cancel; at theta's mu (the individuals' ll are evaluated there)
+        des, Lam = ps["des"], ps["Lam"]
+        correction = float(at_theta["ll"] + 0.5 * torch.einsum("ni,nij,nj->", des, Lam, des))
+        Qinv = torch.cholesky_inverse(at_theta["LQ"])
+        b, b_sd = at_theta["b"], torch.diagonal(Qinv).clamp_min(0).sqrt()
+        np_ = lambda t: t.detach().to("cpu", torch.float64).numpy()  # noqa: E731
+        effects, effects_sd, start = [], [], 0
+        for g, p in self.sizes:
+            effects.append(np_(b[start : start + g * p]).reshape(g, p))
+            effects_sd.append(np_(b_sd[start : start + g * p]).reshape(g, p))
+            start += g * p
+        return LevelsFit(
+            names=list(self.setup.names),
+            params=[list(p) for p in self.setup.params],
+            full=list(self.setup.full),
+            omega=[np_(o) for o in omegas],
+            entries_cov=np_(cov_hyper),
+            entries_size=sizes,
+            labels=[np.asarray(lab).tolist() for lab in self.setup.labels],
+            groups=[np.asarray(g) for g in self.setup.groups],
+            effects=effects,
+            effects_sd=effects_sd,
+            fixed_index=list(self.fixed_index),
+            fixed_gls=np_(gls["mu"]),
+            fixed_cov=np_(torch.linalg.inv(gls["info"])),
+            offset=np_(self.offset),
+            loglik_correction=correction,
+            n_hyper=int(sum(sizes)),
+            updates=self.updates,
+            rounds=rounds,
+            pseudo_inverse=pseudo_inverse,
+        )
+
+
+def gls_theta_cov(cov_theta: torch.Tensor, rec: LevelsFit) -> torch.Tensor:
+    """The covariance of theta with the GLS block of the level parameters' fixed effects (mu and
+    their covariate effects, ``rec.fixed_index``): that block replaced by the GLS covariance, which
+    includes the levels' variance (the refinement's own is conditional on the offsets); their
+    correlations with the other entries kept. The reported SEs follow by the delta method."""
+    cov = cov_theta.clone()
+    idx = torch.tensor(rec.fixed_index, device=cov.device)
+    new = torch.as_tensor(rec.fixed_cov, dtype=cov.dtype, device=cov.device)
+    old_sd = torch.diagonal(cov)[idx].clamp_min(0).sqrt()
+    ratio = torch.where(
+        old_sd > 0, torch.diagonal(new).clamp_min(0).sqrt() / old_sd, torch.zeros_like(old_sd)
+    )
+    scale = torch.ones(cov.shape[0], dtype=cov.dtype, device=cov.device)
+    scale[idx] = ratio
+    cov = cov * scale.unsqueeze(0) * scale.unsqueeze(1)
+    cov[idx.unsqueeze(-1), idx] = new
+    return cov
+
+
+def level_table(rec: LevelsFit, table: list[dict], cov_rep: np.ndarray) -> tuple[list[dict], np.ndarray]:
+    """The reported table and its covariance with the levels' rows ``omega2.<level>.<p>`` (and
+    ``cov.<level>.<p_b>.<p_a>`` for a full covariance), kind "level", after the others."""
+    from pymixnn.model import transforms as tr
+    from pymixnn.model.parameters import omega_rows, omega_scale
+
+    rows, start = [], 0
+    for name, params, omega, size in zip(rec.names, rec.params, rec.omega, rec.entries_size):
+        p = len(params)
+        pairs = [(x, y) for x in range(p) for y in range(x)]
+        for row_name, param, a, b in omega_rows(params, size > p, f"{name}."):
+            k = start + (a if a == b else p + pairs.index((a, b)))
+            e = float(omega[a, b])
+            se = math.sqrt(max(float(rec.entries_cov[k, k]), 0.0))
+            if rec.pseudo_inverse and se < 1e-8:  # a variance at its floor: no information
+                se = float("nan")
+            scale = omega_scale(a, b)
+            est_t, se_t = tr.delta_method(scale, e, se)
+            row = dict(name=row_name, kind="level", parameter=param, estimate=e, se=se)
+            rows.append((k, dict(row, estimate_transformed=est_t, se_transformed=se_t, scale=scale)))
+        start += size
+    n0, n1 = len(table), len(rows)
+    out = np.zeros((n0 + n1, n0 + n1))
+    out[:n0, :n0] = cov_rep
+    idx = [k for k, _ in rows]
+    out[n0:, n0:] = np.asarray(rec.entries_cov)[np.ix_(idx, idx)]
+    return list(table) + [r for _, r in rows], out

@@ -1,0 +1,196 @@
+"""Grouping levels above or beside the individual: plants in genotypes, trees in plots, patients in
+centres (nlme's nested ``random = list(plot = ..., tree = ...)``, lme4's ``(1 | plot)``).
+
+A :class:`Level` adds to the transformed parameters of every individual in group g of the level a
+Gaussian random effect ``b_g ~ N(0, Omega_level)`` shared by the group, on top of the individual's
+own ``eta_i ~ N(0, Omega)``:
+
+    phi_i = mu + covariate effects + sum over levels of b_{level, g(i)} + eta_i
+
+Levels may be nested (trees in plots: each tree's plot is one group) or crossed (plants in
+genotypes and in blocks); the level column is constant within an individual and its labels are
+global (nested labels that repeat across plots, such as tree "1" in every plot, are a different
+column's job: the individual is the lowest level). How the fit integrates the levels out is in
+:mod:`pymixnn.inference.levels`.
+
+>>> Level("plot", params=["A"])
+Level(name='plot', params=('A',), omega='diagonal')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pymixnn.validation.errors import InputError, InputTypeError
+
+__all__ = ["Level", "LevelSetup", "check_levels", "check_level_columns", "level_setup", "MAX_EFFECTS"]
+
+OMEGA_KINDS = ("diagonal", "full")
+# the fit's dense algebra over the level effects (inference/levels.py) costs a Cholesky of
+# n_b x n_b per likelihood evaluation, n_b = sum over levels of groups x parameters (2,000: ~0.1 s)
+MAX_EFFECTS = 4000
+
+
+@dataclass(frozen=True)
+class Level:
+    """A grouping level: ``name`` the data column holding each individual's group, ``params`` the
+    parameters with a random effect at that level (each also random at the individual level),
+    ``omega`` its covariance, "diagonal" (default) or "full"."""
+
+    name: str
+    params: tuple[str, ...] = ()
+    omega: str = "diagonal"
+
+    def __init__(self, name: str, params: Sequence[str] | str = (), omega: str = "diagonal"):
+        if not isinstance(name, str) or not name:
+            raise InputTypeError(f"Level(name=...) is the grouping column's name, got {name!r}")
+        params = (params,) if isinstance(params, str) else tuple(params)
+        if not params or not all(isinstance(p, str) for p in params):
+            raise InputError(f"Level({name!r}, params=...) names at least one parameter, got {params!r}")
+        if len(set(params)) != len(params):
+            raise InputError(f"Level({name!r}, params={list(params)}) names a parameter twice")
+        if omega not in OMEGA_KINDS:
+            raise InputError(f"Level({name!r}, omega={omega!r}): use one of {list(OMEGA_KINDS)}")
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "params", params)
+        object.__setattr__(self, "omega", omega)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "params": list(self.params), "omega": self.omega}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Level:
+        return cls(d["name"], d["params"], d.get("omega", "diagonal"))
+
+
+@dataclass(frozen=True)
+class LevelSetup:
+    """Numpy inputs of the level block (built by the problem): per level its name, parameters,
+    whether its covariance is full, each individual's group (N,) and the group labels."""
+
+    names: tuple[str, ...]
+    params: tuple[tuple[str, ...], ...]
+    full: tuple[bool, ...]
+    groups: tuple[np.ndarray, ...]
+    labels: tuple[np.ndarray, ...]
+
+
+def check_levels(levels: Any, model: Any, law: Any = None, genomic: Any = None) -> list[Level]:
+    """levels= as a list of Level, checked against the model, the random-effects law and genomic=
+    (before any data work): an error naming the level and the parameter otherwise. Returns the
+    list ([] without levels)."""
+    if levels is None:
+        return []
+    if law is not None and getattr(law, "name", "gaussian") != "gaussian":
+        raise InputError(
+            f"levels= works with Gaussian random effects so far, not random_effects={law.name!r} "
+            "(the levels are integrated out through the individual-level Gaussian prior)"
+        )
+    if genomic is not None:
+        raise InputError(
+            "levels= with genomic= is not supported yet: the genomic fit has its own genotype level "
+            "(Genomic(residual=True), the genotype residual)"
+        )
+    if isinstance(levels, Level):
+        levels = [levels]
+    if not isinstance(levels, (list, tuple)) or not all(isinstance(lv, Level) for lv in levels):
+        raise InputTypeError(
+            "levels must be a list of pymixnn.Level(column, params=[...]), got "
+            f"{type(levels).__name__}: e.g. levels=[pymixnn.Level('plot', params=['A'])]"
+        )
+    names = [lv.name for lv in levels]
+    if len(set(names)) != len(names):
+        raise InputError(f"levels= names the column {sorted({n for n in names if names.count(n) > 1})} twice")
+    for lv in levels:
+        unknown = [p for p in lv.params if p not in model.parameters]
+        if unknown:
+            raise InputError(
+                f"Level({lv.name!r}, params=...) names {unknown}, which the model does not have; "
+                f"its parameters are {list(model.parameters)}"
+            )
+        fixed = [p for p in lv.params if p not in model.random]
+        if fixed:
+            raise InputError(
+                f"Level({lv.name!r}) puts a random effect on {fixed}, which have none at the "
+                f"individual level: add them to random= (now {list(model.random)}); the fit "
+                "integrates a level out through each individual's posterior of its own effects"
+            )
+    return list(levels)
+
+
+def check_level_columns(levels: list[Level], roles: dict[str, list], frame: Any = None) -> None:
+    """A level column that is the id, an x or the y column, or (a DataFrame ``frame``) that varies
+    within an individual: an error naming the column, the individual and the row."""
+    for lv in levels:
+        for role, columns in roles.items():
+            if lv.name in columns:
+                raise InputError(
+                    f"Level({lv.name!r}) names the {role} column: a level groups individuals by "
+                    "another column (the individual itself is the lowest level)"
+                )
+    if not isinstance(frame, pd.DataFrame) or not roles.get("id") or roles["id"][0] not in frame.columns:
+        return
+    ids = frame[roles["id"][0]]
+    for lv in levels:
+        if lv.name not in frame.columns:
+            continue  # the data check names the missing column
+        col = frame[lv.name].astype(object).where(frame[lv.name].notna(), None)
+        first = col.groupby(ids, sort=False).transform("first")
+        varies = (col != first) & col.notna() & first.notna()
+        if varies.any():
+            row = varies.to_numpy().nonzero()[0][0]
+            raise InputError(
+                f"level column {lv.name!r} varies within individual {ids.iloc[row]!r} (row "
+                f"{frame.index[row]} has {col.iloc[row]!r}, its first row {first.iloc[row]!r}): a level "
+                "groups whole individuals (a level within individuals, such as occasions, is not "
+                "supported yet)"
+            )
+
+
+def level_setup(levels: list[Level], covariates: pd.DataFrame, ids: np.ndarray) -> LevelSetup | None:
+    """Each individual's group per level from the individual-level covariate table (the data's
+    check has made the columns constant within an individual); errors naming the level when a
+    level has one group, or one individual per group (then it is the individual level)."""
+    if not levels:
+        return None
+    groups, labels = [], []
+    for lv in levels:
+        col = covariates[lv.name]
+        missing = np.flatnonzero(col.isna().to_numpy())
+        if missing.size:
+            raise InputError(
+                f"level column {lv.name!r} is missing for individual {ids[missing[0]]!r} "
+                f"({missing.size} individuals in all): every individual needs its group"
+            )
+        codes, uniques = pd.factorize(col, sort=True)
+        n_groups = len(uniques)
+        if n_groups < 2:
+            raise InputError(
+                f"level {lv.name!r} has a single group ({uniques[0]!r}): a level's variance needs at "
+                "least 2 groups (drop the level, or use a covariate)"
+            )
+        if n_groups == len(ids):
+            raise InputError(
+                f"level {lv.name!r} has one individual per group ({n_groups} groups): it is the "
+                "individual level itself; group individuals by a coarser column"
+            )
+        groups.append(np.asarray(codes, dtype=np.int64))
+        labels.append(np.asarray(uniques))
+    n_b = sum(len(lab) * len(lv.params) for lab, lv in zip(labels, levels))
+    if n_b > MAX_EFFECTS:
+        raise InputError(
+            f"levels= has {n_b} level effects (groups x parameters over the levels), more than the "
+            f"{MAX_EFFECTS} its dense algebra handles: use fewer parameters per level or coarser groups"
+        )
+    return LevelSetup(
+        names=tuple(lv.name for lv in levels),
+        params=tuple(lv.params for lv in levels),
+        full=tuple(lv.omega == "full" and len(lv.params) > 1 for lv in levels),
+        groups=tuple(groups),
+        labels=tuple(labels),
+    )

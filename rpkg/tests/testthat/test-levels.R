@@ -1,0 +1,36 @@
+# Grouping levels (levels = list(column = parameters)) from R, against lme4's ML fit.
+
+test_that("a crossed genotype x block fit from R matches lme4::lmer", {
+  skip_if_no_pymixnn()
+  set.seed(11)
+  d <- do.call(rbind, lapply(1:24, function(g) do.call(rbind, lapply(1:2, function(b) {
+    do.call(rbind, lapply(1:3, function(r) {
+      t <- 0:3
+      data.frame(plant = sprintf("G%02d.B%d.R%d", g, b, r), genotype = factor(sprintf("G%02d", g)),
+                 block = sprintf("B%d", b), t = t, stringsAsFactors = FALSE)
+    }))
+  }))))
+  u <- rnorm(24, 0, 1.2); v <- c(-0.5, 0.5)
+  e <- rnorm(length(unique(d$plant)), 0, 0.8); names(e) <- unique(d$plant)
+  d$y <- 5 + u[as.integer(d$genotype)] + v[as.integer(factor(d$block))] + e[d$plant] +
+    0.7 * d$t + rnorm(nrow(d), 0, 0.4)
+  fit <- mixnn(d, "linear", id = "plant", x = "t", y = "y", random = "intercept",
+               levels = list(genotype = "intercept", block = "intercept"),
+               control = mixnnControl(seed = 1, progress = FALSE))
+  g <- lme4::lmer(y ~ t + (1 | genotype) + (1 | block) + (1 | plant), data = d, REML = FALSE)
+  vc <- as.data.frame(lme4::VarCorr(g))
+  # a linear model: the levels' likelihood is exact, both fits are ML (measured 1e-5 apart in
+  # Python's tests); 1% and 0.01 units leave room for the stopping rules
+  expect_equal(fit$params["omega2.genotype.intercept", "estimate"],
+               vc$vcov[vc$grp == "genotype"], tolerance = 0.01)
+  expect_equal(fit$params["omega2.intercept", "estimate"], vc$vcov[vc$grp == "plant"], tolerance = 0.01)
+  expect_equal(unname(fixef(fit)), unname(lme4::fixef(g)), tolerance = 1e-3)
+  expect_equal(as.numeric(logLik(fit)), as.numeric(logLik(g)), tolerance = 0.01 / abs(as.numeric(logLik(g))))
+  re <- ranef(fit, level = "genotype")
+  expect_identical(rownames(re), levels(d$genotype))
+  expect_identical(colnames(re), c("intercept", "intercept.sd", "n_individuals"))
+  expect_equal(re$intercept, unname(lme4::ranef(g)$genotype[, 1]), tolerance = 0.02)
+  expect_error(ranef(fit, level = "plot"), "no level \"plot\"")
+  expect_error(mixnn(d, "linear", id = "plant", x = "t", y = "y", levels = list("intercept")),
+               "named list")
+})

@@ -1,0 +1,319 @@
+"""Grouping levels (``levels=[pymixnn.Level(...)]``): nested and crossed random effects above the
+individual, against nlme and lme4's ML fits (reference data and numbers committed with the R scripts
+that produced them, tests/reference/levels/), the log-likelihood against a brute-force nested
+quadrature, and bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import pymixnn
+from pymixnn.validation import InputError, InputTypeError
+
+REF = Path(__file__).parent / "reference" / "levels"
+
+
+@pytest.fixture(scope="module")
+def nested_logistic():
+    """Trees within plots (40 x 6 x 7 ages): random Asym at the plot level, Asym and xmid at the
+    tree level, on the natural scale as nlme's SSlogis."""
+    df = pd.read_csv(REF / "nested_logistic.csv")
+    problem = pymixnn.NLME(
+        df,
+        "logistic",
+        id="tree",
+        x="age",
+        y="y",
+        random=["A", "B"],
+        transforms={"A": "identity", "B": "identity"},
+        levels=[pymixnn.Level("plot", params=["A"])],
+    )
+    return problem, problem.fit(seed=1, progress=False, threads=1)
+
+
+def test_nested_logistic_matches_nlme(nested_logistic):
+    """Point 0 of issue 22: estimates within 2% and variances within 15% of nlme's ML fit (the
+    bars); measured 0.3% (fixed effects, SEs 0.4%) and 0.3% (variances), so the asserts are
+    tighter: 0.5% for fixed effects, 2% for the variances and sigma, 5% for the SEs (both are
+    observed-information SEs of nearly the same maximum), 0.1 for each plot effect (measured
+    0.023; posterior sd ~3). pymixnn's log-likelihood is the exact
+    marginal (test below) and 0.46 above nlme's, which linearizes at the random effects' modes:
+    within 1 unit, and not below."""
+    _, res = nested_logistic
+    ref = json.loads((REF / "nested_nlme.json").read_text())
+    p = res.params
+    for ours, theirs in (("A", "Asym"), ("B", "xmid"), ("C", "scal")):
+        assert p.loc[ours, "estimate"] == pytest.approx(ref["fixed"][theirs], rel=5e-3)
+        assert p.loc[ours, "se"] == pytest.approx(ref["fixed_se"][theirs], rel=0.05)
+    assert p.loc["omega2.plot.A", "estimate"] == pytest.approx(ref["omega2_plot_Asym"], rel=0.02)
+    assert p.loc["omega2.plot.A", "kind"] == "level"
+    assert p.loc["omega2.A", "estimate"] == pytest.approx(ref["omega2_tree"]["Asym"], rel=0.02)
+    assert p.loc["omega2.B", "estimate"] == pytest.approx(ref["omega2_tree"]["xmid"], rel=0.02)
+    assert res.sigma["a"] == pytest.approx(ref["sigma"], rel=0.02)
+    assert ref["logLik"] - 0.05 < res.loglik < ref["logLik"] + 1.0
+    eff = res.level_effects("plot")
+    assert list(eff.columns) == ["A", "A.sd", "n_individuals"]
+    assert (eff["n_individuals"] == 6).all() and len(eff) == 40
+    theirs = pd.Series(ref["plot_effects"])
+    assert np.abs(eff["A"] - theirs.loc[eff.index]).max() < 0.1
+    assert res.df_modelwc == 7  # mu (3), omega (2), a, omega2.plot.A
+    assert res.aic == pytest.approx(-2 * res.loglik + 14)
+    assert res.run.fallbacks["levels_rounds_exhausted"] == 0
+    assert "Variance of random effects at grouping levels" in str(res.summary())
+
+
+def test_nested_loglik_is_the_two_level_marginal(nested_logistic):
+    """The reported log-likelihood integrates the plot effects out through each tree's Gaussian
+    pseudo-likelihood (levels.py). Against brute force at the same estimates: per plot, 20-node
+    Gauss-Hermite quadrature over its effect (centred at its posterior), each tree's likelihood at
+    each node by 15 x 15-node adaptive quadrature over its own effects. Measured 0.0006 apart (the
+    pseudo-likelihood's curvature is nearly exact with 7 observations per tree); 0.02 allows for
+    the quadratures' own error."""
+    import torch
+    from scipy.special import logsumexp
+
+    from pymixnn.inference.laplace import LocalPosteriors
+    from pymixnn.inference.marginal import marginal_likelihood
+    from pymixnn.inference.program import Program
+
+    problem, res = nested_logistic
+    program = Program(
+        problem.model, problem.data, problem.design, device=torch.device("cpu"), dtype=torch.float64
+    )
+    theta = torch.as_tensor(res.estimation.theta)
+    lv = res.estimation.levels
+    omega_b = float(lv["omega"][0][0, 0])
+    eff, sd, groups = lv["effects"][0][:, 0], lv["effects_sd"][0][:, 0], lv["groups"][0]
+    nodes, weights = np.polynomial.hermite_e.hermegauss(20)
+    n_groups = len(eff)
+    terms = np.zeros((len(nodes), n_groups))
+    for k, z in enumerate(nodes):
+        b = eff + sd * z
+        offset = torch.zeros(problem.data.n_individuals, 3, dtype=torch.float64)
+        offset[:, 0] = torch.as_tensor(b[groups])
+        program.set_offsets(offset, None)
+        local = LocalPosteriors(program, program.omega_tril(theta))
+        local.refresh(theta, None, max_iter=50)
+        ll = marginal_likelihood(program, local, 1000, 7, "gq").evaluate(theta).loglik.numpy()
+        log_prior = -0.5 * b**2 / omega_b - 0.5 * np.log(2 * np.pi * omega_b)
+        log_q = -0.5 * z**2 - 0.5 * np.log(2 * np.pi) - np.log(sd)
+        terms[k] = np.bincount(groups, weights=ll, minlength=n_groups) + log_prior - log_q
+    exact = logsumexp(terms + np.log(weights / weights.sum())[:, None], axis=0).sum()
+    assert res.loglik == pytest.approx(exact, abs=0.02)
+
+
+@pytest.fixture(scope="module")
+def linear_reference():
+    return json.loads((REF / "linear_levels.json").read_text())
+
+
+def _check_linear(res, ref, omega_rows):
+    """In a linear model the levels' likelihood is exact: the fit is ML itself. Measured against
+    lme/lmer: log-likelihood within 1e-5, estimates within 1e-4 relative; asserted to 0.005
+    (adaptive quadrature and the refinement's tolerance) and 1% (variances: the alternation stops
+    when no effect moves by more than 1e-3), SEs 1%."""
+    p = res.params
+    assert res.loglik == pytest.approx(ref["logLik"], abs=5e-3)
+    assert p.loc["intercept", "estimate"] == pytest.approx(ref["fixed"]["(Intercept)"], rel=1e-4)
+    assert p.loc["slope", "estimate"] == pytest.approx(ref["fixed"]["t"], rel=1e-4)
+    assert p.loc["intercept", "se"] == pytest.approx(ref["fixed_se"]["(Intercept)"], rel=0.01)
+    assert p.loc["slope", "se"] == pytest.approx(ref["fixed_se"]["t"], rel=0.01)
+    assert res.sigma["a"] == pytest.approx(ref["sigma"], rel=0.01)
+    for row, value in omega_rows.items():
+        assert p.loc[row, "estimate"] == pytest.approx(value, rel=0.01), row
+
+
+def test_crossed_levels_match_lmer(linear_reference, tmp_path):
+    """Plants in genotypes and in blocks (crossed), random intercept at both levels and intercept
+    and slope per plant: lme4::lmer's ML fit."""
+    ref = linear_reference["crossed"]
+    df = pd.read_csv(REF / "crossed_linear.csv")
+    res = pymixnn.fit(
+        df,
+        "linear",
+        id="plant",
+        x="t",
+        y="y",
+        levels=[pymixnn.Level("genotype", params="intercept"), pymixnn.Level("block", params=["intercept"])],
+        seed=1,
+        progress=False,
+        threads=1,
+    )
+    _check_linear(
+        res,
+        ref,
+        {
+            "omega2.genotype.intercept": ref["omega2_genotype"],
+            "omega2.block.intercept": ref["omega2_block"],
+            "omega2.intercept": ref["omega2_plant"]["intercept"],
+            "omega2.slope": ref["omega2_plant"]["t"],
+        },
+    )
+    eff = res.level_effects("genotype")
+    theirs = pd.Series(ref["genotype_effects"])
+    assert np.abs(eff["intercept"] - theirs.loc[eff.index]).max() < 0.01
+    assert res.level_names == ["genotype", "block"]
+    path = res.save(tmp_path / "crossed.json")  # saved and loaded: the levels' record travels
+    again = pymixnn.Results.load(path)
+    pd.testing.assert_frame_equal(again.level_effects("block"), res.level_effects("block"))
+    assert again.loglik == res.loglik and again.df_modelwc == res.df_modelwc
+
+
+def test_level_parameter_covariate_se_includes_the_level(linear_reference):
+    """A genotype-level covariate on the intercept: its SE is that of a comparison between groups
+    of genotypes (0.67 in lmer), not the within-genotype one that holding the offsets fixed would
+    give (~0.1): the level parameters' fixed effects (mu and covariate effects) take the GLS
+    covariance. Measured 1e-4 relative to lmer; asserted 1%."""
+    ref = linear_reference["crossed_covariate"]
+    df = _df()
+    df["half"] = np.where(df["genotype"] <= "G15", "a", "b")
+    res = pymixnn.fit(
+        df,
+        "linear",
+        id="plant",
+        x="t",
+        y="y",
+        covariates={"intercept": ["half"]},
+        levels=[pymixnn.Level("genotype", "intercept"), pymixnn.Level("block", "intercept")],
+        seed=1,
+        progress=False,
+        threads=1,
+    )
+    p = res.params
+    assert res.loglik == pytest.approx(ref["logLik"], abs=5e-3)
+    assert p.loc["beta_half[b](intercept)", "estimate"] == pytest.approx(ref["fixed"]["halfb"], rel=1e-3)
+    assert p.loc["beta_half[b](intercept)", "se"] == pytest.approx(ref["fixed_se"]["halfb"], rel=0.01)
+    assert p.loc["intercept", "se"] == pytest.approx(ref["fixed_se"]["(Intercept)"], rel=0.01)
+    assert p.loc["slope", "se"] == pytest.approx(ref["fixed_se"]["t"], rel=0.01)
+
+
+def test_full_level_covariance_matches_lmer(linear_reference):
+    """A genotype level on intercept and slope with a full covariance (lmer's (1 + t | genotype)),
+    plants with their own diagonal one; reproducible with the seed."""
+    ref = linear_reference["full"]
+    df = pd.read_csv(REF / "full_linear.csv")
+    kw = dict(
+        id="plant",
+        x="t",
+        y="y",
+        levels=[pymixnn.Level("genotype", params=["intercept", "slope"], omega="full")],
+        seed=3,
+        progress=False,
+        threads=1,
+        max_steps=300,
+    )
+    res = pymixnn.fit(df, "linear", **kw)
+    og = ref["omega_genotype"]
+    _check_linear(
+        res,
+        ref,
+        {
+            "omega2.genotype.intercept": og["intercept"],
+            "omega2.genotype.slope": og["slope"],
+            "cov.genotype.intercept.slope": og["cov"],
+            "omega2.intercept": ref["omega2_plant"]["intercept"],
+            "omega2.slope": ref["omega2_plant"]["t"],
+        },
+    )
+    cov = res.cov_params()
+    assert cov.loc["omega2.genotype.slope", "omega2.genotype.slope"] == pytest.approx(
+        res.params.loc["omega2.genotype.slope", "se"] ** 2
+    )
+    again = pymixnn.fit(df, "linear", **kw)
+    pd.testing.assert_frame_equal(res.params, again.params)
+    assert res.loglik == again.loglik
+
+
+# ---- bad input: one clear error before any torch work -------------------------------------------
+def _df():
+    return pd.read_csv(REF / "crossed_linear.csv")
+
+
+def _problem(df, levels, **kw):
+    return pymixnn.NLME(df, "linear", id="plant", x="t", y="y", levels=levels, **kw)
+
+
+@pytest.mark.parametrize(
+    "levels, error, match",
+    [
+        ("genotype", InputTypeError, "list of pymixnn.Level"),
+        ([pymixnn.Level("genotype", ["nope"])], InputError, "names \\['nope'\\]"),
+        ([pymixnn.Level("nope", ["intercept"])], ValueError, "column .nope. not found"),
+        ([pymixnn.Level("plant", ["intercept"])], InputError, "id column"),
+        (
+            [pymixnn.Level("genotype", ["intercept"]), pymixnn.Level("genotype", ["slope"])],
+            InputError,
+            "twice",
+        ),
+    ],
+)
+def test_bad_levels(levels, error, match):
+    with pytest.raises(error, match=match):
+        _problem(_df(), levels)
+
+
+def test_level_checks_name_the_level_and_the_row():
+    df = _df()
+    with pytest.raises(InputError, match="none at the individual level"):
+        _problem(df, [pymixnn.Level("block", "intercept")], random=["slope"])
+    with pytest.raises(InputError, match="single group"):
+        _problem(df.assign(site="S1"), [pymixnn.Level("site", "intercept")])
+    with pytest.raises(InputError, match="one individual per group"):
+        _problem(df.assign(copy=df["plant"]), [pymixnn.Level("copy", "intercept")])
+    varying = df.copy()
+    varying.loc[3, "block"] = "B9"  # the block changes within plant G01.B1.R1
+    with pytest.raises(
+        InputError, match="level column .block. varies within individual .G01.B1.R1. \\(row 3"
+    ):
+        _problem(varying, [pymixnn.Level("block", "intercept")])
+    missing = df.copy()
+    missing.loc[missing["plant"] == "G02.B1.R1", "genotype"] = np.nan
+    with pytest.raises(ValueError, match="column 'genotype' must be finite and not missing: row 40"):
+        _problem(missing, [pymixnn.Level("genotype", "intercept")])
+    with pytest.raises(InputError, match="Gaussian random effects"):
+        _problem(df, [pymixnn.Level("genotype", "intercept")], random_effects="mixture", n_components=2)
+    with pytest.raises(InputError, match="omega="):
+        pymixnn.Level("genotype", ["intercept"], omega="block")
+    with pytest.raises(InputError, match="does not support levels"):
+        pymixnn.fit(
+            df,
+            "linear",
+            id="plant",
+            x="t",
+            y="y",
+            levels=[pymixnn.Level("genotype", "intercept")],
+            local="amortized",
+        )
+
+
+def test_level_effects_without_levels_is_an_error(nested_logistic):
+    _, res = nested_logistic
+    with pytest.raises(ValueError, match="no level 'genotype'.*\\['plot'\\]"):
+        res.level_effects("genotype")
+
+
+def test_cli_level_flag(tmp_path, capsys):
+    """``pymixnn fit ... --level genotype:intercept --level block:intercept``: the same fit as the
+    Python API (seed 0), its level rows in the summary and under "levels" in the JSON record; a
+    malformed flag is one error line (status 2) before any fitting."""
+    from pymixnn.cli import main
+
+    out = tmp_path / "fit.json"
+    args = ["fit", str(REF / "crossed_linear.csv"), "--model", "linear", "--id", "plant", "--x", "t"]
+    args += ["--y", "y", "--level", "genotype:intercept", "--level", "block:intercept", "--no-progress"]
+    assert main([*args, "--json", str(out), "--max-steps", "200"]) == 0
+    assert "omega2.genotype.intercept" in capsys.readouterr().out
+    record = json.loads(out.read_text())
+    ref = json.loads((REF / "linear_levels.json").read_text())["crossed"]
+    # as in test_crossed_levels_match_lmer (1%): the CLI runs the same fit
+    assert record["levels"]["omega2.genotype.intercept"]["estimate"] == pytest.approx(
+        ref["omega2_genotype"], rel=0.01
+    )
+    assert set(record["omega_se"]) == {"intercept", "slope"}
+    assert main([*args[:-1], "--level", "block:intercept:diag"]) == 2
+    assert "--level 'block:intercept:diag'" in capsys.readouterr().err
