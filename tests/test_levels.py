@@ -317,3 +317,22 @@ def test_cli_level_flag(tmp_path, capsys):
     assert set(record["omega_se"]) == {"intercept", "slope"}
     assert main([*args[:-1], "--level", "block:intercept:diag"]) == 2
     assert "--level 'block:intercept:diag'" in capsys.readouterr().err
+
+
+def test_predictions_include_the_groups_effects(nested_logistic):
+    """Predictions of the fitted trees include their plot's effect; a new tree of a plot in the fit
+    gets that plot's effect (its population curve), a tree of a new plot none: computed here from
+    the estimates, to 1e-10."""
+    _, res = nested_logistic
+    trees = pd.read_csv(REF / "nested_logistic.csv")
+    new = trees[trees["tree"] == "P05.T1"].assign(tree="new")
+    other = new.assign(tree="elsewhere", plot="P99")
+    pred = res.predict(pd.concat([new, other]), level="population")
+    b = res.level_effects("plot").loc["P05", "A"]
+    A, B, C = (res.params.loc[q, "estimate"] for q in "ABC")
+    ages = new["age"].to_numpy()
+    curve = lambda a: a / (1 + np.exp(-(ages - B) / C))  # noqa: E731
+    assert np.allclose(pred.to_numpy()[: len(ages)], curve(A + b), rtol=1e-10)
+    assert np.allclose(pred.to_numpy()[len(ages) :], curve(A), rtol=1e-10)
+    fitted = res.predict(level="population")[trees["tree"] == "P05.T1"]
+    assert np.allclose(fitted.to_numpy(), curve(A + b), rtol=1e-10)

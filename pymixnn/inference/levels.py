@@ -251,11 +251,7 @@ class LevelBlock:
         change = float((sol["b"] - self.b).abs().max())
         self.b = sol["b"]
         program = self.program
-        n, P = program.n_individuals, len(program.params)
-        offset = torch.zeros(n, P, dtype=torch.float64, device=program.device)
-        bcols = self.b[self.cols]  # (N, n_s)
-        for s, q in enumerate(self.slot_param):
-            offset[:, q] = offset[:, q] + bcols[:, s]
+        offset = self._offsets(self.b)
         shift = torch.zeros(program.layout.size, dtype=torch.float64, device=program.device)
         shift[self.fixed_index] = dmu
         old = self.offset.to(torch.float64) if self.offset is not None else torch.zeros_like(offset)
@@ -269,6 +265,15 @@ class LevelBlock:
         self.offset = offset.to(program.dtype)
         self.updates += 1
         return change, (shift.to(program.dtype) if move_mu else None)
+
+    def _offsets(self, b: torch.Tensor) -> torch.Tensor:
+        """(N, P) each individual's sum of its groups' effects ``b`` (float64)."""
+        program = self.program
+        offset = torch.zeros(program.n_individuals, len(program.params), dtype=torch.float64, device=b.device)
+        bcols = b[self.cols]  # (N, n_s)
+        for s, q in enumerate(self.slot_param):
+            offset[:, q] = offset[:, q] + bcols[:, s]
+        return offset
 
     # ---- export ---------------------------------------------------------------------------------
     def export(self, theta: torch.Tensor, local, rounds: int) -> LevelsFit:
@@ -327,7 +332,7 @@ class LevelBlock:
             fixed_index=list(self.fixed_index),
             fixed_gls=np_(gls["mu"]),
             fixed_cov=np_(torch.linalg.inv(gls["info"])),
-            offset=np_(self.offset),
+            offset=np_(self._offsets(b)),
             loglik_correction=correction,
             n_hyper=int(sum(sizes)),
             updates=self.updates,

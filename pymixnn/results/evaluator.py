@@ -98,10 +98,31 @@ class FittedModel:
 
     def known_offset(self, rows: dict) -> np.ndarray:
         """Genotype offsets of the fitted individuals among ``rows`` (:meth:`design_rows`), 0 for
-        new individuals: in a genomic fit the genotype's genetic value acts like a covariate."""
+        new individuals: in a genomic fit the genotype's genetic value acts like a covariate; a
+        grouping level's effects likewise, and a new individual of a group in the fit has its
+        group's effect (``rows["level_offset"]``)."""
         offset = self.individual_offset()
         pos = rows["pos"]
-        return np.where((pos >= 0)[:, None], offset[np.maximum(pos, 0)], 0.0)
+        new = rows.get("level_offset")
+        return np.where((pos >= 0)[:, None], offset[np.maximum(pos, 0)], 0.0 if new is None else new)
+
+    def level_offset(self, covs: pd.DataFrame) -> np.ndarray | None:
+        """(n, P) the grouping levels' effects (posterior means) of individuals with the level
+        columns ``covs`` (one row each), 0 for a group not in the fit or a column not given; None
+        for a fit without levels."""
+        rec = getattr(self.estimation, "levels", None)
+        if not rec:
+            return None
+        params = list(self.model.parameters)
+        out = np.zeros((len(covs), len(params)))
+        for k, name in enumerate(rec["names"]):
+            if name not in covs.columns:
+                continue
+            g = pd.Index(list(rec["labels"][k])).get_indexer(covs[name])
+            effects = np.asarray(rec["effects"][k])
+            for j, p in enumerate(rec["params"][k]):
+                out[:, params.index(p)] += np.where(g >= 0, effects[np.maximum(g, 0), j], 0.0)
+        return out
 
     def eta_full(self, eta: np.ndarray) -> np.ndarray:
         """(n, P) random effects with zeros in the columns of parameters without one."""
@@ -181,12 +202,18 @@ class FittedModel:
         covs = data.groupby(d.id_col, sort=False)[list(dict.fromkeys(self.design.columns))].first()
         Z = self.design.transform(covs.loc[ids]) if self.design.n_effects else np.zeros((len(ids), 0))
         pos = pd.Index(d.ids).get_indexer(ids)
+        rec = getattr(self.estimation, "levels", None)
+        given = [c for c in (rec["names"] if rec else []) if c in data.columns]
+        level_offset = (
+            self.level_offset(data.groupby(d.id_col, sort=False)[given].first().loc[ids]) if rec else None
+        )
         aux = {}
         if "trials" in d.aux_cols:
             aux["trials"] = data[d.aux_cols["trials"]].to_numpy(dtype=np.float64)
         if "endpoint" in d.aux_cols:  # several endpoints: each row's law (an x column of event data)
             aux["endpoint"] = data[d.aux_cols["endpoint"]].to_numpy(dtype=np.float64)
-        return dict(frame=data, x=x, row_ind=row_ind, Z=Z, known=pos[row_ind] >= 0, pos=pos, aux=aux)
+        out = dict(frame=data, x=x, row_ind=row_ind, Z=Z, known=pos[row_ind] >= 0, pos=pos, aux=aux)
+        return out if level_offset is None else dict(out, level_offset=level_offset)
 
     def family_params(self) -> dict:
         """The observation model's parameters as its log-density takes them (natural scale, torch),
