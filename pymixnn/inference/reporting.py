@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from pymixnn.inference.importance import ImportanceSampler
-from pymixnn.inference.levels import gls_theta_cov, level_table
+from pymixnn.inference.levels_report import gls_theta_cov, level_table
 from pymixnn.inference.marginal import marginal_likelihood
 from pymixnn.inference.options import proposal_vi, sample_sizes
 from pymixnn.inference.program import integrates

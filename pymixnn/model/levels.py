@@ -31,8 +31,9 @@ from pymixnn.validation.errors import InputError, InputTypeError
 __all__ = ["Level", "LevelSetup", "check_levels", "check_level_columns", "level_setup", "MAX_EFFECTS"]
 
 OMEGA_KINDS = ("diagonal", "full")
-# the fit's dense algebra over the level effects (inference/levels.py) costs a Cholesky of
-# n_b x n_b per likelihood evaluation, n_b = sum over levels of groups x parameters (2,000: ~0.1 s)
+# with several levels the fit's dense algebra over the level effects (inference/levels.py) costs a
+# Cholesky of n_b x n_b per likelihood evaluation, n_b = sum over levels of groups x parameters
+# (2,000: ~0.1 s); one level is block-diagonal (per group), without a limit
 MAX_EFFECTS = 4000
 
 
@@ -182,10 +183,11 @@ def level_setup(levels: list[Level], covariates: pd.DataFrame, ids: np.ndarray) 
         groups.append(np.asarray(codes, dtype=np.int64))
         labels.append(np.asarray(uniques))
     n_b = sum(len(lab) * len(lv.params) for lab, lv in zip(labels, levels))
-    if n_b > MAX_EFFECTS:
+    if len(levels) > 1 and n_b > MAX_EFFECTS:
         raise InputError(
             f"levels= has {n_b} level effects (groups x parameters over the levels), more than the "
-            f"{MAX_EFFECTS} its dense algebra handles: use fewer parameters per level or coarser groups"
+            f"{MAX_EFFECTS} that the dense algebra of several levels handles: use fewer parameters "
+            "per level or coarser groups (one level has no limit)"
         )
     return LevelSetup(
         names=tuple(lv.name for lv in levels),
