@@ -29,6 +29,7 @@ from pymixnn.model.observation import (
     observation,
 )
 from pymixnn.model.random_effects import Flow, Gaussian, Mixture
+from pymixnn.model.spatial import Spatial
 from pymixnn.problem import NLME
 from pymixnn.results.diagnostics import ConvergenceWarning, FallbackWarning
 
@@ -85,6 +86,7 @@ __all__ = [
     "Flow",
     "Genomic",
     "Level",
+    "Spatial",
     "Normal",
     "Poisson",
     "NegativeBinomial",

@@ -73,6 +73,7 @@ def fit(
     genotype: str | None = None,
     genomic=None,
     levels=None,
+    spatial=None,
     control: Control | None = None,
     batch_size: int = UNSET,
     max_steps: int = UNSET,
@@ -140,6 +141,13 @@ def fit(
         at the individual level. Reported as ``omega2.<level>.<p>`` rows (kind "level") with SEs,
         the level effects by ``res.level_effects(level)``; ll.is integrates them out (README
         "Grouping levels"). Gaussian law, local="individual", without genomic= (so far).
+    spatial : ``pymixnn.Spatial(params=["A"], coords=["Row", "Col"], kind="gp",
+        kernel="exponential" | "gaussian")``: a Gaussian random field over the individuals'
+        coordinates (constant within an individual) on the transformed value of each named
+        parameter (also random at the individual level), with its sd and range reported as
+        ``spatial.<p>.sd`` / ``spatial.<p>.range``; ``res.spatial_field()`` gives it at the
+        locations, ``res.plot_spatial_field(path)`` maps it (README "Spatial fields"). An exact
+        Gaussian process (up to 3,000 locations); the same restrictions as ``levels``.
     control : a :class:`pymixnn.Control` with the algorithm settings below (defaults: batch_size=512,
         max_steps=4000, lr=0.02, num_particles=4, refine=True, is_samples=None, likelihood="auto",
         device="cpu", dtype=None, threads=None, seed=0, progress=True, ode_rtol=1e-6,
@@ -214,10 +222,10 @@ def _check_amortized(problem: NLME, control: Control) -> None:
     any work."""
     if control.local != "amortized":
         return
-    if problem.levels:
+    if problem.levels or problem.spatial is not None:
         raise InputError(
-            "local='amortized' does not support levels= yet (the level block reads every "
-            "individual's posterior): use local='individual'"
+            f"local='amortized' does not support {'levels=' if problem.levels else 'spatial='} yet (the "
+            "level block reads every individual's posterior): use local='individual'"
         )
     if problem.genomic is not None:
         raise InputError(
@@ -300,6 +308,8 @@ def fit_problem(problem: NLME, control: Control):
     )
     if problem.levels:  # only with levels: other fits' settings are unchanged
         settings["levels"] = [lv.to_dict() for lv in problem.levels]
+    if problem.spatial is not None:
+        settings["spatial"] = problem.spatial.to_dict()
     if c.local != "individual":  # only when amortized: other fits' settings are unchanged
         settings.update(local=c.local, refine_steps=int(c.refine_steps))
     if any(problem.fallbacks.values()):  # only when one was taken: other fits' settings are unchanged

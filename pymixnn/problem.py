@@ -29,12 +29,14 @@ from pymixnn.data.varying import covariate_roles
 from pymixnn.model import transforms as tr
 from pymixnn.model.covariates import context_matrix, covariate_design, normalize_mapping, varying_columns
 from pymixnn.model.dynamics.models import bind_data, is_dynamic, model_covariates, stepwise
+from pymixnn.model.function_check import check_function
 from pymixnn.model.levels import check_level_columns, check_levels, level_setup
 from pymixnn.model.named import Model, resolve
 from pymixnn.model.observation import Observation
 from pymixnn.model.observation import observation as resolve_observation
 from pymixnn.model.observation.endpoints import resolve_endpoints, split_spec
 from pymixnn.model.random_effects import resolve as resolve_law
+from pymixnn.model.spatial import check_spatial, spatial_columns
 from pymixnn.validation import (
     InputError,
     InputTypeError,
@@ -71,8 +73,9 @@ class NLME:
     overrides), ``design`` (the covariate design), ``covariates`` (parameter -> columns), ``law``
     (the random-effects law spec), ``observation`` (the family, ordinal levels resolved),
     ``context_columns`` / ``context_matrix`` (a conditional flow's), ``genotype``, ``genomic``,
-    ``markers`` (the prepared marker matrix of a genomic fit), ``levels`` / ``level_setup`` (grouping
-    levels: the Level specs, each individual's group), ``start`` (:meth:`initial_values`) and
+    ``markers`` (the prepared marker matrix of a genomic fit), ``levels`` / ``spatial`` /
+    ``level_setup`` (grouping levels and a spatial field: the specs, each individual's group and
+    location), ``start`` (:meth:`initial_values`) and
     ``fallbacks`` (counts of values replaced while resolving, e.g. ``start_values_replaced``).
     """
 
@@ -101,6 +104,7 @@ class NLME:
         genotype: str | None = None,
         genomic: Any = None,
         levels: Any = None,
+        spatial: Any = None,
     ) -> None:
         if not isinstance(dropna, (bool, np.bool_)):
             raise InputError(f"dropna must be True or False, got {dropna!r}")
@@ -124,13 +128,15 @@ class NLME:
         check_init(init, model)
         self.context_columns = context_columns(self.law)
         genomic_columns = check_genomic(genotype, genomic, model)
-        self.levels = check_levels(levels, model, self.law, genomic)
+        self.levels = check_levels(levels, model, self.law, genomic, spatial)
+        self.spatial = check_spatial(spatial, model)
         covariate_columns = list(
             dict.fromkeys(
                 [c for cols in self.covariates.values() for c in cols]
                 + self.context_columns
                 + genomic_columns
                 + [lv.name for lv in self.levels]
+                + spatial_columns(self.spatial)
             )
         )
         if isinstance(data, pd.DataFrame):
@@ -145,7 +151,7 @@ class NLME:
             roles = {"id": [data.id_col], "x": list(data.x_cols), "y": [data.y_col]}
         else:
             roles = {"id": [id], "x": [x] if isinstance(x, str) else list(x or []), "y": [y]}
-        check_genotype_role(genotype, roles), check_level_columns(self.levels, roles, data)
+        check_genotype_role(genotype, roles), check_level_columns(self.levels, roles, data, self.spatial)
         if is_dynamic(model) and isinstance(data, pd.DataFrame):  # NONMEM columns
             data = Data.from_nonmem(
                 data,
@@ -171,7 +177,7 @@ class NLME:
         self.fallbacks: dict[str, int] = {"start_values_replaced": 0}
         self.start = self.initial_values()
         self.markers = _prepare_markers(genomic, genotype, data) if genomic is not None else None
-        self.level_setup = level_setup(self.levels, data.covariates, data.ids)
+        self.level_setup = level_setup(self.levels, data.covariates, data.ids, self.spatial)
 
     # ---- start values ----------------------------------------------------------------------
     def initial_values(self) -> dict[str, float]:
@@ -242,33 +248,8 @@ class NLME:
         )
 
     def check_function(self, values: Mapping[str, float]) -> None:
-        """Evaluate the structural function (torch) at ``values`` on the first individual: a
-        wrong output shape, an exception or a non-finite prediction is a one-line error."""
-        import torch
-
-        model, data = self.model, self.data
-        psi = torch.tensor([[values[p] for p in model.parameters]], dtype=torch.float64).unsqueeze(-2)
-        x_pad, _, mask = data.padded()
-        x = torch.as_tensor(x_pad[:1], dtype=torch.float64)
-        try:
-            out = model.function(psi, x)
-        except Exception as err:  # the user's function: report it with the shapes it was given
-            raise InputError(
-                f"the structural function failed on psi of shape {tuple(psi.shape)} "
-                f"and x of shape {tuple(x.shape)}: {err}"
-            ) from err
-        if not isinstance(out, torch.Tensor) or tuple(out.shape) != tuple(x.shape[:-1]):
-            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-            raise InputError(
-                f"the structural function must return a tensor of shape "
-                f"{tuple(x.shape[:-1])} for psi {tuple(psi.shape)} and x {tuple(x.shape)}; "
-                f"got {shape}"
-            )
-        if not bool(torch.isfinite(out[0][torch.as_tensor(mask[0])]).all()):
-            raise InputError(
-                f"the structural function gives non-finite predictions at the initial "
-                f"values {dict(values)} for individual {data.ids[0]!r}; change init"
-            )
+        """The structural function at ``values`` on the first individual (model/function_check.py)."""
+        check_function(self.model, self.data, values)
 
     # ---- genomic ---------------------------------------------------------------------------
     def genomic_setup(self):

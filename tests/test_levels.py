@@ -336,3 +336,46 @@ def test_predictions_include_the_groups_effects(nested_logistic):
     assert np.allclose(pred.to_numpy()[len(ages) :], curve(A), rtol=1e-10)
     fitted = res.predict(level="population")[trees["tree"] == "P05.T1"]
     assert np.allclose(fitted.to_numpy(), curve(A + b), rtol=1e-10)
+
+
+def test_variance_ses_are_the_exact_information():
+    """Five plants per genotype, a genotype level on the intercept: every SE against the inverse
+    numerical Hessian of the exact Gaussian log-likelihood at the same estimates (per genotype, a
+    multivariate normal). The individual variances trade off with the level's: from the joint
+    information of the two (conditional on the level, omega2.intercept's SE was 10% small).
+    Measured within 1%; asserted 3%."""
+    from scipy.linalg import cho_factor, cho_solve
+
+    df = pd.read_csv(REF / "full_linear.csv")
+    kw = dict(id="plant", x="t", y="y", seed=1, progress=False, threads=1)
+    res = pymixnn.fit(df, "linear", levels=[pymixnn.Level("genotype", params=["intercept"])], **kw)
+    groups = [
+        (g["t"].to_numpy(), g["y"].to_numpy(), g["plant"].to_numpy()) for _, g in df.groupby("genotype")
+    ]
+
+    def nll(p):
+        b0, b1, og, o0, o1, s = p
+        total = 0.0
+        for t, y, ids in groups:
+            C = og + (ids[:, None] == ids[None, :]) * (o0 + o1 * np.outer(t, t)) + s**2 * np.eye(len(t))
+            c = cho_factor(C)
+            r = y - b0 - b1 * t
+            total += 0.5 * (
+                r @ cho_solve(c, r) + 2 * np.log(np.diag(c[0])).sum() + len(t) * np.log(2 * np.pi)
+            )
+        return total
+
+    rows = ["intercept", "slope", "omega2.genotype.intercept", "omega2.intercept", "omega2.slope", "a"]
+    x = res.params.loc[rows, "estimate"].to_numpy()
+    assert res.loglik == pytest.approx(-nll(x), abs=1e-3)
+    k, h = len(x), 1e-4 * np.abs(x)
+    H = np.zeros((k, k))
+    for i in range(k):
+        for j in range(k):
+            e1, e2 = np.zeros(k), np.zeros(k)
+            e1[i], e2[j] = h[i], h[j]
+            H[i, j] = (nll(x + e1 + e2) - nll(x + e1 - e2) - nll(x - e1 + e2) + nll(x - e1 - e2)) / (
+                4 * h[i] * h[j]
+            )
+    exact = np.sqrt(np.diag(np.linalg.inv(H)))
+    np.testing.assert_allclose(res.params.loc[rows, "se"].to_numpy(), exact, rtol=0.03)

@@ -213,6 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="a grouping level (repeatable): its column, the parameters with a random effect at it, "
         "':full' for a full covariance; e.g. --level plot:A --level genotype:A,B:full",
     )
+    fit.add_argument(
+        "--spatial",
+        metavar="P[,P]:COL,COL[:KERNEL]",
+        help="a spatial field (exact Gaussian process) on the parameters over the coordinate columns, "
+        "KERNEL exponential (default) or gaussian; e.g. --spatial A:Row,Col",
+    )
     fit.add_argument("--map", metavar="PATH", help="marker map CSV (marker, chr, pos)")
     fit.add_argument("--manhattan", metavar="DIR", help="write Manhattan PNGs (one per parameter)")
     fit.add_argument("--marker-effects", metavar="PATH", help="write the marker effects as CSV")

@@ -141,6 +141,8 @@ def prepare(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
         )
     if getattr(args, "grouping_levels", None):
         spec["levels"] = [_level(text, model) for text in args.grouping_levels]
+    if getattr(args, "spatial", None):
+        spec["spatial"] = _spatial(args.spatial, model)
     if not args.nonmem and args.time is not None and args.time not in df.columns:
         raise InputError(
             f"--time {args.time!r} is not a column of {str(path)!r}; its columns are {list(df.columns)}"
@@ -158,6 +160,20 @@ def _level(text: str, model: Model) -> Any:
     for name in names(parts[1]):
         check_parameter(model, name, "--level")
     return pymixnn.Level(parts[0], names(parts[1]), omega="full" if len(parts) == 3 else "diagonal")
+
+
+def _spatial(text: str, model: Model) -> Any:
+    """``--spatial P[,P]:COL,COL[:KERNEL]`` as a pymixnn.Spatial; an error naming the value."""
+    import pymixnn
+
+    parts = text.split(":")
+    if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
+        raise InputError(f"--spatial {text!r}: give P[,P]:COL,COL[:KERNEL], e.g. --spatial A:Row,Col")
+    for name in names(parts[0]):
+        check_parameter(model, name, "--spatial")
+    return pymixnn.Spatial(
+        names(parts[0]), names(parts[1]), kernel=parts[2] if len(parts) == 3 else "exponential"
+    )
 
 
 def check_model(args: argparse.Namespace) -> Model:

@@ -37,40 +37,17 @@ and applies the fixed-effect shift (stages.py).
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from pymixnn.inference.laws import tril_from_raw
+from pymixnn.inference.levels_report import export, joint_moments, natural_to_omega
 from pymixnn.inference.records import LevelsFit
 from pymixnn.model.levels import MAX_EFFECTS, LevelSetup
 
 __all__ = ["LevelBlock", "MAX_EFFECTS"]
 
-# fraction of the prior variance left in a posterior direction, capped as in genomic.py so that
-# an uninformative direction has a finite pseudo-variance
-R_CAP = 0.999
 # L-BFGS iterations of the level covariances per update (warm-started from the last update)
 HYPER_ITER = 100
-
-
-def _natural_to_omega(values: torch.Tensor, p: int, full: bool) -> torch.Tensor:
-    """Omega_l from its reported entries: the variances, then (full) the covariances (b < a)."""
-    omega = torch.diag(values[:p])
-    if full:
-        pairs = [(a, b) for a in range(p) for b in range(a)]
-        rows = torch.tensor([a for a, _ in pairs], device=values.device)
-        cols = torch.tensor([b for _, b in pairs], device=values.device)
-        low = torch.zeros(p, p, dtype=values.dtype, device=values.device).index_put((rows, cols), values[p:])
-        omega = omega + low + low.T
-    return omega
-
-
-def _omega_entries(omega: torch.Tensor, full: bool) -> torch.Tensor:
-    p = omega.shape[0]
-    vals = [omega[a, a] for a in range(p)]
-    if full:
-        vals += [omega[a, b] for a in range(p) for b in range(a)]
-    return torch.stack(vals)
 
 
 class LevelBlock:
@@ -97,7 +74,15 @@ class LevelBlock:
         self.cols = torch.stack(cols, dim=1)  # (N, n_s): each individual's effect of each slot
         # one level: Q is block-diagonal, one P x P block per group (batched algebra, O(G P^3));
         # several (crossed or nested) levels: dense n_b x n_b
-        self.single = len(setup.params) == 1
+        self.kinds = list(setup.kinds) or ["level"] * len(setup.params)
+        self.single = len(setup.params) == 1 and self.kinds[0] == "level"
+        # a spatial field ("gp"): one effect per location, the kernel's covariance over them
+        self.reps = [g if kind == "level" else 1 for (g, _), kind in zip(self.sizes, self.kinds)]
+        self.dist = [
+            None if d is None else torch.as_tensor(d, dtype=f64, device=dev)
+            for d in (setup.distances or [None] * len(setup.params))
+        ]
+        self.kernels = list(setup.kernels) or [None] * len(setup.params)
         self.group = torch.as_tensor(setup.groups[0], dtype=torch.long, device=dev)
         # the fixed effects the block estimates with the levels (GLS): mu and the covariate effects
         # of the level parameters, entries ``fixed_index`` of theta; X_i (N, d, n_f) their design
@@ -136,9 +121,10 @@ class LevelBlock:
         Linv = torch.linalg.inv(L)
         Sw = Linv @ (St @ St.transpose(-1, -2)) @ Linv.T
         r, Q = torch.linalg.eigh(0.5 * (Sw + Sw.transpose(-1, -2)))
-        keep = 1.0 - r.clamp(0.0, R_CAP)  # (1 - r): the data's share of each direction
+        # 1 - r: the data's share of each direction; 0 where the posterior is the prior (no
+        # information: a zero precision, no division)
+        keep = (1.0 - r).clamp_min(0.0)
         white = (Q.transpose(-1, -2) @ (Linv @ m.unsqueeze(-1))).squeeze(-1)  # Q' L^-1 m
-        des = (L @ (Q @ (white / keep).unsqueeze(-1))).squeeze(-1)  # Omega (Omega - S)^-1 m
         LinvQ = Linv.T @ Q  # L^-T Q
         Lam = (LinvQ * keep.unsqueeze(-2)) @ LinvQ.transpose(-1, -2)
         eye = torch.eye(L.shape[0], dtype=L.dtype, device=L.device)
@@ -147,16 +133,26 @@ class LevelBlock:
         if self.offset is not None:
             base = self.offset.to(torch.float64)[:, program.random_index]
         fixed_now = theta.detach().to(torch.float64)[self.fixed_index]
-        z = base + des + self.X @ fixed_now
-        return dict(z=z, des=des, Lam=Lam, W=W, mu=fixed_now)
+        w = base + self.X @ fixed_now  # z = w + des, des = Omega (Omega - S)^-1 m
+        # Lam des = Omega^-1 m in the informed directions, computed without dividing by 1 - r
+        # (as the variance of a direction tends to 0, Lam tends to the data's precision, where a
+        # capped 1 - r would make the offset look far too precise)
+        Ldes = (LinvQ @ ((keep > 0).to(white.dtype) * white).unsqueeze(-1)).squeeze(-1)
+        return dict(w=w, Ldes=Ldes, Lam=Lam, W=W, mu=fixed_now)
 
     def _moments(self, ps: dict) -> dict:
-        """The sufficient statistics of the pseudo data: sum Z'Lam Z (n_b x n_b), Z'Lam X,
-        X'Lam X, Z'Lam z, X'Lam z, z'Lam z."""
-        Lam, z, cols, s = ps["Lam"], ps["z"], self.cols, self.slot_rand
+        """The sufficient statistics of the pseudo data at the current Omega."""
+        Lw = (ps["Lam"] @ ps["w"].unsqueeze(-1)).squeeze(-1)
+        # z'Lam z less sum des'Lam des (free of the levels; it cancels in the correction)
+        q = (ps["w"] * Lw).sum() + 2 * (ps["w"] * ps["Ldes"]).sum()
+        return self._moments_from(ps["Lam"], Lw + ps["Ldes"], q)
+
+    def _moments_from(self, Lam: torch.Tensor, Lz: torch.Tensor, q: torch.Tensor) -> dict:
+        """sum Z'Lam Z (n_b x n_b, or per group with one level), Z'Lam X, X'Lam X, Z'Lam z,
+        X'Lam z and z'Lam z (``q``) from the precisions Lam (N, d, d) and Lam z (N, d)."""
+        cols, s = self.cols, self.slot_rand
         N, ns = cols.shape
-        dev = z.device
-        Lz = (Lam @ z.unsqueeze(-1)).squeeze(-1)  # (N, d)
+        dev = Lz.device
         Lss = Lam[:, s][:, :, s]  # (N, ns, ns)
         LX = Lam @ self.X  # (N, d, n_f)
         f64 = dict(dtype=torch.float64, device=dev)
@@ -181,16 +177,42 @@ class LevelBlock:
             C=torch.einsum("nda,ndb->ab", self.X, LX),
             h=h,
             g=torch.einsum("nda,nd->a", self.X, Lz),
-            q=(z * Lz).sum(),
+            q=q,
         )
 
     # ---- likelihood of the pseudo data ----------------------------------------------------------
     def _omegas(self, raw: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Each component's prior covariance: a level's Omega_l (P x P, the same for each of its
+        groups), a field's kernel matrix over its locations (raw: log sd, log range)."""
         out = []
-        for r, (_, p), full in zip(raw, self.sizes, self.setup.full):
-            Lt = tril_from_raw(r, p, full)
-            out.append(Lt @ Lt.T)
+        for k, (r, (_, p), full) in enumerate(zip(raw, self.sizes, self.setup.full)):
+            if self.kinds[k] == "gp":
+                out.append(self._kernel(k, self._gp_values(k, r)))
+            else:
+                Lt = tril_from_raw(r, p, full)
+                out.append(Lt @ Lt.T)
         return out
+
+    def _range_bounds(self, k: int) -> tuple[float, float]:
+        """A field's range lies between a tenth of the closest two locations' distance and three
+        times the farthest (beyond, the field is a constant the intercept already holds)."""
+        d = self.dist[k]
+        return float(d[d > 0].min()) / 10, 3 * float(d.max())
+
+    def _gp_values(self, k: int, raw: torch.Tensor) -> torch.Tensor:
+        """(sd, range) of field k from its raw parameters (log sd, logit of the range's place
+        between its bounds)."""
+        lo, hi = self._range_bounds(k)
+        return torch.stack([raw[0].exp(), lo + (hi - lo) * torch.sigmoid(raw[1])])
+
+    def _kernel(self, k: int, values: torch.Tensor) -> torch.Tensor:
+        """sd^2 rho(d / range) over component k's locations (values: sd, range), with a jitter of
+        1e-8 sd^2 on the diagonal (a Gaussian kernel is near-singular for close locations)."""
+        sd, rng = values[0], values[1]
+        scaled = self.dist[k] / rng
+        rho = torch.exp(-scaled) if self.kernels[k] == "exponential" else torch.exp(-(scaled**2))
+        eye = torch.eye(rho.shape[0], dtype=rho.dtype, device=rho.device)
+        return sd**2 * (rho + 1e-8 * eye)
 
     def _solve(self, omegas: list[torch.Tensor], mom: dict, mu: torch.Tensor | None) -> dict:
         """Posterior precision Q (its Cholesky factor ``LQ``: dense, or per group with one level),
@@ -204,17 +226,15 @@ class LevelBlock:
             BtQ = lambda v: torch.einsum("gpa,gp->a", mom["B"], v)  # noqa: E731
             info = mom["C"] - torch.einsum("gpa,gpb->ab", mom["B"], QB)
             if mu is None:
-                mu = torch.linalg.solve(info, mom["g"] - BtQ(Qh))
+                mu = torch.linalg.pinv(info, hermitian=True) @ (mom["g"] - BtQ(Qh))
             hr = mom["h"] - torch.einsum("gpa,a->gp", mom["B"], mu)
             b = solve(hr.unsqueeze(-1)).squeeze(-1)
             quad = mom["q"] - 2 * mu @ mom["g"] + mu @ mom["C"] @ mu - (hr * b).sum()
         else:
             prec = torch.block_diag(
                 *[
-                    torch.kron(
-                        torch.eye(g, dtype=torch.float64, device=o.device), torch.linalg.inv(o).contiguous()
-                    )
-                    for (g, _), o in zip(self.sizes, omegas)
+                    torch.kron(torch.eye(r, dtype=o.dtype, device=o.device), torch.linalg.inv(o).contiguous())
+                    for r, o in zip(self.reps, omegas)
                 ]
             )
             Q = mom["A"] + prec
@@ -223,12 +243,12 @@ class LevelBlock:
             QB = solve(mom["B"])
             Qh = solve(mom["h"].unsqueeze(-1)).squeeze(-1)
             info = mom["C"] - mom["B"].T @ QB  # X' Sigma^-1 X
-            if mu is None:
-                mu = torch.linalg.solve(info, mom["g"] - mom["B"].T @ Qh)
+            if mu is None:  # (a pseudo-inverse: a trial point may confound a field with mu)
+                mu = torch.linalg.pinv(info, hermitian=True) @ (mom["g"] - mom["B"].T @ Qh)
             hr = mom["h"] - mom["B"] @ mu
             b = solve(hr.unsqueeze(-1)).squeeze(-1)
             quad = mom["q"] - 2 * mu @ mom["g"] + mu @ mom["C"] @ mu - hr @ b
-        logdet_prior = sum(g * torch.logdet(o) for (g, _), o in zip(self.sizes, omegas))
+        logdet_prior = sum(r * torch.logdet(o) for r, o in zip(self.reps, omegas))
         logdet_q = torch.log(torch.diagonal(LQ, dim1=-2, dim2=-1)).sum()
         ll = -0.5 * quad - logdet_q - 0.5 * logdet_prior
         return dict(ll=ll, mu=mu, info=info, b=b.reshape(-1), LQ=LQ)
@@ -243,33 +263,62 @@ class LevelBlock:
         Qinv = torch.cholesky_inverse(LQ)
         return Qinv[self.cols.unsqueeze(-1), self.cols.unsqueeze(-2)], torch.diagonal(Qinv)
 
-    def _fit_hyper(self, mom: dict, theta: torch.Tensor) -> None:
+    def _fit_hyper(self, mom: dict, theta: torch.Tensor, joint=None) -> torch.Tensor | None:
+        """The levels' covariances by ML of the pseudo data (L-BFGS, warm-started); with ``joint``
+        (joint_moments' function and theta's raw Omega) the individual-level Omega with them,
+        whose new raw entries it returns (they trade off: alternating them with the refinement
+        converges slowly, a field against its individual variance in 30+ rounds)."""
         if self.raw is None:  # start: half the individual-level variance of each parameter
             omega = self.program.omega_tril(theta.detach()).to(torch.float64)
             var = torch.diagonal(omega @ omega.T)
             self.raw = []
             start = 0
-            for (_, p), full in zip(self.sizes, self.setup.full):
+            for k, ((_, p), full) in enumerate(zip(self.sizes, self.setup.full)):
                 r_idx = self.slot_rand[start : start + p]
                 sd = (0.5 * var[r_idx]).sqrt().log()
-                raw = torch.zeros(p * (p + 1) // 2 if full else p, dtype=torch.float64, device=omega.device)
-                raw[:p] = sd
+                if self.kinds[k] == "gp":  # a range of a third of the median distance
+                    d, (lo, hi) = self.dist[k], self._range_bounds(k)
+                    place = ((float(d[d > 0].median()) / 3 - lo) / (hi - lo)).__float__()
+                    raw = torch.stack([sd[0], torch.logit(torch.tensor(place, dtype=torch.float64))])
+                else:
+                    raw = torch.zeros(
+                        p * (p + 1) // 2 if full else p, dtype=torch.float64, device=omega.device
+                    )
+                    raw[:p] = sd
                 self.raw.append(raw)
                 start += p
         raw = [r.clone().requires_grad_(True) for r in self.raw]
-        opt = torch.optim.LBFGS(raw, max_iter=HYPER_ITER, line_search_fn="strong_wolfe", tolerance_grad=1e-9)
+        omega = None if joint is None else joint[1].clone().requires_grad_(True)
+        opt = torch.optim.LBFGS(
+            raw + ([omega] if joint is not None else []),
+            max_iter=HYPER_ITER,
+            line_search_fn="strong_wolfe",
+            tolerance_grad=1e-9,
+        )
 
         def closure():
             opt.zero_grad()
-            loss = -self._solve(self._omegas(raw), mom, None)["ll"]
+            if joint is None:
+                loss = -self._solve(self._omegas(raw), mom, None)["ll"]
+            else:
+                mom_o, logdet_a = joint[0](omega)
+                loss = 0.5 * logdet_a - self._solve(self._omegas(raw), mom_o, None)["ll"]
             loss.backward()
             return loss
 
         opt.step(closure)
-        # a variance driven to 0 (a level without variation): floored, so that its effects stay finite
-        self.raw = [
-            r.detach().clamp_min(-12.0) if not full else r.detach() for r, full in zip(raw, self.setup.full)
-        ]
+        # a variance driven to 0 (a level without variation): floored, so that its effects stay
+        # finite; a field's range kept within 1e-3 and 1e3 times its largest distance
+        floored = []
+        for k, (r, full) in enumerate(zip(raw, self.setup.full)):
+            r = r.detach().clone()
+            if self.kinds[k] == "gp":
+                r[0] = r[0].clamp_min(-12.0)
+            elif not full:
+                r = r.clamp_min(-12.0)
+            floored.append(r)
+        self.raw = floored
+        return None if omega is None else omega.detach()
 
     # ---- update -------------------------------------------------------------------------------
     def update(self, theta: torch.Tensor, local, move_mu: bool) -> tuple[float, torch.Tensor | None]:
@@ -280,8 +329,12 @@ class LevelBlock:
         phi_i is unchanged. Returns the largest change of a level effect, and the shift."""
         ps = self.pseudo(theta, local)
         mom = self._moments(ps)
-        self._fit_hyper(mom, theta)
+        # after SVI (move_mu) the individual-level Omega moves with the levels' covariances
+        joint = joint_moments(self, theta, local) if move_mu else None
+        omega = self._fit_hyper(mom, theta, joint)
         with torch.no_grad():
+            if omega is not None:
+                mom = joint[0](omega)[0]
             sol = self._solve(self._omegas(self.raw), mom, None if move_mu else ps["mu"])
         dmu = sol["mu"] - ps["mu"]
         # the level effects' change: the fixed effects' shift only re-centres them (with a
@@ -293,6 +346,8 @@ class LevelBlock:
         offset = self._offsets(self.b)
         shift = torch.zeros(program.layout.size, dtype=torch.float64, device=program.device)
         shift[self.fixed_index] = dmu
+        if omega is not None:
+            shift[program.layout.omega] = omega - joint[1]
         old = self.offset.to(torch.float64) if self.offset is not None else torch.zeros_like(offset)
         delta = (offset - old)[:, program.random_index] + self.X @ dmu
         local.loc = local.loc - (ps["W"] @ delta.unsqueeze(-1)).squeeze(-1).to(local.loc.dtype)
@@ -313,66 +368,19 @@ class LevelBlock:
             offset[:, q] = offset[:, q] + bcols[:, s]
         return offset
 
+    def covs_from_entries(self, values: torch.Tensor, sizes: list[int]) -> list[torch.Tensor]:
+        """Each component's prior covariance from its reported entries (a level's variances and
+        covariances, a field's sd and range), concatenated in ``values``."""
+        parts, start = [], 0
+        for k, (_, p) in enumerate(self.sizes):
+            v = values[start : start + sizes[k]]
+            parts.append(
+                self._kernel(k, v) if self.kinds[k] == "gp" else natural_to_omega(v, p, self.setup.full[k])
+            )
+            start += sizes[k]
+        return parts
+
     # ---- export ---------------------------------------------------------------------------------
     def export(self, theta: torch.Tensor, local, rounds: int) -> LevelsFit:
-        """Numpy record at theta and the (refreshed) local posteriors: estimates and SEs of the
-        level covariances, the GLS fixed effects' covariance, the level effects' posterior means
-        and sds, and the log-likelihood correction (the levels integrated out)."""
-        ps = self.pseudo(theta, local)
-        mom = self._moments(ps)
-        omegas = [o.detach() for o in self._omegas(self.raw)]
-        entries = [_omega_entries(o, full) for o, full in zip(omegas, self.setup.full)]
-        sizes = [len(e) for e in entries]
-        flat = torch.cat(entries)
-
-        def profile(values: torch.Tensor) -> torch.Tensor:
-            parts, start = [], 0
-            for k, (_, p) in enumerate(self.sizes):
-                parts.append(_natural_to_omega(values[start : start + sizes[k]], p, self.setup.full[k]))
-                start += sizes[k]
-            return self._solve(parts, mom, None)["ll"]
-
-        H = torch.autograd.functional.hessian(profile, flat)
-        info = -0.5 * (H + H.T)
-        pseudo_inverse = False
-        try:
-            cov_hyper = torch.linalg.inv(info)
-            if not bool(torch.all(torch.diagonal(cov_hyper) > 0)):
-                raise RuntimeError("not positive")
-        except RuntimeError:  # a variance at its floor: no information about it
-            cov_hyper, pseudo_inverse = torch.linalg.pinv(info), True
-        with torch.no_grad():
-            at_theta = self._solve(omegas, mom, ps["mu"])
-            gls = self._solve(omegas, mom, None)
-        # ll_i(o_i) - log N(z_i; o_i, V_i) + log N(z~; J mu, Sigma): the log|Lambda_i| and 2 pi
-        # terms cancel; at theta's mu (the individuals' ll are evaluated there)
-        des, Lam = ps["des"], ps["Lam"]
-        correction = float(at_theta["ll"] + 0.5 * torch.einsum("ni,nij,nj->", des, Lam, des))
-        b, b_sd = at_theta["b"], self._posterior_cov(at_theta["LQ"])[1].clamp_min(0).sqrt()
-        np_ = lambda t: t.detach().to("cpu", torch.float64).numpy()  # noqa: E731
-        effects, effects_sd, start = [], [], 0
-        for g, p in self.sizes:
-            effects.append(np_(b[start : start + g * p]).reshape(g, p))
-            effects_sd.append(np_(b_sd[start : start + g * p]).reshape(g, p))
-            start += g * p
-        return LevelsFit(
-            names=list(self.setup.names),
-            params=[list(p) for p in self.setup.params],
-            full=list(self.setup.full),
-            omega=[np_(o) for o in omegas],
-            entries_cov=np_(cov_hyper),
-            entries_size=sizes,
-            labels=[np.asarray(lab).tolist() for lab in self.setup.labels],
-            groups=[np.asarray(g) for g in self.setup.groups],
-            effects=effects,
-            effects_sd=effects_sd,
-            fixed_index=list(self.fixed_index),
-            fixed_gls=np_(gls["mu"]),
-            fixed_cov=np_(torch.linalg.inv(gls["info"])),
-            offset=np_(self._offsets(b)),
-            loglik_correction=correction,
-            n_hyper=int(sum(sizes)),
-            updates=self.updates,
-            rounds=rounds,
-            pseudo_inverse=pseudo_inverse,
-        )
+        """Numpy record at theta and the (refreshed) local posteriors (levels_report.export)."""
+        return export(self, theta, local, rounds)

@@ -398,9 +398,7 @@ class Program:
         self.offset_cov = offset_cov
         self.offset_var = offset_var
 
-    def offset_curvature(
-        self, theta: torch.Tensor, log_w: torch.Tensor, eta: torch.Tensor, idx
-    ) -> torch.Tensor:
+    def offset_curvature(self, theta: torch.Tensor, log_w: torch.Tensor, eta: torch.Tensor, idx):
         """tr(H_i Var(o_i)) / 2 per individual (B,): E[ll_i(o)] - ll_i(o_i) to second order over
         the offsets' posterior N(o_i, Var(o_i)) of a fit with grouping levels (0 without), with
         H_i = Omega^-1 Cov(eta_i | y_i) Omega^-1 - Omega^-1 the Hessian of ll_i in the offset,
@@ -408,10 +406,11 @@ class Program:
         if self.offset_var is None:
             return torch.zeros(log_w.shape[-1], dtype=theta.dtype, device=theta.device)
         w = torch.softmax(log_w, 0).unsqueeze(-1)  # (K, B, 1)
-        mean = (w * eta).sum(0)
-        dev = eta - mean
+        dev = eta - (w * eta).sum(0)
         cov = torch.einsum("kbi,kbj->bij", w * dev, dev)
-        omega_inv = torch.cholesky_inverse(self.omega_tril(theta))
+        L = self.omega_tril(theta)  # a Newton trial step may underflow a diagonal: inf, rejected
+        Linv = torch.linalg.solve_triangular(L, torch.eye(L.shape[0], dtype=L.dtype), upper=False)
+        omega_inv = Linv.T @ Linv
         V = self.offset_var if idx is None else self.offset_var[idx]
         H = omega_inv @ cov @ omega_inv - omega_inv
         return 0.5 * torch.einsum("bij,bji->b", H, V)

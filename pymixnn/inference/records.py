@@ -186,6 +186,15 @@ class LevelsFit(_Record):
     updates: int = 0
     rounds: int = 0
     pseudo_inverse: bool = False
+    # per component: "level" or "gp" (a spatial field, whose groups are locations: ``labels`` their
+    # coordinates; ``omega`` its marginal variance sd^2), its kernel, and the reported entries
+    # (a level's variances then covariances; a field's sd and range)
+    kinds: list | None = None
+    kernels: list | None = None
+    entries: list | None = None
+    # theta's Omega entries and their covariance from the levels' joint information
+    omega_index: list | None = None
+    omega_cov: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

@@ -79,24 +79,35 @@ class LevelSetup:
     full: tuple[bool, ...]
     groups: tuple[np.ndarray, ...]
     labels: tuple[np.ndarray, ...]
+    # per component: "level", or "gp" for a spatial field (pymixnn.Spatial) on one parameter, whose
+    # groups are the distinct locations (labels: their coordinates) and whose covariance is the
+    # kernel's over their distances
+    kinds: tuple[str, ...] = ()
+    kernels: tuple[str | None, ...] = ()
+    distances: tuple[np.ndarray | None, ...] = ()
 
 
-def check_levels(levels: Any, model: Any, law: Any = None, genomic: Any = None) -> list[Level]:
+def check_levels(
+    levels: Any, model: Any, law: Any = None, genomic: Any = None, spatial: Any = None
+) -> list[Level]:
     """levels= as a list of Level, checked against the model, the random-effects law and genomic=
     (before any data work): an error naming the level and the parameter otherwise. Returns the
-    list ([] without levels)."""
-    if levels is None:
+    list ([] without levels). The law and genomic= checks hold for a spatial field too."""
+    what = "levels=" if levels is not None else "spatial="
+    if levels is None and spatial is None:
         return []
     if law is not None and getattr(law, "name", "gaussian") != "gaussian":
         raise InputError(
-            f"levels= works with Gaussian random effects so far, not random_effects={law.name!r} "
-            "(the levels are integrated out through the individual-level Gaussian prior)"
+            f"{what} works with Gaussian random effects so far, not random_effects={law.name!r} "
+            "(it is integrated out through the individual-level Gaussian prior)"
         )
     if genomic is not None:
         raise InputError(
-            "levels= with genomic= is not supported yet: the genomic fit has its own genotype level "
-            "(Genomic(residual=True), the genotype residual)"
+            f"{what} with genomic= is not supported yet (the genomic fit has its own genotype level: "
+            "Genomic(residual=True), the genotype residual)"
         )
+    if levels is None:
+        return []
     if isinstance(levels, Level):
         levels = [levels]
     if not isinstance(levels, (list, tuple)) or not all(isinstance(lv, Level) for lv in levels):
@@ -124,40 +135,60 @@ def check_levels(levels: Any, model: Any, law: Any = None, genomic: Any = None) 
     return list(levels)
 
 
-def check_level_columns(levels: list[Level], roles: dict[str, list], frame: Any = None) -> None:
+def check_level_columns(
+    levels: list[Level], roles: dict[str, list], frame: Any = None, spatial: Any = None
+) -> None:
     """A level column that is the id, an x or the y column, or (a DataFrame ``frame``) that varies
-    within an individual: an error naming the column, the individual and the row."""
-    for lv in levels:
+    within an individual; a spatial coordinate column likewise, or not numeric: an error naming
+    the column, the individual and the row."""
+    coords = list(spatial.coords) if spatial is not None else []
+    for name in [lv.name for lv in levels] + coords:
         for role, columns in roles.items():
-            if lv.name in columns:
+            if name in columns:
                 raise InputError(
-                    f"Level({lv.name!r}) names the {role} column: a level groups individuals by "
-                    "another column (the individual itself is the lowest level)"
+                    f"{'coordinate' if name in coords else 'level'} column {name!r} is the {role} "
+                    "column: levels and fields group individuals by other columns"
                 )
     if not isinstance(frame, pd.DataFrame) or not roles.get("id") or roles["id"][0] not in frame.columns:
         return
     ids = frame[roles["id"][0]]
-    for lv in levels:
-        if lv.name not in frame.columns:
+    for name in coords:
+        if name in frame.columns and not pd.api.types.is_numeric_dtype(frame[name]):
+            bad = pd.to_numeric(frame[name], errors="coerce").isna() & frame[name].notna()
+            row = int(bad.to_numpy().nonzero()[0][0]) if bad.any() else 0
+            raise InputError(
+                f"coordinate column {name!r} must be numeric: row {frame.index[row]} has "
+                f"{frame[name].iloc[row]!r}"
+            )
+    for name in [lv.name for lv in levels] + coords:
+        if name not in frame.columns:
             continue  # the data check names the missing column
-        col = frame[lv.name].astype(object).where(frame[lv.name].notna(), None)
+        col = frame[name].astype(object).where(frame[name].notna(), None)
         first = col.groupby(ids, sort=False).transform("first")
         varies = (col != first) & col.notna() & first.notna()
         if varies.any():
             row = varies.to_numpy().nonzero()[0][0]
+            what = (
+                "an individual has one location"
+                if name in coords
+                else "a level groups whole individuals (a level within individuals, such as "
+                "occasions, is not supported yet)"
+            )
             raise InputError(
-                f"level column {lv.name!r} varies within individual {ids.iloc[row]!r} (row "
-                f"{frame.index[row]} has {col.iloc[row]!r}, its first row {first.iloc[row]!r}): a level "
-                "groups whole individuals (a level within individuals, such as occasions, is not "
-                "supported yet)"
+                f"{'coordinate' if name in coords else 'level'} column {name!r} varies within "
+                f"individual {ids.iloc[row]!r} (row {frame.index[row]} has {col.iloc[row]!r}, its "
+                f"first row {first.iloc[row]!r}): {what}"
             )
 
 
-def level_setup(levels: list[Level], covariates: pd.DataFrame, ids: np.ndarray) -> LevelSetup | None:
+def level_setup(
+    levels: list[Level], covariates: pd.DataFrame, ids: np.ndarray, spatial: Any = None
+) -> LevelSetup | None:
     """Each individual's group per level from the individual-level covariate table (the data's
     check has made the columns constant within an individual); errors naming the level when a
-    level has one group, or one individual per group (then it is the individual level)."""
-    if not levels:
+    level has one group, or one individual per group (then it is the individual level). A
+    ``spatial`` field (pymixnn.Spatial) adds one component per parameter, over the locations."""
+    if not levels and spatial is None:
         return None
     groups, labels = [], []
     for lv in levels:
@@ -189,10 +220,30 @@ def level_setup(levels: list[Level], covariates: pd.DataFrame, ids: np.ndarray) 
             f"{MAX_EFFECTS} that the dense algebra of several levels handles: use fewer parameters "
             "per level or coarser groups (one level has no limit)"
         )
-    return LevelSetup(
+    setup = LevelSetup(
         names=tuple(lv.name for lv in levels),
         params=tuple(lv.params for lv in levels),
         full=tuple(lv.omega == "full" and len(lv.params) > 1 for lv in levels),
         groups=tuple(groups),
         labels=tuple(labels),
+        kinds=("level",) * len(levels),
+        kernels=(None,) * len(levels),
+        distances=(None,) * len(levels),
+    )
+    if spatial is None:
+        return setup
+    from pymixnn.model.spatial import spatial_locations
+
+    locations, index = spatial_locations(spatial, covariates)
+    dist = np.sqrt(((locations[:, None, :] - locations[None, :, :]) ** 2).sum(-1))
+    k = len(spatial.params)
+    return LevelSetup(
+        names=setup.names + ("spatial",) * k,
+        params=setup.params + tuple((p,) for p in spatial.params),
+        full=setup.full + (False,) * k,
+        groups=setup.groups + (index,) * k,
+        labels=setup.labels + (locations,) * k,
+        kinds=setup.kinds + ("gp",) * k,
+        kernels=setup.kernels + (spatial.kernel,) * k,
+        distances=setup.distances + (dist,) * k,
     )

@@ -61,6 +61,10 @@ def run_record(res) -> dict[str, Any]:
     }
 
 
+def _estimates(rows) -> dict[str, dict[str, float | None]]:
+    return {n: {"estimate": _clean(r["estimate"]), "se": _clean(r["se"])} for n, r in rows.iterrows()}
+
+
 def results_dict(res) -> dict[str, Any]:
     """The documented JSON record of :meth:`pymixnn.Results.to_dict` (see the README)."""
     p = res.params
@@ -109,16 +113,8 @@ def results_dict(res) -> dict[str, Any]:
             **({"penalty": law["penalty"]} if "penalty" in law else {}),
         },
         **({"genomic": _genomic_dict(res)} if res.is_genomic else {}),
-        **(
-            {
-                "levels": {
-                    n: {"estimate": _clean(r["estimate"]), "se": _clean(r["se"])}
-                    for n, r in levels.iterrows()
-                }
-            }
-            if len(levels := p[p["kind"] == "level"])
-            else {}
-        ),
+        **({"levels": _estimates(p[p["kind"] == "level"])} if (p["kind"] == "level").any() else {}),
+        **({"spatial": _estimates(p[p["kind"] == "spatial"])} if (p["kind"] == "spatial").any() else {}),
         "run": run_record(res),
     }
 

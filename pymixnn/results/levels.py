@@ -1,4 +1,5 @@
-"""Results of a fit with grouping levels (``levels=``): the level effects per group.
+"""Results of a fit with grouping levels (``levels=``) or a spatial field (``spatial=``): the level
+effects per group, the field at the locations and its map.
 
 The covariances are rows ``omega2.<level>.<p>`` (and ``cov.<level>.<p_b>.<p_a>``) of ``res.params``,
 kind "level"; the individuals' predictions include their groups' effects (nlme's innermost level).
@@ -27,21 +28,24 @@ class LevelsMixin:
 
     @property
     def level_names(self) -> list[str]:
-        """The grouping levels' columns ([] for a fit without levels)."""
-        try:
-            return list(self._levels_record()["names"])
-        except ValueError:
+        """The grouping levels' columns ([] for a fit without levels; a spatial field is not one)."""
+        rec = (
+            None if getattr(self, "external", None) is not None else getattr(self.estimation, "levels", None)
+        )
+        if not rec:
             return []
+        kinds = rec.get("kinds") or ["level"] * len(rec["names"])
+        return [n for n, k in zip(rec["names"], kinds) if k == "level"]
 
     def level_effects(self, level: str) -> pd.DataFrame:
         """The effects of level ``level`` (its column name) per group: posterior mean and sd of
         each parameter's effect on the transformed scale (columns ``<p>`` and ``<p>.sd``, nlme's
         ``ranef(fit)$<level>``) and the number of individuals in the group, indexed by group."""
         rec = self._levels_record()
-        names = list(rec["names"])
+        names = self.level_names
         if level not in names:
             raise ValueError(f"no level {level!r} in this fit; its levels are {names}")
-        k = names.index(level)
+        k = list(rec["names"]).index(level)
         params = list(rec["params"][k])
         mean, sd = np.asarray(rec["effects"][k]), np.asarray(rec["effects_sd"][k])
         out = pd.DataFrame(
@@ -53,3 +57,49 @@ class LevelsMixin:
         )
         out["n_individuals"] = np.bincount(np.asarray(rec["groups"][k]), minlength=len(out))
         return out
+
+    def spatial_field(self) -> pd.DataFrame:
+        """The spatial field at the fitted locations: one row per distinct location, its
+        coordinates, for each parameter with a field the posterior mean ``<p>`` and sd ``<p>.sd``
+        of the field (transformed scale), and the number of individuals there."""
+        rec = self._levels_record()
+        kinds = rec.get("kinds") or []
+        comps = [k for k, kind in enumerate(kinds) if kind == "gp"]
+        if not comps:
+            raise ValueError(
+                "this fit has no spatial field: fit with spatial=pymixnn.Spatial(params, coords)"
+            )
+        coords = self.settings["spatial"]["coords"]
+        out = pd.DataFrame(np.asarray(rec["labels"][comps[0]], dtype=float), columns=coords)
+        for k in comps:
+            p = rec["params"][k][0]
+            out[p] = np.asarray(rec["effects"][k])[:, 0]
+            out[f"{p}.sd"] = np.asarray(rec["effects_sd"][k])[:, 0]
+        out["n_individuals"] = np.bincount(np.asarray(rec["groups"][comps[0]]), minlength=len(out))
+        return out
+
+    def plot_spatial_field(self, path, param: str | None = None):
+        """PNG map of the field's posterior mean at the locations (the first two coordinates),
+        one panel per parameter with a field (or ``param`` only); returns the path."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        field = self.spatial_field()
+        coords = self.settings["spatial"]["coords"]
+        params = [param] if param else [c for c in self.settings["spatial"]["params"]]
+        fig, axes = plt.subplots(1, len(params), figsize=(4.8 * len(params), 4), squeeze=False)
+        for ax, p in zip(axes[0], params):
+            lim = float(np.abs(field[p]).max()) or 1.0
+            sc = ax.scatter(
+                field[coords[0]], field[coords[1]], c=field[p], cmap="RdBu_r", vmin=-lim, vmax=lim, s=18
+            )
+            fig.colorbar(sc, ax=ax, label=f"field on {p} (transformed scale)")
+            ax.set_xlabel(coords[0])
+            ax.set_ylabel(coords[1] if len(coords) > 1 else "")
+            ax.set_title(f"spatial field: {p}")
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return path

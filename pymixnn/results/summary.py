@@ -49,16 +49,24 @@ def summary_text(res) -> str:
     law = res.random_effects_law
     if law.name != "gaussian":
         head.insert(2, law.describe() + (f"; {res.df_modelwc} free parameters" if law.name == "flow" else ""))
-    if getattr(res, "level_names", None):
-        rec = res.estimation.levels
-        head.insert(
-            2,
-            "grouping levels: "
-            + "; ".join(
-                f"{n} ({len(lab)} groups; random effects on {list(p)}, {'full' if f else 'diagonal'} omega)"
-                for n, lab, p, f in zip(rec["names"], rec["labels"], rec["params"], rec["full"])
-            ),
-        )
+    rec = None if res.external is not None else getattr(res.estimation, "levels", None)
+    if rec:
+        kinds = rec.get("kinds") or ["level"] * len(rec["names"])
+        parts = [
+            f"{n} ({len(lab)} groups; random effects on {list(p)}, {'full' if f else 'diagonal'} omega)"
+            for n, lab, p, f, k in zip(rec["names"], rec["labels"], rec["params"], rec["full"], kinds)
+            if k == "level"
+        ]
+        if parts:
+            head.insert(2, "grouping levels: " + "; ".join(parts))
+        sp = res.settings.get("spatial")
+        if sp:
+            head.insert(
+                2,
+                f"spatial field on {sp['params']}: exact Gaussian process, {sp['kernel']} kernel over "
+                f"{sp['coords']} ({len(rec['labels'][kinds.index('gp')])} locations)",
+            )
+
     return "\n".join(head + _parameter_lines(res, law.name) + _likelihood_lines(res))
 
 
@@ -74,6 +82,7 @@ def _parameter_lines(res, law_name: str) -> list[str]:
         ),
         "law": "Mixture components (weights; means on the natural scale)",
         "level": "Variance of random effects at grouping levels (transformed scale)",
+        "spatial": "Spatial field (sd on the transformed scale, range in coordinate units)",
     }
     if law_name == "flow":
         labels["omega"] = "Variance of random effects under the fitted flow (transformed scale)"
@@ -81,7 +90,7 @@ def _parameter_lines(res, law_name: str) -> list[str]:
     lines = []
     width = max(len(str(n)) for n in p.index) + 2
     cols = f"{'':{width}}{'Estimate':>12}{'SE':>12}{'RSE(%)':>9}{'2.5%':>12}{'97.5%':>12}"
-    for kind in ("fixed", "law", "omega", "level", "sigma"):
+    for kind in ("fixed", "law", "omega", "level", "spatial", "sigma"):
         kinds = ("fixed", "beta") if kind == "fixed" else (kind,)
         block = p[p["kind"].isin(kinds)]
         if block.empty:
@@ -135,7 +144,7 @@ def _likelihood_lines(res) -> list[str]:
                 "  the grouping levels are integrated out through each individual's Gaussian "
                 "pseudo-likelihood of its offset (exact for a linear model)",
             ]
-            if getattr(res, "level_names", None)
+            if res.external is None and getattr(res.estimation, "levels", None)
             else []
         ),
         "",
@@ -145,7 +154,7 @@ def _likelihood_lines(res) -> list[str]:
                 "  level covariances: observed information of the levels' likelihood; the level "
                 "parameters' fixed effects: generalized least squares (their SEs include the levels)"
             ]
-            if getattr(res, "level_names", None)
+            if res.external is None and getattr(res.estimation, "levels", None)
             else []
         ),
     ]

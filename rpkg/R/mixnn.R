@@ -129,6 +129,10 @@ mixnnControl <- function(seed = 0L, batch_size = 512L, max_steps = 4000L, lr = 0
 #'   covariance (default diagonal). Each parameter also needs an individual-level random effect.
 #'   Reported as `omega2.<level>.<p>` rows of `params`; the level effects by
 #'   `ranef(fit, level = "plot")`; the log-likelihood integrates them out.
+#' @param spatial A spatial random field (an exact Gaussian process) over the individuals'
+#'   coordinates: `list(params = "A", coords = c("Row", "Col"), kernel = "exponential")`
+#'   (`kernel` "exponential" or "gaussian"); its `spatial.<p>.sd` and `spatial.<p>.range` are rows
+#'   of `params`, the field at the locations is `fit$spatial_field`.
 #' @param control Estimation settings, [mixnnControl()].
 #' @param random Parameters with a random effect (default: all, or the `mixnnModel`'s
 #'   `covariance.model`).
@@ -168,7 +172,7 @@ mixnnControl <- function(seed = 0L, batch_size = 512L, max_steps = 4000L, lr = 0
 #' @export
 mixnn <- function(data, model, id, x, y, covariates = NULL, random_effects = "gaussian",
                   observation = "gaussian", genomic = NULL, control = mixnnControl(),
-                  random = NULL, levels = NULL, ...) {
+                  random = NULL, levels = NULL, spatial = NULL, ...) {
   pm <- pymixnn_module()
   extra <- list(...)
   if (!is.null(random)) extra$random <- as.list(random)
@@ -209,6 +213,15 @@ mixnn <- function(data, model, id, x, y, covariates = NULL, random_effects = "ga
   if (!is.null(random) && length(random) == 0)
     stop("random = character(0) leaves no parameter with a random effect: at least one ",
          "parameter needs one", call. = FALSE)
+  if (!is.null(spatial) && !inherits(spatial, "python.builtin.object")) {
+    if (!is.list(spatial) || is.null(spatial$params) || is.null(spatial$coords))
+      stop("spatial is a list(params = ..., coords = c(...)), e.g. spatial = list(params = \"A\", ",
+           "coords = c(\"Row\", \"Col\"))", call. = FALSE)
+    spatial <- .py_do(pm$Spatial, list(params = as.list(spatial$params), coords = as.list(spatial$coords),
+                                       kind = if (is.null(spatial$kind)) "gp" else spatial$kind,
+                                       kernel = if (is.null(spatial$kernel)) "exponential" else spatial$kernel))
+  }
+  if (!is.null(spatial)) extra$spatial <- spatial
   if (!is.null(levels)) {
     extra$levels <- .py_levels(pm, levels)
     if (is.data.frame(data)) for (col in intersect(names(levels), names(data)))
@@ -380,6 +393,7 @@ new_mixnnFit <- function(py, call = NULL) {
     marker_effects = if (genomic) .df(py$marker_effects, rownames = FALSE),
     genetic_values = if (genomic) .df(py$genetic_values, rownames = FALSE),
     amortization = if (isTRUE(py$is_amortized)) .df(py$amortization),
+    spatial_field = if (!is.null(py$settings$spatial)) .df(py$spatial_field(), rownames = FALSE),
     level_effects = stats::setNames(lapply(py$level_names, function(l) .df(py$level_effects(l))),
                                     unlist(py$level_names)),
     info = py$info), class = "mixnnFit")

@@ -34,3 +34,25 @@ test_that("a crossed genotype x block fit from R matches lme4::lmer", {
   expect_error(mixnn(d, "linear", id = "plant", x = "t", y = "y", levels = list("intercept")),
                "named list")
 })
+
+test_that("a spatial field from R: its rows, the field at the locations", {
+  skip_if_no_pymixnn()
+  set.seed(3)
+  n <- 40
+  xy <- cbind(runif(n, 0, 10), runif(n, 0, 10))
+  f <- drop(t(chol(exp(-as.matrix(dist(xy)) / 3) + diag(1e-8, n))) %*% rnorm(n))
+  d <- do.call(rbind, lapply(seq_len(n), function(i) {
+    t <- 0:3
+    data.frame(plant = sprintf("p%02d", i), x = xy[i, 1], y_coord = xy[i, 2], t = t,
+               y = 5 + f[i] + rnorm(1, 0, 0.5) + t + rnorm(4, 0, 0.3))
+  }))
+  fit <- mixnn(d, "linear", id = "plant", x = "t", y = "y", random = "intercept",
+               spatial = list(params = "intercept", coords = c("x", "y_coord")),
+               control = mixnnControl(seed = 1, progress = FALSE))
+  expect_true(all(c("spatial.intercept.sd", "spatial.intercept.range") %in% rownames(fit$params)))
+  expect_identical(colnames(fit$spatial_field),
+                   c("x", "y_coord", "intercept", "intercept.sd", "n_individuals"))
+  expect_identical(nrow(fit$spatial_field), 40L)
+  expect_error(mixnn(d, "linear", id = "plant", x = "t", y = "y", spatial = list(params = "intercept")),
+               "coords")
+})
