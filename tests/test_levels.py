@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from numerics import hessian
 
 import pymixnn
 from pymixnn.validation import InputError, InputTypeError
@@ -368,14 +369,6 @@ def test_variance_ses_are_the_exact_information():
     rows = ["intercept", "slope", "omega2.genotype.intercept", "omega2.intercept", "omega2.slope", "a"]
     x = res.params.loc[rows, "estimate"].to_numpy()
     assert res.loglik == pytest.approx(-nll(x), abs=1e-3)
-    k, h = len(x), 1e-4 * np.abs(x)
-    H = np.zeros((k, k))
-    for i in range(k):
-        for j in range(k):
-            e1, e2 = np.zeros(k), np.zeros(k)
-            e1[i], e2[j] = h[i], h[j]
-            H[i, j] = (nll(x + e1 + e2) - nll(x + e1 - e2) - nll(x - e1 + e2) + nll(x - e1 - e2)) / (
-                4 * h[i] * h[j]
-            )
+    H = hessian(nll, x)
     exact = np.sqrt(np.diag(np.linalg.inv(H)))
     np.testing.assert_allclose(res.params.loc[rows, "se"].to_numpy(), exact, rtol=0.03)

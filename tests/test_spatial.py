@@ -10,6 +10,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from numerics import hessian
 from scipy.linalg import cho_factor, cho_solve
 from scipy.optimize import minimize
 
@@ -54,16 +55,8 @@ def _exact(df, D):
         nll, [5, 1, 1, 3, 0.5, 0.04, 0.5], method="L-BFGS-B", bounds=[(None, None)] * 2 + [(1e-3, None)] * 5
     )
     opt = minimize(nll, opt.x, method="Nelder-Mead", options=dict(xatol=1e-9, fatol=1e-11, maxiter=20000))
-    x, k = opt.x, len(opt.x)
-    h = 1e-4 * np.abs(x)
-    H = np.zeros((k, k))
-    for i in range(k):
-        for j in range(k):
-            e1, e2 = np.zeros(k), np.zeros(k)
-            e1[i], e2[j] = h[i], h[j]
-            H[i, j] = (nll(x + e1 + e2) - nll(x + e1 - e2) - nll(x - e1 + e2) + nll(x - e1 - e2)) / (
-                4 * h[i] * h[j]
-            )
+    x = opt.x
+    H = hessian(nll, x)
     return -opt.fun, x, np.sqrt(np.diag(np.linalg.inv(H)))
 
 
