@@ -81,15 +81,13 @@ class LevelsMixin:
     def plot_spatial_field(self, path, param: str | None = None):
         """PNG map of the field's posterior mean at the locations (the first two coordinates),
         one panel per parameter with a field (or ``param`` only); returns the path."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from pymixnn.results.plots import new_figure, save_figure
 
         field = self.spatial_field()
         coords = self.settings["spatial"]["coords"]
         params = [param] if param else [c for c in self.settings["spatial"]["params"]]
-        fig, axes = plt.subplots(1, len(params), figsize=(4.8 * len(params), 4), squeeze=False)
+        fig = new_figure(figsize=(4.8 * len(params), 4))
+        axes = fig.subplots(1, len(params), squeeze=False)
         for ax, p in zip(axes[0], params):
             lim = float(np.abs(field[p]).max()) or 1.0
             sc = ax.scatter(
@@ -100,6 +98,4 @@ class LevelsMixin:
             ax.set_ylabel(coords[1] if len(coords) > 1 else "")
             ax.set_title(f"spatial field: {p}")
         fig.tight_layout()
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        return path
+        return save_figure(fig, path)
