@@ -374,7 +374,9 @@ def test_genomic_argument_errors():
         pymixnn.fit(df, "logistic", id="id", x="t", y="y", genotype="genotype")
     with pytest.raises(ValueError, match=r"names \['K'\], which model 'logistic' does not have"):
         _fit(df, pymixnn.Genomic(markers, params=["K"]))
-    with pytest.raises(ValueError, match=r"marker effects on \['B'\] need a random effect"):
+    with pytest.raises(
+        ValueError, match=r"Genomic\(params=...\) puts an effect on \['B'\], which have no random effect"
+    ):
         _fit(df, pymixnn.Genomic(markers, params=["B"]), random=["A", "C"])
     with pytest.raises(ValueError, match="prior=.* must be one of"):
         pymixnn.Genomic(markers, params=["A"], prior="lasso")

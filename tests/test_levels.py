@@ -260,7 +260,7 @@ def test_bad_levels(levels, error, match):
 
 def test_level_checks_name_the_level_and_the_row():
     df = _df()
-    with pytest.raises(InputError, match="none at the individual level"):
+    with pytest.raises(InputError, match="no random effect at the individual level"):
         _problem(df, [pymixnn.Level("block", "intercept")], random=["slope"])
     with pytest.raises(InputError, match="single group"):
         _problem(df.assign(site="S1"), [pymixnn.Level("site", "intercept")])

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from pymixnn.validation.errors import InputError, InputTypeError
+from pymixnn.validation.model_checks import check_random_params
 
 __all__ = ["Level", "LevelSetup", "check_levels", "check_level_columns", "level_setup", "MAX_EFFECTS"]
 
@@ -119,19 +120,12 @@ def check_levels(
     if len(set(names)) != len(names):
         raise InputError(f"levels= names the column {sorted({n for n in names if names.count(n) > 1})} twice")
     for lv in levels:
-        unknown = [p for p in lv.params if p not in model.parameters]
-        if unknown:
-            raise InputError(
-                f"Level({lv.name!r}, params=...) names {unknown}, which the model does not have; "
-                f"its parameters are {list(model.parameters)}"
-            )
-        fixed = [p for p in lv.params if p not in model.random]
-        if fixed:
-            raise InputError(
-                f"Level({lv.name!r}) puts a random effect on {fixed}, which have none at the "
-                f"individual level: add them to random= (now {list(model.random)}); the fit "
-                "integrates a level out through each individual's posterior of its own effects"
-            )
+        check_random_params(
+            f"Level({lv.name!r}, params=...)",
+            lv.params,
+            model,
+            "the fit integrates a level out through each individual's posterior of its own effects",
+        )
     return list(levels)
 
 

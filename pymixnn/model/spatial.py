@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from pymixnn.validation.errors import InputError, InputTypeError
+from pymixnn.validation.model_checks import check_random_params
 
 __all__ = ["Spatial", "KINDS", "KERNELS", "check_spatial", "spatial_columns", "spatial_locations"]
 
@@ -84,18 +85,12 @@ def check_spatial(spatial: Any, model: Any) -> Spatial | None:
         raise InputTypeError(
             f"spatial must be a pymixnn.Spatial(params=[...], coords=[...]), got {type(spatial).__name__}"
         )
-    unknown = [p for p in spatial.params if p not in model.parameters]
-    if unknown:
-        raise InputError(
-            f"Spatial(params=...) names {unknown}, which the model does not have; its parameters are "
-            f"{list(model.parameters)}"
-        )
-    fixed = [p for p in spatial.params if p not in model.random]
-    if fixed:
-        raise InputError(
-            f"Spatial puts a field on {fixed}, which have no random effect at the individual level: "
-            f"add them to random= (now {list(model.random)})"
-        )
+    check_random_params(
+        "Spatial(params=...)",
+        spatial.params,
+        model,
+        "the fit integrates a field out through each individual's posterior of its own effects",
+    )
     return spatial
 
 

@@ -20,6 +20,7 @@ __all__ = [
     "check_names",
     "check_init",
     "check_random_effects",
+    "check_random_params",
     "check_loaded_model",
     "X_DOMAINS",
     "check_design",
@@ -79,6 +80,23 @@ def check_random_effects(model: Model) -> None:
             "is a nonlinear regression; fit it with scipy.optimize.curve_fit), e.g. random="
             f"[{model.parameters[0]!r}]; model {model_name(model)!r} has parameters "
             f"{list(model.parameters)}"
+        )
+
+
+def check_random_params(what: str, params: Sequence[str], model: Model, why: str) -> None:
+    """``params`` of ``what`` (e.g. "Level('plot', params=...)") are parameters of the model, each
+    with a random effect at the individual level (``why``: what needs it): an error naming them."""
+    unknown = [p for p in params if p not in model.parameters]
+    if unknown:
+        raise InputError(
+            f"{what} names {unknown}, which model {model_name(model)!r} does not have; its "
+            f"parameters are {list(model.parameters)}"
+        )
+    fixed = [p for p in params if p not in model.random]
+    if fixed:
+        raise InputError(
+            f"{what} puts an effect on {fixed}, which have no random effect at the individual "
+            f"level: add them to random= (now {list(model.random)}); {why}"
         )
 
 
@@ -165,19 +183,9 @@ def check_genomic(genotype: Any, genomic: Any, model: Model) -> list[str]:
             "genomic=... needs genotype=<column naming each individual's genotype> "
             "(the rows of the marker matrix)"
         )
-    unknown = [p for p in genomic.params if p not in model.parameters]
-    if unknown:
-        raise InputError(
-            f"Genomic(params=...) names {unknown}, which model {model.name!r} does not "
-            f"have; its parameters are {list(model.parameters)}"
-        )
-    fixed = [p for p in genomic.params if p not in model.random]
-    if fixed:
-        raise InputError(
-            f"marker effects on {fixed} need a random effect on them (the markers "
-            f"explain between-individual variation): add them to random=, now "
-            f"{list(model.random)}"
-        )
+    check_random_params(
+        "Genomic(params=...)", genomic.params, model, "the markers explain between-individual variation"
+    )
     cols = [genotype] + ([genomic.interaction] if genomic.interaction else [])
     if genomic.interaction == genotype:
         raise InputError(f"Genomic(interaction=...) must be another column than genotype={genotype!r}")
