@@ -145,9 +145,13 @@ def fit(
         kernel="exponential" | "gaussian")``: a Gaussian random field over the individuals'
         coordinates (constant within an individual) on the transformed value of each named
         parameter (also random at the individual level), with its sd and range reported as
-        ``spatial.<p>.sd`` / ``spatial.<p>.range``; ``res.spatial_field()`` gives it at the
-        locations, ``res.plot_spatial_field(path)`` maps it (README "Spatial fields"). An exact
-        Gaussian process (up to 3,000 locations); the same restrictions as ``levels``.
+        ``spatial.<p>.sd`` / ``spatial.<p>.range``; an exact Gaussian process (up to 3,000
+        locations). ``kind="ar1xar1"``: a separable AR1 x AR1 field on a row x column grid of
+        integer positions, one individual per cell (up to 4,000 cells), reported as
+        ``spatial.<p>.sd``, ``.rho_row``, ``.rho_col``. ``res.spatial_field()`` gives the field at
+        the locations (every cell of a grid), ``res.plot_spatial_field(path)`` maps it, and a new
+        individual's prediction includes the field at its location (README "Spatial fields").
+        The same restrictions as ``levels``.
     control : a :class:`pymixnn.Control` with the algorithm settings below (defaults: batch_size=512,
         max_steps=4000, lr=0.02, num_particles=4, refine=True, is_samples=None, likelihood="auto",
         device="cpu", dtype=None, threads=None, seed=0, progress=True, ode_rtol=1e-6,

@@ -115,6 +115,14 @@ def test_field_outputs(field_fit, tmp_path):
         )[0, 1]
         > 0.6
     )
+    # a new plant at a fitted location has the field's value there; far from every location the
+    # kriged field is 0 (exp(-d / range) ~ 1e-100); in between, k(s, S) K^-1 E[f(S)]
+    loc = field.iloc[7]
+    new = pd.DataFrame(
+        {"plant": ["n1", "n2"], "x": [loc["x"], 1000.0], "y_coord": [loc["y_coord"], 1000.0], "t": [0.0, 0.0]}
+    )
+    mu = res.params.loc["intercept", "estimate"]
+    np.testing.assert_allclose(res.predict(new), [mu + loc["intercept"], mu], atol=1e-6)
     png = res.plot_spatial_field(tmp_path / "field.png")
     assert png.stat().st_size > 10_000
     assert "spatial field on ['intercept']: exact Gaussian process, exponential kernel" in str(res.summary())

@@ -45,6 +45,7 @@ def test_six_python_vignettes_exist():
         "06_dynamics.py",
         "07_amortized.py",
         "08_neural_estimator.py",
+        "08_spatial.py",
         "09_levels.py",
     ]
     assert (VIGNETTES / "05_from_R.Rmd").exists()
@@ -66,6 +67,9 @@ def test_vignette_quick(name, tmp_path):
     if name == "08_neural_estimator.py":
         # the truth within 3 posterior SDs; one data set in one forward pass
         assert key["max_abs_z_fixed"] < 3 and key["estimate_ms"] < 100
+    if name == "08_spatial.py":
+        # the AR1 x AR1 field on the greenhouse grid: supported, and better on held-out plants
+        assert key["aic_gain"] > 10 and key["cv_rmse_field"] < key["cv_rmse_no_field"]
     if name == "09_levels.py":
         # trees in plots against nlme, crossed levels against lme4, the maize genotype level
         assert key["nested_max_rel_omega"] < 0.15 and abs(key["crossed_loglik_minus_lmer"]) < 0.01

@@ -34,9 +34,9 @@
 # linear model everything is exact; for a nonlinear one, it is nlme's LME step with the
 # individual's posterior in place of a linearisation.
 #
-# Four parts: trees in plots against nlme; plants in crossed genotypes and blocks against lme4
+# Three parts: trees in plots against nlme; plants in crossed genotypes and blocks against lme4
 # (where both fits should give the same numbers); real maize plants of 90 genotypes in the
-# PhenoArch greenhouse; and a spatial field over that greenhouse.
+# PhenoArch greenhouse. Spatial fields over that greenhouse are vignette 08.
 
 # %%
 import json
@@ -321,41 +321,8 @@ plt.close(fig)
 display(Image(str(FIG / "genotype_effects.png")))
 
 # %% [markdown]
-# ## 4. A spatial field over the greenhouse
-#
-# The pots stand on a 60 x 28 grid of rows and columns, and neighbouring plants share light and
-# temperature. `spatial=pymixnn.Spatial(params=["A"], coords=["Row", "Col"])` adds to each
-# plant's log asymptote a Gaussian random field over the grid (exponential kernel, an exact
-# Gaussian process over the pots), on top of the genotype level. (Quick mode and this document:
-# the plants of the first SPATIAL_GENOTYPES genotypes; see the README for all 1,673.)
-
-# %%
-SPATIAL_GENOTYPES = 12 if QUICK else 30
-pots = maize[maize["Genotype"].isin(sorted(maize["Genotype"].unique())[:SPATIAL_GENOTYPES])]
-level = [pymixnn.Level("Genotype", params=["A", "B", "C"])]
-t0 = time.perf_counter()
-# the genotype-level fit of part 3 when it saw the same plants (quick mode)
-same = pots["plant"].nunique() == maize["plant"].nunique()
-no_field = genotypes if same else pymixnn.fit(pots, "logistic", levels=level, **maize_args)
-with_field = pymixnn.fit(
-    pots, "logistic", levels=level, spatial=pymixnn.Spatial(params=["A"], coords=["Row", "Col"]), **maize_args
-)
-t_field = time.perf_counter() - t0
-print(
-    pymixnn.compare_fits(no_field, with_field, names=["genotype level", "+ field on A"]).loc[
-        ["df", "ll.is", "AIC", "BIC"]
-    ]
-)
-print(with_field.params.loc[["spatial.A.sd", "spatial.A.range", "omega2.A", "omega2.Genotype.A"]])
-with_field.plot_spatial_field(FIG / "maize_field.png")
-display(Image(str(FIG / "maize_field.png")))
-
-# %% [markdown]
-# The field raises the log-likelihood, with a short range (in pots): neighbouring plants share part
-# of their asymptote. On all 1,673 plants (README, "Spatial fields") the gain is 78.5 units for 2
-# parameters, with a range of 3.9 pots (SE 1.1) and an sd of 0.060 on log A, every SE finite. At such a range and with one plant per pot, a field and the plants' own
-# variance are hard to tell apart, and the fit says so when their joint information is not
-# positive definite (a warning, NaN SEs) rather than report SEs it cannot support.
+# A spatial field over the greenhouse, on top of this genotype level, is vignette 08
+# (`08_spatial.py`).
 #
 # ## Checks
 
@@ -370,9 +337,6 @@ KEY.update(
     maize_se_ratio_scenario=float(ses.iloc[1, 1] / ses.iloc[1, 0]),
     maize_seconds_plain=t_plain,
     maize_seconds_levels=t_geno,
-    field_loglik_gain=float(with_field.loglik - no_field.loglik),
-    field_range=float(with_field.params.loc["spatial.A.range", "estimate"]),
-    field_seconds=t_field,
 )
 # trees in plots: the issue's bars against nlme, 2% on fixed effects and 15% on variances
 # (measured 0.3% and 0.3%); pymixnn's log-likelihood at least nlme's (its maximum, exact
@@ -387,7 +351,5 @@ assert abs(KEY["crossed_loglik_minus_lmer"]) < 0.01 and KEY["crossed_max_rel_ome
 assert KEY["maize_aic_gain"] > (100 if QUICK else 300), KEY
 assert KEY["maize_genetic_share_A"] > 0.4, KEY
 assert KEY["maize_se_ratio_A"] > 1.0 and KEY["maize_se_ratio_scenario"] < 1.0, KEY
-# the field: the log-likelihood rises (measured +6.9 with 12 genotypes) at a short range
-assert KEY["field_loglik_gain"] > 2 and KEY["field_range"] < 10, KEY
 Path("key_numbers.json").write_text(json.dumps(KEY, indent=2))
 print(json.dumps(KEY, indent=2))

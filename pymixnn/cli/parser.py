@@ -215,9 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit.add_argument(
         "--spatial",
-        metavar="P[,P]:COL,COL[:KERNEL]",
-        help="a spatial field (exact Gaussian process) on the parameters over the coordinate columns, "
-        "KERNEL exponential (default) or gaussian; e.g. --spatial A:Row,Col",
+        metavar="P[,P]:COL,COL[:KIND]",
+        help="a spatial field on the parameters over the coordinate columns; KIND exponential "
+        "(default) or gaussian (an exact Gaussian process with that kernel), or ar1xar1 (a separable "
+        "AR1 x AR1 field on a row x column grid); e.g. --spatial A:Row,Col:ar1xar1",
     )
     fit.add_argument("--map", metavar="PATH", help="marker map CSV (marker, chr, pos)")
     fit.add_argument("--manhattan", metavar="DIR", help="write Manhattan PNGs (one per parameter)")

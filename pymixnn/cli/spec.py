@@ -163,17 +163,19 @@ def _level(text: str, model: Model) -> Any:
 
 
 def _spatial(text: str, model: Model) -> Any:
-    """``--spatial P[,P]:COL,COL[:KERNEL]`` as a pymixnn.Spatial; an error naming the value."""
+    """``--spatial P[,P]:COL,COL[:KIND]`` as a pymixnn.Spatial (KIND a gp's kernel, exponential
+    or gaussian, or ar1xar1); an error naming the value."""
     import pymixnn
 
     parts = text.split(":")
     if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
-        raise InputError(f"--spatial {text!r}: give P[,P]:COL,COL[:KERNEL], e.g. --spatial A:Row,Col")
+        raise InputError(f"--spatial {text!r}: give P[,P]:COL,COL[:KIND], e.g. --spatial A:Row,Col")
     for name in names(parts[0]):
         check_parameter(model, name, "--spatial")
-    return pymixnn.Spatial(
-        names(parts[0]), names(parts[1]), kernel=parts[2] if len(parts) == 3 else "exponential"
-    )
+    kind = parts[2] if len(parts) == 3 else "exponential"
+    if kind == "ar1xar1":
+        return pymixnn.Spatial(names(parts[0]), names(parts[1]), kind="ar1xar1")
+    return pymixnn.Spatial(names(parts[0]), names(parts[1]), kernel=kind)
 
 
 def check_model(args: argparse.Namespace) -> Model:

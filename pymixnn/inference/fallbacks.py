@@ -21,8 +21,9 @@ Names (all present, 0 when not taken):
 * ``fisher_pseudo_inverse``: observed Fisher information inverted by a pseudo-inverse;
 * ``levels_rounds_exhausted``: fits with grouping levels whose alternation of refinement and level
   updates ran out of rounds (stages.LEVELS_ROUNDS) before the levels stayed;
-* ``levels_pseudo_inverse``: the level covariances' information inverted by a pseudo-inverse (a
-  level variance at its floor: no information about it).
+* ``levels_pseudo_inverse``: the level covariances' information, or the GLS information of the
+  level parameters' fixed effects, inverted by a pseudo-inverse (a level variance at its floor: no
+  information about it; a field confounded with an intercept).
 """
 
 from __future__ import annotations

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import torch
 
+from pymixnn.inference.fields import field_prior, field_raw_start, field_values, floor_raw
 from pymixnn.inference.laws import tril_from_raw
 from pymixnn.inference.levels_report import export, joint_moments, natural_to_omega
 from pymixnn.inference.records import LevelsFit
@@ -60,9 +61,9 @@ class LevelBlock:
         rand = program.random_index  # positions in params of the random coordinates
         self.slot_param, self.slot_rand, cols, self.sizes = [], [], [], []
         off = 0
-        for params, groups in zip(setup.params, setup.groups):
+        for params, groups, labels in zip(setup.params, setup.groups, setup.labels):
             g = torch.as_tensor(groups, dtype=torch.long, device=dev)
-            n_groups, p = int(groups.max()) + 1, len(params)
+            n_groups, p = len(labels), len(params)  # a grid's last cells may be empty
             for k, name in enumerate(params):
                 pos = program.params.index(name)
                 self.slot_param.append(pos)
@@ -76,13 +77,14 @@ class LevelBlock:
         # several (crossed or nested) levels: dense n_b x n_b
         self.kinds = list(setup.kinds) or ["level"] * len(setup.params)
         self.single = len(setup.params) == 1 and self.kinds[0] == "level"
-        # a spatial field ("gp"): one effect per location, the kernel's covariance over them
+        # a spatial field (fields.py): one effect per location or cell, a structured covariance
         self.reps = [g if kind == "level" else 1 for (g, _), kind in zip(self.sizes, self.kinds)]
         self.dist = [
             None if d is None else torch.as_tensor(d, dtype=f64, device=dev)
             for d in (setup.distances or [None] * len(setup.params))
         ]
         self.kernels = list(setup.kernels) or [None] * len(setup.params)
+        self.grids = list(setup.grids) or [None] * len(setup.params)
         self.group = torch.as_tensor(setup.groups[0], dtype=torch.long, device=dev)
         # the fixed effects the block estimates with the levels (GLS): mu and the covariate effects
         # of the level parameters, entries ``fixed_index`` of theta; X_i (N, d, n_f) their design
@@ -181,45 +183,31 @@ class LevelBlock:
         )
 
     # ---- likelihood of the pseudo data ----------------------------------------------------------
-    def _omegas(self, raw: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Each component's prior covariance: a level's Omega_l (P x P, the same for each of its
-        groups), a field's kernel matrix over its locations (raw: log sd, log range)."""
+    def _priors(self, raw: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Each component's prior from its raw parameters (log-Cholesky of a level's Omega_l; a
+        field's, fields.py): the precision of one group's effects (a level: Omega_l^-1, the same for
+        each group) or of a field's, and the log-determinant of that covariance."""
         out = []
         for k, (r, (_, p), full) in enumerate(zip(raw, self.sizes, self.setup.full)):
-            if self.kinds[k] == "gp":
-                out.append(self._kernel(k, self._gp_values(k, r)))
+            if self.kinds[k] != "level":
+                out.append(self._field_prior(k, self._field_values(k, r)))
             else:
                 Lt = tril_from_raw(r, p, full)
-                out.append(Lt @ Lt.T)
+                out.append((torch.cholesky_inverse(Lt), 2 * torch.log(torch.diagonal(Lt)).sum()))
         return out
 
-    def _range_bounds(self, k: int) -> tuple[float, float]:
-        """A field's range lies between a tenth of the closest two locations' distance and three
-        times the farthest (beyond, the field is a constant the intercept already holds)."""
-        d = self.dist[k]
-        return float(d[d > 0].min()) / 10, 3 * float(d.max())
+    def _field_values(self, k: int, raw: torch.Tensor) -> torch.Tensor:
+        return field_values(self.kinds[k], raw, self.dist[k], self.grids[k])
 
-    def _gp_values(self, k: int, raw: torch.Tensor) -> torch.Tensor:
-        """(sd, range) of field k from its raw parameters (log sd, logit of the range's place
-        between its bounds)."""
-        lo, hi = self._range_bounds(k)
-        return torch.stack([raw[0].exp(), lo + (hi - lo) * torch.sigmoid(raw[1])])
+    def _field_prior(self, k: int, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return field_prior(self.kinds[k], values, self.dist[k], self.kernels[k], self.grids[k])
 
-    def _kernel(self, k: int, values: torch.Tensor) -> torch.Tensor:
-        """sd^2 rho(d / range) over component k's locations (values: sd, range), with a jitter of
-        1e-8 sd^2 on the diagonal (a Gaussian kernel is near-singular for close locations)."""
-        sd, rng = values[0], values[1]
-        scaled = self.dist[k] / rng
-        rho = torch.exp(-scaled) if self.kernels[k] == "exponential" else torch.exp(-(scaled**2))
-        eye = torch.eye(rho.shape[0], dtype=rho.dtype, device=rho.device)
-        return sd**2 * (rho + 1e-8 * eye)
-
-    def _solve(self, omegas: list[torch.Tensor], mom: dict, mu: torch.Tensor | None) -> dict:
+    def _solve(self, priors: list[tuple], mom: dict, mu: torch.Tensor | None) -> dict:
         """Posterior precision Q (its Cholesky factor ``LQ``: dense, or per group with one level),
         the GLS fixed effects (``mu`` None) or the given ones, the level effects' posterior mean
         ``b`` and the pseudo data's log-likelihood (up to terms free of the covariances and mu)."""
         if self.single:
-            Q = mom["A"] + torch.linalg.inv(omegas[0])
+            Q = mom["A"] + priors[0][0]
             LQ = torch.linalg.cholesky(0.5 * (Q + Q.transpose(-1, -2)))
             solve = lambda v: torch.cholesky_solve(v, LQ)  # noqa: E731
             QB, Qh = solve(mom["B"]), solve(mom["h"].unsqueeze(-1)).squeeze(-1)
@@ -233,8 +221,10 @@ class LevelBlock:
         else:
             prec = torch.block_diag(
                 *[
-                    torch.kron(torch.eye(r, dtype=o.dtype, device=o.device), torch.linalg.inv(o).contiguous())
-                    for r, o in zip(self.reps, omegas)
+                    pr
+                    if r == 1
+                    else torch.kron(torch.eye(r, dtype=pr.dtype, device=pr.device), pr.contiguous())
+                    for r, (pr, _) in zip(self.reps, priors)
                 ]
             )
             Q = mom["A"] + prec
@@ -248,7 +238,7 @@ class LevelBlock:
             hr = mom["h"] - mom["B"] @ mu
             b = solve(hr.unsqueeze(-1)).squeeze(-1)
             quad = mom["q"] - 2 * mu @ mom["g"] + mu @ mom["C"] @ mu - hr @ b
-        logdet_prior = sum(r * torch.logdet(o) for r, o in zip(self.reps, omegas))
+        logdet_prior = sum(r * ld for r, (_, ld) in zip(self.reps, priors))
         logdet_q = torch.log(torch.diagonal(LQ, dim1=-2, dim2=-1)).sum()
         ll = -0.5 * quad - logdet_q - 0.5 * logdet_prior
         return dict(ll=ll, mu=mu, info=info, b=b.reshape(-1), LQ=LQ)
@@ -276,10 +266,8 @@ class LevelBlock:
             for k, ((_, p), full) in enumerate(zip(self.sizes, self.setup.full)):
                 r_idx = self.slot_rand[start : start + p]
                 sd = (0.5 * var[r_idx]).sqrt().log()
-                if self.kinds[k] == "gp":  # a range of a third of the median distance
-                    d, (lo, hi) = self.dist[k], self._range_bounds(k)
-                    place = ((float(d[d > 0].median()) / 3 - lo) / (hi - lo)).__float__()
-                    raw = torch.stack([sd[0], torch.logit(torch.tensor(place, dtype=torch.float64))])
+                if self.kinds[k] != "level":
+                    raw = field_raw_start(self.kinds[k], sd[0], self.dist[k], self.grids[k])
                 else:
                     raw = torch.zeros(
                         p * (p + 1) // 2 if full else p, dtype=torch.float64, device=omega.device
@@ -299,10 +287,10 @@ class LevelBlock:
         def closure():
             opt.zero_grad()
             if joint is None:
-                loss = -self._solve(self._omegas(raw), mom, None)["ll"]
+                loss = -self._solve(self._priors(raw), mom, None)["ll"]
             else:
                 mom_o, logdet_a = joint[0](omega)
-                loss = 0.5 * logdet_a - self._solve(self._omegas(raw), mom_o, None)["ll"]
+                loss = 0.5 * logdet_a - self._solve(self._priors(raw), mom_o, None)["ll"]
             loss.backward()
             return loss
 
@@ -312,8 +300,8 @@ class LevelBlock:
         floored = []
         for k, (r, full) in enumerate(zip(raw, self.setup.full)):
             r = r.detach().clone()
-            if self.kinds[k] == "gp":
-                r[0] = r[0].clamp_min(-12.0)
+            if self.kinds[k] != "level":
+                r = floor_raw(self.kinds[k], r)
             elif not full:
                 r = r.clamp_min(-12.0)
             floored.append(r)
@@ -335,7 +323,7 @@ class LevelBlock:
         with torch.no_grad():
             if omega is not None:
                 mom = joint[0](omega)[0]
-            sol = self._solve(self._omegas(self.raw), mom, None if move_mu else ps["mu"])
+            sol = self._solve(self._priors(self.raw), mom, None if move_mu else ps["mu"])
         dmu = sol["mu"] - ps["mu"]
         # the level effects' change: the fixed effects' shift only re-centres them (with a
         # level variance near 0, the pseudo-likelihood's mu and the refinement's differ by the
@@ -368,15 +356,17 @@ class LevelBlock:
             offset[:, q] = offset[:, q] + bcols[:, s]
         return offset
 
-    def covs_from_entries(self, values: torch.Tensor, sizes: list[int]) -> list[torch.Tensor]:
-        """Each component's prior covariance from its reported entries (a level's variances and
-        covariances, a field's sd and range), concatenated in ``values``."""
+    def priors_from_entries(self, values: torch.Tensor, sizes: list[int]) -> list[tuple]:
+        """Each component's prior (as _priors) from its reported entries (a level's variances and
+        covariances, a field's), concatenated in ``values``."""
         parts, start = [], 0
         for k, (_, p) in enumerate(self.sizes):
             v = values[start : start + sizes[k]]
-            parts.append(
-                self._kernel(k, v) if self.kinds[k] == "gp" else natural_to_omega(v, p, self.setup.full[k])
-            )
+            if self.kinds[k] != "level":
+                parts.append(self._field_prior(k, v))
+            else:
+                omega = natural_to_omega(v, p, self.setup.full[k])
+                parts.append((torch.linalg.inv(omega), torch.logdet(omega)))
             start += sizes[k]
         return parts
 

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import torch
 
+from pymixnn.inference.fields import ENTRY_NAMES
 from pymixnn.inference.records import LevelsFit
 
 __all__ = [
@@ -87,7 +88,7 @@ def joint_covariance(block, theta: torch.Tensor, local, entries: torch.Tensor, s
 
     def objective(vec: torch.Tensor) -> torch.Tensor:
         mom, logdet_a = moments_at(vec[:n_o])
-        return block._solve(block.covs_from_entries(vec[n_o:], sizes), mom, None)["ll"] - 0.5 * logdet_a
+        return block._solve(block.priors_from_entries(vec[n_o:], sizes), mom, None)["ll"] - 0.5 * logdet_a
 
     H = torch.autograd.functional.hessian(objective, torch.cat([omega_raw, entries]))
     info = -0.5 * (H + H.T)
@@ -154,23 +155,14 @@ def level_table(rec: LevelsFit, table: list[dict], cov_rep: np.ndarray) -> tuple
     kinds = rec.kinds or ["level"] * len(rec.names)
     for c, (name, params, omega, size) in enumerate(zip(rec.names, rec.params, rec.omega, rec.entries_size)):
         p = len(params)
-        if kinds[c] == "gp":  # a spatial field: rows spatial.<p>.sd and .range (log-scale CIs)
-            for j, what in enumerate(("sd", "range")):
+        if kinds[c] != "level":  # a spatial field: rows spatial.<p>.<entry>
+            for j, what in enumerate(ENTRY_NAMES[kinds[c]]):
                 k = start + j
-                rows.append(
-                    (
-                        k,
-                        _row(
-                            f"spatial.{params[0]}.{what}",
-                            "spatial",
-                            params[0],
-                            rec.entries[c][j],
-                            rec,
-                            k,
-                            "log",
-                        ),
-                    )
+                scale = "identity" if what.startswith("rho") else "log"  # sd, range: log-scale CIs
+                row = _row(
+                    f"spatial.{params[0]}.{what}", "spatial", params[0], rec.entries[c][j], rec, k, scale
                 )
+                rows.append((k, row))
             start += size
             continue
         pairs = [(x, y) for x in range(p) for y in range(x)]
@@ -192,12 +184,20 @@ def export(self, theta: torch.Tensor, local, rounds: int) -> LevelsFit:
     and sds, and the log-likelihood correction (the levels integrated out)."""
     ps = self.pseudo(theta, local)
     mom = self._moments(ps)
-    omegas = [o.detach() for o in self._omegas(self.raw)]
-    # reported entries: a level's variances and covariances, a field's sd and range
-    entries = [
-        self._gp_values(k, r) if kind == "gp" else omega_entries(o, full)
-        for k, (r, o, full, kind) in enumerate(zip(self.raw, omegas, self.setup.full, self.kinds))
-    ]
+    from pymixnn.inference.laws import tril_from_raw
+
+    priors = [(pr.detach(), ld.detach()) for pr, ld in self._priors(self.raw)]
+    # reported entries: a level's variances and covariances, a field's (sd and range, or sd and
+    # the AR1 correlations)
+    entries, omegas = [], []
+    for k, (r, full, kind) in enumerate(zip(self.raw, self.setup.full, self.kinds)):
+        if kind == "level":
+            Lt = tril_from_raw(r, self.sizes[k][1], full)
+            omegas.append(Lt @ Lt.T)
+            entries.append(omega_entries(omegas[-1], full))
+        else:
+            entries.append(self._field_values(k, r).detach())
+            omegas.append(entries[-1][:1] ** 2)
     sizes = [len(e) for e in entries]
     flat = torch.cat(entries)
 
@@ -205,11 +205,18 @@ def export(self, theta: torch.Tensor, local, rounds: int) -> LevelsFit:
     n_o = self.program.layout.n_omega
     cov_hyper, omega_cov = cov_joint[n_o:, n_o:], cov_joint[:n_o, :n_o]
     with torch.no_grad():
-        at_theta = self._solve(omegas, mom, ps["mu"])
-        gls = self._solve(omegas, mom, None)
+        at_theta = self._solve(priors, mom, ps["mu"])
+        gls = self._solve(priors, mom, None)
     # ll_i(o_i) - log N(z_i; o_i, V_i) + log N(z~; J mu, Sigma): the log|Lambda_i| and 2 pi
     # terms cancel; at theta's mu (the individuals' ll are evaluated there)
-    correction = float(at_theta["ll"])  # its quadratic form is z'Lam z - sum des'Lam des
+    correction = float(at_theta["ll"])
+    try:  # the GLS covariance; singular where a field is confounded with an intercept
+        fixed_cov = torch.linalg.inv(gls["info"])
+    except RuntimeError:
+        fixed_cov, pseudo_inverse = (
+            torch.linalg.pinv(gls["info"], hermitian=True),
+            True,
+        )  # its quadratic form is z'Lam z - sum des'Lam des
     b, b_sd = at_theta["b"], self._posterior_cov(at_theta["LQ"])[1].clamp_min(0).sqrt()
     np_ = lambda t: t.detach().to("cpu", torch.float64).numpy()  # noqa: E731
     effects, effects_sd, start = [], [], 0
@@ -221,13 +228,11 @@ def export(self, theta: torch.Tensor, local, rounds: int) -> LevelsFit:
         names=list(self.setup.names),
         params=[list(p) for p in self.setup.params],
         full=list(self.setup.full),
-        omega=[
-            np_(o) if kind == "level" else np_(e[:1] ** 2).reshape(1, 1)
-            for o, e, kind in zip(omegas, entries, self.kinds)
-        ],
+        omega=[np_(o).reshape(len(p), len(p)) for o, p in zip(omegas, self.setup.params)],
         entries=[np_(e) for e in entries],
         kinds=list(self.kinds),
         kernels=list(self.kernels),
+        coords=list(self.setup.coords),
         entries_cov=np_(cov_hyper),
         entries_size=sizes,
         labels=[np.asarray(lab).tolist() for lab in self.setup.labels],
@@ -236,7 +241,7 @@ def export(self, theta: torch.Tensor, local, rounds: int) -> LevelsFit:
         effects_sd=effects_sd,
         fixed_index=list(self.fixed_index),
         fixed_gls=np_(gls["mu"]),
-        fixed_cov=np_(torch.linalg.inv(gls["info"])),
+        fixed_cov=np_(fixed_cov),
         omega_index=list(range(self.program.layout.omega.start, self.program.layout.omega.stop)),
         omega_cov=np_(omega_cov),
         offset=np_(self._offsets(b)),

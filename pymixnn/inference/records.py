@@ -186,11 +186,13 @@ class LevelsFit(_Record):
     updates: int = 0
     rounds: int = 0
     pseudo_inverse: bool = False
-    # per component: "level" or "gp" (a spatial field, whose groups are locations: ``labels`` their
-    # coordinates; ``omega`` its marginal variance sd^2), its kernel, and the reported entries
-    # (a level's variances then covariances; a field's sd and range)
+    # per component: "level", or a spatial field's kind, "gp" or "ar1xar1" (groups: locations or
+    # grid cells, ``labels`` their coordinates; ``omega`` its marginal variance sd^2), its kernel,
+    # and the reported entries (a level's variances then covariances; a field's sd and range, or
+    # sd, rho_row and rho_col)
     kinds: list | None = None
     kernels: list | None = None
+    coords: list | None = None  # a field's coordinate columns
     entries: list | None = None
     # theta's Omega entries and their covariance from the levels' joint information
     omega_index: list | None = None

@@ -176,7 +176,7 @@ def gaussian_stage(
         local.refresh(theta, None, max_iter=20)
         lblock = LevelBlock(levels, program)
         _, theta = _level_update(lblock, program, theta, local, move_mu=True)
-        if "gp" not in lblock.kinds:  # a field waits for the refinement (see LEVELS_ROUNDS)
+        if set(lblock.kinds) == {"level"}:  # a field waits for the refinement (see LEVELS_ROUNDS)
             callback = lambda th: _level_update(lblock, program, th, local, move_mu=False)[0]  # noqa: E731
     theta_start = theta.clone()
     svi_options = options.svi

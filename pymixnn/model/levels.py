@@ -80,12 +80,15 @@ class LevelSetup:
     full: tuple[bool, ...]
     groups: tuple[np.ndarray, ...]
     labels: tuple[np.ndarray, ...]
-    # per component: "level", or "gp" for a spatial field (pymixnn.Spatial) on one parameter, whose
-    # groups are the distinct locations (labels: their coordinates) and whose covariance is the
-    # kernel's over their distances
+    # per component: "level", or the kind of a spatial field (pymixnn.Spatial) on one parameter:
+    # "gp", whose groups are the distinct locations (labels: their coordinates) and whose
+    # covariance is the kernel's over their distances, or "ar1xar1", whose groups are the cells
     kinds: tuple[str, ...] = ()
     kernels: tuple[str | None, ...] = ()
     distances: tuple[np.ndarray | None, ...] = ()
+    # an "ar1xar1" field's grid shape (rows, columns): its groups are the cells, row-major
+    grids: tuple[tuple[int, int] | None, ...] = ()
+    coords: tuple[str, ...] = ()  # a field's coordinate columns
 
 
 def check_levels(
@@ -154,6 +157,8 @@ def check_level_columns(
                 f"coordinate column {name!r} must be numeric: row {frame.index[row]} has "
                 f"{frame[name].iloc[row]!r}"
             )
+    from pymixnn.model.spatial import check_grid
+
     for name in [lv.name for lv in levels] + coords:
         if name not in frame.columns:
             continue  # the data check names the missing column
@@ -173,6 +178,7 @@ def check_level_columns(
                 f"individual {ids.iloc[row]!r} (row {frame.index[row]} has {col.iloc[row]!r}, its "
                 f"first row {first.iloc[row]!r}): {what}"
             )
+    check_grid(spatial, frame, ids)
 
 
 def level_setup(
@@ -223,21 +229,28 @@ def level_setup(
         kinds=("level",) * len(levels),
         kernels=(None,) * len(levels),
         distances=(None,) * len(levels),
+        grids=(None,) * len(levels),
     )
     if spatial is None:
         return setup
-    from pymixnn.model.spatial import spatial_locations
+    from pymixnn.model.spatial import grid_cells, spatial_locations
 
-    locations, index = spatial_locations(spatial, covariates)
-    dist = np.sqrt(((locations[:, None, :] - locations[None, :, :]) ** 2).sum(-1))
     k = len(spatial.params)
+    grid, dist = None, None
+    if spatial.kind == "ar1xar1":
+        locations, index, grid = grid_cells(spatial, covariates)
+    else:
+        locations, index = spatial_locations(spatial, covariates)
+        dist = np.sqrt(((locations[:, None, :] - locations[None, :, :]) ** 2).sum(-1))
     return LevelSetup(
         names=setup.names + ("spatial",) * k,
         params=setup.params + tuple((p,) for p in spatial.params),
         full=setup.full + (False,) * k,
         groups=setup.groups + (index,) * k,
         labels=setup.labels + (locations,) * k,
-        kinds=setup.kinds + ("gp",) * k,
-        kernels=setup.kernels + (spatial.kernel,) * k,
+        kinds=setup.kinds + (spatial.kind,) * k,
+        kernels=setup.kernels + ((spatial.kernel if spatial.kind == "gp" else None),) * k,
         distances=setup.distances + (dist,) * k,
+        grids=(None,) * len(levels) + (grid,) * k,
+        coords=tuple(spatial.coords),
     )

@@ -11,9 +11,17 @@ coordinates, constant within an individual), on top of mu + covariates + levels 
 thousand of them; the reference for sparse kinds to come), ``kernel`` "exponential"
 (rho(d) = exp(-d), a Matern 1/2) or "gaussian" (exp(-d^2)). Individuals at the same location share
 its field value. The field's ``sd`` and ``range`` (in coordinate units) are population parameters,
-reported as ``spatial.<p>.sd`` and ``spatial.<p>.range`` with SEs. How the fit integrates the field
-out is in :mod:`pymixnn.inference.levels` (the field is a level whose groups are the locations,
-with a kernel covariance).
+reported as ``spatial.<p>.sd`` and ``spatial.<p>.range`` with SEs.
+
+``kind="ar1xar1"``: a separable AR1 x AR1 field on a row/column grid (greenhouse pots, field
+plots; ``coords`` the row and the column, integer positions, one individual per cell), the
+correlation of two cells rho_row^|dr| rho_col^|dc|, over every cell of the grid's bounding box
+(empty cells included: the field there is predicted). Its precision is sparse and exact,
+kron(Q_row, Q_col) / sd^2 with tridiagonal AR1 precisions, and its log-determinant closed-form;
+reported as ``spatial.<p>.sd``, ``spatial.<p>.rho_row`` and ``spatial.<p>.rho_col``.
+
+How the fit integrates a field out is in :mod:`pymixnn.inference.levels` (the field is a level
+whose groups are the locations or cells, with a structured covariance: inference/fields.py).
 
 >>> Spatial(params=["A"], coords=["x", "y"])
 Spatial(params=('A',), coords=('x', 'y'), kind='gp', kernel='exponential')
@@ -31,12 +39,25 @@ import pandas as pd
 from pymixnn.validation.errors import InputError, InputTypeError
 from pymixnn.validation.model_checks import check_random_params
 
-__all__ = ["Spatial", "KINDS", "KERNELS", "check_spatial", "spatial_columns", "spatial_locations"]
+__all__ = [
+    "Spatial",
+    "KINDS",
+    "KERNELS",
+    "MAX_CELLS",
+    "check_grid",
+    "check_spatial",
+    "grid_cells",
+    "spatial_columns",
+    "spatial_locations",
+]
 
-KINDS = ("gp",)  # "ar1xar1" and "matern" (sparse precisions) are not built yet
+KINDS = ("gp", "ar1xar1")  # "matern" (a sparse GMRF on irregular locations) is not built yet
 KERNELS = ("exponential", "gaussian")
 # distinct locations of an exact (dense) Gaussian process: a Cholesky of n x n per evaluation
 MAX_LOCATIONS = 3000
+# cells of an AR1 x AR1 grid: its prior precision is sparse, the posterior's Cholesky (with the
+# individuals' information and the other levels) dense, n x n per evaluation
+MAX_CELLS = 4000
 
 
 @dataclass(frozen=True)
@@ -64,7 +85,12 @@ class Spatial:
         if kind not in KINDS:
             raise InputError(
                 f"Spatial(kind={kind!r}): available kinds are {list(KINDS)} (an exact Gaussian "
-                "process); the sparse 'ar1xar1' and 'matern' kinds are not built yet"
+                "process, a separable AR1 x AR1 grid); the sparse 'matern' kind is not built yet"
+            )
+        if kind == "ar1xar1" and len(coords) != 2:
+            raise InputError(
+                f"Spatial(kind='ar1xar1') is a row x column grid: coords names 2 columns (row, column), "
+                f"got {list(coords)}"
             )
         if kernel not in KERNELS:
             raise InputError(f"Spatial(kernel={kernel!r}): use one of {list(KERNELS)}")
@@ -115,3 +141,46 @@ def spatial_locations(spatial: Spatial, covariates: pd.DataFrame) -> tuple[np.nd
             f"locations, more than its {MAX_LOCATIONS}"
         )
     return locations, np.asarray(index, dtype=np.int64).reshape(-1)
+
+
+def check_grid(spatial: Spatial | None, frame: pd.DataFrame, ids: pd.Series) -> None:
+    """An AR1 x AR1 grid's coordinates (numeric already): integer positions, and one individual
+    per cell; an error naming the row, the column and the value otherwise."""
+    if spatial is None or spatial.kind != "ar1xar1" or not all(c in frame.columns for c in spatial.coords):
+        return
+    for name in spatial.coords:
+        values = frame[name].to_numpy(dtype=np.float64)
+        bad = np.flatnonzero(np.isfinite(values) & (values != np.round(values)))
+        if bad.size:
+            raise InputError(
+                f"coordinate column {name!r} of Spatial(kind='ar1xar1') holds grid positions (integers): "
+                f"row {frame.index[bad[0]]} has {values[bad[0]]!r}"
+            )
+    cells = frame[list(spatial.coords)].assign(_id=ids.to_numpy()).drop_duplicates()
+    dup = cells.duplicated(subset=list(spatial.coords), keep=False)
+    if dup.any():
+        first = cells[dup].iloc[:2]
+        cell = tuple(first.iloc[0][list(spatial.coords)])
+        row = frame.index[(ids == first["_id"].iloc[1]).to_numpy()][0]
+        raise InputError(
+            f"Spatial(kind='ar1xar1'): the grid cell {dict(zip(spatial.coords, cell))} holds individuals "
+            f"{first['_id'].iloc[0]!r} and {first['_id'].iloc[1]!r} (row {row}); the grid has one "
+            "individual per cell (use kind='gp' for shared locations)"
+        )
+
+
+def grid_cells(spatial: Spatial, covariates: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+    """Every cell of the grid's bounding box (n_row x n_col, 2), row-major, each individual's cell
+    (N,) and the grid's shape, from the individual-level covariate table."""
+    rc = np.rint(covariates[list(spatial.coords)].to_numpy(dtype=np.float64)).astype(np.int64)
+    lo = rc.min(axis=0)
+    n_row, n_col = (rc.max(axis=0) - lo + 1).tolist()
+    if n_row < 2 or n_col < 2 or n_row * n_col > MAX_CELLS:
+        raise InputError(
+            f"Spatial(kind='ar1xar1'): the grid spans {n_row} x {n_col} cells of {list(spatial.coords)}; "
+            f"it needs at least 2 rows and 2 columns and at most {MAX_CELLS} cells"
+        )
+    rows, cols = np.meshgrid(np.arange(n_row) + lo[0], np.arange(n_col) + lo[1], indexing="ij")
+    labels = np.stack([rows.ravel(), cols.ravel()], axis=1).astype(np.float64)
+    index = (rc[:, 0] - lo[0]) * n_col + (rc[:, 1] - lo[1])
+    return labels, index, (int(n_row), int(n_col))

@@ -18,6 +18,7 @@ import pandas as pd
 from pymixnn.model import transforms as tr
 from pymixnn.model.covariates import record_deviations
 from pymixnn.results.external import ExternalFit, gaussian_draws
+from pymixnn.results.levels import field_at
 
 __all__ = ["FittedModel"]
 
@@ -115,7 +116,14 @@ class FittedModel:
             return None
         params = list(self.model.parameters)
         out = np.zeros((len(covs), len(params)))
+        kinds = rec.get("kinds") or ["level"] * len(rec["names"])
+        coords = list(rec.get("coords") or [])
         for k, name in enumerate(rec["names"]):
+            if kinds[k] != "level":  # a field: its value at the individual's location (kriged)
+                if coords and all(c in covs.columns for c in coords):
+                    j = params.index(rec["params"][k][0])
+                    out[:, j] += field_at(rec, k, covs[coords].to_numpy(dtype=np.float64))
+                continue
             if name not in covs.columns:
                 continue
             g = pd.Index(list(rec["labels"][k])).get_indexer(covs[name])
@@ -203,7 +211,12 @@ class FittedModel:
         Z = self.design.transform(covs.loc[ids]) if self.design.n_effects else np.zeros((len(ids), 0))
         pos = pd.Index(d.ids).get_indexer(ids)
         rec = getattr(self.estimation, "levels", None)
-        given = [c for c in (rec["names"] if rec else []) if c in data.columns]
+        given = [
+            c
+            for c in (list(rec["names"]) + list(rec.get("coords") or []) if rec else [])
+            if c in data.columns
+        ]
+        given = list(dict.fromkeys(given))
         level_offset = (
             self.level_offset(data.groupby(d.id_col, sort=False)[given].first().loc[ids]) if rec else None
         )

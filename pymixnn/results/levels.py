@@ -10,7 +10,39 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["LevelsMixin"]
+__all__ = ["LevelsMixin", "field_at"]
+
+
+def field_at(rec, k: int, points: np.ndarray) -> np.ndarray:
+    """The posterior mean of field component ``k`` of a levels record at ``points`` (n, n_coords):
+    at a fitted location (or a grid cell) its effect; elsewhere the kriged mean, exact given the
+    effects' posterior mean (the field at a new point depends on the data only through the field
+    at the fitted points): a Gaussian process's k(s, S) K^-1 E[f(S)]; beyond the edge of an AR1 x
+    AR1 grid, rho_row^dr rho_col^dc times the nearest cell's (the AR1s are Markov)."""
+    labels = np.asarray(rec["labels"][k], dtype=np.float64)
+    effects = np.asarray(rec["effects"][k], dtype=np.float64)[:, 0]
+    entries = np.asarray(rec["entries"][k], dtype=np.float64)
+    points = np.asarray(points, dtype=np.float64)
+    bad = ~np.isfinite(points)
+    if bad.any():
+        raise ValueError(
+            f"spatial coordinates: a new individual's location has {points[np.argwhere(bad)[0][0]]}"
+        )
+    if rec["kinds"][k] == "ar1xar1":
+        off = (points != np.round(points)).any(axis=1)
+        if off.any():
+            raise ValueError(f"an AR1 x AR1 grid's coordinates are integer positions, got {points[off][0]}")
+        lo, hi = labels.min(axis=0), labels.max(axis=0)
+        n_col = int(hi[1] - lo[1]) + 1
+        near = np.clip(points, lo, hi)
+        cell = ((near[:, 0] - lo[0]) * n_col + (near[:, 1] - lo[1])).astype(np.int64)
+        steps = np.abs(points - near)
+        return effects[cell] * entries[1] ** steps[:, 0] * entries[2] ** steps[:, 1]
+    dist = lambda a, b: np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(-1))  # noqa: E731
+    rho = (lambda d: np.exp(-d)) if rec["kernels"][k] == "exponential" else (lambda d: np.exp(-(d**2)))
+    K = rho(dist(labels, labels) / entries[1]) + 1e-8 * np.eye(len(labels))
+    weights = np.linalg.solve(K, effects)
+    return rho(dist(points, labels) / entries[1]) @ weights
 
 
 class LevelsMixin:
@@ -59,12 +91,13 @@ class LevelsMixin:
         return out
 
     def spatial_field(self) -> pd.DataFrame:
-        """The spatial field at the fitted locations: one row per distinct location, its
-        coordinates, for each parameter with a field the posterior mean ``<p>`` and sd ``<p>.sd``
-        of the field (transformed scale), and the number of individuals there."""
+        """The spatial field at the fitted locations: one row per distinct location (a grid's
+        field, kind "ar1xar1": per cell of the grid, empty cells included), its coordinates, for
+        each parameter with a field the posterior mean ``<p>`` and sd ``<p>.sd`` of the field
+        (transformed scale), and the number of individuals there."""
         rec = self._levels_record()
         kinds = rec.get("kinds") or []
-        comps = [k for k, kind in enumerate(kinds) if kind == "gp"]
+        comps = [k for k, kind in enumerate(kinds) if kind != "level"]
         if not comps:
             raise ValueError(
                 "this fit has no spatial field: fit with spatial=pymixnn.Spatial(params, coords)"

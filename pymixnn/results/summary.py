@@ -61,10 +61,15 @@ def summary_text(res) -> str:
             head.insert(2, "grouping levels: " + "; ".join(parts))
         sp = res.settings.get("spatial")
         if sp:
+            n = len(rec["labels"][[k != "level" for k in kinds].index(True)])
             head.insert(
                 2,
-                f"spatial field on {sp['params']}: exact Gaussian process, {sp['kernel']} kernel over "
-                f"{sp['coords']} ({len(rec['labels'][kinds.index('gp')])} locations)",
+                f"spatial field on {sp['params']}: "
+                + (
+                    f"AR1 x AR1 over the {sp['coords']} grid ({n} cells)"
+                    if sp.get("kind") == "ar1xar1"
+                    else f"exact Gaussian process, {sp['kernel']} kernel over {sp['coords']} ({n} locations)"
+                ),
             )
 
     return "\n".join(head + _parameter_lines(res, law.name) + _likelihood_lines(res))
@@ -82,7 +87,7 @@ def _parameter_lines(res, law_name: str) -> list[str]:
         ),
         "law": "Mixture components (weights; means on the natural scale)",
         "level": "Variance of random effects at grouping levels (transformed scale)",
-        "spatial": "Spatial field (sd on the transformed scale, range in coordinate units)",
+        "spatial": "Spatial field (sd on the transformed scale; range in coordinate units, or AR1 rho)",
     }
     if law_name == "flow":
         labels["omega"] = "Variance of random effects under the fitted flow (transformed scale)"

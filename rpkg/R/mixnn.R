@@ -129,10 +129,13 @@ mixnnControl <- function(seed = 0L, batch_size = 512L, max_steps = 4000L, lr = 0
 #'   covariance (default diagonal). Each parameter also needs an individual-level random effect.
 #'   Reported as `omega2.<level>.<p>` rows of `params`; the level effects by
 #'   `ranef(fit, level = "plot")`; the log-likelihood integrates them out.
-#' @param spatial A spatial random field (an exact Gaussian process) over the individuals'
-#'   coordinates: `list(params = "A", coords = c("Row", "Col"), kernel = "exponential")`
-#'   (`kernel` "exponential" or "gaussian"); its `spatial.<p>.sd` and `spatial.<p>.range` are rows
-#'   of `params`, the field at the locations is `fit$spatial_field`.
+#' @param spatial A spatial random field over the individuals' coordinates:
+#'   `list(params = "A", coords = c("Row", "Col"), kernel = "exponential")`, an exact Gaussian
+#'   process (`kernel` "exponential" or "gaussian"; rows `spatial.<p>.sd` and `spatial.<p>.range`
+#'   of `params`), or `list(params = "A", coords = c("Row", "Col"), kind = "ar1xar1")`, a
+#'   separable AR1 x AR1 field on a row x column grid, one individual per cell (rows
+#'   `spatial.<p>.sd`, `spatial.<p>.rho_row`, `spatial.<p>.rho_col`). The field at the locations
+#'   (every cell of a grid) is `fit$spatial_field`.
 #' @param control Estimation settings, [mixnnControl()].
 #' @param random Parameters with a random effect (default: all, or the `mixnnModel`'s
 #'   `covariance.model`).

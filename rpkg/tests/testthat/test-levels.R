@@ -56,3 +56,27 @@ test_that("a spatial field from R: its rows, the field at the locations", {
   expect_error(mixnn(d, "linear", id = "plant", x = "t", y = "y", spatial = list(params = "intercept")),
                "coords")
 })
+
+test_that("a grid field from R (kind = \"ar1xar1\"): its rows, every cell of the grid", {
+  skip_if_no_pymixnn()
+  set.seed(4)
+  cells <- expand.grid(Col = 1:6, Row = 1:5)[, c("Row", "Col")]
+  f <- drop(t(chol(outer(cells$Row, cells$Row, function(a, b) 0.6^abs(a - b)) *
+                   outer(cells$Col, cells$Col, function(a, b) 0.5^abs(a - b)))) %*% rnorm(30))
+  keep <- seq_len(30)[-c(8, 17)]  # two empty pots
+  d <- do.call(rbind, lapply(keep, function(k) {
+    t <- 0:3
+    data.frame(plant = sprintf("r%dc%d", cells$Row[k], cells$Col[k]), Row = cells$Row[k],
+               Col = cells$Col[k], t = t, y = 5 + f[k] + rnorm(1, 0, 0.4) + t + rnorm(4, 0, 0.3))
+  }))
+  fit <- mixnn(d, "linear", id = "plant", x = "t", y = "y", random = "intercept",
+               spatial = list(params = "intercept", coords = c("Row", "Col"), kind = "ar1xar1"),
+               control = mixnnControl(seed = 1, progress = FALSE))
+  expect_true(all(paste0("spatial.intercept.", c("sd", "rho_row", "rho_col")) %in% rownames(fit$params)))
+  expect_identical(nrow(fit$spatial_field), 30L)
+  expect_identical(sum(fit$spatial_field$n_individuals == 0), 2L)
+  d$Row[d$plant == "r1c2"] <- 1.5
+  expect_error(mixnn(d, "linear", id = "plant", x = "t", y = "y", random = "intercept",
+                     spatial = list(params = "intercept", coords = c("Row", "Col"), kind = "ar1xar1")),
+               "grid positions")
+})
