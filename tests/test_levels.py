@@ -403,3 +403,57 @@ def test_poisson_counts_with_a_level_match_glmer():
     assert p.loc["omega2.genotype.intercept", "estimate"] == pytest.approx(ref["omega2_genotype"], rel=0.03)
     assert p.loc["omega2.intercept", "estimate"] == pytest.approx(ref["omega2_plant"], rel=0.03)
     assert -0.1 < res.loglik - ref["loglik"] < 1.0
+
+
+def _two_occasion_pk(n_subjects: int, seed: int) -> pd.DataFrame:
+    """A two-occasion oral PK design: each of n subjects takes 320 mg on two occasions, sampled at
+    8 times; log ka, V, CL = log(1.5, 30, 2.7) + between-subject effects (sd 0.3, 0.2, 0.3) +
+    inter-occasion effects (sd 0.2, 0.1, 0.2); additive error sd 0.3."""
+    rng = np.random.default_rng(seed)
+    times = np.array([0.5, 1, 2, 3, 5, 8, 12, 24.0])
+    mu = np.log([1.5, 30.0, 2.7])
+    rows = []
+    for s in range(n_subjects):
+        b = rng.normal(0, [0.3, 0.2, 0.3])
+        for o in (1, 2):
+            ka, V, CL = np.exp(mu + b + rng.normal(0, [0.2, 0.1, 0.2]))
+            k = CL / V
+            conc = 320 * ka / (V * (ka - k)) * (np.exp(-k * times) - np.exp(-ka * times))
+            rows.append(
+                pd.DataFrame(
+                    {
+                        "subject": f"S{s:03d}",
+                        "occasion": f"S{s:03d}.O{o}",
+                        "dose": 320.0,
+                        "time": times,
+                        "conc": conc + rng.normal(0, 0.3, len(times)),
+                    }
+                )
+            )
+    return pd.concat(rows, ignore_index=True)
+
+
+@pytest.mark.slow
+def test_inter_occasion_variability_is_recovered():
+    """Inter-occasion variability (IOV) as a level: the occasion is the individual and the subject a
+    level above it, phi = mu + b_subject (between-subject) + eta_occasion (inter-occasion), as
+    NONMEM's eta + kappa. 200 subjects x 2 occasions (400 x 8 concentrations): every variance
+    within the issue's 20% of the truth; measured with seed 1 at most 17.7% (CL's IOV; sampling
+    alone moves these variances by ~10%: 0.03450 realized against 0.04), with seed 2 16.9%; 40 s."""
+    df = _two_occasion_pk(200, seed=1)
+    res = pymixnn.fit(
+        df,
+        "onecpt_oral",
+        id="occasion",
+        x=["dose", "time"],
+        y="conc",
+        levels=[pymixnn.Level("subject", params=["ka", "V", "CL"])],
+        seed=1,
+        progress=False,
+        threads=1,
+    )
+    p = res.params["estimate"]
+    for q, bsv, iov in [("ka", 0.09, 0.04), ("V", 0.04, 0.01), ("CL", 0.09, 0.04)]:
+        assert p[f"omega2.subject.{q}"] == pytest.approx(bsv, rel=0.2), q
+        assert p[f"omega2.{q}"] == pytest.approx(iov, rel=0.2), q
+    assert p["CL"] == pytest.approx(2.7, rel=0.05) and p["V"] == pytest.approx(30, rel=0.05)

@@ -36,7 +36,7 @@
 # The fit integrates the field out like a grouping level (vignette 09): the field's parameters
 # by maximum likelihood, its posterior at every pot, the log-likelihood with the field integrated
 # out. On a linear model this is the exact maximum likelihood (tests/test_spatial_grid.py:
-# log-likelihood within 1e-9 units of scipy's maximization of the full Gaussian likelihood).
+# log-likelihood within 1e-8 units of scipy's maximization of the full Gaussian likelihood).
 #
 # The data: the PhenoArch maize experiment (`pymixnn.datasets.load("phenoarch")`, from the
 # statgenHTP package): daily leaf area of 1,673 plants of 90 genotypes on a 60 x 28 grid, well
