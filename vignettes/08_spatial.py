@@ -125,7 +125,10 @@ print(f"spatial share of the variance of log A: {spatial_share:.3f}")
 # The field is strongly supported by the likelihood for three extra parameters, it is correlated
 # along the rows more than along the columns, and it takes its variance from the plants' own
 # (omega2.A falls): part of what looked like plant-to-plant variation is the place the plant
-# stood. The genotypes' variance hardly moves. The field's posterior mean at every pot:
+# stood. The genotypes' variance hardly moves. On all 1,673 plants the field raises ll by 150.4
+# (AIC lower by 294.9) with rho_row 0.993 and rho_col 0.957: a smooth gradient over the
+# greenhouse more than pot-to-pot noise (on rows 1-8 alone, 0.87 and 0.56). The field's posterior
+# mean at every pot:
 
 # %%
 field.plot_spatial_field(FIG / "phenoarch_field.png")
@@ -193,8 +196,9 @@ display(cv)
 
 # %% [markdown]
 # The field predicts left-out plants better in every fold: their neighbours tell the model how
-# good their pot is. The gain is modest because most of a plant's deviation from its genotype's
-# curve is its own.
+# good their pot is (all 1,673 plants: RMSE 0.2169 against 0.2194, 5 folds of 5; rows 1-8:
+# 0.2086 against 0.2140). The gain is modest because most of a plant's deviation from its
+# genotype's curve is its own.
 #
 # ## 4. The exact Gaussian process as a reference (full mode)
 #

@@ -269,7 +269,9 @@ def _loglik_row(res) -> dict:
     if res.observation.name == "gaussian":
         y = np.asarray(res.data.y, dtype=float)
         spread = float(np.std(y if res.model.error != "exponential" else np.log(np.abs(y) + 1e-300)))
-        implied = math.exp(-(ll / n) - 0.5 * math.log(2 * math.pi * math.e)) if math.isfinite(ll) else 0.0
+        # (a very low ll, as of a diverged fit, implies an infinite sd rather than an overflow)
+        log_implied = -(ll / n) - 0.5 * math.log(2 * math.pi * math.e) if math.isfinite(ll) else -math.inf
+        implied = math.exp(min(log_implied, 700.0)) if log_implied < 700.0 else math.inf
         limit = LIMITS["loglik_bound"]
         ok = spread > 0 and implied > limit * spread
         message = f"log-likelihood {ll:.4g} implies a residual sd of {implied:.3g} (sd of y {spread:.3g})"
