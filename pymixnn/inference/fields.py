@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import torch
 
+from pymixnn.model.spatial import KERNEL_POWER
+
 __all__ = ["ENTRY_NAMES", "ar1_precision", "field_prior", "field_raw_start", "field_values", "floor_raw"]
 
 # the reported entries of a field, rows spatial.<p>.<entry> of the parameter table
@@ -106,7 +108,7 @@ def field_prior(
     if kind == "gp":
         sd, rng = values[0], values[1]
         scaled = dist / rng
-        rho = torch.exp(-scaled) if kernel == "exponential" else torch.exp(-(scaled**2))
+        rho = torch.exp(-(scaled ** KERNEL_POWER[kernel]))
         eye = torch.eye(rho.shape[0], dtype=rho.dtype, device=rho.device)
         L = torch.linalg.cholesky(sd**2 * (rho + 1e-8 * eye))  # a Gaussian kernel needs the jitter
         return torch.cholesky_inverse(L), 2 * torch.log(torch.diagonal(L)).sum()

@@ -43,6 +43,7 @@ __all__ = [
     "Spatial",
     "KINDS",
     "KERNELS",
+    "KERNEL_POWER",
     "MAX_CELLS",
     "check_grid",
     "check_spatial",
@@ -53,6 +54,9 @@ __all__ = [
 
 KINDS = ("gp", "ar1xar1")  # "matern" (a sparse GMRF on irregular locations) is not built yet
 KERNELS = ("exponential", "gaussian")
+# a gp kernel's correlation at scaled distance d is exp(-d^KERNEL_POWER[kernel]) (the fit's prior
+# and the kriging of new locations share it)
+KERNEL_POWER = {"exponential": 1, "gaussian": 2}
 # distinct locations of an exact (dense) Gaussian process: a Cholesky of n x n per evaluation
 MAX_LOCATIONS = 3000
 # cells of an AR1 x AR1 grid: its prior precision is sparse, the posterior's Cholesky (with the

@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from pymixnn.model.spatial import KERNEL_POWER
+
 __all__ = ["LevelsMixin", "field_at"]
 
 
@@ -39,7 +41,8 @@ def field_at(rec, k: int, points: np.ndarray) -> np.ndarray:
         steps = np.abs(points - near)
         return effects[cell] * entries[1] ** steps[:, 0] * entries[2] ** steps[:, 1]
     dist = lambda a, b: np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(-1))  # noqa: E731
-    rho = (lambda d: np.exp(-d)) if rec["kernels"][k] == "exponential" else (lambda d: np.exp(-(d**2)))
+    power = KERNEL_POWER[rec["kernels"][k]]
+    rho = lambda d: np.exp(-(d**power))  # noqa: E731
     K = rho(dist(labels, labels) / entries[1]) + 1e-8 * np.eye(len(labels))
     weights = np.linalg.solve(K, effects)
     return rho(dist(points, labels) / entries[1]) @ weights
