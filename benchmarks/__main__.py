@@ -1,7 +1,8 @@
 """`python -m benchmarks SUITE [args]`: run one suite, e.g. `python -m benchmarks pipeline --quick`,
 `python -m benchmarks random_effects`, `python -m benchmarks discrete`,
 `python -m benchmarks genomic`, `python -m benchmarks scaling`, `python -m benchmarks dynamics`,
-`python -m benchmarks amortized`, `python -m benchmarks amortized_scale`, `python -m benchmarks neural`."""
+`python -m benchmarks amortized`, `python -m benchmarks amortized_scale`, `python -m benchmarks neural`,
+`python -m benchmarks spatial_estimator`."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from benchmarks import (
     pipeline,
     random_effects,
     scaling,
+    spatial_estimator,
 )
 
 SUITES = {
@@ -29,6 +31,7 @@ SUITES = {
     "amortized": amortized.main,
     "amortized_scale": amortized_scale.main,
     "neural": neural.main,
+    "spatial_estimator": spatial_estimator.main,
 }
 
 

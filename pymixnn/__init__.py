@@ -57,6 +57,10 @@ def __getattr__(name):  # Results imports torch and pyro: load it only when aske
         from pymixnn.results.neural import NeuralEstimator
 
         return NeuralEstimator
+    if name == "SpatialEstimator":  # the graph-network estimator of a Matérn field (torch)
+        from pymixnn.results.spatial_estimator import SpatialEstimator
+
+        return SpatialEstimator
     if name == "compare_fits":
         from pymixnn.results.results import compare_fits
 
@@ -87,6 +91,7 @@ __all__ = [
     "Genomic",
     "Level",
     "Spatial",
+    "SpatialEstimator",
     "Normal",
     "Poisson",
     "NegativeBinomial",

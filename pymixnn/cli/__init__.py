@@ -15,6 +15,9 @@
     pymixnn amortize DESIGN.csv --model NAME --prior PRIOR.json --x COL[,COL] --out EST.json
                 [--id COL] [--n-simulations N] [--seed N] [--no-progress]
     pymixnn estimate EST.json DATA.csv [--id COL] [--y COL] [--level 0.95] [--seed N] [--out PATH]
+    pymixnn spatial-estimator LOCATIONS.csv --coords COL,COL --out EST.json [--prior PRIOR.json]
+                [--nu NU] [--n-simulations N] [--seed N] [--no-progress]
+    pymixnn spatial-estimate EST.json FIELDS.csv [--fields COL[,COL]] [--likelihood] [--out PATH]
 
 ``--nonmem`` reads DATA.csv as a NONMEM event table (:meth:`pymixnn.Data.from_nonmem`; columns ID,
 TIME, DV, AMT, EVID, CMT, RATE, II, ADDL, SS, MDV, DVID matched case-insensitively, others named
@@ -31,9 +34,10 @@ a TypeError included, is a bug: it prints its traceback and exits with 1.
 The command's parts: :mod:`pymixnn.cli.parser` (flags), :mod:`pymixnn.cli.spec` (the command line
 as the arguments of :func:`pymixnn.fit`), :mod:`pymixnn.cli.nonmem` (NONMEM event data),
 :mod:`pymixnn.cli.solve` (the ``solve`` subcommand), :mod:`pymixnn.cli.neural` (``amortize`` and
-``estimate``: the neural estimator), :mod:`pymixnn.cli.files` (input and output
-paths, the data file), :mod:`pymixnn.cli.output` (atomic result files), :mod:`pymixnn.cli.messages`
-(one-line errors and warnings in the command line's terms).
+``estimate``: the neural estimator), :mod:`pymixnn.cli.spatial` (``spatial-estimator`` and
+``spatial-estimate``: the graph-network estimator of a Matérn field), :mod:`pymixnn.cli.files`
+(input and output paths, the data file), :mod:`pymixnn.cli.output` (atomic result files),
+:mod:`pymixnn.cli.messages` (one-line errors and warnings in the command line's terms).
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from pymixnn.cli.neural import run_amortize, run_estimate
 from pymixnn.cli.output import write_results
 from pymixnn.cli.parser import build_parser
 from pymixnn.cli.solve import run_solve
+from pymixnn.cli.spatial import run_spatial_estimate, run_spatial_estimator
 from pymixnn.cli.spec import DEMO as DEMO  # the demo's fit arguments, as before the split
 from pymixnn.cli.spec import prepare
 
@@ -92,6 +97,10 @@ def _main(argv: list[str] | None) -> int:
                 return run_amortize(args)
             if args.command == "estimate":
                 return run_estimate(args)
+            if args.command == "spatial-estimator":
+                return run_spatial_estimator(args)
+            if args.command == "spatial-estimate":
+                return run_spatial_estimate(args)
             df, spec = prepare(args)
             import pymixnn
 

@@ -18,10 +18,10 @@ from typing import Any
 
 from pymixnn.cli.files import check_input, check_output_file, read_csv
 from pymixnn.cli.messages import InputError
-from pymixnn.cli.output import atomic, write_table
+from pymixnn.cli.output import save_estimator, write_table
 from pymixnn.cli.spec import check_model, names
 
-__all__ = ["add_neural_parsers", "run_amortize", "run_estimate"]
+__all__ = ["add_neural_parsers", "read_prior", "run_amortize", "run_estimate"]
 
 
 def add_neural_parsers(sub: Any, positive_int) -> None:
@@ -48,7 +48,7 @@ def add_neural_parsers(sub: Any, positive_int) -> None:
     e.add_argument("--out", metavar="PATH", help="write the estimates as CSV (default: stdout)")
 
 
-def _prior(path: Path) -> dict:
+def read_prior(path: Path) -> dict:
     try:
         prior = json.loads(path.read_text())
     except json.JSONDecodeError as err:
@@ -65,7 +65,7 @@ def run_amortize(args: argparse.Namespace) -> int:
 
     out = check_output_file(args.out, "--out")
     model = check_model(args)
-    prior = _prior(check_input(Path(args.prior), "prior file"))
+    prior = read_prior(check_input(Path(args.prior), "prior file"))
     design = read_csv(check_input(Path(args.data), "design file"), args.encoding)
     est = pymixnn.amortize(
         model,
@@ -77,14 +77,7 @@ def run_amortize(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=not args.no_progress,
     )
-    try:
-        with atomic(out) as tmp:
-            est.save(tmp)
-    except OSError as err:
-        print(f"pymixnn: error: --out: cannot write {args.out!r}: {err.strerror or err}", file=sys.stderr)
-        return 1
-    print(f"{est!r}\nestimator written to {out}")
-    return 0
+    return save_estimator(est, out, args.out)
 
 
 def run_estimate(args: argparse.Namespace) -> int:

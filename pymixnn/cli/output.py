@@ -16,7 +16,7 @@ from typing import Any
 
 from pymixnn.cli.messages import fail
 
-__all__ = ["atomic", "atomic_directory", "write_results", "write_table"]
+__all__ = ["atomic", "atomic_directory", "save_estimator", "write_results", "write_table"]
 
 
 @contextlib.contextmanager
@@ -45,6 +45,19 @@ def atomic_directory(path: Path) -> Iterator[Path]:
             os.replace(file, path / file.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def save_estimator(est: Any, out: Path, given: str) -> int:
+    """Save a trained estimator (its ``save(path)``) atomically to ``out`` (``--out given``) and say
+    so; 1 with one error line when the file cannot be written."""
+    try:
+        with atomic(out) as tmp:
+            est.save(tmp)
+    except OSError as err:
+        print(f"pymixnn: error: --out: cannot write {given!r}: {err.strerror or err}", file=sys.stderr)
+        return 1
+    print(f"{est!r}\nestimator written to {out}")
+    return 0
 
 
 def write_table(table: Any, out: Path | None, given: str | None, what: str) -> int:

@@ -10,6 +10,7 @@ from typing import Any, NoReturn
 from pymixnn.cli.neural import add_neural_parsers
 from pymixnn.cli.nonmem import add_nonmem_flags
 from pymixnn.cli.solve import add_solve_parser
+from pymixnn.cli.spatial import add_spatial_parsers
 
 __all__ = ["CommandParser", "build_parser", "positive_int", "positive_float", "fit_requires"]
 
@@ -83,7 +84,7 @@ def _outputs(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of the ``pymixnn`` command, with its subcommands ``demo``, ``fit``, ``solve``,
-    ``amortize`` and ``estimate``."""
+    ``amortize``, ``estimate``, ``spatial-estimator`` and ``spatial-estimate``."""
     parser = CommandParser(
         prog="pymixnn",
         description="Nonlinear mixed-effects models by minibatch stochastic variational inference.",
@@ -226,4 +227,5 @@ def build_parser() -> argparse.ArgumentParser:
     _outputs(fit)
     add_solve_parser(sub)
     add_neural_parsers(sub, positive_int)
+    add_spatial_parsers(sub, positive_int)
     return parser

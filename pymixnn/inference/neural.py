@@ -23,14 +23,13 @@ transforms; the residual error models are the continuous ones of ``Model.error``
 
 from __future__ import annotations
 
-import math
 import time
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
+from pymixnn.inference.training import train_on_simulations
 from pymixnn.model import transforms as tr
 from pymixnn.model.prior import Prior
 from pymixnn.model.spec import Model
@@ -203,8 +202,6 @@ def train_estimator(
         torch.manual_seed(int(seed))
         net = SetNet(mask.shape[-1], x.shape[-1] + 4, len(free))
     steps = max(1, int(n_simulations) // int(batch_size))
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=lr / 100)
 
     def loss_of(theta: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         target = (_unconstrained(prior, theta)[:, free] - stats["t_mean"]) / stats["t_sd"]
@@ -214,28 +211,20 @@ def train_estimator(
     val_theta = _draw_theta(prior, rng, validation, dtype)
     with torch.no_grad():
         val_y = sim(val_theta, gen)
-    losses, val_losses = [], []
-    bar = tqdm(total=steps, disable=not progress, desc="neural estimator", leave=False)
-    for step in range(steps):
+
+    def step_loss() -> torch.Tensor:
         theta = _draw_theta(prior, rng, batch_size, dtype)
         with torch.no_grad():
             y = sim(theta, gen)
-        loss = loss_of(theta, y)
-        opt.zero_grad()
-        loss.backward()
-        nn.utils.clip_grad_norm_(net.parameters(), 10.0)
-        opt.step()
-        sched.step()
-        losses.append(float(loss.detach()))
-        if (step + 1) % max(1, steps // 20) == 0 or step + 1 == steps:
-            with torch.no_grad():
-                val = float(
-                    sum(loss_of(val_theta[s : s + 64], val_y[s : s + 64]) for s in range(0, validation, 64))
-                )
-            val_losses.append((step + 1, val / math.ceil(validation / 64)))
-            bar.set_postfix(loss=f"{val_losses[-1][1]:.3f}")
-        bar.update(1)
-    bar.close()
+        return loss_of(theta, y)
+
+    def validation_loss() -> float:
+        chunks = range(0, validation, 64)
+        return sum(float(loss_of(val_theta[s : s + 64], val_y[s : s + 64])) for s in chunks) / len(chunks)
+
+    losses, val_losses = train_on_simulations(
+        net, steps, lr, step_loss, validation_loss, progress=progress, desc="neural estimator"
+    )
     return dict(
         weights={k: v.detach().cpu().numpy() for k, v in net.state_dict().items()},
         stats={k: v.detach().cpu().numpy() for k, v in stats.items()},
@@ -245,8 +234,8 @@ def train_estimator(
         steps=steps,
         batch_size=int(batch_size),
         n_simulations=steps * int(batch_size),
-        loss=np.asarray(losses),
-        validation=np.asarray(val_losses),
+        loss=losses,
+        validation=val_losses,
         seconds=time.perf_counter() - t0,
     )
 

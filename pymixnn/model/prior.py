@@ -34,7 +34,7 @@ from scipy.special import ndtri
 from pymixnn.model import transforms as tr
 from pymixnn.model.spec import Model
 
-__all__ = ["Prior", "PRIOR_KINDS", "population_names"]
+__all__ = ["Prior", "PRIOR_KINDS", "check_law", "draw_laws", "population_names"]
 
 PRIOR_KINDS = ("uniform", "loguniform", "normal", "lognormal")
 
@@ -45,7 +45,7 @@ def population_names(model: Model) -> list[str]:
     return list(model.parameters) + [f"omega2.{p}" for p in model.random] + list(model.error_parameters)
 
 
-def _check_law(name: str, law) -> tuple:
+def check_law(name: str, law) -> tuple:
     if isinstance(law, (int, float, np.integer, np.floating)) and not isinstance(law, bool):
         if not math.isfinite(float(law)):
             raise ValueError(f"prior for {name!r}: a fixed value must be finite, got {law!r}")
@@ -88,6 +88,25 @@ def _check_support(name: str, law: tuple, scale: str) -> None:
         )
 
 
+def draw_laws(laws: tuple[tuple, ...], u: np.ndarray) -> np.ndarray:
+    """Uniforms ``u`` (n, len(laws)) mapped by each law's quantile function (checked laws: see
+    :func:`check_law`); natural scale."""
+    out = np.empty_like(u)
+    for k, law in enumerate(laws):
+        kind = law[0]
+        if kind == "fixed":
+            out[:, k] = law[1]
+        elif kind == "uniform":
+            out[:, k] = law[1] + (law[2] - law[1]) * u[:, k]
+        elif kind == "loguniform":
+            out[:, k] = np.exp(math.log(law[1]) + (math.log(law[2]) - math.log(law[1])) * u[:, k])
+        elif kind == "normal":
+            out[:, k] = law[1] + law[2] * ndtri(u[:, k])
+        else:
+            out[:, k] = np.exp(law[1] + law[2] * ndtri(u[:, k]))
+    return out
+
+
 @dataclass(frozen=True)
 class Prior:
     """Independent priors by population parameter name (see the module docstring); build it with
@@ -117,7 +136,7 @@ class Prior:
         scales += ["log"] * (len(names) - len(scales))
         laws = []
         for name, scale in zip(names, scales):
-            law = _check_law(name, prior[name])
+            law = check_law(name, prior[name])
             _check_support(name, law, scale)
             laws.append(law)
         return cls(tuple(names), tuple(laws), tuple(scales))
@@ -131,21 +150,7 @@ class Prior:
         """``n`` draws, shape (n, len(names)), natural scale, columns in ``names`` order. One uniform
         (n, P) array is drawn and mapped by each law's quantile function, so the first rows are the
         same whatever ``n``."""
-        u = rng.random((n, len(self.names)))
-        out = np.empty_like(u)
-        for k, law in enumerate(self.laws):
-            kind = law[0]
-            if kind == "fixed":
-                out[:, k] = law[1]
-            elif kind == "uniform":
-                out[:, k] = law[1] + (law[2] - law[1]) * u[:, k]
-            elif kind == "loguniform":
-                out[:, k] = np.exp(math.log(law[1]) + (math.log(law[2]) - math.log(law[1])) * u[:, k])
-            elif kind == "normal":
-                out[:, k] = law[1] + law[2] * ndtri(u[:, k])
-            else:
-                out[:, k] = np.exp(law[1] + law[2] * ndtri(u[:, k]))
-        return out
+        return draw_laws(self.laws, rng.random((n, len(self.names))))
 
     def frame(self, draws: np.ndarray) -> pd.DataFrame:
         """Draws as a DataFrame with the parameter names as columns."""

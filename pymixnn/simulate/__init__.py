@@ -16,7 +16,8 @@ same seed gives the same frame.
 The simulators live in :mod:`pymixnn.simulate.nlme` (the Gaussian model above, logistic growth),
 :mod:`pymixnn.simulate.discrete` (binomial counts, censored concentrations),
 :mod:`pymixnn.simulate.genomic` (markers and marker-driven growth curves) and
-:mod:`pymixnn.simulate.laws` (non-Gaussian laws of one random effect) and :mod:`pymixnn.simulate.pkpd`
+:mod:`pymixnn.simulate.laws` (non-Gaussian laws of one random effect), :mod:`pymixnn.simulate.fields`
+(Matérn random fields at fixed locations) and :mod:`pymixnn.simulate.pkpd`
 (PK/PD event records: a dose, a concentration and a response endpoint); all are importable from here.
 
 >>> from pymixnn.simulate import simulate_logistic
@@ -32,6 +33,7 @@ The simulators live in :mod:`pymixnn.simulate.nlme` (the Gaussian model above, l
 from __future__ import annotations
 
 from pymixnn.simulate.discrete import simulate_censored_pk, simulate_senescence
+from pymixnn.simulate.fields import simulate_matern
 from pymixnn.simulate.genomic import simulate_genomic, simulate_markers
 from pymixnn.simulate.laws import NormalMixture1D, RandomEffectLaw1D, SkewNormal1D
 from pymixnn.simulate.nlme import logistic, onecpt_oral, simulate_logistic, simulate_nlme
@@ -39,6 +41,7 @@ from pymixnn.simulate.pkpd import PKPD_TRUTH, simulate_pkpd
 
 __all__ = [
     "simulate_nlme",
+    "simulate_matern",
     "simulate_pkpd",
     "PKPD_TRUTH",
     "simulate_logistic",

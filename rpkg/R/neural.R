@@ -34,17 +34,7 @@ mixnnAmortize <- function(model, design, prior, n_simulations = 480000, id = "id
   pm <- pymixnn_module()
   if (inherits(model, "mixnnModel")) model <- .python_model(pm, model, NULL)$model
   if (!is.data.frame(design)) stop("design must be a data.frame", call. = FALSE)
-  if (!is.list(prior) || is.null(names(prior)) || any(names(prior) == ""))
-    stop("prior must be a named list, e.g. list(A = list(\"uniform\", 80, 120), C = 1.5)", call. = FALSE)
-  py_prior <- lapply(names(prior), function(name) {
-    law <- prior[[name]]
-    if (is.numeric(law) && length(law) == 1) return(as.numeric(law))
-    law <- as.list(law)
-    if (length(law) != 3)
-      stop(sprintf("prior for '%s' must be a number or list(kind, arg1, arg2)", name), call. = FALSE)
-    reticulate::tuple(as.character(law[[1]]), as.numeric(law[[2]]), as.numeric(law[[3]]))
-  })
-  names(py_prior) <- names(prior)
+  py_prior <- .py_prior(prior, "list(A = list(\"uniform\", 80, 120), C = 1.5)")
   est <- .py_call(pm$amortize, model, .py_frame(design), py_prior, as.integer(n_simulations),
                   id = id, x = if (!is.null(x)) as.list(x), batch_size = as.integer(batch_size),
                   seed = as.integer(seed), progress = progress)
@@ -92,6 +82,22 @@ mixnnSBC <- function(object, n_replicates = 200L, n_draws = 100L, seed = 1L) {
   s <- .py_call(object$py$sbc, n_replicates = as.integer(n_replicates), n_draws = as.integer(n_draws),
                 seed = as.integer(seed))
   .by_parameter(s$table)
+}
+
+# a prior as Python's laws: a named list of numbers (held fixed) and list(kind, arg1, arg2)
+.py_prior <- function(prior, example) {
+  if (!is.list(prior) || is.null(names(prior)) || any(names(prior) == ""))
+    stop(sprintf("prior must be a named list, e.g. %s", example), call. = FALSE)
+  py_prior <- lapply(names(prior), function(name) {
+    law <- prior[[name]]
+    if (is.numeric(law) && length(law) == 1) return(as.numeric(law))
+    law <- as.list(law)
+    if (length(law) != 3)
+      stop(sprintf("prior for '%s' must be a number or list(kind, arg1, arg2)", name), call. = FALSE)
+    reticulate::tuple(as.character(law[[1]]), as.numeric(law[[2]]), as.numeric(law[[3]]))
+  })
+  names(py_prior) <- names(prior)
+  py_prior
 }
 
 # a pandas table indexed by parameter (converted to a data.frame with row names) as a
