@@ -123,6 +123,11 @@ def test_field_outputs(field_fit, tmp_path):
     )
     mu = res.params.loc["intercept", "estimate"]
     np.testing.assert_allclose(res.predict(new), [mu + loc["intercept"], mu], atol=1e-6)
+    # spatial_field(points): the same kriged mean; the sd at a fitted location, NaN elsewhere (a
+    # gp's sd at new points needs the field's posterior covariance, which the fit does not keep)
+    at = res.spatial_field(new[["x", "y_coord"]])
+    np.testing.assert_allclose(at["intercept"], [loc["intercept"], 0.0], atol=1e-6)
+    assert at["intercept.sd"].iloc[0] == loc["intercept.sd"] and np.isnan(at["intercept.sd"].iloc[1])
     png = res.plot_spatial_field(tmp_path / "field.png")
     assert png.stat().st_size > 10_000
     assert "spatial field on ['intercept']: exact Gaussian process, exponential kernel" in str(res.summary())

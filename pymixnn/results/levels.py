@@ -12,7 +12,40 @@ import pandas as pd
 
 from pymixnn.model.spatial import KERNEL_POWER
 
-__all__ = ["LevelsMixin", "field_at"]
+__all__ = ["LevelsMixin", "field_at", "field_sd_at"]
+
+
+def _grid_cells(labels: np.ndarray, entries: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each point's nearest grid cell (row-major index) and rho_row^dr rho_col^dc over its steps
+    beyond the grid's edge (1 inside)."""
+    off = (points != np.round(points)).any(axis=1)
+    if off.any():
+        raise ValueError(f"an AR1 x AR1 grid's coordinates are integer positions, got {points[off][0]}")
+    lo, hi = labels.min(axis=0), labels.max(axis=0)
+    n_col = int(hi[1] - lo[1]) + 1
+    near = np.clip(points, lo, hi)
+    cell = ((near[:, 0] - lo[0]) * n_col + (near[:, 1] - lo[1])).astype(np.int64)
+    steps = np.abs(points - near)
+    return cell, entries[1] ** steps[:, 0] * entries[2] ** steps[:, 1]
+
+
+def field_sd_at(rec, k: int, points: np.ndarray) -> np.ndarray:
+    """The posterior sd of an AR1 x AR1 field component ``k`` at ``points``: a cell's within the
+    grid; beyond its edge, with a = rho_row^dr rho_col^dc, sqrt(a^2 var(f(edge)) + sd^2 (1 - a^2))
+    (exact: given the grid, a point beyond it depends on its nearest edge cell alone). NaN for a
+    Gaussian process's new locations (their sd needs the field's posterior covariance, not kept)."""
+    labels = np.asarray(rec["labels"][k], dtype=np.float64)
+    sds = np.asarray(rec["effects_sd"][k], dtype=np.float64)[:, 0]
+    entries = np.asarray(rec["entries"][k], dtype=np.float64)
+    points = np.asarray(points, dtype=np.float64)
+    if rec["kinds"][k] == "ar1xar1":
+        cell, a = _grid_cells(labels, entries, points)
+        return np.sqrt(a**2 * sds[cell] ** 2 + entries[0] ** 2 * (1.0 - a**2))
+    out = np.full(len(points), np.nan)
+    same = (points[:, None, :] == labels[None, :, :]).all(-1)
+    hit = same.any(1)
+    out[hit] = sds[same[hit].argmax(1)]
+    return out
 
 
 def field_at(rec, k: int, points: np.ndarray) -> np.ndarray:
@@ -31,15 +64,8 @@ def field_at(rec, k: int, points: np.ndarray) -> np.ndarray:
             f"spatial coordinates: a new individual's location has {points[np.argwhere(bad)[0][0]]}"
         )
     if rec["kinds"][k] == "ar1xar1":
-        off = (points != np.round(points)).any(axis=1)
-        if off.any():
-            raise ValueError(f"an AR1 x AR1 grid's coordinates are integer positions, got {points[off][0]}")
-        lo, hi = labels.min(axis=0), labels.max(axis=0)
-        n_col = int(hi[1] - lo[1]) + 1
-        near = np.clip(points, lo, hi)
-        cell = ((near[:, 0] - lo[0]) * n_col + (near[:, 1] - lo[1])).astype(np.int64)
-        steps = np.abs(points - near)
-        return effects[cell] * entries[1] ** steps[:, 0] * entries[2] ** steps[:, 1]
+        cell, factor = _grid_cells(labels, entries, points)
+        return effects[cell] * factor
     dist = lambda a, b: np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(-1))  # noqa: E731
     power = KERNEL_POWER[rec["kernels"][k]]
     rho = lambda d: np.exp(-(d**power))  # noqa: E731
@@ -93,11 +119,14 @@ class LevelsMixin:
         out["n_individuals"] = np.bincount(np.asarray(rec["groups"][k]), minlength=len(out))
         return out
 
-    def spatial_field(self) -> pd.DataFrame:
-        """The spatial field at the fitted locations: one row per distinct location (a grid's
-        field, kind "ar1xar1": per cell of the grid, empty cells included), its coordinates, for
-        each parameter with a field the posterior mean ``<p>`` and sd ``<p>.sd`` of the field
-        (transformed scale), and the number of individuals there."""
+    def spatial_field(self, points=None) -> pd.DataFrame:
+        """The spatial field's posterior, transformed scale. Without ``points``: one row per
+        fitted location (a grid's field, kind "ar1xar1": per cell of the grid, empty cells
+        included), its coordinates, for each parameter with a field the posterior mean ``<p>`` and
+        sd ``<p>.sd``, and the number of individuals there. With ``points`` (a table with the
+        coordinate columns, or an (m, d) array; e.g. a regular grid over the field): the mean and
+        sd there (:func:`field_at`, :func:`field_sd_at`: exact for a grid's field everywhere; for
+        a Gaussian process the kriged mean, and the sd at fitted locations only, NaN elsewhere)."""
         rec = self._levels_record()
         kinds = rec.get("kinds") or []
         comps = [k for k, kind in enumerate(kinds) if kind != "level"]
@@ -106,6 +135,22 @@ class LevelsMixin:
                 "this fit has no spatial field: fit with spatial=pymixnn.Spatial(params, coords)"
             )
         coords = self.settings["spatial"]["coords"]
+        if points is not None:
+            if isinstance(points, pd.DataFrame):
+                absent = [c for c in coords if c not in points.columns]
+                if absent:
+                    raise ValueError(
+                        f"points have no coordinate column(s) {absent}; the field's are {coords}"
+                    )
+                pts = points[coords].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+            else:
+                pts = np.asarray(points, dtype=np.float64).reshape(-1, len(coords))
+            out = pd.DataFrame(pts, columns=coords)
+            for k in comps:
+                p = rec["params"][k][0]
+                out[p] = field_at(rec, k, pts)
+                out[f"{p}.sd"] = field_sd_at(rec, k, pts)
+            return out
         out = pd.DataFrame(np.asarray(rec["labels"][comps[0]], dtype=float), columns=coords)
         for k in comps:
             p = rec["params"][k][0]

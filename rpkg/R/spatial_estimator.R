@@ -97,3 +97,22 @@ mixnnSpatialCompare <- function(object, n_fields = 1000L, seed = 1L) {
   cmp <- .py_call(object$py$compare, as.integer(n_fields), seed = as.integer(seed))
   .df(cmp$frame(), rownames = FALSE)
 }
+
+#' The spatial field of a fit at new points
+#'
+#' The posterior mean and sd of a fit's spatial field (`mixnn(..., spatial = ...)`) at any
+#' points, e.g. a regular grid over the field: Python's `Results.spatial_field(points)`. Exact for
+#' an AR1 x AR1 grid field everywhere (beyond the grid's edge through the AR1s' Markov property);
+#' for a Gaussian process the kriged mean, and the sd at fitted locations only (NA elsewhere).
+#'
+#' @param fit A [mixnn()] fit with a spatial field.
+#' @param points A data.frame with the field's coordinate columns (default: the fitted locations,
+#'   as `fit$spatial_field`).
+#' @return A data.frame: the coordinates, and per parameter with a field `<p>` (mean) and `<p>.sd`.
+#' @export
+mixnnSpatialField <- function(fit, points = NULL) {
+  if (!inherits(fit, "mixnnFit")) stop("fit must be a mixnn() fit", call. = FALSE)
+  if (is.null(points)) return(fit$spatial_field)
+  if (!is.data.frame(points)) stop("points must be a data.frame with the coordinate columns", call. = FALSE)
+  .df(.py_call(fit$py$spatial_field, .py_frame(points)), rownames = FALSE)
+}

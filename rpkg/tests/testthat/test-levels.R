@@ -75,6 +75,16 @@ test_that("a grid field from R (kind = \"ar1xar1\"): its rows, every cell of the
   expect_true(all(paste0("spatial.intercept.", c("sd", "rho_row", "rho_col")) %in% rownames(fit$params)))
   expect_identical(nrow(fit$spatial_field), 30L)
   expect_identical(sum(fit$spatial_field$n_individuals == 0), 2L)
+  # the field at new points: an empty pot as in the table, two rows beyond the edge with the
+  # AR1's Markov variance sd^2 (1 - rho^4) + rho^4 var(edge)
+  at <- mixnnSpatialField(fit, data.frame(Row = c(2, 7), Col = c(2, 3)))
+  expect_identical(colnames(at), c("Row", "Col", "intercept", "intercept.sd"))
+  tab <- fit$spatial_field
+  expect_equal(at$intercept.sd[1], tab$intercept.sd[tab$Row == 2 & tab$Col == 2], tolerance = 1e-12)
+  rho <- fit$params["spatial.intercept.rho_row", "estimate"]
+  sd <- fit$params["spatial.intercept.sd", "estimate"]
+  edge <- tab$intercept.sd[tab$Row == 5 & tab$Col == 3]
+  expect_equal(at$intercept.sd[2], sqrt(sd^2 * (1 - rho^4) + rho^4 * edge^2), tolerance = 1e-12)
   d$Row[d$plant == "r1c2"] <- 1.5
   expect_error(mixnn(d, "linear", id = "plant", x = "t", y = "y", random = "intercept",
                      spatial = list(params = "intercept", coords = c("Row", "Col"), kind = "ar1xar1")),
