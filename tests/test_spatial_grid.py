@@ -173,6 +173,29 @@ def test_grid_field_at_new_points_is_the_exact_gaussian_conditional(grid_fit):
     assert again["intercept.sd"].iloc[0] == pytest.approx(table.loc[(5, 6), "intercept.sd"], rel=1e-12)
 
 
+def test_spatial_variance_split(grid_fit):
+    """``spatial_variance()``: the field's marginal variance sd^2, its expected variance across the
+    115 plants (against the mean sample variance of 4,000 fields simulated at their pots from the
+    fitted field: Monte Carlo sd of that mean ~0.3%, asserted 2%), the plants' own variance and
+    the shares."""
+    df, _, _, res = grid_fit
+    p = res.params["estimate"]
+    sd, rr, rcl = (p[f"spatial.intercept.{k}"] for k in ("sd", "rho_row", "rho_col"))
+    v = res.spatial_variance()
+    assert list(v.index) == ["intercept"]
+    row = v.loc["intercept"]
+    assert row["field"] == pytest.approx(sd**2, rel=1e-12)
+    assert row["individual"] == pytest.approx(p["omega2.intercept"], rel=1e-12) and row["levels"] == 0
+    pots = df.groupby("plant")[["Row", "Col"]].first().to_numpy(dtype=float)
+    f = np.linalg.cholesky(sd**2 * _corr(pots, rr, rcl)) @ np.random.default_rng(3).standard_normal(
+        (115, 4000)
+    )
+    assert row["field_over_locations"] == pytest.approx(f.var(axis=0).mean(), rel=0.02)
+    assert row["field_over_locations"] < row["field"]
+    total = row["field_over_locations"] + row["individual"]
+    assert row["share"] == pytest.approx(row["field_over_locations"] / total, rel=1e-12)
+
+
 def test_grid_bad_input():
     df, _, _ = _simulate()
     kw = dict(id="plant", x="t", y="y")

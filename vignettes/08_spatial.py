@@ -120,6 +120,9 @@ variance = pd.DataFrame(
 spatial_share = variance.loc["field across the pots", "with the field"] / variance["with the field"].sum()
 display(variance)
 print(f"spatial share of the variance of log A: {spatial_share:.3f}")
+# the model's own split (Results.spatial_variance): the field's marginal variance sd^2, its
+# expected variance across these plants' pots, the plants' own and the genotypes' variances
+display(field.spatial_variance())
 
 # %% [markdown]
 # The field is strongly supported by the likelihood for three extra parameters, it is correlated
@@ -278,6 +281,7 @@ KEY.update(
         field.params.loc["omega2.A", "estimate"] / no_field.params.loc["omega2.A", "estimate"]
     ),
     spatial_share_A=float(spatial_share),
+    spatial_share_model_A=float(field.spatial_variance().loc["A", "share"]),
     genotype_corr=float(np.corrcoef(g0, g1)[0, 1]),
     top_overlap=int(overlap),
     top_n=int(top),

@@ -159,6 +159,55 @@ class LevelsMixin:
         out["n_individuals"] = np.bincount(np.asarray(rec["groups"][comps[0]]), minlength=len(out))
         return out
 
+    def spatial_variance(self) -> pd.DataFrame:
+        """How each parameter with a field splits its variance (transformed scale), one row per
+        parameter: ``field`` (the field's marginal variance sd^2), ``field_over_locations`` (its
+        expected variance across the fitted individuals at their locations, sd^2 (1 - the mean
+        correlation over all pairs of individuals): what the field varies over this experiment,
+        less than sd^2 when the locations are close relative to the range), ``individual``
+        (omega2.<p>), ``levels`` (the sum of omega2.<level>.<p>), ``share`` (field_over_locations
+        over the sum of it, individual and levels) and ``share_marginal`` (the same with sd^2)."""
+        rec = self._levels_record()
+        kinds = rec.get("kinds") or []
+        comps = [k for k, kind in enumerate(kinds) if kind != "level"]
+        if not comps:
+            raise ValueError(
+                "this fit has no spatial field: fit with spatial=pymixnn.Spatial(params, coords)"
+            )
+        est = self.params["estimate"]
+        rows = []
+        for k in comps:
+            p = rec["params"][k][0]
+            entries = np.asarray(rec["entries"][k], dtype=np.float64)
+            labels = np.asarray(rec["labels"][k], dtype=np.float64)
+            count = np.bincount(np.asarray(rec["groups"][k]), minlength=len(labels)).astype(np.float64)
+            used, w = labels[count > 0], count[count > 0] / count.sum()  # individuals' share per location
+            d = np.abs(used[:, None, :] - used[None, :, :])
+            if kinds[k] == "ar1xar1":
+                corr = entries[1] ** d[..., 0] * entries[2] ** d[..., 1]
+            else:
+                corr = np.exp(-((np.sqrt((d**2).sum(-1)) / entries[1]) ** KERNEL_POWER[rec["kernels"][k]]))
+            field = float(entries[0] ** 2)
+            over = field * (1.0 - float(w @ corr @ w))  # E of the variance across the individuals
+            levels = sum(
+                float(est[f"omega2.{name}.{p}"])
+                for name, kind in zip(rec["names"], kinds)
+                if kind == "level" and f"omega2.{name}.{p}" in est.index
+            )
+            ind = float(est[f"omega2.{p}"]) if f"omega2.{p}" in est.index else 0.0
+            rows.append(
+                dict(
+                    parameter=p,
+                    field=field,
+                    field_over_locations=over,
+                    individual=ind,
+                    levels=levels,
+                    share=over / (over + ind + levels),
+                    share_marginal=field / (field + ind + levels),
+                )
+            )
+        return pd.DataFrame(rows).set_index("parameter")
+
     def plot_spatial_field(self, path, param: str | None = None):
         """PNG map of the field's posterior mean at the locations (the first two coordinates),
         one panel per parameter with a field (or ``param`` only); returns the path."""

@@ -135,7 +135,8 @@ mixnnControl <- function(seed = 0L, batch_size = 512L, max_steps = 4000L, lr = 0
 #'   of `params`), or `list(params = "A", coords = c("Row", "Col"), kind = "ar1xar1")`, a
 #'   separable AR1 x AR1 field on a row x column grid, one individual per cell (rows
 #'   `spatial.<p>.sd`, `spatial.<p>.rho_row`, `spatial.<p>.rho_col`). The field at the locations
-#'   (every cell of a grid) is `fit$spatial_field`.
+#'   (every cell of a grid) is `fit$spatial_field`, the split of each parameter's variance
+#'   (field, individual, levels, spatial share) `fit$spatial_variance`.
 #' @param control Estimation settings, [mixnnControl()].
 #' @param random Parameters with a random effect (default: all, or the `mixnnModel`'s
 #'   `covariance.model`).
@@ -397,6 +398,7 @@ new_mixnnFit <- function(py, call = NULL) {
     genetic_values = if (genomic) .df(py$genetic_values, rownames = FALSE),
     amortization = if (isTRUE(py$is_amortized)) .df(py$amortization),
     spatial_field = if (!is.null(py$settings$spatial)) .df(py$spatial_field(), rownames = FALSE),
+    spatial_variance = if (!is.null(py$settings$spatial)) .df(py$spatial_variance()),
     level_effects = stats::setNames(lapply(py$level_names, function(l) .df(py$level_effects(l))),
                                     unlist(py$level_names)),
     info = py$info), class = "mixnnFit")

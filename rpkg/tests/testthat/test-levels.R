@@ -85,6 +85,8 @@ test_that("a grid field from R (kind = \"ar1xar1\"): its rows, every cell of the
   sd <- fit$params["spatial.intercept.sd", "estimate"]
   edge <- tab$intercept.sd[tab$Row == 5 & tab$Col == 3]
   expect_equal(at$intercept.sd[2], sqrt(sd^2 * (1 - rho^4) + rho^4 * edge^2), tolerance = 1e-12)
+  expect_equal(fit$spatial_variance["intercept", "field"], sd^2, tolerance = 1e-12)
+  expect_true(fit$spatial_variance["intercept", "share"] > 0 && fit$spatial_variance["intercept", "share"] < 1)
   d$Row[d$plant == "r1c2"] <- 1.5
   expect_error(mixnn(d, "linear", id = "plant", x = "t", y = "y", random = "intercept",
                      spatial = list(params = "intercept", coords = c("Row", "Col"), kind = "ar1xar1")),
