@@ -87,6 +87,18 @@ class LevelsMixin:
             )
         return rec
 
+    def _field_components(self) -> tuple:
+        """The levels record, its components' kinds and the indices of the spatial fields (an
+        error for a fit without a field)."""
+        rec = self._levels_record()
+        kinds = rec.get("kinds") or []
+        comps = [k for k, kind in enumerate(kinds) if kind != "level"]
+        if not comps:
+            raise ValueError(
+                "this fit has no spatial field: fit with spatial=pymixnn.Spatial(params, coords)"
+            )
+        return rec, kinds, comps
+
     @property
     def level_names(self) -> list[str]:
         """The grouping levels' columns ([] for a fit without levels; a spatial field is not one)."""
@@ -127,13 +139,7 @@ class LevelsMixin:
         coordinate columns, or an (m, d) array; e.g. a regular grid over the field): the mean and
         sd there (:func:`field_at`, :func:`field_sd_at`: exact for a grid's field everywhere; for
         a Gaussian process the kriged mean, and the sd at fitted locations only, NaN elsewhere)."""
-        rec = self._levels_record()
-        kinds = rec.get("kinds") or []
-        comps = [k for k, kind in enumerate(kinds) if kind != "level"]
-        if not comps:
-            raise ValueError(
-                "this fit has no spatial field: fit with spatial=pymixnn.Spatial(params, coords)"
-            )
+        rec, kinds, comps = self._field_components()
         coords = self.settings["spatial"]["coords"]
         if points is not None:
             if isinstance(points, pd.DataFrame):
@@ -167,13 +173,7 @@ class LevelsMixin:
         less than sd^2 when the locations are close relative to the range), ``individual``
         (omega2.<p>), ``levels`` (the sum of omega2.<level>.<p>), ``share`` (field_over_locations
         over the sum of it, individual and levels) and ``share_marginal`` (the same with sd^2)."""
-        rec = self._levels_record()
-        kinds = rec.get("kinds") or []
-        comps = [k for k, kind in enumerate(kinds) if kind != "level"]
-        if not comps:
-            raise ValueError(
-                "this fit has no spatial field: fit with spatial=pymixnn.Spatial(params, coords)"
-            )
+        rec, kinds, comps = self._field_components()
         est = self.params["estimate"]
         rows = []
         for k in comps:
