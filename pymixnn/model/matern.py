@@ -168,7 +168,7 @@ def check_fields(fields, n: int) -> np.ndarray:
     non-finite value or a field whose length is not ``n``."""
     arr = fields.to_numpy() if isinstance(fields, (pd.DataFrame, pd.Series)) else fields
     try:  # the fast path: numbers already
-        num = np.asarray(arr, dtype=float)
+        num = np.array(arr, dtype=float)  # a copy: a read-only array (from R) makes torch warn
     except (TypeError, ValueError):
         num = None
     if num is not None and num.ndim in (1, 2) and num.shape[-1] == n and np.isfinite(num).all():
