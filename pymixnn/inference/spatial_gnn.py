@@ -254,8 +254,3 @@ def load_field_gnn(state: dict, loc: np.ndarray, prior: FieldPrior, nu: float) -
     weights = {k: torch.as_tensor(np.asarray(v)) for k, v in state["weights"].items()}
     net.load_state_dict(weights)
     return net.eval()
-
-
-def rmse(est: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """Root mean squared error per column."""
-    return np.sqrt(np.mean((np.asarray(est) - np.asarray(truth)) ** 2, axis=0))
