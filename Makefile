@@ -90,7 +90,7 @@ lint: $(TEST_STAMP)
 # (PYTEST_MARK: make test leaves out the tests marked slow; make test-all empties it)
 PYTEST_MARK ?= -m "not slow"
 test-py: $(TEST_STAMP)
-	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadfile --durations=15 $(PYTEST_MARK)
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=15 $(PYTEST_MARK)
 
 # The R package (rpkg/): R CMD build, then R CMD check (no PDF manual: no LaTeX here), whose
 # testthat suite runs against the project's .venv (PYMIXNN_REQUIRE_PYTHON=1: a missing Python

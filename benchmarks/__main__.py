@@ -2,7 +2,7 @@
 `python -m benchmarks random_effects`, `python -m benchmarks discrete`,
 `python -m benchmarks genomic`, `python -m benchmarks scaling`, `python -m benchmarks dynamics`,
 `python -m benchmarks amortized`, `python -m benchmarks amortized_scale`, `python -m benchmarks neural`,
-`python -m benchmarks spatial_estimator`."""
+`python -m benchmarks spatial_estimator`, `python -m benchmarks spatial_matern`."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from benchmarks import (
     random_effects,
     scaling,
     spatial_estimator,
+    spatial_matern,
 )
 
 SUITES = {
@@ -32,6 +33,7 @@ SUITES = {
     "amortized_scale": amortized_scale.main,
     "neural": neural.main,
     "spatial_estimator": spatial_estimator.main,
+    "spatial_matern": spatial_matern.main,
 }
 
 

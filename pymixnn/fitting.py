@@ -148,7 +148,10 @@ def fit(
         ``spatial.<p>.sd`` / ``spatial.<p>.range``; an exact Gaussian process (up to 3,000
         locations). ``kind="ar1xar1"``: a separable AR1 x AR1 field on a row x column grid of
         integer positions, one individual per cell (up to 4,000 cells), reported as
-        ``spatial.<p>.sd``, ``.rho_row``, ``.rho_col``. ``res.spatial_field()`` gives the field at
+        ``spatial.<p>.sd``, ``.rho_row``, ``.rho_col``. ``kind="matern", nu=1.5, neighbours=15``:
+        a Matérn field (nu 0.5, 1.5 or 2.5) on one parameter, no levels beside, for 10^4 to 10^6
+        individuals by a nearest-neighbour (Vecchia) approximation, linear in their number;
+        reported as ``spatial.<p>.sd``, ``.range``. ``res.spatial_field()`` gives the field at
         the locations (every cell of a grid), ``res.plot_spatial_field(path)`` maps it, and a new
         individual's prediction includes the field at its location (README "Spatial fields").
         The same restrictions as ``levels``.

@@ -16,6 +16,13 @@ REFERENCE = Path(__file__).parent / "reference"
 # same seed, same arithmetic in the same order: only floating-point reassociation could move a
 # number, so 1e-10 relative is the issue's bound (observed: 0, bit-identical)
 RTOL = 1e-10
+# Another CPU's arithmetic (numpy's and MKL's SIMD paths differ in the last bits: on a Xeon with
+# AVX-512 FP16 / AMX the theophylline fit moved by 4e-7 relative, while oxboys and rapi stayed
+# bit-identical) moves each estimate within the fit's convergence tolerance: there, 1e-5
+# relative for the estimates and SEs (measured at most 4e-7) and 1e-6 for ll. The Orange mixture
+# has a degenerate second component (weight 0.006, means ~1e-7 .. 1e31): on other arithmetic
+# only its log-likelihood is defined, asserted within 0.05 units (measured 0.014).
+RTOL_OTHER_CPU = 1e-5
 
 
 def _baseline_module():
@@ -27,23 +34,49 @@ def _baseline_module():
 
 BASELINE = _baseline_module()
 EXPECTED = json.loads((REFERENCE / "refactor_baseline.json").read_text())["fits"]
+_RUNS: dict = {}
 
 
-def _close(a: float, b: float) -> bool:
+def _numbers(name: str) -> dict:
+    if name not in _RUNS:
+        _RUNS[name] = BASELINE.numbers(BASELINE.run(name))
+    return _RUNS[name]
+
+
+def _close(a: float, b: float, rtol: float = RTOL) -> bool:
     if math.isnan(a) or math.isnan(b):
         return math.isnan(a) and math.isnan(b)
-    return abs(a - b) <= RTOL * max(abs(b), 1e-300)
+    return abs(a - b) <= rtol * max(abs(b), 1e-300)
+
+
+def _mismatches(got: dict, want: dict, rtol: float) -> dict:
+    bad = {
+        k: (got["params"][k], v) for k, v in want["params"].items() if not _close(got["params"][k], v, rtol)
+    }
+    return bad | {
+        f"se {k}": (got["bse"][k], v) for k, v in want["bse"].items() if not _close(got["bse"][k], v, rtol)
+    }
+
+
+def _same_arithmetic() -> bool:
+    """Whether this machine reproduces the reference's arithmetic (the theophylline fit bit for bit)."""
+    return not _mismatches(_numbers("theo"), EXPECTED["theo"], RTOL)
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")  # the mixture fit's convergence report
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_same_numbers_as_before_the_restructuring(name):
-    got = BASELINE.numbers(BASELINE.run(name))
-    want = EXPECTED[name]
+    got, want = _numbers(name), EXPECTED[name]
     assert list(got["params"]) == list(want["params"])
-    bad = {k: (got["params"][k], v) for k, v in want["params"].items() if not _close(got["params"][k], v)}
-    bad |= {f"se {k}": (got["bse"][k], v) for k, v in want["bse"].items() if not _close(got["bse"][k], v)}
+    if _same_arithmetic():
+        rtol = RTOL
+    elif name == "orange_mixture":
+        assert abs(got["loglik"] - want["loglik"]) < 0.05
+        return
+    else:
+        rtol = RTOL_OTHER_CPU
+    bad = _mismatches(got, want, rtol)
     assert not bad, bad
-    assert _close(got["loglik"], want["loglik"])
-    np.testing.assert_allclose(got["fitted_head"], want["fitted_head"], rtol=RTOL)
-    np.testing.assert_allclose(got["individual_params"], want["individual_params"], rtol=RTOL)
+    assert _close(got["loglik"], want["loglik"], min(rtol * 0.1, 1e-6) if rtol > RTOL else RTOL)
+    np.testing.assert_allclose(got["fitted_head"], want["fitted_head"], rtol=rtol)
+    np.testing.assert_allclose(got["individual_params"], want["individual_params"], rtol=rtol)

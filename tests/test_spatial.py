@@ -156,8 +156,8 @@ def test_spatial_bad_input():
     missing.loc[6, "y_coord"] = np.nan
     with pytest.raises(ValueError, match="column 'y_coord' must be finite and not missing: row 6"):
         pymixnn.NLME(missing, "linear", spatial=pymixnn.Spatial("intercept", ["x", "y_coord"]), **kw)
-    with pytest.raises(InputError, match="not built yet"):
-        pymixnn.Spatial("intercept", ["x", "y_coord"], kind="matern")
+    with pytest.raises(InputError, match=r"kind='spde'\): available kinds are \['gp', 'ar1xar1', 'matern'\]"):
+        pymixnn.Spatial("intercept", ["x", "y_coord"], kind="spde")
     with pytest.raises(InputError, match="no random effect at the individual level"):
         pymixnn.NLME(
             df, "linear", random=["slope"], spatial=pymixnn.Spatial("intercept", ["x", "y_coord"]), **kw

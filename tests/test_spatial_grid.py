@@ -215,8 +215,8 @@ def test_grid_bad_input():
         pymixnn.NLME(twice, "linear", spatial=grid, **kw)
     with pytest.raises(InputError, match="kind='ar1xar1'\\) is a row x column grid: coords names 2 columns"):
         pymixnn.Spatial("intercept", ["Row"], kind="ar1xar1")
-    with pytest.raises(InputError, match="the sparse 'matern' kind is not built yet"):
-        pymixnn.Spatial("intercept", ["Row", "Col"], kind="matern")
+    with pytest.raises(InputError, match="Spatial\\(kind='matern', nu=3\\): nu is one of"):
+        pymixnn.Spatial("intercept", ["Row", "Col"], kind="matern", nu=3)
 
 
 def test_cli_grid_flag(tmp_path, capsys):

@@ -219,7 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="P[,P]:COL,COL[:KIND]",
         help="a spatial field on the parameters over the coordinate columns; KIND exponential "
         "(default) or gaussian (an exact Gaussian process with that kernel), or ar1xar1 (a separable "
-        "AR1 x AR1 field on a row x column grid); e.g. --spatial A:Row,Col:ar1xar1",
+        "AR1 x AR1 field on a row x column grid), or matern (a Matérn field, nu 1.5, by nearest "
+        "neighbours, for 10^4-10^6 locations; matern0.5 or matern2.5 for another smoothness); e.g. "
+        "--spatial A:Row,Col:ar1xar1",
     )
     fit.add_argument("--map", metavar="PATH", help="marker map CSV (marker, chr, pos)")
     fit.add_argument("--manhattan", metavar="DIR", help="write Manhattan PNGs (one per parameter)")

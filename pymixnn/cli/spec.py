@@ -164,7 +164,7 @@ def _level(text: str, model: Model) -> Any:
 
 def _spatial(text: str, model: Model) -> Any:
     """``--spatial P[,P]:COL,COL[:KIND]`` as a pymixnn.Spatial (KIND a gp's kernel, exponential
-    or gaussian, or ar1xar1); an error naming the value."""
+    or gaussian, or ar1xar1, or matern / matern<nu> e.g. matern2.5); an error naming the value."""
     import pymixnn
 
     parts = text.split(":")
@@ -175,6 +175,14 @@ def _spatial(text: str, model: Model) -> Any:
     kind = parts[2] if len(parts) == 3 else "exponential"
     if kind == "ar1xar1":
         return pymixnn.Spatial(names(parts[0]), names(parts[1]), kind="ar1xar1")
+    if kind.startswith("matern"):
+        try:
+            nu = float(kind[len("matern") :] or 1.5)
+        except ValueError:
+            raise InputError(
+                f"--spatial {text!r}: KIND matern<nu> has nu 0.5, 1.5 or 2.5, e.g. matern2.5"
+            ) from None
+        return pymixnn.Spatial(names(parts[0]), names(parts[1]), kind="matern", nu=nu)
     return pymixnn.Spatial(names(parts[0]), names(parts[1]), kernel=kind)
 
 

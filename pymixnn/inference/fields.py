@@ -9,6 +9,8 @@ Each prior is handed to the block as its precision and the log-determinant of it
   Raw parameters: log sd, and the logit of the range's place between a tenth of the closest two
   locations' distance and three times the farthest (beyond, the field is a constant the
   intercept already holds).
+- ``matern``: not a precision; the block's nearest-neighbour algebra (vecchia.py) takes the
+  field's (sd, range) themselves, with the gp's raw parameters and bounds.
 - ``ar1xar1``: Cov = sd^2 R_row (x) R_col with AR1 correlations rho^|i - j|, whose precision is
   sparse and exact: kron(Q_row, Q_col) / sd^2, Q an AR1 precision (tridiagonal:
   [1, -rho; -rho, 1 + rho^2, -rho; ...; -rho, 1] / (1 - rho^2)), and
@@ -29,7 +31,7 @@ from pymixnn.model.spatial import KERNEL_POWER
 __all__ = ["ENTRY_NAMES", "ar1_precision", "field_prior", "field_raw_start", "field_values", "floor_raw"]
 
 # the reported entries of a field, rows spatial.<p>.<entry> of the parameter table
-ENTRY_NAMES = {"gp": ("sd", "range"), "ar1xar1": ("sd", "rho_row", "rho_col")}
+ENTRY_NAMES = {"gp": ("sd", "range"), "ar1xar1": ("sd", "rho_row", "rho_col"), "matern": ("sd", "range")}
 # the raw value of an AR1 correlation kept within +-RHO_RAW_MAX (tanh: 1 - 1e-5)
 RHO_RAW_MAX = 6.0
 
@@ -49,8 +51,9 @@ def field_values(
     kind: str, raw: torch.Tensor, dist: torch.Tensor | None, grid: tuple[int, int] | None = None
 ) -> torch.Tensor:
     """A field's reported entries (natural scale) from its raw parameters: (sd, range) of a gp,
-    (sd, rho_row, rho_col) of an AR1 x AR1 grid (its shape ``grid``)."""
-    if kind == "gp":
+    (sd, rho_row, rho_col) of an AR1 x AR1 grid (its shape ``grid``); a Matérn field's as a gp's
+    (its ``dist`` a summary: smallest, median, largest distance)."""
+    if kind in ("gp", "matern"):
         lo, hi = range_bounds(dist)
         return torch.stack([raw[0].exp(), lo + (hi - lo) * torch.sigmoid(raw[1])])
     return torch.stack(
@@ -63,7 +66,7 @@ def field_raw_start(
 ) -> torch.Tensor:
     """Starting raw parameters: the given log sd, a gp range of a third of the median distance,
     AR1 correlations of 0.5."""
-    if kind == "gp":
+    if kind in ("gp", "matern"):
         lo, hi = range_bounds(dist)
         place = (float(dist[dist > 0].median()) / 3 - lo) / (hi - lo)
         return torch.stack(

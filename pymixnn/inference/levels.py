@@ -43,6 +43,7 @@ from pymixnn.inference.fields import field_prior, field_raw_start, field_values,
 from pymixnn.inference.laws import tril_from_raw
 from pymixnn.inference.levels_report import export, joint_moments, natural_to_omega
 from pymixnn.inference.records import LevelsFit
+from pymixnn.inference.vecchia import VecchiaField
 from pymixnn.model.levels import MAX_EFFECTS, LevelSetup
 
 __all__ = ["LevelBlock", "MAX_EFFECTS"]
@@ -86,6 +87,13 @@ class LevelBlock:
         self.kernels = list(setup.kernels) or [None] * len(setup.params)
         self.grids = list(setup.grids) or [None] * len(setup.params)
         self.group = torch.as_tensor(setup.groups[0], dtype=torch.long, device=dev)
+        # a Matérn field (alone): nearest-neighbour algebra over the individuals (vecchia.py)
+        self.sparse = None
+        if self.kinds == ["matern"]:
+            loc = torch.as_tensor(setup.labels[0], dtype=f64, device=dev)[self.group]
+            sets = torch.as_tensor(setup.vecchia[0], dtype=torch.long, device=dev)
+            nu = float(self.kernels[0][len("matern") :])
+            self.sparse = VecchiaField(loc, sets, nu, self.group, len(setup.labels[0]))
         # the fixed effects the block estimates with the levels (GLS): mu and the covariate effects
         # of the level parameters, entries ``fixed_index`` of theta; X_i (N, d, n_f) their design
         # in the random coordinates (phi_population is linear in them)
@@ -158,6 +166,9 @@ class LevelBlock:
         Lss = Lam[:, s][:, :, s]  # (N, ns, ns)
         LX = Lam @ self.X  # (N, d, n_f)
         f64 = dict(dtype=torch.float64, device=dev)
+        C, g = torch.einsum("nda,ndb->ab", self.X, LX), torch.einsum("nda,nd->a", self.X, Lz)
+        if self.sparse is not None:  # per individual: its precision, Lam z and Lam X at the slot
+            return dict(lam=Lss[:, 0, 0], h=Lz[:, s[0]], xs=LX[:, s[0]], C=C, g=g, q=q)
         if self.single:  # per group: (G, P, P), (G, P, n_f), (G, P)
             G = self.sizes[0][0]
             A = torch.zeros(G, ns, ns, **f64).index_add_(0, self.group, Lss)
@@ -173,14 +184,7 @@ class LevelBlock:
             B.index_add_(0, cols.reshape(-1), LX[:, s].reshape(N * ns, -1))
             h = torch.zeros(self.n_b, **f64)
             h.index_add_(0, cols.reshape(-1), Lz[:, s].reshape(-1))
-        return dict(
-            A=A,
-            B=B,
-            C=torch.einsum("nda,ndb->ab", self.X, LX),
-            h=h,
-            g=torch.einsum("nda,nd->a", self.X, Lz),
-            q=q,
-        )
+        return dict(A=A, B=B, C=C, h=h, g=g, q=q)
 
     # ---- likelihood of the pseudo data ----------------------------------------------------------
     def _priors(self, raw: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -200,12 +204,16 @@ class LevelBlock:
         return field_values(self.kinds[k], raw, self.dist[k], self.grids[k])
 
     def _field_prior(self, k: int, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.kinds[k] == "matern":  # the nearest-neighbour algebra takes (sd, range) themselves
+            return values, torch.zeros((), dtype=values.dtype, device=values.device)
         return field_prior(self.kinds[k], values, self.dist[k], self.kernels[k], self.grids[k])
 
     def _solve(self, priors: list[tuple], mom: dict, mu: torch.Tensor | None) -> dict:
         """Posterior precision Q (its Cholesky factor ``LQ``: dense, or per group with one level),
         the GLS fixed effects (``mu`` None) or the given ones, the level effects' posterior mean
         ``b`` and the pseudo data's log-likelihood (up to terms free of the covariances and mu)."""
+        if self.sparse is not None:
+            return self.sparse.solve(priors[0][0], mom, mu)
         if self.single:
             Q = mom["A"] + priors[0][0]
             LQ = torch.linalg.cholesky(0.5 * (Q + Q.transpose(-1, -2)))
@@ -245,7 +253,9 @@ class LevelBlock:
 
     def _posterior_cov(self, LQ: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Var(o_i) over each individual's slots (N, n_s, n_s) and the level effects' posterior
-        variances (n_b,), from the Cholesky factor of Q."""
+        variances (n_b,), from the Cholesky factor of Q (a Matérn field: its variances per location)."""
+        if self.sparse is not None:
+            return LQ[self.group].reshape(-1, 1, 1), LQ
         if self.single:
             eye = torch.eye(LQ.shape[-1], dtype=LQ.dtype, device=LQ.device).expand_as(LQ)
             Qinv = torch.cholesky_solve(eye, LQ)  # (G, P, P)

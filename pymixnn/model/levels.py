@@ -82,10 +82,13 @@ class LevelSetup:
     labels: tuple[np.ndarray, ...]
     # per component: "level", or the kind of a spatial field (pymixnn.Spatial) on one parameter:
     # "gp", whose groups are the distinct locations (labels: their coordinates) and whose
-    # covariance is the kernel's over their distances, or "ar1xar1", whose groups are the cells
+    # covariance is the kernel's over their distances, or "ar1xar1", whose groups are the cells,
+    # or "matern" (kernel "matern<nu>"), whose ``distances`` are a summary (smallest, median,
+    # largest: model/vecchia.py) and ``vecchia`` each individual's conditioning set (N, m)
     kinds: tuple[str, ...] = ()
     kernels: tuple[str | None, ...] = ()
     distances: tuple[np.ndarray | None, ...] = ()
+    vecchia: tuple[np.ndarray | None, ...] = ()
     # an "ar1xar1" field's grid shape (rows, columns): its groups are the cells, row-major
     grids: tuple[tuple[int, int] | None, ...] = ()
     coords: tuple[str, ...] = ()  # a field's coordinate columns
@@ -236,9 +239,21 @@ def level_setup(
     from pymixnn.model.spatial import grid_cells, spatial_locations
 
     k = len(spatial.params)
-    grid, dist = None, None
+    grid, dist, sets, kernel = None, None, None, spatial.kernel if spatial.kind == "gp" else None
     if spatial.kind == "ar1xar1":
         locations, index, grid = grid_cells(spatial, covariates)
+    elif spatial.kind == "matern":
+        from pymixnn.model.vecchia import distance_summary, vecchia_sets
+
+        if levels:
+            raise InputError(
+                "Spatial(kind='matern') is fitted without levels= beside it (its nearest-neighbour "
+                "algebra does not take other levels yet): use kind='gp' with levels"
+            )
+        locations, index = spatial_locations(spatial, covariates)
+        coords = covariates[list(spatial.coords)].to_numpy(dtype=np.float64)
+        dist, sets = distance_summary(coords), vecchia_sets(coords, spatial.neighbours)
+        kernel = f"matern{spatial.nu}"
     else:
         locations, index = spatial_locations(spatial, covariates)
         dist = np.sqrt(((locations[:, None, :] - locations[None, :, :]) ** 2).sum(-1))
@@ -249,8 +264,9 @@ def level_setup(
         groups=setup.groups + (index,) * k,
         labels=setup.labels + (locations,) * k,
         kinds=setup.kinds + (spatial.kind,) * k,
-        kernels=setup.kernels + ((spatial.kernel if spatial.kind == "gp" else None),) * k,
+        kernels=setup.kernels + (kernel,) * k,
         distances=setup.distances + (dist,) * k,
+        vecchia=(None,) * len(levels) + (sets,) * k,
         grids=(None,) * len(levels) + (grid,) * k,
         coords=tuple(spatial.coords),
     )

@@ -20,6 +20,13 @@ correlation of two cells rho_row^|dr| rho_col^|dc|, over every cell of the grid'
 kron(Q_row, Q_col) / sd^2 with tridiagonal AR1 precisions, and its log-determinant closed-form;
 reported as ``spatial.<p>.sd``, ``spatial.<p>.rho_row`` and ``spatial.<p>.rho_col``.
 
+``kind="matern"``: a Matérn field of smoothness ``nu`` (0.5, 1.5 or 2.5) on irregular
+locations, cov sd^2 M_nu(sqrt(8 nu) d / range) (``range`` where the correlation falls to about
+0.13), for 10^4 to 10^6 individuals: the fit integrates it out by a nearest-neighbour (Vecchia)
+approximation, each individual conditioned on its ``neighbours`` nearest predecessors in a fixed
+random order (model/vecchia.py): memory and time linear in the number of individuals. One
+parameter, and no ``levels=`` beside it; reported as ``spatial.<p>.sd`` and ``spatial.<p>.range``.
+
 How the fit integrates a field out is in :mod:`pymixnn.inference.levels` (the field is a level
 whose groups are the locations or cells, with a structured covariance: inference/fields.py).
 
@@ -45,6 +52,7 @@ __all__ = [
     "KERNELS",
     "KERNEL_POWER",
     "MAX_CELLS",
+    "MATERN_NU",
     "check_grid",
     "check_spatial",
     "grid_cells",
@@ -52,8 +60,12 @@ __all__ = [
     "spatial_locations",
 ]
 
-KINDS = ("gp", "ar1xar1")  # "matern" (a sparse GMRF on irregular locations) is not built yet
+KINDS = ("gp", "ar1xar1", "matern")
 KERNELS = ("exponential", "gaussian")
+# smoothness of a Matérn field: closed-form correlations
+MATERN_NU = (0.5, 1.5, 2.5)
+# a Matérn field's individuals (the nearest-neighbour approximation is linear in them)
+MAX_MATERN = 2_000_000
 # a gp kernel's correlation at scaled distance d is exp(-d^KERNEL_POWER[kernel]) (the fit's prior
 # and the kriging of new locations share it)
 KERNEL_POWER = {"exponential": 1, "gaussian": 2}
@@ -72,6 +84,8 @@ class Spatial:
     coords: tuple[str, ...]
     kind: str = "gp"
     kernel: str = "exponential"
+    nu: float = 1.5
+    neighbours: int = 15
 
     def __init__(
         self,
@@ -79,6 +93,8 @@ class Spatial:
         coords: Sequence[str],
         kind: str = "gp",
         kernel: str = "exponential",
+        nu: float = 1.5,
+        neighbours: int = 15,
     ):
         params = (params,) if isinstance(params, str) else tuple(params)
         coords = (coords,) if isinstance(coords, str) else tuple(coords)
@@ -89,8 +105,21 @@ class Spatial:
         if kind not in KINDS:
             raise InputError(
                 f"Spatial(kind={kind!r}): available kinds are {list(KINDS)} (an exact Gaussian "
-                "process, a separable AR1 x AR1 grid); the sparse 'matern' kind is not built yet"
+                "process, a separable AR1 x AR1 grid, a Matérn field by nearest neighbours)"
             )
+        if kind == "matern":
+            if len(params) != 1:
+                raise InputError(
+                    f"Spatial(kind='matern') carries one parameter's field, got {list(params)} (the "
+                    "fields of several parameters are kind 'gp' or 'ar1xar1')"
+                )
+            if not isinstance(nu, (int, float)) or float(nu) not in MATERN_NU:
+                raise InputError(f"Spatial(kind='matern', nu={nu!r}): nu is one of {list(MATERN_NU)}")
+            if isinstance(neighbours, bool) or not isinstance(neighbours, int) or not 1 <= neighbours <= 1000:
+                raise InputError(
+                    f"Spatial(kind='matern', neighbours={neighbours!r}): an integer from 1 to 1000 "
+                    "(each individual's nearest predecessors it is conditioned on)"
+                )
         if kind == "ar1xar1" and len(coords) != 2:
             raise InputError(
                 f"Spatial(kind='ar1xar1') is a row x column grid: coords names 2 columns (row, column), "
@@ -102,9 +131,21 @@ class Spatial:
         object.__setattr__(self, "coords", coords)
         object.__setattr__(self, "kind", kind)
         object.__setattr__(self, "kernel", kernel)
+        object.__setattr__(self, "nu", float(nu) if isinstance(nu, (int, float)) else nu)
+        object.__setattr__(self, "neighbours", neighbours)
+
+    def __repr__(self) -> str:
+        extra = f", nu={self.nu}, neighbours={self.neighbours}" if self.kind == "matern" else ""
+        return (
+            f"Spatial(params={self.params!r}, coords={self.coords!r}, kind={self.kind!r}, "
+            f"kernel={self.kernel!r}{extra})"
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(params=list(self.params), coords=list(self.coords), kind=self.kind, kernel=self.kernel)
+        out = dict(params=list(self.params), coords=list(self.coords), kind=self.kind, kernel=self.kernel)
+        if self.kind == "matern":
+            out.update(nu=self.nu, neighbours=self.neighbours)
+        return out
 
 
 def check_spatial(spatial: Any, model: Any) -> Spatial | None:
@@ -131,7 +172,7 @@ def spatial_columns(spatial: Spatial | None) -> list[str]:
 def spatial_locations(spatial: Spatial, covariates: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """The distinct locations (n_loc, k) and each individual's location (N,), from the
     individual-level covariate table (the data's check has made the columns numeric, finite and
-    constant within an individual)."""
+    constant within an individual); at most MAX_LOCATIONS for a gp, MAX_MATERN for a Matérn field."""
     coords = covariates[list(spatial.coords)].to_numpy(dtype=np.float64)
     locations, index = np.unique(coords, axis=0, return_inverse=True)
     if len(locations) < 3:
@@ -139,7 +180,10 @@ def spatial_locations(spatial: Spatial, covariates: pd.DataFrame) -> tuple[np.nd
             f"Spatial(coords={list(spatial.coords)}): the individuals sit at {len(locations)} distinct "
             "location(s); a field needs at least 3"
         )
-    if len(locations) > MAX_LOCATIONS:
+    if spatial.kind == "matern":
+        if len(coords) > MAX_MATERN:
+            raise InputError(f"Spatial(kind='matern'): {len(coords)} individuals, more than its {MAX_MATERN}")
+    elif len(locations) > MAX_LOCATIONS:
         raise InputError(
             f"Spatial(kind='gp') is an exact dense Gaussian process: {len(locations)} distinct "
             f"locations, more than its {MAX_LOCATIONS}"

@@ -10,9 +10,41 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from pymixnn.model.matern import matern_correlation
 from pymixnn.model.spatial import KERNEL_POWER
 
 __all__ = ["LevelsMixin", "field_at", "field_sd_at"]
+
+# a Matérn field's mean at a new point: kriged from this many nearest fitted locations
+KRIGE_NEIGHBOURS = 30
+# locations over which the mean pair correlation of a Matérn field's locations is taken (sampled)
+PAIR_SAMPLE = 2000
+
+
+def _correlation(rec, k: int, d: np.ndarray, entries: np.ndarray) -> np.ndarray:
+    """A gp's or a Matérn field's correlation at distances ``d``."""
+    kernel = rec["kernels"][k]
+    if rec["kinds"][k] == "matern":
+        nu = float(kernel[len("matern") :])
+        return matern_correlation(np.sqrt(8.0 * nu) * d / entries[1], nu)
+    return np.exp(-((d / entries[1]) ** KERNEL_POWER[kernel]))
+
+
+def _krige_nearest(rec, k: int, labels, effects, entries, points) -> np.ndarray:
+    """A Matérn field's posterior mean at ``points``, kriged from the posterior means at the
+    KRIGE_NEIGHBOURS nearest fitted locations of each (the nearest-neighbour approximation of
+    k(s, S) K^-1 E[f(S)])."""
+    from scipy.spatial import cKDTree
+
+    m = min(KRIGE_NEIGHBOURS, len(labels))
+    _, idx = cKDTree(labels).query(points, k=m)
+    idx = idx.reshape(len(points), m)
+    near = labels[idx]  # (n, m, d)
+    K = _correlation(rec, k, np.sqrt(((near[:, :, None] - near[:, None]) ** 2).sum(-1)), entries)
+    K = K + 1e-8 * np.eye(m)
+    kx = _correlation(rec, k, np.sqrt(((near - points[:, None]) ** 2).sum(-1)), entries)
+    w = np.linalg.solve(K, kx[..., None])[..., 0]
+    return (w * effects[idx]).sum(1)
 
 
 def _grid_cells(labels: np.ndarray, entries: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -33,7 +65,8 @@ def field_sd_at(rec, k: int, points: np.ndarray) -> np.ndarray:
     """The posterior sd of an AR1 x AR1 field component ``k`` at ``points``: a cell's within the
     grid; beyond its edge, with a = rho_row^dr rho_col^dc, sqrt(a^2 var(f(edge)) + sd^2 (1 - a^2))
     (exact: given the grid, a point beyond it depends on its nearest edge cell alone). NaN for a
-    Gaussian process's new locations (their sd needs the field's posterior covariance, not kept)."""
+    Gaussian process's or Matérn field's new locations (their sd needs the field's posterior
+    covariance, not kept)."""
     labels = np.asarray(rec["labels"][k], dtype=np.float64)
     sds = np.asarray(rec["effects_sd"][k], dtype=np.float64)[:, 0]
     entries = np.asarray(rec["entries"][k], dtype=np.float64)
@@ -53,7 +86,8 @@ def field_at(rec, k: int, points: np.ndarray) -> np.ndarray:
     at a fitted location (or a grid cell) its effect; elsewhere the kriged mean, exact given the
     effects' posterior mean (the field at a new point depends on the data only through the field
     at the fitted points): a Gaussian process's k(s, S) K^-1 E[f(S)]; beyond the edge of an AR1 x
-    AR1 grid, rho_row^dr rho_col^dc times the nearest cell's (the AR1s are Markov)."""
+    AR1 grid, rho_row^dr rho_col^dc times the nearest cell's (the AR1s are Markov); a Matérn
+    field's kriged from the nearest fitted locations (:func:`_krige_nearest`)."""
     labels = np.asarray(rec["labels"][k], dtype=np.float64)
     effects = np.asarray(rec["effects"][k], dtype=np.float64)[:, 0]
     entries = np.asarray(rec["entries"][k], dtype=np.float64)
@@ -66,12 +100,12 @@ def field_at(rec, k: int, points: np.ndarray) -> np.ndarray:
     if rec["kinds"][k] == "ar1xar1":
         cell, factor = _grid_cells(labels, entries, points)
         return effects[cell] * factor
+    if rec["kinds"][k] == "matern":
+        return _krige_nearest(rec, k, labels, effects, entries, points)
     dist = lambda a, b: np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(-1))  # noqa: E731
-    power = KERNEL_POWER[rec["kernels"][k]]
-    rho = lambda d: np.exp(-(d**power))  # noqa: E731
-    K = rho(dist(labels, labels) / entries[1]) + 1e-8 * np.eye(len(labels))
+    K = _correlation(rec, k, dist(labels, labels), entries) + 1e-8 * np.eye(len(labels))
     weights = np.linalg.solve(K, effects)
-    return rho(dist(points, labels) / entries[1]) @ weights
+    return _correlation(rec, k, dist(points, labels), entries) @ weights
 
 
 class LevelsMixin:
@@ -170,7 +204,8 @@ class LevelsMixin:
         parameter: ``field`` (the field's marginal variance sd^2), ``field_over_locations`` (its
         expected variance across the fitted individuals at their locations, sd^2 (1 - the mean
         correlation over all pairs of individuals): what the field varies over this experiment,
-        less than sd^2 when the locations are close relative to the range), ``individual``
+        less than sd^2 when the locations are close relative to the range; over a sample of 2,000
+        locations for a Matérn field's many), ``individual``
         (omega2.<p>), ``levels`` (the sum of omega2.<level>.<p>), ``share`` (field_over_locations
         over the sum of it, individual and levels) and ``share_marginal`` (the same with sd^2)."""
         rec, kinds, comps = self._field_components()
@@ -181,12 +216,16 @@ class LevelsMixin:
             entries = np.asarray(rec["entries"][k], dtype=np.float64)
             labels = np.asarray(rec["labels"][k], dtype=np.float64)
             count = np.bincount(np.asarray(rec["groups"][k]), minlength=len(labels)).astype(np.float64)
-            used, w = labels[count > 0], count[count > 0] / count.sum()  # individuals' share per location
+            used, w = labels[count > 0], count[count > 0]  # individuals per location
+            if len(used) > PAIR_SAMPLE:  # a Matérn field's many locations: a fixed sample of them
+                pick = np.random.default_rng(0).choice(len(used), PAIR_SAMPLE, replace=False, p=w / w.sum())
+                used, w = used[pick], np.ones(PAIR_SAMPLE)
+            w = w / w.sum()
             d = np.abs(used[:, None, :] - used[None, :, :])
             if kinds[k] == "ar1xar1":
                 corr = entries[1] ** d[..., 0] * entries[2] ** d[..., 1]
             else:
-                corr = np.exp(-((np.sqrt((d**2).sum(-1)) / entries[1]) ** KERNEL_POWER[rec["kernels"][k]]))
+                corr = _correlation(rec, k, np.sqrt((d**2).sum(-1)), entries)
             field = float(entries[0] ** 2)
             over = field * (1.0 - float(w @ corr @ w))  # E of the variance across the individuals
             levels = sum(

@@ -68,6 +68,9 @@ def summary_text(res) -> str:
                 + (
                     f"AR1 x AR1 over the {sp['coords']} grid ({n} cells)"
                     if sp.get("kind") == "ar1xar1"
+                    else f"Matérn nu = {sp.get('nu')} over {sp['coords']} ({n} locations; nearest-neighbour "
+                    f"approximation, {sp.get('neighbours')} neighbours)"
+                    if sp.get("kind") == "matern"
                     else f"exact Gaussian process, {sp['kernel']} kernel over {sp['coords']} ({n} locations)"
                 ),
             )

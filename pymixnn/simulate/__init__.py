@@ -17,7 +17,8 @@ The simulators live in :mod:`pymixnn.simulate.nlme` (the Gaussian model above, l
 :mod:`pymixnn.simulate.discrete` (binomial counts, censored concentrations),
 :mod:`pymixnn.simulate.genomic` (markers and marker-driven growth curves) and
 :mod:`pymixnn.simulate.laws` (non-Gaussian laws of one random effect), :mod:`pymixnn.simulate.fields`
-(Matérn random fields at fixed locations) and :mod:`pymixnn.simulate.pkpd`
+(Matérn random fields at fixed locations, and exactly at 10^4-10^6 random sites) and
+:mod:`pymixnn.simulate.pkpd`
 (PK/PD event records: a dose, a concentration and a response endpoint); all are importable from here.
 
 >>> from pymixnn.simulate import simulate_logistic
@@ -33,7 +34,7 @@ The simulators live in :mod:`pymixnn.simulate.nlme` (the Gaussian model above, l
 from __future__ import annotations
 
 from pymixnn.simulate.discrete import simulate_censored_pk, simulate_senescence
-from pymixnn.simulate.fields import simulate_matern
+from pymixnn.simulate.fields import simulate_field_growth, simulate_matern, simulate_matern_sites
 from pymixnn.simulate.genomic import simulate_genomic, simulate_markers
 from pymixnn.simulate.laws import NormalMixture1D, RandomEffectLaw1D, SkewNormal1D
 from pymixnn.simulate.nlme import logistic, onecpt_oral, simulate_logistic, simulate_nlme
@@ -42,6 +43,8 @@ from pymixnn.simulate.pkpd import PKPD_TRUTH, simulate_pkpd
 __all__ = [
     "simulate_nlme",
     "simulate_matern",
+    "simulate_matern_sites",
+    "simulate_field_growth",
     "simulate_pkpd",
     "PKPD_TRUTH",
     "simulate_logistic",

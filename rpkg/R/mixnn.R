@@ -134,7 +134,10 @@ mixnnControl <- function(seed = 0L, batch_size = 512L, max_steps = 4000L, lr = 0
 #'   process (`kernel` "exponential" or "gaussian"; rows `spatial.<p>.sd` and `spatial.<p>.range`
 #'   of `params`), or `list(params = "A", coords = c("Row", "Col"), kind = "ar1xar1")`, a
 #'   separable AR1 x AR1 field on a row x column grid, one individual per cell (rows
-#'   `spatial.<p>.sd`, `spatial.<p>.rho_row`, `spatial.<p>.rho_col`). The field at the locations
+#'   `spatial.<p>.sd`, `spatial.<p>.rho_row`, `spatial.<p>.rho_col`), or
+#'   `list(params = "A", coords = c("x", "y"), kind = "matern", nu = 1.5, neighbours = 15)`, a
+#'   Matérn field for 10^4 to 10^6 individuals by a nearest-neighbour (Vecchia) approximation
+#'   (one parameter; rows `spatial.<p>.sd`, `spatial.<p>.range`). The field at the locations
 #'   (every cell of a grid) is `fit$spatial_field`, the split of each parameter's variance
 #'   (field, individual, levels, spatial share) `fit$spatial_variance`.
 #' @param control Estimation settings, [mixnnControl()].
@@ -223,7 +226,10 @@ mixnn <- function(data, model, id, x, y, covariates = NULL, random_effects = "ga
            "coords = c(\"Row\", \"Col\"))", call. = FALSE)
     spatial <- .py_do(pm$Spatial, list(params = as.list(spatial$params), coords = as.list(spatial$coords),
                                        kind = if (is.null(spatial$kind)) "gp" else spatial$kind,
-                                       kernel = if (is.null(spatial$kernel)) "exponential" else spatial$kernel))
+                                       kernel = if (is.null(spatial$kernel)) "exponential" else spatial$kernel,
+                                       nu = if (is.null(spatial$nu)) 1.5 else as.numeric(spatial$nu),
+                                       neighbours = if (is.null(spatial$neighbours)) 15L
+                                                    else as.integer(spatial$neighbours)))
   }
   if (!is.null(spatial)) extra$spatial <- spatial
   if (!is.null(levels)) {

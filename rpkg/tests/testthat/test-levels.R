@@ -55,6 +55,20 @@ test_that("a spatial field from R: its rows, the field at the locations", {
   expect_identical(nrow(fit$spatial_field), 40L)
   expect_error(mixnn(d, "linear", id = "plant", x = "t", y = "y", spatial = list(params = "intercept")),
                "coords")
+  # the Matérn field by nearest neighbours, nu = 1/2 with all 39 predecessors: exact, the same
+  # fit as the exponential gp's (its range 2x the gp's); Python measures 1e-6 apart
+  mat <- mixnn(d, "linear", id = "plant", x = "t", y = "y", random = "intercept",
+               spatial = list(params = "intercept", coords = c("x", "y_coord"), kind = "matern",
+                              nu = 0.5, neighbours = 39),
+               control = mixnnControl(seed = 1, progress = FALSE))
+  expect_equal(mat$loglik, fit$loglik, tolerance = 1e-4)
+  expect_equal(mat$params["spatial.intercept.range", "estimate"],
+               2 * fit$params["spatial.intercept.range", "estimate"], tolerance = 1e-3)
+  expect_equal(mat$params["spatial.intercept.sd", "estimate"],
+               fit$params["spatial.intercept.sd", "estimate"], tolerance = 1e-3)
+  expect_error(mixnn(d, "linear", id = "plant", x = "t", y = "y",
+                     spatial = list(params = "intercept", coords = c("x", "y_coord"), kind = "matern",
+                                    nu = 1)), "nu is one of")
 })
 
 test_that("a grid field from R (kind = \"ar1xar1\"): its rows, every cell of the grid", {
