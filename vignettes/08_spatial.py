@@ -23,7 +23,7 @@
 #
 # $$\log A_i = \mu_A + \beta_{\text{scenario}(i)} + b_{\text{genotype}(i)} + f(\text{row}_i, \text{col}_i) + \eta_i .$$
 #
-# Two kinds of field:
+# Three kinds of field (the third, for many irregular locations, in section 6):
 #
 # - `kind="ar1xar1"`: a separable AR1 x AR1 field on the row x column grid of pots, the correlation
 #   of two pots $\rho_{row}^{|\Delta r|} \rho_{col}^{|\Delta c|}$. Its precision is sparse and exact
@@ -32,6 +32,8 @@
 #   `spatial.A.rho_row`, `spatial.A.rho_col`.
 # - `kind="gp"`: an exact Gaussian process over any coordinates (exponential or Gaussian kernel),
 #   reported as `spatial.A.sd` and `spatial.A.range`.
+# - `kind="matern"`: a Matérn field on 10^4-10^6 irregular locations by nearest neighbours
+#   (section 6, on simulated data).
 #
 # The fit integrates the field out like a grouping level (vignette 09): the field's parameters
 # by maximum likelihood, its posterior at every pot, the log-likelihood with the field integrated
