@@ -45,6 +45,7 @@ from pymixnn.inference.levels_report import export, joint_moments, natural_to_om
 from pymixnn.inference.records import LevelsFit
 from pymixnn.inference.vecchia import VecchiaField
 from pymixnn.model.levels import MAX_EFFECTS, LevelSetup
+from pymixnn.model.spatial import matern_nu
 
 __all__ = ["LevelBlock", "MAX_EFFECTS"]
 
@@ -92,7 +93,7 @@ class LevelBlock:
         if self.kinds == ["matern"]:
             loc = torch.as_tensor(setup.labels[0], dtype=f64, device=dev)[self.group]
             sets = torch.as_tensor(setup.vecchia[0], dtype=torch.long, device=dev)
-            nu = float(self.kernels[0][len("matern") :])
+            nu = matern_nu(self.kernels[0])
             self.sparse = VecchiaField(loc, sets, nu, self.group, len(setup.labels[0]))
         # the fixed effects the block estimates with the levels (GLS): mu and the covariate effects
         # of the level parameters, entries ``fixed_index`` of theta; X_i (N, d, n_f) their design

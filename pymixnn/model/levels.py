@@ -243,6 +243,7 @@ def level_setup(
     if spatial.kind == "ar1xar1":
         locations, index, grid = grid_cells(spatial, covariates)
     elif spatial.kind == "matern":
+        from pymixnn.model.spatial import matern_kernel_name
         from pymixnn.model.vecchia import distance_summary, vecchia_sets
 
         if levels:
@@ -253,7 +254,7 @@ def level_setup(
         locations, index = spatial_locations(spatial, covariates)
         coords = covariates[list(spatial.coords)].to_numpy(dtype=np.float64)
         dist, sets = distance_summary(coords), vecchia_sets(coords, spatial.neighbours)
-        kernel = f"matern{spatial.nu}"
+        kernel = matern_kernel_name(spatial.nu)
     else:
         locations, index = spatial_locations(spatial, covariates)
         dist = np.sqrt(((locations[:, None, :] - locations[None, :, :]) ** 2).sum(-1))

@@ -53,6 +53,8 @@ __all__ = [
     "KERNEL_POWER",
     "MAX_CELLS",
     "MATERN_NU",
+    "matern_kernel_name",
+    "matern_nu",
     "check_grid",
     "check_spatial",
     "grid_cells",
@@ -74,6 +76,16 @@ MAX_LOCATIONS = 3000
 # cells of an AR1 x AR1 grid: its prior precision is sparse, the posterior's Cholesky (with the
 # individuals' information and the other levels) dense, n x n per evaluation
 MAX_CELLS = 4000
+
+
+def matern_kernel_name(nu: float) -> str:
+    """The kernel label of a Matérn field of smoothness nu in the fit's records: "matern1.5"."""
+    return f"matern{float(nu)}"
+
+
+def matern_nu(kernel: str) -> float:
+    """The smoothness of a Matérn kernel label (:func:`matern_kernel_name`)."""
+    return float(kernel[len("matern") :])
 
 
 @dataclass(frozen=True)

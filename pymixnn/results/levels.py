@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from pymixnn.model.matern import matern_correlation
-from pymixnn.model.spatial import KERNEL_POWER
+from pymixnn.model.spatial import KERNEL_POWER, matern_nu
 
 __all__ = ["LevelsMixin", "field_at", "field_sd_at"]
 
@@ -25,7 +25,7 @@ def _correlation(rec, k: int, d: np.ndarray, entries: np.ndarray) -> np.ndarray:
     """A gp's or a Matérn field's correlation at distances ``d``."""
     kernel = rec["kernels"][k]
     if rec["kinds"][k] == "matern":
-        nu = float(kernel[len("matern") :])
+        nu = matern_nu(kernel)
         return matern_correlation(np.sqrt(8.0 * nu) * d / entries[1], nu)
     return np.exp(-((d / entries[1]) ** KERNEL_POWER[kernel]))
 
