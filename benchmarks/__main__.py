@@ -2,7 +2,8 @@
 `python -m benchmarks random_effects`, `python -m benchmarks discrete`,
 `python -m benchmarks genomic`, `python -m benchmarks scaling`, `python -m benchmarks dynamics`,
 `python -m benchmarks amortized`, `python -m benchmarks amortized_scale`, `python -m benchmarks neural`,
-`python -m benchmarks spatial_estimator`, `python -m benchmarks spatial_matern`."""
+`python -m benchmarks spatial_estimator`, `python -m benchmarks spatial_matern`,
+`python -m benchmarks spatial_regression`."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from benchmarks import (
     scaling,
     spatial_estimator,
     spatial_matern,
+    spatial_regression,
 )
 
 SUITES = {
@@ -34,6 +36,7 @@ SUITES = {
     "neural": neural.main,
     "spatial_estimator": spatial_estimator.main,
     "spatial_matern": spatial_matern.main,
+    "spatial_regression": spatial_regression.main,
 }
 
 

@@ -110,7 +110,10 @@ def fit(
     init : initial fixed effects on the natural scale (override the model's init / self-start).
     error, omega, random, transforms : override the model's error model ("constant",
         "proportional", "combined", "exponential"), covariance ("diagonal", "full"), parameters with
-        random effects, and transforms.
+        random effects, and transforms. ``random=[]``: no individual random effects, a nonlinear
+        regression by maximum likelihood (nlme's gnls; exact ll, ``loglik_method`` "exact"), or
+        with ``levels=`` / ``spatial=`` carrying all of the random variation (nlme's gls with a
+        spatial correlation: one observation per location makes the residual error the nugget).
     random_effects : law of the random effects: "gaussian" (default), "mixture" (K Gaussian
         components, ``n_components=`` K or "auto" to choose K by BIC), "flow" (a normalizing flow,
         nonparametric: multimodal or skewed laws), or a spec object ``pymixnn.Gaussian()``,
@@ -138,13 +141,15 @@ def fit(
         params=["A"]), pymixnn.Level("genotype", params=["A", "B"], omega="full")]``: Gaussian
         random effects shared by the individuals of a group (nested or crossed; the column is
         constant within an individual), on the transformed parameters, each parameter also random
-        at the individual level. Reported as ``omega2.<level>.<p>`` rows (kind "level") with SEs,
-        the level effects by ``res.level_effects(level)``; ll.is integrates them out (README
-        "Grouping levels"). Gaussian law, local="individual", without genomic= (so far).
+        at the individual level (unless ``random=[]``). Reported as ``omega2.<level>.<p>`` rows
+        (kind "level") with SEs, the level effects by ``res.level_effects(level)``; ll.is
+        integrates them out (README "Grouping levels"). Gaussian law, local="individual", without
+        genomic= (so far).
     spatial : ``pymixnn.Spatial(params=["A"], coords=["Row", "Col"], kind="gp",
-        kernel="exponential" | "gaussian")``: a Gaussian random field over the individuals'
-        coordinates (constant within an individual) on the transformed value of each named
-        parameter (also random at the individual level), with its sd and range reported as
+        kernel="exponential" | "gaussian" | "spherical", range_init=None)``: a Gaussian random
+        field over the individuals' coordinates (constant within an individual) on the
+        transformed value of each named parameter (also random at the individual level, unless
+        ``random=[]``), with its sd and range reported as
         ``spatial.<p>.sd`` / ``spatial.<p>.range``; an exact Gaussian process (up to 3,000
         locations). ``kind="ar1xar1"``: a separable AR1 x AR1 field on a row x column grid of
         integer positions, one individual per cell (up to 4,000 cells), reported as
@@ -229,6 +234,8 @@ def _check_amortized(problem: NLME, control: Control) -> None:
     any work."""
     if control.local != "amortized":
         return
+    if not problem.model.random:
+        raise InputError("local='amortized' needs individual random effects (random=[] has none to encode)")
     if problem.levels or problem.spatial is not None:
         raise InputError(
             f"local='amortized' does not support {'levels=' if problem.levels else 'spatial='} yet (the "

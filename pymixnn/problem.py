@@ -124,7 +124,7 @@ class NLME:
         check_names(transforms if isinstance(transforms, Mapping) else None, model, "transforms")
         if overrides:
             model = model.replace(**overrides)
-        check_random_effects(model)
+        check_random_effects(model, self.law, genomic)
         check_init(init, model)
         self.context_columns = context_columns(self.law)
         genomic_columns = check_genomic(genotype, genomic, model)

@@ -163,3 +163,20 @@ def test_spatial_matern_quick(tmp_path):
     gp, nn = table.iloc[0], table.iloc[1]
     assert abs(nn["sd"] / gp["sd"] - 1) < 0.03 and abs(nn["range"] / gp["range"] - 1) < 0.03
     assert "| part | n | nu | kind |" in (tmp_path / "spatial_matern.md").read_text()
+
+
+@pytest.mark.slow
+def test_spatial_regression_benchmark(tmp_path):
+    """The Wheat2 benchmark's script (~20 s): pymixnn beside nlme's gls for the three correlations,
+    the exponential and Gaussian fits within 0.01 in ll of nlme's (the same likelihood)."""
+    subprocess.run(
+        [sys.executable, "-m", "benchmarks", "spatial_regression", "--out", str(tmp_path)],
+        cwd=ROOT,
+        check=True,
+    )
+    table = pd.read_csv(tmp_path / "spatial_regression.csv").set_index(["kernel", "tool"])
+    for kernel in ("exponential", "gaussian"):
+        assert (
+            abs(table.loc[(kernel, "pymixnn"), "loglik"] - table.loc[(kernel, "nlme gls"), "loglik"]) < 0.01
+        )
+    assert "| correlation | tool | range |" in (tmp_path / "spatial_regression.md").read_text()

@@ -65,16 +65,16 @@ def _one_line(err: pytest.ExceptionInfo) -> str:
 
 
 # ---- a. random effects ----------------------------------------------------------------------------
-def test_no_random_effect_is_an_error_before_torch(before_torch):
+def test_no_random_effect_with_a_law_is_an_error_before_torch(before_torch):
+    """random=[] is a nonlinear regression (tests/test_spatial_regression.py); with a random-effects
+    law that needs random effects it is one error before any torch work."""
     with pytest.raises(
-        ValueError,
-        match=r"random=\[\]: at least one parameter needs a random effect "
-        r"\(a model without random effects is a nonlinear regression",
+        ValueError, match=r"random=\[\] with random_effects='mixture': a random-effects law needs"
     ) as e:
-        _fit(random=[])
+        _fit(random=[], random_effects="mixture", n_components=2)
     _one_line(e)
-    with pytest.raises(ValueError, match=r"random=\[\]"):  # a Model without random effects, too
-        _fit(model=DECAY.replace(random=[]))
+    with pytest.raises(ValueError, match=r"random=\[\] with random_effects='flow'"):  # a Model without, too
+        _fit(model=DECAY.replace(random=[]), random_effects="flow")
 
 
 def test_unknown_random_name_gives_the_closest(before_torch):

@@ -84,6 +84,9 @@ def check_key(name: str, key: dict) -> None:
         assert key["gnn_rmse_ratio"]["rmse_ratio.range"] <= 1.3 and key["gnn_rmse_ratio"]["speedup"] >= 100
         # the Matérn field by nearest neighbours on simulated sites: range and sd near the truth
         assert abs(key["matern_range"] / 0.05 - 1) < 0.15 and abs(key["matern_sd"] / 0.3 - 1) < 0.15
+        # Wheat2 without individual random effects: nlme's gls (issue 22 point 1)
+        assert max(abs(v) for v in key["wheat2_rel_diff_vs_nlme"].values()) < 0.05
+        assert max(abs(v) for v in key["wheat2_loglik_minus_nlme"].values()) < 1
     if name == "09_levels.py":
         # trees in plots against nlme, crossed levels against lme4, the maize genotype level
         assert key["nested_max_rel_omega"] < 0.15 and abs(key["crossed_loglik_minus_lmer"]) < 0.01

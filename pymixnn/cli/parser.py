@@ -122,7 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="initial value(s) of fixed effects, natural scale (repeatable)",
     )
     fit.add_argument(
-        "--random", metavar="P[,P]", help="parameters with a random effect (default: the model's, all)"
+        "--random",
+        metavar="P[,P]",
+        help="parameters with a random effect (default: the model's, all); none: no individual random "
+        "effects (nonlinear regression, or --level / --spatial carrying the random variation)",
     )
     fit.add_argument("--error", choices=["constant", "proportional", "combined", "exponential"])
     fit.add_argument("--omega", choices=["diagonal", "full"])
@@ -218,8 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--spatial",
         metavar="P[,P]:COL,COL[:KIND]",
         help="a spatial field on the parameters over the coordinate columns; KIND exponential "
-        "(default) or gaussian (an exact Gaussian process with that kernel), or ar1xar1 (a separable "
-        "AR1 x AR1 field on a row x column grid), or matern (a Matérn field, nu 1.5, by nearest "
+        "(default), gaussian or spherical (an exact Gaussian process with that kernel), or ar1xar1 "
+        "(a separable AR1 x AR1 field on a row x column grid), or matern (a Matérn field, nu 1.5, by nearest "
         "neighbours, for 10^4-10^6 locations; matern0.5 or matern2.5 for another smoothness); e.g. "
         "--spatial A:Row,Col:ar1xar1",
     )

@@ -91,7 +91,7 @@ def prepare(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     for flag, given in (
         ("--init", init),
         ("--covariate", covariates),
-        ("--random", names(args.random)),
+        ("--random", random_names(args.random)),
         ("--genomic-params", names(args.genomic_params)),
     ):
         for name in given:
@@ -113,7 +113,7 @@ def prepare(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
         if args.time is not None:  # the TIME column as the data name it (matched case-insensitively)
             args.time = df.x_cols[0]
     if args.random:
-        spec["random"] = names(args.random)
+        spec["random"] = random_names(args.random)
     spec.update({k: v for k, v in dict(error=args.error, omega=args.omega).items() if v})
     spec["dropna"] = args.dropna
     spec["random_effects"] = args.random_effects
@@ -162,9 +162,15 @@ def _level(text: str, model: Model) -> Any:
     return pymixnn.Level(parts[0], names(parts[1]), omega="full" if len(parts) == 3 else "diagonal")
 
 
+def random_names(text: str | None) -> list[str]:
+    """``--random P[,P]``, or ``--random none``: a model without individual random effects
+    (nonlinear regression, or levels / a spatial field carrying the random variation)."""
+    return [] if text is not None and text.strip().lower() == "none" else names(text)
+
+
 def _spatial(text: str, model: Model) -> Any:
-    """``--spatial P[,P]:COL,COL[:KIND]`` as a pymixnn.Spatial (KIND a gp's kernel, exponential
-    or gaussian, or ar1xar1, or matern / matern<nu> e.g. matern2.5); an error naming the value."""
+    """``--spatial P[,P]:COL,COL[:KIND]`` as a pymixnn.Spatial (KIND a gp's kernel, exponential,
+    gaussian or spherical, or ar1xar1, or matern / matern<nu> e.g. matern2.5); an error naming the value."""
     import pymixnn
 
     parts = text.split(":")

@@ -8,7 +8,7 @@ Example
 -------
 >>> from pymixnn import datasets
 >>> datasets.names()
-['epil', 'grav2', 'knee', 'orange', 'oxboys', 'phenoarch', 'rapi', 'soybean', 'theo', 'toenail']
+['epil', 'grav2', 'knee', 'orange', 'oxboys', 'phenoarch', 'rapi', 'soybean', 'theo', 'toenail', 'wheat2']
 >>> df = datasets.load("theo")
 >>> df.shape
 (120, 6)
@@ -206,9 +206,27 @@ _INFO: dict[str, dict[str, Any]] = {
     },
 }
 
+_INFO["wheat2"] = {
+    "description": "Yield (bushels/acre) of 56 wheat varieties in 4 blocks on a field (224 plots) "
+    "with the plots' latitude and longitude; one observation per plot: a spatial regression, "
+    "nlme's gls with corExp/corGaus/corSpher and a nugget (Pinheiro & Bates 2000, sec. 5.3.2), or "
+    "pymixnn.fit(..., random=[], spatial=pymixnn.Spatial(params=[...], coords=['latitude', "
+    "'longitude'], kind='gp')).",
+    "source": "GitHub cran/nlme (commit f07b8c5375f5), data/Wheat2.rda, nlme 3.1-169; a column "
+    "plot (the row number, 1-224) added as the individual's id",
+    "license": "GPL (>= 2)",
+    "id": "plot",
+    "x": ["Block"],
+    "y": "yield",
+    "covariates": ["variety", "latitude", "longitude"],
+    "citation": "Stroup WW, Baenziger PS, Mulitze DK (1994). Removing spatial variation from wheat "
+    f"yield trials: a comparison of methods. Agronomy Journal 86:62-66. {_PINHEIRO_BATES}",
+}
+
 # Column types pandas cannot infer from the CSV: factors in the R source.
 _DTYPES: dict[str, dict[str, str]] = {
     "soybean": {"Plot": "str", "Variety": "category", "Year": "category"},
+    "wheat2": {"variety": "category"},
 }
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import torch
 
-from pymixnn.model.spatial import KERNEL_POWER
+from pymixnn.model.spatial import kernel_correlation
 
 __all__ = ["ENTRY_NAMES", "ar1_precision", "field_prior", "field_raw_start", "field_values", "floor_raw"]
 
@@ -62,13 +62,19 @@ def field_values(
 
 
 def field_raw_start(
-    kind: str, log_sd: torch.Tensor, dist: torch.Tensor | None, grid: tuple[int, int] | None = None
+    kind: str,
+    log_sd: torch.Tensor,
+    dist: torch.Tensor | None,
+    grid: tuple[int, int] | None = None,
+    start_range: float | None = None,
 ) -> torch.Tensor:
-    """Starting raw parameters: the given log sd, a gp range of a third of the median distance,
+    """Starting raw parameters: the given log sd, a gp or Matérn range ``start_range`` (the
+    user's range_init; default a third of the median distance; kept within the range's bounds),
     AR1 correlations of 0.5."""
     if kind in ("gp", "matern"):
         lo, hi = range_bounds(dist)
-        place = (float(dist[dist > 0].median()) / 3 - lo) / (hi - lo)
+        r = float(dist[dist > 0].median()) / 3 if start_range is None else start_range
+        place = min(max((r - lo) / (hi - lo), 1e-3), 1 - 1e-3)
         return torch.stack(
             [log_sd, torch.logit(torch.tensor(place, dtype=log_sd.dtype, device=log_sd.device))]
         )
@@ -111,7 +117,7 @@ def field_prior(
     if kind == "gp":
         sd, rng = values[0], values[1]
         scaled = dist / rng
-        rho = torch.exp(-(scaled ** KERNEL_POWER[kernel]))
+        rho = kernel_correlation(kernel, scaled)
         eye = torch.eye(rho.shape[0], dtype=rho.dtype, device=rho.device)
         L = torch.linalg.cholesky(sd**2 * (rho + 1e-8 * eye))  # a Gaussian kernel needs the jitter
         return torch.cholesky_inverse(L), 2 * torch.log(torch.diagonal(L)).sum()

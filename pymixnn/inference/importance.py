@@ -33,6 +33,7 @@ import torch
 
 from pymixnn.inference.autodiff import batched_grad
 from pymixnn.inference.newton import MaximizeResult, newton_maximize
+from pymixnn.inference.offsets import offset_expectation
 from pymixnn.inference.program import Program, integrates
 from pymixnn.inference.proposals import quadrature_draws, quadrature_rule, t_draws
 
@@ -199,7 +200,9 @@ class ImportanceSampler:
         offsets' posterior (Program.offset_curvature), which the refinement maximizes."""
         log_w, eta = self.chunk_log_weights(theta, c, idx)
         value = torch.logsumexp(log_w, 0) - math.log(self.n_samples)
-        if self.program.offset_var is not None:
+        if self.program.offset_coords is not None:  # no individual random effects (offsets.py)
+            value = value + offset_expectation(self.program, theta, idx)
+        elif self.program.offset_var is not None:
             value = value + self.program.offset_curvature(theta, log_w, eta, idx)
         return value
 
@@ -378,7 +381,7 @@ class ImportanceSampler:
                 # var(log mean w) ~ var(w) / (K mean^2); antithetic pairs are the independent units
                 half = K // 2
                 pairs = 0.5 * (w[:half] + w[half : 2 * half]) if half > 1 else w
-                if self.quadrature:  # deterministic: no Monte Carlo error
+                if self.quadrature or K == 1:  # deterministic (K = 1: nothing to integrate)
                     out["var"].append(torch.zeros_like(ll))
                 else:
                     out["var"].append(pairs.var(0, unbiased=True) / pairs.shape[0])

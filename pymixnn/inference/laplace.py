@@ -232,6 +232,9 @@ class LocalPosteriors:
         """Update q_i (i in idx, or all) at ``theta``: up to ``max_iter`` Newton steps to the mode
         (Laplace), then ``vi_iter`` variational steps; returns the number of Newton steps."""
         theta = theta.detach()
+        if self.loc.shape[-1] == 0:  # no individual random effects: nothing to update
+            self.visited[slice(None) if idx is None else idx] = True
+            return 0
         eta = (self.loc if idx is None else self.loc[idx]).clone()
         iterations = 0
         if max_iter > 0:

@@ -42,6 +42,7 @@ import torch
 from pymixnn.inference.fields import field_prior, field_raw_start, field_values, floor_raw
 from pymixnn.inference.laws import tril_from_raw
 from pymixnn.inference.levels_report import export, joint_moments, natural_to_omega
+from pymixnn.inference.offsets import direct_pseudo, residual_slice, start_ranges
 from pymixnn.inference.records import LevelsFit
 from pymixnn.inference.vecchia import VecchiaField
 from pymixnn.model.levels import MAX_EFFECTS, LevelSetup
@@ -60,7 +61,18 @@ class LevelBlock:
     def __init__(self, setup: LevelSetup, program):
         self.setup, self.program = setup, program
         dev, f64 = program.device, torch.float64
-        rand = program.random_index  # positions in params of the random coordinates
+        # the block's coordinates: the random ones (positions in params), or without individual
+        # random effects all parameters (their pseudo data from ll_i's score: offsets.py), so that
+        # the GLS step takes every fixed effect with the levels (a slope trading off with a field's
+        # trend would otherwise move by one alternation step at a time)
+        self.level_params = sorted({program.params.index(q) for params in setup.params for q in params})
+        self.direct = not program.random_index
+        rand = list(program.random_index) or list(range(len(program.params)))
+        level_params = rand if self.direct else self.level_params
+        self.coords = rand
+        # the entries of theta the levels' ML moves with them (joint_moments): the individual-level
+        # Omega, or without random effects a Gaussian constant error's log a (offsets.py)
+        self.joint_slice = program.layout.omega if not self.direct else residual_slice(program)
         self.slot_param, self.slot_rand, cols, self.sizes = [], [], [], []
         off = 0
         for params, groups, labels in zip(setup.params, setup.groups, setup.labels):
@@ -87,6 +99,7 @@ class LevelBlock:
         ]
         self.kernels = list(setup.kernels) or [None] * len(setup.params)
         self.grids = list(setup.grids) or [None] * len(setup.params)
+        self.range_init = list(setup.range_init) or [None] * len(setup.params)
         self.group = torch.as_tensor(setup.groups[0], dtype=torch.long, device=dev)
         # a Matérn field (alone): nearest-neighbour algebra over the individuals (vecchia.py)
         self.sparse = None
@@ -98,7 +111,7 @@ class LevelBlock:
         # the fixed effects the block estimates with the levels (GLS): mu and the covariate effects
         # of the level parameters, entries ``fixed_index`` of theta; X_i (N, d, n_f) their design
         # in the random coordinates (phi_population is linear in them)
-        lay, level_params = program.layout, sorted(set(self.slot_param))
+        lay = program.layout
         fixed = [lay.mu.start + q for q in level_params]
         if lay.n_beta:
             S = program.S.detach().cpu()
@@ -119,13 +132,15 @@ class LevelBlock:
         for s, r in enumerate(self.slot_rand):
             self.E[r, s] = 1.0
         self.b = torch.zeros(self.n_b, dtype=f64, device=dev)
-        self.updates = 0
+        self.updates, self.start_var = 0, None
 
     # ---- pseudo data ----------------------------------------------------------------------------
     def pseudo(self, theta: torch.Tensor, local) -> dict:
         """Pseudo-observations z~_i (N, d) of J mu + o_i, their precisions Lambda_i (N, d, d),
         the de-shrunk posterior means and W_i = I - S_i Omega^-1 (N, d, d)."""
         program = self.program
+        if self.direct:
+            return direct_pseudo(self, theta)  # no individual random effects: offsets.py
         L = program.omega_tril(theta.detach()).to(torch.float64)
         m = local.loc.detach().to(torch.float64)
         St = local.scale_tril.detach().to(torch.float64)
@@ -271,14 +286,16 @@ class LevelBlock:
         converges slowly, a field against its individual variance in 30+ rounds)."""
         if self.raw is None:  # start: half the individual-level variance of each parameter
             omega = self.program.omega_tril(theta.detach()).to(torch.float64)
-            var = torch.diagonal(omega @ omega.T)
+            var = self.start_var if self.direct else torch.diagonal(omega @ omega.T)
             self.raw = []
             start = 0
             for k, ((_, p), full) in enumerate(zip(self.sizes, self.setup.full)):
                 r_idx = self.slot_rand[start : start + p]
                 sd = (0.5 * var[r_idx]).sqrt().log()
                 if self.kinds[k] != "level":
-                    raw = field_raw_start(self.kinds[k], sd[0], self.dist[k], self.grids[k])
+                    raw = field_raw_start(
+                        self.kinds[k], sd[0], self.dist[k], self.grids[k], self.range_init[k]
+                    )
                 else:
                     raw = torch.zeros(
                         p * (p + 1) // 2 if full else p, dtype=torch.float64, device=omega.device
@@ -286,6 +303,8 @@ class LevelBlock:
                     raw[:p] = sd
                 self.raw.append(raw)
                 start += p
+            if self.direct:  # a gp's start range from several (offsets.py)
+                self.raw = start_ranges(self, mom, joint)
         raw = [r.clone().requires_grad_(True) for r in self.raw]
         omega = None if joint is None else joint[1].clone().requires_grad_(True)
         opt = torch.optim.LBFGS(
@@ -329,7 +348,10 @@ class LevelBlock:
         ps = self.pseudo(theta, local)
         mom = self._moments(ps)
         # after SVI (move_mu) the individual-level Omega moves with the levels' covariances
-        joint = joint_moments(self, theta, local) if move_mu else None
+        joint = joint_moments(self, theta, local) if move_mu and self.joint_slice is not None else None
+        if self.raw is None and self.direct:  # start: from the pseudo data's variance
+            z = ps["w"] + (torch.linalg.pinv(ps["Lam"]) @ ps["Ldes"].unsqueeze(-1)).squeeze(-1)
+            self.start_var = z.var(0)
         omega = self._fit_hyper(mom, theta, joint)
         with torch.no_grad():
             if omega is not None:
@@ -346,14 +368,17 @@ class LevelBlock:
         shift = torch.zeros(program.layout.size, dtype=torch.float64, device=program.device)
         shift[self.fixed_index] = dmu
         if omega is not None:
-            shift[program.layout.omega] = omega - joint[1]
+            shift[self.joint_slice] = omega - joint[1]
         old = self.offset.to(torch.float64) if self.offset is not None else torch.zeros_like(offset)
-        delta = (offset - old)[:, program.random_index] + self.X @ dmu
-        local.loc = local.loc - (ps["W"] @ delta.unsqueeze(-1)).squeeze(-1).to(local.loc.dtype)
+        if not self.direct:
+            delta = (offset - old)[:, program.random_index] + self.X @ dmu
+            local.loc = local.loc - (ps["W"] @ delta.unsqueeze(-1)).squeeze(-1).to(local.loc.dtype)
         # Var(o_i) over the individual's slots: the rows of Q^-1 at its effects (offsets share
         # an effect when two slots are the same parameter at two levels: summed through W)
         V, _ = self._posterior_cov(sol["LQ"])  # (N, n_s, n_s)
         self.offset_var = (self.E @ V @ self.E.T).to(program.dtype)
+        if self.direct:  # over the level parameters only (the unscented points: offsets.py)
+            self.offset_var = self.offset_var[:, self.level_params][:, :, self.level_params]
         self.offset = offset.to(program.dtype)
         self.updates += 1
         return change, (shift.to(program.dtype) if move_mu else None)

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from pymixnn.inference.fields import ENTRY_NAMES
+from pymixnn.inference.offsets import residual_moments
 from pymixnn.inference.records import LevelsFit
 
 __all__ = [
@@ -51,6 +52,8 @@ def joint_moments(block, theta: torch.Tensor, local):
 
     program, f64 = block.program, torch.float64
     lay = program.layout
+    if block.direct:  # no individual random effects: with a Gaussian constant error, log a
+        return residual_moments(block, theta)
     L = program.omega_tril(theta.detach()).to(f64)
     Linv = torch.linalg.inv(L)
     St = local.scale_tril.detach().to(f64)
@@ -202,7 +205,7 @@ def export(self, theta: torch.Tensor, local, rounds: int) -> LevelsFit:
     flat = torch.cat(entries)
 
     cov_joint, pseudo_inverse = joint_covariance(self, theta, local, flat, sizes)
-    n_o = self.program.layout.n_omega
+    n_o = cov_joint.shape[0] - len(flat)  # theta's entries fitted with the levels (joint_slice)
     cov_hyper, omega_cov = cov_joint[n_o:, n_o:], cov_joint[:n_o, :n_o]
     with torch.no_grad():
         at_theta = self._solve(priors, mom, ps["mu"])
@@ -242,8 +245,8 @@ def export(self, theta: torch.Tensor, local, rounds: int) -> LevelsFit:
         fixed_index=list(self.fixed_index),
         fixed_gls=np_(gls["mu"]),
         fixed_cov=np_(fixed_cov),
-        omega_index=list(range(self.program.layout.omega.start, self.program.layout.omega.stop)),
-        omega_cov=np_(omega_cov),
+        omega_index=list(range(self.joint_slice.start, self.joint_slice.stop)) if n_o else None,
+        omega_cov=np_(omega_cov) if n_o else None,
         offset=np_(self._offsets(b)),
         loglik_correction=correction,
         n_hyper=int(sum(sizes)),

@@ -48,6 +48,8 @@ def marginal_likelihood(
     """The marginal likelihood at the local posteriors: importance sampling with ``n_samples``
     draws per individual, or adaptive quadrature when ``likelihood`` asks for it."""
     q = quadrature_nodes(program.layout.n_random, program.n_obs, likelihood, integrates(program.model))
+    if program.layout.n_random == 0:  # nothing to integrate: one draw gives ll_i exactly
+        n_samples, q = 1, 0
     return ImportanceSampler(
         program,
         local.loc,

@@ -236,9 +236,10 @@ class Program:
         # (genomic.py); adds -tr(Omega^-1 C_i) / 2 to log p(eta_i), the term the plug-in of the
         # offsets' mean leaves out of the variational EM's Omega update
         self.offset_cov: torch.Tensor | None = None
-        # grouping levels (levels.py): the offsets' posterior covariance in the random coordinates,
-        # (N, d, d); the marginal likelihood then adds E over it of each ll_i (offset_curvature)
+        # grouping levels (levels.py): the offsets' posterior covariance in the random coordinates (N, d, d;
+        # without: phi's ``offset_coords``); the likelihood adds E over it of each ll_i (offset_curvature)
         self.offset_var: torch.Tensor | None = None
+        self.offset_coords: list[int] | None = None
 
     # ---- population parameters ---------------------------------------------------------------
     def omega_tril(self, theta: torch.Tensor) -> torch.Tensor:
@@ -390,13 +391,13 @@ class Program:
         offset: torch.Tensor | None,
         offset_cov: torch.Tensor | None,
         offset_var: torch.Tensor | None = None,
+        coords: list[int] | None = None,
     ) -> None:
-        """The genotype-level offsets of a genomic fit (N, P) and their uncertainty term (N, d, d)
-        (GenomicBlock.offset / offset_cov after an update; None: without), or a fit with grouping
-        levels' offsets and their posterior covariance ``offset_var`` (LevelBlock)."""
-        self.offset = offset
-        self.offset_cov = offset_cov
-        self.offset_var = offset_var
+        """A genomic fit's offsets (N, P) and their uncertainty term (N, d, d) (GenomicBlock; None:
+        without), or grouping levels' offsets and posterior covariance ``offset_var`` (LevelBlock;
+        over phi's ``coords`` without random effects)."""
+        self.offset, self.offset_cov = offset, offset_cov
+        self.offset_var, self.offset_coords = offset_var, coords
 
     def offset_curvature(self, theta: torch.Tensor, log_w: torch.Tensor, eta: torch.Tensor, idx):
         """tr(H_i Var(o_i)) / 2 per individual (B,): E[ll_i(o)] - ll_i(o_i) to second order over

@@ -215,7 +215,8 @@ def _lbfgs_round(
                 value.backward()
                 total = total + value.detach()
             pen = program.law_penalty(free) * scale
-            pen.backward()
+            if pen.requires_grad:  # a flow's ridge (the Gaussian law has none)
+                pen.backward()
         if free.grad is not None:
             fallbacks.count_nonfinite("lbfgs_zeroed_gradient", free.grad)
             free.grad = torch.nan_to_num(free.grad, nan=0.0, posinf=0.0, neginf=0.0)

@@ -101,7 +101,11 @@ def information_diagnostics(
 
 
 def _se_method(sampler: ImportanceSampler, k_fisher: int, fisher_n: int, n: int, note: str) -> str:
-    if sampler.quadrature:
+    if sampler.program.layout.n_random == 0:
+        text = (
+            "observed Fisher information: Hessian of the exact log-likelihood (no individual random effects)"
+        )
+    elif sampler.quadrature:
         text = (
             "observed Fisher information: Hessian of the log-likelihood by adaptive "
             f"Gauss-Hermite quadrature ({sampler.quadrature} nodes per random effect, "
@@ -261,7 +265,7 @@ def finish(stage: Stage, ctx: Context, spec, *, threads: int, t_start: float) ->
         loglik_individual=_numpy(result.loglik),
         is_samples=K,
         is_samples_fisher=k_fisher,
-        loglik_method="gq" if final.quadrature else "is",
+        loglik_method="exact" if lay.n_random == 0 else ("gq" if final.quadrature else "is"),
         quadrature_nodes=final.quadrature,
         elbo_trace=np.asarray(stage.trace.elbo),
         steps=stage.trace.steps,

@@ -18,29 +18,22 @@ from pymixnn.inference.encoder import Encoder
 from pymixnn.inference.fallbacks import Fallbacks
 from pymixnn.inference.genomic import GenomicBlock, GenomicSetup
 from pymixnn.inference.laplace import LocalPosteriors
+from pymixnn.inference.level_rounds import converge_levels, level_rounds, level_update
 from pymixnn.inference.levels import LevelBlock
 from pymixnn.inference.marginal import marginal_likelihood
 from pymixnn.inference.options import EstimationOptions, proposal_vi, sample_sizes
 from pymixnn.inference.program import Program, integrates
 from pymixnn.inference.records import GenomicPosterior
 from pymixnn.inference.refine import REFINERS, prerefine_ode, refine_newton
+from pymixnn.inference.regression import regression_stage
 from pymixnn.inference.rng import stream
-from pymixnn.inference.start import best_start, warmup
+from pymixnn.inference.start import best_start, start_warning, warmup
 from pymixnn.inference.svi import SVITrace, run_svi
 from pymixnn.model.covariates import CovariateDesign
 from pymixnn.model.levels import LevelSetup
 from pymixnn.model.named import Model
 
 __all__ = ["Stage", "Context", "gaussian_stage", "law_stage"]
-
-# Grouping levels: rounds of refinement and level updates in turn, stopped when an update at the
-# refined theta moves no level effect by more than LEVELS_TOL (transformed scale), then a last
-# refinement; each round's updates stop likewise (LEVELS_UPDATES at most). The fixed effects of
-# the level parameters move with the level effects (their GLS estimate), so mu and the level
-# effects' mean do not trade off slowly as an alternation holding mu would
-LEVELS_ROUNDS = 30
-LEVELS_TOL = 1e-3
-LEVELS_UPDATES = 20
 
 # SVI steps of a non-Gaussian law's stage (from the Gaussian fit: it shapes the law; with an
 # encoder, the network's posteriors follow the new law)
@@ -96,34 +89,6 @@ def _genomic_update(
     return change
 
 
-def _level_update(
-    block: LevelBlock, program: Program, theta: torch.Tensor, local: LocalPosteriors, move_mu: bool
-) -> tuple[float, torch.Tensor]:
-    """One update of the level block, its offsets handed to the program; theta with the fixed
-    effects' GLS shift (``move_mu``) and the largest change."""
-    change, shift = block.update(theta, local, move_mu)
-    program.set_offsets(block.offset, None, block.offset_var)
-    if shift is not None:
-        theta = theta + shift
-    return change, theta
-
-
-def _converge_levels(
-    block: LevelBlock, program: Program, theta: torch.Tensor, local: LocalPosteriors
-) -> tuple[torch.Tensor, float]:
-    """The level block, the level parameters' fixed effects and the local posteriors converged at
-    theta's other parameters; returns theta and the first update's largest change."""
-    first = None
-    for _ in range(LEVELS_UPDATES):
-        local.refresh(theta, None, max_iter=20)
-        change, theta = _level_update(block, program, theta, local, move_mu=True)
-        first = change if first is None else first
-        if change < LEVELS_TOL:
-            break
-    local.refresh(theta, None, max_iter=20)
-    return theta, first
-
-
 def gaussian_stage(
     ctx: Context,
     init,
@@ -131,7 +96,10 @@ def gaussian_stage(
     genomic: GenomicSetup | None = None,
     levels: LevelSetup | None = None,
 ) -> Stage:
-    """Start values, Laplace-EM warm-up, SVI and refinement for Gaussian random effects."""
+    """Start values, Laplace-EM warm-up, SVI and refinement for Gaussian random effects (a model
+    without individual random effects: regression.py)."""
+    if not ctx.model.random:
+        return regression_stage(ctx, init, observation, levels)
     t_start = time.perf_counter()
     options, device, generator, fallbacks = ctx.options, ctx.device, ctx.generator, ctx.fallbacks
     seconds: dict[str, float] = {}
@@ -147,13 +115,8 @@ def gaussian_stage(
     sub = torch.randperm(n, generator=generator)[:n_start].sort().values
     sub = sub.to(device)
     theta, starts = best_start(program, ctx.model, init, sub, fallbacks)
-    if starts[0]["start"] != "given":
-        given = next(r for r in starts if r["start"] == "given")
-        warnings.append(
-            "start values: the given start reached a pooled log-likelihood of "
-            f"{given['pooled_loglik']:.2f} against {starts[0]['pooled_loglik']:.2f} "
-            f"from the {starts[0]['start']}; the fit started from the {starts[0]['start']}"
-        )
+    if start_warning(starts):
+        warnings.append(start_warning(starts))
     local = LocalPosteriors(program, program.omega_tril(theta), fallbacks)
     theta = warmup(program, theta, local, sub, options.warmup_iter, fallbacks)
     if ode and options.refine and genomic is None and levels is None:
@@ -175,9 +138,9 @@ def gaussian_stage(
         # theta is the optimizer's, so the updates leave mu to it
         local.refresh(theta, None, max_iter=20)
         lblock = LevelBlock(levels, program)
-        _, theta = _level_update(lblock, program, theta, local, move_mu=True)
+        _, theta = level_update(lblock, program, theta, local, move_mu=True)
         if set(lblock.kinds) == {"level"}:  # a field waits for the refinement (see LEVELS_ROUNDS)
-            callback = lambda th: _level_update(lblock, program, th, local, move_mu=False)[0]  # noqa: E731
+            callback = lambda th: level_update(lblock, program, th, local, move_mu=False)[0]  # noqa: E731
     theta_start = theta.clone()
     svi_options = options.svi
     encoder = None
@@ -234,7 +197,7 @@ def gaussian_stage(
                 break
         local.refresh(theta, None, max_iter=20)
     if lblock is not None:
-        theta, _ = _converge_levels(lblock, program, theta, local)
+        theta, _ = converge_levels(lblock, program, theta, local)
     seconds["svi"] = time.perf_counter() - t0
     if not trace.converged and not capped:
         warnings.append(f"SVI reached max_steps={options.svi.max_steps} before the ELBO plateau")
@@ -249,28 +212,10 @@ def gaussian_stage(
             program, theta, local, options, k_opt, centred=True, warnings=warnings, fallbacks=fallbacks
         )
     elif options.refine and lblock is not None:
-        # grouping levels: the levels' fixed point depends on theta, so refinement and level
-        # updates alternate until the levels stay (the Laplace-EM start predates the levels)
-        for _ in range(LEVELS_ROUNDS):
-            theta, r = refine_newton(
-                program, theta, local, options, k_opt, centred=True, warnings=warnings, fallbacks=fallbacks
-            )
-            rounds += r
-            theta, change = _converge_levels(lblock, program, theta, local)
-            if change < LEVELS_TOL:
-                break
-        else:
-            fallbacks.add("levels_rounds_exhausted")
-            warnings.append(
-                f"the grouping levels still moved after {LEVELS_ROUNDS} rounds of refinement and "
-                "level updates: estimates are from the last round"
-            )
-        # the last word to the refinement: theta maximizes the reported likelihood given the
-        # levels' posterior (the updates' GLS shift of mu is the pseudo-likelihood's)
-        theta, r = refine_newton(
-            program, theta, local, options, k_opt, centred=True, warnings=warnings, fallbacks=fallbacks
+        refine = lambda th: refine_newton(  # noqa: E731
+            program, th, local, options, k_opt, centred=True, warnings=warnings, fallbacks=fallbacks
         )
-        rounds += r
+        theta, rounds = level_rounds(lblock, program, theta, local, refine, warnings, fallbacks)
     elif options.refine:
         theta, centred = _safeguard(program, theta, theta_start, local, ctx, k_opt, warnings)
         theta, rounds = refine_newton(

@@ -16,7 +16,7 @@ from pymixnn.inference.program import Program, integrates
 from pymixnn.model import transforms as tr
 from pymixnn.model.named import Model
 
-__all__ = ["initial_theta", "maximize_block", "warmup", "best_start", "pooled_start"]
+__all__ = ["initial_theta", "maximize_block", "warmup", "best_start", "pooled_start", "start_warning"]
 
 
 def initial_theta(program: Program, model: Model, init: dict[str, float]) -> torch.Tensor:
@@ -155,6 +155,18 @@ def best_start(program: Program, model: Model, init, idx: torch.Tensor, fallback
             best = k
     order = [best] + [k for k in range(len(records)) if k != best]
     return thetas[best], [records[k] for k in order]
+
+
+def start_warning(starts: list[dict]) -> str | None:
+    """The warning when best_start kept another start than the user's (None when it kept it)."""
+    if starts[0]["start"] == "given":
+        return None
+    given = next(r for r in starts if r["start"] == "given")
+    return (
+        "start values: the given start reached a pooled log-likelihood of "
+        f"{given['pooled_loglik']:.2f} against {starts[0]['pooled_loglik']:.2f} "
+        f"from the {starts[0]['start']}; the fit started from the {starts[0]['start']}"
+    )
 
 
 def pooled_start(

@@ -91,6 +91,7 @@ class LevelSetup:
     vecchia: tuple[np.ndarray | None, ...] = ()
     # an "ar1xar1" field's grid shape (rows, columns): its groups are the cells, row-major
     grids: tuple[tuple[int, int] | None, ...] = ()
+    range_init: tuple[float | None, ...] = ()  # a gp's or Matérn field's start range (Spatial)
     coords: tuple[str, ...] = ()  # a field's coordinate columns
 
 
@@ -269,5 +270,6 @@ def level_setup(
         distances=setup.distances + (dist,) * k,
         vecchia=(None,) * len(levels) + (sets,) * k,
         grids=(None,) * len(levels) + (grid,) * k,
+        range_init=(None,) * len(levels) + (spatial.range_init,) * k,
         coords=tuple(spatial.coords),
     )

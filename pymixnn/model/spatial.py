@@ -36,6 +36,7 @@ Spatial(params=('A',), coords=('x', 'y'), kind='gp', kernel='exponential')
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -43,7 +44,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pymixnn.validation.errors import InputError, InputTypeError
+from pymixnn.validation.errors import InputError, InputTypeError, is_real
 from pymixnn.validation.model_checks import check_random_params
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "KINDS",
     "KERNELS",
     "KERNEL_POWER",
+    "kernel_correlation",
     "MAX_CELLS",
     "MATERN_NU",
     "matern_kernel_name",
@@ -63,19 +65,32 @@ __all__ = [
 ]
 
 KINDS = ("gp", "ar1xar1", "matern")
-KERNELS = ("exponential", "gaussian")
+KERNELS = ("exponential", "gaussian", "spherical")
 # smoothness of a Matérn field: closed-form correlations
 MATERN_NU = (0.5, 1.5, 2.5)
 # a Matérn field's individuals (the nearest-neighbour approximation is linear in them)
 MAX_MATERN = 2_000_000
-# a gp kernel's correlation at scaled distance d is exp(-d^KERNEL_POWER[kernel]) (the fit's prior
-# and the kriging of new locations share it)
+# a gp kernel's correlation at scaled distance d is exp(-d^KERNEL_POWER[kernel]) (nlme's corExp and
+# corGaus), or the spherical 1 - 1.5 d + 0.5 d^3 below d = 1 and 0 beyond (corSpher; positive
+# definite in up to 3 dimensions): kernel_correlation, which the fit's prior and the kriging of new
+# locations share
 KERNEL_POWER = {"exponential": 1, "gaussian": 2}
 # distinct locations of an exact (dense) Gaussian process: a Cholesky of n x n per evaluation
 MAX_LOCATIONS = 3000
 # cells of an AR1 x AR1 grid: its prior precision is sparse, the posterior's Cholesky (with the
 # individuals' information and the other levels) dense, n x n per evaluation
 MAX_CELLS = 4000
+
+
+def kernel_correlation(kernel: str, scaled):
+    """A gp kernel's correlation at the scaled distances ``scaled`` (distance / range; a numpy
+    array or a torch tensor, the same type back)."""
+    if kernel == "spherical":
+        inside = scaled < 1
+        s = scaled * inside  # beyond the range: 0 (the cubic is not evaluated there)
+        return (1 - 1.5 * s + 0.5 * s**3) * inside
+    power = -(scaled ** KERNEL_POWER[kernel])
+    return power.exp() if hasattr(power, "exp") else np.exp(power)
 
 
 def matern_kernel_name(nu: float) -> str:
@@ -98,6 +113,7 @@ class Spatial:
     kernel: str = "exponential"
     nu: float = 1.5
     neighbours: int = 15
+    range_init: float | None = None
 
     def __init__(
         self,
@@ -107,6 +123,7 @@ class Spatial:
         kernel: str = "exponential",
         nu: float = 1.5,
         neighbours: int = 15,
+        range_init: float | None = None,
     ):
         params = (params,) if isinstance(params, str) else tuple(params)
         coords = (coords,) if isinstance(coords, str) else tuple(coords)
@@ -139,15 +156,29 @@ class Spatial:
             )
         if kernel not in KERNELS:
             raise InputError(f"Spatial(kernel={kernel!r}): use one of {list(KERNELS)}")
+        if kernel == "spherical" and len(coords) > 3:
+            raise InputError(
+                f"Spatial(kernel='spherical') is a correlation in up to 3 dimensions; coords names "
+                f"{len(coords)} columns {list(coords)}"
+            )
         object.__setattr__(self, "params", params)
         object.__setattr__(self, "coords", coords)
         object.__setattr__(self, "kind", kind)
         object.__setattr__(self, "kernel", kernel)
         object.__setattr__(self, "nu", float(nu) if isinstance(nu, (int, float)) else nu)
         object.__setattr__(self, "neighbours", neighbours)
+        if range_init is not None:
+            if kind == "ar1xar1" or not is_real(range_init) or not (0 < range_init < math.inf):
+                raise InputError(
+                    f"Spatial(range_init={range_init!r}): the start of a gp's or Matérn field's range, "
+                    "a positive number in coordinate units (as nlme's corExp(value = ...))"
+                )
+            range_init = float(range_init)
+        object.__setattr__(self, "range_init", range_init)
 
     def __repr__(self) -> str:
         extra = f", nu={self.nu}, neighbours={self.neighbours}" if self.kind == "matern" else ""
+        extra += "" if self.range_init is None else f", range_init={self.range_init}"
         return (
             f"Spatial(params={self.params!r}, coords={self.coords!r}, kind={self.kind!r}, "
             f"kernel={self.kernel!r}{extra})"
@@ -157,6 +188,8 @@ class Spatial:
         out = dict(params=list(self.params), coords=list(self.coords), kind=self.kind, kernel=self.kernel)
         if self.kind == "matern":
             out.update(nu=self.nu, neighbours=self.neighbours)
+        if self.range_init is not None:
+            out.update(range_init=self.range_init)
         return out
 
 
@@ -172,7 +205,8 @@ def check_spatial(spatial: Any, model: Any) -> Spatial | None:
         "Spatial(params=...)",
         spatial.params,
         model,
-        "the fit integrates a field out through each individual's posterior of its own effects",
+        "the fit integrates a field out through each individual's posterior of its own effects "
+        "(without any, through its score)",
     )
     return spatial
 

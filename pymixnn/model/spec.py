@@ -172,6 +172,11 @@ class Model:
         trans = ", ".join(f"{p}: {t}" for p, t in self.transforms.items())
         return (
             f"model {self.name or getattr(self.function, '__name__', 'custom')}; "
-            f"parameters {list(self.parameters)} ({trans}); random effects on "
-            f"{list(self.random)} ({self.omega} omega); {self.error} error model"
+            f"parameters {list(self.parameters)} ({trans}); "
+            + (
+                f"random effects on {list(self.random)} ({self.omega} omega)"
+                if self.random
+                else "no individual random effects"
+            )
+            + f"; {self.error} error model"
         )

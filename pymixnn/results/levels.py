@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from pymixnn.model.matern import matern_correlation
-from pymixnn.model.spatial import KERNEL_POWER, matern_nu
+from pymixnn.model.spatial import kernel_correlation, matern_nu
 
 __all__ = ["LevelsMixin", "field_at", "field_sd_at"]
 
@@ -27,7 +27,7 @@ def _correlation(rec, k: int, d: np.ndarray, entries: np.ndarray) -> np.ndarray:
     if rec["kinds"][k] == "matern":
         nu = matern_nu(kernel)
         return matern_correlation(np.sqrt(8.0 * nu) * d / entries[1], nu)
-    return np.exp(-((d / entries[1]) ** KERNEL_POWER[kernel]))
+    return kernel_correlation(kernel, d / entries[1])
 
 
 def _krige_nearest(rec, k: int, labels, effects, entries, points) -> np.ndarray:

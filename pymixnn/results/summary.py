@@ -33,8 +33,13 @@ def summary_text(res) -> str:
         (
             f"Nonlinear mixed-effects model fitted by {engine} (through pymixnn.compare)"
             if engine
-            else "Nonlinear mixed-effects model (pymixnn): minibatch SVI"
-            + (" + importance-weighted refinement" if res.settings.get("refine", True) else "")
+            else (
+                "Nonlinear regression (pymixnn): no individual random effects, maximum likelihood "
+                "by Newton steps"
+                if res.loglik_method == "exact"
+                else "Nonlinear mixed-effects model (pymixnn): minibatch SVI"
+                + (" + importance-weighted refinement" if res.settings.get("refine", True) else "")
+            )
         ),
         describe_model(res),
         f"data: {d.n_individuals} individuals, {d.n_obs} observations; y={d.y_col!r}, "
@@ -123,6 +128,8 @@ def _likelihood_lines(res) -> list[str]:
             f"  ll.gq  {res.loglik:.3f}  ({res.estimation.quadrature_nodes} nodes per "
             f"random effect, {info['is_samples']} per individual)",
         ]
+    elif res.loglik_method == "exact":
+        lik = ["", "Likelihood (exact: no individual random effects)", f"  ll     {res.loglik:.3f}"]
     elif res.loglik_method.startswith("nlme"):
         lik = [
             "",

@@ -72,14 +72,23 @@ def check_init(init: Any, model: Model) -> None:
             raise InputError(f"init[{key!r}] must be a finite number, got {value!r}")
 
 
-def check_random_effects(model: Model) -> None:
-    """At least one parameter with a random effect."""
-    if not model.random:
+def check_random_effects(model: Model, law: Any = None, genomic: Any = None) -> None:
+    """A model without individual random effects (``random=[]``: nonlinear regression, as nlme's
+    ``gnls``/``gls``, or with grouping levels / a spatial field carrying the random variation) takes
+    the Gaussian law and no marker matrix: an error naming what needs random effects."""
+    if model.random:
+        return
+    name = getattr(law, "name", "gaussian")
+    if name != "gaussian":
         raise InputError(
-            "random=[]: at least one parameter needs a random effect (a model without random effects "
-            "is a nonlinear regression; fit it with scipy.optimize.curve_fit), e.g. random="
-            f"[{model.parameters[0]!r}]; model {model_name(model)!r} has parameters "
-            f"{list(model.parameters)}"
+            f"random=[] with random_effects={name!r}: a random-effects law needs individual random "
+            f"effects, e.g. random=[{model.parameters[0]!r}]; model {model_name(model)!r} has "
+            f"parameters {list(model.parameters)}"
+        )
+    if genomic is not None:
+        raise InputError(
+            "random=[] with genomic=...: the markers explain between-individual variation of "
+            f"parameters with random effects, e.g. random=[{model.parameters[0]!r}]"
         )
 
 
@@ -93,10 +102,11 @@ def check_random_params(what: str, params: Sequence[str], model: Model, why: str
             f"parameters are {list(model.parameters)}"
         )
     fixed = [p for p in params if p not in model.random]
-    if fixed:
+    if fixed and model.random:  # without any (random=[]) the levels carry the random variation
         raise InputError(
             f"{what} puts an effect on {fixed}, which have no random effect at the individual "
-            f"level: add them to random= (now {list(model.random)}); {why}"
+            f"level: add them to random= (now {list(model.random)}), or fit without individual "
+            f"random effects (random=[]); {why}"
         )
 
 

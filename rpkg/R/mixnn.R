@@ -126,13 +126,15 @@ mixnnControl <- function(seed = 0L, batch_size = 512L, max_steps = 4000L, lr = 0
 #' @param levels Grouping levels above or beside the individual (nlme's nested `random =`, lme4's
 #'   `(1 | plot)`): a named list, column = parameters with a random effect at that level, e.g.
 #'   `list(plot = "A")`, or column = `list(params = c("A", "B"), omega = "full")` for a full
-#'   covariance (default diagonal). Each parameter also needs an individual-level random effect.
+#'   covariance (default diagonal). Each parameter also needs an individual-level random effect,
+#'   unless the model has none (`random = character(0)`).
 #'   Reported as `omega2.<level>.<p>` rows of `params`; the level effects by
 #'   `ranef(fit, level = "plot")`; the log-likelihood integrates them out.
 #' @param spatial A spatial random field over the individuals' coordinates:
 #'   `list(params = "A", coords = c("Row", "Col"), kernel = "exponential")`, an exact Gaussian
-#'   process (`kernel` "exponential" or "gaussian"; rows `spatial.<p>.sd` and `spatial.<p>.range`
-#'   of `params`), or `list(params = "A", coords = c("Row", "Col"), kind = "ar1xar1")`, a
+#'   process (`kernel` "exponential", "gaussian" or "spherical", nlme's corExp, corGaus and
+#'   corSpher; `range_init` its start range; rows `spatial.<p>.sd` and `spatial.<p>.range` of
+#'   `params`), or `list(params = "A", coords = c("Row", "Col"), kind = "ar1xar1")`, a
 #'   separable AR1 x AR1 field on a row x column grid, one individual per cell (rows
 #'   `spatial.<p>.sd`, `spatial.<p>.rho_row`, `spatial.<p>.rho_col`), or
 #'   `list(params = "A", coords = c("x", "y"), kind = "matern", nu = 1.5, neighbours = 15)`, a
@@ -142,7 +144,10 @@ mixnnControl <- function(seed = 0L, batch_size = 512L, max_steps = 4000L, lr = 0
 #'   (field, individual, levels, spatial share) `fit$spatial_variance`.
 #' @param control Estimation settings, [mixnnControl()].
 #' @param random Parameters with a random effect (default: all, or the `mixnnModel`'s
-#'   `covariance.model`).
+#'   `covariance.model`). `character(0)` (or a zero `covariance.model`): no individual random
+#'   effects, a nonlinear regression as nlme's `gnls`, or with `levels` / `spatial` carrying the
+#'   random variation (`gls` with a spatial correlation and a nugget: the residual error is the
+#'   nugget when each location has one observation).
 #' @param ... Further arguments of `pymixnn.fit()`: `n_components`, `context`, `trials`,
 #'   `censoring`, `genotype`, `error`, `omega`, `transforms`, `init`.
 #' @return An object of class `mixnnFit`: the estimates as R data.frames, vectors and matrices,
@@ -217,9 +222,6 @@ mixnn <- function(data, model, id, x, y, covariates = NULL, random_effects = "ga
   }
   if (!is.null(extra$n_components) && is.numeric(extra$n_components))
     extra$n_components <- as.integer(extra$n_components)
-  if (!is.null(random) && length(random) == 0)
-    stop("random = character(0) leaves no parameter with a random effect: at least one ",
-         "parameter needs one", call. = FALSE)
   if (!is.null(spatial) && !inherits(spatial, "python.builtin.object")) {
     if (!is.list(spatial) || is.null(spatial$params) || is.null(spatial$coords))
       stop("spatial is a list(params = ..., coords = c(...)), e.g. spatial = list(params = \"A\", ",
@@ -229,7 +231,9 @@ mixnn <- function(data, model, id, x, y, covariates = NULL, random_effects = "ga
                                        kernel = if (is.null(spatial$kernel)) "exponential" else spatial$kernel,
                                        nu = if (is.null(spatial$nu)) 1.5 else as.numeric(spatial$nu),
                                        neighbours = if (is.null(spatial$neighbours)) 15L
-                                                    else as.integer(spatial$neighbours)))
+                                                    else as.integer(spatial$neighbours),
+                                       range_init = if (is.null(spatial$range_init)) NULL
+                                                    else as.numeric(spatial$range_init)))
   }
   if (!is.null(spatial)) extra$spatial <- spatial
   if (!is.null(levels)) {
@@ -317,9 +321,6 @@ mixnn <- function(data, model, id, x, y, covariates = NULL, random_effects = "ga
     if (!identical(dim(cm), rep(length(par), 2L)))
       stop(sprintf("covariance.model is %d x %d but the model has %d parameters (%s)", nrow(cm),
                    ncol(cm), length(par), paste(par, collapse = ", ")), call. = FALSE)
-    if (all(diag(cm) == 0))
-      stop("covariance.model has no nonzero diagonal entry: no parameter has a random effect; ",
-           "at least one needs one (e.g. diag(c(1, 0, 0)) for the first)", call. = FALSE)
     dimnames(cm) <- list(par, par)
     r <- par[diag(cm) != 0]
     sub <- cm[r, r, drop = FALSE]
@@ -355,7 +356,7 @@ mixnn <- function(data, model, id, x, y, covariates = NULL, random_effects = "ga
 #' A data set bundled with pymixnn
 #'
 #' @param name "theo", "orange", "soybean", "oxboys", "rapi", "epil", "toenail", "knee",
-#'   "grav2"; see the Python package's `pymixnn.datasets`.
+#'   "grav2", "wheat2"; see the Python package's `pymixnn.datasets`.
 #' @return A data.frame.
 #' @export
 pymixnn_dataset <- function(name) {

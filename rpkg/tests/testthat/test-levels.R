@@ -106,3 +106,27 @@ test_that("a grid field from R (kind = \"ar1xar1\"): its rows, every cell of the
                      spatial = list(params = "intercept", coords = c("Row", "Col"), kind = "ar1xar1")),
                "grid positions")
 })
+
+test_that("random = character(0) with a spatial field is nlme's gls with a nugget (Wheat2)", {
+  skip_if_no_pymixnn()
+  skip_if_not_installed("nlme")
+  d <- pymixnn_dataset("wheat2")
+  d$variety <- factor(as.character(d$variety))
+  # yield = intercept + slope * Block + variety effects + exponential field + nugget (the residual)
+  fit <- mixnn(d, "linear", id = "plot", x = "Block", y = "yield", random = character(0),
+               covariates = list(intercept = "variety"),
+               spatial = list(params = "intercept", coords = c("latitude", "longitude"), range_init = 20),
+               control = mixnnControl(seed = 1, progress = FALSE))
+  g <- nlme::gls(yield ~ variety + Block, d, method = "ML",
+                 correlation = nlme::corExp(c(20, 0.2), form = ~ latitude + longitude, nugget = TRUE))
+  cp <- coef(g$modelStruct$corStruct, unconstrained = FALSE)
+  sd <- fit$params["spatial.intercept.sd", "estimate"]
+  a <- fit$params["a", "estimate"]
+  # the same likelihood (a linear model, Gaussian errors): optimizer tolerances (Python measures
+  # 1e-4 in ll on the book's model); 1% on range and sill, 2% on the nugget (a ratio), 0.01 in ll
+  expect_equal(fit$params["spatial.intercept.range", "estimate"], unname(cp[1]), tolerance = 0.01)
+  expect_equal(sd^2 + a^2, g$sigma^2, tolerance = 0.01)
+  expect_equal(a^2 / (sd^2 + a^2), unname(cp[2]), tolerance = 0.02)
+  expect_equal(as.numeric(logLik(fit)), as.numeric(logLik(g)), tolerance = 0.01 / abs(as.numeric(logLik(g))))
+  expect_equal(fit$params["slope", "estimate"], unname(coef(g)["Block"]), tolerance = 1e-3)
+})

@@ -211,19 +211,25 @@ test_that("factors: an error in numeric roles, labels for ids, levels for covari
   expect_error(ordinal(text), "factor(y, levels = c(", fixed = TRUE)
 })
 
-test_that("no random effect at all is an R error before fitting", {
+test_that("no random effect at all is a nonlinear regression: stats::nls", {
   skip_if_no_pymixnn()
   theo <- pymixnn_dataset("theo")
-  expect_error(mixnn(theo, mixnnModel("onecpt_oral", covariance.model = diag(0, 3)), id = "Id",
-                     x = c("Dose", "Time"), y = "Concentration"),
-               "covariance.model has no nonzero diagonal entry: no parameter has a random effect",
-               fixed = TRUE)
+  args <- list(id = "Id", x = c("Dose", "Time"), y = "Concentration",
+               control = mixnnControl(seed = 1, progress = FALSE))
+  by_cov <- do.call(mixnn, c(list(theo, mixnnModel("onecpt_oral", covariance.model = diag(0, 3),
+                                                   psi0 = c(ka = 1, V = 20, CL = 0.5))), args))
+  by_random <- do.call(mixnn, c(list(theo, "onecpt_oral", random = character(0),
+                                     init = list(ka = 1, V = 20, CL = 0.5)), args))
+  ref <- nls(Concentration ~ Dose * ka / (V * (ka - CL / V)) * (exp(-CL / V * Time) - exp(-ka * Time)),
+             data = theo, start = list(ka = 1.5, V = 30, CL = 2.5))
+  # the same exact likelihood (ML: sigma^2 = RSS / n, nls's logLik), both maximized to convergence
+  expect_equal(as.numeric(logLik(by_random)), as.numeric(logLik(ref)), tolerance = 1e-6)
+  expect_equal(as.numeric(logLik(by_cov)), as.numeric(logLik(by_random)), tolerance = 1e-8)
+  expect_equal(unname(fixef(by_random)[c("ka", "V", "CL")]), unname(coef(ref)[c("ka", "V", "CL")]),
+               tolerance = 1e-4)
   expect_error(mixnn(theo, mixnnModel("onecpt_oral", covariance.model = diag(2)), id = "Id",
                      x = c("Dose", "Time"), y = "Concentration"),
                "covariance.model is 2 x 2 but the model has 3 parameters (ka, V, CL)", fixed = TRUE)
-  expect_error(mixnn(theo, "onecpt_oral", id = "Id", x = c("Dose", "Time"), y = "Concentration",
-                     random = character(0)),
-               "random = character(0) leaves no parameter with a random effect", fixed = TRUE)
 })
 
 test_that("install_pymixnn() installs only from a checkout, an archive or a git URL", {
