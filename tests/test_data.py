@@ -233,6 +233,7 @@ def test_theo():
         ("toenail", (1908, 5), 294),
         ("knee", (508, 8), 127),
         ("phenoarch", (40542, 10), 1673),
+        ("wheat2", (224, 6), 224),
     ],
 )
 def test_every_dataset_loads_as_data(name, shape, n_individuals):
@@ -256,6 +257,7 @@ def test_unknown_dataset():
         "soybean",
         "theo",
         "toenail",
+        "wheat2",
     ]
     with pytest.raises(ValueError, match=r"unknown data set 'nope'; available: \['epil'"):
         datasets.load("nope")
