@@ -254,3 +254,23 @@ def test_poisson_without_random_effects_is_statsmodels_glm():
         assert res.params.loc[ours, "estimate"] == pytest.approx(ref.params[theirs], abs=1e-5)
         assert res.params.loc[ours, "se"] == pytest.approx(ref.bse[theirs], rel=1e-5)
     assert res.loglik == pytest.approx(ref.llf, abs=1e-6)
+
+
+@pytest.mark.slow
+def test_wheat2_matern_with_all_predecessors_is_gls():
+    """random=[] with a Matérn field (the nearest-neighbour algebra): nu = 1/2 with every
+    predecessor as a neighbour is exact, so Wheat2 gives nlme's exponential gls fit: ll within
+    0.01 (measured 1e-11), range 2 x nlme's (the Matérn 1/2's range is twice the exponential's)
+    and sill within 1% (measured 2e-6); 60 s with 223 neighbours."""
+    df = pymixnn.datasets.load("wheat2")
+    res = pymixnn.fit(
+        df, constant_model(), id="plot", x="Block", y="yield", covariates={"Y": ["variety"]},
+        spatial=pymixnn.Spatial(params=["Y"], coords=["latitude", "longitude"], kind="matern", nu=0.5,
+                                neighbours=223),
+        seed=0, progress=False, threads=1,
+    )  # fmt: skip
+    ref = REF["exponential"]
+    assert res.loglik == pytest.approx(ref["logLik"], abs=0.01)
+    assert res.params.loc["spatial.Y.range", "estimate"] == pytest.approx(2 * ref["range"], rel=0.01)
+    sill = res.params.loc["spatial.Y.sd", "estimate"] ** 2 + res.sigma["a"] ** 2
+    assert sill == pytest.approx(ref["sill"], rel=0.01)
