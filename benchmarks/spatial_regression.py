@@ -28,23 +28,30 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["fit_wheat2", "run", "main", "KERNELS"]
+__all__ = ["constant_model", "fit_wheat2", "run", "main", "KERNELS"]
 
 ROOT = Path(__file__).resolve().parents[1]
 KERNELS = ("exponential", "gaussian", "spherical")
 
 
-def fit_wheat2(kernel: str, threads: int = 1, range_init: float | None = None):
-    """pymixnn's fit of the book's model with the given correlation (seed 0)."""
+def constant_model():
+    """y = Y: the yield's mean (the variety effects as covariates on Y); x unused."""
     import pymixnn
 
-    model = pymixnn.Model(
+    return pymixnn.Model(
         function=lambda psi, x: psi[..., 0] + 0 * x[..., 0],
         parameters=["Y"],
         transforms={"Y": "identity"},
         init={"Y": 30.0},
         random=[],
     )
+
+
+def fit_wheat2(kernel: str, threads: int = 1, range_init: float | None = None):
+    """pymixnn's fit of the book's model with the given correlation (seed 0)."""
+    import pymixnn
+
+    model = constant_model()
     return pymixnn.fit(
         pymixnn.datasets.load("wheat2"),
         model,

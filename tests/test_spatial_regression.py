@@ -14,38 +14,10 @@ import pytest
 import torch
 
 import pymixnn
+from benchmarks.spatial_regression import constant_model, fit_wheat2  # the benchmark's model and fit
 from pymixnn.validation import InputError
 
 REF = json.loads((Path(__file__).parent / "reference" / "levels" / "wheat2_gls.json").read_text())
-
-
-def constant_model() -> pymixnn.Model:
-    """y = Y: the yield's mean (variety effects as covariates on Y), x unused."""
-    return pymixnn.Model(
-        function=lambda psi, x: psi[..., 0] + 0 * x[..., 0],
-        parameters=["Y"],
-        transforms={"Y": "identity"},
-        init={"Y": 30.0},
-        random=[],
-    )
-
-
-def fit_wheat2(kernel: str, **spatial):
-    df = pymixnn.datasets.load("wheat2")
-    return pymixnn.fit(
-        df,
-        constant_model(),
-        id="plot",
-        x="Block",
-        y="yield",
-        covariates={"Y": ["variety"]},
-        spatial=pymixnn.Spatial(
-            params=["Y"], coords=["latitude", "longitude"], kind="gp", kernel=kernel, **spatial
-        ),
-        seed=0,
-        progress=False,
-        threads=1,
-    )
 
 
 def gls_terms(res) -> dict:
