@@ -3,7 +3,7 @@
 `python -m benchmarks genomic`, `python -m benchmarks scaling`, `python -m benchmarks dynamics`,
 `python -m benchmarks amortized`, `python -m benchmarks amortized_scale`, `python -m benchmarks neural`,
 `python -m benchmarks spatial_estimator`, `python -m benchmarks spatial_matern`,
-`python -m benchmarks spatial_regression`."""
+`python -m benchmarks spatial_regression`, `python -m benchmarks latent_class`."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from benchmarks import (
     discrete,
     dynamics,
     genomic,
+    latent_class,
     neural,
     pipeline,
     random_effects,
@@ -37,6 +38,7 @@ SUITES = {
     "spatial_estimator": spatial_estimator.main,
     "spatial_matern": spatial_matern.main,
     "spatial_regression": spatial_regression.main,
+    "latent_class": latent_class.main,
 }
 
 

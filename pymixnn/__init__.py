@@ -28,7 +28,7 @@ from pymixnn.model.observation import (
     ZeroInflatedPoisson,
     observation,
 )
-from pymixnn.model.random_effects import Flow, Gaussian, Mixture
+from pymixnn.model.random_effects import Flow, Gaussian, LatentClass, Mixture
 from pymixnn.model.spatial import Spatial
 from pymixnn.problem import NLME
 from pymixnn.results.diagnostics import ConvergenceWarning, FallbackWarning
@@ -87,6 +87,7 @@ __all__ = [
     "NeuralEstimator",
     "Gaussian",
     "Mixture",
+    "LatentClass",
     "Flow",
     "Genomic",
     "Level",

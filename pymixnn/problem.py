@@ -27,7 +27,13 @@ from pymixnn.data.nonmem import event_time_column
 from pymixnn.data.table import Data
 from pymixnn.data.varying import covariate_roles
 from pymixnn.model import transforms as tr
-from pymixnn.model.covariates import context_matrix, covariate_design, normalize_mapping, varying_columns
+from pymixnn.model.covariates import (
+    context_matrix,
+    covariate_design,
+    latent_class_design,
+    normalize_mapping,
+    varying_columns,
+)
 from pymixnn.model.dynamics.models import bind_data, is_dynamic, model_covariates, stepwise
 from pymixnn.model.function_check import check_function
 from pymixnn.model.levels import check_level_columns, check_levels, level_setup
@@ -171,9 +177,12 @@ class NLME:
         self.design = covariate_design(self.covariates, data, covariate_columns, model, is_dynamic(model))
         if varying_columns(self.design, data.events):  # one parameter row per record
             self.model = model = stepwise(model)
-        self.context_matrix = (
-            context_matrix(data.covariates, self.context_columns, model) if self.context_columns else None
-        )
+        if self.law.name == "latent_class":  # its membership design, and the names it needs
+            self.law, self.context_matrix = latent_class_design(self.law, model, data.covariates)
+        else:
+            self.context_matrix = (
+                context_matrix(data.covariates, self.context_columns, model) if self.context_columns else None
+            )
         self.fallbacks: dict[str, int] = {"start_values_replaced": 0}
         self.start = self.initial_values()
         self.markers = _prepare_markers(genomic, genotype, data) if genomic is not None else None

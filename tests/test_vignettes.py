@@ -47,12 +47,13 @@ def test_six_python_vignettes_exist():
         "08_neural_estimator.py",
         "08_spatial.py",
         "09_levels.py",
+        "10_latent_classes.py",
     ]
     assert (VIGNETTES / "05_from_R.Rmd").exists()
 
 
 # the vignettes in two files of about equal time (quick mode, one thread: 08_spatial 260 s, 07
-# 157 s, 02 117 s, 06 88 s, 09 70 s, 04 55 s, 03 50 s, 08_neural 23 s, 01 16 s), so that `make
+# 157 s, 02 117 s, 10 97 s, 06 88 s, 09 70 s, 04 55 s, 03 50 s, 08_neural 23 s, 01 16 s), so that `make
 # test`'s two pytest workers each start with one (tests/conftest.py runs them first)
 LATE = ["02_random_effects.py", "03_discrete.py", "07_amortized.py", "08_neural_estimator.py", "09_levels.py"]
 
@@ -87,6 +88,10 @@ def check_key(name: str, key: dict) -> None:
         # Wheat2 without individual random effects: nlme's gls (issue 22 point 1)
         assert max(abs(v) for v in key["wheat2_rel_diff_vs_nlme"].values()) < 0.05
         assert max(abs(v) for v in key["wheat2_loglik_minus_nlme"].values()) < 1
+    if name == "10_latent_classes.py":
+        # K = 3 by ICL, lcmm's hlme reproduced, senescence strategies of new plants
+        assert key["growth_chosen_k"] == 3 and key["growth_ari"] >= 0.9
+        assert abs(key["hlme_loglik_minus_lcmm"]) < 0.01 and key["senescence_new_correct"] >= 0.9
     if name == "09_levels.py":
         # trees in plots against nlme, crossed levels against lme4, the maize genotype level
         assert key["nested_max_rel_omega"] < 0.15 and abs(key["crossed_loglik_minus_lmer"]) < 0.01

@@ -35,6 +35,8 @@ _HINTS = (
 _FLAGS = (
     "random_effects",
     "n_components",
+    "n_classes",
+    "membership",
     "context",
     "observation",
     "link",

@@ -113,6 +113,16 @@ def write_results(args: argparse.Namespace, res: Any, lines: bool) -> int:
         ),
         ("--manhattan", getattr(args, "manhattan", None), manhattan),
         (
+            "--classes",
+            getattr(args, "classes", None),
+            file(lambda tmp: res.classes().to_csv(tmp), "posterior class probabilities written to"),
+        ),
+        (
+            "--plot-classes",
+            getattr(args, "plot_classes", None),
+            file(lambda tmp: res.plot_classes(tmp), "class mean curves plotted in"),
+        ),
+        (
             "--marker-effects",
             getattr(args, "marker_effects", None),
             file(lambda tmp: res.marker_effects.to_csv(tmp, index=False), "marker effects written to"),

@@ -132,10 +132,16 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--dropna", action="store_true", help="drop rows with missing y")
     fit.add_argument(
         "--random-effects",
-        choices=["gaussian", "mixture", "flow"],
+        choices=["gaussian", "mixture", "flow", "latent_class"],
         default="gaussian",
         help="law of the random effects (default gaussian)",
     )
+    fit.add_argument(
+        "--n-classes", metavar="K", help="latent classes: an integer or 'auto' (K = 1..4 by ICL)"
+    )
+    fit.add_argument("--class-on", metavar="P[,P]", help="parameters with class-specific fixed effects")
+    fit.add_argument("--membership", metavar="COL[,COL]", help="covariates of the class-membership model")
+    fit.add_argument("--classes", metavar="PATH", help="write the posterior class probabilities as CSV")
     fit.add_argument("--n-components", metavar="K", help="mixture components: an integer or 'auto'")
     fit.add_argument("--context", metavar="COL[,COL]", help="covariates a flow is conditioned on")
     fit.add_argument(
@@ -186,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --local amortized: K Newton steps per individual from the encoder's output",
     )
     fit.add_argument("--vpc", metavar="PATH", help="write a visual predictive check PNG")
+    fit.add_argument("--plot-classes", metavar="PATH", help="write the latent classes' mean curves (PNG)")
     fit.add_argument(
         "--time",
         metavar="COL",

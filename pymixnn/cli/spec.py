@@ -107,7 +107,9 @@ def prepare(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
         **steps,
     )
     if args.nonmem:  # the event table as Data: its columns are named here, not by id/x/y
-        used = [c for cols in covariates.values() for c in cols] + names(args.context)
+        used = (
+            [c for cols in covariates.values() for c in cols] + names(args.context) + names(args.membership)
+        )
         df = read_events(df, args, list(dict.fromkeys(used)))
         spec.update(model=model, id=None, x=None, y=None)
         if args.time is not None:  # the TIME column as the data name it (matched case-insensitively)
@@ -122,6 +124,12 @@ def prepare(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
         spec["n_components"] = k if k == "auto" else integer(k, "--n-components")
     if args.context:
         spec["context"] = names(args.context)
+    latent = dict(n_classes=args.n_classes, on=args.class_on, membership=args.membership)
+    if args.random_effects == "latent_class":
+        spec["random_effects"] = latent_class_spec(args)
+    elif any(v is not None for v in latent.values()):
+        flags = [f"--{k.replace('_', '-')}" if k != "on" else "--class-on" for k, v in latent.items() if v]
+        raise InputError(f"{', '.join(flags)} apply to --random-effects latent_class")
     spec["observation"] = observation_of(args.observation, args.link, args.levels)
     spec["likelihood"] = args.likelihood
     spec["local"] = args.local
@@ -255,3 +263,20 @@ def level_values(tokens: list[str]) -> list[Any]:
         except ValueError:
             pass
     return tokens
+
+
+def latent_class_spec(args):
+    """``--random-effects latent_class`` with ``--n-classes``, ``--class-on``, ``--membership``
+    (and ``--n-components`` read as ``--n-classes``)."""
+    from pymixnn.model.random_effects import LatentClass
+
+    k = args.n_classes if args.n_classes is not None else args.n_components
+    k = 2 if k is None else (k if k == "auto" else integer(k, "--n-classes"))
+    try:
+        return LatentClass(
+            n_classes=k,
+            on=names(args.class_on) if args.class_on else None,
+            membership=names(args.membership) if args.membership else None,
+        )
+    except ValueError as err:
+        raise InputError(str(err)) from None

@@ -70,6 +70,9 @@ class ISResult:
     psi_mean: torch.Tensor  # (N, P) conditional mean of psi
     psi_sd: torch.Tensor  # (N, P)
     eta_mean: torch.Tensor  # (N, d)
+    # (N, K) posterior class probabilities of a law with classes (mixture components, latent
+    # classes): the posterior mean of its responsibilities, which is P(k | y_i) exactly
+    class_prob: torch.Tensor | None = None
 
 
 def _batched_rows(g: torch.Tensor, th: torch.Tensor, rows_of: list[int]) -> torch.Tensor | None:
@@ -369,8 +372,10 @@ class ImportanceSampler:
         The log of the mean weight underestimates log L_i (Jensen), by about Var(mean w) /
         (2 mean^2) per individual. No correction is added: estimated from the same draws, it
         over-corrects with the t4 proposals' heavy-tailed weights (benchmarks/results/)."""
-        out = {k: [] for k in ("ll", "var", "pm", "ps", "em")}
+        out = {k: [] for k in ("ll", "var", "pm", "ps", "em", "cp")}
         program = self.program
+        law = program.law
+        classes = hasattr(law, "responsibilities")
         with torch.no_grad():
             for c, idx in self.chunks():
                 log_w, eta = self.chunk_log_weights(theta, c, idx)
@@ -391,5 +396,11 @@ class ImportanceSampler:
                 out["pm"].append(mean)
                 out["ps"].append(((wn * (psi - mean) ** 2).sum(0)).sqrt())
                 out["em"].append((wn * eta).sum(0))
-        cat = {k: torch.cat(v) for k, v in out.items()}
-        return ISResult(cat["ll"], cat["var"], cat["pm"], cat["ps"], cat["em"])
+                if classes:
+                    context = program.context[idx] if law.conditional else None
+                    resp = law.responsibilities(
+                        program.omega_tril(theta), theta[program.layout.law], eta, context
+                    )
+                    out["cp"].append((wn * resp).sum(0))
+        cat = {k: torch.cat(v) for k, v in out.items() if v}
+        return ISResult(cat["ll"], cat["var"], cat["pm"], cat["ps"], cat["em"], cat.get("cp"))

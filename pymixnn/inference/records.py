@@ -94,7 +94,10 @@ class LawFit(_Record):
     penalty: float | None = None  # a flow's ridge weight
     penalty_cv: list | None = None  # its cross-validation table (one dict per grid value)
     selection: list | None = None  # n_components="auto": one dict per K
-    criterion: str | None = None  # "bic" or "aic" for that choice
+    criterion: str | None = None  # the criterion of that choice ("bic", "aic", "icl")
+    class_prob: list | None = None  # latent classes: (N, K) posterior class probabilities
+    em_loglik: float | None = None  # latent classes: the start's EM log-likelihood (on draws)
+    em_restarts: int | None = None  # latent classes: empty classes re-seeded in that EM
 
 
 @dataclass(frozen=True)

@@ -225,7 +225,7 @@ def finish(stage: Stage, ctx: Context, spec, *, threads: int, t_start: float) ->
         omega_slice=[lay.omega.start, lay.omega.stop],
         full_omega=bool(lay.full_omega),
         context=None if program.context is None else _numpy(program.context).tolist(),
-        **law.record_extras(program, theta, result.eta_mean),
+        **law.record_extras(program, theta, result),
     )
     seconds["total"] = time.perf_counter() - t_start
     fallback_warnings = tuple(fallbacks.warnings())

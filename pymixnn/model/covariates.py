@@ -27,6 +27,8 @@ from pymixnn.validation import InputError
 __all__ = [
     "CovariateDesign",
     "context_matrix",
+    "membership_matrix",
+    "latent_class_design",
     "covariate_design",
     "design_covariates",
     "normalize_mapping",
@@ -160,6 +162,42 @@ def context_matrix(covariates, columns: list[str], model, new_covariates=None) -
     if new_covariates is not None:
         return (coded.transform(new_covariates) - matrix.mean(axis=0)) / sd
     return (matrix - matrix.mean(axis=0)) / sd
+
+
+def membership_matrix(
+    covariates, columns: list[str], model, new_covariates=None
+) -> tuple[np.ndarray, list[str]]:
+    """The design of a latent-class membership model, one row per individual, and its term names:
+    numeric covariates as they are (coefficients per unit, as lcmm's ``classmb``), categorical ones
+    as indicators of their non-reference levels. With ``new_covariates``, their rows coded alike."""
+    for col in columns:
+        values = covariates[col].dropna().unique()
+        if len(values) < 2:
+            raise InputError(
+                f"LatentClass membership column {col!r} takes a single value "
+                f"({values[0] if len(values) else 'none'!r}) in the data; the membership model needs "
+                "covariates that vary between individuals"
+            )
+    coded = CovariateDesign.build({model.parameters[0]: columns}, covariates, model.parameters)
+    source = covariates if new_covariates is None else new_covariates
+    matrix = coded.matrix if new_covariates is None else coded.transform(source)
+    terms = [n[len("beta_") : n.rindex("(")] if n.startswith("beta_") else n for n in coded.names]
+    return np.asarray(matrix, dtype=np.float64), terms
+
+
+def latent_class_design(law, model, covariates) -> tuple[object, np.ndarray | None]:
+    """A LatentClass spec completed from the model and the individuals' ``covariates`` (its ``on``
+    default, the membership terms, the order of eta) and its membership design (None without
+    membership covariates)."""
+    import dataclasses
+
+    matrix, terms = None, []
+    if law.membership:
+        matrix, terms = membership_matrix(covariates, list(law.membership), model)
+    law = dataclasses.replace(
+        law, on=law.on or tuple(model.random), membership_terms=tuple(terms), random_names=tuple(model.random)
+    )
+    return law, matrix
 
 
 # ---- time-varying covariates (event data) -------------------------------------------------------

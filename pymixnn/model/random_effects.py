@@ -6,6 +6,9 @@ The law of ``eta_i`` is one of:
 * :class:`Gaussian` -- ``eta ~ N(0, Omega)`` (saemix, nlme, Monolix);
 * :class:`Mixture` -- ``eta ~ sum_k w_k N(m_k, Omega_k)`` with ``sum_k w_k m_k = 0``: K subpopulations
   (saemix/Monolix mixtures of distributions, NONMEM's $MIX);
+* :class:`LatentClass` -- latent classes of individuals (lcmm's ``hlme``): class-specific fixed
+  effects on chosen parameters, class probabilities from a multinomial-logit membership model on
+  individual covariates, ``eta | class k ~ N(m_k, Omega_k)``;
 * :class:`Flow` -- ``eta = L T(u)``, ``u ~ N(0, I)``: a learned Gaussian base (the Cholesky factor ``L``
   of Omega) pushed through a normalizing flow ``T`` (rational-quadratic spline coupling, spline or affine
   autoregressive layers from ``pyro.distributions.transforms``), initialized at the identity, so an
@@ -31,7 +34,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
-__all__ = ["Gaussian", "Mixture", "Flow", "RandomEffectsLaw", "resolve", "FLOW_KINDS", "from_dict"]
+__all__ = [
+    "Gaussian",
+    "Mixture",
+    "Flow",
+    "LatentClass",
+    "RandomEffectsLaw",
+    "resolve",
+    "FLOW_KINDS",
+    "from_dict",
+]
 
 FLOW_KINDS = ("spline_coupling", "spline_autoregressive", "affine_autoregressive")
 
@@ -170,7 +182,92 @@ class Flow:
         )
 
 
-RandomEffectsLaw = Gaussian | Mixture | Flow
+CLASS_CRITERIA = ("icl", "bic", "aic")
+
+
+@dataclass(frozen=True)
+class LatentClass:
+    """Latent classes of individuals (lcmm's ``hlme``/``lcmm``, flexmix): individual i belongs to
+    class k with probability ``w_k(x_i) = softmax_k(gamma_k0 + gamma_k' x_i)`` (class 1 the
+    reference, gamma_1 = 0), and ``phi_i = mu + delta_k + Z_i beta + eta_i`` with class-specific
+    fixed effects ``delta_k`` (delta_1 = 0) on the parameters in ``on``, ``eta_i | k ~ N(0, Omega_k)``.
+    The class is summed out exactly in the likelihood; the posterior class probabilities of each
+    individual are ``Results.classes()``.
+
+    Parameters
+    ----------
+    n_classes : K (>= 2), or "auto": fit K = 1 (the Gaussian model) .. ``max_classes`` and keep the
+        best by ``criterion``; the table of every K (log-likelihood, BIC, ICL, entropy, smallest
+        class) is ``Results.class_selection()``.
+    on : parameters with class-specific fixed effects (lcmm's ``mixture=``); each needs an
+        individual random effect. Default: every parameter with a random effect.
+    membership : individual covariate columns of the membership model (lcmm's ``classmb=``);
+        categorical ones are coded as indicators of their non-reference levels, numeric ones enter
+        as they are (coefficients per unit, as lcmm's).
+    within : the law within a class: "gaussian" (the only one built so far).
+    shared_omega : one Omega for all classes (default, lcmm's ``nwg=FALSE``) or one per class.
+    n_starts : starts of the EM that begins each fit (k-means++ seeds on draws of the Gaussian
+        fit's individual posteriors); the best is refined. A start whose class empties is re-seeded.
+    max_classes : upper bound for ``n_classes="auto"``.
+    criterion : "icl" (default: BIC + 2 x the entropy of the posterior classification, which
+        prefers well-separated classes, Biernacki et al. 2000), "bic" or "aic".
+    """
+
+    n_classes: int | str = 2
+    on: Sequence[str] | None = None
+    membership: Sequence[str] | None = None
+    within: str = "gaussian"
+    shared_omega: bool = True
+    n_starts: int = 10
+    max_classes: int = 4
+    criterion: str = "icl"
+    # set by the problem from the model and data (not arguments): the membership model's coded
+    # column names, and the names of the parameters with a random effect (the order of eta)
+    membership_terms: Sequence[str] = ()
+    random_names: Sequence[str] = ()
+    name: str = field(default="latent_class", init=False)
+
+    def __post_init__(self) -> None:
+        k = self.n_classes
+        if k != "auto" and not (isinstance(k, int) and not isinstance(k, bool) and k >= 2):
+            raise ValueError(f"LatentClass n_classes must be an integer >= 2 or 'auto', got {k!r}")
+        if not (isinstance(self.max_classes, int) and self.max_classes >= 2):
+            raise ValueError(f"LatentClass max_classes must be an integer >= 2, got {self.max_classes!r}")
+        if self.criterion not in CLASS_CRITERIA:
+            raise ValueError(
+                f"LatentClass criterion must be one of {list(CLASS_CRITERIA)}, got {self.criterion!r}"
+            )
+        if self.within != "gaussian":
+            raise ValueError(
+                f"LatentClass within={self.within!r}: only 'gaussian' within-class laws are built "
+                "(a mixture of classes with a flow inside each is not yet)"
+            )
+        if not (isinstance(self.n_starts, int) and self.n_starts >= 1):
+            raise ValueError(f"LatentClass n_starts must be an integer >= 1, got {self.n_starts!r}")
+        for attr in ("on", "membership"):
+            value = getattr(self, attr)
+            if value is not None:
+                value = (value,) if isinstance(value, str) else tuple(value)
+                if not all(isinstance(v, str) and v for v in value):
+                    raise ValueError(f"LatentClass {attr} must be column/parameter names, got {value!r}")
+                object.__setattr__(self, attr, value or None)
+        object.__setattr__(self, "membership_terms", tuple(self.membership_terms))
+        object.__setattr__(self, "random_names", tuple(self.random_names))
+
+    @property
+    def context_columns(self) -> tuple[str, ...]:
+        """Covariate columns of the membership model."""
+        return tuple(self.membership or ())
+
+    def describe(self) -> str:
+        k = self.n_classes if self.n_classes != "auto" else f"auto (1-{self.max_classes}, {self.criterion})"
+        on = f" on {list(self.on)}" if self.on else ""
+        mb = f", membership ~ {' + '.join(self.membership)}" if self.membership else ""
+        cov = "shared" if self.shared_omega else "class-specific"
+        return f"latent classes: {k} classes{on}{mb} ({cov} omega)"
+
+
+RandomEffectsLaw = Gaussian | Mixture | Flow | LatentClass
 
 
 def resolve(
@@ -192,20 +289,25 @@ def resolve(
             if context is not None:
                 raise ValueError("context= applies to random_effects='flow' (conditional flows)")
             return Mixture(n_components=2 if n_components is None else n_components)
+        if key in ("latent_class", "latentclass", "latent_classes"):
+            if context is not None:
+                raise ValueError("context= applies to random_effects='flow'; use LatentClass(membership=...)")
+            return LatentClass(n_classes=2 if n_components is None else n_components)
         if key == "flow":
             if n_components is not None:
                 raise ValueError("n_components= applies to random_effects='mixture'")
             return Flow(context=context)
         raise ValueError(
-            f"random_effects must be 'gaussian', 'mixture', 'flow' or a spec object "
-            f"(pymixnn.Gaussian/Mixture/Flow), got {value!r}"
+            f"random_effects must be 'gaussian', 'mixture', 'flow', 'latent_class' or a spec object "
+            f"(pymixnn.Gaussian/Mixture/Flow/LatentClass), got {value!r}"
         )
-    if isinstance(value, (Gaussian, Mixture, Flow)):
+    if isinstance(value, (Gaussian, Mixture, Flow, LatentClass)):
         if n_components is not None or context is not None:
             raise ValueError("with a spec object, set n_components/context on the object itself")
         return value
     raise TypeError(
-        f"random_effects must be a string or a pymixnn.Gaussian/Mixture/Flow, got {type(value).__name__}"
+        f"random_effects must be a string or a pymixnn.Gaussian/Mixture/Flow/LatentClass, "
+        f"got {type(value).__name__}"
     )
 
 
@@ -222,4 +324,6 @@ def from_dict(record: dict | None) -> RandomEffectsLaw:
         return Gaussian()
     if name == "mixture":
         return Mixture(**record)
+    if name == "latent_class":
+        return LatentClass(**record)
     return Flow(**record)

@@ -14,6 +14,8 @@ __all__ = [
     "needs_encoder",
     "posterior_modes",
     "new_individual_psi",
+    "new_individuals_data",
+    "new_program",
 ]
 
 
@@ -160,30 +162,30 @@ def new_design_rows(res, data: Data) -> np.ndarray:
 
 
 def new_context(res, data: Data) -> np.ndarray | None:
-    """A conditional flow's context of the individuals of ``data``, coded and scaled as the fitted
-    individuals' (None for other laws)."""
-    from pymixnn.model.covariates import context_matrix
+    """A conditional flow's context (a latent-class law's membership design) of the individuals of
+    ``data``, coded and scaled as the fitted individuals' (None for other laws)."""
+    from pymixnn.model.covariates import context_matrix, membership_matrix
 
-    columns = list(getattr(res.random_effects_law, "context", None) or ())
+    law = res.random_effects_law
+    columns = list(law.context_columns or ())
     if not columns:
         return None
     missing = [c for c in columns if c not in data.covariates.columns]
     if missing:
-        raise ValueError(f"newdata lacks the flow's context column(s) {missing}")
+        raise ValueError(f"newdata lacks the law's covariate column(s) {missing}")
+    if law.name == "latent_class":  # the membership design, coded as the fit's
+        return membership_matrix(res.data.covariates, columns, res.model, new_covariates=data.covariates)[0]
     return context_matrix(res.data.covariates, columns, res.model, new_covariates=data.covariates)
 
 
-def _newton_steps(res, data: Data, loc, tril, steps: int, vi_iter: int = 0, context=None, Z=None):
-    """``steps`` Newton steps per individual of ``data`` from q = N(loc, tril tril') at the fitted
-    parameters (the inference layer's Laplace path on the individuals' records); loc None: from
-    eta = 0 with the prior's factor; ``context``: a conditional flow's (new_context); ``Z``: the
-    individuals' design rows (new_design_rows; computed when None). Returns the new (loc, tril),
-    torch."""
+def new_program(res, data: Data, context=None, Z=None):
+    """The inference layer's Program of the fitted model on the individuals of ``data`` (their
+    design rows ``Z``, computed when None; ``context``: a conditional law's rows) and the fitted
+    theta, torch."""
     import dataclasses
 
     import torch
 
-    from pymixnn.inference.laplace import LocalPosteriors
     from pymixnn.inference.program import Program
     from pymixnn.model.random_effects import from_dict
 
@@ -210,6 +212,18 @@ def _newton_steps(res, data: Data, loc, tril, steps: int, vi_iter: int = 0, cont
         program.z_center = torch.as_tensor(fitted.matrix.mean(axis=0), dtype=torch.float64)
         program.Z = torch.as_tensor(np.asarray(Z, dtype=np.float64)) - program.z_center
     theta = torch.as_tensor(np.asarray(res.estimation.theta), dtype=torch.float64)
+    return program, theta
+
+
+def _newton_steps(res, data: Data, loc, tril, steps: int, vi_iter: int = 0, context=None, Z=None):
+    """``steps`` Newton steps per individual of ``data`` from q = N(loc, tril tril') at the fitted
+    parameters (the inference layer's Laplace path on the individuals' records); loc None: from
+    eta = 0 with the prior's factor; ``context``: a conditional flow's (new_context); ``Z``: the
+    individuals' design rows (new_design_rows; computed when None). Returns the new (loc, tril),
+    torch."""
+    from pymixnn.inference.laplace import LocalPosteriors
+
+    program, theta = new_program(res, data, context, Z)
     local = LocalPosteriors(program, program.omega_tril(theta))
     if loc is not None:
         local.loc, local.scale_tril = loc.clone(), tril.clone()

@@ -32,6 +32,7 @@ from pymixnn.inference import Estimation
 from pymixnn.model import transforms as tr
 from pymixnn.model.covariates import CovariateDesign
 from pymixnn.model.named import Model
+from pymixnn.results.classes import ClassesMixin
 from pymixnn.results.evaluator import FittedModel
 from pymixnn.results.external import ExternalFit, external_info
 from pymixnn.results.genomic_view import GenomicMixin
@@ -67,7 +68,7 @@ def _versions() -> dict[str, str]:
     }
 
 
-class Results(PredictionsMixin, LawMixin, GenomicMixin, LevelsMixin):
+class Results(PredictionsMixin, LawMixin, ClassesMixin, GenomicMixin, LevelsMixin):
     """Estimates, uncertainty, likelihood, individual estimates and predictions of one fit.
 
     Feature groups: ``res.evaluator`` (the fitted model as numbers, :class:`FittedModel`),

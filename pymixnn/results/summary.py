@@ -80,7 +80,7 @@ def summary_text(res) -> str:
                 ),
             )
 
-    return "\n".join(head + _parameter_lines(res, law.name) + _likelihood_lines(res))
+    return "\n".join(head + _parameter_lines(res, law.name) + _class_lines(res) + _likelihood_lines(res))
 
 
 def _parameter_lines(res, law_name: str) -> list[str]:
@@ -99,11 +99,16 @@ def _parameter_lines(res, law_name: str) -> list[str]:
     }
     if law_name == "flow":
         labels["omega"] = "Variance of random effects under the fitted flow (transformed scale)"
+    if law_name == "latent_class":
+        labels["law"] = "Class probabilities (averaged over the individuals)"
+        labels["omega"] = "Variance of random effects within a class (transformed scale)"
+    labels["class"] = "Class-specific fixed effects (natural scale)"
+    labels["membership"] = "Class membership (multinomial logit, class 1 the reference)"
     p = res.params
     lines = []
     width = max(len(str(n)) for n in p.index) + 2
     cols = f"{'':{width}}{'Estimate':>12}{'SE':>12}{'RSE(%)':>9}{'2.5%':>12}{'97.5%':>12}"
-    for kind in ("fixed", "law", "omega", "level", "spatial", "sigma"):
+    for kind in ("fixed", "law", "class", "membership", "omega", "level", "spatial", "sigma"):
         kinds = ("fixed", "beta") if kind == "fixed" else (kind,)
         block = p[p["kind"].isin(kinds)]
         if block.empty:
@@ -116,6 +121,24 @@ def _parameter_lines(res, law_name: str) -> list[str]:
                 f"{(f'{r.rse:.1f}' if np.isfinite(r.rse) else 'NA'):>9}"
                 f"{_fmt(r['ci_lower']):>12}{_fmt(r['ci_upper']):>12}"
             )
+    return lines
+
+
+def _class_lines(res) -> list[str]:
+    """Latent classes: the posterior classification table (lcmm's postprob) and, with
+    n_classes="auto", the table of K."""
+    rec = None if res.external is not None else res.law
+    if not rec:
+        return []
+    selection = [r for r in rec.get("selection") or [] if "n_classes" in r]
+    lines = []
+    if rec.get("class_prob") is not None:
+        lines += ["", "Posterior classification (highest posterior probability)"]
+        lines += ["  " + line for line in res.class_table().round(4).to_string().splitlines()]
+    if selection:
+        sel = res.class_selection()[["loglik", "df", "bic", "icl", "entropy", "smallest_class", "chosen"]]
+        lines += ["", f"Number of classes (chosen by {rec.get('criterion')})"]
+        lines += ["  " + line for line in sel.round(3).to_string().splitlines()]
     return lines
 
 

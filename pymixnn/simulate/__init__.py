@@ -15,6 +15,7 @@ same seed gives the same frame.
 
 The simulators live in :mod:`pymixnn.simulate.nlme` (the Gaussian model above, logistic growth),
 :mod:`pymixnn.simulate.discrete` (binomial counts, censored concentrations),
+:mod:`pymixnn.simulate.classes` (latent classes of growth curves),
 :mod:`pymixnn.simulate.genomic` (markers and marker-driven growth curves) and
 :mod:`pymixnn.simulate.laws` (non-Gaussian laws of one random effect), :mod:`pymixnn.simulate.fields`
 (Matérn random fields at fixed locations, and exactly at 10^4-10^6 random sites) and
@@ -33,6 +34,7 @@ The simulators live in :mod:`pymixnn.simulate.nlme` (the Gaussian model above, l
 
 from __future__ import annotations
 
+from pymixnn.simulate.classes import CLASS_TRUTH, simulate_latent_classes
 from pymixnn.simulate.discrete import simulate_censored_pk, simulate_senescence
 from pymixnn.simulate.fields import simulate_field_growth, simulate_matern, simulate_matern_sites
 from pymixnn.simulate.genomic import simulate_genomic, simulate_markers
@@ -49,6 +51,8 @@ __all__ = [
     "PKPD_TRUTH",
     "simulate_logistic",
     "simulate_senescence",
+    "simulate_latent_classes",
+    "CLASS_TRUTH",
     "simulate_censored_pk",
     "simulate_markers",
     "simulate_genomic",

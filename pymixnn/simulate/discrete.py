@@ -33,7 +33,8 @@ def simulate_senescence(
     15 days apart, sd 3 days each); log s_i ~ N(log scale, omega2_scale); n_i uniform on the
     integers of ``leaves``; everyone observed at ``times`` (default every 4 days, days 0-60).
 
-    Returns columns id, t, leaves, y; ``attrs["truth"]`` (T50, s, omega2.s, the onset law's repr
+    Returns columns id, t, leaves, y; ``attrs["strategy"]`` (each plant's onset strategy, the
+    mixture component 1..K it was drawn from), ``attrs["truth"]`` (T50, s, omega2.s, the onset law's repr
     and variance) and ``attrs["psi"]`` (individual T50 and s), ``attrs["onset_law"]`` (the law of
     T50 - onset, with ``logpdf`` and ``sample``).
     """
@@ -45,7 +46,12 @@ def simulate_senescence(
     if not 1 <= lo <= hi:
         raise ValueError(f"leaves must be (low, high) with 1 <= low <= high, got {leaves}")
     rng = np.random.default_rng(seed)
-    t50 = onset + law.sample(rng, n_plants)
+    strategy = None
+    if hasattr(law, "sample_with_labels"):  # a mixture of onsets: each plant's strategy
+        draws, strategy = law.sample_with_labels(rng, n_plants)
+        t50 = onset + draws
+    else:
+        t50 = onset + law.sample(rng, n_plants)
     s = scale * np.exp(math.sqrt(omega2_scale) * rng.standard_normal(n_plants))
     n_leaves = rng.integers(lo, hi + 1, size=n_plants)
     p = 1 / (1 + np.exp(-(t[None, :] - t50[:, None]) / s[:, None]))
@@ -68,6 +74,9 @@ def simulate_senescence(
     }
     df.attrs["psi"] = pd.DataFrame({"T50": t50, "s": s}, index=pd.Index(ids, name="id"))
     df.attrs["onset_law"] = law
+    # the onset strategy (mixture component, 1 = the first: by default the early plants) of each
+    # plant, in id order; None for a law without components
+    df.attrs["strategy"] = None if strategy is None else strategy + 1
     return df
 
 

@@ -45,8 +45,12 @@ class NormalMixture1D(RandomEffectLaw1D):
         return cls([weight, 1 - weight], [0.0, separation * sd], [sd, sd])
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return self.sample_with_labels(rng, n)[0]
+
+    def sample_with_labels(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """n draws and the component (0..K-1) each came from (the same draws as :meth:`sample`)."""
         k = rng.choice(len(self.weights), size=n, p=self.weights)
-        return self.means[k] + self.sds[k] * rng.standard_normal(n)
+        return self.means[k] + self.sds[k] * rng.standard_normal(n), k
 
     def logpdf(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, float)[..., None]

@@ -76,9 +76,23 @@ def check_random_effects(model: Model, law: Any = None, genomic: Any = None) -> 
     """A model without individual random effects (``random=[]``: nonlinear regression, as nlme's
     ``gnls``/``gls``, or with grouping levels / a spatial field carrying the random variation) takes
     the Gaussian law and no marker matrix: an error naming what needs random effects."""
+    name = getattr(law, "name", "gaussian")
+    if name == "latent_class" and model.random:
+        on = list(law.on or ())
+        unknown = [p for p in on if p not in model.parameters]
+        if unknown:
+            raise InputError(
+                f"LatentClass(on={on}) names {unknown}, which model {model_name(model)!r} does not "
+                f"have; its parameters are {list(model.parameters)}"
+            )
+        check_random_params(
+            f"LatentClass(on={on})",
+            on,
+            model,
+            "class-specific fixed effects sit on the random effects' means",
+        )
     if model.random:
         return
-    name = getattr(law, "name", "gaussian")
     if name != "gaussian":
         raise InputError(
             f"random=[] with random_effects={name!r}: a random-effects law needs individual random "

@@ -245,12 +245,13 @@ residuals.mixnnFit <- function(object, type = c("response", "pearson"), level = 
 #' png package is installed.
 #' @param x A `mixnnFit`.
 #' @param y Unused.
-#' @param type "gof", "individuals", "vpc" or "random_effects".
+#' @param type "gof", "individuals", "vpc", "random_effects" or "classes" (the latent classes'
+#'   mean curves with 90% bands over the data of their members).
 #' @param file PNG path for the Python-drawn plots.
 #' @param ... Passed to the Python plot method (e.g. `n_sim = 100L` for the VPC).
 #' @return The PNG path (Python plots) or `x`, invisibly.
 #' @export
-plot.mixnnFit <- function(x, y, type = c("gof", "individuals", "vpc", "random_effects"),
+plot.mixnnFit <- function(x, y, type = c("gof", "individuals", "vpc", "random_effects", "classes"),
                           file = NULL, ...) {
   type <- match.arg(type)
   if (type == "gof") {
@@ -272,7 +273,7 @@ plot.mixnnFit <- function(x, y, type = c("gof", "individuals", "vpc", "random_ef
   file <- file %||% tempfile(fileext = ".png")
   py <- .need_py(x)
   f <- switch(type, individuals = py$plot_individuals, vpc = py$plot_vpc,
-              random_effects = py$plot_random_effects)
+              random_effects = py$plot_random_effects, classes = py$plot_classes)
   .py_call(f, file, ...)
   if (requireNamespace("png", quietly = TRUE)) {
     img <- png::readPNG(file)
@@ -284,4 +285,42 @@ plot.mixnnFit <- function(x, y, type = c("gof", "individuals", "vpc", "random_ef
     rasterImage(img, (1 - w[1]) / 2, (1 - w[2]) / 2, (1 + w[1]) / 2, (1 + w[2]) / 2)
   }
   invisible(file)
+}
+
+#' Posterior classification of a latent-class fit
+#'
+#' lcmm's `postprob()`: per class the number and percentage of individuals whose highest
+#' posterior probability is that class, the mean posterior probability of the assigned class
+#' among them, and the shares above 0.7, 0.8 and 0.9.
+#' @param x A `mixnnFit` with `random_effects = "latent_class"`.
+#' @param ... Unused.
+#' @return The table (a data.frame, one row per class), invisibly after printing it.
+#' @export
+postprob <- function(x, ...) UseMethod("postprob")
+
+#' @rdname postprob
+#' @export
+postprob.mixnnFit <- function(x, ...) {
+  if (is.null(x$class_table))
+    stop("postprob() needs a fit with random_effects = \"latent_class\"", call. = FALSE)
+  cat("Posterior classification (highest posterior probability):\n")
+  print(x$class_table)
+  invisible(x$class_table)
+}
+
+#' Classify new individuals into the latent classes of a fit
+#'
+#' lcmm's `predictClass()`: the posterior class probabilities of individuals not in the fit,
+#' from their data and membership covariates alone, at the fitted parameters.
+#' @param model A `mixnnFit` with `random_effects = "latent_class"`.
+#' @param newdata A data.frame with the fit's id, x, y and membership covariate columns.
+#' @param ... Passed to Python's `Results.classify` (`n_samples`, `seed`).
+#' @return A data.frame, one row per new individual (row names their ids): `prob.1` ...
+#'   `prob.K` and `class`.
+#' @export
+predictClass <- function(model, newdata, ...) {
+  if (is.null(model$class_table))
+    stop("predictClass() needs a fit with random_effects = \"latent_class\"", call. = FALSE)
+  py <- .need_py(model)
+  .df(.py_call(py$classify, .py_frame(newdata), ...))
 }

@@ -118,7 +118,15 @@ mixnnControl <- function(seed = 0L, batch_size = 512L, max_steps = 4000L, lr = 0
 #'   default "ID", "TIME" and "DV"; name the other NONMEM columns with [mixnnEvents()].
 #' @param covariates Covariate model, e.g. `list(V = "Weight")` (taken from a `mixnnModel`'s
 #'   `covariate.model` when omitted).
-#' @param random_effects "gaussian", "mixture", "flow" or a Python spec object.
+#' @param random_effects "gaussian", "mixture", "flow", "latent_class" or a Python spec object.
+#'   Latent classes (lcmm's `hlme` vocabulary in brackets) take, through `...`, `n_classes`
+#'   (`ng`; an integer or "auto": K = 1..`max_classes` chosen by `criterion`, "icl" by default,
+#'   or "bic"), `on` (`mixture`: the parameters with class-specific fixed effects, default all
+#'   with a random effect), `membership` (`classmb`: covariate columns or a one-sided formula),
+#'   `shared_omega` (default `TRUE`) and `n_starts`. The fit then has `classes` (lcmm's `pprob`:
+#'   `prob.1` ... `prob.K` and `class` per individual), `n_classes`, `class_table` (see
+#'   [postprob()]) and `class_selection` (one row per K); rows `prob.k`, `<p>.class<k>` and
+#'   `membership.class<k>.<term>` of `params`.
 #' @param observation "gaussian", "poisson", "negative_binomial", "zero_inflated_poisson",
 #'   "binomial", "bernoulli", "ordinal" or a Python spec object.
 #' @param genomic Marker effects: a Python `pymixnn.Genomic`, or a list of its arguments with
@@ -149,6 +157,7 @@ mixnnControl <- function(seed = 0L, batch_size = 512L, max_steps = 4000L, lr = 0
 #'   random variation (`gls` with a spatial correlation and a nugget: the residual error is the
 #'   nugget when each location has one observation).
 #' @param ... Further arguments of `pymixnn.fit()`: `n_components`, `context`, `trials`,
+#'   the latent-class arguments above,
 #'   `censoring`, `genotype`, `error`, `omega`, `transforms`, `init`.
 #' @return An object of class `mixnnFit`: the estimates as R data.frames, vectors and matrices,
 #'   and the Python results in `$py` (used by `predict()` on new data and `plot()`). Among them
@@ -188,6 +197,11 @@ mixnn <- function(data, model, id, x, y, covariates = NULL, random_effects = "ga
   pm <- pymixnn_module()
   extra <- list(...)
   if (!is.null(random)) extra$random <- as.list(random)
+  if (identical(random_effects, "latent_class")) {
+    random_effects <- .latent_class(pm, extra)
+    extra[intersect(names(extra), .LATENT_CLASS_ARGS)] <- NULL
+    extra$membership_columns <- NULL
+  }
   cov_names <- NULL
   if (inherits(data, "mixnnData")) {
     cov_names <- data$covariates
@@ -211,7 +225,9 @@ mixnn <- function(data, model, id, x, y, covariates = NULL, random_effects = "ga
       data <- mixnnEvents(data, id = if (missing(id)) "ID" else id,
                           time = if (missing(x)) "TIME" else x, dv = if (missing(y)) "DV" else y)
     }
-    data <- .events_data(pm, data, c(unlist(covariates), unlist(extra$context)), extra$censoring)
+    membership <- if (.py_isinstance(random_effects, pm$LatentClass)) unlist(random_effects$membership)
+    data <- .events_data(pm, data, c(unlist(covariates), unlist(extra$context), membership),
+                         extra$censoring)
     id <- x <- y <- NULL
   }
   if (is.list(covariates)) covariates <- lapply(covariates, as.list)
@@ -255,6 +271,36 @@ mixnn <- function(data, model, id, x, y, covariates = NULL, random_effects = "ga
                  genomic = genomic, control = .py_do(pm$Control, settings)), extra)
   res <- .py_do(pm$fit, args)
   new_mixnnFit(res, match.call())
+}
+
+# the classification table with a class column (1..K) and plain row names
+.class_table <- function(t) {
+  t <- .df(t, rownames = FALSE)
+  t$n <- as.integer(t$n)
+  cbind(class = seq_len(nrow(t)), t)
+}
+
+.LATENT_CLASS_ARGS <- c("n_classes", "on", "mixture", "membership", "classmb", "shared_omega",
+                        "n_starts", "max_classes", "criterion")
+
+# random_effects = "latent_class" with n_classes, on (or lcmm's mixture), membership (or lcmm's
+# classmb, a one-sided formula), shared_omega, n_starts, max_classes, criterion: a
+# pymixnn.LatentClass
+.latent_class <- function(pm, extra) {
+  k <- extra$n_classes %||% 2L
+  if (is.numeric(k)) k <- as.integer(k)
+  on <- extra$on %||% extra$mixture
+  mb <- extra$membership %||% extra$classmb
+  if (inherits(on, "formula")) on <- all.vars(on)
+  if (inherits(mb, "formula")) mb <- all.vars(mb)
+  args <- list(n_classes = k)
+  if (!is.null(on)) args$on <- as.list(on)
+  if (!is.null(mb)) args$membership <- as.list(mb)
+  if (!is.null(extra$shared_omega)) args$shared_omega <- isTRUE(extra$shared_omega)
+  if (!is.null(extra$n_starts)) args$n_starts <- as.integer(extra$n_starts)
+  if (!is.null(extra$max_classes)) args$max_classes <- as.integer(extra$max_classes)
+  if (!is.null(extra$criterion)) args$criterion <- extra$criterion
+  .py_do(pm$LatentClass, args)
 }
 
 # levels = list(plot = "A", genotype = list(params = c("A", "B"), omega = "full")) as a list of
@@ -381,6 +427,7 @@ new_mixnnFit <- function(py, call = NULL) {
   d <- py$data
   law <- py$random_effects_law$name
   genomic <- isTRUE(py$is_genomic)
+  classes <- isTRUE(py$is_latent_class)
   structure(list(
     call = call, py = py,
     model = list(name = py$model$name, parameters = unlist(py$model$parameters),
@@ -406,6 +453,10 @@ new_mixnnFit <- function(py, call = NULL) {
     amortization = if (isTRUE(py$is_amortized)) .df(py$amortization),
     spatial_field = if (!is.null(py$settings$spatial)) .df(py$spatial_field(), rownames = FALSE),
     spatial_variance = if (!is.null(py$settings$spatial)) .df(py$spatial_variance()),
+    classes = if (classes) .df(py$classes()),
+    n_classes = if (classes) py$n_classes,
+    class_table = if (classes) .class_table(py$class_table()),
+    class_selection = if (classes) .df(py$class_selection()),
     level_effects = stats::setNames(lapply(py$level_names, function(l) .df(py$level_effects(l))),
                                     unlist(py$level_names)),
     info = py$info), class = "mixnnFit")

@@ -4,6 +4,8 @@ one flat vector theta, and every law-specific step of the estimation (base.py: t
 * ``GaussianLaw`` (gaussian.py): eta ~ N(0, L L^T).
 * ``MixtureLaw`` (mixture.py): eta ~ sum_k w_k N(m_k, L_k L_k^T), E[eta] = 0 by construction.
 * ``FlowLaw`` (flow.py): eta = L T(u), u ~ N(0, I), T a normalizing flow started at the identity.
+* ``LatentClassLaw`` (latent_class.py): latent classes with class-specific fixed effects and a
+  multinomial-logit membership model (its EM start: class_em.py).
 
 registry.py maps each spec class of pymixnn.model.random_effects to its plug-in; fitted.py rebuilds
 a fitted law from its record. ``log_prob(L, raw, eta, context)`` takes eta of shape (..., B, d) and
@@ -14,6 +16,7 @@ from pymixnn.inference.laws.base import LawPlugin, gaussian_log_prob, raw_from_t
 from pymixnn.inference.laws.fitted import fitted_law, log_density_fitted_law, sample_fitted_law
 from pymixnn.inference.laws.flow import FlowLaw
 from pymixnn.inference.laws.gaussian import GaussianLaw
+from pymixnn.inference.laws.latent_class import LatentClassLaw, class_selection_row
 from pymixnn.inference.laws.mixture import MixtureLaw, fit_gaussian_mixture
 from pymixnn.inference.laws.registry import REGISTRY, build_law, plugin
 
@@ -21,6 +24,8 @@ __all__ = [
     "GaussianLaw",
     "MixtureLaw",
     "FlowLaw",
+    "LatentClassLaw",
+    "class_selection_row",
     "LawPlugin",
     "REGISTRY",
     "plugin",

@@ -173,6 +173,7 @@ class LawPlugin:
     def fisher_draws(self, k_opt: int) -> int:
         return k_opt
 
-    def record_extras(self, program: Any, theta: torch.Tensor, eta_mean: torch.Tensor) -> dict:
-        """Fields of the fitted law's record (LawFit) particular to this law."""
+    def record_extras(self, program: Any, theta: torch.Tensor, result: Any) -> dict:
+        """Fields of the fitted law's record (LawFit) particular to this law (``result``: the
+        final importance-sampling pass, an ``importance.ISResult``)."""
         return {}

@@ -112,7 +112,7 @@ class MixtureLaw(LawPlugin):
         terms = [torch.log(w[k]) + gaussian_log_prob(trils[k], eta - means[k]) for k in range(self.K)]
         return torch.logsumexp(torch.stack(terms), 0)
 
-    def responsibilities(self, L, raw, eta) -> torch.Tensor:
+    def responsibilities(self, L, raw, eta, context=None) -> torch.Tensor:
         w, means, trils = self.components(L, raw)
         terms = torch.stack(
             [torch.log(w[k]) + gaussian_log_prob(trils[k], eta - means[k]) for k in range(self.K)], -1
@@ -192,11 +192,10 @@ class MixtureLaw(LawPlugin):
             out.extend(omega_values(trils[k] @ trils[k].T, lay.full_omega))
         return out
 
-    def record_extras(self, program: Any, theta: torch.Tensor, eta_mean: torch.Tensor) -> dict:
-        """Posterior component probabilities of each individual at its conditional mean of eta."""
-        with torch.no_grad():
-            resp = self.responsibilities(program.omega_tril(theta), theta[program.layout.law], eta_mean)
-        return dict(responsibilities=resp.detach().to("cpu", torch.float64).numpy().tolist())
+    def record_extras(self, program: Any, theta: torch.Tensor, result: Any) -> dict:
+        """Posterior component probabilities of each individual: the posterior mean of the
+        responsibilities (importance.py), P(component k | y_i)."""
+        return dict(responsibilities=result.class_prob.detach().to("cpu", torch.float64).numpy().tolist())
 
 
 def fit_gaussian_mixture(

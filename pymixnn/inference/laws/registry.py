@@ -8,8 +8,9 @@ import torch
 from pymixnn.inference.laws.base import LawPlugin
 from pymixnn.inference.laws.flow import FlowLaw
 from pymixnn.inference.laws.gaussian import GaussianLaw
+from pymixnn.inference.laws.latent_class import LatentClassLaw
 from pymixnn.inference.laws.mixture import MixtureLaw
-from pymixnn.model.random_effects import Flow, Gaussian, Mixture
+from pymixnn.model.random_effects import Flow, Gaussian, LatentClass, Mixture
 
 __all__ = ["REGISTRY", "plugin", "build_law"]
 
@@ -19,6 +20,7 @@ REGISTRY: dict[type, type[LawPlugin]] = {
     Gaussian: GaussianLaw,
     Mixture: MixtureLaw,
     Flow: FlowLaw,
+    LatentClass: LatentClassLaw,
 }
 
 
