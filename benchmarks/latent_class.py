@@ -267,17 +267,12 @@ def report(out: Path) -> str:
             "| replicate | chosen K | ARI | smallest class (K=2,3,4) | max abs rel. error | s |",
             "|---|---|---|---|---|---|",
         ]
-        for r in t.itertuples():
-            small = ", ".join(
-                str(int(getattr(r, f"smallest_{k}"))) for k in (2, 3, 4) if hasattr(r, f"smallest_{k}")
-            )
-            err = (
-                np.nanmax(np.abs([getattr(r, c.replace(".", "_")) for c in rel.columns]))
-                if len(rel.columns)
-                else np.nan
-            )
+        for _, r in t.iterrows():
+            small = ", ".join(str(int(r[f"smallest.{k}"])) for k in (2, 3, 4) if f"smallest.{k}" in r)
+            err = float(np.nanmax(np.abs(r[rel.columns].to_numpy(float)))) if len(rel.columns) else np.nan
             lines.append(
-                f"| {r.replicate} | {r.chosen_k} | {r.ari:.3f} | {small} | {err:.4f} | {r.seconds:.0f} |"
+                f"| {int(r.replicate)} | {int(r.chosen_k)} | {r.ari:.3f} | {small} | {err:.4f} | "
+                f"{r.seconds:.0f} |"
             )
         lines.append("")
     if "membership" in tables:
