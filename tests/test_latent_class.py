@@ -19,7 +19,7 @@ import torch
 
 import pymixnn
 from pymixnn.inference.laws import build_law
-from pymixnn.inference.laws.class_em import fit_latent_classes
+from pymixnn.inference.laws.class_em import EMPTY_SHARE, fit_latent_classes
 from pymixnn.model.random_effects import LatentClass, resolve
 from pymixnn.results.classes import adjusted_rand_index, class_table
 from pymixnn.simulate import simulate_latent_classes, simulate_senescence
@@ -90,6 +90,17 @@ def test_em_start_recovers_classes_and_membership():
         [math.log(0.2 / 0.8), math.log(0.7 / 0.3) - math.log(0.2 / 0.8)], dtype=torch.float64
     )
     assert torch.allclose(gamma[1], truth, atol=0.25), gamma
+
+
+def test_em_reseeds_an_empty_class():
+    # one far outlier among 1,000 points: k-means++ seeds a class on it, whose weight (1/1001) is
+    # below EMPTY_SHARE; it is re-seeded (counted) and the start kept has no empty class
+    gen = torch.Generator().manual_seed(0)
+    x = torch.cat([torch.randn(1000, 2, generator=gen, dtype=torch.float64), torch.tensor([[40.0, 0.0]])])
+    em = fit_latent_classes(x.double(), 3, [0], torch.ones(1001, 1, dtype=torch.float64), gen,
+                            shared=True, full=False, n_starts=3)  # fmt: skip
+    assert em["restarts"] >= 1 and not em["degenerate"]
+    assert torch.softmax(em["gamma"][:, 0], 0).min() > EMPTY_SHARE
 
 
 def test_spec_errors():

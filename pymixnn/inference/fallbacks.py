@@ -45,6 +45,8 @@ FALLBACKS = (
     "fisher_pseudo_inverse",
     "levels_rounds_exhausted",
     "levels_pseudo_inverse",
+    "latent_class_empty_reseed",
+    "latent_class_restart",
 )
 
 # name -> (threshold, what it is compared with, message). "steps": the count as a share of the SVI
@@ -75,6 +77,12 @@ THRESHOLDS: dict[str, tuple[float, str, str]] = {
         "count",
         "L-BFGS zeroed non-finite gradient components in {count} evaluation(s) (the "
         "flow's start or refinement)",
+    ),
+    "latent_class_empty_reseed": (
+        1,
+        "count",
+        "latent classes: the start's EM re-seeded an empty class {count} time(s) (fewer classes "
+        "than n_classes may be supported by the data: compare K with n_classes='auto')",
     ),
     "newton_rejected_steps": (
         25,
