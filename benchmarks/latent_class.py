@@ -72,7 +72,7 @@ def onset_model() -> pymixnn.Model:
     )
 
 
-def fit_senescence(df: pd.DataFrame, law, threads: int = 1):
+def fit_senescence(df: pd.DataFrame, law, threads: int = 1, **kwargs):
     return pymixnn.fit(
         df,
         onset_model(),
@@ -85,6 +85,7 @@ def fit_senescence(df: pd.DataFrame, law, threads: int = 1):
         seed=1,
         progress=False,
         threads=threads,
+        **kwargs,
     )
 
 

@@ -107,7 +107,7 @@ def test_spec_errors():
     with pytest.raises(ValueError, match="n_classes"):
         LatentClass(n_classes=1)
     with pytest.raises(ValueError, match="within"):
-        LatentClass(within="flow")
+        LatentClass(within="student")
     with pytest.raises(ValueError, match="criterion"):
         LatentClass(criterion="entropy")
     assert resolve("latent_class", n_components=3).n_classes == 3
@@ -210,6 +210,24 @@ def test_senescence_strategies_and_new_plants():
     # the strategies' onsets (truth 25 and 40 days)
     assert abs(res.params.loc["T50.class1", "estimate"] - 25) < 1.5
     assert abs(res.params.loc["T50.class2", "estimate"] - 40) < 1.5
+
+
+def test_flow_within_classes():
+    from benchmarks.latent_class import fit_senescence
+
+    df = simulate_senescence(120, seed=8)
+    flow = fit_senescence(df, LatentClass(2, on=["T50"], within="flow"), max_steps=200)
+    gauss = fit_senescence(df, LatentClass(2, on=["T50"]), max_steps=200)
+    # the flow starts at the identity (the Gaussian-within model) and its penalized fit can only
+    # raise the log-likelihood (200 plants: measured +2.2 units); 1 unit of Monte Carlo slack
+    assert flow.loglik > gauss.loglik - 1.0, (flow.loglik, gauss.loglik)
+    assert (flow.classes()["class"].to_numpy() == df.attrs["strategy"]).mean() >= 0.95
+    assert abs(flow.params.loc["T50.class1", "estimate"] - 25) < 2 and np.isfinite(flow.params["se"]).all()
+    assert "flow" in flow.info["se_method"] and "cov.T50.s" in flow.params.index
+    new = simulate_senescence(60, seed=9)
+    assert (flow.classify(new)["class"].to_numpy() == new.attrs["strategy"]).mean() >= 0.9
+    with pytest.raises(ValueError, match="shared_omega"):
+        LatentClass(within="flow", shared_omega=False)
 
 
 def test_event_data_and_amortized_fits():

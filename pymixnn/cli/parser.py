@@ -141,6 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit.add_argument("--class-on", metavar="P[,P]", help="parameters with class-specific fixed effects")
     fit.add_argument("--membership", metavar="COL[,COL]", help="covariates of the class-membership model")
+    fit.add_argument(
+        "--class-within",
+        choices=["gaussian", "flow"],
+        help="the law within a latent class (default gaussian)",
+    )
     fit.add_argument("--classes", metavar="PATH", help="write the posterior class probabilities as CSV")
     fit.add_argument("--n-components", metavar="K", help="mixture components: an integer or 'auto'")
     fit.add_argument("--context", metavar="COL[,COL]", help="covariates a flow is conditioned on")

@@ -124,11 +124,14 @@ def prepare(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
         spec["n_components"] = k if k == "auto" else integer(k, "--n-components")
     if args.context:
         spec["context"] = names(args.context)
-    latent = dict(n_classes=args.n_classes, on=args.class_on, membership=args.membership)
+    latent = dict(
+        n_classes=args.n_classes, on=args.class_on, membership=args.membership, within=args.class_within
+    )
     if args.random_effects == "latent_class":
         spec["random_effects"] = latent_class_spec(args)
     elif any(v is not None for v in latent.values()):
-        flags = [f"--{k.replace('_', '-')}" if k != "on" else "--class-on" for k, v in latent.items() if v]
+        names_of = {"on": "--class-on", "within": "--class-within"}
+        flags = [names_of.get(k, f"--{k.replace('_', '-')}") for k, v in latent.items() if v]
         raise InputError(f"{', '.join(flags)} apply to --random-effects latent_class")
     spec["observation"] = observation_of(args.observation, args.link, args.levels)
     spec["likelihood"] = args.likelihood
@@ -277,6 +280,7 @@ def latent_class_spec(args):
             n_classes=k,
             on=names(args.class_on) if args.class_on else None,
             membership=names(args.membership) if args.membership else None,
+            within=args.class_within or "gaussian",
         )
     except ValueError as err:
         raise InputError(str(err)) from None

@@ -204,7 +204,11 @@ class LatentClass:
     membership : individual covariate columns of the membership model (lcmm's ``classmb=``);
         categorical ones are coded as indicators of their non-reference levels, numeric ones enter
         as they are (coefficients per unit, as lcmm's).
-    within : the law within a class: "gaussian" (the only one built so far).
+    within : the law within a class: "gaussian", or "flow": eta | k = m_k + L T(u), u ~ N(0, I), one
+        normalizing flow T (pymixnn.Flow's default spline coupling, started at the identity) shared
+        by the classes, which differ in location; needs ``shared_omega=True``.
+    flow_penalty : the ridge weight of that flow towards the Gaussian (pymixnn.Flow's ``penalty``;
+        fixed here, not cross-validated).
     shared_omega : one Omega for all classes (default, lcmm's ``nwg=FALSE``) or one per class.
     n_starts : starts of the EM that begins each fit (k-means++ seeds on draws of the Gaussian
         fit's individual posteriors); the best is refined. A start whose class empties is re-seeded.
@@ -221,6 +225,7 @@ class LatentClass:
     n_starts: int = 10
     max_classes: int = 4
     criterion: str = "icl"
+    flow_penalty: float = 100.0
     # set by the problem from the model and data (not arguments): the membership model's coded
     # column names, and the names of the parameters with a random effect (the order of eta)
     membership_terms: Sequence[str] = ()
@@ -237,11 +242,15 @@ class LatentClass:
             raise ValueError(
                 f"LatentClass criterion must be one of {list(CLASS_CRITERIA)}, got {self.criterion!r}"
             )
-        if self.within != "gaussian":
+        if self.within not in ("gaussian", "flow"):
+            raise ValueError(f"LatentClass within must be 'gaussian' or 'flow', got {self.within!r}")
+        if self.within == "flow" and not self.shared_omega:
             raise ValueError(
-                f"LatentClass within={self.within!r}: only 'gaussian' within-class laws are built "
-                "(a mixture of classes with a flow inside each is not yet)"
+                "LatentClass(within='flow') shares one flow between the classes (they differ in "
+                "location): use shared_omega=True"
             )
+        if not (isinstance(self.flow_penalty, (int, float)) and self.flow_penalty >= 0):
+            raise ValueError(f"LatentClass flow_penalty must be a number >= 0, got {self.flow_penalty!r}")
         if not (isinstance(self.n_starts, int) and self.n_starts >= 1):
             raise ValueError(f"LatentClass n_starts must be an integer >= 1, got {self.n_starts!r}")
         for attr in ("on", "membership"):
@@ -264,7 +273,8 @@ class LatentClass:
         on = f" on {list(self.on)}" if self.on else ""
         mb = f", membership ~ {' + '.join(self.membership)}" if self.membership else ""
         cov = "shared" if self.shared_omega else "class-specific"
-        return f"latent classes: {k} classes{on}{mb} ({cov} omega)"
+        within = ", a normalizing flow within the classes" if self.within == "flow" else ""
+        return f"latent classes: {k} classes{on}{mb} ({cov} omega{within})"
 
 
 RandomEffectsLaw = Gaussian | Mixture | Flow | LatentClass

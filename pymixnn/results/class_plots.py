@@ -25,6 +25,7 @@ def class_curves(res, grid: np.ndarray, *, n_samples: int = 2000, seed: int = 0)
     shift = np.asarray(res.law.get("shift", np.zeros(len(rand))))
     base = fm.typical_phi()
     base[rand] -= shift  # mu of class 1 (the means are the class contrasts)
+    law = None
     if spec.name != "latent_class":
         means, trils = np.zeros((1, len(rand))), np.linalg.cholesky(np.asarray(res.estimation.omega))[None]
     else:
@@ -38,7 +39,12 @@ def class_curves(res, grid: np.ndarray, *, n_samples: int = 2000, seed: int = 0)
         typical = base.copy()
         typical[rand] += means[k]
         phi = np.tile(typical, (n_samples, 1))
-        phi[:, rand] += rng.standard_normal((n_samples, len(rand))) @ trils[k].T
+        if law is not None and law.flow is not None:  # draws of the shared flow within the class
+            with torch.no_grad():
+                gen = torch.Generator().manual_seed(seed + k)
+                phi[:, rand] += law.flow.sample(L, law.flow_raw(raw), n_samples, gen).numpy()
+        else:
+            phi[:, rand] += rng.standard_normal((n_samples, len(rand))) @ trils[k].T
         curves = fm.curves(phi, grid)
         lower, upper = np.nanquantile(curves, [0.05, 0.95], axis=0)
         out[k + 1] = (fm.curves(typical[None], grid)[0], lower, upper)

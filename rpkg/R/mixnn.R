@@ -123,7 +123,8 @@ mixnnControl <- function(seed = 0L, batch_size = 512L, max_steps = 4000L, lr = 0
 #'   (`ng`; an integer or "auto": K = 1..`max_classes` chosen by `criterion`, "icl" by default,
 #'   or "bic"), `on` (`mixture`: the parameters with class-specific fixed effects, default all
 #'   with a random effect), `membership` (`classmb`: covariate columns or a one-sided formula),
-#'   `shared_omega` (default `TRUE`) and `n_starts`. The fit then has `classes` (lcmm's `pprob`:
+#'   `shared_omega` (default `TRUE`), `n_starts`, `within` ("gaussian" or "flow": one normalizing
+#'   flow shared by the classes) and `flow_penalty`. The fit then has `classes` (lcmm's `pprob`:
 #'   `prob.1` ... `prob.K` and `class` per individual), `n_classes`, `class_table` (see
 #'   [postprob()]) and `class_selection` (one row per K); rows `prob.k`, `<p>.class<k>` and
 #'   `membership.class<k>.<term>` of `params`.
@@ -281,7 +282,7 @@ mixnn <- function(data, model, id, x, y, covariates = NULL, random_effects = "ga
 }
 
 .LATENT_CLASS_ARGS <- c("n_classes", "on", "mixture", "membership", "classmb", "shared_omega",
-                        "n_starts", "max_classes", "criterion")
+                        "n_starts", "max_classes", "criterion", "within", "flow_penalty")
 
 # random_effects = "latent_class" with n_classes, on (or lcmm's mixture), membership (or lcmm's
 # classmb, a one-sided formula), shared_omega, n_starts, max_classes, criterion: a
@@ -300,6 +301,8 @@ mixnn <- function(data, model, id, x, y, covariates = NULL, random_effects = "ga
   if (!is.null(extra$n_starts)) args$n_starts <- as.integer(extra$n_starts)
   if (!is.null(extra$max_classes)) args$max_classes <- as.integer(extra$max_classes)
   if (!is.null(extra$criterion)) args$criterion <- extra$criterion
+  if (!is.null(extra$within)) args$within <- extra$within
+  if (!is.null(extra$flow_penalty)) args$flow_penalty <- as.numeric(extra$flow_penalty)
   .py_do(pm$LatentClass, args)
 }
 

@@ -20,14 +20,18 @@ import torch
 
 from pymixnn.inference.laws.base import LawPlugin, gaussian_log_prob, raw_from_tril, tril_from_raw
 from pymixnn.inference.laws.class_em import fit_latent_classes
+from pymixnn.inference.laws.flow import FLOW_DRAWS, FlowLaw
 from pymixnn.inference.rows import Rows, omega_values
 from pymixnn.model import transforms as tr
-from pymixnn.model.random_effects import Gaussian, LatentClass
+from pymixnn.model.random_effects import Flow, Gaussian, LatentClass
 
 __all__ = ["LatentClassLaw", "class_selection_row", "RESTART_WARNING"]
 
 # draws of each Gaussian-fit posterior the start's EM runs on
 EM_DRAWS = 20
+# base draws of the within-class covariance under a flow (reported rows; Monte Carlo error of a
+# variance ~1%)
+FLOW_MOMENT_DRAWS = 20_000
 
 RESTART_WARNING = (
     "latent classes: a fit ended with an empty class (no individual assigned to it) and was "
@@ -73,8 +77,25 @@ def _has_empty_class(est: Any, K: int) -> bool:
 class LatentClassLaw(LawPlugin):
     refiner = "newton"
 
-    def __init__(self, spec: LatentClass, d: int, full_omega: bool, context_dim: int):
+    def __init__(
+        self,
+        spec: LatentClass,
+        d: int,
+        full_omega: bool,
+        context_dim: int,
+        *,
+        dtype=None,
+        device=None,
+        seed=0,
+    ):
         self.spec, self.d, self.full, self.c = spec, d, full_omega, context_dim
+        # within="flow": one flow T shared by the classes (its parameters last in raw)
+        self.flow, self.n_flow = None, 0
+        if getattr(spec, "within", "gaussian") == "flow":
+            flow_spec = Flow(penalty=float(spec.flow_penalty))
+            self.flow = FlowLaw(flow_spec, d, 0, dtype=dtype or torch.float64, device=device, seed=seed)
+            self.n_flow = self.flow.n_params
+            self.refiner, self.se_note = FlowLaw.refiner, FlowLaw.se_note
         self.conditional = context_dim > 0
         self.K = int(spec.n_classes)
         names = list(getattr(spec, "random_names", ()) or ())
@@ -85,12 +106,13 @@ class LatentClassLaw(LawPlugin):
         K = self.K
         self.n_gamma, self.n_delta = (K - 1) * (1 + self.c), (K - 1) * self.q
         self.n_params = self.n_gamma + self.n_delta + (0 if spec.shared_omega else (K - 1) * self.n_omega)
+        self.n_params += self.n_flow
 
     @classmethod
     def build(
         cls, spec, d: int, full_omega: bool, *, context_dim: int = 0, dtype=None, device=None, seed: int = 0
     ) -> LatentClassLaw:
-        return cls(spec, d, full_omega, context_dim)
+        return cls(spec, d, full_omega, context_dim, dtype=dtype, device=device, seed=seed)
 
     @classmethod
     def fit(cls, spec, *, gaussian: Any, law_stage, finish, n_individuals: int):
@@ -130,7 +152,17 @@ class LatentClassLaw(LawPlugin):
         delta = torch.cat(
             [zero(self.q), raw[self.n_gamma : self.n_gamma + self.n_delta].reshape(K - 1, self.q)]
         )
-        return gamma, delta, raw[self.n_gamma + self.n_delta :]
+        return gamma, delta, raw[self.n_gamma + self.n_delta : raw.shape[0] - self.n_flow]
+
+    def flow_raw(self, raw: torch.Tensor) -> torch.Tensor:
+        """The shared flow's parameters (within="flow")."""
+        return raw[raw.shape[0] - self.n_flow :]
+
+    def within_log_prob(self, L_k, raw, eta) -> torch.Tensor:
+        """log density of eta - m_k within a class: Gaussian, or the shared flow."""
+        if self.flow is None:
+            return gaussian_log_prob(L_k, eta)
+        return self.flow.log_prob(L_k, self.flow_raw(raw), eta)
 
     def means(self, delta: torch.Tensor) -> torch.Tensor:
         m = torch.zeros(self.K, self.d, dtype=delta.dtype, device=delta.device)
@@ -168,7 +200,7 @@ class LatentClassLaw(LawPlugin):
         """log w_k(x) + log N(eta; m_k, L_k L_k'), (..., B, K)."""
         gamma, delta, rest = self.split(raw)
         means, trils = self.means(delta), self.trils(L, rest)
-        dens = torch.stack([gaussian_log_prob(trils[k], eta - means[k]) for k in range(self.K)], -1)
+        dens = torch.stack([self.within_log_prob(trils[k], raw, eta - means[k]) for k in range(self.K)], -1)
         return dens + self.log_weights(gamma, context)
 
     def log_prob(self, L, raw, eta, context=None):
@@ -187,13 +219,34 @@ class LatentClassLaw(LawPlugin):
         else:
             k = torch.multinomial(w, 1, generator=generator).squeeze(-1)
         k = k.to(L.device)
+        if self.flow is not None:
+            return means[k] + self.flow.sample(L, self.flow_raw(raw), n, generator)
         z = torch.randn(n, self.d, generator=generator, dtype=L.dtype).to(L.device)
         return means[k] + (trils[k] @ z.unsqueeze(-1)).squeeze(-1)
 
     # ---- stages ------------------------------------------------------------------------------
     def skip_svi(self, n_individuals: int, batch_size: int) -> bool:
-        """The EM start is a full-data fit; the refinement's Newton steps take it from there."""
-        return True
+        """The EM start is a full-data fit; the refinement's Newton steps take it from there (a
+        flow within the classes is shaped by SVI first)."""
+        return self.flow is None
+
+    def penalty(self, raw: torch.Tensor, weight: float | None = None) -> torch.Tensor:
+        """The shared flow's ridge towards the Gaussian (0 without a flow)."""
+        if self.flow is None:
+            return torch.zeros((), dtype=raw.dtype, device=raw.device)
+        return self.flow.penalty(self.flow_raw(raw), weight)
+
+    def refine_draws(self, k_opt: int) -> int:
+        return k_opt if self.flow is None else min(k_opt, FLOW_DRAWS)
+
+    def fisher_draws(self, k_opt: int) -> int:
+        return self.refine_draws(k_opt)
+
+    def fisher_index(self, layout: Any) -> list[int] | None:
+        """All of theta, or with a flow within the classes all but the flow's own parameters."""
+        if self.flow is None:
+            return None
+        return list(range(layout.core.stop)) + list(range(layout.law.start, layout.law.stop - self.n_flow))
 
     def start(self, program, theta, local, *, generator, seed, fallbacks) -> tuple[torch.Tensor, dict]:
         """EM (class_em.py) on draws of each Gaussian-fit posterior; classes ordered by their mean
@@ -227,6 +280,8 @@ class LatentClassLaw(LawPlugin):
         parts = [(gamma[1:] - gamma[0]).reshape(-1), (means[1:, self.on] - means[0, self.on]).reshape(-1)]
         if not self.spec.shared_omega:
             parts += [raw_from_tril(torch.linalg.cholesky(covs[k]), lay.full_omega) for k in range(1, self.K)]
+        if self.flow is not None:
+            parts.append(self.flow.initial_raw(theta.dtype, theta.device))
         theta[lay.law] = torch.cat(parts)
         local.loc = local.loc - means[0]
         return theta, dict(em_loglik=em["ll"], em_restarts=em["restarts"])
@@ -237,6 +292,9 @@ class LatentClassLaw(LawPlugin):
         membership covariates), by the law of total variance."""
         w, means, trils = self.components(L, raw, context)
         covs = trils @ trils.transpose(-1, -2)
+        if self.flow is not None:  # the flow's own mean and covariance, by Monte Carlo
+            shift, cov = self.flow.moments(L, self.flow_raw(raw), n=n or FLOW_MOMENT_DRAWS, seed=seed)
+            means, covs = means + shift, cov.expand(self.K, self.d, self.d)
         mean = (w.unsqueeze(-1) * means).sum(0)
         second = (w.view(-1, 1, 1) * (covs + means.unsqueeze(-1) * means.unsqueeze(-2))).sum(0)
         return mean, second - mean.unsqueeze(-1) * mean.unsqueeze(-2)
@@ -256,14 +314,19 @@ class LatentClassLaw(LawPlugin):
             for term in terms:
                 rows.add(f"membership.class{k + 1}.{term}", "membership", f"class {k + 1}", "identity")
         tags = [""] if self.spec.shared_omega else [f"class{k + 1}." for k in range(self.K)]
-        for tag in tags:
-            rows.omega(rand, program.layout.full_omega, tag)
+        for tag in tags:  # under a flow, the full within-class covariance (the flow couples them)
+            rows.omega(rand, program.layout.full_omega or self.flow is not None, tag)
 
     def law_values(self, program: Any, theta: torch.Tensor, cov: torch.Tensor) -> list:
         lay = program.layout
         mu = program.mu_uncentred(theta)
         raw = theta[lay.law]
-        w, means, trils = self.components(program.omega_tril(theta), raw, program.context)
+        L = program.omega_tril(theta)
+        w, means, trils = self.components(L, raw, program.context)
+        within = None
+        if self.flow is not None:  # class means include the flow's mean; its covariance within
+            shift, within = self.flow.moments(L, self.flow_raw(raw), n=FLOW_MOMENT_DRAWS, seed=0)
+            means = means + shift
         gamma = self.split(raw)[0]
         out = list(w)
         for j in self.on:
@@ -271,6 +334,8 @@ class LatentClassLaw(LawPlugin):
             out.extend(tr.forward(program.transforms[p], mu[p] + means[k, j]) for k in range(self.K))
         if self.c:
             out.extend(gamma[1:].reshape(-1))
+        if within is not None:
+            return out + omega_values(within, True)
         for k in [0] if self.spec.shared_omega else range(self.K):
             out.extend(omega_values(trils[k] @ trils[k].T, lay.full_omega))
         return out
