@@ -41,6 +41,9 @@ test_that("a 2-class linear model with a membership covariate from R", {
   expect_gte(mean(pred$class == new$classes), 0.95)
   png <- plot(fit, type = "classes", file = tempfile(fileext = ".png"))
   expect_true(file.exists(png))
+  # lcmm-style arguments reach pymixnn.LatentClass (its checks answer in R)
+  expect_error(mixnn(sim$data, "linear", id = "ID", x = "Time", y = "Y", random_effects = "latent_class",
+                     within = "flow", shared_omega = FALSE), "shared_omega")
   expect_error(postprob(mixnn(sim$data, "linear", id = "ID", x = "Time", y = "Y",
                               control = mixnnControl(seed = 1, progress = FALSE, max_steps = 50L))),
                "latent_class")
