@@ -66,7 +66,8 @@ class LawMixin:
         )
 
     def _exact_marginal(self, j: int, centre: float):
-        """log-density of the j-th marginal of phi for Gaussian and mixture laws (closed form)."""
+        """log-density of the j-th marginal of phi for Gaussian, mixture and latent-class laws
+        (closed form; None for latent classes with a flow inside)."""
         import torch
         from scipy.special import logsumexp
 
@@ -75,11 +76,19 @@ class LawMixin:
         if self.random_effects_law.name == "gaussian":
             sd = math.sqrt(self.estimation.omega[j, j])
             return lambda x: stats.norm.logpdf(x, centre, sd)
-        law, L, raw = fitted_law(self.estimation.law, self.estimation.theta)
+        record = self.estimation.law
+        law, L, raw = fitted_law(record, self.estimation.theta)
+        if getattr(law, "flow", None) is not None:  # latent classes with a flow inside: no closed form
+            return None
         with torch.no_grad():
-            w, means, trils = law.components(L, raw)
+            if law.conditional:  # latent classes with membership covariates: weights averaged over them
+                w, means, trils = law.components(L, raw, torch.as_tensor(record["context"], dtype=L.dtype))
+            else:
+                w, means, trils = law.components(L, raw)
             var = (trils @ trils.transpose(-1, -2))[:, j, j]
-        w, m, sd = w.numpy(), means[:, j].numpy() + centre, var.sqrt().numpy()
+        # means relative to E[eta] (0 for a mixture; a latent-class law's is moved into mu)
+        shift = float(np.asarray(record.get("shift") or np.zeros(L.shape[0]))[j])
+        w, m, sd = w.numpy(), means[:, j].numpy() - shift + centre, var.sqrt().numpy()
         return lambda x: logsumexp(np.log(w) + stats.norm.logpdf(np.asarray(x)[:, None], m, sd), axis=1)
 
     def re_summary(self, *, n_samples: int = 200_000, seed: int = 0) -> pd.DataFrame:
