@@ -291,33 +291,15 @@ def knee(threads):
 
 
 def senescence(threads):
-    import pymixnn
+    from benchmarks.latent_class import fit_senescence  # the onset model: logit = (t - T50) / s
     from pymixnn.simulate import simulate_senescence
 
     df = simulate_senescence(300, seed=1)
-    model = pymixnn.Model(
-        lambda psi, x: (x[..., 0] - psi[..., 0]) / psi[..., 1],
-        ["T50", "s"],
-        init={"T50": 30.0, "s": 5.0},
-        transforms={"T50": "identity", "s": "log"},
-    )
     truth = 34.0 + df.attrs["onset_law"].sample(np.random.default_rng(7), 200_000)
     out, rows = {}, []
     for law in ("gaussian", "flow"):
         t0 = time.perf_counter()
-        res = pymixnn.fit(
-            df,
-            model,
-            id="id",
-            x="t",
-            y="y",
-            trials="leaves",
-            observation="binomial",
-            random_effects=law,
-            seed=1,
-            progress=False,
-            threads=threads,
-        )
+        res = fit_senescence(df, law, threads=threads)
         sec = time.perf_counter() - t0
         w1 = wasserstein_distance(res.re_density(n_samples=200_000, seed=1).samples["T50"], truth)
         modes = int(res.re_summary(seed=1).loc["T50", "n_modes"])

@@ -72,7 +72,11 @@ def onset_model() -> pymixnn.Model:
     )
 
 
-def fit_senescence(df: pd.DataFrame, law, threads: int = 1, **kwargs):
+def fit_senescence(df: pd.DataFrame, law, threads: int | None = 1, **kwargs):
+    """The binomial onset model on ``simulate_senescence`` data (seed 1; ``threads=None``: the
+    fit's default thread count)."""
+    if threads is not None:
+        kwargs["threads"] = threads
     return pymixnn.fit(
         df,
         onset_model(),
@@ -84,7 +88,6 @@ def fit_senescence(df: pd.DataFrame, law, threads: int = 1, **kwargs):
         random_effects=law,
         seed=1,
         progress=False,
-        threads=threads,
         **kwargs,
     )
 

@@ -336,36 +336,12 @@ def test_knee_ordinal_vpc_and_simulation(knee, tmp_path):
 
 
 # ---- 4. senescence: binomial counts, bimodal onset ---------------------------------------------
-def _onset_model():
-    def logit_senescence(psi, x):  # logit of the senescent fraction: (t - T50) / s
-        return (x[..., 0] - psi[..., 0]) / psi[..., 1]
-
-    return pymixnn.Model(
-        logit_senescence,
-        ["T50", "s"],
-        init={"T50": 30.0, "s": 5.0},
-        transforms={"T50": "identity", "s": "log"},
-    )
-
-
 @pytest.fixture(scope="module")
 def senescence():
+    from benchmarks.latent_class import fit_senescence  # the onset model: logit = (t - T50) / s
+
     df = simulate_senescence(300, seed=1)
-    fits = {
-        law: pymixnn.fit(
-            df,
-            _onset_model(),
-            id="id",
-            x="t",
-            y="y",
-            trials="leaves",
-            observation="binomial",
-            random_effects=law,
-            seed=1,
-            progress=False,
-        )
-        for law in ("gaussian", "flow")
-    }
+    fits = {law: fit_senescence(df, law, threads=None) for law in ("gaussian", "flow")}
     return df, fits
 
 
