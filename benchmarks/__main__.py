@@ -3,7 +3,8 @@
 `python -m benchmarks genomic`, `python -m benchmarks scaling`, `python -m benchmarks dynamics`,
 `python -m benchmarks amortized`, `python -m benchmarks amortized_scale`, `python -m benchmarks neural`,
 `python -m benchmarks spatial_estimator`, `python -m benchmarks spatial_matern`,
-`python -m benchmarks spatial_regression`, `python -m benchmarks latent_class`."""
+`python -m benchmarks spatial_regression`, `python -m benchmarks latent_class`,
+`python -m benchmarks pcvpc`."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from benchmarks import (
     genomic,
     latent_class,
     neural,
+    pcvpc,
     pipeline,
     random_effects,
     scaling,
@@ -39,6 +41,7 @@ SUITES = {
     "spatial_matern": spatial_matern.main,
     "spatial_regression": spatial_regression.main,
     "latent_class": latent_class.main,
+    "pcvpc": pcvpc.main,
 }
 
 

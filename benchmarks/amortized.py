@@ -160,7 +160,7 @@ def run_laws(n: int = 500, *, seed: int = 0, threads: int = 1) -> list[dict]:
         ind, amo = fits["individual"], fits["amortized"]
         p, q = ind.params, amo.params
         # fixed effects and residual error: a flow's variances have SEs conditional on its shape
-        # (README), near 0 for a covariance the flow carries
+        # (user guide), near 0 for a covariance the flow carries
         keep = p["kind"].isin(["fixed", "beta", "sigma"])
         z = ((q["estimate"] - p["estimate"]).abs() / p["se"])[keep].replace([np.inf], np.nan)
         records.append(

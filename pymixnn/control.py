@@ -21,28 +21,33 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pymixnn.docstrings import fill_doc
 from pymixnn.validation import InputError, check_settings
 
 __all__ = ["Control", "CONTROL_FIELDS", "resolve_control"]
 
 
+@fill_doc
 @dataclass(frozen=True)
 class Control:
-    """Settings of the estimation algorithm (see :func:`pymixnn.fit` for each one).
+    """Settings of the estimation algorithm (lme4's ``glmerControl``, the R package's
+    ``mixnnControl()``), checked when built; give it to :func:`pymixnn.fit` or :meth:`NLME.fit`.
 
-    batch_size : individuals per SVI minibatch. max_steps, lr, num_particles : SVI steps, Adam
-        step size (decaying to lr/20) and ELBO particles.
-    refine : maximize the importance-weighted ELBO after SVI.
-    is_samples : importance samples per individual (None: from the data size).
-    likelihood : "auto", "is" (importance sampling) or "gq" (adaptive Gauss-Hermite quadrature).
-    device : "cpu", "cuda", "cuda:N" or "auto". dtype : "float32", "float64" or None.
-    threads : torch threads during the fit (None: 1 below 200,000 observations).
-    seed : random seed; the same seed gives identical results. progress : a progress bar.
-    ode_rtol, ode_atol : relative and absolute tolerances of the ODE solver (dopri5) of an
-        :func:`pymixnn.ODEModel` (compartment models and linear ODEs are solved exactly).
-    local : "individual" (variational parameters per individual) or "amortized" (one set
-        encoder network maps each individual's data to its posterior). refine_steps : with
-        "amortized", Newton steps per individual from the encoder's output (semi-amortized).
+    Parameters
+    ----------
+    %(control_parameters)s
+
+    Returns
+    -------
+    Control
+        A frozen record of the settings; :meth:`replace` makes a changed copy (checked again).
+
+    Examples
+    --------
+    >>> import pymixnn
+    >>> control = pymixnn.Control(seed=1, max_steps=2000)
+    >>> control.replace(lr=0.01).lr, control.max_steps
+    (0.01, 2000)
     """
 
     batch_size: int = 512

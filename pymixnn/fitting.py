@@ -23,6 +23,7 @@ import pandas as pd
 
 from pymixnn.control import Control, resolve_control
 from pymixnn.data.table import Data
+from pymixnn.docstrings import fill_doc
 from pymixnn.model.dynamics.models import check_solvable, is_dynamic, solver_counts, with_solver
 from pymixnn.model.named import Model
 from pymixnn.model.observation import to_dict as observation_to_dict
@@ -49,6 +50,7 @@ def problem_of(arguments: Mapping[str, Any]) -> NLME:
     return NLME(**{k: v for k, v in arguments.items() if k in names})
 
 
+@fill_doc
 def fit(
     data: pd.DataFrame | Data,
     model: Model | str,
@@ -94,113 +96,34 @@ def fit(
 ):
     """Fit a nonlinear mixed-effects model by minibatch stochastic variational inference.
 
+    ``fit(data, model, ...)`` is ``NLME(data, model, ...).fit(control)``: the problem is checked
+    (data, model, law, observation family) before any computation, then estimated by
+    minibatch SVI, a Newton refinement of the importance-weighted ELBO, the observed Fisher
+    information and the log-likelihood (see the user guide, "Data, models and the fit").
+
     Parameters
     ----------
-    data : long-format DataFrame (one row per observation) or a :class:`pymixnn.Data`.
-    model : a :class:`pymixnn.Model` or a named model ("onecpt_oral", "logistic", "gompertz",
-        "asymptotic", "exp_growth", "emax", "sigmoid_emax", "linear").
-    id, x, y : columns of the individual identifier, the covariate(s) of the structural function
-        (several for e.g. ["Dose", "Time"]) and the response.
-    covariates : covariate model on transformed parameters, ``{"V": ["Weight"]}`` (saemix's
-        covariate.model); covariates must be constant within an individual.
-    dropna : drop rows with missing y (reported) instead of raising.
-    time_unit : "s", "min", "h", "d" or "w": x columns given as dates (datetime64 or timestamps)
-        become the time elapsed since their earliest date in this unit (stated in the summary;
-        ``predict(newdata)`` converts new dates the same way). Dates without it are an error.
-    init : initial fixed effects on the natural scale (override the model's init / self-start).
-    error, omega, random, transforms : override the model's error model ("constant",
-        "proportional", "combined", "exponential"), covariance ("diagonal", "full"), parameters with
-        random effects, and transforms. ``random=[]``: no individual random effects, a nonlinear
-        regression by maximum likelihood (nlme's gnls; exact ll, ``loglik_method`` "exact"), or
-        with ``levels=`` / ``spatial=`` carrying all of the random variation (nlme's gls with a
-        spatial correlation: one observation per location makes the residual error the nugget).
-    random_effects : law of the random effects: "gaussian" (default), "mixture" (K Gaussian
-        components, ``n_components=`` K or "auto" to choose K by BIC), "flow" (a normalizing flow,
-        nonparametric: multimodal or skewed laws), or a spec object ``pymixnn.Gaussian()``,
-        ``pymixnn.Mixture(...)``, ``pymixnn.Flow(kind=..., n_layers=..., hidden=...)``.
-    context : covariate columns the flow's law is conditioned on (a conditional flow), e.g.
-        ``context=["scenario"]``; constant within an individual.
-    observation : the observation model: "gaussian" (default; the model's error model),
-        "poisson", "negative_binomial", "zero_inflated_poisson", "binomial", "bernoulli",
-        "ordinal", a spec (``pymixnn.Poisson(link="identity")``, ``pymixnn.Ordinal(levels=[...])``)
-        or ``pymixnn.LogLikelihood(function, parameters={...})``. The structural function gives
-        the family's linear predictor (log rate, logit of a probability, ...); see
-        :mod:`pymixnn.models.observation`.
-    trials : column with the number of trials of each binomial observation (e.g. the plant's
-        number of leaves when y counts senescent leaves).
-    censoring : column flagging left-censored observations (1: below the limit of quantification,
-        y holding that limit; 0: observed), fitted by the M3 likelihood (Gaussian observations).
-    genotype : column with each individual's genotype (constant within an individual), the rows
-        of the marker matrix of ``genomic``.
-    genomic : ``pymixnn.Genomic(markers, params=[...], prior="horseshoe"|"ridge", map=None)``:
-        marker effects on the named parameters (see :mod:`pymixnn.genomic`); the fit then has
-        ``marker_effects``, ``top_markers()``, ``plot_manhattan()``, ``variance_explained``,
-        ``genetic_values`` and ``predict_genotypes()``. Minibatches are then made of whole
-        genotypes.
-    levels : grouping levels above or beside the individual, ``[pymixnn.Level("plot",
-        params=["A"]), pymixnn.Level("genotype", params=["A", "B"], omega="full")]``: Gaussian
-        random effects shared by the individuals of a group (nested or crossed; the column is
-        constant within an individual), on the transformed parameters, each parameter also random
-        at the individual level (unless ``random=[]``). Reported as ``omega2.<level>.<p>`` rows
-        (kind "level") with SEs, the level effects by ``res.level_effects(level)``; ll.is
-        integrates them out (README "Grouping levels"). Gaussian law, local="individual", without
-        genomic= (so far).
-    spatial : ``pymixnn.Spatial(params=["A"], coords=["Row", "Col"], kind="gp",
-        kernel="exponential" | "gaussian" | "spherical", range_init=None)``: a Gaussian random
-        field over the individuals' coordinates (constant within an individual) on the
-        transformed value of each named parameter (also random at the individual level, unless
-        ``random=[]``), with its sd and range reported as
-        ``spatial.<p>.sd`` / ``spatial.<p>.range``; an exact Gaussian process (up to 3,000
-        locations). ``kind="ar1xar1"``: a separable AR1 x AR1 field on a row x column grid of
-        integer positions, one individual per cell (up to 4,000 cells), reported as
-        ``spatial.<p>.sd``, ``.rho_row``, ``.rho_col``. ``kind="matern", nu=1.5, neighbours=15``:
-        a Matérn field (nu 0.5, 1.5 or 2.5) on one parameter, no levels beside, for 10^4 to 10^6
-        individuals by a nearest-neighbour (Vecchia) approximation, linear in their number;
-        reported as ``spatial.<p>.sd``, ``.range``. ``res.spatial_field()`` gives the field at
-        the locations (every cell of a grid), ``res.plot_spatial_field(path)`` maps it, and a new
-        individual's prediction includes the field at its location (README "Spatial fields").
-        The same restrictions as ``levels``.
-    control : a :class:`pymixnn.Control` with the algorithm settings below (defaults: batch_size=512,
-        max_steps=4000, lr=0.02, num_particles=4, refine=True, is_samples=None, likelihood="auto",
-        device="cpu", dtype=None, threads=None, seed=0, progress=True, ode_rtol=1e-6,
-        ode_atol=1e-8, local="individual", refine_steps=0); each can also be given
-        as a keyword, which then builds the Control (giving one both ways with different values
-        is an error).
-    batch_size : individuals per SVI minibatch. max_steps, lr, num_particles : SVI settings
-        (Adam with step size decaying from lr to lr/20 over max_steps; ELBO particles).
-    refine : maximize the importance-weighted ELBO after SVI (maximum-likelihood accuracy).
-    is_samples : importance samples per individual for ll.is and SEs (default from data size).
-    likelihood : how the marginal likelihood (refinement, SEs, reported log-likelihood) integrates
-        the random effects out: "is" (importance sampling, saemix's ll.is), "gq" (adaptive
-        Gauss-Hermite quadrature, saemix's ll.gq and lme4's nAGQ: 25, 15 or 7 nodes per random
-        effect for 1, 2 or 3 of them) or "auto" (default: gq for one or two random effects,
-        unless the data are so large that the nodes would cost more than 2e7 evaluations).
-    device : "cpu", "cuda" or "auto". dtype : "float32" / "float64" (default: float64 on CPU,
-        float32 on CUDA). threads : torch threads during the fit (default 1 below 200,000
-        observations, where more threads only add contention).
-    seed : random seed; the same seed gives identical results.
-    progress : show a tqdm progress bar.
-    ode_rtol, ode_atol : tolerances of the ODE solver of a :func:`pymixnn.ODEModel` (defaults
-        1e-6, 1e-8; compartment models and linear ODEs are solved exactly). A model solved by
-        the ODE solver keeps its given fixed effects as the start (no naive pooled fit of them,
-        as saemix and nlmixr2), is pre-refined on at most 200 individuals, runs at most 10 SVI
-        steps when ``refine`` is on, and its refinement finds the individual modes again after
-        every Newton step (README "ODE fits").
-    local : "individual" (default: variational parameters per individual, updated by Newton-type
-        steps whenever its minibatch comes round) or "amortized": one permutation-invariant set
-        encoder maps each individual's records and covariates to a Gaussian over its random
-        effects, trained jointly with the population parameters by minibatch SVI (amortized VI);
-        the refinement, SEs and ll.is start from its output. ``res.amortization`` gives the
-        amortization gap per individual (README "Amortized inference"). Gaussian, mixture and
-        flow laws (a law stage trains a copy of the encoder under the law; a conditional flow's
-        context among the encoder's inputs) and event data (doses among its records); not
-        ``genomic=`` yet (an InputError).
-    refine_steps : with ``local="amortized"``, Newton steps per individual from the encoder's
-        output before the refinement (semi-amortized; default 0).
+    %(problem_parameters)s
+    control : Control, optional
+        The algorithm settings as a :class:`pymixnn.Control`. Each setting below can also be given
+        as a keyword, which then builds the Control; giving one both ways with different values
+        is an error.
+    %(control_parameters)s
 
     Returns
     -------
     Results
+        Estimates with standard errors (``params``, ``fixed_effects``, ``omega``, ``sigma``),
+        log-likelihood, AIC and BIC, individual estimates, predictions, diagnostics and plots.
+
+    Examples
+    --------
+    >>> import pymixnn
+    >>> df = pymixnn.datasets.load("orange")
+    >>> res = pymixnn.fit(df, "logistic", id="Tree", x="age", y="circumference", seed=1,
+    ...                   max_steps=300, refine=False, progress=False)
+    >>> list(res.fixed_effects.index)
+    ['A', 'B', 'C']
     """
     settings = {
         k: v

@@ -48,21 +48,39 @@ def amortize(
 
     Parameters
     ----------
-    model : a :class:`Model` or a named model ("logistic", ...) with a closed-form structural
+    model : Model or str
+        A :class:`pymixnn.Model` or a named model ("logistic", ...) with a closed-form structural
         function and a continuous residual error model (constant, proportional, combined,
         exponential); a diagonal omega.
-    design : long table of the individuals and their records (``id`` and the x columns; a y
-        column, if any, is ignored). Records are read in table order within an individual.
-    prior : a law per population parameter, named as in ``Results.params`` (fixed effects on the
+    design : pandas.DataFrame
+        Long table of the individuals and their records (``id`` and the x columns; a y column, if
+        any, is ignored). Records are read in table order within an individual.
+    prior : dict
+        A law per population parameter, named as in ``Results.params`` (fixed effects on the
         natural scale, ``omega2.<p>``, the residual error parameters): ``("uniform", lo, hi)``,
         ``("loguniform", lo, hi)``, ``("normal", mean, sd)``, ``("lognormal", meanlog, sdlog)``
         or a number (held fixed); see :mod:`pymixnn.model.prior`.
-    n_simulations : simulated data sets seen in training (``n_simulations // batch_size`` Adam
-        steps; learning rate ``lr`` decaying on a cosine to lr/100).
-    seed : the weights' initialization, the prior draws and the simulations.
+    n_simulations : int, default 480000
+        Simulated data sets seen in training (``n_simulations // batch_size`` Adam steps).
+    id : str, default "id"
+        The individual column of ``design``.
+    x : str or list of str, optional
+        The x columns of ``design`` (default: the model's ``x_names``, else every column but
+        ``id`` and ``y``).
+    batch_size : int, default 32
+        Simulated data sets per Adam step.
+    lr : float, default 0.002
+        Adam's step size, decaying on a cosine to ``lr / 100``.
+    seed : int, default 0
+        Seed of the weights' initialization, the prior draws and the simulations.
+    progress : bool, default True
+        Show a progress bar.
 
-    Returns a :class:`pymixnn.results.neural.NeuralEstimator`: ``.estimate(df)`` for a new data
-    set, ``.sbc()`` for simulation-based calibration, ``.save(path)``.
+    Returns
+    -------
+    NeuralEstimator
+        The trained estimator: ``.estimate(df)`` for a new data set of the design (one forward
+        pass), ``.sbc()`` for simulation-based calibration, ``.save(path)``.
     """
     model = resolve(model) if isinstance(model, str) else model
     if not isinstance(model, Model):

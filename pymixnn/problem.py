@@ -26,6 +26,7 @@ from pymixnn.control import Control
 from pymixnn.data.nonmem import event_time_column
 from pymixnn.data.table import Data
 from pymixnn.data.varying import covariate_roles
+from pymixnn.docstrings import fill_doc
 from pymixnn.model import transforms as tr
 from pymixnn.model.covariates import (
     context_matrix,
@@ -71,18 +72,26 @@ def context_columns(law: Any) -> list[str]:
     return list(columns or ())
 
 
+@fill_doc
 class NLME:
-    """A nonlinear mixed-effects problem; arguments as :func:`pymixnn.fit` (less the algorithm
-    settings, which are a :class:`pymixnn.Control` given to :meth:`fit`).
+    """A nonlinear mixed-effects problem, checked once (statsmodels' ``MixedLM``); :meth:`fit` fits it.
 
-    Attributes: ``data`` (:class:`pymixnn.Data`), ``model`` (the :class:`pymixnn.Model` with its
-    overrides), ``design`` (the covariate design), ``covariates`` (parameter -> columns), ``law``
-    (the random-effects law spec), ``observation`` (the family, ordinal levels resolved),
-    ``context_columns`` / ``context_matrix`` (a conditional flow's), ``genotype``, ``genomic``,
-    ``markers`` (the prepared marker matrix of a genomic fit), ``levels`` / ``spatial`` /
-    ``level_setup`` (grouping levels and a spatial field: the specs, each individual's group and
-    location), ``start`` (:meth:`initial_values`) and
-    ``fallbacks`` (counts of values replaced while resolving, e.g. ``start_values_replaced``).
+    Parameters
+    ----------
+    %(problem_parameters)s
+
+    Returns
+    -------
+    NLME
+        The checked problem; building it evaluates nothing in torch. Its attributes: ``data``
+        (:class:`pymixnn.Data`), ``model`` (the :class:`pymixnn.Model` with its overrides),
+        ``design`` (the covariate design), ``covariates`` (parameter -> columns), ``law`` (the
+        random-effects law spec), ``observation`` (the family, ordinal levels resolved),
+        ``context_columns`` / ``context_matrix`` (a conditional flow's), ``genotype``,
+        ``genomic``, ``markers`` (the prepared marker matrix of a genomic fit), ``levels`` /
+        ``spatial`` / ``level_setup`` (grouping levels and a spatial field: the specs, each
+        individual's group and location), ``start`` (:meth:`initial_values`) and ``fallbacks``
+        (counts of values replaced while resolving, e.g. ``start_values_replaced``).
     """
 
     def __init__(
@@ -287,7 +296,7 @@ class NLME:
     # ---- fitting ---------------------------------------------------------------------------
     def fit(self, control: Control | None = None, **algorithm: Any):
         """Fit the problem: ``control`` a :class:`pymixnn.Control`, or its fields as keywords
-        (``max_steps=200``); returns a :class:`pymixnn.Results`."""
+        (``algorithm``: ``max_steps=200``); returns a :class:`pymixnn.Results`."""
         from pymixnn.control import resolve_control
         from pymixnn.fitting import fit_problem
 

@@ -226,7 +226,7 @@ def test_cli_grid_flag(tmp_path, capsys):
 
     df, _, _ = _simulate()
     # rows 1-8 (80 cells): on rows 1-5 the field takes all of the intercept's individual variance
-    # (omega2.intercept at ~0) and the alternation diverged with one BLAS thread (README)
+    # (omega2.intercept at ~0) and the alternation diverged with one BLAS thread (user guide)
     df = df[df["Row"] <= 8]
     df.to_csv(tmp_path / "grid.csv", index=False)
     out = tmp_path / "fit.json"

@@ -509,7 +509,7 @@ show("grav2_flow_law.png")
 # the typical values not at all; its main use here is diagnostic. It says that the RIL effects
 # are close to Gaussian once their correlation is modelled, which points to the full-covariance
 # Gaussian model as the one to report, with the skew of Asym as a remark. Two more cautions: the
-# flow's standard errors hold its own shape parameters fixed (see the README), so they are
+# flow's standard errors hold its own shape parameters fixed (see the user guide), so they are
 # conditional on the fitted shape, and some of them are missing (NaN) in the table above. Quote the
 # Gaussian fits' SEs for the typical values.
 

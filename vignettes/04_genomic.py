@@ -466,13 +466,13 @@ display(Image(filename=str(FIG / "grav2_heldout.png")))
 # points, are correspondingly wide (slightly conservative). **On grav2 the two-step approach
 # predicts best**, also for the ranking of the RILs (correlation of predicted and observed
 # mean angle 0.54, against 0.43-0.46 for one step). The 5-fold cross-validation of the benchmark
-# suite (`python -m benchmarks genomic`, README's Validation section: one-step ridge 8.89,
+# suite (`python -m benchmarks genomic`, the user guide's Validation section: one-step ridge 8.89,
 # one-step horseshoe 9.19, two-step 8.54, population 9.53 degrees) found the same ordering with
 # smaller gaps; a single 20% split, as here, is noisier than a 5-fold average. So on these data
 # one step is not the better predictor; what it adds is a single model with coherent
 # uncertainty (marker effects with posterior sds and inclusion probabilities, prediction bands,
 # Omega estimated jointly with the marker effects). With replicated plants per genotype, where
-# the genotype's value is better separated from the plant's, the recovery benchmark (README)
+# the genotype's value is better separated from the plant's, the recovery benchmark (user guide)
 # found the one-step horseshoe ahead of two-step on simulated curves (correlation with the true
 # genetic values of held-out genotypes 0.86 vs 0.81 on the grav2 marker matrix).
 #
@@ -574,7 +574,7 @@ check.round(4)
 # The population parameters are recovered within a few percent. The time and memory printed
 # above cover the whole fit (SVI with the genomic updates, refinement, SEs, log-likelihood) and
 # the outputs; the memory is the peak of the whole Python process (torch and the grav2 fits
-# included; the scale fit raised it from the value "before"). The README's benchmark measured
+# included; the scale fit raised it from the value "before"). The user guide's benchmark measured
 # 61 s and 1.1 GB for this fit in a fresh process on an idle 2-core machine; the time printed
 # here depends on the load of the machine that rendered this page.
 #

@@ -237,7 +237,7 @@ display(Image(str(FIG / "events_new_individuals.png")))
 
 # %% [markdown]
 # A flow conditioned on covariates (`context=`) works the same way: the context joins the
-# encoder's inputs (README, "Amortized inference").
+# encoder's inputs (user guide, "Amortized inference").
 
 # %% [markdown]
 # ## Checks
@@ -264,7 +264,7 @@ KEY.update(
 # the same maximum likelihood (the bar: 0.25 SE; ll within 0.05 at the same theta)
 assert KEY["max_abs_diff_in_se"] < 0.25 and abs(KEY["loglik_diff"]) < 0.05, KEY
 # semi-amortized posteriors at the per-individual optimum (bar 0.1 nat), the encoder within a
-# few nats (measured 0.4-1.2 in README's table)
+# few nats (measured 0.4-1.2 in the user guide's table)
 assert KEY["mean_gap_refined"] < 0.1 and KEY["mean_gap"] < 3.0, KEY
 # new individuals: 95% within 0.1 posterior SD after 2 Newton steps; predictions from their own
 # records far better than the population curve

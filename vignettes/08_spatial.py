@@ -209,7 +209,7 @@ display(cv)
 # ## 4. The exact Gaussian process as a reference (full mode)
 #
 # `kind="gp"` fits an exponential-kernel Gaussian process over the same coordinates (dense: up to
-# 3,000 locations). On all 1,673 plants it gives the same picture (README, "Spatial fields"): ll
+# 3,000 locations). On all 1,673 plants it gives the same picture (user guide, "Spatial fields"): ll
 # +78.5 against the genotype model, a range of 3.9 pots, an sd of 0.060. The AR1 x AR1 field is
 # the grid's natural model and costs less: its prior precision is sparse and its determinant
 # closed-form.
@@ -399,7 +399,7 @@ wheat_ll_diff = {
 # spatial models beat independent errors by 120 units), in about the time nlme takes (0.7 s
 # against 0.4 s per fit). The spherical correlation (`kernel="spherical"`, nlme's corSpher) has
 # several maxima in the range: from the book's start, `range_init=28`, pymixnn reaches nlme's best
-# (27.2); from its default start another one (34.1, 0.13 lower): the README's table,
+# (27.2); from its default start another one (34.1, 0.13 lower): the user guide's table,
 # `python -m benchmarks spatial_regression`.
 
 # %% [markdown]

@@ -6,8 +6,9 @@ Each ``NN_name.py`` (jupytext percent format) is converted to a notebook, execut
 kernel in ``OUT/work/NN_name/`` (where its figures and key_numbers.json are written) and exported
 to ``OUT/NN_name.html`` with the figures embedded. ``NN_name.Rmd`` is rendered by
 rmarkdown::render (self-contained HTML); it needs the R package installed (``make test`` puts it
-in build/rlib) and a Python with pymixnn (RETICULATE_PYTHON). ``--quick`` sets PYMIXNN_QUICK=1
-(smaller settings, same checks). A summary table of wall times is written to OUT/render.json.
+in build/rlib) and a Python with pymixnn (RETICULATE_PYTHON, by default the project's .venv-r).
+``--quick`` sets PYMIXNN_QUICK=1 (smaller settings, same checks). A summary table of wall times
+is written to OUT/render.json.
 """
 
 from __future__ import annotations
@@ -77,7 +78,10 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # the kernels inherit the environment
     if args.quick:
         os.environ["PYMIXNN_QUICK"] = "1"
-    os.environ.setdefault("RETICULATE_PYTHON", sys.executable)
+    # the R vignette's Python: the project's .venv-r (numpy<2, pandas<3, which Debian's reticulate
+    # 1.28 needs; `make test` builds it) when present, else this one
+    r_python = ROOT / ".venv-r" / "bin" / "python"
+    os.environ.setdefault("RETICULATE_PYTHON", str(r_python) if r_python.exists() else sys.executable)
     record = {}
     for path in vignettes(args.names):
         t0 = time.perf_counter()

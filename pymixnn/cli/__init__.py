@@ -115,4 +115,6 @@ def _main(argv: list[str] | None) -> int:
                 raise
             return fail(InputError(f"cannot read {err.filename!r}: {err.strerror}"), lines)
         print(res.summary())
+        if hasattr(df, "columns"):  # the data file's columns: candidates for --eta-covariates
+            args.frame = df
         return write_results(args, res, lines)

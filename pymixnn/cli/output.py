@@ -111,6 +111,48 @@ def write_results(args: argparse.Namespace, res: Any, lines: bool) -> int:
             getattr(args, "vpc", None),
             file(lambda tmp: res.plot_vpc(tmp, seed=args.seed, **time), "visual predictive check plotted in"),
         ),
+        (
+            "--pcvpc",
+            getattr(args, "pcvpc", None),
+            file(
+                lambda tmp: res.plot_vpc(tmp, seed=args.seed, prediction_corrected=True, **time),
+                "prediction-corrected VPC plotted in",
+            ),
+        ),
+        (
+            "--gof",
+            getattr(args, "gof", None),
+            file(
+                lambda tmp: res.plot_gof(tmp, n_sim=args.n_sim, seed=args.seed, **time),
+                "goodness-of-fit panels plotted in",
+            ),
+        ),
+        (
+            "--npde",
+            getattr(args, "npde", None),
+            file(
+                lambda tmp: res.npde(args.n_sim, seed=args.seed).to_csv(tmp, index=False),
+                "NPDE written to",
+            ),
+        ),
+        (
+            "--cwres",
+            getattr(args, "cwres", None),
+            file(lambda tmp: res.cwres().to_csv(tmp, index=False), "CWRES written to"),
+        ),
+        (
+            "--trace",
+            getattr(args, "trace", None),
+            file(lambda tmp: res.plot_trace(tmp), "parameter trace plotted in"),
+        ),
+        (
+            "--eta-covariates",
+            getattr(args, "eta_covariates", None),
+            file(
+                lambda tmp: res.plot_eta_covariates(tmp, data=getattr(args, "frame", None)),
+                "random effects against covariates plotted in",
+            ),
+        ),
         ("--manhattan", getattr(args, "manhattan", None), manhattan),
         (
             "--classes",

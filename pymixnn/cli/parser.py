@@ -197,6 +197,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --local amortized: K Newton steps per individual from the encoder's output",
     )
     fit.add_argument("--vpc", metavar="PATH", help="write a visual predictive check PNG")
+    fit.add_argument(
+        "--pcvpc", metavar="PATH", help="write a prediction-corrected VPC PNG (data with several doses)"
+    )
+    fit.add_argument(
+        "--gof", metavar="PATH", help="write the goodness-of-fit panels (PNG; PRED, IPRED, IWRES, NPDE)"
+    )
+    fit.add_argument("--npde", metavar="PATH", help="write NPDE and pd per observation (CSV)")
+    fit.add_argument("--cwres", metavar="PATH", help="write CWRES per observation (CSV)")
+    fit.add_argument("--trace", metavar="PATH", help="write the population parameters along the fit (PNG)")
+    fit.add_argument(
+        "--eta-covariates",
+        metavar="PATH",
+        help="write the random effects against the data's individual-level columns (PNG)",
+    )
+    fit.add_argument(
+        "--n-sim", metavar="N", type=int, default=1000, help="simulations for --npde and --gof (default 1000)"
+    )
     fit.add_argument("--plot-classes", metavar="PATH", help="write the latent classes' mean curves (PNG)")
     fit.add_argument(
         "--time",

@@ -27,6 +27,7 @@ from pymixnn.cli.messages import InputError
 from pymixnn.cli.neural import read_prior
 from pymixnn.cli.output import save_estimator, write_table
 from pymixnn.cli.spec import names
+from pymixnn.validation.errors import show_value
 
 __all__ = ["add_spatial_parsers", "run_spatial_estimator", "run_spatial_estimate"]
 
@@ -91,7 +92,8 @@ def run_spatial_estimate(args: argparse.Namespace) -> int:
             if bad.size:
                 r = int(bad[0])
                 raise InputError(
-                    f"FIELDS.csv row {r}: {c} = {df[c].iloc[r]!r}, but the estimator's location {r} has "
+                    f"FIELDS.csv row {r}: {c} = {show_value(df[c].iloc[r])}, but the estimator's location "
+                    f"{r} has "
                     f"{c} = {est.locations[r, j]:g}; rows must follow the estimator's locations"
                 )
     cols = names(args.fields) if args.fields else [c for c in df.columns if c not in coords]

@@ -179,7 +179,10 @@ class EventTable:
                 "RATE": self.rate,
                 "II": self.ii,
                 "SS": self.ss,
-                "DVID": [self.endpoints[e] if e >= 0 else None for e in self.endpoint],
+                # object dtype: None off observations (pandas 3 would infer str with NaN)
+                "DVID": pd.Series(
+                    [self.endpoints[e] if e >= 0 else None for e in self.endpoint], dtype=object
+                ),
                 "ADDL_DOSE": self.addl,
             }
         )

@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from pymixnn.data.markers_io import first_ids, id_str, read_map, read_markers
+from pymixnn.validation.errors import show_value
 
 __all__ = ["MarkerMatrix", "prepare_markers", "read_map", "read_markers"]
 
@@ -65,11 +66,11 @@ def _numeric_frame(df: pd.DataFrame) -> pd.DataFrame:
     for j, dt in enumerate(df.dtypes):
         if dt.kind == "c":
             raise ValueError(
-                f"marker column {df.columns[j]!r} is complex ({dt}); markers must be real numbers"
+                f"marker column {show_value(df.columns[j])} is complex ({dt}); markers must be real numbers"
             )
         if dt.kind in "Mm":
             raise ValueError(
-                f"marker column {df.columns[j]!r} holds dates or durations ({dt}), not marker codes"
+                f"marker column {show_value(df.columns[j])} holds dates or durations ({dt}), not marker codes"
             )
         if pd.api.types.is_numeric_dtype(dt) or pd.api.types.is_bool_dtype(dt):
             continue
@@ -112,8 +113,9 @@ def _chunks(df: pd.DataFrame, cols: np.ndarray | None = None) -> Iterator[tuple[
 def _raise_infinite(block: np.ndarray, df: pd.DataFrame, col_positions: np.ndarray) -> None:
     r, c = np.argwhere(np.isinf(block))[0]
     raise ValueError(
-        f"infinite marker value: column {df.columns[col_positions[c]]!r}, genotype "
-        f"{df.index[r]!r} has value {block[r, c]!r}; markers must be finite (NaN for missing)"
+        f"infinite marker value: column {show_value(df.columns[col_positions[c]])}, genotype "
+        f"{show_value(df.index[r])} has value {show_value(block[r, c])}; markers must be finite "
+        "(NaN for missing)"
     )
 
 
@@ -302,7 +304,7 @@ def prepare_markers(
     empty_rows = np.flatnonzero(row_obs == 0)
     if empty_rows.size:
         raise ValueError(
-            f"genotype {df.index[empty_rows[0]]!r} is missing for every marker "
+            f"genotype {show_value(df.index[empty_rows[0]])} is missing for every marker "
             f"({empty_rows.size} such genotype(s): {first_ids(df.index[empty_rows])}); "
             "remove it from the marker matrix"
         )

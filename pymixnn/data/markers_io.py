@@ -21,6 +21,8 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
+from pymixnn.validation.errors import show_value
+
 __all__ = ["read_markers", "read_map", "id_str", "first_ids"]
 
 
@@ -347,7 +349,7 @@ def read_map(source) -> pd.DataFrame:
     bad = [i for i, c in enumerate(chrom) if _is_missing_scalar(c)]
     if bad:
         raise ValueError(
-            f"marker {names[bad[0]]!r} has no chromosome in the marker map ({where}) "
+            f"marker {show_value(names[bad[0]])} has no chromosome in the marker map ({where}) "
             f"({len(bad)} marker(s) without one)"
         )
     raw_pos = df[found["pos"]]
@@ -355,7 +357,8 @@ def read_map(source) -> pd.DataFrame:
     bad = np.flatnonzero(np.isnan(pos) & ~pd.isna(raw_pos).to_numpy())
     if bad.size:
         raise ValueError(
-            f"marker {names[bad[0]]!r} has non-numeric position {raw_pos.iloc[bad[0]]!r} in the "
+            f"marker {show_value(names[bad[0]])} has non-numeric position "
+            f"{show_value(raw_pos.iloc[bad[0]])} in the "
             f"marker map ({where}) ({bad.size} such marker(s))"
         )
     return pd.DataFrame(

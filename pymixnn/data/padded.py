@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from pymixnn.validation import InputError
+from pymixnn.validation.errors import show_value
 
 __all__ = ["PaddedRecords", "pad_records"]
 
@@ -48,7 +49,7 @@ def _column(df: pd.DataFrame, name: str, what: str) -> np.ndarray:
         row = int(np.flatnonzero(bad)[0])
         raise InputError(
             f"{what} column {name!r} has {int(bad.sum())} missing or non-numeric value(s), the first at row "
-            f"{df.index[row]!r} ({df[name].iloc[row]!r})"
+            f"{show_value(df.index[row])} ({show_value(df[name].iloc[row])})"
         )
     return values
 
@@ -64,7 +65,7 @@ def pad_records(df: pd.DataFrame, *, id: str, x: Sequence[str], y: str | None) -
         raise InputError(f"id column {id!r} is not in the data; columns are {list(df.columns)}")
     if df[id].isna().any():
         row = int(np.flatnonzero(df[id].isna().to_numpy())[0])
-        raise InputError(f"id column {id!r} is missing at row {df.index[row]!r}")
+        raise InputError(f"id column {id!r} is missing at row {show_value(df.index[row])}")
     xs = np.column_stack([_column(df, c, "x") for c in x])
     ys = _column(df, y, "y") if y is not None else None
     codes, ids = pd.factorize(df[id], sort=False)

@@ -40,35 +40,39 @@ __all__ = ["Data"]
 class Data:
     """A validated long table: id, x columns, y and individual-level covariates.
 
-    Build it with :meth:`Data.from_pandas` or :meth:`Data.from_csv`; the
-    constructor expects a frame that is already validated and grouped by
-    individual.
+    Build it with :meth:`from_pandas`, :meth:`from_csv` or :meth:`from_nonmem`; the constructor
+    takes a frame that is already validated and grouped by individual.
 
-    Attributes
+    Parameters
     ----------
-    id_col, x_cols, y_col, covariate_cols
+    frame : pandas.DataFrame
+        The kept rows (original index labels), columns id, x..., y, covariates..., grouped by
+        individual in sorted id order, rows within an individual in their original order.
+    id_col, x_cols, y_col, covariate_cols : str, list of str, str, list of str
         Column names of each role.
-    frame : pd.DataFrame
-        The kept rows (original index labels), columns id, x..., y,
-        covariates..., grouped by individual in sorted id order,
-        rows within an individual in their original order. x and y are float64.
-    ids : np.ndarray
-        Unique ids in sorted order (original dtype; order of first appearance for ids that do
-        not sort together).
-    n_individuals, n_obs : int
-    n_dropped : int
+    n_dropped : int, default 0
         Rows with a missing y dropped from the source table (``dropna=True``).
-    index : np.ndarray of int64, shape (n_obs,)
-        0-based individual index of each row of ``frame``.
-    x : np.ndarray of float64, shape (n_obs, n_x)
-    y : np.ndarray of float64, shape (n_obs,)
-    covariates : pd.DataFrame
-        One row per individual, indexed by id in ``ids`` order, covariate
-        columns in their original dtype (no columns when there are none).
-    n_obs_per_individual : np.ndarray of int64, shape (n_individuals,)
-    user_order : np.ndarray of int64, shape (n_obs,)
-        Position in ``frame`` of each kept row, in the user's row order: ``frame.iloc[user_order]``
-        is the source table's row order (see :meth:`to_user_order`).
+    aux_cols : dict of str to str, optional
+        Observation-level columns by role (``"trials"``, ``"censored"``, ``"endpoint"``).
+    source_positions : numpy.ndarray of int, optional
+        Each row's position in the source table (default: ``frame`` is in the user's order).
+    time_unit : str, optional
+        Unit of the x columns given as dates (``time_unit=`` of :meth:`from_pandas`).
+    time_origins : dict, optional
+        Origin (earliest date) of each x column given as dates.
+    events : EventTable, optional
+        The event records of NONMEM-style data (:meth:`from_nonmem`); None for a plain table.
+
+    Returns
+    -------
+    Data
+        The table and its arrays: ``frame`` and the constructor's other arguments, ``ids`` (unique
+        ids in sorted order; order of first appearance for ids that do not sort together),
+        ``n_individuals``, ``n_obs``, ``index`` (0-based individual index of each row, int64),
+        ``x`` (n_obs x n_x float64), ``y`` (float64), ``covariates`` (one row per individual,
+        indexed by id, covariate columns in their original dtype), ``n_obs_per_individual``, and
+        ``user_order`` (position in ``frame`` of each row in the user's row order:
+        ``frame.iloc[user_order]`` is the source table's order, see :meth:`to_user_order`).
     """
 
     def __init__(
@@ -87,7 +91,6 @@ class Data:
         events: EventTable | None = None,
     ) -> None:
         self.id_col = id_col
-        #: the event records of NONMEM-style data (:meth:`from_nonmem`); None for a plain table
         self.events = events
         self.x_cols = list(x_cols)
         self.y_col = y_col
@@ -95,7 +98,6 @@ class Data:
         self.frame = frame
         self.n_dropped = int(n_dropped)
         self.aux_cols = dict(aux_cols or {})
-        #: unit and origin (earliest date) of the x columns given as dates (``time_unit=``)
         self.time_unit = time_unit
         self.time_origins = dict(time_origins or {})
         if source_positions is None:  # a frame already in the user's order
@@ -103,7 +105,6 @@ class Data:
         source_positions = np.asarray(source_positions, dtype=np.int64)
         if source_positions.shape != (len(frame),):
             raise ValueError("source_positions must give one position per row of frame")
-        #: position in ``frame`` of each kept row, in the user's row order
         self.user_order = np.argsort(source_positions, kind="stable")
 
         codes, uniques = pd.factorize(frame[id_col])
@@ -115,9 +116,10 @@ class Data:
         self.n_obs = len(frame)
         counts = np.bincount(self.index, minlength=self.n_individuals)
         self.n_obs_per_individual = counts.astype(np.int64)
-        self.x = frame[self.x_cols].to_numpy(dtype=np.float64)
-        self.y = frame[y_col].to_numpy(dtype=np.float64)
-        self.aux = {role: frame[col].to_numpy(dtype=np.float64) for role, col in self.aux_cols.items()}
+        # owned, writable copies (under pandas 3 a frame's arrays are read-only views)
+        owned = lambda col: frame[col].to_numpy(dtype=np.float64, copy=True)
+        self.x, self.y = owned(self.x_cols), owned(y_col)
+        self.aux = {role: owned(col) for role, col in self.aux_cols.items()}
 
         self._starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
         self.covariates = (

@@ -20,7 +20,7 @@ QUADRATURE_NODES = {1: 25, 2: 15, 3: 7}
 # "auto" for a model solved by an adaptive ODE solver, where a node costs a whole solve (the
 # nodes are centred and scaled by each individual's posterior: a 7 x 7 rule integrates the
 # Gaussian-times-polynomial part to degree 13; Michaelis-Menten, 100 individuals: the same
-# estimates as 15 x 15 to 1e-4 at half the refinement time, README "ODE fits")
+# estimates as 15 x 15 to 1e-4 at half the refinement time, user guide "Dynamics", ODE fits)
 ODE_QUADRATURE_NODES = {1: 11, 2: 7, 3: 5}
 # "auto" uses quadrature up to this many nodes x observations (one pass stays cheap)
 QUADRATURE_MAX_CELLS = 20_000_000

@@ -287,6 +287,9 @@ class Estimation:
     # local="amortized": the fitted encoder's plain state and the amortization gap per individual
     # (inference/amortized.py); None for per-individual local posteriors
     amortized: dict | None = None
+    # the reported population parameters along the fit (reporting.parameter_path): names, stage
+    # and step of each point, values (points x parameters); None for fits saved before it
+    trace: dict | None = None
 
     def __post_init__(self) -> None:
         self.law = _as_record(LawFit, self.law)

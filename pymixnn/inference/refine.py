@@ -38,10 +38,12 @@ def refine_newton(
     centred: bool,
     warnings: list[str],
     fallbacks: Fallbacks,
+    path: list | None = None,
 ) -> tuple[torch.Tensor, int]:
     """Rounds of re-centring and chord-Newton maximization (ImportanceSampler.maximize_report)
     until theta moves less than ``options.refine_tol``; returns theta and the rounds run. A round
-    stopped by non-finite derivatives adds a warning; rejected steps are counted."""
+    stopped by non-finite derivatives adds a warning; rejected steps are counted. ``path``: a
+    list that gets (round, theta) after each round (the parameters' convergence trace)."""
     bar = tqdm(total=options.refine_rounds, desc="refine", leave=False, disable=not options.svi.progress)
     rounds = 0
     for rounds in range(1, options.refine_rounds + 1):  # noqa: B007 - the count is returned
@@ -67,6 +69,8 @@ def refine_newton(
             warnings.append(NONFINITE_REFINE_WARNING)
         move = float((out.theta - theta).abs().max())
         theta = out.theta
+        if path is not None:
+            path.append((rounds, theta.detach().clone()))
         if move < options.refine_tol or (sampler.recentre is not None and out.converged):
             # re-centred at every step, a round that ends on the Newton decrement has its
             # modes at theta already: another round would only confirm it (Michaelis-Menten,
@@ -161,10 +165,11 @@ def refine_lbfgs(
     fallbacks: Fallbacks,
     max_iter: int = 60,
     max_rounds: int = 3,
+    path: list | None = None,
 ) -> tuple[torch.Tensor, int]:
     """Flows: theta is long, so the penalized log-likelihood is maximized by L-BFGS (gradient only)
     after each re-centring of the proposals (Laplace, always re-centred: ``centred`` is unused).
-    Non-finite gradient components are zeroed and counted."""
+    Non-finite gradient components are zeroed and counted. ``path``: as in :func:`refine_newton`."""
     n_rounds = min(options.refine_rounds, max_rounds)
     bar = tqdm(total=n_rounds, desc="refine (flow)", leave=False, disable=not options.svi.progress)
     rounds = 0
@@ -180,6 +185,8 @@ def refine_lbfgs(
             break
         move = float((new_theta - theta).abs().max())
         theta = new_theta
+        if path is not None:
+            path.append((rounds, theta.detach().clone()))
         if move < options.refine_tol or before - after < 1e-4 * scale:
             break
     bar.close()

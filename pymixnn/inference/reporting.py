@@ -125,6 +125,33 @@ def _se_method(sampler: ImportanceSampler, k_fisher: int, fisher_n: int, n: int,
     return text + note
 
 
+# at most this many points of the SVI path are evaluated for the trace (evenly spaced; every
+# refinement round is kept): the reported values of a flow law cost a Monte Carlo moment each
+TRACE_POINTS = 80
+# Monte Carlo draws of the law's moments at each point of the trace (the estimates use 100,000):
+# a plotted path needs no more (sd/100 error), and 100,000 per point cost a flow fit 10 s
+TRACE_MOMENT_DRAWS = 5_000
+
+
+def parameter_path(stage: Stage, values, names: list[str], final: torch.Tensor) -> dict:
+    """The reported population parameters along the fit (``Results.plot_trace``): one row per
+    recorded point of ``stage.path`` (SVI every ``window`` steps, each refinement round; at most
+    :data:`TRACE_POINTS` SVI points, evenly spaced) and the estimate (stage ``final``)."""
+    path = list(stage.path)
+    svi = [k for k, p in enumerate(path) if p[0].startswith("svi")]
+    if len(svi) > TRACE_POINTS:
+        keep = set(np.asarray(svi)[np.unique(np.linspace(0, len(svi) - 1, TRACE_POINTS).round().astype(int))])
+        path = [p for k, p in enumerate(path) if k in keep or not p[0].startswith("svi")]
+    with torch.no_grad():
+        rows = [_numpy(values(th)) for _, _, th in path] + [_numpy(final)]
+    return dict(
+        names=list(names),
+        stage=[p[0] for p in path] + ["final"],
+        step=[int(p[1]) for p in path] + [int(stage.trace.steps)],
+        values=np.asarray(rows),
+    )
+
+
 def finish(stage: Stage, ctx: Context, spec, *, threads: int, t_start: float) -> Estimation:
     """Observed Fisher information, ll.is, reported parameters and the numpy Estimation of the
     law ``spec`` fitted in ``stage``."""
@@ -186,6 +213,12 @@ def finish(stage: Stage, ctx: Context, spec, *, threads: int, t_start: float) ->
         cov_theta = gls_theta_cov(cov_theta, levels)
     names, kinds, params, scales, values = law.reported(program, ctx.design, stream(options.seed, "moments"))
     est = values(theta)
+    t0 = time.perf_counter()
+    trace_values = law.reported(
+        program, ctx.design, stream(options.seed, "moments"), n_moment=TRACE_MOMENT_DRAWS
+    )[-1]
+    path = parameter_path(stage, trace_values, names, est)
+    seconds["trace"] = time.perf_counter() - t0
     J = torch.autograd.functional.jacobian(values, theta)
     cov_rep = J @ cov_theta @ J.T
     var = torch.diagonal(cov_rep)
@@ -283,4 +316,5 @@ def finish(stage: Stage, ctx: Context, spec, *, threads: int, t_start: float) ->
         diagnostics=diagnostics,
         run=run,
         amortized=stage.amortized,
+        trace=path,
     )

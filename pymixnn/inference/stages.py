@@ -78,6 +78,9 @@ class Stage:
     amortized: dict | None = None  # local="amortized": the encoder and its gaps (amortized.py)
     encoder: Encoder | None = None  # local="amortized": the live encoder (a law stage trains a copy)
     levels: LevelBlock | None = None  # grouping levels: the block, exported by finish()
+    # the population parameters along the fit: (stage, step or round, theta) in this stage's
+    # layout (a law stage carries the Gaussian stage's path, its law parameters at their start)
+    path: list = field(default_factory=list)
 
 
 def _genomic_update(
@@ -209,20 +212,47 @@ def gaussian_stage(
         # a genomic fit: the Laplace-EM start predates the genotype offsets, so it is no
         # candidate; the local posteriors were just refreshed at the SVI end point
         theta, rounds = refine_newton(
-            program, theta, local, options, k_opt, centred=True, warnings=warnings, fallbacks=fallbacks
+            program,
+            theta,
+            local,
+            options,
+            k_opt,
+            centred=True,
+            warnings=warnings,
+            fallbacks=fallbacks,
+            path=trace.refine,
         )
     elif options.refine and lblock is not None:
         refine = lambda th: refine_newton(  # noqa: E731
-            program, th, local, options, k_opt, centred=True, warnings=warnings, fallbacks=fallbacks
+            program,
+            th,
+            local,
+            options,
+            k_opt,
+            centred=True,
+            warnings=warnings,
+            fallbacks=fallbacks,
+            path=trace.refine,
         )
         theta, rounds = level_rounds(lblock, program, theta, local, refine, warnings, fallbacks)
     elif options.refine:
         theta, centred = _safeguard(program, theta, theta_start, local, ctx, k_opt, warnings)
         theta, rounds = refine_newton(
-            program, theta, local, options, k_opt, centred=centred, warnings=warnings, fallbacks=fallbacks
+            program,
+            theta,
+            local,
+            options,
+            k_opt,
+            centred=centred,
+            warnings=warnings,
+            fallbacks=fallbacks,
+            path=trace.refine,
         )
     seconds["refine"] = time.perf_counter() - t0
     stage = Stage(program, theta, local, trace, rounds, seconds, warnings, starts=starts, amortized=amortized)
+    stage.path = [("svi", step, th) for step, th in trace.theta] + [
+        ("refine", r, th) for r, th in trace.refine
+    ]
     stage.encoder = encoder
     stage.levels = lblock
     if block is not None:
@@ -311,6 +341,11 @@ def law_stage(gauss: Stage, ctx: Context, law, context=None) -> Stage:
     # steps: the network learns the posteriors under the new law (a copy, so that the candidates
     # of a mixture's n_components="auto" each train their own from the Gaussian one)
     trace, encoder, amortized = gauss.trace, None, gauss.amortized
+    path = []
+    for stage_name, step, th in gauss.path:  # the Gaussian stage's path, in this layout
+        full = theta.clone()
+        full[lay.core] = th
+        path.append((stage_name, step, full))
     if gauss.encoder is not None:
         encoder = copy.deepcopy(gauss.encoder)
     if encoder is not None or not program.law.skip_svi(program.n_individuals, options.svi.batch_size):
@@ -323,6 +358,7 @@ def law_stage(gauss: Stage, ctx: Context, law, context=None) -> Stage:
         theta, trace = run_svi(
             program, theta, local, law_svi, ctx.generator, fallbacks=ctx.fallbacks, encoder=encoder
         )
+        path += [(f"svi ({law.name})", step, th) for step, th in trace.theta]
         if not trace.converged and encoder is None:
             warnings.append(
                 f"SVI ({law.name} law) reached max_steps={law_svi.max_steps} before the ELBO plateau"
@@ -335,6 +371,7 @@ def law_stage(gauss: Stage, ctx: Context, law, context=None) -> Stage:
     rounds = 0
     if options.refine:
         refiner = REFINERS[program.law.refiner]
+        rounds_path: list = []
         theta, rounds = refiner(
             program,
             theta,
@@ -344,7 +381,9 @@ def law_stage(gauss: Stage, ctx: Context, law, context=None) -> Stage:
             centred=False,
             warnings=warnings,
             fallbacks=ctx.fallbacks,
+            path=rounds_path,
         )
+        path += [(f"refine ({law.name})", r, th) for r, th in rounds_path]
     seconds["refine_law"] = time.perf_counter() - t0
     return Stage(
         program,
@@ -359,4 +398,5 @@ def law_stage(gauss: Stage, ctx: Context, law, context=None) -> Stage:
         starts=gauss.starts,
         amortized=amortized,
         encoder=encoder,
+        path=path,
     )

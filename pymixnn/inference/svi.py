@@ -52,11 +52,15 @@ class SVIOptions:
 
 @dataclass
 class SVITrace:
-    """ELBO per step (full-data scale, from the minibatch) and why the loop stopped."""
+    """ELBO per step (full-data scale, from the minibatch) and why the loop stopped; ``theta``:
+    (step, theta) at the start and every ``window`` steps, ``refine``: (round, theta) after each
+    refinement round (the convergence trace of the population parameters, ``Results.plot_trace``)."""
 
     elbo: list[float] = field(default_factory=list)
     steps: int = 0
     converged: bool = False
+    theta: list = field(default_factory=list)
+    refine: list = field(default_factory=list)
 
 
 class RandomEffectsLaw(dist.TorchDistribution):
@@ -184,6 +188,7 @@ def run_svi(
         order = _epoch_order(n, groups, generator).to(program.device)
         cursor, window_means, calm, recent = 0, [], 0, []
         bar = tqdm(total=options.max_steps, disable=not options.progress, desc="SVI", leave=False)
+        trace.theta.append((0, param.detach().clone()))
         for step in range(options.max_steps):
             if cursor + batch > n:
                 order = _epoch_order(n, groups, generator).to(program.device)
@@ -206,6 +211,7 @@ def run_svi(
                 fallbacks.svi_steps += 1
             bar.update(1)
             if trace.steps % options.window == 0:
+                trace.theta.append((trace.steps, current.clone()))
                 if callback is not None:
                     callback(pyro.param("theta").detach())
                 window_means.append(sum(trace.elbo[-options.window :]) / options.window)

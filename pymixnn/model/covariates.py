@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from pymixnn.validation import InputError
+from pymixnn.validation.errors import show_value
 
 __all__ = [
     "CovariateDesign",
@@ -119,7 +120,7 @@ class CovariateDesign:
                     # a time-varying covariate (design_covariates) may start at one value for all
                     if np.ptp(x) == 0 and col not in covariates.attrs.get("time_varying", ()):
                         raise ValueError(
-                            f"covariate {col!r} is constant ({x[0]!r}) across "
+                            f"covariate {col!r} is constant ({show_value(x[0])}) across "
                             f"individuals: its effect on {param} is not identifiable"
                         )
                     names.append(f"beta_{col}({param})")
@@ -175,7 +176,8 @@ def membership_matrix(
         if len(values) < 2:
             raise InputError(
                 f"LatentClass membership column {col!r} takes a single value "
-                f"({values[0] if len(values) else 'none'!r}) in the data; the membership model needs "
+                f"({show_value(values[0] if len(values) else 'none')}) in the data; the membership model "
+                "needs "
                 "covariates that vary between individuals"
             )
     coded = CovariateDesign.build({model.parameters[0]: columns}, covariates, model.parameters)
@@ -238,7 +240,8 @@ def design_covariates(
         values = events.covariates[c].to_numpy(dtype=np.float64)
         if np.ptp(values) == 0:
             raise ValueError(
-                f"time-varying covariate {c!r} is constant ({values[0]!r}): its effect is not identifiable"
+                f"time-varying covariate {c!r} is constant ({show_value(values[0])}): its effect is not "
+                "identifiable"
             )
     out = pd.concat([covariates.drop(columns=varying, errors="ignore"), extra], axis=1)
     out.attrs["time_varying"] = tuple(varying)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from pymixnn.validation.errors import InputError
+from pymixnn.validation.errors import InputError, show_value
 
 __all__ = ["check_function"]
 
@@ -35,5 +35,5 @@ def check_function(model, data, values: Mapping[str, float]) -> None:
     if not bool(torch.isfinite(out[0][torch.as_tensor(mask[0])]).all()):
         raise InputError(
             f"the structural function gives non-finite predictions at the initial "
-            f"values {dict(values)} for individual {data.ids[0]!r}; change init"
+            f"values {dict(values)} for individual {show_value(data.ids[0])}; change init"
         )

@@ -35,23 +35,35 @@ class Genomic:
 
     Parameters
     ----------
-    markers : the marker matrix, genotypes x markers: a DataFrame (genotype ids as index, or in
-        the column ``id``), a tuple ``(array, ids[, names])``, a CSV path (first column the
-        genotype id) or a PLINK ``.bed`` path (read by bed-reader); see
-        :func:`pymixnn.markers.read_markers`. Missing values are mean-imputed (counted),
-        monomorphic and all-missing markers dropped (counted), the rest standardized.
-    params : the model parameters that get marker effects (each needs a random effect).
-    prior : "horseshoe" (sparse; reports inclusion probabilities) or "ridge" (GBLUP).
-    map : optional marker map (DataFrame or CSV with columns marker, chr, pos) for the Manhattan
-        plot; a PLINK file brings its own.
-    interaction : optional column (constant within individual, e.g. "scenario"): adds
-        scenario-by-marker effects with a ridge prior.
-    residual : genotype residual u_g: True, False or "auto" (when genotypes have on average more
-        than one individual).
-    id : genotype-id column of a marker DataFrame / CSV (default: the index / first column).
-    global_scale : scale A of the horseshoe's half-Cauchy prior on its global scale tau, relative
-        to the standard deviation of the genotype-level parameter values (default 1).
-    max_iter : inner iterations of the closed-form variational updates at each genomic update.
+    markers : pandas.DataFrame, tuple or path
+        The marker matrix, genotypes x markers: a DataFrame (genotype ids as index, or in the
+        column ``id``), a tuple ``(array, ids[, names])``, a CSV path (first column the genotype
+        id) or a PLINK ``.bed`` path (read by bed-reader). Missing values are mean-imputed
+        (counted), monomorphic and all-missing markers dropped (counted), the rest standardized.
+    params : list of str
+        The model parameters that get marker effects (each needs a random effect).
+    prior : {"horseshoe", "ridge"}, default "horseshoe"
+        Sparse (reports inclusion probabilities) or ridge (GBLUP).
+    map : pandas.DataFrame or path, optional
+        Marker map (columns marker, chr, pos) for the Manhattan plot; a PLINK file brings its own.
+    interaction : str, optional
+        A column constant within individual (e.g. "scenario"): adds scenario-by-marker effects
+        with a ridge prior.
+    residual : bool or "auto", default "auto"
+        Genotype residual u_g ("auto": when genotypes have on average more than one individual).
+    id : str, optional
+        Genotype-id column of a marker DataFrame / CSV (default: the index / first column).
+    global_scale : float, default 1.0
+        Scale A of the horseshoe's half-Cauchy prior on its global scale tau, relative to the
+        standard deviation of the genotype-level parameter values.
+    max_iter : int, default 3
+        Inner iterations of the closed-form variational updates at each genomic update.
+
+    Returns
+    -------
+    Genomic
+        The spec for ``fit(..., genotype=..., genomic=...)``; the fit then has ``marker_effects``,
+        ``top_markers()``, ``variance_explained``, ``genetic_values`` and ``predict_genotypes()``.
     """
 
     markers: Any

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pymixnn.validation.errors import InputError, InputTypeError
+from pymixnn.validation.errors import InputError, InputTypeError, show_value
 from pymixnn.validation.model_checks import check_random_params
 
 __all__ = ["Level", "LevelSetup", "check_levels", "check_level_columns", "level_setup", "MAX_EFFECTS"]
@@ -40,9 +40,25 @@ MAX_EFFECTS = 4000
 
 @dataclass(frozen=True)
 class Level:
-    """A grouping level: ``name`` the data column holding each individual's group, ``params`` the
-    parameters with a random effect at that level (each also random at the individual level),
-    ``omega`` its covariance, "diagonal" (default) or "full"."""
+    """A grouping level above or beside the individual: plots of trees, genotypes of plants.
+
+    Parameters
+    ----------
+    name : str
+        The data column holding each individual's group (constant within an individual; labels
+        are global, so nested labels that repeat across groups need a combined column).
+    params : str or list of str
+        The parameters with a random effect at that level (each also random at the individual
+        level).
+    omega : {"diagonal", "full"}, default "diagonal"
+        Covariance structure of the level's effects.
+
+    Returns
+    -------
+    Level
+        The spec for ``fit(..., levels=[...])``; reported as ``omega2.<level>.<p>`` rows with SEs,
+        the effects by ``res.level_effects(name)``.
+    """
 
     name: str
     params: tuple[str, ...] = ()
@@ -159,7 +175,7 @@ def check_level_columns(
             row = int(bad.to_numpy().nonzero()[0][0]) if bad.any() else 0
             raise InputError(
                 f"coordinate column {name!r} must be numeric: row {frame.index[row]} has "
-                f"{frame[name].iloc[row]!r}"
+                f"{show_value(frame[name].iloc[row])}"
             )
     from pymixnn.model.spatial import check_grid
 
@@ -179,8 +195,9 @@ def check_level_columns(
             )
             raise InputError(
                 f"{'coordinate' if name in coords else 'level'} column {name!r} varies within "
-                f"individual {ids.iloc[row]!r} (row {frame.index[row]} has {col.iloc[row]!r}, its "
-                f"first row {first.iloc[row]!r}): {what}"
+                f"individual {show_value(ids.iloc[row])} (row {frame.index[row]} has "
+                f"{show_value(col.iloc[row])}, its "
+                f"first row {show_value(first.iloc[row])}): {what}"
             )
     check_grid(spatial, frame, ids)
 
@@ -200,14 +217,15 @@ def level_setup(
         missing = np.flatnonzero(col.isna().to_numpy())
         if missing.size:
             raise InputError(
-                f"level column {lv.name!r} is missing for individual {ids[missing[0]]!r} "
+                f"level column {lv.name!r} is missing for individual {show_value(ids[missing[0]])} "
                 f"({missing.size} individuals in all): every individual needs its group"
             )
         codes, uniques = pd.factorize(col, sort=True)
         n_groups = len(uniques)
         if n_groups < 2:
             raise InputError(
-                f"level {lv.name!r} has a single group ({uniques[0]!r}): a level's variance needs at "
+                f"level {lv.name!r} has a single group ({show_value(uniques[0])}): a level's variance needs "
+                "at "
                 "least 2 groups (drop the level, or use a covariate)"
             )
         if n_groups == len(ids):

@@ -31,7 +31,7 @@ import pandas as pd
 from scipy.special import gammaln, kv
 
 from pymixnn.model.prior import check_law, draw_laws
-from pymixnn.validation.errors import InputError
+from pymixnn.validation.errors import InputError, show_value
 
 __all__ = ["FieldPrior", "FIELD_PARAMETERS", "matern_correlation", "check_locations", "check_fields"]
 
@@ -146,7 +146,7 @@ def check_locations(locations, coords: tuple[str, ...] | None = None) -> tuple[n
             r = int(bad[0])
             raise InputError(
                 f"locations: coordinate {c!r} is missing or not a finite number at row {r} "
-                f"(value {frame[c].iloc[r]!r}; {bad.size} such row(s))"
+                f"(value {show_value(frame[c].iloc[r])}; {bad.size} such row(s))"
             )
         out[:, j] = num
     if len(out) < 10:
@@ -189,7 +189,8 @@ def check_fields(fields, n: int) -> np.ndarray:
     if bad.size:
         i, j = (int(v) for v in bad[0])
         raise InputError(
-            f"fields: field {i} at location {j} is missing or not a finite number (value {arr[i, j]!r})"
+            f"fields: field {i} at location {j} is missing or not a finite number "
+            f"(value {show_value(arr[i, j])})"
         )
     flat = np.flatnonzero(num.std(axis=1) == 0)
     if flat.size:

@@ -48,7 +48,8 @@ class NamedModel:
         return 5
 
 
-# each function's docstring and the README's table of named models state the same transforms
+# each function's docstring and the user guide's table of named models (vignettes/docs/guide/
+# models.md) state the same transforms
 # (tests/test_heldout_findings.py checks both against this registry); tests/test_compare.py checks
 # each R twin against the torch function
 NAMED_MODELS: dict[str, NamedModel] = {
@@ -121,8 +122,27 @@ NAMED_MODELS: dict[str, NamedModel] = {
 
 
 def named(name: str, **options) -> Model:
-    """A named model with its default transforms and self-start; ``options`` override Model fields.
+    """A named model with its default transforms and self-start.
 
+    Parameters
+    ----------
+    name : str
+        A name of :data:`pymixnn.NAMED_MODELS` (``"onecpt_oral"``, ``"logistic"``, ...) or of a
+        compartment model (``"pk1cpt_iv"``, ``"pk1cpt_oral"``, ``"pk2cpt_iv"``, ``"pk2cpt_oral"``,
+        ``"pk3cpt_iv"``, ``"pk3cpt_oral"``; options ``tlag=True``, ``F=True``, ``rate=True``,
+        ``duration=True`` add the dosing parameters of compartment 1).
+    **options
+        :class:`pymixnn.Model` fields that override the named model's (``init``, ``transforms``,
+        ``random``, ``omega``, ``error``, ...).
+
+    Returns
+    -------
+    Model
+        The model, with its default transforms, x columns, time column and self-start.
+
+    Examples
+    --------
+    >>> from pymixnn import named
     >>> named("onecpt_oral", init={"ka": 1, "V": 20, "CL": 0.5}).transforms["V"]
     'log'
     """

@@ -50,7 +50,16 @@ FLOW_KINDS = ("spline_coupling", "spline_autoregressive", "affine_autoregressive
 
 @dataclass(frozen=True)
 class Gaussian:
-    """eta ~ N(0, Omega); the covariance structure is the model's ``omega`` ("diagonal"/"full")."""
+    """Gaussian random effects, eta ~ N(0, Omega): the default law (saemix, nlme, lme4).
+
+    Takes no argument: the covariance structure is the model's ``omega`` ("diagonal" or "full").
+
+    Returns
+    -------
+    Gaussian
+        The law spec for ``pymixnn.fit(..., random_effects=pymixnn.Gaussian())`` (the same as
+        ``random_effects="gaussian"``).
+    """
 
     name: str = field(default="gaussian", init=False)
 
@@ -69,13 +78,23 @@ class Mixture:
 
     Parameters
     ----------
-    n_components : K (>= 2), or "auto": fit K = 1 .. ``max_components`` (K = 1 is the Gaussian
-        model) and keep the best by ``criterion``, computed from the importance-sampling
-        log-likelihood of each fit; the table of all candidates is in ``Results.info``.
-    shared_omega : one covariance for all components (components differ in mean and weight only) or,
-        by default, one covariance per component (structure from the model's ``omega``).
-    max_components : upper bound when ``n_components="auto"``.
-    criterion : "bic" (default, as mclust) or "aic" for ``n_components="auto"``.
+    n_components : int or "auto", default 2
+        K (>= 2), or "auto": fit K = 1 .. ``max_components`` (K = 1 is the Gaussian model) and keep
+        the best by ``criterion``, computed from the importance-sampling log-likelihood of each
+        fit; the table of all candidates is in ``Results.info``.
+    shared_omega : bool, default False
+        One covariance for all components (components differ in mean and weight only) or, by
+        default, one covariance per component (structure from the model's ``omega``).
+    max_components : int, default 4
+        Upper bound when ``n_components="auto"``.
+    criterion : {"bic", "aic"}, default "bic"
+        The criterion of ``n_components="auto"`` (BIC as mclust).
+
+    Returns
+    -------
+    Mixture
+        The law spec, eta ~ sum_k w_k N(m_k, Omega_k), for ``fit(..., random_effects=...)``; the
+        fit reports each weight, component mean and variance with SEs.
     """
 
     n_components: int | str = 2
@@ -109,25 +128,41 @@ class Flow:
 
     Parameters
     ----------
-    kind : "spline_coupling" (default; neural spline coupling layers with permutations, Durkan et al.
-        2019), "spline_autoregressive" or "affine_autoregressive" (masked autoregressive layers).
-        Every kind starts with an element-wise monotone spline on each coordinate (the marginal
-        shapes: skewness, modes); with one random effect only that element-wise spline is used.
-    n_layers : depth: number of coupling/autoregressive layers after the element-wise spline.
-    hidden : width: hidden units of each layer's conditioner network (one tuple entry per layer).
-    count_bins : spline segments; bound : the spline acts on [-bound, bound] of the standardized
-        scale (identity outside), 5 covers a Gaussian base to 1 in 3.5 million.
-    context : names of low-dimensional individual covariates the law is conditioned on (a
-        conditional flow: element-wise spline and autoregressive layers whose parameters are
-        functions of the covariates); categorical covariates are one-hot coded.
-    penalty : weight of a Gaussian penalty ``0.5 * penalty * ||lambda - lambda_identity||^2`` on the flow
-        parameters lambda (a ridge towards the Gaussian model), or "cv" (default): chosen among
+    kind : {"spline_coupling", "spline_autoregressive", "affine_autoregressive"}
+        Neural spline coupling layers with permutations (the default; Durkan et al. 2019), or
+        masked autoregressive layers. Every kind starts with an element-wise monotone spline on
+        each coordinate (the marginal shapes: skewness, modes); with one random effect only that
+        element-wise spline is used.
+    n_layers : int, default 1
+        Depth: number of coupling/autoregressive layers after the element-wise spline.
+    hidden : sequence of int, default (8,)
+        Width: hidden units of each layer's conditioner network (one entry per hidden layer).
+    count_bins : int, default 8
+        Spline segments.
+    bound : float, default 5.0
+        The spline acts on [-bound, bound] of the standardized scale (identity outside); 5 covers
+        a Gaussian base to 1 in 3.5 million.
+    context : list of str, optional
+        Low-dimensional individual covariates the law is conditioned on (a conditional flow:
+        element-wise spline and autoregressive layers whose parameters are functions of the
+        covariates); categorical covariates are one-hot coded.
+    penalty : float or "cv", default "cv"
+        Weight of a Gaussian penalty ``0.5 * penalty * ||lambda - lambda_identity||^2`` on the flow
+        parameters lambda (a ridge towards the Gaussian model), or "cv": chosen among
         ``penalty_grid`` by ``cv_folds``-fold cross-validation of the importance-sampling
         log-likelihood over individuals. Without it a flexible law fits the sampling noise of the
-        individuals' random effects (the nonparametric maximum-likelihood law is discrete): on
-        500 simulated individuals with a Gaussian truth an unpenalized flow gained 58 log-likelihood
+        individuals' random effects (the nonparametric maximum-likelihood law is discrete): on 500
+        simulated individuals with a Gaussian truth an unpenalized flow gained 58 log-likelihood
         units over the true model. 0 gives plain maximum likelihood.
-    penalty_grid, cv_folds : candidates and folds for ``penalty="cv"``.
+    penalty_grid : sequence of float, default (1, 10, 100, 1000, 10000)
+        Candidates for ``penalty="cv"``.
+    cv_folds : int, default 3
+        Folds for ``penalty="cv"``.
+
+    Returns
+    -------
+    Flow
+        The law spec for ``fit(..., random_effects=...)``; the untrained flow is the Gaussian model.
     """
 
     kind: str = "spline_coupling"
@@ -196,25 +231,42 @@ class LatentClass:
 
     Parameters
     ----------
-    n_classes : K (>= 2), or "auto": fit K = 1 (the Gaussian model) .. ``max_classes`` and keep the
-        best by ``criterion``; the table of every K (log-likelihood, BIC, ICL, entropy, smallest
-        class) is ``Results.class_selection()``.
-    on : parameters with class-specific fixed effects (lcmm's ``mixture=``); each needs an
+    n_classes : int or "auto", default 2
+        K (>= 2), or "auto": fit K = 1 (the Gaussian model) .. ``max_classes`` and keep the best by
+        ``criterion``; the table of every K (log-likelihood, BIC, ICL, entropy, smallest class) is
+        ``Results.class_selection()``.
+    on : list of str, optional
+        Parameters with class-specific fixed effects (lcmm's ``mixture=``); each needs an
         individual random effect. Default: every parameter with a random effect.
-    membership : individual covariate columns of the membership model (lcmm's ``classmb=``);
-        categorical ones are coded as indicators of their non-reference levels, numeric ones enter
-        as they are (coefficients per unit, as lcmm's).
-    within : the law within a class: "gaussian", or "flow": eta | k = m_k + L T(u), u ~ N(0, I), one
-        normalizing flow T (pymixnn.Flow's default spline coupling, started at the identity) shared
-        by the classes, which differ in location; needs ``shared_omega=True``.
-    flow_penalty : the ridge weight of that flow towards the Gaussian (pymixnn.Flow's ``penalty``;
-        fixed here, not cross-validated).
-    shared_omega : one Omega for all classes (default, lcmm's ``nwg=FALSE``) or one per class.
-    n_starts : starts of the EM that begins each fit (k-means++ seeds on draws of the Gaussian
-        fit's individual posteriors); the best is refined. A start whose class empties is re-seeded.
-    max_classes : upper bound for ``n_classes="auto"``.
-    criterion : "icl" (default: BIC + 2 x the entropy of the posterior classification, which
-        prefers well-separated classes, Biernacki et al. 2000), "bic" or "aic".
+    membership : list of str, optional
+        Individual covariate columns of the membership model (lcmm's ``classmb=``); categorical
+        ones are coded as indicators of their non-reference levels, numeric ones enter as they are.
+    within : {"gaussian", "flow"}, default "gaussian"
+        The law within a class; "flow": eta | k = m_k + L T(u), u ~ N(0, I), one normalizing flow T
+        (pymixnn.Flow's default spline coupling, started at the identity) shared by the classes,
+        which differ in location; needs ``shared_omega=True``.
+    shared_omega : bool, default True
+        One Omega for all classes (lcmm's ``nwg=FALSE``) or one per class.
+    n_starts : int, default 10
+        Starts of the EM that begins each fit (k-means++ seeds on draws of the Gaussian fit's
+        individual posteriors); the best is refined. A start whose class empties is re-seeded.
+    max_classes : int, default 4
+        Upper bound for ``n_classes="auto"``.
+    criterion : {"icl", "bic", "aic"}, default "icl"
+        ICL: BIC + 2 x the entropy of the posterior classification, which prefers well-separated
+        classes (Biernacki et al. 2000).
+    flow_penalty : float, default 100.0
+        The ridge weight of the flow within the classes towards the Gaussian (pymixnn.Flow's
+        ``penalty``; fixed here, not cross-validated).
+    membership_terms, random_names : sequence of str, default ()
+        Set by the problem from the model and data, not by the user: the membership model's coded
+        column names and the parameters with a random effect (the order of eta).
+
+    Returns
+    -------
+    LatentClass
+        The law spec for ``fit(..., random_effects=...)``; the fit then has ``classes()``,
+        ``class_table()``, ``classify(newdata)`` and ``plot_classes()``.
     """
 
     n_classes: int | str = 2

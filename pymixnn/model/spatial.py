@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pymixnn.validation.errors import InputError, InputTypeError, is_real
+from pymixnn.validation.errors import InputError, InputTypeError, is_real, show_value
 from pymixnn.validation.model_checks import check_random_params
 
 __all__ = [
@@ -105,7 +105,37 @@ def matern_nu(kernel: str) -> float:
 
 @dataclass(frozen=True)
 class Spatial:
-    """A spatial random field on the transformed ``params`` over the columns ``coords``."""
+    """A spatial random field on the transformed ``params`` over the columns ``coords``.
+
+    Parameters
+    ----------
+    params : str or list of str
+        The parameters whose transformed values get the field (each also random at the individual
+        level, unless ``random=[]``).
+    coords : list of str
+        The coordinate columns (constant within an individual).
+    kind : {"gp", "ar1xar1", "matern"}, default "gp"
+        An exact Gaussian process over the distinct locations (up to 3,000), a separable AR1 x AR1
+        field on a row x column grid of integer positions (one individual per cell, up to 4,000
+        cells), or a Matérn field of one parameter by nearest neighbours (10^4 to 10^6
+        individuals; no ``levels=`` beside it).
+    kernel : {"exponential", "gaussian", "spherical"}, default "exponential"
+        The correlation of a gp: exp(-d), exp(-d^2) or the spherical 1 - 1.5 d + 0.5 d^3 below
+        d = 1 (nlme's corExp, corGaus, corSpher), d the distance over the range.
+    nu : {0.5, 1.5, 2.5}, default 1.5
+        Smoothness of a Matérn field.
+    neighbours : int, default 15
+        Nearest predecessors each individual is conditioned on (Matérn field).
+    range_init : float, optional
+        Start of a gp's or Matérn field's range in coordinate units (as nlme's
+        ``corExp(value = ...)``); default: the best of 1/8 to 2 median distances.
+
+    Returns
+    -------
+    Spatial
+        The spec for ``fit(..., spatial=...)``; its sd and range (or rho_row, rho_col) are reported
+        as ``spatial.<p>.*`` rows with SEs, the field by ``res.spatial_field()``.
+    """
 
     params: tuple[str, ...]
     coords: tuple[str, ...]
@@ -248,18 +278,18 @@ def check_grid(spatial: Spatial | None, frame: pd.DataFrame, ids: pd.Series) -> 
         if bad.size:
             raise InputError(
                 f"coordinate column {name!r} of Spatial(kind='ar1xar1') holds grid positions (integers): "
-                f"row {frame.index[bad[0]]} has {values[bad[0]]!r}"
+                f"row {frame.index[bad[0]]} has {show_value(values[bad[0]])}"
             )
     cells = frame[list(spatial.coords)].assign(_id=ids.to_numpy()).drop_duplicates()
     dup = cells.duplicated(subset=list(spatial.coords), keep=False)
     if dup.any():
         first = cells[dup].iloc[:2]
-        cell = tuple(first.iloc[0][list(spatial.coords)])
+        cell = tuple(first[list(spatial.coords)].iloc[0].tolist())  # Python numbers, not numpy's
         row = frame.index[(ids == first["_id"].iloc[1]).to_numpy()][0]
         raise InputError(
             f"Spatial(kind='ar1xar1'): the grid cell {dict(zip(spatial.coords, cell))} holds individuals "
-            f"{first['_id'].iloc[0]!r} and {first['_id'].iloc[1]!r} (row {row}); the grid has one "
-            "individual per cell (use kind='gp' for shared locations)"
+            f"{show_value(first['_id'].iloc[0])} and {show_value(first['_id'].iloc[1])} (row {row}); the "
+            "grid has one individual per cell (use kind='gp' for shared locations)"
         )
 
 

@@ -43,25 +43,45 @@ class Model:
 
     Parameters
     ----------
-    function : callable ``f(psi, x) -> prediction``, vectorized in torch (see module docstring).
-    parameters : names of the individual parameters, in the order ``f`` reads them.
-    init : initial values of the fixed effects on the natural scale (saemix ``psi0``). Named models
+    function : callable
+        The structural function ``f(psi, x) -> prediction``, vectorized in torch (see the module
+        docstring): ``psi`` (..., P) in the order of ``parameters``, ``x`` (..., Q).
+    parameters : sequence of str
+        Names of the individual parameters, in the order ``f`` reads them.
+    init : dict of str to float, optional
+        Initial values of the fixed effects on the natural scale (saemix ``psi0``). Named models
         compute them from the data when omitted (a self-start, as nlme's ``SSlogis``).
-    transforms : one name for all parameters, or a mapping name -> "identity" | "log" | "logit" |
-        "probit" (or saemix codes 0-3). Default "identity".
-    random : parameters that carry a random effect (default: all).
-    omega : "diagonal" or "full" covariance of the random effects.
-    error : "constant" (y = f + a e), "proportional" (y = f + b f e), "combined"
-        (y = f + sqrt(a^2 + b^2 f^2) e, saemix's combined model) or "exponential" (log y = log f + a e).
-    error_init : optional initial values {"a": ..., "b": ...}.
-    name : a label (the registry name for named models).
-    x_names : what each x column means, for messages and documentation (e.g. ("dose", "time")).
-    self_start : optional callable ``(x, y) -> {name: value}`` giving data-based initial values.
-    dynamics : the dynamic system of a compartment or ODE model (:mod:`pymixnn.model.dynamics`;
-        set by :func:`pymixnn.ODEModel` and the named ``pk*`` models), None for a closed-form curve.
-    time : which x column is time, used by :meth:`Results.vpc` and :meth:`Results.plot_individuals`
+    transforms : str or dict of str to str, optional
+        One name for all parameters, or a mapping name -> "identity" | "log" | "logit" | "probit"
+        (or saemix codes 0-3). Default "identity".
+    random : sequence of str, optional
+        Parameters that carry a random effect (default: all).
+    omega : {"diagonal", "full"}, default "diagonal"
+        Covariance structure of the random effects.
+    error : {"constant", "proportional", "combined", "exponential"}, default "constant"
+        Residual error model: y = f + a e, y = f + b f e, y = f + sqrt(a^2 + b^2 f^2) e (saemix's
+        combined model) or log y = log f + a e.
+    error_init : dict of str to float, optional
+        Initial values of the error parameters, ``{"a": ..., "b": ...}``.
+    name : str, optional
+        A label (the registry name for named models).
+    x_names : sequence of str, optional
+        What each x column means, for messages and documentation (e.g. ``("dose", "time")``).
+    self_start : callable, optional
+        ``(x, y) -> {name: value}``: data-based initial values.
+    time : int or str, optional
+        Which x column is time, used by :meth:`Results.vpc` and :meth:`Results.plot_individuals`
         when x has several columns: its position in x (named models whose x is (dose, time) set 1)
         or its column name in the data. None: not declared (a model with one x column needs none).
+    dynamics : object, optional
+        The dynamic system of a compartment or ODE model (:mod:`pymixnn.model.dynamics`; set by
+        :func:`pymixnn.ODEModel` and the named ``pk*`` models), None for a closed-form curve.
+
+    Returns
+    -------
+    Model
+        A frozen, checked spec (no torch or Pyro state); :meth:`replace` makes a changed copy and
+        :meth:`named` builds a named model.
     """
 
     function: StructuralFunction

@@ -39,12 +39,35 @@ __all__ = ["ConvergenceWarning", "FallbackWarning", "LIMITS", "convergence_repor
 
 
 class ConvergenceWarning(UserWarning):
-    """A fit whose convergence or sanity checks failed (see ``Results.diagnostics``)."""
+    """A fit whose convergence or sanity checks failed (see ``Results.diagnostics``).
+
+    Parameters
+    ----------
+    *args : str
+        The message: the failed check and what it measured.
+
+    Returns
+    -------
+    ConvergenceWarning
+        The warning that :func:`pymixnn.fit` issues once per failed check (filter it with
+        :mod:`warnings` as any ``UserWarning``); ``Results.converged`` is then False.
+    """
 
 
 class FallbackWarning(UserWarning):
     """A fit that took a fallback (zeroed non-finite gradients, rejected steps, a replaced start
-    value, ...) more often than its threshold; every count is in ``Results.run.fallbacks``."""
+    value, ...) more often than its threshold; every count is in ``Results.run.fallbacks``.
+
+    Parameters
+    ----------
+    *args : str
+        The message: the fallback, how often it was taken and its threshold.
+
+    Returns
+    -------
+    FallbackWarning
+        The warning that :func:`pymixnn.fit` issues at fit time for each such fallback.
+    """
 
 
 # limits of the checks, each with its reason

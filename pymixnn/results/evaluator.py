@@ -19,6 +19,7 @@ from pymixnn.model import transforms as tr
 from pymixnn.model.covariates import record_deviations
 from pymixnn.results.external import ExternalFit, gaussian_draws
 from pymixnn.results.levels import field_at
+from pymixnn.validation.errors import show_value
 
 __all__ = ["FittedModel"]
 
@@ -204,7 +205,9 @@ class FittedModel:
         bad = ~np.isfinite(x)
         if bad.any():
             r, c = np.argwhere(bad)[0]
-            raise ValueError(f"column {d.x_cols[c]!r}: row {data.index[r]!r} has value {x[r, c]!r}")
+            raise ValueError(
+                f"column {d.x_cols[c]!r}: row {show_value(data.index[r])} has value {show_value(x[r, c])}"
+            )
         ids = pd.unique(data[d.id_col])
         row_ind = pd.Index(ids).get_indexer(data[d.id_col])
         covs = data.groupby(d.id_col, sort=False)[list(dict.fromkeys(self.design.columns))].first()

@@ -111,7 +111,7 @@ def _score(df: pd.DataFrame, prior: str) -> pd.Series:
 
 def top_markers(res, n: int = 20, parameter: str | None = None) -> pd.DataFrame:
     """The ``n`` strongest markers per parameter (main effects), ranked by inclusion probability
-    (horseshoe) or |effect| / sd (ridge); column ``rank`` from 1."""
+    (horseshoe) or ``|effect| / sd`` (ridge); column ``rank`` from 1."""
     gen = genomic_posterior(res)
     eff = marker_effects(res)
     if "term" in eff:
@@ -131,7 +131,7 @@ def top_markers(res, n: int = 20, parameter: str | None = None) -> pd.DataFrame:
 
 
 def plot_manhattan(res, path: str | Path, parameter: str | None = None, *, top: int = 10) -> list[Path]:
-    """Manhattan-style PNG per parameter: inclusion probability (horseshoe) or |effect| / sd
+    """Manhattan-style PNG per parameter: inclusion probability (horseshoe) or ``|effect| / sd``
     (ridge) by marker, by chromosome and position when a map was given (alternating colours),
     the ``top`` markers labelled. ``path``: a directory (files ``manhattan_<param>.png``) or, for
     one parameter, a .png file. Returns the written paths."""

@@ -10,6 +10,7 @@ import pandas as pd
 
 from pymixnn.model import transforms as tr
 from pymixnn.results.genomic import genomic_posterior, require_marker_matrix
+from pymixnn.validation.errors import show_value
 
 __all__ = ["genotype_parameters", "predict_genotypes", "BANDS"]
 
@@ -42,7 +43,9 @@ def _scenarios(res, scenario) -> list[dict]:
     observed = set(pd.unique(res.data.covariates[columns[0]]))
     bad = [v for v in values if v not in observed and not isinstance(v, (int, float))]
     if bad:
-        raise ValueError(f"scenario {bad[0]!r} is not a level of {columns[0]!r}: {sorted(observed, key=str)}")
+        raise ValueError(
+            f"scenario {show_value(bad[0])} is not a level of {columns[0]!r}: {sorted(observed, key=str)}"
+        )
     return [{columns[0]: v} for v in values]
 
 

@@ -102,7 +102,7 @@ class GenomicMixin:
         return g.marker_effects(self)
 
     def top_markers(self, n: int = 20, parameter: str | None = None) -> pd.DataFrame:
-        """The n strongest markers per parameter (inclusion probability, or |effect| / sd)."""
+        """The n strongest markers per parameter (inclusion probability, or ``|effect| / sd``)."""
         return g.top_markers(self, n, parameter)
 
     def plot_manhattan(self, path: str | Path, parameter: str | None = None, *, top: int = 10):

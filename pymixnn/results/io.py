@@ -66,7 +66,7 @@ def _estimates(rows) -> dict[str, dict[str, float | None]]:
 
 
 def results_dict(res) -> dict[str, Any]:
-    """The documented JSON record of :meth:`pymixnn.Results.to_dict` (see the README)."""
+    """The documented JSON record of :meth:`pymixnn.Results.to_dict` (see the user guide, "Command line")."""
     p = res.params
     fixed = p[p["kind"].isin(["fixed", "beta"])]
     law = res.law or {}

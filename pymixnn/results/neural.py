@@ -97,7 +97,30 @@ class SBC:
 
 
 class NeuralEstimator:
-    """A network trained on simulated data sets of one design (see :func:`pymixnn.amortize`)."""
+    """A network trained on simulated data sets of one design (made by :func:`pymixnn.amortize`
+    or :meth:`load`, not by hand).
+
+    Parameters
+    ----------
+    model : Model
+        The structural and error model the data sets were simulated from.
+    prior : Prior
+        The prior of the population parameters (:mod:`pymixnn.model.prior`).
+    design : PaddedRecords
+        The training design: individuals and their x records, padded.
+    x_names : list of str
+        The x columns of the design.
+    state : dict
+        The network's weights, standardization and validation trace.
+    info : dict
+        How it was trained (simulated data sets, steps, seconds, seed).
+
+    Returns
+    -------
+    NeuralEstimator
+        The estimator: :meth:`estimate` and :meth:`sample` for a data set of the design,
+        :meth:`sbc` for simulation-based calibration, :meth:`save` / :meth:`load`.
+    """
 
     def __init__(self, model: Model, prior: Prior, design: PaddedRecords, x_names, state: dict, info: dict):
         self.model, self.prior, self.design = model, prior, design
@@ -256,6 +279,7 @@ class NeuralEstimator:
 
     @classmethod
     def load(cls, path: str | Path, *, model: Model | None = None) -> NeuralEstimator:
+        """An estimator saved by :meth:`save`; ``model=`` for one with a custom structural function."""
         blob = json.loads(Path(path).read_text())
         if blob.get("format") != "pymixnn.neural/1":
             raise ValueError(f"{path} is not a saved pymixnn neural estimator")

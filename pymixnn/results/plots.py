@@ -270,8 +270,12 @@ def vpc_figure(res, table: pd.DataFrame, *, level_pi: float = 0.9):
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     obs = res.observation
+    kind = "Prediction-corrected VPC" if table.attrs.get("prediction_corrected") else "VPC"
+    if table.attrs.get("prediction_corrected"):
+        for ax in list(axes.flat)[:n]:
+            ax.set_ylabel("prediction-corrected value", fontsize=8)
     fig.suptitle(
-        f"VPC: {obs.describe(res.model)}\n{table.attrs.get('n_sim')} simulated data sets; "
+        f"{kind}: {obs.describe(res.model)}\n{table.attrs.get('n_sim')} simulated data sets; "
         f"{int(table['outside'].sum())} of {len(table)} observed values outside the "
         f"{int(100 * level_pi)}% band",
         fontsize=9,

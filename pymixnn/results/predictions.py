@@ -232,16 +232,34 @@ class PredictionsMixin:
         time: str | None = None,
         level_pi: float = 0.9,
         seed: int = 0,
+        prediction_corrected: bool = False,
+        lower_bound: float = 0.0,
     ) -> pd.DataFrame:
         """Visual predictive check table: per time bin, the observed statistic and the median and
         ``level_pi`` prediction interval of the same statistic over ``n_sim`` data sets simulated
         from the fitted model. The statistic is the mean count (count families), the proportion
         of successes (binomial, bernoulli), the proportion in each category (ordinal: one row per
         bin and level) or the 10th, 50th and 90th percentiles (Gaussian). ``time``: the column to
-        bin by; needed when x has several columns and the model declares none (``Model.time``)."""
+        bin by; needed when x has several columns and the model declares none (``Model.time``).
+
+        ``prediction_corrected=True``: a prediction-corrected VPC (pcVPC, Bergstrand et al. 2011)
+        for data with different doses or covariates: each observed and simulated value ``y``
+        becomes ``lb + (y - lb) * (PRED_bin - lb) / (PRED - lb)`` (``PRED`` the row's population
+        prediction, ``PRED_bin`` the median PRED of its bin, ``lb`` = ``lower_bound``) before the
+        percentiles are taken; rows with PRED at or below ``lower_bound`` are left out with a
+        warning and counted in ``attrs["pc_excluded"]`` (continuous observations only)."""
         from pymixnn.results.vpc import vpc_table
 
-        return vpc_table(self, n_sim=n_sim, bins=bins, time=time, level_pi=level_pi, seed=seed)
+        return vpc_table(
+            self,
+            n_sim=n_sim,
+            bins=bins,
+            time=time,
+            level_pi=level_pi,
+            seed=seed,
+            prediction_corrected=prediction_corrected,
+            lower_bound=lower_bound,
+        )
 
     def plot_vpc(
         self,
@@ -252,12 +270,23 @@ class PredictionsMixin:
         time: str | None = None,
         level_pi: float = 0.9,
         seed: int = 0,
+        prediction_corrected: bool = False,
+        lower_bound: float = 0.0,
     ) -> Path:
         """PNG of :meth:`vpc`: observed statistic (points and line) against the simulated median
-        and prediction band, by time bin (one panel per category for ordinal data)."""
+        and prediction band, by time bin (one panel per category for ordinal data); with
+        ``prediction_corrected=True`` the pcVPC."""
         from pymixnn.results.plots import plot_vpc
 
-        table = self.vpc(n_sim=n_sim, bins=bins, time=time, level_pi=level_pi, seed=seed)
+        table = self.vpc(
+            n_sim=n_sim,
+            bins=bins,
+            time=time,
+            level_pi=level_pi,
+            seed=seed,
+            prediction_corrected=prediction_corrected,
+            lower_bound=lower_bound,
+        )
         return plot_vpc(self, table, path, level_pi=level_pi)
 
     def plot_regimen(

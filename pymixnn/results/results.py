@@ -32,6 +32,7 @@ from pymixnn.inference import Estimation
 from pymixnn.model import transforms as tr
 from pymixnn.model.covariates import CovariateDesign
 from pymixnn.model.named import Model
+from pymixnn.results.checks import ChecksMixin
 from pymixnn.results.classes import ClassesMixin
 from pymixnn.results.evaluator import FittedModel
 from pymixnn.results.external import ExternalFit, external_info
@@ -68,18 +69,40 @@ def _versions() -> dict[str, str]:
     }
 
 
-class Results(PredictionsMixin, LawMixin, ClassesMixin, GenomicMixin, LevelsMixin):
+class Results(PredictionsMixin, ChecksMixin, LawMixin, ClassesMixin, GenomicMixin, LevelsMixin):
     """Estimates, uncertainty, likelihood, individual estimates and predictions of one fit.
 
-    Feature groups: ``res.evaluator`` (the fitted model as numbers, :class:`FittedModel`),
+    Made by :func:`pymixnn.fit`, :meth:`pymixnn.NLME.fit`, the R bridges of :mod:`pymixnn.compare`
+    and :meth:`load`, not by hand. Feature groups: ``res.evaluator`` (the fitted model as numbers),
     ``res.law`` (the fitted law record), ``res.genomic`` (genomic outputs, None without markers),
     ``res.run`` (how the fit ran: seed, device, seconds, fallback counts).
 
-    ``estimation`` is the inference layer's record of a pymixnn fit, or the
-    :class:`~pymixnn.results.external.ExternalFit` of a fit by another program (saemix, nlme
-    through :mod:`pymixnn.compare`), then also ``res.external``: such a fit has no parameter
-    vector, ELBO trace or importance-sampling output, and what needs them raises a ValueError
-    naming the program."""
+    Parameters
+    ----------
+    model, data, design : Model, Data, CovariateDesign
+        The fitted model, its data and covariate design.
+    estimation : Estimation or ExternalFit
+        The inference layer's record of a pymixnn fit, or the fit of another program (saemix,
+        nlme), then also ``res.external``: such a fit has no parameter vector, ELBO trace or
+        importance-sampling output, and what needs them raises a ValueError naming the program.
+    settings : dict
+        The fit's settings (seed, law, observation family, ...) as saved by :meth:`save`.
+    info : dict, optional
+        What the fit recorded (seed, device, versions, seconds per stage, warnings).
+    observation : Observation, optional
+        The observation family (default: from ``settings``).
+    markers : dict, optional
+        A genomic fit's marker matrix, spec, genotype column and interaction levels.
+
+    Returns
+    -------
+    Results
+        The fit's tables (statsmodels' names where they exist): ``params`` (estimate, se, rse,
+        ci_lower, ci_upper per parameter), ``fixed_effects`` (natural scale), ``omega`` (random-effects
+        covariance, transformed scale), ``sigma`` (residual error and observation parameters),
+        ``loglik`` / ``llf`` and ``loglik_se``, ``aic``, ``bic``, ``df_modelwc``, ``info``, and the
+        methods and properties below.
+    """
 
     def __init__(
         self,
@@ -284,7 +307,7 @@ class Results(PredictionsMixin, LawMixin, ClassesMixin, GenomicMixin, LevelsMixi
 
     # ---- export ------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """The documented JSON record (see the README): estimates, SEs, likelihood, run info."""
+        """The documented JSON record (user guide, "Command line"): estimates, SEs, likelihood, run info."""
         return results_dict(self)
 
     def to_json(self, path: str | Path | None = None, **kwargs) -> str:
@@ -325,10 +348,26 @@ class Results(PredictionsMixin, LawMixin, ClassesMixin, GenomicMixin, LevelsMixi
 
 
 def compare_fits(*results: Results, names: list[str] | None = None) -> pd.DataFrame:
-    """Fits side by side: one column per fit; rows are the engine, the law, the number of free parameters,
-    ll.is (and its Monte Carlo SE), AIC, BIC, seconds, then every fixed effect, variance and
-    residual error parameter that any of the fits reports (NaN where a fit does not have it).
+    """Fits side by side, e.g. a Gaussian, a mixture and a flow law, or pymixnn against saemix.
 
+    Parameters
+    ----------
+    *results : Results
+        The fits (a list of them is taken too), or neural estimates
+        (:meth:`pymixnn.NeuralEstimator.estimate`).
+    names : list of str, optional
+        Column names (default: the law's name, or the engine of a bridge fit).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One column per fit; rows are the engine, the law, the number of free parameters, ll.is
+        (and its Monte Carlo SE), AIC, BIC, seconds, then every fixed effect, variance and
+        residual error parameter that any of the fits reports (NaN where a fit does not have it).
+
+    Examples
+    --------
+    >>> import pymixnn
     >>> table = pymixnn.compare_fits(res_gauss, res_mix, res_flow)  # doctest: +SKIP
     """
     if not results:

@@ -92,14 +92,27 @@ class SpatialEstimator:
 
     Parameters
     ----------
-    kind : "matern" (the only kind).
-    locations : (n, 1-3) array or DataFrame of coordinates (``coords`` its columns), one row per
-        location, at least 10, each once.
-    nu : the Matérn smoothness, fixed (0.5 exponential, 1.5, 2.5 closed forms; others by K_nu).
-    prior : laws of ``range`` (coordinate units: sqrt(8 nu) / kappa), ``sd`` and ``nugget`` (the sd
-        of independent noise, default 0); see :mod:`pymixnn.model.prior`. Default: range uniform
+    kind : {"matern"}, default "matern"
+        The field's covariance (the only kind).
+    locations : numpy.ndarray or pandas.DataFrame
+        (n, 1-3) coordinates, one row per location, at least 10, each once.
+    coords : list of str, optional
+        The coordinate columns of a ``locations`` DataFrame (default: all its columns).
+    nu : float, default 1.5
+        The Matérn smoothness, fixed (0.5 exponential, 1.5, 2.5 closed forms; others by K_nu).
+    prior : dict, optional
+        Laws of ``range`` (coordinate units: sqrt(8 nu) / kappa), ``sd`` and ``nugget`` (the sd of
+        independent noise, default 0); see :mod:`pymixnn.model.prior`. Default: range uniform
         between 5% and 50% of the locations' bounding-box diagonal, sd loguniform on (0.1, 10).
-    neighbours : locations in each one's neighbourhood on the graph (multi-scale ranks).
+    neighbours : int, default 16
+        Locations in each one's neighbourhood on the graph (multi-scale ranks), 4 to 64.
+
+    Returns
+    -------
+    SpatialEstimator
+        An untrained estimator: :meth:`train` fits its network on fields simulated from the prior,
+        then :meth:`estimate` gives range, sd and nugget of new fields in one forward pass,
+        :meth:`likelihood` the maximum-likelihood estimates beside, :meth:`compare` both.
     """
 
     def __init__(

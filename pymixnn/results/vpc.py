@@ -7,6 +7,15 @@ proportion of each category (ordinal), or the 10th, 50th and 90th percentiles (G
 left-censored data, simulated values below the censoring limit are set to the limit, as the
 observed ones are, and the fraction below the limit is added).
 
+With ``prediction_corrected=True`` (a pcVPC, Bergstrand et al. 2011, AAPS J 13:143) each
+observed and simulated value is normalised by the population prediction of its row before the
+statistics are taken: ``pc = lb + (y - lb) * (PRED_bin - lb) / (PRED - lb)`` with ``PRED_bin`` the
+median PRED of the row's bin and ``lb`` the ``lower_bound`` (0 by default; Bergstrand's
+``pcY = y * PRED_bin / PRED``). It removes the spread that doses and covariates put into a bin,
+so data with several doses can be checked in one panel. Rows whose PRED is at or below the bound
+(e.g. a concentration predicted 0 at the dosing time) cannot be corrected: they are left out,
+counted in ``attrs["pc_excluded"]`` and a warning names how many.
+
 Event data with several endpoints (DVID) are checked endpoint by endpoint, as ``vpc(...,
 stratify = DVID)`` in R's vpc package: each endpoint's observations are binned by their own times
 and summarised by the statistic of their own family (a concentration by its percentiles, a count
@@ -19,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["vpc_table", "time_bins", "time_column"]
+__all__ = ["vpc_table", "time_bins", "time_column", "prediction_correct"]
 
 
 def time_column(data, model, time: str | None = None, *, caller: str = "vpc()", others: bool = True) -> str:
@@ -114,24 +123,68 @@ def endpoint_strata(res) -> list[tuple[str | None, np.ndarray, object]]:
     ]
 
 
+def prediction_correct(
+    y: np.ndarray, sims: np.ndarray, pred: np.ndarray, b: np.ndarray, lower_bound: float = 0.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bergstrand's prediction correction of observed ``y`` (n,) and simulated ``sims`` (R, n)
+    values with population predictions ``pred`` (n,) and time bins ``b`` (n,):
+    ``lb + (v - lb) * (median of pred in the bin - lb) / (pred - lb)``. Returns the corrected
+    y and sims of the rows whose pred exceeds ``lower_bound``, and those rows (a boolean mask)."""
+    keep = np.isfinite(pred) & (pred > lower_bound)
+    ref = np.full_like(pred, np.nan, dtype=float)
+    for k in np.unique(b[keep]):
+        rows = keep & (b == k)
+        ref[rows] = np.median(pred[rows])
+    factor = np.where(keep, (ref - lower_bound) / np.where(keep, pred - lower_bound, 1.0), np.nan)
+    pc_y = lower_bound + (y - lower_bound) * factor
+    pc_sims = lower_bound + (sims - lower_bound) * factor
+    return pc_y[keep], pc_sims[:, keep], keep
+
+
 def vpc_table(
-    res, *, n_sim: int = 200, bins=None, time: str | None = None, level_pi: float = 0.9, seed: int = 0
+    res,
+    *,
+    n_sim: int = 200,
+    bins=None,
+    time: str | None = None,
+    level_pi: float = 0.9,
+    seed: int = 0,
+    prediction_corrected: bool = False,
+    lower_bound: float = 0.0,
 ) -> pd.DataFrame:
     """The table behind :meth:`pymixnn.Results.vpc`; ``time`` is resolved by :func:`time_column`;
-    with several endpoints one block of rows per endpoint (:func:`endpoint_strata`)."""
+    with several endpoints one block of rows per endpoint (:func:`endpoint_strata`);
+    ``prediction_corrected``: a pcVPC (:func:`prediction_correct`)."""
+    import warnings
+
     d = res.data
     time = time_column(d, res.model, time, caller="vpc()")
     if not 0 < level_pi < 1:
         raise ValueError(f"level_pi must be in (0, 1), got {level_pi!r}")
+    if prediction_corrected and not np.isfinite(float(lower_bound)):
+        raise ValueError(f"lower_bound must be a finite number, got {lower_bound!r}")
     t_all = d.frame[time].to_numpy(float)
+    pred_all = res.evaluator.predict_rows(None, "population") if prediction_corrected else None
     sims_all = res.evaluator.simulated(int(n_sim), seed=seed)
     censored = d.aux.get("censored")
     lo_q, hi_q = 100 * (1 - level_pi) / 2, 100 * (1 + level_pi) / 2
     strata = endpoint_strata(res)
-    records = []
+    records, excluded = [], 0
     for endpoint, idx, family in strata:
+        if prediction_corrected and family.statistic() != "percentiles":
+            raise ValueError(
+                f"a prediction-corrected VPC needs continuous observations; this fit's "
+                f"{'endpoint ' + repr(endpoint) + ' ' if endpoint else ''}family is {family.name!r}: "
+                "use vpc() without prediction_corrected (stratify by dose with separate fits or bins)"
+            )
         t, y, sims = t_all[idx], d.y[idx], sims_all[:, idx]
         b = time_bins(t, bins)  # each endpoint binned by its own times
+        if prediction_corrected:
+            if censored is not None and censored[idx].any():
+                raise ValueError("a prediction-corrected VPC of censored data is not supported")
+            y, sims, keep = prediction_correct(y, sims, pred_all[idx], b, float(lower_bound))
+            excluded += int((~keep).sum())
+            t, b, idx = t[keep], b[keep], idx[keep]
         cens_limit = None
         if censored is not None and censored[idx].any():
             cens_limit = float(y[censored[idx] > 0].min())
@@ -159,8 +212,22 @@ def vpc_table(
     table = pd.DataFrame.from_records(records)
     table["outside"] = (table["observed"] < table["sim_lower"]) | (table["observed"] > table["sim_upper"])
     table.attrs.update(
-        n_sim=int(n_sim), level_pi=level_pi, time=time, seed=seed, time_label=d.time_label(time)
+        n_sim=int(n_sim),
+        level_pi=level_pi,
+        time=time,
+        seed=seed,
+        time_label=d.time_label(time),
+        prediction_corrected=bool(prediction_corrected),
     )
+    if prediction_corrected:
+        table.attrs.update(lower_bound=float(lower_bound), pc_excluded=excluded)
+        if excluded:
+            warnings.warn(
+                f"prediction-corrected VPC: {excluded} observation(s) whose population prediction is "
+                f"at or below lower_bound={lower_bound:g} (e.g. at a dosing time) were left out",
+                UserWarning,
+                stacklevel=3,
+            )
     if strata[0][0] is not None:
         table.attrs["endpoints"] = [e for e, _, _ in strata]
     return table

@@ -39,7 +39,13 @@ from pymixnn.simulate.discrete import simulate_censored_pk, simulate_senescence
 from pymixnn.simulate.fields import simulate_field_growth, simulate_matern, simulate_matern_sites
 from pymixnn.simulate.genomic import simulate_genomic, simulate_markers
 from pymixnn.simulate.laws import NormalMixture1D, RandomEffectLaw1D, SkewNormal1D
-from pymixnn.simulate.nlme import logistic, onecpt_oral, simulate_logistic, simulate_nlme
+from pymixnn.simulate.nlme import (
+    logistic,
+    onecpt_oral,
+    simulate_dose_groups,
+    simulate_logistic,
+    simulate_nlme,
+)
 from pymixnn.simulate.pkpd import PKPD_TRUTH, simulate_pkpd
 
 __all__ = [
@@ -50,6 +56,7 @@ __all__ = [
     "simulate_pkpd",
     "PKPD_TRUTH",
     "simulate_logistic",
+    "simulate_dose_groups",
     "simulate_senescence",
     "simulate_latent_classes",
     "CLASS_TRUTH",

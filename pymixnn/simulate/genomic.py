@@ -59,9 +59,9 @@ def simulate_genomic(
     equal magnitudes with random signs, as in QTL simulation studies, or ``"normal"``: N(0, 1)
     draws; rescaled so that the variance of G gamma_p over genotypes is ``var_markers[p]``
     exactly). With ``max_ld`` (default 0.95; ignored above 5,000 markers), causal markers are
-    drawn among markers whose largest |correlation| with any other marker is below it (a marker
+    drawn among markers whose largest absolute correlation with any other marker is below it (a marker
     with a near-duplicate cannot be told from it on these genotypes), and the causal markers of
-    one parameter have pairwise |correlation| below 0.5 (distinct loci); u_g ~ N(0, var_residual)
+    one parameter have pairwise absolute correlation below 0.5 (distinct loci); u_g ~ N(0, var_residual)
     (genotype residual), eta_i ~ N(0, omega2). Defaults: mu A=100, B=8, C=2.5 (days); var_markers
     0.04 / 0.02 / 0.01; var_residual 0.01 / 0.005 / 0.005; omega2 0.01 each; 21 daily times 0..20.
 

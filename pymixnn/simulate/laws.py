@@ -26,8 +26,9 @@ class RandomEffectLaw1D:
 class NormalMixture1D(RandomEffectLaw1D):
     """sum_k w_k N(m_k, s_k^2), recentred to mean 0 (so ``mu`` stays the mean of phi).
 
+    >>> from pymixnn.simulate import NormalMixture1D
     >>> law = NormalMixture1D.separated(weight=0.4, separation=4.0, sd=0.1)
-    >>> [round(m, 3) for m in law.means], round(law.variance, 4)
+    >>> [round(float(m), 3) for m in law.means], round(law.variance, 4)
     ([-0.24, 0.16], 0.0484)
     """
 

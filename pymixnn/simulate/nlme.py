@@ -207,3 +207,52 @@ def onecpt_oral(psi: np.ndarray, x: np.ndarray) -> np.ndarray:
     ka, v, cl = psi[..., 0], psi[..., 1], psi[..., 2]
     k = cl / v
     return x[..., 0] * ka / (v * (ka - k)) * (np.exp(-k * x[..., 1]) - np.exp(-ka * x[..., 1]))
+
+
+def simulate_dose_groups(
+    doses: Sequence[float] = (10.0, 30.0, 300.0),
+    n_per_group: int = 60,
+    *,
+    times: Sequence[float] = (0.5, 1.0, 2.0, 4.0, 6.0, 8.0, 12.0, 24.0),
+    ka: float = 1.5,
+    V: float = 20.0,
+    CL: float = 2.0,
+    omega2: tuple[float, float, float] = (0.1, 0.04, 0.09),
+    b: float = 0.15,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """One-compartment oral concentrations of groups of individuals given different doses (linear
+    pharmacokinetics: the concentration is proportional to the dose), the data of a
+    prediction-corrected VPC.
+
+    Log-normal ka, V, CL (variances ``omega2`` in that order), proportional error of sd
+    ``b`` * f. Group g (seed ``seed + g``) has ``n_per_group`` individuals with ids numbered on
+    from the previous group's. Returns a DataFrame with columns id, Dose, Time, y (sorted by id
+    then time) and ``attrs["truth"]`` (ka, V, CL, omega2.ka, omega2.V, omega2.CL, b).
+    """
+    if len(doses) < 1 or any(float(dv) <= 0 for dv in doses):
+        raise ValueError(f"doses must be positive, got {list(doses)}")
+    frames = []
+    t = np.asarray(times, dtype=float)
+    for g, dose in enumerate(doses):
+        x = np.column_stack([np.full(t.size, float(dose)), t])
+        df = simulate_lognormal(
+            onecpt_oral,
+            {"ka": ka, "V": V, "CL": CL},
+            omega2,
+            x=x,
+            x_names=["Dose", "Time"],
+            n_individuals=n_per_group,
+            a=0.0,
+            b=b,
+            seed=seed + g,
+        )
+        df["id"] = df["id"] + g * n_per_group
+        frames.append(df)
+    truth = dict(frames[0].attrs["truth"])
+    truth.pop("a", None)
+    for frame in frames:  # (attrs holding frames cannot be compared by concat)
+        frame.attrs = {}
+    out = pd.concat(frames, ignore_index=True)
+    out.attrs["truth"] = truth
+    return out

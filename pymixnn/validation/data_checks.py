@@ -160,7 +160,9 @@ def check_observation_columns(
             if flags is not None:
                 on = np.flatnonzero(pd.to_numeric(flags, errors="coerce").fillna(1).to_numpy() != 0)
                 if on.size:
-                    where = f": row {flags.index[on[0]]!r} has value {flags.iloc[on[0]]!r}"
+                    where = (
+                        f": row {show_value(flags.index[on[0]])} has value {show_value(flags.iloc[on[0]])}"
+                    )
             raise InputError(
                 f"censoring column {censoring!r} flags censored observations{where}; "
                 f"left-censoring (M3) needs observation='gaussian', not {observation.name!r}"

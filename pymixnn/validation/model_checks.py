@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pymixnn.validation.errors import InputError, InputTypeError, did_you_mean, is_real
+from pymixnn.validation.errors import InputError, InputTypeError, did_you_mean, is_real, show_value
 
 if TYPE_CHECKING:  # pragma: no cover
     from pymixnn.data.table import Data
@@ -169,7 +169,7 @@ def check_design(model: Model, data: Data, observation: Any) -> None:
                 col = data.x_cols[j]
                 raise InputError(
                     f"column {col!r} is the {meaning} of model {model.name!r} and must "
-                    f"be >= {lower:g}: row {data.frame.index[bad[0]]!r} has value "
+                    f"be >= {lower:g}: row {show_value(data.frame.index[bad[0]])} has value "
                     f"{data.x[bad[0], j]:g} ({bad.size} such rows)"
                 )
     d, most = len(model.random), int(data.n_obs_per_individual.max())

@@ -239,19 +239,28 @@ residuals.mixnnFit <- function(object, type = c("response", "pearson"), level = 
 #'
 #' `type = "gof"` (default) draws saemix's goodness-of-fit panels in R: observations against
 #' population and individual predictions, IWRES against x and against individual predictions.
-#' `"individuals"` (individual and population curves over the data), `"vpc"` (visual
-#' predictive check) and `"random_effects"` (fitted law of the random effects) are drawn by
-#' Python into a PNG `file` (a temporary file when `NULL`), shown in the R device when the
-#' png package is installed.
+#' The other types are drawn by Python into a PNG `file` (a temporary file when `NULL`), shown
+#' in the R device when the png package is installed: `"gof_npde"` (saemix's four panels plus
+#' NPDE against time and against the population prediction, their QQ plot and histogram;
+#' `npde = FALSE`: CWRES there instead), `"npde"` (the npde package's four panels with its
+#' tests), `"individuals"` (individual and population curves over the data), `"vpc"` (visual
+#' predictive check; `prediction_corrected = TRUE` for a prediction-corrected VPC of data with
+#' different doses or covariates), `"random_effects"` (fitted law of the random effects),
+#' `"eta_covariates"` (random effects against covariates; `data =` a data.frame with the
+#' candidate covariates), `"trace"` (each population parameter along the SVI steps and the
+#' refinement rounds) and `"classes"` (the latent classes' mean curves with 90% bands).
 #' @param x A `mixnnFit`.
 #' @param y Unused.
-#' @param type "gof", "individuals", "vpc", "random_effects" or "classes" (the latent classes'
-#'   mean curves with 90% bands over the data of their members).
+#' @param type "gof", "gof_npde", "npde", "individuals", "vpc", "random_effects",
+#'   "eta_covariates", "trace" or "classes".
 #' @param file PNG path for the Python-drawn plots.
-#' @param ... Passed to the Python plot method (e.g. `n_sim = 100L` for the VPC).
+#' @param ... Passed to the Python plot method (e.g. `n_sim = 100L` for the VPC or NPDE,
+#'   `prediction_corrected = TRUE` for the VPC, `covariates = c("Weight")` or `data = df` for
+#'   `"eta_covariates"`).
 #' @return The PNG path (Python plots) or `x`, invisibly.
 #' @export
-plot.mixnnFit <- function(x, y, type = c("gof", "individuals", "vpc", "random_effects", "classes"),
+plot.mixnnFit <- function(x, y, type = c("gof", "gof_npde", "npde", "individuals", "vpc",
+                                         "random_effects", "eta_covariates", "trace", "classes"),
                           file = NULL, ...) {
   type <- match.arg(type)
   if (type == "gof") {
@@ -270,11 +279,17 @@ plot.mixnnFit <- function(x, y, type = c("gof", "individuals", "vpc", "random_ef
     abline(h = 0, col = "red")
     return(invisible(x))
   }
+  args <- list(...)
+  if (!is.null(args$data)) args$data <- .py_frame(args$data)
+  if (!is.null(args$covariates)) args$covariates <- as.list(args$covariates)
+  for (k in intersect(names(args), c("n_sim", "seed"))) args[[k]] <- as.integer(args[[k]])
   file <- file %||% tempfile(fileext = ".png")
   py <- .need_py(x)
   f <- switch(type, individuals = py$plot_individuals, vpc = py$plot_vpc,
-              random_effects = py$plot_random_effects, classes = py$plot_classes)
-  .py_call(f, file, ...)
+              random_effects = py$plot_random_effects, classes = py$plot_classes,
+              gof_npde = py$plot_gof, npde = py$plot_npde, eta_covariates = py$plot_eta_covariates,
+              trace = py$plot_trace)
+  .py_do(f, c(list(file), args))
   if (requireNamespace("png", quietly = TRUE)) {
     img <- png::readPNG(file)
     op <- par(mar = c(0, 0, 0, 0))

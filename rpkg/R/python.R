@@ -204,6 +204,8 @@ install_pymixnn <- function(envname = "r-pymixnn", source = Sys.getenv("PYMIXNN_
     reticulate::virtualenv_create(envname, python = python %||% Sys.which("python3"),
                                   packages = NULL)
   }
+  # numpy<2 and pandas<3 here only (pymixnn itself takes NumPy 2 / pandas 3): reticulate 1.28
+  # (Debian 12's) fails on NumPy 2 arrays and returns pandas 3 frames unconverted
   reticulate::virtualenv_install(envname, c("torch==2.13.0", "numpy>=1.24,<2",
                                             "pandas>=2.0,<3", source),
                                  ignore_installed = force)

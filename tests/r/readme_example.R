@@ -1,6 +1,6 @@
 # Runs the R code of README.md as written: every ```r block, in order, in one session.
 #   Rscript tests/r/readme_example.R [README.md]
-# `make test` runs it after installing rpkg (with RETICULATE_PYTHON at the project's .venv);
+# `make test` runs it after installing rpkg (with RETICULATE_PYTHON at the project's .venv-r);
 # after pymixnn::install_pymixnn() it runs the same way with no environment variable set.
 args <- commandArgs(trailingOnly = TRUE)
 readme <- if (length(args)) args[1] else "README.md"

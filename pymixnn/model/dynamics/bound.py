@@ -20,6 +20,7 @@ from pymixnn.model.dynamics.ode import ODESolveFailure
 from pymixnn.model.dynamics.superposition import superpose_boluses
 from pymixnn.model.dynamics.system import System, dosing_table
 from pymixnn.validation import InputError
+from pymixnn.validation.errors import show_value
 
 __all__ = ["EventFunction", "check_events"]
 
@@ -174,7 +175,8 @@ class EventFunction:
         if bool(bad.any()):
             d, b, k = bad.nonzero()[0].tolist()
             raise DynamicsError(
-                f"individual {self.events.ids[ind[b]]!r}: the steady-state dose of row {rows[ind[b], k]!r} "
+                f"individual {show_value(self.events.ids[ind[b]])}: the steady-state dose of row "
+                f"{show_value(rows[ind[b], k])} "
                 f"(SS = 1 or 2, II {ii[ind[b], k]:.6g}) has lag time "
                 f"{float(lag.reshape(-1, *p.shape)[d, b, k]):.6g}, longer than its II: the doses of its "
                 "series still to be absorbed after the record are not supported; give the doses before it "

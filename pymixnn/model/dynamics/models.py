@@ -26,6 +26,7 @@ from pymixnn.model.dynamics.ode import ODESolveFailure, ODESystem, SolverStats
 from pymixnn.model.dynamics.system import Dosing, System
 from pymixnn.model.spec import Model
 from pymixnn.validation import InputError
+from pymixnn.validation.errors import show_value
 
 __all__ = [
     "ODEModel",
@@ -130,20 +131,59 @@ def ODEModel(
     max_steps: int = 2000,
     **options: Any,
 ) -> Model:
-    """An ODE structural model.
+    """An ODE structural model, solved on dosing records (:meth:`pymixnn.Data.from_nonmem`).
 
-    ``rhs(t, state, psi, covariates)`` returns d(state)/dt (..., S) for ``state`` (..., S) in the
-    order of ``states`` and ``psi`` (..., P) on the natural scale in the order of ``parameters``;
-    ``covariates`` is a dict of the time-varying covariates named in ``covariates`` (values
-    carried forward from the records). ``outputs`` maps each endpoint (DVID value) to
-    ``fn(state, psi)``; ``dose_to`` maps NONMEM compartment numbers to states (default: CMT k is
-    the k-th state); ``init`` maps states to ``fn(psi)`` (zero otherwise). ``tlag``, ``F``,
-    ``rate``, ``duration`` map a compartment number to the parameter acting on its doses.
-    ``linear=True`` declares dx/dt = A(psi) x + b(psi), solved exactly by matrix exponentials.
-    ``start``: initial fixed effects (natural scale); ``max_steps``: the solver's step budget between
-    two read times (a solve that needs more fails: an error naming the individual at the initial values,
-    a non-finite evaluation counted in ``ode_failures`` during a fit); ``options``: other
-    :class:`pymixnn.Model` fields (transforms, random, error, ...)."""
+    Parameters
+    ----------
+    rhs : callable
+        ``rhs(t, state, psi, covariates)`` returns d(state)/dt (..., S) in torch for ``state``
+        (..., S) in the order of ``states`` and ``psi`` (..., P) on the natural scale in the order
+        of ``parameters``; ``covariates`` is a dict of the time-varying covariates named in
+        ``covariates`` (values carried forward from the records).
+    states : sequence of str
+        Names of the states (compartments), in order.
+    parameters : sequence of str
+        Names of the individual parameters, in the order ``rhs`` reads them.
+    outputs : dict of str to callable
+        Each endpoint (DVID value) to ``fn(state, psi)``, its prediction.
+    dose_to : dict of int to str, optional
+        NONMEM compartment numbers to states (default: CMT k is the k-th state).
+    init : dict of str to callable, optional
+        States to ``fn(psi)``, their value at time 0 (zero otherwise).
+    tlag, F, rate, duration : dict of int to str, optional
+        A compartment number to the parameter acting on its doses: lag time, bioavailability,
+        infusion rate (RATE = -1) or duration (RATE = -2).
+    covariates : sequence of str, default ()
+        Time-varying covariate columns handed to ``rhs`` by name.
+    linear : bool, default False
+        True declares dx/dt = A(psi) x + b(psi), solved exactly by matrix exponentials.
+    start : dict of str to float, optional
+        Initial fixed effects (natural scale).
+    name : str, optional
+        A label for summaries.
+    max_steps : int, default 2000
+        The solver's step budget between two read times (a solve that needs more fails: an error
+        naming the individual at the initial values, a non-finite evaluation counted in
+        ``ode_failures`` during a fit).
+    **options
+        Other :class:`pymixnn.Model` fields (``transforms``, ``random``, ``error``, ...).
+
+    Returns
+    -------
+    Model
+        A :class:`pymixnn.Model` whose structural function solves the system by dopri5
+        (torchdiffeq) between the events that change the state.
+
+    Examples
+    --------
+    >>> import torch, pymixnn
+    >>> def rhs(t, x, psi, cov):
+    ...     return -psi[..., 0:1] / psi[..., 1:2] * x
+    >>> iv = pymixnn.ODEModel(rhs, states=["central"], parameters=["CL", "V"],
+    ...                       outputs={"cp": lambda x, psi: x[..., 0] / psi[..., 1]}, transforms="log")
+    >>> iv.parameters
+    ('CL', 'V')
+    """
     states = tuple(str(s) for s in states)
     parameters = tuple(str(p) for p in parameters)
     if not callable(rhs):
@@ -251,7 +291,8 @@ def check_solvable(model: Model, values: Mapping[str, float], data: Any) -> None
     if found is not None:
         raise InputError(
             f"the ODE of model {label!r} cannot be solved at the initial values {start} for individual "
-            f"{data.ids[found[0]]!r} ({found[1]}); change init, or loosen ode_rtol / raise max_steps"
+            f"{show_value(data.ids[found[0]])} ({found[1]}); change init, or loosen ode_rtol / raise "
+            "max_steps"
         )
     with torch.no_grad():
         out = function(psi, x)
@@ -260,7 +301,7 @@ def check_solvable(model: Model, values: Mapping[str, float], data: Any) -> None
         b = int(torch.nonzero(bad)[0, 0])
         raise InputError(
             f"the ODE model {label!r} gives non-finite predictions at the initial values {start} for "
-            f"individual {data.ids[b]!r}; change init"
+            f"individual {show_value(data.ids[b])}; change init"
         )
 
 

@@ -80,11 +80,31 @@ def solve(
 ) -> pd.DataFrame:
     """Predictions of a compartment or ODE model at given parameter values (natural scale).
 
-    ``data``: event data (a :class:`pymixnn.Data` from ``Data.from_nonmem`` or a NONMEM-style
-    DataFrame, read with ``nonmem`` column names); ``params``: see :func:`parameter_matrix`.
-    Without ``times``: one row per observation record; with ``times``: every individual (those
-    without observations included) at those times, for every endpoint. Columns: id, time,
-    endpoint, prediction."""
+    Parameters
+    ----------
+    model : Model or str
+        A compartment model name (``"pk1cpt_iv"``, ``"pk1cpt_oral"``, ...) or a
+        :func:`pymixnn.ODEModel`.
+    data : pandas.DataFrame or Data
+        Event data: a :class:`pymixnn.Data` from :meth:`pymixnn.Data.from_nonmem` or a
+        NONMEM-style DataFrame (ID, TIME, AMT, EVID, DV, ...).
+    params : dict or pandas.DataFrame
+        Natural-scale parameter values: a mapping name -> one value (everyone) or one value per
+        individual (in sorted id order), or a DataFrame indexed by id with one column per
+        parameter.
+    times : sequence of float, optional
+        Times to predict at. Without it: one row per observation record.
+    **nonmem
+        Column names of a NONMEM-style DataFrame, as :meth:`pymixnn.Data.from_nonmem` takes them
+        (``id="SUBJ"``, ``amt="DOSE"``, ...).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns id, time, endpoint, prediction: one row per observation record, or with ``times``
+        every individual (those without observations included) at those times, for every
+        endpoint.
+    """
     model = resolve(model)
     if not is_dynamic(model):
         raise InputError("solve() takes a compartment model ('pk1cpt_oral', ...) or a pymixnn.ODEModel")

@@ -75,7 +75,26 @@ FAMILIES = {
 
 
 def observation(spec="gaussian") -> Observation:
-    """An observation model from a name, a spec object, or a callable log-likelihood."""
+    """An observation model from a name, a spec object, or a callable log-likelihood.
+
+    Parameters
+    ----------
+    spec : str, Observation or callable, default "gaussian"
+        A family name ("gaussian", "poisson", "negative_binomial", "zero_inflated_poisson",
+        "binomial", "bernoulli", "ordinal"), a spec object (its link checked), or a callable
+        ``log p(y | f, params)`` (made a :class:`pymixnn.LogLikelihood`).
+
+    Returns
+    -------
+    Observation
+        The family spec.
+
+    Examples
+    --------
+    >>> import pymixnn
+    >>> pymixnn.observation("poisson")
+    Poisson(link='log')
+    """
     if isinstance(spec, Observation):
         link = getattr(spec, "link", None)
         if link is not None and link not in type(spec).links:

@@ -12,6 +12,7 @@ import pandas as pd
 import torch
 
 from pymixnn.model import transforms as tr
+from pymixnn.validation.errors import show_value
 
 __all__ = ["Observation", "row_error", "check_counts", "LOG_2PI", "BIG", "MAX_LOG_RATE"]
 
@@ -24,7 +25,7 @@ def row_error(column: str, problem: str, values: pd.Series, bad) -> ValueError:
     pos = int(np.flatnonzero(np.asarray(bad))[0])
     value = values.iloc[pos]
     value = value.item() if isinstance(value, np.generic) else value
-    return ValueError(f"column {column!r} {problem}: row {values.index[pos]!r} has value {value!r}")
+    return ValueError(f"column {column!r} {problem}: row {show_value(values.index[pos])} has value {value!r}")
 
 
 def check_counts(y: pd.Series, column: str, family: str) -> None:

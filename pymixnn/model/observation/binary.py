@@ -8,13 +8,25 @@ import numpy as np
 import torch
 
 from pymixnn.model.observation.base import Observation, check_counts, row_error
+from pymixnn.validation.errors import show_value
 
 __all__ = ["Binomial", "Bernoulli"]
 
 
 @dataclass(frozen=True)
 class Binomial(Observation):
-    """Successes out of ``trials`` (a column given to fit as ``trials=``): y ~ Binomial(n, p)."""
+    """Successes out of ``trials`` (a column given to fit as ``trials=``): y ~ Binomial(n, p).
+
+    Parameters
+    ----------
+    link : {"logit", "probit", "identity"}, default "logit"
+        How the structural function f gives the probability p.
+
+    Returns
+    -------
+    Binomial
+        The family spec for ``fit(..., observation=..., trials=...)`` (``"binomial"``).
+    """
 
     link: str = "logit"
     name = "binomial"
@@ -67,8 +79,8 @@ class Binomial(Observation):
             pos = int(np.flatnonzero(bad)[0])
             raise ValueError(
                 f"column {column!r} has more successes than trials ({trials.name!r}): "
-                f"row {y.index[pos]!r} has {column}={y.iloc[pos]!r} and "
-                f"{trials.name}={trials.iloc[pos]!r}"
+                f"row {show_value(y.index[pos])} has {column}={show_value(y.iloc[pos])} and "
+                f"{trials.name}={show_value(trials.iloc[pos])}"
             )
 
     def working_response(self, y, aux):
@@ -87,7 +99,18 @@ class Binomial(Observation):
 
 @dataclass(frozen=True)
 class Bernoulli(Binomial):
-    """Binary y (0/1 or booleans): y ~ Bernoulli(p)."""
+    """Binary y (0/1 or booleans): y ~ Bernoulli(p).
+
+    Parameters
+    ----------
+    link : {"logit", "probit", "identity"}, default "logit"
+        How the structural function f gives the probability p.
+
+    Returns
+    -------
+    Bernoulli
+        The family spec for ``fit(..., observation=...)`` (``"bernoulli"``).
+    """
 
     name = "bernoulli"
     needs = ()

@@ -19,7 +19,18 @@ __all__ = ["Normal"]
 class Normal(Observation):
     """Continuous y with the model's residual error model (saemix's error.model); left-censored
     rows (``censoring=`` column of fit: 1 where y is below the limit of quantification and y
-    holds that limit) enter through the M3 likelihood P(y* < LOQ) = Phi((LOQ - f) / g(f))."""
+    holds that limit) enter through the M3 likelihood P(y* < LOQ) = Phi((LOQ - f) / g(f)).
+
+    Parameters
+    ----------
+    error : {"constant", "proportional", "combined", "exponential"}, default "constant"
+        The residual error model; a fit binds it to its model's ``error``.
+
+    Returns
+    -------
+    Normal
+        The family spec, ``observation="gaussian"`` of :func:`pymixnn.fit` (the default).
+    """
 
     error: str = "constant"  # bound to the model's error model by ``bind``
     name = "gaussian"

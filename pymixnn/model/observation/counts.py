@@ -15,7 +15,18 @@ __all__ = ["Poisson", "NegativeBinomial", "ZeroInflatedPoisson"]
 
 @dataclass(frozen=True)
 class Poisson(Observation):
-    """Counts: y ~ Poisson(lambda), lambda = exp(f) (``link="log"``) or f (``"identity"``)."""
+    """Counts: y ~ Poisson(lambda), lambda = exp(f) (``link="log"``) or f (``"identity"``).
+
+    Parameters
+    ----------
+    link : {"log", "identity"}, default "log"
+        How the structural function f gives the rate lambda.
+
+    Returns
+    -------
+    Poisson
+        The family spec for ``fit(..., observation=...)`` (``observation="poisson"``).
+    """
 
     link: str = "log"
     name = "poisson"
@@ -53,7 +64,19 @@ class Poisson(Observation):
 
 @dataclass(frozen=True)
 class NegativeBinomial(Poisson):
-    """Overdispersed counts (NB2): mean lambda, variance lambda + alpha lambda^2."""
+    """Overdispersed counts (NB2): mean lambda, variance lambda + alpha lambda^2 (statsmodels'
+    ``alpha``, reported in ``res.sigma`` with its SE).
+
+    Parameters
+    ----------
+    link : {"log", "identity"}, default "log"
+        How the structural function f gives the mean lambda.
+
+    Returns
+    -------
+    NegativeBinomial
+        The family spec for ``fit(..., observation=...)`` (``"negative_binomial"``).
+    """
 
     name = "negative_binomial"
 
@@ -115,7 +138,19 @@ def _gamma(shape: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class ZeroInflatedPoisson(Poisson):
-    """Excess zeros: y = 0 with probability p0, otherwise Poisson(lambda)."""
+    """Excess zeros: y = 0 with probability p0, otherwise Poisson(lambda).
+
+    Parameters
+    ----------
+    link : {"log", "identity"}, default "log"
+        How the structural function f gives the Poisson rate lambda.
+
+    Returns
+    -------
+    ZeroInflatedPoisson
+        The family spec for ``fit(..., observation=...)`` (``"zero_inflated_poisson"``); ``p0`` is
+        reported in ``res.sigma``.
+    """
 
     name = "zero_inflated_poisson"
 

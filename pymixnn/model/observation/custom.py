@@ -15,12 +15,29 @@ __all__ = ["LogLikelihood"]
 
 @dataclass(frozen=True)
 class LogLikelihood(Observation):
-    """A user's observation model: ``function(y, f, params) -> log p(y | f)`` element-wise in
-    torch (y and f of the same shape, params a dict of scalar tensors on the natural scale).
-    ``parameters`` maps each parameter name to its initial value; ``transforms`` gives each one's
-    support ("log" for positive, the default; "logit" for (0, 1); "identity").
-    ``simulate(f, params, generator) -> y`` is optional (for VPCs and simulated predictions);
-    ``mean(f, params) -> E[y | f]`` is optional (default: f)."""
+    """A user's observation model, given by its log-likelihood.
+
+    Parameters
+    ----------
+    function : callable
+        ``function(y, f, params) -> log p(y | f)`` element-wise in torch (y and f of the same
+        shape, params a dict of scalar tensors on the natural scale).
+    parameters : dict of str to float
+        Each observation parameter's name and initial value.
+    transforms : dict of str to str, optional
+        Each parameter's support: "log" for positive (the default), "logit" for (0, 1),
+        "identity".
+    simulate : callable, optional
+        ``simulate(f, params, generator) -> y`` (for VPCs and simulated predictions).
+    mean_function : callable, optional
+        ``mean_function(f, params) -> E[y | f]`` (default: f).
+
+    Returns
+    -------
+    LogLikelihood
+        The family spec for ``fit(..., observation=...)``; its parameters are reported in
+        ``res.sigma`` with SEs.
+    """
 
     function: Callable = None
     parameters: Mapping[str, float] = field(default_factory=dict)

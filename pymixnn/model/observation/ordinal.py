@@ -18,8 +18,19 @@ __all__ = ["Ordinal", "resolve_levels"]
 @dataclass(frozen=True)
 class Ordinal(Observation):
     """Ordered categories (proportional odds, cumulative logit): P(y <= level k) =
-    sigmoid(c_k - f) with c_0 = 0 < c_1 < ... ; ``levels`` lists the categories in order (default:
-    the sorted values found in the data)."""
+    sigmoid(c_k - f) with c_0 = 0 < c_1 < ...
+
+    Parameters
+    ----------
+    levels : sequence, optional
+        The categories in order (default: the sorted values found in the data).
+
+    Returns
+    -------
+    Ordinal
+        The family spec for ``fit(..., observation=...)`` (``"ordinal"``); the thresholds are
+        reported as ``threshold.2|3``, ... in ``res.sigma``.
+    """
 
     levels: tuple | None = None
     name = "ordinal"
