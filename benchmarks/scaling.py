@@ -3,11 +3,15 @@
 Design: logistic growth, 10 observations per individual at t = 0..10, truth A = 100, B = 5, C = 1.5
 (log-normal), omega2 = 0.04, 0.0225, 0.04, constant error sigma = 2 (pymixnn.simulate.simulate_logistic,
 the design of ENVIRONMENT.md's peer table). Every method runs its full pipeline: estimates, SEs and
-log-likelihood (pymixnn: SVI, refinement, Fisher information, ll.is; saemix: SAEM, MAP, FIM by
-linearisation, ll.is; nlme: Lindstrom-Bates ML). All start from the same self-start values.
-Beyond 5,000 individuals pymixnn caps SVI at 100 steps, takes the refinement's Newton metric from
+log-likelihood (pymixnn: Laplace-EM start, Newton steps on the importance-sampling
+log-likelihood (gear "newton", chosen by gear="auto" for this model), Fisher information, ll.is;
+saemix: SAEM, MAP, FIM by linearisation, ll.is; nlme: Lindstrom-Bates ML). All start from the same
+self-start values. Beyond 5,000 individuals pymixnn takes the refinement's Newton metric from
 5,000 individuals and the observed information from 10,000 (scaled up), and uses Laplace
-proposals (EstimationOptions: large_n, newton_individuals, fisher_individuals).
+proposals (EstimationOptions: large_n, newton_individuals, fisher_individuals). The theophylline
+case (N = 12, `--sizes theo`) is saemix's documented one-compartment oral model with Weight on V.
+"seconds": the fit in a fresh process (the first fit there: lazy imports included);
+"seconds_warm": the same fit again in that process (a session that has fitted before).
 
 Each (method, N, replicate) runs in a fresh process (`python -m benchmarks.scaling --worker ...`)
 with a wall-clock cap (10 minutes by default): the table records its seconds, its peak RSS and the
@@ -45,20 +49,35 @@ __all__ = ["main", "TRUTH", "METHODS"]
 ROOT = Path(__file__).resolve().parents[1]
 TRUTH = {"A": 100.0, "B": 5.0, "C": 1.5, "omega2.A": 0.04, "omega2.B": 0.0225, "omega2.C": 0.04, "a": 2.0}
 METHODS = ("pymixnn", "saemix", "nlme")
+# the theophylline case (saemix's documented model: one-compartment oral, Weight on log V, the
+# README's fit), run as N = 12 (``--sizes theo,...``); it has no truth, so no error columns
+THEO_N = 12
+THEO = dict(
+    model="onecpt_oral",
+    id="Id",
+    x=["Dose", "Time"],
+    y="Concentration",
+    covariates={"V": ["Weight"]},
+    init={"ka": 1.0, "V": 20.0, "CL": 0.5},
+)
+# a fit faster than this is run a second time in the same process: "seconds_warm", the time of a
+# fit in a session that has fitted before (lazy imports and first-call set-up done)
+WARM_CAP = 60.0
 
 
 # ---- adapters (run inside the worker process) ---------------------------------------------------
-def _fit(method: str, df: pd.DataFrame, seed: int):
+def _fit(method: str, df: pd.DataFrame, seed: int, theo: bool = False):
     import pymixnn
     from pymixnn import compare
 
-    kw = dict(id="id", x="t", y="y")
+    kw = dict(THEO) if theo else dict(model="logistic", id="id", x="t", y="y")
+    model = kw.pop("model")
     if method == "pymixnn":
-        return pymixnn.fit(df, "logistic", **kw, seed=seed, progress=False, threads=1)
+        return pymixnn.fit(df, model, **kw, seed=seed, progress=False, threads=1)
     if method == "saemix":
-        return compare.saemix(df, "logistic", **kw, seed=seed + 632545)
+        return compare.saemix(df, model, **kw, seed=seed + 632545)
     if method == "nlme":
-        return compare.nlme(df, "logistic", **kw)
+        return compare.nlme(df, model, **kw)
     raise ValueError(method)
 
 
@@ -84,13 +103,24 @@ def worker(method: str, n: int, seed: int) -> dict:
     from pymixnn.simulate import simulate_logistic
 
     torch.set_num_threads(1)
-    df = simulate_logistic(n_individuals=n, n_obs=10, seed=seed)
+    theo = n == THEO_N
+    if theo:
+        from pymixnn.datasets import load
+
+        df = load("theo")
+    else:
+        df = simulate_logistic(n_individuals=n, n_obs=10, seed=seed)
     t0 = time.perf_counter()
-    res = _fit(method, df, seed)
+    res = _fit(method, df, seed, theo)
     seconds = time.perf_counter() - t0
+    warm = None
+    if seconds < WARM_CAP:
+        t0 = time.perf_counter()
+        _fit(method, df, seed, theo)
+        warm = time.perf_counter() - t0
     p = res.params
     rows = {}
-    for name, truth in TRUTH.items():
+    for name, truth in ({} if theo else TRUTH).items():
         if name not in p.index:
             continue
         est, lo, hi = (float(p.loc[name, c]) for c in ("estimate", "ci_lower", "ci_upper"))
@@ -103,7 +133,11 @@ def worker(method: str, n: int, seed: int) -> dict:
         method=method,
         n=n,
         seed=seed,
+        data="theophylline" if theo else "logistic",
         seconds=seconds,
+        seconds_warm=warm,
+        gear=res.info.get("gear"),
+        estimates={k: float(v) for k, v in p["estimate"].items()},
         loglik=float(res.loglik),
         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         params=rows,
@@ -202,9 +236,8 @@ def accuracy(sizes, methods, reps, cap, store: Path | None = None, resume: bool 
 def _flatten(rows: list[dict]) -> pd.DataFrame:
     out = []
     for r in rows:
-        base = {
-            k: r.get(k) for k in ("method", "n", "seed", "status", "seconds", "peak_rss_mb", "loglik", "date")
-        }
+        keys = ("method", "n", "data", "seed", "status", "seconds", "seconds_warm", "gear")
+        base = {k: r.get(k) for k in keys + ("peak_rss_mb", "loglik", "date")}
         if r.get("params"):
             for name, v in r["params"].items():
                 out.append({**base, "parameter": name, **v})
@@ -276,7 +309,7 @@ def _plots(flat: pd.DataFrame, acc: pd.DataFrame | None, out: Path) -> None:
 
     if not flat.empty:
         fig, ax = plt.subplots(figsize=(6, 4.2))
-        t = flat[flat["status"] == "ok"].drop_duplicates(["method", "n"])
+        t = flat[(flat["status"] == "ok") & (flat["n"] != THEO_N)].drop_duplicates(["method", "n"])
         for method, d in t.groupby("method"):
             ax.loglog(d["n"], d["seconds"], "o-", label=method)
         ax.set_xlabel("individuals N (10 observations each)")
@@ -325,7 +358,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--worker", nargs=3, metavar=("METHOD", "N", "SEED"), help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     ap.add_argument("--only", choices=["scaling", "accuracy"], action="append")
-    ap.add_argument("--sizes", default="100,1000,10000,100000,1000000")
+    ap.add_argument("--sizes", default="theo,100,1000,10000,100000,1000000", help="N, or theo (theophylline)")
     ap.add_argument("--accuracy-sizes", default="200,2000")
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--reps", type=int, default=20)
@@ -358,7 +391,7 @@ def main(argv: list[str] | None = None) -> None:
         availability={m: available(m) for m in methods},
     )
     if "scaling" in only:
-        sizes = [int(s) for s in args.sizes.split(",")]
+        sizes = [THEO_N if s.strip() == "theo" else int(s) for s in args.sizes.split(",")]
         rows = scaling(sizes, methods, args.cap)
         stored = args.out / "scaling.json"
         if args.merge and stored.exists():
@@ -374,7 +407,8 @@ def main(argv: list[str] | None = None) -> None:
         flat = _flatten(rows)
         flat.to_csv(args.out / "scaling.csv", index=False)
         record["scaling"] = rows
-        table = flat.drop_duplicates(["method", "n"])[["method", "n", "status", "seconds", "peak_rss_mb"]]
+        cols = ["method", "data", "n", "status", "seconds", "seconds_warm", "peak_rss_mb", "loglik", "gear"]
+        table = flat.drop_duplicates(["method", "n"]).reindex(columns=cols)
         err = (
             flat[flat["parameter"].notna()]
             .assign(abs_err_pct=lambda d: 100 * d["rel_error"].abs())

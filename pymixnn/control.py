@@ -66,6 +66,7 @@ class Control:
     ode_atol: float = 1e-8
     local: str = "individual"
     refine_steps: int = 0
+    gear: str = "auto"
 
     def __post_init__(self) -> None:
         check_settings(dropna=False, **self.as_dict())

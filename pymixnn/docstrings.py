@@ -148,7 +148,17 @@ local : {"individual", "amortized"}, default "individual"
     ``res.amortization`` gives the amortization gap per individual).
 refine_steps : int, default 0
     With ``local="amortized"``: Newton steps per individual from the encoder's output before
-    the refinement (semi-amortized)."""
+    the refinement (semi-amortized).
+gear : {"auto", "newton", "svi"}, default "auto"
+    How the population parameters are estimated after the start values. ``"newton"``: Newton
+    steps on the marginal log-likelihood (importance sampling or quadrature, re-centred local
+    posteriors) straight from the Laplace-EM start, as FOCE/Laplace engines do: a few passes over
+    the data. ``"svi"``: minibatch SVI first, then the same Newton refinement (flows, mixtures,
+    latent classes, genomic blocks, grouping levels, encoders, GPUs). ``"auto"`` takes
+    ``"newton"`` for a Gaussian law with per-individual local posteriors, no genomic block or
+    grouping level, a closed-form model and the CPU, else ``"svi"``; ``res.run.gear`` says which
+    ran. A Newton run that does not converge falls back to SVI (counted in ``res.run.fallbacks``
+    as ``newton_gear_to_svi``)."""
 
 
 def _entries(block: str) -> dict[str, str]:

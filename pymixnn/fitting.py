@@ -93,6 +93,7 @@ def fit(
     ode_atol: float = UNSET,
     local: str = UNSET,
     refine_steps: int = UNSET,
+    gear: str = UNSET,
 ):
     """Fit a nonlinear mixed-effects model by minibatch stochastic variational inference.
 
@@ -144,6 +145,7 @@ def fit(
             ode_atol=ode_atol,
             local=local,
             refine_steps=refine_steps,
+            gear=gear,
         ).items()
         if v is not UNSET
     }
@@ -201,6 +203,7 @@ def fit_problem(problem: NLME, control: Control):
         likelihood=c.likelihood,
         local=c.local,
         refine_steps=int(c.refine_steps),
+        gear=c.gear,
         svi=SVIOptions(
             batch_size=int(c.batch_size),
             max_steps=int(c.max_steps),
@@ -249,6 +252,8 @@ def fit_problem(problem: NLME, control: Control):
         settings["spatial"] = problem.spatial.to_dict()
     if c.local != "individual":  # only when amortized: other fits' settings are unchanged
         settings.update(local=c.local, refine_steps=int(c.refine_steps))
+    if c.gear != "auto":  # only when chosen: other fits' settings are unchanged
+        settings["gear"] = c.gear
     if any(problem.fallbacks.values()):  # only when one was taken: other fits' settings are unchanged
         settings["fallbacks"] = dict(problem.fallbacks)
     if getattr(estimation, "run", None) is not None:  # one table of counts: inference's and the problem's

@@ -257,4 +257,4 @@ def test_fit_accepts_data_object_and_dropna():
         data = pymixnn.Data.from_pandas(df, id="Tree", x="age", y="circumference", dropna=True)
     res = pymixnn.fit(data, "logistic", init=ORANGE["init"], random=["A"], seed=3, progress=False)
     assert res.nobs == 34 and res.n_individuals == 5
-    assert res.info["steps"] > 0 and np.isfinite(res.loglik)
+    assert res.info["refine_rounds"] > 0 and np.isfinite(res.loglik)

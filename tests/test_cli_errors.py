@@ -290,6 +290,11 @@ def test_new_flags_reach_fit(theo_csv, monkeypatch, capsys):
     assert seen["local"] == "amortized" and seen["refine_steps"] == 2
     assert main(["fit", str(theo_csv), *THEO, "--local", "amortized", "--refine-steps", "two"]) == 2
     assert one_line_error(capsys) == "pymixnn: error: --refine-steps 'two': give a non-negative integer"
+    # the gear: passed on when chosen, left to fit()'s "auto" otherwise
+    assert "gear" not in seen
+    assert main(["fit", str(theo_csv), *THEO, "--gear", "svi"]) == 2
+    assert one_line_error(capsys) == "pymixnn: error: stop here"
+    assert seen["gear"] == "svi"
 
 
 def test_unknown_model_lists_the_named_ones(theo_csv, no_fit, capsys):
@@ -466,6 +471,8 @@ def test_ctrl_c_exits_130_with_one_line(tmp_path):
             "y",
             "--max-steps",
             "1000000",
+            "--gear",
+            "svi",
             "--json",
             str(target),
         ]

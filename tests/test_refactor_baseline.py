@@ -1,6 +1,7 @@
 """The restructuring of issue 17 changed no number: theophylline, Oxboys, rapi (Poisson) and an
 Orange mixture fit give the estimates, SEs and log-likelihoods that main gave before it (commit
-b83a78e, tests/reference/refactor_baseline.py -> refactor_baseline.json), for the same seed."""
+b83a78e, tests/reference/refactor_baseline.py -> refactor_baseline.json), for the same seed.
+Issue 19's Newton gear moved theophylline and rapi within the refinement's tolerance (MOVED)."""
 
 from __future__ import annotations
 
@@ -58,9 +59,32 @@ def _mismatches(got: dict, want: dict, rtol: float) -> dict:
     }
 
 
+# Issue 19 changed the estimator's path on purpose for these fits: the Newton gear goes from the
+# Laplace-EM start straight to the refinement (no SVI), whose Newton metric now takes 20 draws.
+# The refinement still stops within 0.01 SE of the same maximum (its Newton-decrement
+# criterion), so each estimate stays within 0.02 SE of the baseline (two such end points;
+# observed: 1e-4 SE), its SE within 1e-3 relative (the Hessian at points 0.02 SE apart;
+# observed 3e-5) and ll within 0.01 (observed 4e-5).
+MOVED = {"theo", "rapi"}
+SE_UNITS = 0.02
+
+
 def _same_arithmetic() -> bool:
-    """Whether this machine reproduces the reference's arithmetic (the theophylline fit bit for bit)."""
-    return not _mismatches(_numbers("theo"), EXPECTED["theo"], RTOL)
+    """Whether this machine reproduces the reference's arithmetic (the Oxboys fit bit for bit)."""
+    return not _mismatches(_numbers("oxboys"), EXPECTED["oxboys"], RTOL)
+
+
+def _within_convergence(got: dict, want: dict) -> dict:
+    """Estimates more than SE_UNITS standard errors, or SEs more than 1e-3 relative, from the
+    baseline's."""
+    bad = {}
+    for k, v in want["params"].items():
+        se = want["bse"].get(k)
+        if se is not None and math.isfinite(se) and abs(got["params"][k] - v) > SE_UNITS * se:
+            bad[k] = (got["params"][k], v, se)
+    return bad | {
+        f"se {k}": (got["bse"][k], v) for k, v in want["bse"].items() if not _close(got["bse"][k], v, 1e-3)
+    }
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")  # the mixture fit's convergence report
@@ -68,6 +92,15 @@ def _same_arithmetic() -> bool:
 def test_same_numbers_as_before_the_restructuring(name):
     got, want = _numbers(name), EXPECTED[name]
     assert list(got["params"]) == list(want["params"])
+    if name in MOVED:
+        bad = _within_convergence(got, want)
+        assert not bad, bad
+        assert abs(got["loglik"] - want["loglik"]) < 0.01
+        # predictions and individual estimates at parameters 0.02 SE apart: 1e-3 relative
+        # (observed 2e-5)
+        np.testing.assert_allclose(got["fitted_head"], want["fitted_head"], rtol=1e-3)
+        np.testing.assert_allclose(got["individual_params"], want["individual_params"], rtol=1e-3)
+        return
     if _same_arithmetic():
         rtol = RTOL
     elif name == "orange_mixture":

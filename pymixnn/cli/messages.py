@@ -45,6 +45,7 @@ _FLAGS = (
     "censoring",
     "likelihood",
     "local",
+    "gear",
     "refine_steps",
     "error",
     "omega",

@@ -192,6 +192,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="local posteriors per individual (default) or one encoder network for all (amortized)",
     )
     fit.add_argument(
+        "--gear",
+        choices=["auto", "newton", "svi"],
+        default="auto",
+        help="Newton steps on the marginal likelihood from the Laplace-EM start (newton), minibatch "
+        "SVI first (svi), or chosen by the problem (auto, default)",
+    )
+    fit.add_argument(
         "--refine-steps",
         metavar="K",
         help="with --local amortized: K Newton steps per individual from the encoder's output",

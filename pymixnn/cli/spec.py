@@ -136,6 +136,8 @@ def prepare(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     spec["observation"] = observation_of(args.observation, args.link, args.levels)
     spec["likelihood"] = args.likelihood
     spec["local"] = args.local
+    if args.gear != "auto":
+        spec["gear"] = args.gear
     if args.refine_steps is not None:
         if not args.refine_steps.isdigit():
             raise InputError(f"--refine-steps {args.refine_steps!r}: give a non-negative integer")

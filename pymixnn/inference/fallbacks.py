@@ -19,6 +19,8 @@ Names (all present, 0 when not taken):
   step;
 * ``refine_nonfinite_derivatives``: refinement rounds stopped by non-finite derivatives;
 * ``fisher_pseudo_inverse``: observed Fisher information inverted by a pseudo-inverse;
+* ``newton_gear_to_svi``: fits whose Newton gear (newton_gear.py) did not converge from the
+  Laplace-EM start and ran minibatch SVI from there instead (the ``"svi"`` gear);
 * ``levels_rounds_exhausted``: fits with grouping levels whose alternation of refinement and level
   updates ran out of rounds (stages.LEVELS_ROUNDS) before the levels stayed;
 * ``levels_pseudo_inverse``: the level covariances' information, or the GLS information of the
@@ -47,6 +49,7 @@ FALLBACKS = (
     "levels_pseudo_inverse",
     "latent_class_empty_reseed",
     "latent_class_restart",
+    "newton_gear_to_svi",
 )
 
 # name -> (threshold, what it is compared with, message). "steps": the count as a share of the SVI
@@ -83,6 +86,12 @@ THRESHOLDS: dict[str, tuple[float, str, str]] = {
         "count",
         "latent classes: the start's EM re-seeded an empty class {count} time(s) (fewer classes "
         "than n_classes may be supported by the data: compare K with n_classes='auto')",
+    ),
+    "newton_gear_to_svi": (
+        1,
+        "count",
+        "the Newton gear did not converge from the Laplace-EM start (the refinement's rounds ran "
+        "out or its derivatives were not finite); the fit ran minibatch SVI first (gear='svi')",
     ),
     "newton_rejected_steps": (
         25,

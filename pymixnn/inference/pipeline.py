@@ -6,7 +6,10 @@ observed Fisher information, SEs and ll.is.
    maximum likelihood (L-BFGS, random effects at zero); the better pooled fit is kept. Omega and
    residual error from a few Laplace-EM iterations on a subsample (closed-form M-steps).
 2. Minibatch SVI (svi.py) maximizes the ELBO in theta; local posteriors by Newton-type updates
-   (laplace.py); a genomic fit updates its marker block every window (genomic.py).
+   (laplace.py); a genomic fit updates its marker block every window (genomic.py). The
+   ``"newton"`` gear (newton_gear.py; ``options.choose_gear``) leaves this step out: the
+   refinement starts from step 1's Laplace-EM start, and falls back to SVI if it does not
+   converge from there.
 3. Refinement (refine.py, ``refine=True``): the importance-weighted log-likelihood with K fixed
    t-draws per individual (common random numbers; K -> inf gives log L), or adaptive quadrature
    (marginal.py), is maximized by Newton steps after re-centring the local posteriors, until theta
@@ -32,8 +35,8 @@ import torch
 from pymixnn.data.table import Data
 from pymixnn.inference.genomic import GenomicSetup
 from pymixnn.inference.laws import plugin
-from pymixnn.inference.options import EstimationOptions, setup, threads
-from pymixnn.inference.program import watch_structural_function
+from pymixnn.inference.options import EstimationOptions, choose_gear, setup, threads
+from pymixnn.inference.program import integrates, watch_structural_function
 from pymixnn.inference.records import Estimation
 from pymixnn.inference.reporting import finish
 from pymixnn.inference.rng import isolated_rng
@@ -66,7 +69,20 @@ def estimate(
     t_start = time.perf_counter()
     law = Gaussian() if law is None else law
     fit_law = plugin(law)  # an unknown spec fails here, before any work
+    if options.gear == "newton" and (genomic is not None or levels is not None):
+        raise ValueError(
+            "gear='newton' has no genomic block or grouping levels to update: they are updated "
+            "along minibatch SVI; use gear='svi' or 'auto'"
+        )
     device, dtype, n_threads = setup(data, options)
+    gear = choose_gear(
+        options,
+        device,
+        gaussian=law.name == "gaussian",
+        ode=integrates(model),
+        genomic=genomic is not None,
+        levels=levels is not None,
+    )
     with isolated_rng(options.seed, device), threads(n_threads), watch_structural_function():
         ctx = Context(
             model,
@@ -77,6 +93,7 @@ def estimate(
             dtype,
             generator=torch.Generator().manual_seed(options.seed),
             law_context=context,
+            gear=gear,
         )
         gauss = gaussian_stage(ctx, init, observation, genomic, levels)
         estimation = fit_law.fit(

@@ -221,6 +221,10 @@ class RunInfo(_Record):
     # the messages of the fallbacks whose counts passed their thresholds (also in ``warnings``):
     # the fit raises each as a pymixnn.FallbackWarning
     fallback_warnings: tuple = ()
+    # the gear that estimated the population parameters: "newton" (Newton steps on the marginal
+    # likelihood from the Laplace-EM start) or "svi" (minibatch SVI, then the refinement); None
+    # in files written before gears existed (all "svi")
+    gear: str | None = None
 
 
 def _as_record(cls, value):

@@ -275,6 +275,7 @@ def finish(stage: Stage, ctx: Context, spec, *, threads: int, t_start: float) ->
         warnings=tuple(warnings),
         fallbacks=fallbacks.snapshot(),
         fallback_warnings=fallback_warnings,
+        gear="svi" if fallbacks.counts["newton_gear_to_svi"] else ctx.gear,
     )
     return Estimation(
         table=table,

@@ -21,6 +21,7 @@ from pymixnn.inference.laplace import LocalPosteriors
 from pymixnn.inference.level_rounds import converge_levels, level_rounds, level_update
 from pymixnn.inference.levels import LevelBlock
 from pymixnn.inference.marginal import marginal_likelihood
+from pymixnn.inference.newton_gear import newton_gear
 from pymixnn.inference.options import EstimationOptions, proposal_vi, sample_sizes
 from pymixnn.inference.program import Program, integrates
 from pymixnn.inference.records import GenomicPosterior
@@ -59,6 +60,7 @@ class Context:
     # a conditional flow's (N, c) context: the encoder reads it from the Gaussian stage on, so that
     # its posteriors can follow the law's dependence on it
     law_context: np.ndarray | None = None
+    gear: str = "svi"  # the Gaussian stage's gear (options.choose_gear)
 
 
 @dataclass
@@ -125,6 +127,17 @@ def gaussian_stage(
     if ode and options.refine and genomic is None and levels is None:
         theta, _ = prerefine_ode(program, theta, local, options, sub, warnings=warnings, fallbacks=fallbacks)
     seconds["start"] = time.perf_counter() - t_start
+    if ctx.gear == "newton":
+        t0 = time.perf_counter()
+        out = newton_gear(program, theta, local, options, sample_sizes(ctx.data, options, ode)[1], fallbacks)
+        seconds["refine"] = time.perf_counter() - t0
+        if out is not None:
+            theta, rounds, trace, more = out
+            stage = Stage(program, theta, local, trace, rounds, seconds, warnings + more, starts=starts)
+            stage.path = [("start", 0, trace.theta[0][1])] + [("refine", r, th) for r, th in trace.refine]
+            return stage
+        fallbacks.add("newton_gear_to_svi")  # SVI from the same start: fallbacks.py
+        seconds["newton_gear"] = seconds.pop("refine")
 
     t0 = time.perf_counter()
     block, groups, callback = None, None, None

@@ -255,7 +255,7 @@ def trace_figure(res, table: pd.DataFrame):
     round (shaded), the estimate (dashed) and its 95% confidence interval (dotted); and the
     ELBO per observation along the SVI steps."""
     names = [c for c in table.columns if c not in ("stage", "step")]
-    svi = table["stage"].str.startswith("svi").to_numpy()
+    svi = (table["stage"].str.startswith("svi") | (table["stage"] == "start")).to_numpy()
     steps = table["step"].to_numpy(float)
     last = float(steps[svi].max()) if svi.any() else 0.0
     width = max(last / 10, 1.0)
@@ -287,7 +287,7 @@ def trace_figure(res, table: pd.DataFrame):
     if elbo.size:
         ax.plot(np.arange(1, elbo.size + 1), elbo, color="0.4", lw=0.5)
         ax.set_ylim(np.percentile(elbo, 2), elbo.max() + 0.1 * abs(elbo.max()))
-    ax.set_title("ELBO per observation", fontsize=9)
+    ax.set_title("ELBO per observation" if elbo.size else "ELBO: no SVI (gear 'newton')", fontsize=9)
     ax.set_xlabel("SVI step", fontsize=7)
     ax.tick_params(labelsize=7)
     for extra in list(axes)[n:]:

@@ -144,6 +144,7 @@ class Results(PredictionsMixin, ChecksMixin, LawMixin, ClassesMixin, GenomicMixi
             "steps": est.steps,
             "converged": est.converged,
             "refine_rounds": est.refine_rounds,
+            "gear": getattr(getattr(est, "run", None), "gear", None),
             "is_samples": est.is_samples,
             "se_method": est.se_method,
             "warnings": est.warnings,

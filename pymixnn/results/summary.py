@@ -37,8 +37,13 @@ def summary_text(res) -> str:
                 "Nonlinear regression (pymixnn): no individual random effects, maximum likelihood "
                 "by Newton steps"
                 if res.loglik_method == "exact"
-                else "Nonlinear mixed-effects model (pymixnn): minibatch SVI"
-                + (" + importance-weighted refinement" if res.settings.get("refine", True) else "")
+                else (
+                    "Nonlinear mixed-effects model (pymixnn): Laplace-EM start + Newton steps on "
+                    "the importance-sampling log-likelihood (gear 'newton')"
+                    if info.get("gear") == "newton"
+                    else "Nonlinear mixed-effects model (pymixnn): minibatch SVI"
+                    + (" + importance-weighted refinement" if res.settings.get("refine", True) else "")
+                )
             )
         ),
         describe_model(res),
@@ -47,8 +52,13 @@ def summary_text(res) -> str:
         (
             ("" if info.get("seed") is None else f"seed {info['seed']}, ") + f"{info['seconds']:.1f} s in R"
             if engine
-            else f"seed {info['seed']}, device {info['device']} ({info['dtype']}), {info['steps']} SVI "
-            f"steps, {info['seconds']:.1f} s"
+            else f"seed {info['seed']}, device {info['device']} ({info['dtype']}), "
+            + (
+                f"no SVI, {info.get('refine_rounds')} refinement rounds"
+                if info.get("gear") == "newton"
+                else f"{info['steps']} SVI steps"
+            )
+            + f", {info['seconds']:.2f} s of fitting"
         ),
     ]
     law = res.random_effects_law

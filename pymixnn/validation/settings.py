@@ -20,12 +20,13 @@ import numpy as np
 
 from pymixnn.validation.errors import InputError, is_integer, is_real
 
-__all__ = ["DTYPES", "DEVICES", "LIKELIHOODS", "LOCALS", "check_settings", "check_device"]
+__all__ = ["DTYPES", "DEVICES", "LIKELIHOODS", "LOCALS", "GEARS", "check_settings", "check_device"]
 
 DTYPES = ("float32", "float64")
 DEVICES = ("cpu", "cuda", "auto")
 LIKELIHOODS = ("auto", "is", "gq")
 LOCALS = ("individual", "amortized")
+GEARS = ("auto", "newton", "svi")
 
 
 def check_settings(
@@ -47,6 +48,7 @@ def check_settings(
     ode_atol: Any = 1e-8,
     local: Any = "individual",
     refine_steps: Any = 0,
+    gear: Any = "auto",
 ) -> None:
     """Every algorithm setting of :func:`pymixnn.fit`: kind, range and known names. A device
     "cuda" (or "cuda:N") is checked against the CUDA devices torch finds."""
@@ -93,6 +95,21 @@ def check_settings(
         raise InputError(
             f"refine_steps={refine_steps!r} refines the encoder's output: it needs local='amortized', got "
             f"local={local!r}"
+        )
+    if gear not in GEARS:
+        raise InputError(
+            f"gear must be one of {list(GEARS)} (Newton steps on the marginal likelihood from the "
+            f"Laplace-EM start, minibatch SVI first, or chosen by the problem), got {gear!r}"
+        )
+    if gear == "newton" and not refine:
+        raise InputError(
+            "gear='newton' maximizes the marginal likelihood by the refinement's Newton steps: it "
+            "needs refine=True, got refine=False"
+        )
+    if gear == "newton" and local != "individual":
+        raise InputError(
+            f"gear='newton' keeps local posteriors per individual; local={local!r} trains an encoder "
+            "by SVI: use gear='svi' or 'auto'"
         )
     check_device(device)
 

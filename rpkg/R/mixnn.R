@@ -84,20 +84,26 @@ mixnnModel <- function(model, description = NULL, psi0 = NULL, transform.par = N
 #'   block yet).
 #' @param refine_steps With `local = "amortized"`, Newton steps per individual from the encoder's
 #'   output (semi-amortized).
+#' @param gear "auto", "newton" (Newton steps on the marginal likelihood straight from the
+#'   Laplace-EM start, as FOCE/Laplace engines do) or "svi" (minibatch SVI first, then the same
+#'   Newton refinement). "auto" takes "newton" for Gaussian random effects with per-individual
+#'   posteriors, no genomic block or grouping level, a closed-form model and the CPU; the fit's
+#'   `info$gear` says which ran.
 #' @return A list of settings: the fields of `pymixnn.Control`, then `dropna`.
 #' @export
 mixnnControl <- function(seed = 0L, batch_size = 512L, max_steps = 4000L, lr = 0.02,
                          num_particles = 4L, refine = TRUE, is_samples = NULL,
                          likelihood = "auto", device = "cpu", dtype = NULL, threads = NULL,
                          progress = interactive(), dropna = FALSE, ode_rtol = 1e-6,
-                         ode_atol = 1e-8, local = "individual", refine_steps = 0L) {
+                         ode_atol = 1e-8, local = "individual", refine_steps = 0L,
+                         gear = "auto") {
   int <- function(v) if (is.null(v)) NULL else as.integer(v)
   list(seed = int(seed), batch_size = int(batch_size), max_steps = int(max_steps),
        lr = as.numeric(lr), num_particles = int(num_particles), refine = isTRUE(refine),
        is_samples = int(is_samples), likelihood = likelihood, device = device, dtype = dtype,
        threads = int(threads), progress = isTRUE(progress), dropna = isTRUE(dropna),
        ode_rtol = as.numeric(ode_rtol), ode_atol = as.numeric(ode_atol), local = local,
-       refine_steps = int(refine_steps))
+       refine_steps = int(refine_steps), gear = gear)
 }
 
 #' Fit a nonlinear mixed-effects model with pymixnn

@@ -1,0 +1,135 @@
+"""The estimation's gears (issue 19): "newton" (the refinement's Newton steps on the marginal
+likelihood straight from the Laplace-EM start), "svi" (minibatch SVI first), "auto" (chosen by the
+problem), and the counted fallback from Newton to SVI."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+import pymixnn
+from pymixnn.inference.options import EstimationOptions, choose_gear
+from pymixnn.validation import InputError
+
+THEO = dict(
+    id="Id",
+    x=["Dose", "Time"],
+    y="Concentration",
+    covariates={"V": ["Weight"]},
+    init={"ka": 1.0, "V": 20.0, "CL": 0.5},
+)
+
+
+def _theo(**kw):
+    return pymixnn.fit(pymixnn.datasets.load("theo"), "onecpt_oral", **THEO, seed=0, progress=False, **kw)
+
+
+@pytest.fixture(scope="module")
+def newton():
+    return _theo()
+
+
+@pytest.fixture(scope="module")
+def svi():
+    return _theo(gear="svi")
+
+
+def test_auto_takes_newton_for_a_gaussian_closed_form_fit(newton):
+    assert newton.info["gear"] == "newton"
+    assert newton.run.gear == "newton"
+    assert newton.info["steps"] == 0 and len(newton.estimation.elbo_trace) == 0
+    assert "svi" not in newton.run.seconds and newton.run.seconds["refine"] > 0
+    assert newton.run.fallbacks["newton_gear_to_svi"] == 0
+    assert newton.converged
+    text = newton.summary().text
+    assert "gear 'newton'" in text and "no SVI" in text
+
+
+def test_newton_and_svi_reach_the_same_maximum(newton, svi):
+    assert svi.info["gear"] == "svi" and svi.info["steps"] > 0
+    se = svi.params["se"]
+    # both end on the Newton decrement criterion (within 0.01 SE of the maximum of the same
+    # importance-sampling log-likelihood, common draws): 0.05 SE leaves room for both
+    diff = (newton.params["estimate"] - svi.params["estimate"]).abs() / se
+    assert float(diff.max()) < 0.05, diff
+    # SEs: the Hessian at points 0.05 SE apart (observed: 3e-5 relative)
+    np.testing.assert_allclose(newton.params["se"], se, rtol=1e-3)
+    assert abs(newton.loglik - svi.loglik) < 0.01  # ll.is at the two points, same draws
+
+
+def test_trace_of_an_svi_fit(svi):
+    """The SVI path every 50 steps from step 0, then each refinement round, then the estimate."""
+    trace = svi.parameter_trace()
+    assert trace["stage"].iloc[0] == "svi" and trace["step"].iloc[0] == 0
+    assert trace["stage"].iloc[-1] == "final" and "refine" in set(trace["stage"])
+    svi_steps = trace.loc[trace["stage"] == "svi", "step"].to_numpy()
+    assert (np.diff(svi_steps) == 50).all()
+
+
+def test_newton_gear_is_reproducible(newton):
+    again = _theo()
+    np.testing.assert_array_equal(again.params["estimate"], newton.params["estimate"])
+    np.testing.assert_array_equal(again.params["se"], newton.params["se"])
+    assert again.loglik == newton.loglik
+
+
+def test_trace_of_a_newton_fit_starts_at_the_start(newton):
+    trace = newton.parameter_trace()
+    assert list(trace["stage"])[0] == "start"
+    assert set(trace["stage"]) <= {"start", "refine", "final"}
+
+
+def test_a_newton_gear_that_does_not_converge_falls_back_to_svi(monkeypatch):
+    import pymixnn.inference.stages as stages
+
+    monkeypatch.setattr(stages, "newton_gear", lambda *a, **k: None)
+    with pytest.warns(pymixnn.FallbackWarning, match="Newton gear did not converge"):
+        res = _theo(max_steps=300)
+    assert res.run.fallbacks["newton_gear_to_svi"] == 1
+    assert res.info["gear"] == "svi" and res.info["steps"] > 0
+    assert "newton_gear" in res.run.seconds and "svi" in res.run.seconds
+
+
+@pytest.mark.parametrize(
+    "kw, gear",
+    [
+        (dict(gaussian=True, ode=False, genomic=False, levels=False), "newton"),
+        (dict(gaussian=False, ode=False, genomic=False, levels=False), "svi"),
+        (dict(gaussian=True, ode=True, genomic=False, levels=False), "svi"),
+        (dict(gaussian=True, ode=False, genomic=True, levels=False), "svi"),
+        (dict(gaussian=True, ode=False, genomic=False, levels=True), "svi"),
+    ],
+)
+def test_auto_gear_by_problem(kw, gear):
+    cpu = torch.device("cpu")
+    assert choose_gear(EstimationOptions(), cpu, **kw) == gear
+    # an explicit gear is kept; the encoder and refine=False leave SVI
+    assert choose_gear(EstimationOptions(gear="svi"), cpu, **kw) == "svi"
+    assert choose_gear(EstimationOptions(gear="newton"), cpu, **kw) == "newton"
+    assert choose_gear(dataclasses.replace(EstimationOptions(), local="amortized"), cpu, **kw) == "svi"
+    assert choose_gear(dataclasses.replace(EstimationOptions(), refine=False), cpu, **kw) == "svi"
+    assert choose_gear(EstimationOptions(), torch.device("meta"), **kw) == "svi"  # not the CPU
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (dict(gear="fast"), r"gear must be one of \['auto', 'newton', 'svi'\].*got 'fast'"),
+        (dict(gear="newton", refine=False), "gear='newton' .* needs refine=True"),
+        (dict(gear="newton", local="amortized"), "local='amortized' trains an encoder"),
+    ],
+)
+def test_bad_gear_settings(kw, match):
+    with pytest.raises(InputError, match=match):
+        pymixnn.Control(**kw)
+
+
+def test_newton_gear_refuses_a_genomic_block_before_fitting():
+    from pymixnn.inference.pipeline import estimate
+
+    with pytest.raises(ValueError, match="gear='newton' has no genomic block or grouping levels"):
+        estimate(None, None, None, {}, EstimationOptions(gear="newton"), genomic=object())
+
