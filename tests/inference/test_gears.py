@@ -132,4 +132,3 @@ def test_newton_gear_refuses_a_genomic_block_before_fitting():
 
     with pytest.raises(ValueError, match="gear='newton' has no genomic block or grouping levels"):
         estimate(None, None, None, {}, EstimationOptions(gear="newton"), genomic=object())
-
