@@ -1,7 +1,8 @@
 """The restructuring of issue 17 changed no number: theophylline, Oxboys, rapi (Poisson) and an
 Orange mixture fit give the estimates, SEs and log-likelihoods that main gave before it (commit
 b83a78e, tests/reference/refactor_baseline.py -> refactor_baseline.json), for the same seed.
-Issue 19's Newton gear moved theophylline and rapi within the refinement's tolerance (MOVED)."""
+Issue 19's Newton gear and its 200-draw refinement moved theophylline, rapi and the Orange
+mixture (MOVED, see there)."""
 
 from __future__ import annotations
 
@@ -59,14 +60,17 @@ def _mismatches(got: dict, want: dict, rtol: float) -> dict:
     }
 
 
-# Issue 19 changed the estimator's path on purpose for these fits: the Newton gear goes from the
-# Laplace-EM start straight to the refinement (no SVI), whose Newton metric now takes 20 draws.
-# The refinement still stops within 0.01 SE of the same maximum (its Newton-decrement
-# criterion), so each estimate stays within 0.02 SE of the baseline (two such end points;
-# observed: 1e-4 SE), its SE within 1e-3 relative (the Hessian at points 0.02 SE apart;
-# observed 3e-5) and ll within 0.01 (observed 4e-5).
+# Issue 19 changed the estimator on purpose: the Newton gear goes from the Laplace-EM start
+# straight to the refinement (no SVI) and the refinement and the Fisher information take 200
+# draws per individual at most (options.K_OPT_MAX; 1,000 before for these data). The estimates
+# move by the Monte Carlo error of the maximum with 200 draws: theophylline over seeds 0-5, its
+# SD is at most 0.051 SE (sigma; 0.023 SE with 1,000 draws), so 0.25 SE is 5 SDs (observed:
+# 0.07 SE, omega2.V); SEs by the Hessian's Monte Carlo error with 200 draws, within 5% (observed
+# 2.2%, V; an SE's own sampling error with 12 individuals is ~20%); ll within 0.05 (observed
+# 0.003, its Monte Carlo SE 0.03).
 MOVED = {"theo", "rapi"}
-SE_UNITS = 0.02
+SE_UNITS = 0.25
+SE_RTOL = 0.05
 
 
 def _same_arithmetic() -> bool:
@@ -75,7 +79,7 @@ def _same_arithmetic() -> bool:
 
 
 def _within_convergence(got: dict, want: dict) -> dict:
-    """Estimates more than SE_UNITS standard errors, or SEs more than 1e-3 relative, from the
+    """Estimates more than SE_UNITS standard errors, or SEs more than SE_RTOL relative, from the
     baseline's."""
     bad = {}
     for k, v in want["params"].items():
@@ -83,7 +87,7 @@ def _within_convergence(got: dict, want: dict) -> dict:
         if se is not None and math.isfinite(se) and abs(got["params"][k] - v) > SE_UNITS * se:
             bad[k] = (got["params"][k], v, se)
     return bad | {
-        f"se {k}": (got["bse"][k], v) for k, v in want["bse"].items() if not _close(got["bse"][k], v, 1e-3)
+        f"se {k}": (got["bse"][k], v) for k, v in want["bse"].items() if not _close(got["bse"][k], v, SE_RTOL)
     }
 
 
@@ -95,11 +99,19 @@ def test_same_numbers_as_before_the_restructuring(name):
     if name in MOVED:
         bad = _within_convergence(got, want)
         assert not bad, bad
-        assert abs(got["loglik"] - want["loglik"]) < 0.01
-        # predictions and individual estimates at parameters 0.02 SE apart: 1e-3 relative
-        # (observed 2e-5)
-        np.testing.assert_allclose(got["fitted_head"], want["fitted_head"], rtol=1e-3)
-        np.testing.assert_allclose(got["individual_params"], want["individual_params"], rtol=1e-3)
+        assert abs(got["loglik"] - want["loglik"]) < 0.05
+        # predictions and individual estimates at parameters 0.25 SE apart: 2% relative
+        # (observed 0.5%), and near zero (rapi's individual slopes, posterior SD ~0.06) 0.005
+        # absolute (observed 0.0015)
+        np.testing.assert_allclose(got["fitted_head"], want["fitted_head"], rtol=0.02)
+        np.testing.assert_allclose(got["individual_params"], want["individual_params"], rtol=0.02, atol=0.005)
+        return
+    if name == "orange_mixture":
+        # two components for five trees: the baseline's maximum had a degenerate component
+        # (weight 0.006, means ~1e-7); with the refinement's 200 draws it ends at a proper
+        # two-component mixture with a higher log-likelihood (-126.86 against -131.56). The
+        # refinement maximizes ll: it may find a higher maximum, never a lower one
+        assert got["loglik"] > want["loglik"] - 0.05
         return
     if _same_arithmetic():
         rtol = RTOL

@@ -145,6 +145,12 @@ def _gauss_newton(program: Program, theta: torch.Tensor, eta: torch.Tensor, idx)
     return value, grad, hess
 
 
+# below this many points (individuals x draws) the Hessian rows are one pass each: the first
+# vectorized pass of a process imports torch's symbolic-shape machinery (sympy, 0.45 s), a
+# third of a small fit's first call (theophylline), for no gain on so few points
+BATCHED_ROWS_MIN = 256
+
+
 def _gradient_and_hessian(
     program: Program, theta: torch.Tensor, eta: torch.Tensor, idx: torch.Tensor | None, gauss_newton=False
 ):
@@ -164,7 +170,7 @@ def _gradient_and_hessian(
         value = program.log_joint(theta, eta, idx)
         (grad,) = torch.autograd.grad(value.sum(), eta, create_graph=True)
         rows = None
-        if eta.numel() <= 20_000 * d:
+        if BATCHED_ROWS_MIN * d <= eta.numel() <= 20_000 * d:
             # small batches (SVI's minibatches): the d Hessian rows in one vectorized backward
             # pass (fewer autograd calls: ~1.5x faster at 512 individuals, slower at 10^5);
             # an operation without a batching rule falls back to one pass per row

@@ -159,6 +159,17 @@ def setup(data: Data, options: EstimationOptions) -> tuple[torch.device, torch.d
 ODE_K_OPT = 100
 
 
+# K_opt: draws x observations of one pass of the refinement and the Fisher information, and at
+# most this many draws per individual. With Laplace-centred t proposals the maximum's Monte Carlo
+# error does not shrink beyond ~200 draws: logistic simulation, estimates over seeds 1-3 spread by
+# at most 0.057 SE with 1,000 draws, 0.047 with 200 (N = 100); 0.19, 0.135 and 0.18 SE (sigma)
+# with 100, 50 and 20 draws (N = 1,000); SEs from 200, 100 and 50 draws within 0.96% of those
+# from 1,000 (an SE's own sampling error at N = 100: 7%). The refinement and Fisher information
+# of N = 100 took 3.2 s with 1,000 draws, 0.7 s with 200 (benchmarks/results/scaling.md)
+K_OPT_CELLS = 500_000
+K_OPT_MAX = 200
+
+
 def sample_sizes(data: Data, options: EstimationOptions, integrates: bool = False) -> tuple[int, int]:
     """Draws per individual: K for ll.is (no gradient, cheap) and K_opt for the refinement and
     the Fisher information (second-order autograd). With proposals that follow the posterior
@@ -166,7 +177,7 @@ def sample_sizes(data: Data, options: EstimationOptions, integrates: bool = Fals
     observations, then fewer (down to 50), so one pass stays bounded (benchmarks/results/)."""
     floor = int(np.clip(200_000_000 / data.n_obs, 50, 200))
     K = options.is_samples or int(np.clip(5_000_000 / data.n_obs, floor, 5000))
-    K_opt = int(min(K, np.clip(1_000_000 / data.n_obs, 20, 1000)))
+    K_opt = int(min(K, np.clip(K_OPT_CELLS / data.n_obs, 20, K_OPT_MAX)))
     if integrates and options.is_samples is None:
         K_opt = min(K_opt, ODE_K_OPT)  # ``integrates``: an ODE model
     return K, K_opt

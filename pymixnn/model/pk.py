@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy.integrate import trapezoid  # np.trapz is gone from NumPy 2.4, np.trapezoid new in 2.0
+
+# numpy's trapezoidal rule under its NumPy 2 name, or its NumPy 1 name (np.trapz is gone from
+# NumPy 2.4; the R package's environment keeps numpy < 2); not scipy.integrate, whose import
+# cost 0.35 s of `import pymixnn`
+_trapezoid = getattr(np, "trapezoid", None) or np.trapz
 
 __all__ = ["onecpt_oral", "start_onecpt_oral"]
 
@@ -37,7 +41,7 @@ def start_onecpt_oral(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
     prof = np.array([np.median(y[idx == j]) if np.any(idx == j) else np.nan for j in range(times.size)])
     ok = np.isfinite(prof) & (prof > 0)
     tt, cc = times[ok], prof[ok]
-    auc = trapezoid(np.concatenate([[0.0], cc]), np.concatenate([[0.0], tt]))
+    auc = _trapezoid(np.concatenate([[0.0], cc]), np.concatenate([[0.0], tt]))
     tail = slice(max(len(tt) - 3, 0), len(tt))
     k = -np.polyfit(tt[tail], np.log(cc[tail]), 1)[0] if len(tt) >= 2 else 0.1
     k = float(k) if np.isfinite(k) and k > 0 else 0.1

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from pymixnn.results.plots import new_figure, save_figure
+from pymixnn.results.scipy_stats import stats
 
 __all__ = [
     "gof_figure",

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+
+from pymixnn.results.scipy_stats import stats
 
 __all__ = ["LawMixin"]
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pymixnn.model.matern import matern_correlation
 from pymixnn.model.spatial import kernel_correlation, matern_nu
 
 __all__ = ["LevelsMixin", "field_at", "field_sd_at"]
@@ -25,6 +24,8 @@ def _correlation(rec, k: int, d: np.ndarray, entries: np.ndarray) -> np.ndarray:
     """A gp's or a Matérn field's correlation at distances ``d``."""
     kernel = rec["kernels"][k]
     if rec["kinds"][k] == "matern":
+        from pymixnn.model.matern import matern_correlation  # scipy.special: 0.25 s to import
+
         nu = matern_nu(kernel)
         return matern_correlation(np.sqrt(8.0 * nu) * d / entries[1], nu)
     return kernel_correlation(kernel, d / entries[1])

@@ -19,13 +19,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from scipy import stats as st
 
 from pymixnn.data.padded import PaddedRecords, pad_records
 from pymixnn.inference.neural import NeuralSimulator, load_net, posterior_draws
 from pymixnn.model.named import resolve
 from pymixnn.model.prior import Prior
 from pymixnn.model.spec import Model
+from pymixnn.results.scipy_stats import stats as st
 from pymixnn.validation import InputError
 
 __all__ = ["NeuralEstimator", "NeuralEstimate", "SBC"]

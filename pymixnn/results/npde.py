@@ -44,8 +44,8 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
+from pymixnn.results.scipy_stats import stats
 from pymixnn.validation.errors import show_value
 
 __all__ = ["npde_from_simulations", "npde_tests", "npde_results", "DECORRELATION_METHODS"]

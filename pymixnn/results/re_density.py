@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+
+from pymixnn.results.scipy_stats import stats
 
 __all__ = ["REDensity", "count_modes", "law_table"]
 
