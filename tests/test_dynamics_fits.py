@@ -25,9 +25,11 @@ def theo_events() -> pymixnn.Data:
 
 def test_pk1cpt_oral_on_events_matches_the_closed_form_curve():
     # the same model, data and seed two ways: x = (dose, time) with onecpt_oral, and dosing
-    # records with pk1cpt_oral. Different parametrizations of the same likelihood reach the same
-    # optimum up to the optimizer's tolerance: 0.5% on the fixed effects (measured 0.05%), 2% on
-    # the variances, whose likelihood is flatter (measured 0.56% on omega2.CL, RSE 50%), 0.05 on ll
+    # records with pk1cpt_oral. Different parametrizations of the same likelihood, whose
+    # importance-sampling draws differ (the random effects come in another order), reach the same
+    # optimum up to the Monte Carlo error of its maximum with 200 draws (SD over seeds at most
+    # 0.051 SE, tests/test_refactor_baseline.py): within 0.25 SE each (measured 0.06 SE,
+    # beta_Weight(V)), and 0.05 on ll
     df = pymixnn.datasets.load("theo")
     closed = pymixnn.fit(
         df,
@@ -42,9 +44,8 @@ def test_pk1cpt_oral_on_events_matches_the_closed_form_curve():
     events = pymixnn.fit(theo_events(), "pk1cpt_oral", covariates={"V": ["Weight"]}, seed=0, progress=False)
     a, b = closed.params["estimate"], events.params["estimate"]
     assert sorted(a.index) == sorted(b.index)  # the same parameters (pk1cpt_oral orders ka, CL, V)
-    fixed = [p for p in a.index if not p.startswith("omega2") and p != "a"]
-    np.testing.assert_allclose(b[fixed].to_numpy(), a[fixed].to_numpy(), rtol=5e-3)
-    np.testing.assert_allclose(b[a.index].to_numpy(), a.to_numpy(), rtol=2e-2)
+    se = closed.params["se"]
+    assert float(((b[a.index] - a).abs() / se).max()) < 0.25
     assert abs(events.loglik - closed.loglik) < 0.05
     # and the predictions of the fitted data agree with the closed form at the same parameters
     pred = events.predict(level="individual").to_numpy()

@@ -119,11 +119,12 @@ def gaussian_stage(
         n_start = min(n_start, options.ode_start_individuals)
     sub = torch.randperm(n, generator=generator)[:n_start].sort().values
     sub = sub.to(device)
-    theta, starts = best_start(program, ctx.model, init, sub, fallbacks)
+    optimizer = "scipy" if ctx.gear == "newton" else "torch"  # see start.maximize_block
+    theta, starts = best_start(program, ctx.model, init, sub, fallbacks, optimizer)
     if start_warning(starts):
         warnings.append(start_warning(starts))
     local = LocalPosteriors(program, program.omega_tril(theta), fallbacks)
-    theta = warmup(program, theta, local, sub, options.warmup_iter, fallbacks)
+    theta = warmup(program, theta, local, sub, options.warmup_iter, fallbacks, optimizer)
     if ode and options.refine and genomic is None and levels is None:
         theta, _ = prerefine_ode(program, theta, local, options, sub, warnings=warnings, fallbacks=fallbacks)
     seconds["start"] = time.perf_counter() - t_start

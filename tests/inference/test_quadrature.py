@@ -40,7 +40,8 @@ def test_ode_models_refine_with_fewer_draws():
 
     data = SimpleNamespace(n_obs=1000)
     options = EstimationOptions()
-    assert sample_sizes(data, options) == (5000, 1000)
+    assert sample_sizes(data, options) == (5000, 200)  # K_OPT_MAX draws at most
+    assert sample_sizes(SimpleNamespace(n_obs=10_000), options) == (500, 50)  # K_OPT_CELLS / n_obs
     assert sample_sizes(data, options, integrates=True) == (5000, ODE_K_OPT)
     # is_samples given by the user: taken as it is
     given = EstimationOptions(is_samples=400)
