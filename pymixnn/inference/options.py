@@ -43,8 +43,10 @@ class EstimationOptions:
     # large N: second derivatives from a fixed random subsample of individuals (the information
     # is additive over individuals): the refinement's Newton metric from ``newton_individuals``
     # (the full-data gradient still fixes the maximum), the observed Fisher information from
-    # ``fisher_individuals`` scaled by N/n (relative error of an SE ~ 1/sqrt(n)); None: all
-    newton_individuals: int | None = 5_000
+    # ``fisher_individuals`` scaled by N/n (relative error of an SE ~ 1/sqrt(n)); None: all.
+    # The metric's subsample: logistic simulation, N = 10,000, 1,000 individuals against 5,000:
+    # the same 2 rounds and estimates (5 digits), the refinement 4.7 s instead of 7.6
+    newton_individuals: int | None = 1_000
     fisher_individuals: int | None = 10_000
     # the refinement's safeguard (SVI end point against the Laplace-EM start) compares the two
     # on this many individuals at most

@@ -21,7 +21,7 @@ from pymixnn.inference.laplace import LocalPosteriors
 from pymixnn.inference.level_rounds import converge_levels, level_rounds, level_update
 from pymixnn.inference.levels import LevelBlock
 from pymixnn.inference.marginal import marginal_likelihood
-from pymixnn.inference.newton_gear import newton_gear
+from pymixnn.inference.newton_gear import NEWTON_GEAR_WARMUP, newton_gear
 from pymixnn.inference.options import EstimationOptions, proposal_vi, sample_sizes
 from pymixnn.inference.program import Program, integrates
 from pymixnn.inference.records import GenomicPosterior
@@ -124,7 +124,8 @@ def gaussian_stage(
     if start_warning(starts):
         warnings.append(start_warning(starts))
     local = LocalPosteriors(program, program.omega_tril(theta), fallbacks)
-    theta = warmup(program, theta, local, sub, options.warmup_iter, fallbacks, optimizer)
+    iters = NEWTON_GEAR_WARMUP if ctx.gear == "newton" else options.warmup_iter
+    theta = warmup(program, theta, local, sub, iters, fallbacks, optimizer)
     if ode and options.refine and genomic is None and levels is None:
         theta, _ = prerefine_ode(program, theta, local, options, sub, warnings=warnings, fallbacks=fallbacks)
     seconds["start"] = time.perf_counter() - t_start
