@@ -23,6 +23,7 @@ run at larger N. One torch thread; R single-threaded.
     python -m benchmarks scaling --only accuracy --reps 20
     python -m benchmarks scaling --only accuracy --methods pymixnn --resume   # add to stored runs
     python -m benchmarks scaling --only scaling --methods pymixnn --merge     # rerun one method
+    python -m benchmarks scaling --only scaling --device cuda --methods pymixnn   # the GPU suite
 
 Adapters skip with the reason when their method is absent (saemix: CRAN only; give R_LIBS). Writes
 scaling.{csv,json,md} and scaling_time.png, accuracy.{csv,md} and accuracy.png to --out.
@@ -66,14 +67,14 @@ WARM_CAP = 60.0
 
 
 # ---- adapters (run inside the worker process) ---------------------------------------------------
-def _fit(method: str, df: pd.DataFrame, seed: int, theo: bool = False):
+def _fit(method: str, df: pd.DataFrame, seed: int, theo: bool = False, device: str = "cpu"):
     import pymixnn
     from pymixnn import compare
 
     kw = dict(THEO) if theo else dict(model="logistic", id="id", x="t", y="y")
     model = kw.pop("model")
     if method == "pymixnn":
-        return pymixnn.fit(df, model, **kw, seed=seed, progress=False, threads=1)
+        return pymixnn.fit(df, model, **kw, seed=seed, progress=False, threads=1, device=device)
     if method == "saemix":
         return compare.saemix(df, model, **kw, seed=seed + 632545)
     if method == "nlme":
@@ -97,7 +98,7 @@ def available(method: str) -> tuple[bool, str]:
     return True, ""
 
 
-def worker(method: str, n: int, seed: int) -> dict:
+def worker(method: str, n: int, seed: int, device: str = "cpu", warm: bool = False) -> dict:
     import torch
 
     from pymixnn.simulate import simulate_logistic
@@ -111,13 +112,13 @@ def worker(method: str, n: int, seed: int) -> dict:
     else:
         df = simulate_logistic(n_individuals=n, n_obs=10, seed=seed)
     t0 = time.perf_counter()
-    res = _fit(method, df, seed, theo)
+    res = _fit(method, df, seed, theo, device)
     seconds = time.perf_counter() - t0
-    warm = None
-    if seconds < WARM_CAP:
+    warm_seconds = None
+    if warm and seconds < WARM_CAP:  # the scaling suite's runs (not the accuracy replicates)
         t0 = time.perf_counter()
-        _fit(method, df, seed, theo)
-        warm = time.perf_counter() - t0
+        _fit(method, df, seed, theo, device)
+        warm_seconds = time.perf_counter() - t0
     p = res.params
     rows = {}
     for name, truth in ({} if theo else TRUTH).items():
@@ -134,8 +135,9 @@ def worker(method: str, n: int, seed: int) -> dict:
         n=n,
         seed=seed,
         data="theophylline" if theo else "logistic",
+        device=device if method == "pymixnn" else "cpu",
         seconds=seconds,
-        seconds_warm=warm,
+        seconds_warm=warm_seconds,
         gear=res.info.get("gear"),
         estimates={k: float(v) for k, v in p["estimate"].items()},
         loglik=float(res.loglik),
@@ -146,12 +148,23 @@ def worker(method: str, n: int, seed: int) -> dict:
     )
 
 
-def _run(method: str, n: int, seed: int, cap: float) -> dict:
+def _run(method: str, n: int, seed: int, cap: float, device: str = "cpu", warm: bool = False) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "benchmarks.scaling", "--worker", method, str(n), str(seed)],
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.scaling",
+                "--worker",
+                method,
+                str(n),
+                str(seed),
+                "--device",
+                device,
+                *(["--warm"] if warm else []),
+            ],
             capture_output=True,
             text=True,
             cwd=ROOT,
@@ -176,7 +189,7 @@ def _run(method: str, n: int, seed: int, cap: float) -> dict:
 
 
 # ---- suites -----------------------------------------------------------------------------------
-def scaling(sizes, methods, cap, seed=1) -> list[dict]:
+def scaling(sizes, methods, cap, seed=1, device: str = "cpu") -> list[dict]:
     rows = []
     for method in methods:
         ok, why = available(method)
@@ -188,7 +201,7 @@ def scaling(sizes, methods, cap, seed=1) -> list[dict]:
             if stopped:
                 rows.append(dict(method=method, n=n, status=f"not run: {stopped}"))
                 continue
-            r = _run(method, n, seed, cap)
+            r = _run(method, n, seed, cap, device, warm=True)
             r["date"] = dt.date.today().isoformat()
             rows.append(r)
             print(method, n, r.get("status"), f"{r.get('seconds', float('nan')):.1f} s", flush=True)
@@ -301,7 +314,7 @@ def versus(acc: pd.DataFrame, method: str = "pymixnn", reference: str = "saemix"
     ).reset_index()
 
 
-def _plots(flat: pd.DataFrame, acc: pd.DataFrame | None, out: Path) -> None:
+def _plots(flat: pd.DataFrame, acc: pd.DataFrame | None, out: Path, stem: str = "scaling") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -317,7 +330,7 @@ def _plots(flat: pd.DataFrame, acc: pd.DataFrame | None, out: Path) -> None:
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
         fig.tight_layout()
-        fig.savefig(out / "scaling_time.png", dpi=110)
+        fig.savefig(out / f"{stem}_time.png", dpi=110)
         plt.close(fig)
     if acc is not None and not acc.empty:
         params = list(TRUTH)
@@ -356,6 +369,12 @@ def _md_table(df: pd.DataFrame) -> str:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m benchmarks scaling")
     ap.add_argument("--worker", nargs=3, metavar=("METHOD", "N", "SEED"), help=argparse.SUPPRESS)
+    ap.add_argument("--warm", action="store_true", help=argparse.SUPPRESS)  # worker: fit twice
+    ap.add_argument(
+        "--device",
+        default="cpu",
+        help="pymixnn's device (cuda: the GPU suite, its tables as scaling_cuda.*; peers stay on the CPU)",
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     ap.add_argument("--only", choices=["scaling", "accuracy"], action="append")
     ap.add_argument("--sizes", default="theo,100,1000,10000,100000,1000000", help="N, or theo (theophylline)")
@@ -376,7 +395,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if args.worker:
         method, n, seed = args.worker
-        print(json.dumps(worker(method, int(n), int(seed)), default=float))
+        print(json.dumps(worker(method, int(n), int(seed), args.device, args.warm), default=float))
         return
     args.out.mkdir(parents=True, exist_ok=True)
     only = set(args.only or ["scaling", "accuracy"])
@@ -390,10 +409,13 @@ def main(argv: list[str] | None = None) -> None:
         truth=TRUTH,
         availability={m: available(m) for m in methods},
     )
+    # the CPU's tables are scaling.*; a GPU run's scaling_cuda.* beside them
+    stem = "scaling" if args.device == "cpu" else "scaling_" + args.device.split(":")[0]
+    record["device"] = args.device
     if "scaling" in only:
         sizes = [THEO_N if s.strip() == "theo" else int(s) for s in args.sizes.split(",")]
-        rows = scaling(sizes, methods, args.cap)
-        stored = args.out / "scaling.json"
+        rows = scaling(sizes, methods, args.cap, device=args.device)
+        stored = args.out / f"{stem}.json"
         if args.merge and stored.exists():
             # keep the stored rows of the (method, N) not run now (e.g. peers measured earlier)
             ran = {(r["method"], int(r["n"])) for r in rows}
@@ -405,7 +427,7 @@ def main(argv: list[str] | None = None) -> None:
             order = {m: k for k, m in enumerate(METHODS)}
             rows = sorted(old + rows, key=lambda r: (order.get(r["method"], 99), int(r["n"])))
         flat = _flatten(rows)
-        flat.to_csv(args.out / "scaling.csv", index=False)
+        flat.to_csv(args.out / f"{stem}.csv", index=False)
         record["scaling"] = rows
         cols = ["method", "data", "n", "status", "seconds", "seconds_warm", "peak_rss_mb", "loglik", "gear"]
         table = flat.drop_duplicates(["method", "n"]).reindex(columns=cols)
@@ -417,14 +439,14 @@ def main(argv: list[str] | None = None) -> None:
             .rename("max_abs_rel_error_pct")
         )
         table = table.merge(err.reset_index(), on=["method", "n"], how="left")
-        (args.out / "scaling.md").write_text(
-            "# Scaling: pymixnn, saemix, nlme\n\n"
+        (args.out / f"{stem}.md").write_text(
+            f"# Scaling: pymixnn ({args.device}), saemix, nlme\n\n"
             + __doc__.split("\n\n")[1]
             + "\n\n"
             + _md_table(table)
             + "\n"
         )
-        _plots(flat, None, args.out)
+        _plots(flat, None, args.out, stem)
         print(_md_table(table))
     if "accuracy" in only:
         sizes = [int(s) for s in args.accuracy_sizes.split(",")]
@@ -457,7 +479,7 @@ def main(argv: list[str] | None = None) -> None:
         _plots(pd.DataFrame(), acc, args.out)
         print(_md_table(acc))
     name = (
-        "scaling.json"
+        f"{stem}.json"
         if only == {"scaling"}
         else "accuracy.json"
         if only == {"accuracy"}

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -123,17 +124,20 @@ def test_scaling_and_accuracy_quick(tmp_path):
         cwd=ROOT,
         check=True,
     )
-    run("--only", "scaling", "--sizes", "200", "--methods", "pymixnn,nlme")
+    run("--only", "scaling", "--sizes", "theo,200", "--methods", "pymixnn,nlme")
     table = pd.read_csv(tmp_path / "scaling.csv")
-    first = table.drop_duplicates(["method", "n"]).set_index("method")
-    assert (first["status"] == "ok").all() and (first["seconds"] > 0).all()
+    rows = table.drop_duplicates(["method", "n"])
+    assert (rows["status"] == "ok").all() and (rows["seconds"] > 0).all() and (rows["seconds_warm"] > 0).all()
+    # the theophylline case (N = 12): saemix's documented model, no truth, one row per method
+    theo = rows[rows["n"] == 12].set_index("method")
+    assert (theo["data"] == "theophylline").all() and theo.loc["pymixnn", "gear"] == "newton"
     # N = 200: the SE of A is ~1.4% of A (see test_pipeline_quick); 10% guards a broken fit
     a = table[table["parameter"] == "A"].set_index("method")["rel_error"]
     assert (a.abs() < 0.10).all(), a
     assert (tmp_path / "scaling_time.png").stat().st_size > 5_000
     run("--only", "scaling", "--sizes", "200", "--methods", "nlme", "--merge")
     merged = pd.read_csv(tmp_path / "scaling.csv").drop_duplicates(["method", "n"])
-    assert sorted(merged["method"]) == ["nlme", "pymixnn"]
+    assert sorted(merged["method"]) == ["nlme", "nlme", "pymixnn", "pymixnn"]
 
     run("--only", "accuracy", "--accuracy-sizes", "100", "--reps", "2", "--methods", "nlme")
     store = tmp_path / "accuracy_runs.jsonl"
@@ -143,6 +147,36 @@ def test_scaling_and_accuracy_quick(tmp_path):
     acc = pd.read_csv(tmp_path / "accuracy.csv")
     assert set(acc["replicates"]) == {3}
     assert "| n | parameter | method | replicates |" in (tmp_path / "accuracy.md").read_text()
+
+
+@pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no CUDA device: the GPU suite runs where a GPU is lent"
+)
+def test_scaling_on_cuda(tmp_path):
+    """`python -m benchmarks scaling --device cuda`: pymixnn on the GPU (the SVI gear there),
+    its tables beside the CPU's as scaling_cuda.*."""
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "scaling",
+            "--only",
+            "scaling",
+            "--device",
+            "cuda",
+            "--sizes",
+            "200",
+            "--methods",
+            "pymixnn",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        check=True,
+    )
+    table = pd.read_csv(tmp_path / "scaling_cuda.csv").drop_duplicates(["method", "n"])
+    assert (table["status"] == "ok").all() and (table["gear"] == "svi").all()
 
 
 @pytest.mark.slow

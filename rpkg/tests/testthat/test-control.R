@@ -19,3 +19,15 @@ test_that("mixnnControl() has the fields of pymixnn.Control, and dropna", {
                      y = "circumference", control = mixnnControl(lr = -1, progress = FALSE)),
                "lr must be a finite number > 0", class = "pymixnn_error")
 })
+
+test_that("mixnnControl(gear = ) reaches the fit, and the fit says which gear ran", {
+  skip_if_no_pymixnn()
+  args <- list(pymixnn_dataset("theo"), "onecpt_oral", id = "Id", x = c("Dose", "Time"),
+               y = "Concentration")
+  fit <- do.call(mixnn, c(args, list(control = mixnnControl(progress = FALSE))))
+  # "auto": Gaussian random effects and a closed-form model take the Newton gear, no SVI step
+  expect_identical(fit$info$gear, "newton")
+  expect_equal(fit$info$steps, 0)
+  expect_error(do.call(mixnn, c(args, list(control = mixnnControl(gear = "fast", progress = FALSE)))),
+               "gear must be one of", class = "pymixnn_error")
+})
