@@ -155,8 +155,9 @@ gear : {"auto", "newton", "svi"}, default "auto"
     posteriors) straight from the Laplace-EM start, as FOCE/Laplace engines do: a few passes over
     the data. ``"svi"``: minibatch SVI first, then the same Newton refinement (flows, mixtures,
     latent classes, genomic blocks, grouping levels, encoders, GPUs). ``"auto"`` takes
-    ``"newton"`` for a Gaussian law with per-individual local posteriors, no genomic block or
-    grouping level, a closed-form model and the CPU, else ``"svi"``; ``res.run.gear`` says which
+    ``"newton"`` for up to 20,000 individuals with a Gaussian law, per-individual local
+    posteriors, no genomic block or grouping level, a closed-form model and the CPU, else
+    ``"svi"`` (beyond 20,000 SVI's cheap steps pay before the full passes); ``res.run.gear`` says which
     ran. A Newton run that does not converge falls back to SVI (counted in ``res.run.fallbacks``
     as ``newton_gear_to_svi``)."""
 

@@ -43,10 +43,9 @@ class EstimationOptions:
     # large N: second derivatives from a fixed random subsample of individuals (the information
     # is additive over individuals): the refinement's Newton metric from ``newton_individuals``
     # (the full-data gradient still fixes the maximum), the observed Fisher information from
-    # ``fisher_individuals`` scaled by N/n (relative error of an SE ~ 1/sqrt(n)); None: all.
-    # The metric's subsample: logistic simulation, N = 10,000, 1,000 individuals against 5,000:
-    # the same 2 rounds and estimates (5 digits), the refinement 4.7 s instead of 7.6
-    newton_individuals: int | None = 1_000
+    # ``fisher_individuals`` scaled by N/n (relative error of an SE ~ 1/sqrt(n)); None: all
+    # (the Newton gear takes its metric from fewer: newton_gear.NEWTON_GEAR_METRIC)
+    newton_individuals: int | None = 5_000
     fisher_individuals: int | None = 10_000
     # the refinement's safeguard (SVI end point against the Laplace-EM start) compares the two
     # on this many individuals at most
@@ -84,18 +83,26 @@ class EstimationOptions:
     gear: str = "auto"
 
 
+# "auto" takes the Newton gear up to this many individuals. Logistic simulation, 1 thread: at
+# N = 10,000 the Newton gear took 10.7 s, the SVI gear 22.8; at 10^5 67 s against 61, and at 10^6
+# over 600 s against 445: there SVI's 100 steps visit the individuals cheaply before the
+# refinement's full passes (benchmarks/results/scaling.md)
+NEWTON_GEAR_MAX_N = 20_000
+
+
 def choose_gear(
     options: EstimationOptions,
     device: torch.device,
     *,
+    n_individuals: int,
     gaussian: bool,
     ode: bool,
     genomic: bool,
     levels: bool,
 ) -> str:
-    """The gear of a fit: ``options.gear`` when given, else (``"auto"``) "newton" for a Gaussian
-    law with per-individual local posteriors, no genomic block or grouping level, a closed-form
-    model and the CPU, else "svi".
+    """The gear of a fit: ``options.gear`` when given, else (``"auto"``) "newton" for at most
+    ``NEWTON_GEAR_MAX_N`` individuals, a Gaussian law with per-individual local posteriors, no
+    genomic block or grouping level, a closed-form model and the CPU, else "svi".
 
     From the Laplace-EM start the refinement's Newton steps reach the same maximum as after SVI
     (to its tolerance, 0.01 on theta): theophylline in 2 rounds, the logistic simulation at
@@ -107,7 +114,8 @@ def choose_gear(
     if options.gear != "auto":
         return options.gear
     eligible = (
-        gaussian
+        n_individuals <= NEWTON_GEAR_MAX_N
+        and gaussian
         and options.refine
         and options.local == "individual"
         and not (ode or genomic or levels)

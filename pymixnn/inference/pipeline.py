@@ -78,6 +78,7 @@ def estimate(
     gear = choose_gear(
         options,
         device,
+        n_individuals=data.n_individuals,
         gaussian=law.name == "gaussian",
         ode=integrates(model),
         genomic=genomic is not None,

@@ -96,11 +96,13 @@ def test_a_newton_gear_that_does_not_converge_falls_back_to_svi(monkeypatch):
 @pytest.mark.parametrize(
     "kw, gear",
     [
-        (dict(gaussian=True, ode=False, genomic=False, levels=False), "newton"),
-        (dict(gaussian=False, ode=False, genomic=False, levels=False), "svi"),
-        (dict(gaussian=True, ode=True, genomic=False, levels=False), "svi"),
-        (dict(gaussian=True, ode=False, genomic=True, levels=False), "svi"),
-        (dict(gaussian=True, ode=False, genomic=False, levels=True), "svi"),
+        (dict(n_individuals=12, gaussian=True, ode=False, genomic=False, levels=False), "newton"),
+        (dict(n_individuals=20_000, gaussian=True, ode=False, genomic=False, levels=False), "newton"),
+        (dict(n_individuals=20_001, gaussian=True, ode=False, genomic=False, levels=False), "svi"),
+        (dict(n_individuals=12, gaussian=False, ode=False, genomic=False, levels=False), "svi"),
+        (dict(n_individuals=12, gaussian=True, ode=True, genomic=False, levels=False), "svi"),
+        (dict(n_individuals=12, gaussian=True, ode=False, genomic=True, levels=False), "svi"),
+        (dict(n_individuals=12, gaussian=True, ode=False, genomic=False, levels=True), "svi"),
     ],
 )
 def test_auto_gear_by_problem(kw, gear):
