@@ -4,11 +4,12 @@ Design: logistic growth, 10 observations per individual at t = 0..10, truth A = 
 (log-normal), omega2 = 0.04, 0.0225, 0.04, constant error sigma = 2 (pymixnn.simulate.simulate_logistic,
 the design of ENVIRONMENT.md's peer table). Every method runs its full pipeline: estimates, SEs and
 log-likelihood (pymixnn: Laplace-EM start, Newton steps on the importance-sampling
-log-likelihood (gear "newton", chosen by gear="auto" for this model), Fisher information, ll.is;
-saemix: SAEM, MAP, FIM by linearisation, ll.is; nlme: Lindstrom-Bates ML). All start from the same
-self-start values. Beyond 5,000 individuals pymixnn takes the refinement's Newton metric from
-5,000 individuals and the observed information from 10,000 (scaled up), and uses Laplace
-proposals (EstimationOptions: large_n, newton_individuals, fisher_individuals). The theophylline
+log-likelihood, Fisher information, ll.is; gear="auto" runs no SVI up to 20,000 individuals, 100
+SVI steps first beyond; saemix: SAEM, MAP, FIM by linearisation, ll.is; nlme: Lindstrom-Bates
+ML). All start from the same self-start values. Beyond 5,000 individuals pymixnn takes the
+refinement's Newton metric from a subsample (1,000 individuals without SVI, 5,000 after it) and
+the observed information from 10,000 (scaled up), and uses Laplace proposals
+(EstimationOptions: large_n, newton_individuals, fisher_individuals). The theophylline
 case (N = 12, `--sizes theo`) is saemix's documented one-compartment oral model with Weight on V.
 "seconds": the fit in a fresh process (the first fit there: lazy imports included);
 "seconds_warm": the same fit again in that process (a session that has fitted before).
