@@ -46,22 +46,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pymixnn.cli.spec import DEMO
+
 __all__ = ["main", "TRUTH", "METHODS"]
 
 ROOT = Path(__file__).resolve().parents[1]
 TRUTH = {"A": 100.0, "B": 5.0, "C": 1.5, "omega2.A": 0.04, "omega2.B": 0.0225, "omega2.C": 0.04, "a": 2.0}
 METHODS = ("pymixnn", "saemix", "nlme")
 # the theophylline case (saemix's documented model: one-compartment oral, Weight on log V, the
-# README's fit), run as N = 12 (``--sizes theo,...``); it has no truth, so no error columns
+# README's fit and `pymixnn demo`'s), run as N = 12 (``--sizes theo,...``); it has no truth, so no
+# error columns
 THEO_N = 12
-THEO = dict(
-    model="onecpt_oral",
-    id="Id",
-    x=["Dose", "Time"],
-    y="Concentration",
-    covariates={"V": ["Weight"]},
-    init={"ka": 1.0, "V": 20.0, "CL": 0.5},
-)
+THEO = dict(DEMO)
 # a fit faster than this is run a second time in the same process: "seconds_warm", the time of a
 # fit in a session that has fitted before (lazy imports and first-call set-up done)
 WARM_CAP = 60.0
