@@ -269,17 +269,7 @@ print(f"mean |y - IPRED| on the shuffled rows: {mae:.3f} mg/L")
 # hundreds of minibatch steps. `fit.run.gear` and `fit.run.seconds` say what ran and how long.
 
 # %%
-svi_fit = pymixnn.fit(
-    theo,
-    "onecpt_oral",
-    id="Id",
-    x=["Dose", "Time"],
-    y="Concentration",
-    covariates={"V": ["Weight"]},
-    seed=632545,
-    progress=False,
-    gear="svi",
-)
+svi_fit = pymixnn.fit(theo, "onecpt_oral", **kw, seed=632545, progress=False, gear="svi")
 gears = pd.DataFrame(
     {
         "newton": fit.params["estimate"],

@@ -11,16 +11,12 @@ import pytest
 import torch
 
 import pymixnn
+from pymixnn.cli.spec import DEMO
 from pymixnn.inference.options import EstimationOptions, choose_gear
 from pymixnn.validation import InputError
 
-THEO = dict(
-    id="Id",
-    x=["Dose", "Time"],
-    y="Concentration",
-    covariates={"V": ["Weight"]},
-    init={"ka": 1.0, "V": 20.0, "CL": 0.5},
-)
+# the README's theophylline fit, as `pymixnn demo` runs it
+THEO = {k: v for k, v in DEMO.items() if k != "model"}
 
 
 def _theo(**kw):
