@@ -93,7 +93,12 @@ def test_variance_at_the_boundary_is_not_converged():
     ]
     df = pd.DataFrame(rows, columns=["id", "t", "y"])  # no slope variation between individuals
     res, caught = _fit(df, "linear", id="id", x="t", y="y", **FAST)
-    assert res.omega.loc["slope", "slope"] < 1e-6  # collapsed (2e-8 measured)
+    # collapsed: on the flat ridge towards 0 the Newton iteration stops anywhere (measured 2e-8
+    # and 4.3e-4 with the same log-likelihood, depending on its metric); the check sees the
+    # variance's log-scale SE (5.3 measured) where its sd is not below 1e-3
+    omega2 = res.omega.loc["slope", "slope"]
+    assert omega2 < 1e-3
+    assert res.params.loc["omega2.slope", "se"] / omega2 > 2.5 or omega2 < 1e-6
     assert not res.converged
     assert not res.diagnostics.loc["variance_boundary", "ok"]
     assert any(m.startswith("fit did not converge: omega2.slope") for m in caught)

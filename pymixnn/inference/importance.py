@@ -31,11 +31,11 @@ from dataclasses import dataclass
 
 import torch
 
-from pymixnn.inference.autodiff import batched_grad
+from pymixnn.inference.hessians import autograd_hessian, difference_hessian
 from pymixnn.inference.newton import MaximizeResult, newton_maximize
 from pymixnn.inference.offsets import offset_expectation
 from pymixnn.inference.program import Program, integrates
-from pymixnn.inference.proposals import quadrature_draws, quadrature_rule, t_draws
+from pymixnn.inference.proposals import quadrature_draws, quadrature_rule, scale_draws, standard_t_draws
 
 __all__ = ["ImportanceSampler", "ISResult", "MaximizeResult"]
 
@@ -50,8 +50,15 @@ ODE_METRIC_NODES = 3
 # 9.7 GB for the Hessian, and the fit was killed for memory on a 24 GB machine; 100,000 cells
 # keep a chunk near 2 GB)
 ODE_CHUNK_CELLS = 100_000
-# the step in each entry of theta of that metric's differences (see difference_hessian)
-METRIC_STEP = 1e-4
+# cells (draws x individuals x observation slots) of one evaluation of the log-density: a
+# chunk's draws go through it in slices of this size (ll.is of the logistic simulation, N = 100,
+# 5,000 draws: 0.25 s in one 4-million-cell piece, 0.14 s in 250,000-cell slices; 32 MB arrays
+# are read from memory at each operation, 2 MB ones from the cache)
+SLICE_CELLS = 250_000
+# standardized draws (entries) a sampler keeps between passes (each pass of the refinement and
+# of the Fisher information uses the same draws, scaled by the current posteriors): generating
+# them was 10% of a pass (logistic simulation, N = 1,000, 50 draws); 160 MB in float64
+DRAW_CACHE_CELLS = 20_000_000
 # largest scale factor w = sqrt(nu / chi2) of a t draw for such a model (the proposal is then the
 # t law with w clipped, its density exact: proposals.t_draws): the solver steps a
 # batch together, and a draw 10 Laplace SDs out (w ~ 4, 0.7% of t4 draws) gives parameters
@@ -73,16 +80,6 @@ class ISResult:
     # (N, K) posterior class probabilities of a law with classes (mixture components, latent
     # classes): the posterior mean of its responsibilities, which is P(k | y_i) exactly
     class_prob: torch.Tensor | None = None
-
-
-def _batched_rows(g: torch.Tensor, th: torch.Tensor, rows_of: list[int]) -> torch.Tensor | None:
-    """The Hessian rows ``rows_of`` of g = d value / d th in one vectorized backward pass (an ODE
-    model: 3.5x faster than one pass per row through the solver's graph, 100 individuals x 9
-    nodes: 4.4 s against 15.3 s, the same numbers); None when an operation has no batching rule
-    (then one pass per row)."""
-    basis = torch.zeros(len(rows_of), th.shape[0], dtype=th.dtype, device=th.device)
-    basis[torch.arange(len(rows_of)), torch.as_tensor(rows_of)] = 1.0
-    return batched_grad(g, th, basis[:, : g.shape[0]])
 
 
 class ImportanceSampler:
@@ -117,6 +114,9 @@ class ImportanceSampler:
         self.set_posteriors(loc, scale_tril)
         self.seed = int(seed)
         self._metric: ImportanceSampler | None = None  # fewer draws for the Newton metric
+        # chunk -> its standardized t draws (standard_t_draws), up to DRAW_CACHE_CELLS entries
+        self._draw_cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._cached_cells = 0
         # theta -> (loc, scale_tril) of the local posteriors re-centred there, called after each
         # accepted Newton step of :meth:`maximize_report` (an ODE model's refinement): the
         # centre m_i + S_i grad follows the posterior mode to first order only, and for a
@@ -181,22 +181,40 @@ class ImportanceSampler:
         L = self.scale_tril[idx]
         if self.quadrature:
             return quadrature_draws(self.nodes, self.log_node_weights, L)
-        gen = torch.Generator(device=self.program.device).manual_seed(self.seed * 1_000_003 + c)
-        return t_draws(gen, self.n_samples, L, self.max_scale)
+        std = self._draw_cache.get(c)
+        if std is None or std[0].shape[1] != idx.shape[0]:
+            gen = torch.Generator(device=self.program.device).manual_seed(self.seed * 1_000_003 + c)
+            std = standard_t_draws(
+                gen, self.n_samples, idx.shape[0], L.shape[-1], L.dtype, L.device, self.max_scale
+            )
+            if self._cached_cells + std[0].numel() <= DRAW_CACHE_CELLS:
+                self._draw_cache[c] = std
+                self._cached_cells += std[0].numel()
+        return scale_draws(std, L)
 
     def chunk_log_weights(self, theta: torch.Tensor, c: int, idx: torch.Tensor):
         """log p(y, eta_k | theta) - log q(eta_k), (K, B), and the draws eta_k."""
         offset, log_q = self.draws(c, idx)
         centre = self.centre(theta, idx)
-        log_w = self.program.log_joint(theta, centre + offset, idx) - log_q
+        log_w = self._log_joint(theta, centre + offset, idx) - log_q
         bad = ~torch.isfinite(log_w.detach())
         if bool(bad.any()):
             # far tail draws where the structural model overflows get weight 0; recompute with
             # those draws at the centre so that no NaN enters the gradient
             offset = torch.where(bad.unsqueeze(-1), torch.zeros_like(offset), offset)
-            log_w = self.program.log_joint(theta, centre + offset, idx) - log_q
+            log_w = self._log_joint(theta, centre + offset, idx) - log_q
             log_w = torch.where(bad, torch.full_like(log_w, -math.inf), log_w)
         return log_w, centre + offset
+
+    def _log_joint(self, theta: torch.Tensor, eta: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """log p(y, eta_k | theta) (K, B) of a chunk's draws, for a closed-form model in slices
+        of draws of about ``SLICE_CELLS`` cells: the same numbers, each operation on an array
+        that stays in the CPU's cache (an ODE model's solver steps all draws together)."""
+        cells = eta.shape[1] * self.program.x.shape[1]
+        size = max(1, SLICE_CELLS // max(cells, 1))
+        if size >= eta.shape[0] or integrates(self.program.model):
+            return self.program.log_joint(theta, eta, idx)
+        return torch.cat([self.program.log_joint(theta, part, idx) for part in eta.split(size)])
 
     def chunk_loglik(self, theta: torch.Tensor, c: int, idx: torch.Tensor) -> torch.Tensor:
         """log L_i of the chunk (B,); with grouping levels, the expectation of log L_i over the
@@ -222,7 +240,13 @@ class ImportanceSampler:
         return out.theta, out.value
 
     def maximize_report(
-        self, theta: torch.Tensor, *, max_iter: int = 50, tol: float = 1e-7, decrement_tol: float = 1e-4
+        self,
+        theta: torch.Tensor,
+        *,
+        max_iter: int = 50,
+        tol: float = 1e-7,
+        decrement_tol: float = 1e-4,
+        hessian: torch.Tensor | None = None,
     ) -> MaximizeResult:
         """argmax_theta sum_i log L_i(theta) by Newton steps (theta is short).
 
@@ -238,8 +262,11 @@ class ImportanceSampler:
         For a model solved by an ODE solver a step moves no entry of theta by more than
         ``newton.ODE_MAX_STEP`` (the decrement is that of the full step).
         Returns the end point, whether non-finite derivatives stopped the steps (the last finite
-        point is kept), how many full steps backtracking rejected and how many were shortened."""
-        return newton_maximize(self, theta, max_iter=max_iter, tol=tol, decrement_tol=decrement_tol)
+        point is kept), how many full steps backtracking rejected and how many were shortened.
+        ``hessian``: the first metric (an earlier round's), instead of a new one at theta."""
+        return newton_maximize(
+            self, theta, max_iter=max_iter, tol=tol, decrement_tol=decrement_tol, hessian=hessian
+        )
 
     def _newton_hessian(self, theta: torch.Tensor) -> torch.Tensor:
         """The Hessian for a Newton step: with at most ``METRIC_DRAWS`` draws per individual
@@ -248,8 +275,9 @@ class ImportanceSampler:
         exact metric costs a slower (linear) contraction, not another answer (the logistic
         simulation, N = 100: the refinement's 1,000-draw Hessians took 3.2 of its 4.5 s, with 20
         draws it took 1.2 s, the same estimates to 6 digits). For a model solved by an ODE
-        solver a quadrature rule also shrinks, to ``ODE_METRIC_NODES`` nodes per dimension, and
-        the metric comes from differences of the gradient (:meth:`difference_hessian`)."""
+        solver a quadrature rule also shrinks, to ``ODE_METRIC_NODES`` nodes per dimension. The
+        metric comes from differences of the gradient (:meth:`difference_hessian`: a row of the
+        double backward pass costs ~2.5 gradient passes, N = 1,000)."""
         ode = integrates(self.program.model)
         coarse: dict[str, int] | None = None
         if self.quadrature:
@@ -269,9 +297,7 @@ class ImportanceSampler:
                     **coarse,
                 )
             sampler = self._metric
-        if ode:
-            return sampler.difference_hessian(theta, self.hessian_rows)[1]
-        return sampler.gradient_and_hessian(theta, rows=self.hessian_rows)[1]
+        return sampler.difference_hessian(theta, self.hessian_rows)[1]
 
     def difference_hessian(
         self,
@@ -281,32 +307,9 @@ class ImportanceSampler:
         index: list[int] | None = None,
         central: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Gradient and Hessian of sum_i log L_i, the Hessian by differences of the gradient in
-        steps of ``METRIC_STEP`` (forward: 1 + len(theta) gradient passes, 9e-5 from autograd's
-        Hessian, the Newton metric and the Fisher information; ``central``: 1 + 2 len(theta),
-        6e-7); with
-        ``index`` the block of those entries; over ``rows`` scaled up to the pass's individuals
-        when given. For a model solved by an ODE solver, where the vectorized double backward
-        pass costs ~30 gradient passes whatever the batch and holds every solver step for every
-        direction (turnover PK/PD, 13 entries of theta, 100 individuals x 20 draws: 51 s and
-        9.8 GB; 100 draws: killed at 24 GB), a gradient pass ~1.5 s and 0.8 GB."""
-        theta = theta.detach()
-        g0 = self.value_and_gradient(theta, rows)[1]
-        entries = list(range(theta.shape[0])) if index is None else list(index)
-        cols = []
-        for j in entries:
-            e = torch.zeros_like(theta)
-            e[j] = METRIC_STEP
-            up = self.value_and_gradient(theta + e, rows)[1]
-            if central:
-                cols.append((up - self.value_and_gradient(theta - e, rows)[1]) / (2 * METRIC_STEP))
-            else:
-                cols.append((up - g0) / METRIC_STEP)
-        hess = torch.stack(cols, 1)[entries]
-        if rows is not None:
-            n = self.program.n_individuals if self.individuals is None else self.individuals.shape[0]
-            g0, hess = g0 * (n / rows.shape[0]), hess * (n / rows.shape[0])
-        return g0, 0.5 * (hess + hess.T)
+        """Gradient and Hessian of sum_i log L_i, the Hessian by differences of the gradient
+        (hessians.difference_hessian: the Newton metric and the Fisher information)."""
+        return difference_hessian(self, theta, rows, index=index, central=central)
 
     def value_and_gradient(
         self, theta: torch.Tensor, rows: torch.Tensor | None = None
@@ -331,37 +334,9 @@ class ImportanceSampler:
     def gradient_and_hessian(
         self, theta: torch.Tensor, index: list[int] | None = None, rows: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Gradient and Hessian of sum_i log L_i, accumulated over chunks; with ``index``, the
-        Hessian block of those entries of theta only (the others held fixed); with ``rows``,
-        both from that subsample of individuals, scaled by N / len(rows) (N: the pass's
-        individuals)."""
-        theta = theta.detach()
-        p = theta.shape[0]
-        rows_of = list(range(p)) if index is None else list(index)
-        m = len(rows_of)
-        grad = torch.zeros(p, dtype=theta.dtype, device=theta.device)
-        hess = torch.zeros(m, m, dtype=theta.dtype, device=theta.device)
-        batched = integrates(self.program.model)
-        for c, idx in self.chunks(rows):
-            th = theta.clone().requires_grad_(True)
-            with torch.enable_grad():
-                value = self.chunk_loglik(th, c, idx).sum()
-                (g,) = torch.autograd.grad(value, th, create_graph=True)
-                block = _batched_rows(g, th, rows_of) if batched else None
-                if block is None:
-                    lines = [
-                        torch.autograd.grad(g[j], th, retain_graph=k < m - 1)[0]
-                        for k, j in enumerate(rows_of)
-                    ]
-                    block = torch.stack(lines)
-            grad += g.detach()
-            block = block.detach()
-            hess += block if index is None else block[:, rows_of]
-        if rows is not None:
-            n = self.program.n_individuals if self.individuals is None else self.individuals.shape[0]
-            scale = n / rows.shape[0]
-            grad, hess = grad * scale, hess * scale
-        return grad, 0.5 * (hess + hess.T)
+        """Gradient and Hessian of sum_i log L_i by autograd's double backward pass
+        (hessians.autograd_hessian: the reference the differences are checked against)."""
+        return autograd_hessian(self, theta, index, rows)
 
     def hessian(self, theta: torch.Tensor) -> torch.Tensor:
         """d^2/dtheta^2 of sum_i log L_i at theta (observed information = minus this)."""

@@ -11,7 +11,7 @@ import math
 import numpy as np
 import torch
 
-__all__ = ["NU", "quadrature_rule", "quadrature_draws", "t_draws"]
+__all__ = ["NU", "quadrature_rule", "quadrature_draws", "t_draws", "standard_t_draws", "scale_draws"]
 
 NU = 4.0
 
@@ -50,13 +50,20 @@ def t_draws(gen: torch.Generator, n_samples: int, L: torch.Tensor, max_scale: fl
     """Offsets L (w z) (K, B, d) of K antithetic draws from the multivariate t (NU degrees of
     freedom, scale L L'), w = sqrt(NU / chi2), and their log-density; with a finite
     ``max_scale`` w is clipped there and the density is that of the clipped law."""
-    d = L.shape[-1]
+    std = standard_t_draws(gen, n_samples, L.shape[0], L.shape[-1], L.dtype, L.device, max_scale)
+    return scale_draws(std, L)
+
+
+def standard_t_draws(
+    gen: torch.Generator, n_samples: int, n_rows: int, d: int, dtype, device, max_scale: float = math.inf
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The draws of :func:`t_draws` for scale I: (w z (K, B, d), their log-density (K, B)).
+    They do not depend on L (:func:`scale_draws` applies it), so a sampler whose passes reuse
+    the same draws with new scales generates them once (importance.ImportanceSampler.draws)."""
     half = (n_samples + 1) // 2
-    shape = (half, L.shape[0], d)
-    z = torch.randn(shape, generator=gen, dtype=L.dtype, device=L.device)
-    chi2 = 2 * torch._standard_gamma(
-        torch.full(shape[:2], NU / 2, dtype=L.dtype, device=L.device), generator=gen
-    )
+    shape = (half, n_rows, d)
+    z = torch.randn(shape, generator=gen, dtype=dtype, device=device)
+    chi2 = 2 * torch._standard_gamma(torch.full(shape[:2], NU / 2, dtype=dtype, device=device), generator=gen)
     s_min = NU / max_scale**2  # chi2 below it: w clipped to max_scale (0: no clip)
     if s_min > 0:
         chi2 = chi2.clamp_min(s_min)
@@ -65,30 +72,34 @@ def t_draws(gen: torch.Generator, n_samples: int, L: torch.Tensor, max_scale: fl
     z = torch.cat([z, -z])[:n_samples]
     chi2 = torch.cat([chi2, chi2])[:n_samples]
     w = torch.sqrt(NU / chi2).unsqueeze(-1)
-    offset = (w * z).unsqueeze(-2).mul(L).sum(-1)  # L @ (w z)
     quad = (w.squeeze(-1) ** 2) * (z**2).sum(-1)  # ||L^-1 (eta - m)||^2
-    log_det = torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1)
     log_q = (
         math.lgamma((NU + d) / 2)
         - math.lgamma(NU / 2)
         - 0.5 * d * math.log(NU * math.pi)
-        - log_det
         - 0.5 * (NU + d) * torch.log1p(quad / NU)
     )
     if s_min > 0:
         # w clipped: the t mixture over chi2 >= s_min (an upper incomplete gamma of the t
         # density's integrand) plus the atom P(chi2 < s_min) at w = max_scale
-        a = torch.tensor(0.5 * (NU + d), dtype=L.dtype, device=L.device)
+        a = torch.tensor(0.5 * (NU + d), dtype=dtype, device=device)
         tail = torch.log(torch.special.gammaincc(a, 0.5 * s_min * (1 + quad / NU)))
         atom = torch.special.gammainc(
-            torch.tensor(0.5 * NU, dtype=L.dtype), torch.tensor(0.5 * s_min, dtype=L.dtype)
+            torch.tensor(0.5 * NU, dtype=dtype), torch.tensor(0.5 * s_min, dtype=dtype)
         )
         log_atom = (
-            torch.log(atom).to(L.device)
+            torch.log(atom).to(device)
             - 0.5 * d * math.log(2 * math.pi)
             - d * math.log(max_scale)
-            - log_det
             - 0.5 * quad / max_scale**2
         )
         log_q = torch.logaddexp(log_q + tail, log_atom)
-    return offset, log_q
+    return w * z, log_q
+
+
+def scale_draws(std: tuple[torch.Tensor, torch.Tensor], L: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Offsets L u (K, B, d) of standardized draws u and their log-density under scale L L'
+    (the standardized one less log det L)."""
+    u, log_q = std
+    log_det = torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1)
+    return torch.einsum("kbj,bij->kbi", u, L), log_q - log_det

@@ -178,6 +178,9 @@ def finish(stage: Stage, ctx: Context, spec, *, threads: int, t_start: float) ->
         # at half the passes of central ones (Michaelis-Menten, 1,000 individuals: 120 s central)
         grad, hess = sampler.difference_hessian(theta, sampler.hessian_rows, index=index)
     else:
+        # autograd's Hessian, exact to rounding: forward differences (2.5x faster) err by ~1e-5
+        # relative, which hides a non-identified direction (the information check's smallest
+        # eigenvalue, limit 1e-8) and left a flow-within-classes fit without SEs
         grad, hess = sampler.gradient_and_hessian(theta, index=index, rows=sampler.hessian_rows)
     fisher_n = program.n_individuals if sampler.hessian_rows is None else int(sampler.hessian_rows.shape[0])
     if sampler.hessian_rows is not None:  # a subsample's gradient, scaled up, is mostly noise

@@ -16,7 +16,8 @@ The checks (limits and their reasons are in ``LIMITS``):
   its smallest eigenvalue in correlation form (unit-free) is above the limit: a parameter the data
   do not identify has an eigenvalue ~0.
 - ``variance_boundary``: a random-effect variance collapsed to ~0 (the data do not support it; its
-  Wald SE means nothing there).
+  Wald SE means nothing there): its sd below 1e-3, or below 0.1 with an SE of log omega2 above
+  2.5 (a confidence interval reaching 0).
 - ``parameter_scale``: a fixed effect moved by more than 10^4-fold from every start tried, or a
   residual error parameter absurd against the spread of y.
 - ``loglik_bound``: a log-likelihood above what the error model allows for these data (Gaussian
@@ -84,6 +85,11 @@ LIMITS = {
     # a random effect's sd on its transformed scale (log scale: a 0.1% spread between
     # individuals) below which its variance is at the boundary of the parameter space
     "variance_boundary": 1e-3,
+    # ... or, below a 10% spread, a variance whose SE on the log scale exceeds this: the 95%
+    # interval spans a factor e^(3.92 x 2.5) > 10^4, i.e. it reaches 0 (the maximum lies on a
+    # flat ridge towards omega2 = 0 where a Newton iteration stops anywhere: a collapsed slope
+    # variance ended at 2e-8 or 4e-4 with the same log-likelihood, log-scale SE 5.3)
+    "variance_boundary_log_se": 2.5,
     # fold change of a log-scale fixed effect from the nearest start tried: 10^4
     "parameter_scale": math.log(1e4),
     # Gaussian data: the residual sd implied by the log-likelihood, relative to the sd of y
@@ -230,11 +236,16 @@ def _boundary_rows(res) -> list[dict]:
     rows, at = [], []
     omega = np.diag(np.asarray(res.estimation.omega, dtype=float))
     mu = np.asarray(res.estimation.mu, dtype=float)
+    params = res.params
     for j, name in enumerate(res.model.random):
         sd = math.sqrt(max(omega[j], 0.0))
         if res.model.transforms[name] == "identity":
             sd /= max(abs(mu[res.model.parameters.index(name)]), 1e-12)
-        if not sd >= limit:
+        key = f"omega2.{name}"
+        log_se = math.nan
+        if key in params.index and omega[j] > 0:
+            log_se = float(params.loc[key, "se"]) / omega[j]  # the delta method: SE of log omega2
+        if not sd >= limit or (sd < 0.1 and log_se > LIMITS["variance_boundary_log_se"]):
             at.append(f"omega2.{name} = {omega[j]:.3g}")
     value = len(at)
     message = (

