@@ -57,8 +57,10 @@ ODE_CHUNK_CELLS = 100_000
 SLICE_CELLS = 250_000
 # standardized draws (entries) a sampler keeps between passes (each pass of the refinement and
 # of the Fisher information uses the same draws, scaled by the current posteriors): generating
-# them was 10% of a pass (logistic simulation, N = 1,000, 50 draws); 160 MB in float64
-DRAW_CACHE_CELLS = 20_000_000
+# them was 10% of a pass (logistic simulation, N = 1,000, 50 draws); 32 MB in float64 per
+# sampler, all draws of a fit up to 10,000 individuals x 20 draws x 3 random effects (with
+# 20 million, 160 MB, the fit of 10^6 individuals peaked at 4.45 GB instead of 4.07)
+DRAW_CACHE_CELLS = 4_000_000
 # largest scale factor w = sqrt(nu / chi2) of a t draw for such a model (the proposal is then the
 # t law with w clipped, its density exact: proposals.t_draws): the solver steps a
 # batch together, and a draw 10 Laplace SDs out (w ~ 4, 0.7% of t4 draws) gives parameters
