@@ -1,7 +1,7 @@
 """Hessians of the importance-sampling (or quadrature) log-likelihood in theta
 (:class:`pymixnn.inference.importance.ImportanceSampler`): by forward differences of its gradient
-(the Newton metric and the observed Fisher information) or by autograd's double backward pass
-(the reference they are checked against)."""
+(the Newton metric; an ODE model's observed Fisher information) or by autograd's double backward
+pass (a closed-form model's observed Fisher information, exact to rounding)."""
 
 from __future__ import annotations
 
@@ -47,8 +47,8 @@ def difference_hessian(
     """Gradient and Hessian of sum_i log L_i, the Hessian by differences of the gradient in
     steps of ``METRIC_STEP`` (an ODE model: forward, 1 + len(theta) gradient passes, 9e-5
     from autograd's Hessian; ``central``: 1 + 2 len(theta), 6e-7) or ``CLOSED_FORM_STEP``
-    (a closed-form model: forward, 2e-5, SEs to 4e-5); the Newton metric and the Fisher
-    information. With ``index`` the block of those entries; over ``rows`` scaled up to the
+    (a closed-form model: forward, 2e-5, SEs to 4e-5): the Newton metric, and an ODE model's
+    Fisher information. With ``index`` the block of those entries; over ``rows`` scaled up to the
     pass's individuals when given. For a model solved by an ODE solver, where the
     vectorized double backward pass costs ~30 gradient passes whatever the batch and holds
     every solver step for every direction (turnover PK/PD, 13 entries of theta, 100

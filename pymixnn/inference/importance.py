@@ -337,7 +337,7 @@ class ImportanceSampler:
         self, theta: torch.Tensor, index: list[int] | None = None, rows: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Gradient and Hessian of sum_i log L_i by autograd's double backward pass
-        (hessians.autograd_hessian: the reference the differences are checked against)."""
+        (hessians.autograd_hessian: a closed-form model's observed Fisher information)."""
         return autograd_hessian(self, theta, index, rows)
 
     def hessian(self, theta: torch.Tensor) -> torch.Tensor:
