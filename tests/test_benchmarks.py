@@ -79,12 +79,17 @@ def test_random_effects_quick(tmp_path):
     table = pd.read_csv(tmp_path / "random_effects.csv")
     assert table["law"].tolist() == ["gaussian", "flow"]
     assert (tmp_path / "random_effects.png").stat().st_size > 10_000
-    assert "| truth | law | seconds | ll.is |" in (tmp_path / "random_effects.md").read_text()
+    assert (
+        "| truth | law | seconds | x Gaussian | ll.is | gain |"
+        in (tmp_path / "random_effects.md").read_text()
+    )
     g, f = table.iloc[0], table.iloc[1]
     # 150 curves with a bimodal log A: the flow's gain over the Gaussian law is about 25 units
     # (80 at N = 500); more than 5 guards against a flow stuck at the identity
     assert f["loglik"] - g["loglik"] > 5
-    assert f["wasserstein_logA"] < g["wasserstein_logA"]
+    assert f["loglik_gain"] == pytest.approx(f["loglik"] - g["loglik"]) and g["time_ratio"] == 1.0
+    # the ratio of unrounded seconds against the table's seconds, rounded to 0.01 s
+    assert f["time_ratio"] == pytest.approx(f["seconds"] / g["seconds"], abs=0.05)
 
 
 def test_discrete_quick(tmp_path):

@@ -101,16 +101,20 @@ def choose_gear(
     levels: bool,
 ) -> str:
     """The gear of a fit: ``options.gear`` when given, else (``"auto"``) "newton" for at most
-    ``NEWTON_GEAR_MAX_N`` individuals, a Gaussian law with per-individual local posteriors, no
-    genomic block or grouping level, a closed-form model and the CPU, else "svi".
+    ``NEWTON_GEAR_MAX_N`` individuals, a law whose Gaussian stage may take it (``gaussian``:
+    the law plug-in's ``newton_gear``: the Gaussian law, mixtures and flows) with per-individual
+    local posteriors, no genomic block or grouping level, a closed-form model and the CPU, else
+    "svi".
 
     From the Laplace-EM start the refinement's Newton steps reach the same maximum as after SVI
     (to its tolerance, 0.01 on theta): theophylline in 2 rounds, the logistic simulation at
     N = 100, 1,000 and 10,000 in 2 rounds, estimates equal to 5 digits, with SVI's 650 steps
-    (7-12 s) gone (benchmarks/results/scaling.md). SVI stays where it pays: a mixture's or a
-    flow's law and latent classes are shaped by it, a genomic block and grouping levels are
-    updated along it, an encoder is trained by it, an ODE model's 10 steps follow its
-    pre-refinement, and on a GPU its minibatch steps are cheap."""
+    (7-12 s) gone (benchmarks/results/scaling.md). A mixture's and a flow's stages start from
+    the Gaussian maximum either way (a mixture's EM start and Newton refinement, 28.6 -> 3.5 s
+    on the bimodal benchmark, the same maximum). SVI stays where it pays: latent classes are
+    shaped along it, a genomic block and grouping levels are updated along it, an encoder is
+    trained by it, an ODE model's 10 steps follow its pre-refinement, and on a GPU its
+    minibatch steps are cheap."""
     if options.gear != "auto":
         return options.gear
     eligible = (

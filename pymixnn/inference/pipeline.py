@@ -79,7 +79,7 @@ def estimate(
         options,
         device,
         n_individuals=data.n_individuals,
-        gaussian=law.name == "gaussian",
+        gaussian=plugin(law).newton_gear,
         ode=integrates(model),
         genomic=genomic is not None,
         levels=levels is not None,

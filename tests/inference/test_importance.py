@@ -1,6 +1,7 @@
 """Importance sampling of the marginal likelihood against the closed form of a linear model."""
 
 import numpy as np
+import pytest
 import torch
 
 from pymixnn.inference.importance import ImportanceSampler
@@ -115,3 +116,86 @@ def test_secant_update_matches_the_curvature_along_the_step():
     torch.testing.assert_close(new @ s, A @ s, rtol=1e-12, atol=1e-12)
     assert bool((torch.linalg.eigvalsh(new) < 0).all())
     assert torch.equal(_secant_update(hess, s, -(A @ s)), hess)
+
+
+def _exact_hessian(linear, theta, rows=slice(None)):
+    """Hessian of the closed-form marginal log-likelihood (of ``rows``) in (mu, log w, log s) by
+    central differences of its values (step 1e-4: truncation ~1e-8 x the fourth derivative)."""
+    f = lambda p: linear.marginal_loglik(p[0], np.exp(p[1]), np.exp(p[2]))[rows].sum()  # noqa: E731
+    x, h = np.asarray(theta, dtype=float), 1e-4
+    out = np.zeros((3, 3))
+    for a in range(3):
+        for b in range(3):
+            ea, eb = np.eye(3)[a] * h, np.eye(3)[b] * h
+            out[a, b] = (f(x + ea + eb) - f(x + ea - eb) - f(x - ea + eb) + f(x - ea - eb)) / (4 * h * h)
+    return out
+
+
+def test_louis_information_is_the_exact_hessian(linear):
+    """Louis' identity on draws held fixed on the scale of phi (hessians.louis_hessian): with
+    Gauss-Hermite nodes, exact for this Gaussian posterior, it is the closed form's Hessian (to
+    the differences' error); with 2,000 t4 draws within a few percent, as autograd's Hessian of
+    the moving-centre estimator; at a point away from the maximum too (the draws' proposals
+    stay centred at the start's posteriors)."""
+    from pymixnn.inference.hessians import louis_applies, louis_hessian
+
+    theta = linear.theta + torch.tensor([0.05, -0.1, 0.05], dtype=torch.float64)
+    quad = _sampler(linear, 1, quadrature=20)
+    assert louis_applies(quad.program)
+    exact = _exact_hessian(linear, theta.numpy())
+    g, h = louis_hessian(quad, theta)
+    # differences of a sum of ~30 log-densities (~1e2): rounding 1e-14 x 1e2 / 1e-8 ~ 1e-4
+    np.testing.assert_allclose(h.numpy(), exact, rtol=1e-5, atol=5e-4)
+    g_auto, h_auto = quad.gradient_and_hessian(theta)
+    torch.testing.assert_close(g, g_auto, rtol=1e-8, atol=1e-8)
+    np.testing.assert_allclose(h_auto.numpy(), exact, rtol=1e-5, atol=5e-4)
+    # importance sampling: Monte Carlo error of a few percent of the largest entry
+    g_is, h_is = louis_hessian(_sampler(linear, 2000), theta)
+    scale = np.abs(exact).max()
+    assert np.abs(h_is.numpy() - exact).max() < 0.03 * scale, (h_is, exact)
+    # a subsample of rows, scaled up: the same as the full sum over those rows times N / n
+    rows = torch.arange(0, 30, 3)
+    _, h_sub = louis_hessian(quad, theta, rows=rows)
+    exact_rows = _exact_hessian(linear, theta.numpy(), rows.numpy())
+    np.testing.assert_allclose(h_sub.numpy() * len(rows) / 30, exact_rows, rtol=1e-5, atol=5e-4)
+    # one block only (index): the corresponding sub-matrix
+    _, h_block = louis_hessian(quad, theta, index=[0, 2])
+    torch.testing.assert_close(h_block, h[[0, 2]][:, [0, 2]], rtol=1e-12, atol=1e-12)
+
+
+def test_louis_gaussian_expansion_equals_the_family_density(linear, monkeypatch):
+    """The Gaussian family's second-order expansion in its natural error parameters (one
+    backward pass per parameter over the cells) gives the same gradient and Hessian as the
+    family's density differentiated twice; here with the combined error model (a and b) and
+    the proportional one."""
+    import pymixnn.inference.hessians as hessians
+    from pymixnn.data.table import Data
+    from pymixnn.inference.program import Program
+
+    frame = linear.frame.assign(y=linear.frame["y"] + 2.0)  # away from 0 for the proportional term
+    data = Data.from_pandas(frame, id="id", x="t", y="y")
+    for error, extra in (("combined", [np.log(0.4), np.log(0.1)]), ("proportional", [np.log(0.2)])):
+        model = linear.model.replace(error=error, init={"m": 3.0})
+        program = Program(model, data, linear.design, device=torch.device("cpu"), dtype=torch.float64)
+        theta = torch.tensor([3.1, np.log(0.4), *extra], dtype=torch.float64)
+        local = LocalPosteriors(program, program.omega_tril(theta))
+        local.refresh(theta, None, max_iter=20, vi_iter=0)
+        sampler = ImportanceSampler(program, local.loc, local.scale_tril, n_samples=64, seed=1)
+        g1, h1 = hessians.louis_hessian(sampler, theta)
+        monkeypatch.setattr(hessians, "Normal", type("NotNormal", (), {}))
+        g2, h2 = hessians.louis_hessian(sampler, theta)
+        monkeypatch.undo()
+        torch.testing.assert_close(g1, g2, rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(h1, h2, rtol=1e-10, atol=1e-9)
+
+
+def test_missing_fraction_is_the_posterior_over_the_prior_variance(linear):
+    """hessians.missing_fraction: the mean of the exact posterior variances v_i = 1 / (n_i / s^2
+    + 1 / w^2) over w^2 (Laplace is exact for this Gaussian posterior); the fits whose fraction
+    exceeds LOUIS_MAX_MISSING take autograd's information (reporting.finish)."""
+    from pymixnn.inference.hessians import LOUIS_MAX_MISSING, missing_fraction
+
+    sampler = _sampler(linear, 10)
+    _, var = linear.posterior()
+    assert missing_fraction(sampler, linear.theta) == pytest.approx(var.mean() / 0.4**2, rel=1e-6)
+    assert 0 < LOUIS_MAX_MISSING < 1

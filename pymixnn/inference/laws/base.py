@@ -86,6 +86,10 @@ class LawPlugin:
     refiner: ClassVar[str] = "newton"
     # appended to the SE method's description
     se_note: ClassVar[str] = ""
+    # whether the Gaussian stage of a fit with this law may take the Newton gear
+    # (options.choose_gear): the law's own stages (start, SVI unless skipped, refiner) then
+    # shape it from the Gaussian maximum, not from an SVI end point
+    newton_gear: ClassVar[bool] = False
 
     # ---- construction and estimation plan ----------------------------------------------------
     @classmethod

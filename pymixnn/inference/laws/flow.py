@@ -185,6 +185,9 @@ class FlowLaw(LawPlugin):
 
     refiner = "lbfgs"
     se_note = "; the flow's own parameters held fixed (SEs conditional on the shape of the fitted law)"
+    # its start is fitted on draws of the Gaussian fit's local posteriors, wherever they come
+    # from (bimodal benchmark, N = 500: ll -13716.30 after the Newton gear, -13716.44 after SVI)
+    newton_gear = True
 
     def __init__(self, spec: Flow, d: int, context_dim: int, *, dtype, device, seed: int):
         self.spec, self.d, self.context_dim = spec, d, context_dim

@@ -15,6 +15,7 @@ __all__ = ["GaussianLaw"]
 class GaussianLaw(LawPlugin):
     n_params = 0
     conditional = False
+    newton_gear = True
 
     def __init__(self, d: int):
         self.d = d
