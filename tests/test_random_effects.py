@@ -177,6 +177,18 @@ def test_mixture_components_chosen_by_bic(small_bimodal):
     assert table.loc[1, "bic"] < table.loc[0, "bic"] - 10
     assert res.random_effects_law.n_components == 2
     assert "chosen by bic" in str(res.summary())
+    # after the Newton-gear Gaussian fit the mixture goes from its EM start to the refinement
+    # (MixtureLaw.skip_svi): no SVI step anywhere; after an SVI Gaussian stage SVI shapes it
+    assert res.info["gear"] == "newton" and res.info["steps"] == 0 and "svi_law" in res.run.seconds
+    from pymixnn.inference.laws import build_law
+
+    law = build_law(pymixnn.Mixture(n_components=2), 3, False)
+    assert law.skip_svi(200, 512, after_svi=False) and not law.skip_svi(200, 512, after_svi=True)
+    svi = _fit(small_bimodal, pymixnn.Mixture(n_components=2), gear="svi")
+    assert svi.info["gear"] == "svi" and svi.run.seconds["svi_law"] > 0.5
+    # the same maximum either way (the refinement's tolerance, 0.01 SE; ll.is MC SE ~0.05)
+    two = next(r for r in res.estimation.law["selection"] if r["n_components"] == 2)
+    assert abs(svi.loglik - two["loglik"]) < 0.5
 
 
 @pytest.mark.slow

@@ -109,8 +109,9 @@ def test_same_numbers_as_before_the_restructuring(name):
     if name == "orange_mixture":
         # two components for five trees: the baseline's maximum had a degenerate component
         # (weight 0.006, means ~1e-7); with the refinement's 200 draws it ends at a proper
-        # two-component mixture with a higher log-likelihood (-126.86 against -131.56). The
-        # refinement maximizes ll: it may find a higher maximum, never a lower one
+        # two-component mixture with a higher log-likelihood (-127.05 against -131.56; the
+        # Newton gear does not converge on these data, so SVI shapes the mixture as before:
+        # MixtureLaw.skip_svi). The refinement maximizes ll: it may find a higher maximum
         assert got["loglik"] > want["loglik"] - 0.05
         return
     if _same_arithmetic():

@@ -119,7 +119,7 @@ def gaussian_stage(
         n_start = min(n_start, options.ode_start_individuals)
     sub = torch.randperm(n, generator=generator)[:n_start].sort().values
     sub = sub.to(device)
-    optimizer = "scipy" if ctx.gear == "newton" else "torch"  # see start.maximize_block
+    optimizer = "newton" if ctx.gear == "newton" else "torch"  # see start.maximize_block
     theta, starts = best_start(program, ctx.model, init, sub, fallbacks, optimizer)
     if start_warning(starts):
         warnings.append(start_warning(starts))
@@ -363,7 +363,8 @@ def law_stage(gauss: Stage, ctx: Context, law, context=None) -> Stage:
         path.append((stage_name, step, full))
     if gauss.encoder is not None:
         encoder = copy.deepcopy(gauss.encoder)
-    if encoder is not None or not program.law.skip_svi(program.n_individuals, options.svi.batch_size):
+    skip = program.law.skip_svi(program.n_individuals, options.svi.batch_size, gauss.trace.steps > 0)
+    if encoder is not None or not skip:
         steps = min(options.svi.max_steps, LAW_SVI_STEPS)
         law_svi = dataclasses.replace(
             options.svi,

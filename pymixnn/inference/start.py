@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 
 from pymixnn.inference.fallbacks import Fallbacks
@@ -53,19 +52,21 @@ def maximize_block(
     fallbacks: Fallbacks | None = None,
     optimizer: str = "torch",
 ) -> torch.Tensor:
-    """Maximize the log-density over the entries ``block`` of theta with eta fixed by L-BFGS
-    (autograd gradients): ``torch.optim.LBFGS`` (``optimizer="torch"``) or scipy's L-BFGS-B
-    (``"scipy"``); a non-finite end point keeps the previous values (counted as
-    ``start_block_nonfinite``).
+    """Maximize the log-density over the entries ``block`` of theta with eta fixed:
+    ``torch.optim.LBFGS`` (``optimizer="torch"``, autograd gradients) or the refinement's Newton
+    iteration with the block's autograd Hessian (``"newton"``); a non-finite end point keeps the
+    previous values (counted as ``start_block_nonfinite``).
 
     Two optimizers because any torch optimizer imports torch._dynamo when first built (1.3-1.5 s
-    here): the Newton gear, which builds no other, takes scipy's (theophylline, a fresh process:
-    the first fit 1.9 s with torch's, 1.0 s with scipy's); the SVI gear imports it anyway for
-    Adam, and keeps torch's, whose end points its SVI paths were measured from (the two agree to
-    the optimizers' tolerance, but SGD amplifies any difference: an encoder's new-individual
-    accuracy at N = 200 moved from 99% to 91% within 0.1 SD)."""
-    if optimizer == "scipy":
-        return _maximize_block_scipy(program, theta, block, eta, idx, prior, max_iter, fallbacks)
+    here): the Newton gear, which builds no other, takes Newton steps (theophylline, a fresh
+    process: the first fit 1.9 s with torch's L-BFGS, 1.0 s with scipy's L-BFGS-B, whose import
+    took 0.28 s more than these steps; the same estimates and SEs to 5 digits); the SVI gear
+    imports torch._dynamo anyway for Adam, and keeps torch's L-BFGS, whose end points its SVI
+    paths were measured from (the optimizers agree to their tolerance, but SGD amplifies any
+    difference: an encoder's new-individual accuracy at N = 200 moved from 99% to 91% within
+    0.1 SD)."""
+    if optimizer == "newton":
+        return _maximize_block_newton(program, theta, block, eta, idx, prior, max_iter, fallbacks)
     free = theta[block].clone().requires_grad_(True)
     opt = torch.optim.LBFGS([free], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe")
 
@@ -92,39 +93,56 @@ def maximize_block(
     return out
 
 
-def _maximize_block_scipy(program, theta, block, eta, idx, prior, max_iter, fallbacks) -> torch.Tensor:
-    """:func:`maximize_block` by scipy's L-BFGS-B."""
-    from scipy.optimize import minimize
+class _Block:
+    """The log-density over the entries ``block`` of theta (eta fixed) as the objective of
+    :func:`newton.newton_maximize` (the refinement's Newton iteration: values, gradients and the
+    block's autograd Hessian; a handful of entries)."""
 
-    index = torch.tensor(block, device=theta.device)
-    base = theta.detach()
+    recentre = None
+    hessian_rows = None
 
-    def objective(x: np.ndarray) -> tuple[float, np.ndarray]:
-        free = torch.as_tensor(x, dtype=theta.dtype, device=theta.device).requires_grad_(True)
+    def __init__(self, program, theta, block, eta, idx, prior):
+        self.program, self.eta, self.idx, self.prior = program, eta, idx, prior
+        self.base = theta.detach()
+        self.index = torch.tensor(block, device=theta.device)
+
+    def _value(self, x: torch.Tensor) -> torch.Tensor:
+        full = self.base.index_put((self.index,), x)
+        value = self.program.log_likelihood(full, self.eta, self.idx).sum()
+        if self.prior:
+            value = value + self.program.log_prior(full, self.eta).sum()
+        return value
+
+    def total(self, x: torch.Tensor) -> float:
+        with torch.no_grad():
+            return float(self._value(x))
+
+    def value_and_gradient(self, x: torch.Tensor) -> tuple[float, torch.Tensor]:
+        x = x.detach().requires_grad_(True)
         with torch.enable_grad():
-            full = base.index_put((index,), free)
-            value = program.log_likelihood(full, eta, idx).sum()
-            if prior:
-                value = value + program.log_prior(full, eta).sum()
-            loss = -value / eta.shape[-2]
-            (grad,) = torch.autograd.grad(loss, free)
-        loss_value = float(loss.detach())
-        if not math.isfinite(loss_value):  # a trial point where the model overflows: uphill
-            return math.inf, np.zeros_like(x)
-        return loss_value, np.nan_to_num(grad.detach().cpu().numpy().astype(np.float64))
+            value = self._value(x)
+            (grad,) = torch.autograd.grad(value, x)
+        return float(value.detach()), grad
 
-    x0 = base[index].cpu().numpy().astype(np.float64)
-    # tolerances of torch's L-BFGS, used before (gradient 1e-7, change 1e-9)
-    fit = minimize(
-        objective,
-        x0,
-        jac=True,
-        method="L-BFGS-B",
-        options=dict(maxiter=max_iter, gtol=1e-7, ftol=1e-12, maxls=25),
-    )
-    end = torch.as_tensor(fit.x, dtype=theta.dtype, device=theta.device)
+    def _newton_hessian(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.detach().requires_grad_(True)
+        with torch.enable_grad():
+            (grad,) = torch.autograd.grad(self._value(x), x, create_graph=True)
+            rows = [torch.autograd.grad(grad[j], x, retain_graph=True)[0] for j in range(x.shape[0])]
+        return torch.stack(rows).detach()
+
+
+def _maximize_block_newton(program, theta, block, eta, idx, prior, max_iter, fallbacks) -> torch.Tensor:
+    """:func:`maximize_block` by the refinement's Newton iteration (newton.newton_maximize)."""
+    from pymixnn.inference.newton import newton_maximize
+
+    objective = _Block(program, theta, block, eta, idx, prior)
     out = theta.clone()
-    if torch.isfinite(end).all() and math.isfinite(float(fit.fun)):
+    try:
+        end = newton_maximize(objective, theta[block].detach(), max_iter=max_iter).theta
+    except FloatingPointError:  # not finite at the start: nothing to maximize from
+        end = None
+    if end is not None and bool(torch.isfinite(end).all()) and math.isfinite(objective.total(end)):
         out[block] = end
     elif fallbacks is not None:
         fallbacks.add("start_block_nonfinite")

@@ -134,8 +134,9 @@ class LawPlugin:
         theta[program.layout.law] = self.initial_raw(theta.dtype, theta.device)
         return theta, {}
 
-    def skip_svi(self, n_individuals: int, batch_size: int) -> bool:
-        """Whether the law's SVI stage can be skipped (its start already is a full-data fit)."""
+    def skip_svi(self, n_individuals: int, batch_size: int, after_svi: bool = False) -> bool:
+        """Whether the law's SVI stage can be skipped (its start already is a full-data fit);
+        ``after_svi``: whether the Gaussian stage ran SVI (not the Newton gear)."""
         return False
 
     def refine_draws(self, k_opt: int) -> int:

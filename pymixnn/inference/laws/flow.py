@@ -299,7 +299,7 @@ class FlowLaw(LawPlugin):
             info = dict(penalty=float(self.spec.penalty))
         return dc.apply_law_fit(program, theta, local, x), info
 
-    def skip_svi(self, n_individuals: int, batch_size: int) -> bool:
+    def skip_svi(self, n_individuals: int, batch_size: int, after_svi: bool = False) -> bool:
         """A flow already fitted on the cached draws of every individual skips SVI when the whole
         data set fits in one batch: the importance-weighted refinement then finishes the job."""
         return n_individuals <= FLOW_START_ROWS and batch_size >= n_individuals

@@ -225,7 +225,7 @@ class LatentClassLaw(LawPlugin):
         return means[k] + (trils[k] @ z.unsqueeze(-1)).squeeze(-1)
 
     # ---- stages ------------------------------------------------------------------------------
-    def skip_svi(self, n_individuals: int, batch_size: int) -> bool:
+    def skip_svi(self, n_individuals: int, batch_size: int, after_svi: bool = False) -> bool:
         """The EM start is a full-data fit; the refinement's Newton steps take it from there (a
         flow within the classes is shaped by SVI first)."""
         return self.flow is None
