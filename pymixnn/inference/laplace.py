@@ -147,16 +147,25 @@ def _gauss_newton(program: Program, theta: torch.Tensor, eta: torch.Tensor, idx)
 
 # below this many points (individuals x draws) the Hessian rows are one pass each: the first
 # vectorized pass of a process imports torch's symbolic-shape machinery (sympy, 0.45 s), a
-# third of a small fit's first call (theophylline), for no gain on so few points
+# third of a small fit's first call (theophylline), for no gain on so few points. Only SVI's
+# minibatch updates take the vectorized pass (LocalPosteriors.batched_rows): on whole data sets
+# (the Newton gear's rounds) it gained nothing (logistic simulation, N = 1,000: 1.21 s a fit
+# with it, 1.18 without; 10^4: 4.3 s both) and its import cost the first fit 0.2-0.4 s
 BATCHED_ROWS_MIN = 256
 
 
 def _gradient_and_hessian(
-    program: Program, theta: torch.Tensor, eta: torch.Tensor, idx: torch.Tensor | None, gauss_newton=False
+    program: Program,
+    theta: torch.Tensor,
+    eta: torch.Tensor,
+    idx: torch.Tensor | None,
+    gauss_newton=False,
+    batched: bool = False,
 ):
     """log p(y, eta | theta), its gradient and Hessian in eta; for an ODE model by differences
     (the stencil, or Gauss-Newton when ``gauss_newton`` and from GAUSS_NEWTON_MIN_DIM random
-    effects), otherwise by autograd."""
+    effects), otherwise by autograd (``batched``: the Hessian rows in one vectorized pass for
+    a minibatch, see BATCHED_ROWS_MIN)."""
     d = eta.shape[-1]
     if integrates(program.model) and eta.dtype == torch.float64:
         if gauss_newton and d >= GAUSS_NEWTON_MIN_DIM:
@@ -170,7 +179,7 @@ def _gradient_and_hessian(
         value = program.log_joint(theta, eta, idx)
         (grad,) = torch.autograd.grad(value.sum(), eta, create_graph=True)
         rows = None
-        if BATCHED_ROWS_MIN * d <= eta.numel() <= 20_000 * d:
+        if batched and BATCHED_ROWS_MIN * d <= eta.numel() <= 20_000 * d:
             # small batches (SVI's minibatches): the d Hessian rows in one vectorized backward
             # pass (fewer autograd calls: ~1.5x faster at 512 individuals, slower at 10^5);
             # an operation without a batching rule falls back to one pass per row
@@ -225,6 +234,8 @@ class LocalPosteriors:
         self.ode = ode
         self.shortened_steps = 0  # Newton steps to the mode cut to ODE_MODE_MAX_SD (ODE models)
         self.fallbacks = fallbacks  # where those are counted too (``mode_shortened_steps``)
+        # Hessian rows in one vectorized pass (SVI's minibatch updates: BATCHED_ROWS_MIN)
+        self.batched_rows = False
 
     def refresh(
         self,
@@ -268,7 +279,7 @@ class LocalPosteriors:
         program = self.program
         omega_tril = program.omega_tril(theta)
         prior_sd = (omega_tril @ omega_tril.transpose(-1, -2)).diagonal().sqrt().clamp_min(1e-12)
-        value, grad, hess = _gradient_and_hessian(program, theta, eta, idx)
+        value, grad, hess = _gradient_and_hessian(program, theta, eta, idx, batched=self.batched_rows)
         eta = eta.clone()
         active = torch.ones(eta.shape[0], dtype=torch.bool, device=eta.device)
         iterations = 0
@@ -315,7 +326,7 @@ class LocalPosteriors:
                 pending = pending[~ok]
                 alpha *= 0.5
             moving = ((new_e - e).abs().amax(-1) >= tol) & ~small
-            v, g, h = _gradient_and_hessian(program, theta, new_e, sub)
+            v, g, h = _gradient_and_hessian(program, theta, new_e, sub, batched=self.batched_rows)
             if every:
                 eta, value, grad, hess = new_e, v, g, h
                 active = moving
@@ -342,7 +353,9 @@ class LocalPosteriors:
             )
 
         pts, log_det = points(eta, cov)
-        value, grad, hess = _gradient_and_hessian(program, theta, pts, idx, gauss_newton=True)
+        value, grad, hess = _gradient_and_hessian(
+            program, theta, pts, idx, gauss_newton=True, batched=self.batched_rows
+        )
         elbo = value.mean(0) + log_det  # E_q[log p(y, eta)] + entropy, up to a constant
         new_cov = torch.linalg.inv(_positive_definite(-hess.mean(0)))
         new_eta = eta + (new_cov @ grad.mean(0).unsqueeze(-1)).squeeze(-1)

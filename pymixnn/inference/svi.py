@@ -199,7 +199,12 @@ def run_svi(
             # Newton steps to the current mode (warm-started), then a variational correction
             if encoder is None:
                 warm = bool(local.visited[idx].all())
-                local.refresh(theta, idx, max_iter=local.warm_iter if warm else 20, vi_iter=1 if warm else 2)
+                local.batched_rows = True
+                try:
+                    iters = local.warm_iter if warm else 20
+                    local.refresh(theta, idx, max_iter=iters, vi_iter=1 if warm else 2)
+                finally:
+                    local.batched_rows = False
             loss = svi.step(idx)
             trace.elbo.append(-loss / program.n_obs)
             current = pyro.param("theta").detach()
