@@ -11,7 +11,7 @@ streams, global random state left unchanged), fallbacks.py (counted fallbacks).
 from pymixnn.inference.options import EstimationOptions, resolve_device
 from pymixnn.inference.pipeline import estimate
 from pymixnn.inference.records import Estimation, GenomicParamPosterior, GenomicPosterior, LawFit, RunInfo
-from pymixnn.inference.svi import SVIOptions
+from pymixnn.inference.svi_options import SVIOptions
 
 __all__ = [
     "Estimation",

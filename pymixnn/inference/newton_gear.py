@@ -24,7 +24,7 @@ from pymixnn.inference.laplace import LocalPosteriors
 from pymixnn.inference.options import EstimationOptions
 from pymixnn.inference.program import Program
 from pymixnn.inference.refine import refine_newton
-from pymixnn.inference.svi import SVITrace
+from pymixnn.inference.svi_options import SVITrace
 
 __all__ = ["NEWTON_GEAR_ROUNDS", "NEWTON_GEAR_WARMUP", "NEWTON_GEAR_METRIC", "newton_gear"]
 

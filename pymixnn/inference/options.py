@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from pymixnn.data.table import Data
-from pymixnn.inference.svi import SVIOptions
+from pymixnn.inference.svi_options import SVIOptions
 
 __all__ = [
     "EstimationOptions",

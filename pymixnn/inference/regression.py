@@ -23,7 +23,7 @@ from pymixnn.inference.options import sample_sizes
 from pymixnn.inference.program import Program, integrates
 from pymixnn.inference.refine import refine_lbfgs, refine_newton
 from pymixnn.inference.start import best_start, start_warning
-from pymixnn.inference.svi import SVITrace
+from pymixnn.inference.svi_options import SVITrace
 from pymixnn.model.levels import LevelSetup
 
 __all__ = ["regression_stage"]

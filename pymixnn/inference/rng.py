@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import numpy as np
-import pyro
 import torch
 
 __all__ = ["STREAMS", "stream", "isolated_rng"]
@@ -45,7 +44,10 @@ def isolated_rng(seed: int, device: torch.device) -> Iterator[None]:
         devices = list(range(torch.cuda.device_count()))  # torch.manual_seed seeds every one
     try:
         with torch.random.fork_rng(devices=devices):
-            pyro.set_rng_seed(seed)
+            # pyro.set_rng_seed's three calls, without importing Pyro (a Newton-gear fit runs none)
+            torch.manual_seed(seed)
+            random.seed(seed)
+            np.random.seed(seed)
             yield
     finally:
         random.setstate(py_state)

@@ -29,7 +29,7 @@ from pymixnn.inference.refine import REFINERS, prerefine_ode, refine_newton
 from pymixnn.inference.regression import regression_stage
 from pymixnn.inference.rng import stream
 from pymixnn.inference.start import best_start, start_warning, warmup
-from pymixnn.inference.svi import SVITrace, run_svi
+from pymixnn.inference.svi_options import SVITrace
 from pymixnn.model.covariates import CovariateDesign
 from pymixnn.model.levels import LevelSetup
 from pymixnn.model.named import Model
@@ -166,8 +166,7 @@ def gaussian_stage(
         encoder = program_encoder(program, theta, stream(options.seed, "encoder"), ctx.law_context, ctx.data)
         local.refresh(theta, sub, max_iter=20)  # the subsample's posteriors at the warm-up's end
         distil(encoder, local, sub, generator)
-        # the network needs more steps than theta: the ELBO's plateau comes before its best fit,
-        # so SVI runs all max_steps
+        # the network needs more steps than theta: SVI runs all max_steps (past the ELBO's plateau)
         svi_options = dataclasses.replace(svi_options, min_steps=svi_options.max_steps)
     capped = (
         encoder is None
@@ -193,6 +192,8 @@ def gaussian_stage(
         svi_options = dataclasses.replace(
             svi_options, max_steps=steps, min_steps=min(svi_options.min_steps, steps)
         )
+    from pymixnn.inference.svi import run_svi  # Pyro: imported by the fits that run SVI
+
     theta, trace = run_svi(
         program,
         theta,
@@ -331,8 +332,7 @@ def law_stage(gauss: Stage, ctx: Context, law, context=None) -> Stage:
         seed=options.seed,
         observation=gauss.program.family,
     )
-    # a genomic fit's offsets, held fixed (their uncertainty's Omega correction is for the
-    # Gaussian law only: with a mixture or flow, estimates are conditional on the offsets' mean)
+    # a genomic fit's offsets, held fixed (estimates conditional on the offsets' mean)
     program.set_offsets(gauss.program.offset, None)
     lay = program.layout
     theta = torch.zeros(lay.size, dtype=dtype, device=device)
@@ -371,6 +371,8 @@ def law_stage(gauss: Stage, ctx: Context, law, context=None) -> Stage:
             max_steps=steps,
             min_steps=steps if encoder is not None else min(options.svi.min_steps, 100),
         )
+        from pymixnn.inference.svi import run_svi
+
         theta, trace = run_svi(
             program, theta, local, law_svi, ctx.generator, fallbacks=ctx.fallbacks, encoder=encoder
         )

@@ -16,7 +16,6 @@ returned theta is the average of the iterates over the last two plateau windows.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import pyro
 import pyro.distributions as dist
@@ -29,38 +28,13 @@ from pymixnn.inference.encoder import Encoder
 from pymixnn.inference.fallbacks import Fallbacks
 from pymixnn.inference.laplace import LocalPosteriors
 from pymixnn.inference.program import Program
+from pymixnn.inference.svi_options import SVIOptions, SVITrace
 
 __all__ = ["SVIOptions", "SVITrace", "run_svi", "pyro_model", "pyro_guide", "amortized_guide"]
 
 
 # Adam's step size for an encoder's weights (local="amortized"; theta keeps SVIOptions.lr)
 ENCODER_LR = 2e-3
-
-
-@dataclass
-class SVIOptions:
-    batch_size: int = 512
-    max_steps: int = 4000
-    min_steps: int = 300
-    lr: float = 0.02
-    lr_final: float = 0.001
-    num_particles: int = 4
-    window: int = 50
-    tol: float = 1e-4
-    progress: bool = True
-
-
-@dataclass
-class SVITrace:
-    """ELBO per step (full-data scale, from the minibatch) and why the loop stopped; ``theta``:
-    (step, theta) at the start and every ``window`` steps, ``refine``: (round, theta) after each
-    refinement round (the convergence trace of the population parameters, ``Results.plot_trace``)."""
-
-    elbo: list[float] = field(default_factory=list)
-    steps: int = 0
-    converged: bool = False
-    theta: list = field(default_factory=list)
-    refine: list = field(default_factory=list)
 
 
 class RandomEffectsLaw(dist.TorchDistribution):

@@ -139,7 +139,8 @@ def test_a_newton_fit_builds_no_torch_optimizer():
     """A Newton-gear fit in a fresh process does not import torch._dynamo (any torch optimizer
     imports it when first built: 1.3-1.5 s, most of a first theophylline fit's time before
     issue 19) nor scipy.stats (0.5 s; imported by what uses it) nor scipy.optimize (0.28 s: the
-    start's blocks take Newton steps, start.maximize_block)."""
+    start's blocks take Newton steps, start.maximize_block) nor Pyro (0.08 s: svi_options.py,
+    rng.isolated_rng and the flow's transforms do without it)."""
     import subprocess
     import sys
 
@@ -147,7 +148,8 @@ def test_a_newton_fit_builds_no_torch_optimizer():
         "import sys, pymixnn\n"
         "pymixnn.fit(pymixnn.datasets.load('theo'), 'onecpt_oral', id='Id', x=['Dose', 'Time'],\n"
         "            y='Concentration', init={'ka': 1, 'V': 20, 'CL': 0.5}, progress=False)\n"
-        "print([m for m in ('torch._dynamo', 'scipy.stats', 'scipy.optimize') if m in sys.modules])\n"
+        "mods = ('torch._dynamo', 'scipy.stats', 'scipy.optimize', 'pyro')\n"
+        "print([m for m in mods if m in sys.modules])\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout

@@ -17,7 +17,6 @@ import math
 import types
 from typing import Any
 
-import pyro.distributions.transforms as T
 import torch
 from torch.func import functional_call
 
@@ -66,6 +65,8 @@ class _FlowNet(torch.nn.Module):
 
     def __init__(self, spec: Flow, d: int, context_dim: int):
         super().__init__()
+        import pyro.distributions.transforms as T  # Pyro: imported by the fits with a flow
+
         self.d, self.context_dim = d, context_dim
         hidden = list(spec.hidden)
         bins, bound = spec.count_bins, float(spec.bound)
@@ -85,6 +86,8 @@ class _FlowNet(torch.nn.Module):
 
     @staticmethod
     def _layer(spec: Flow, d: int, context_dim: int, hidden: list, bins: int, bound: float):
+        import pyro.distributions.transforms as T  # Pyro: imported by the fits with a flow
+
         if context_dim:
             if spec.kind == "affine_autoregressive":
                 return T.conditional_affine_autoregressive(d, context_dim, hidden_dims=hidden)
@@ -99,6 +102,8 @@ class _FlowNet(torch.nn.Module):
 
     # -- identity initialization -----------------------------------------------------------------
     def _set_identity(self) -> None:
+        import pyro.distributions.transforms as T  # Pyro: imported by the fits with a flow
+
         with torch.no_grad():
             for module in self.modules():
                 if isinstance(module, T.Spline):
@@ -143,6 +148,8 @@ class _FlowNet(torch.nn.Module):
                 module._cached_x_y = None, None
 
     def _transforms(self, context):
+        import pyro.distributions.transforms as T  # Pyro: imported by the fits with a flow
+
         out = []
         for k, layer in enumerate(self.layers):
             t = layer.condition(context) if context is not None else layer
