@@ -230,8 +230,10 @@ def louis_hessian(
     the logistic simulation's information at N = 1,000 (50 draws) took 0.82 s by autograd
     through the structural model and the moving proposal centre, 0.1 s this way. It estimates
     the same information (the Hessian of the exact marginal log-likelihood) with another Monte
-    Carlo error: SEs within ~1% of autograd's at 50 draws, the same to 5 digits with adaptive
-    quadrature. With ``index``/``rows`` as :func:`autograd_hessian`."""
+    Carlo error: SEs within ~1% of autograd's at 50-200 draws; with adaptive quadrature both
+    are the exact Hessian to 1e-5 (a linear model, tests/inference/test_importance.py). Its
+    error is the larger where the posteriors are wide (see LOUIS_MAX_MISSING). With
+    ``index``/``rows`` as :func:`autograd_hessian`."""
     program = sampler.program
     theta = theta.detach()
     p = theta.shape[0]
