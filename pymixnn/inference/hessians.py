@@ -46,6 +46,16 @@ def _batched_rows(g: torch.Tensor, th: torch.Tensor, rows_of: list[int]) -> torc
     return batched_grad(g, th, basis[:, : g.shape[0]])
 
 
+def _scaled(sampler: ImportanceSampler, rows: torch.Tensor | None, grad: torch.Tensor, hess: torch.Tensor):
+    """Gradient and symmetrized Hessian, summed over the subsample ``rows`` when given and then
+    scaled up to the pass's individuals (the information is a sum over individuals)."""
+    if rows is not None:
+        n = sampler.program.n_individuals if sampler.individuals is None else sampler.individuals.shape[0]
+        scale = n / rows.shape[0]
+        grad, hess = grad * scale, hess * scale
+    return grad, 0.5 * (hess + hess.T)
+
+
 def difference_hessian(
     sampler: ImportanceSampler,
     theta: torch.Tensor,
@@ -78,10 +88,7 @@ def difference_hessian(
         else:
             cols.append((up - g0) / h)
     hess = torch.stack(cols, 1)[entries]
-    if rows is not None:
-        n = sampler.program.n_individuals if sampler.individuals is None else sampler.individuals.shape[0]
-        g0, hess = g0 * (n / rows.shape[0]), hess * (n / rows.shape[0])
-    return g0, 0.5 * (hess + hess.T)
+    return _scaled(sampler, rows, g0, hess)
 
 
 def autograd_hessian(
@@ -115,11 +122,7 @@ def autograd_hessian(
         grad += g.detach()
         block = block.detach()
         hess += block if index is None else block[:, rows_of]
-    if rows is not None:
-        n = sampler.program.n_individuals if sampler.individuals is None else sampler.individuals.shape[0]
-        scale = n / rows.shape[0]
-        grad, hess = grad * scale, hess * scale
-    return grad, 0.5 * (hess + hess.T)
+    return _scaled(sampler, rows, grad, hess)
 
 
 # Louis' information is a difference of two terms (the complete-data information less the
@@ -260,8 +263,4 @@ def louis_hessian(
         grad += g.detach()
         block = torch.stack(lines).detach()
         hess += block if index is None else block[:, rows_of]
-    if rows is not None:
-        n = program.n_individuals if sampler.individuals is None else sampler.individuals.shape[0]
-        scale = n / rows.shape[0]
-        grad, hess = grad * scale, hess * scale
-    return grad, 0.5 * (hess + hess.T)
+    return _scaled(sampler, rows, grad, hess)
