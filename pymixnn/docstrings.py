@@ -153,10 +153,12 @@ gear : {"auto", "newton", "svi"}, default "auto"
     How the population parameters are estimated after the start values. ``"newton"``: Newton
     steps on the marginal log-likelihood (importance sampling or quadrature, re-centred local
     posteriors) straight from the Laplace-EM start, as FOCE/Laplace engines do: a few passes over
-    the data. ``"svi"``: minibatch SVI first, then the same Newton refinement (flows, mixtures,
-    latent classes, genomic blocks, grouping levels, encoders, GPUs). ``"auto"`` takes
-    ``"newton"`` for up to 20,000 individuals with a Gaussian law, per-individual local
-    posteriors, no genomic block or grouping level, a closed-form model and the CPU, else
+    the data; a genomic block is updated between its refinements. ``"svi"``: minibatch SVI first,
+    then the same Newton refinement (latent classes, grouping levels, genomic blocks with one
+    individual per genotype, encoders, GPUs). ``"auto"`` takes ``"newton"`` for up to 20,000
+    individuals with a Gaussian law (a mixture's or flow's Gaussian stage too), per-individual
+    local posteriors, no grouping level, no genomic block unless genotypes have several
+    individuals, a closed-form model and the CPU, else
     ``"svi"`` (beyond 20,000 SVI's cheap steps pay before the full passes); ``res.run.gear`` says which
     ran. A Newton run that does not converge falls back to SVI (counted in ``res.run.fallbacks``
     as ``newton_gear_to_svi``)."""

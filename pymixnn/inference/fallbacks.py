@@ -21,6 +21,9 @@ Names (all present, 0 when not taken):
 * ``fisher_pseudo_inverse``: observed Fisher information inverted by a pseudo-inverse;
 * ``newton_gear_to_svi``: fits whose Newton gear (newton_gear.py) did not converge from the
   Laplace-EM start and ran minibatch SVI from there instead (the ``"svi"`` gear);
+* ``genomic_rounds_exhausted``: Newton-gear genomic fits whose alternation of refinement and
+  genomic updates ran out of rounds (level_rounds.LEVELS_ROUNDS) before the block stayed (the
+  fit then runs SVI: ``newton_gear_to_svi``);
 * ``levels_rounds_exhausted``: fits with grouping levels whose alternation of refinement and level
   updates ran out of rounds (stages.LEVELS_ROUNDS) before the levels stayed;
 * ``levels_pseudo_inverse``: the level covariances' information, or the GLS information of the
@@ -46,6 +49,7 @@ FALLBACKS = (
     "refine_nonfinite_derivatives",
     "fisher_pseudo_inverse",
     "levels_rounds_exhausted",
+    "genomic_rounds_exhausted",
     "levels_pseudo_inverse",
     "latent_class_empty_reseed",
     "latent_class_restart",

@@ -2,15 +2,16 @@
 
 The joint model (pymixnn.genomic) adds to each individual's transformed parameters a genotype-level
 offset ``a_c = G_g gamma + G_g delta_s + u_g`` (cell c = genotype g, or genotype x scenario level s
-with an interaction). The fit alternates, inside the minibatch SVI loop over genotypes:
+with an interaction). The fit alternates (the Newton gear: newton_gear.py; the SVI gear: inside
+the minibatch SVI loop over genotypes):
 
-1. SVI steps on the population parameters theta with the local posteriors q(eta_i) = N(m_i, S_i)
-   (svi.py, laplace.py), the offsets held at their current posterior mean;
-2. every ``window`` steps, a closed-form variational update of the genomic block from the cached
-   local posteriors (a conjugate, natural-gradient step in the sense of stochastic variational
-   inference). Each individual's data enter through the Gaussian "pseudo-likelihood" of its
-   genetic offset that its Laplace/variational posterior implies. With the prior eta ~ N(0, Omega)
-   and q(eta_i) = N(m_i, S_i) at the offset o_i,
+1. Newton refinements (or SVI steps) of the population parameters theta with the local posteriors
+   q(eta_i) = N(m_i, S_i) (laplace.py), the offsets held at their current posterior mean;
+2. between refinements (every ``window`` SVI steps), a closed-form variational update of the
+   genomic block from the cached local posteriors (a conjugate, natural-gradient step in the
+   sense of stochastic variational inference). Each individual's data enter through the
+   Gaussian "pseudo-likelihood" of its genetic offset that its Laplace/variational posterior
+   implies. With the prior eta ~ N(0, Omega) and q(eta_i) = N(m_i, S_i) at the offset o_i,
 
        z_i = o_i + Omega (Omega - S_i)^-1 m_i,     V_i = Omega (Omega - S_i)^-1 Omega
 
@@ -24,7 +25,7 @@ with an interaction). The fit alternates, inside the minibatch SVI loop over gen
    inverse-gamma mixture representation (Wand et al. 2011, Neville et al. 2014), giving
    D_j = 1 / (E[1/lambda_j^2] E[1/tau^2]); the genotype residual variance s2_u likewise.
 
-Markers are float32 (the big block), the n_cells x n_cells algebra float64. After SVI the
+Markers are float32 (the big block), the n_cells x n_cells algebra float64. At the end the
 offsets are fixed at their posterior mean for the refinement, SEs and log-likelihood of theta
 (estimates conditional on the marker effects' posterior mean).
 
@@ -42,7 +43,34 @@ import torch
 
 from pymixnn.inference.records import GenomicParamPosterior, GenomicPosterior
 
-__all__ = ["GenomicSetup", "GenomicBlock", "predictive"]
+__all__ = ["GenomicSetup", "GenomicBlock", "predictive", "genomic_update", "converge_genomic", "GENOMIC_TOL"]
+
+# the genomic block has converged at theta when an update moves no cell's offset by more than
+# this (transformed scale); at most GENOMIC_UPDATES updates per convergence
+GENOMIC_TOL = 1e-3
+GENOMIC_UPDATES = 20
+
+# marker columns per block of the big products: the temporaries stay in the CPU's cache (250
+# genotypes x 60,000 markers, 1 thread: X D X' 73 -> 52 ms, diag(X' A X) 103 -> 50 ms)
+MARKER_CHUNK = 2048
+
+
+def _weighted_gram(X: torch.Tensor, D: torch.Tensor) -> torch.Tensor:
+    """X diag(D) X' (float32), accumulated over blocks of columns."""
+    out = torch.zeros(X.shape[0], X.shape[0], dtype=X.dtype, device=X.device)
+    for s in range(0, X.shape[1], MARKER_CHUNK):
+        x = X[:, s : s + MARKER_CHUNK]
+        out.addmm_(x * D[s : s + MARKER_CHUNK], x.T)
+    return out
+
+
+def _quadratic_diag(X: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
+    """diag(X' A X) (float32), over blocks of columns."""
+    out = torch.empty(X.shape[1], dtype=X.dtype, device=X.device)
+    for s in range(0, X.shape[1], MARKER_CHUNK):
+        x = X[:, s : s + MARKER_CHUNK]
+        out[s : s + MARKER_CHUNK] = (x * (A @ x)).sum(0)
+    return out
 
 
 @dataclass
@@ -60,6 +88,12 @@ class GenomicSetup:
     global_scale: float = 1.0
     max_iter: int = 3
 
+    @property
+    def replicated(self) -> bool:
+        """More individuals than phenotyped genotypes (choose_gear: the Newton gear's block)."""
+        individuals = np.asarray(self.individual_cell)
+        return len(individuals) > len(np.unique(np.asarray(self.cell_genotype)[individuals]))
+
 
 class GenomicBlock:
     """Posterior of the marker effects, interaction effects and genotype residuals."""
@@ -71,16 +105,21 @@ class GenomicBlock:
         self.rand = [program.random_index.index(q) for q in self.pos]
         cells = np.asarray(setup.cell_genotype)
         self.n_cells = len(cells)
-        self.X = torch.as_tensor(np.ascontiguousarray(setup.G[cells]), dtype=torch.float32, device=dev)
-        self.M = int(self.X.shape[1])
-        self.XXt = (self.X @ self.X.T).to(torch.float64)
+        # cells of one genotype (its scenarios) share a marker row: the algebra of the markers
+        # runs on the phenotyped genotypes' rows (Xg, n_geno x M) and maps to cells through B,
+        # which is (n_cells / n_geno)^2 times cheaper than on the cells' rows
+        geno, inverse = np.unique(cells, return_inverse=True)
+        self.genotype_rows = geno  # rows of G with phenotyped cells
+        self.Xg = torch.as_tensor(np.ascontiguousarray(setup.G[geno]), dtype=torch.float32, device=dev)
+        self.M = int(self.Xg.shape[1])
+        self.inv = torch.as_tensor(inverse, dtype=torch.long, device=dev)  # genotype of each cell
+        self.XXt = (self.Xg @ self.Xg.T).to(torch.float64)[self.inv][:, self.inv]
         self.cell_of = torch.as_tensor(setup.individual_cell, dtype=torch.long, device=dev)
         level = torch.as_tensor(setup.cell_level, dtype=torch.long, device=dev)
         self.level_masks = [(level == lv) for lv in range(1, setup.n_levels)]
-        geno, inverse = np.unique(cells, return_inverse=True)
-        self.genotype_rows = geno  # rows of G with phenotyped cells
+        self.X_levels = [self.Xg[self.inv[mask]] for mask in self.level_masks]  # marker rows per level
         self.B = torch.zeros(self.n_cells, len(geno), dtype=torch.float64, device=dev)
-        self.B[torch.arange(self.n_cells), torch.as_tensor(inverse, device=dev)] = 1.0
+        self.B[torch.arange(self.n_cells), self.inv] = 1.0
         self.BBt = self.B @ self.B.T
         P = len(self.pos)
         self.state = [dict() for _ in range(P)]
@@ -153,7 +192,9 @@ class GenomicBlock:
         if self.setup.prior == "ridge":
             K = float(D[0]) * self.XXt.clone()
         else:
-            K = ((self.X * D.to(torch.float32)) @ self.X.T).to(torch.float64)
+            if "Kg" not in st:  # X D X' until D changes (_hyper): the next update starts with it
+                st["Kg"] = _weighted_gram(self.Xg, D.to(torch.float32)).to(torch.float64)
+            K = st["Kg"][self.inv][:, self.inv]
         for mask, d_l in zip(self.level_masks, st["D_levels"]):
             both = mask.unsqueeze(0) & mask.unsqueeze(1)
             K = K + d_l * self.XXt * both
@@ -163,23 +204,24 @@ class GenomicBlock:
         chol = torch.linalg.cholesky(0.5 * (K + K.T))
         Kinv = torch.cholesky_inverse(chol)
         alpha = Kinv @ y
-        alpha32 = alpha.to(torch.float32)
-        m = D * (self.X.T @ alpha32).to(torch.float64)
+        alpha_g = self.B.T @ alpha  # X' alpha = Xg' B' alpha
+        m = D * (self.Xg.T @ alpha_g.to(torch.float32)).to(torch.float64)
         out = dict(Kinv=Kinv, alpha=alpha, m=m, fitted=y - R * alpha)
+        alpha32 = alpha.to(torch.float32)
         out["m_levels"] = [
-            d_l * (self.X[mask].T @ alpha32[mask]).to(torch.float64)
-            for mask, d_l in zip(self.level_masks, st["D_levels"])
+            d_l * (Xl.T @ alpha32[mask]).to(torch.float64)
+            for Xl, mask, d_l in zip(self.X_levels, self.level_masks, st["D_levels"])
         ]
-        out["u"] = st["s2u"] * (self.B.T @ alpha)
-        out["u_var"] = st["s2u"] - st["s2u"] ** 2 * torch.einsum("cg,cd,dg->g", self.B, Kinv, self.B)
+        Kg_inv = self.B.T @ Kinv @ self.B  # B' K^-1 B (n_geno x n_geno)
+        out["u"] = st["s2u"] * alpha_g
+        out["u_var"] = st["s2u"] - st["s2u"] ** 2 * torch.diagonal(Kg_inv)
         if diag:
-            KX = Kinv.to(torch.float32) @ self.X  # (n, M)
-            q = (self.X * KX).sum(0).to(torch.float64)  # diag(X' K^-1 X)
+            # diag(X' K^-1 X) = diag(Xg' B'K^-1B Xg)
+            q = _quadratic_diag(self.Xg, Kg_inv.to(torch.float32)).to(torch.float64)
             out["S"] = (D - D**2 * q).clamp_min(1e-12 * D)
             out["S_levels"] = []
-            for mask, d_l in zip(self.level_masks, st["D_levels"]):
-                Xl = self.X[mask]
-                ql = (Xl * (Kinv[mask][:, mask].to(torch.float32) @ Xl)).sum(0).to(torch.float64)
+            for Xl, mask, d_l in zip(self.X_levels, self.level_masks, st["D_levels"]):
+                ql = _quadratic_diag(Xl, Kinv[mask][:, mask].to(torch.float32)).to(torch.float64)
                 out["S_levels"].append((d_l - d_l**2 * ql).clamp_min(1e-12 * d_l))
         return out
 
@@ -202,6 +244,7 @@ class GenomicBlock:
                 st["inv_tau2"] = 0.5 * (M + 1) / (st["inv_xi"] + 0.5 * float((e2 * st["inv_lambda2"]).sum()))
                 st["inv_xi"] = 1.0 / (1.0 / st["A"] ** 2 + st["inv_tau2"])
             st["D"] = 1.0 / (st["inv_lambda2"] * st["inv_tau2"])
+            st.pop("Kg", None)
         new_levels = []
         for lv, d_l in enumerate(st["D_levels"]):
             if "S_levels" in post:
@@ -298,7 +341,7 @@ class GenomicBlock:
                 y=np_(st["y"]),
                 R=np_(st["R"]),
                 fitted=np_(post["fitted"]),
-                main_cells=np_((self.X @ post["m"].to(torch.float32)).to(torch.float64)),
+                main_cells=np_((self.Xg @ post["m"].to(torch.float32)).to(torch.float64)[self.inv]),
                 u=np_(post["u"]),
                 u_sd=np.sqrt(np.clip(np_(post["u_var"]), 0, None)),
                 levels_mean=[np_(a) for a in post["m_levels"]],
@@ -307,12 +350,37 @@ class GenomicBlock:
             if self.setup.prior == "horseshoe":
                 # 1 - kappa_j: the share of marker j's effect the prior lets through (data
                 # precision over data + prior precision; Carvalho et al. 2010)
-                data_prec = ((self.X.to(torch.float64) ** 2) / (st["R"] + st["s2u"]).unsqueeze(-1)).sum(0)
+                w_g = self.B.T @ (1.0 / (st["R"] + st["s2u"]))  # sum of the cells' weights per genotype
+                data_prec = (self.Xg.to(torch.float64) ** 2).T @ w_g
                 prior_prec = st["inv_lambda2"] * st["inv_tau2"]
                 rec["inclusion"] = np_(data_prec / (data_prec + prior_prec))
                 rec["tau"] = float(st["inv_tau2"]) ** -0.5
             out["per_param"].append(GenomicParamPosterior(**rec))
         return GenomicPosterior(**out)
+
+
+def genomic_update(block: GenomicBlock, program, theta: torch.Tensor, local) -> float:
+    """One update of the genomic block, its offsets handed to the program; the largest change."""
+    change = block.update(theta, local)
+    program.set_offsets(block.offset, block.offset_cov)
+    return change
+
+
+def converge_genomic(
+    block: GenomicBlock, program, theta: torch.Tensor, local, updates: int = GENOMIC_UPDATES
+) -> tuple[torch.Tensor, float]:
+    """The genomic block and every local posterior converged at theta (at most ``updates``
+    updates, until one moves the offsets by less than GENOMIC_TOL); returns theta (unchanged)
+    and the first update's largest change."""
+    first = None
+    for _ in range(updates):
+        local.refresh(theta, None, max_iter=20)
+        change = genomic_update(block, program, theta, local)
+        first = change if first is None else first
+        if change < GENOMIC_TOL:
+            break
+    local.refresh(theta, None, max_iter=20)
+    return theta, first
 
 
 def predictive(

@@ -13,7 +13,15 @@ from pymixnn.inference.laplace import LocalPosteriors
 from pymixnn.inference.levels import LevelBlock
 from pymixnn.inference.program import Program
 
-__all__ = ["LEVELS_ROUNDS", "LEVELS_TOL", "LEVELS_UPDATES", "level_update", "converge_levels", "level_rounds"]
+__all__ = [
+    "LEVELS_ROUNDS",
+    "LEVELS_TOL",
+    "LEVELS_UPDATES",
+    "level_update",
+    "converge_levels",
+    "level_rounds",
+    "alternate",
+]
 
 # Rounds of refinement and level updates in turn, stopped when an update at the refined theta moves
 # no level effect by more than LEVELS_TOL (transformed scale), then a last refinement; each round's
@@ -66,18 +74,47 @@ def level_rounds(
     stay (the levels' fixed point depends on theta), then a last refinement: theta maximizes the
     reported likelihood given the levels' posterior (the updates' GLS shift of mu is the
     pseudo-likelihood's). Returns theta and the refinement rounds run."""
+    return alternate(
+        refine,
+        lambda th: converge_levels(block, program, th, local),
+        theta,
+        what="the grouping levels",
+        updates="level updates",
+        counter="levels_rounds_exhausted",
+        warnings=warnings,
+        fallbacks=fallbacks,
+    )
+
+
+def alternate(
+    refine: Callable[[torch.Tensor], tuple[torch.Tensor, int]],
+    converge: Callable[[torch.Tensor], tuple[torch.Tensor, float]],
+    theta: torch.Tensor,
+    *,
+    what: str,
+    updates: str,
+    counter: str,
+    warnings: list[str],
+    fallbacks: Fallbacks,
+    max_rounds: int = LEVELS_ROUNDS,
+    tol: float = LEVELS_TOL,
+) -> tuple[torch.Tensor, int]:
+    """``refine`` (theta -> theta, rounds) and ``converge`` (a block's updates at theta -> theta,
+    the first update's largest change) in turn until an update moves the block by less than
+    ``tol``, then a last refinement. Running out of rounds is counted as ``counter`` with a
+    warning naming ``what`` and its ``updates``. Returns theta and the refinement rounds run."""
     rounds = 0
-    for _ in range(LEVELS_ROUNDS):
+    for _ in range(max_rounds):
         theta, r = refine(theta)
         rounds += r
-        theta, change = converge_levels(block, program, theta, local)
-        if change < LEVELS_TOL:
+        theta, change = converge(theta)
+        if change < tol:
             break
     else:
-        fallbacks.add("levels_rounds_exhausted")
+        fallbacks.add(counter)
         warnings.append(
-            f"the grouping levels still moved after {LEVELS_ROUNDS} rounds of refinement and "
-            "level updates: estimates are from the last round"
+            f"{what} still moved after {max_rounds} rounds of refinement and "
+            f"{updates}: estimates are from the last round"
         )
     theta, r = refine(theta)
     return theta, rounds + r

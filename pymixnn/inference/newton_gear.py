@@ -8,6 +8,11 @@ engines (TMB, NONMEM's FOCE), with the exact marginal likelihood in place of its
 From the Laplace-EM start it needs a few passes over the data where SVI took hundreds of
 minibatch steps to reach the same maximum.
 
+A genomic block (genomic.py) is updated between refinements: its offsets converged at the
+start, then refinement and block convergence in turn until the block stays (level_rounds.alternate),
+as grouping levels are after SVI; the marker algebra runs a few times per round instead of every
+50 SVI steps, and the 350 minibatch steps are gone.
+
 A run that does not converge (the rounds run out while theta still moves, or non-finite
 derivatives stop it) is not kept: the caller falls back to SVI from the same start and counts it
 (``newton_gear_to_svi``).
@@ -20,7 +25,9 @@ import dataclasses
 import torch
 
 from pymixnn.inference.fallbacks import Fallbacks
+from pymixnn.inference.genomic import GenomicBlock, GenomicSetup, converge_genomic
 from pymixnn.inference.laplace import LocalPosteriors
+from pymixnn.inference.level_rounds import alternate
 from pymixnn.inference.options import EstimationOptions
 from pymixnn.inference.program import Program
 from pymixnn.inference.refine import refine_newton
@@ -40,6 +47,7 @@ NEWTON_GEAR_WARMUP = 3
 # gear): logistic simulation, N = 10,000, 1,000 against 5,000: the same 2 rounds and estimates
 # (5 digits), the refinement 4.7 s instead of 7.6
 NEWTON_GEAR_METRIC = 1_000
+GENOMIC_ROUND_UPDATES = 1
 
 
 def newton_gear(
@@ -49,11 +57,13 @@ def newton_gear(
     options: EstimationOptions,
     k_opt: int,
     fallbacks: Fallbacks,
-) -> tuple[torch.Tensor, int, SVITrace, list[str]] | None:
+    genomic: GenomicSetup | None = None,
+) -> tuple[torch.Tensor, int, SVITrace, list[str], GenomicBlock | None] | None:
     """Refinement rounds from the start ``theta`` until theta moves less than
-    ``options.refine_tol``; returns (theta, rounds, trace, warnings), the trace holding no SVI
+    ``options.refine_tol`` (with ``genomic``: alternated with the genomic block's convergence);
+    returns (theta, rounds, trace, warnings, genomic block or None), the trace holding no SVI
     step, its ``theta`` the start and its ``refine`` the rounds' path; None when the rounds did
-    not converge (the caller then runs SVI)."""
+    not converge (the caller then runs SVI; the program's genomic offsets are cleared)."""
     trace = SVITrace(converged=True)
     trace.theta.append((0, theta.detach().clone()))
     warnings: list[str] = []
@@ -63,24 +73,50 @@ def newton_gear(
         refine_rounds=NEWTON_GEAR_ROUNDS,
         newton_individuals=NEWTON_GEAR_METRIC if metric is None else min(metric, NEWTON_GEAR_METRIC),
     )
-    try:
-        new, rounds = refine_newton(
+
+    def refine(start: torch.Tensor, centred: bool) -> tuple[torch.Tensor, int]:
+        return refine_newton(
             program,
-            theta,
+            start,
             local,
             rounds_options,
             k_opt,
-            centred=False,
+            centred=centred,
             warnings=warnings,
             fallbacks=fallbacks,
             path=trace.refine,
         )
+
+    block = None
+    try:
+        if genomic is None:
+            new, rounds = refine(theta, False)
+        else:
+            # the block from every individual's posterior at the start, converged there
+            local.refresh(theta, None, max_iter=20)
+            block = GenomicBlock(genomic, program)
+            start, _ = converge_genomic(block, program, theta, local, GENOMIC_ROUND_UPDATES)
+            new, rounds = alternate(
+                lambda th: refine(th, True),  # converge_genomic re-centred the posteriors
+                lambda th: converge_genomic(block, program, th, local, GENOMIC_ROUND_UPDATES),
+                start,
+                what="the genomic block",
+                updates="genomic updates",
+                counter="genomic_rounds_exhausted",
+                warnings=warnings,
+                fallbacks=fallbacks,
+            )
     except FloatingPointError:
-        return None  # not finite at the start: SVI starts from there with its own safeguards
-    if warnings or not bool(torch.isfinite(new).all()):
-        return None
+        new, rounds = None, 0  # not finite at the start: SVI starts from there with its own safeguards
     path = [theta] + [th for _, th in trace.refine]
-    moved = float((path[-1] - path[-2]).abs().max())
-    if rounds >= NEWTON_GEAR_ROUNDS and moved >= options.refine_tol:
+    moved = float((path[-1] - path[-2]).abs().max()) if len(path) > 1 else float("inf")
+    if (
+        new is None
+        or warnings
+        or not bool(torch.isfinite(new).all())
+        or (genomic is None and rounds >= NEWTON_GEAR_ROUNDS and moved >= options.refine_tol)
+    ):
+        if genomic is not None:
+            program.set_offsets(None, None)
         return None
-    return new, rounds, trace, warnings
+    return new, rounds, trace, warnings, block

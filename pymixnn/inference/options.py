@@ -99,12 +99,16 @@ def choose_gear(
     ode: bool,
     genomic: bool,
     levels: bool,
+    replicated: bool = True,
 ) -> str:
     """The gear of a fit: ``options.gear`` when given, else (``"auto"``) "newton" for at most
     ``NEWTON_GEAR_MAX_N`` individuals, a law whose Gaussian stage may take it (``gaussian``:
     the law plug-in's ``newton_gear``: the Gaussian law, mixtures and flows) with per-individual
-    local posteriors, no genomic block or grouping level, a closed-form model and the CPU, else
-    "svi".
+    local posteriors, no grouping level, a closed-form model and the CPU, else "svi". A genomic
+    block is updated between the Newton gear's refinements (newton_gear.py) when its genotypes
+    are ``replicated`` (more individuals than genotypes); with one individual per genotype its
+    offsets are confounded with the individual random effects and the alternation crawls (grav2,
+    162 RILs: 30 rounds without the block settling), so SVI updates it along the way.
 
     From the Laplace-EM start the refinement's Newton steps reach the same maximum as after SVI
     (to its tolerance, 0.01 on theta): theophylline in 2 rounds, the logistic simulation at
@@ -112,7 +116,7 @@ def choose_gear(
     (7-12 s) gone (benchmarks/results/scaling.md). A mixture's and a flow's stages start from
     the Gaussian maximum either way (a mixture's EM start and Newton refinement, 28.6 -> 3.5 s
     on the bimodal benchmark, the same maximum). SVI stays where it pays: latent classes are
-    shaped along it, a genomic block and grouping levels are updated along it, an encoder is
+    shaped along it, grouping levels are updated along it, an encoder is
     trained by it, an ODE model's 10 steps follow its pre-refinement, and on a GPU its
     minibatch steps are cheap."""
     if options.gear != "auto":
@@ -122,7 +126,8 @@ def choose_gear(
         and gaussian
         and options.refine
         and options.local == "individual"
-        and not (ode or genomic or levels)
+        and not (ode or levels)
+        and (replicated or not genomic)
         and device.type == "cpu"
     )
     return "newton" if eligible else "svi"

@@ -69,10 +69,10 @@ def estimate(
     t_start = time.perf_counter()
     law = Gaussian() if law is None else law
     fit_law = plugin(law)  # an unknown spec fails here, before any work
-    if options.gear == "newton" and (genomic is not None or levels is not None):
+    if options.gear == "newton" and levels is not None:
         raise ValueError(
-            "gear='newton' has no genomic block or grouping levels to update: they are updated "
-            "along minibatch SVI; use gear='svi' or 'auto'"
+            "gear='newton' has no grouping levels to update: they are updated along minibatch "
+            "SVI; use gear='svi' or 'auto'"
         )
     device, dtype, n_threads = setup(data, options)
     gear = choose_gear(
@@ -83,6 +83,7 @@ def estimate(
         ode=integrates(model),
         genomic=genomic is not None,
         levels=levels is not None,
+        replicated=genomic is None or genomic.replicated,
     )
     with isolated_rng(options.seed, device), threads(n_threads), watch_structural_function():
         ctx = Context(

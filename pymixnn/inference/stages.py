@@ -16,7 +16,7 @@ from pymixnn.data.table import Data
 from pymixnn.inference.amortized import amortize_local, distil, program_encoder
 from pymixnn.inference.encoder import Encoder
 from pymixnn.inference.fallbacks import Fallbacks
-from pymixnn.inference.genomic import GenomicBlock, GenomicSetup
+from pymixnn.inference.genomic import GenomicBlock, GenomicSetup, converge_genomic, genomic_update
 from pymixnn.inference.laplace import LocalPosteriors
 from pymixnn.inference.level_rounds import converge_levels, level_rounds, level_update
 from pymixnn.inference.levels import LevelBlock
@@ -85,15 +85,6 @@ class Stage:
     path: list = field(default_factory=list)
 
 
-def _genomic_update(
-    block: GenomicBlock, program: Program, theta: torch.Tensor, local: LocalPosteriors
-) -> float:
-    """One update of the genomic block; its offsets handed to the program."""
-    change = block.update(theta, local)
-    program.set_offsets(block.offset, block.offset_cov)
-    return change
-
-
 def gaussian_stage(
     ctx: Context,
     init,
@@ -131,12 +122,17 @@ def gaussian_stage(
     seconds["start"] = time.perf_counter() - t_start
     if ctx.gear == "newton":
         t0 = time.perf_counter()
-        out = newton_gear(program, theta, local, options, sample_sizes(ctx.data, options, ode)[1], fallbacks)
+        k_opt = sample_sizes(ctx.data, options, ode)[1]
+        out = newton_gear(program, theta, local, options, k_opt, fallbacks, genomic)
         seconds["refine"] = time.perf_counter() - t0
         if out is not None:
-            theta, rounds, trace, more = out
+            theta, rounds, trace, more, block = out
             stage = Stage(program, theta, local, trace, rounds, seconds, warnings + more, starts=starts)
             stage.path = [("start", 0, trace.theta[0][1])] + [("refine", r, th) for r, th in trace.refine]
+            if block is not None:
+                t0 = time.perf_counter()
+                stage.genomic = block.export()
+                seconds["genomic_export"] = time.perf_counter() - t0
             return stage
         fallbacks.add("newton_gear_to_svi")  # SVI from the same start: fallbacks.py
         seconds["newton_gear"] = seconds.pop("refine")
@@ -147,9 +143,9 @@ def gaussian_stage(
         # the genomic block starts from every individual's posterior at the warm-up's theta
         local.refresh(theta, None, max_iter=20)
         block = GenomicBlock(genomic, program)
-        _genomic_update(block, program, theta, local)
+        genomic_update(block, program, theta, local)
         groups = torch.as_tensor(genomic.cell_genotype[genomic.individual_cell], dtype=torch.long)
-        callback = lambda th: _genomic_update(block, program, th, local)  # noqa: E731
+        callback = lambda th: genomic_update(block, program, th, local)  # noqa: E731
     lblock = None
     if levels is not None:
         # the levels start from every individual's posterior at the warm-up's theta; during SVI
@@ -209,12 +205,7 @@ def gaussian_stage(
     if encoder is not None:
         amortized = amortize_local(program, theta, encoder, local, options, generator)
     if block is not None:
-        # converge the genomic block and the local posteriors at the SVI end point
-        for _ in range(20):
-            local.refresh(theta, None, max_iter=20)
-            if _genomic_update(block, program, theta, local) < 1e-3:
-                break
-        local.refresh(theta, None, max_iter=20)
+        theta, _ = converge_genomic(block, program, theta, local)  # at the SVI end point
     if lblock is not None:
         theta, _ = converge_levels(lblock, program, theta, local)
     seconds["svi"] = time.perf_counter() - t0

@@ -87,8 +87,9 @@ mixnnModel <- function(model, description = NULL, psi0 = NULL, transform.par = N
 #' @param gear "auto", "newton" (Newton steps on the marginal likelihood straight from the
 #'   Laplace-EM start, as FOCE/Laplace engines do) or "svi" (minibatch SVI first, then the same
 #'   Newton refinement). "auto" takes "newton" for up to 20,000 individuals with Gaussian random
-#'   effects, per-individual posteriors, no genomic block or grouping level, a closed-form model
-#'   and the CPU; the fit's
+#'   effects (a genomic block is updated between its refinements when genotypes have several
+#'   individuals), per-individual posteriors, no grouping level, a closed-form model and the CPU;
+#'   the fit's
 #'   `info$gear` says which ran.
 #' @return A list of settings: the fields of `pymixnn.Control`, then `dropna`.
 #' @export

@@ -100,7 +100,11 @@ def test_a_newton_gear_that_does_not_converge_falls_back_to_svi(monkeypatch):
         (dict(n_individuals=20_001, gaussian=True, ode=False, genomic=False, levels=False), "svi"),
         (dict(n_individuals=12, gaussian=False, ode=False, genomic=False, levels=False), "svi"),
         (dict(n_individuals=12, gaussian=True, ode=True, genomic=False, levels=False), "svi"),
-        (dict(n_individuals=12, gaussian=True, ode=False, genomic=True, levels=False), "svi"),
+        (dict(n_individuals=12, gaussian=True, ode=False, genomic=True, levels=False), "newton"),
+        (
+            dict(n_individuals=12, gaussian=True, ode=False, genomic=True, levels=False, replicated=False),
+            "svi",
+        ),
         (dict(n_individuals=12, gaussian=True, ode=False, genomic=False, levels=True), "svi"),
     ],
 )
@@ -128,11 +132,11 @@ def test_bad_gear_settings(kw, match):
         pymixnn.Control(**kw)
 
 
-def test_newton_gear_refuses_a_genomic_block_before_fitting():
+def test_newton_gear_refuses_grouping_levels_before_fitting():
     from pymixnn.inference.pipeline import estimate
 
-    with pytest.raises(ValueError, match="gear='newton' has no genomic block or grouping levels"):
-        estimate(None, None, None, {}, EstimationOptions(gear="newton"), genomic=object())
+    with pytest.raises(ValueError, match="gear='newton' has no grouping levels"):
+        estimate(None, None, None, {}, EstimationOptions(gear="newton"), levels=object())
 
 
 def test_a_newton_fit_builds_no_torch_optimizer():
