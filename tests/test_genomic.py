@@ -108,6 +108,22 @@ def test_genomic_block_matches_linear_mixed_model(prior):
     np.testing.assert_allclose(var, exact, rtol=1e-3)
 
 
+def _scenario_fit(df, markers, params=("A",), **kw):
+    """The simulated genotype x scenario study's horseshoe fit (scenario on A)."""
+    return pymixnn.fit(
+        df,
+        "logistic",
+        id="id",
+        x="t",
+        y="y",
+        covariates={"A": ["scenario"]},
+        genotype="genotype",
+        genomic=pymixnn.Genomic(markers, params=list(params), prior="horseshoe"),
+        progress=False,
+        **kw,
+    )
+
+
 # ---- a small simulated study: every output -------------------------------------------------------
 @pytest.fixture(scope="module")
 def small_fit():
@@ -116,18 +132,7 @@ def small_fit():
     # 120 genotypes phenotyped; 30 kept aside as genotypes never phenotyped
     df = full[full["genotype"].isin(markers.index[:120])].reset_index(drop=True)
     df.attrs = full.attrs
-    res = pymixnn.fit(
-        df,
-        "logistic",
-        id="id",
-        x="t",
-        y="y",
-        covariates={"A": ["scenario"]},
-        genotype="genotype",
-        genomic=pymixnn.Genomic(markers, params=["A", "B"], prior="horseshoe"),
-        seed=2,
-        progress=False,
-    )
+    res = _scenario_fit(df, markers, params=("A", "B"), seed=2)
     return res, df, markers
 
 
@@ -193,18 +198,7 @@ def test_outputs_of_a_genomic_fit(small_fit, tmp_path):
 @pytest.mark.slow
 def test_genomic_fit_is_reproducible(small_fit):
     res, df, markers = small_fit
-    again = pymixnn.fit(
-        df,
-        "logistic",
-        id="id",
-        x="t",
-        y="y",
-        covariates={"A": ["scenario"]},
-        genotype="genotype",
-        genomic=pymixnn.Genomic(markers, params=["A", "B"], prior="horseshoe"),
-        seed=2,
-        progress=False,
-    )
+    again = _scenario_fit(df, markers, params=("A", "B"), seed=2)
     pd.testing.assert_frame_equal(res.params, again.params)
     pd.testing.assert_frame_equal(res.marker_effects, again.marker_effects)
 
@@ -309,27 +303,11 @@ def _gear_study():
     return simulate_genomic(markers, n_scenarios=3, seed=6), markers
 
 
-def _gear_fit(df, markers, **kw):
-    return pymixnn.fit(
-        df,
-        "logistic",
-        id="id",
-        x="t",
-        y="y",
-        covariates={"A": ["scenario"]},
-        genotype="genotype",
-        genomic=pymixnn.Genomic(markers, params=["A"], prior="horseshoe"),
-        progress=False,
-        threads=1,
-        **kw,
-    )
-
-
 def test_newton_gear_alternates_refinement_and_block_updates():
     """gear="auto" fits a genomic block without SVI; its estimates are the block's fixed point,
     so they do not depend on the seed as the SVI end point does."""
     df, markers = _gear_study()
-    one, two = _gear_fit(df, markers, seed=1), _gear_fit(df, markers, seed=2)
+    one, two = _scenario_fit(df, markers, threads=1, seed=1), _scenario_fit(df, markers, threads=1, seed=2)
     assert one.run.gear == "newton" and one.info["steps"] == 0 and "svi" not in one.run.seconds
     se = one.params.loc["A", "se"]
     # seeds 1 and 2: A moved by 0.001 SE (the SVI gear: 0.07 SE here, 1.1 SE over seeds 2-4 on
@@ -341,7 +319,10 @@ def test_newton_gear_alternates_refinement_and_block_updates():
 @pytest.mark.slow
 def test_newton_gear_finds_the_svi_gears_maximum():
     df, markers = _gear_study()
-    one, svi = _gear_fit(df, markers, seed=1), _gear_fit(df, markers, seed=1, gear="svi")
+    one, svi = (
+        _scenario_fit(df, markers, threads=1, seed=1),
+        _scenario_fit(df, markers, threads=1, seed=1, gear="svi"),
+    )
     assert svi.run.gear == "svi" and svi.info["steps"] > 0
     se = one.params.loc["A", "se"]
     # the same maximum as SVI's within its seed spread (measured 0.13 SE from SVI's seed 1, 0.06
@@ -361,7 +342,7 @@ def test_newton_gear_genomic_fallback_to_svi(monkeypatch):
     monkeypatch.setattr(ng, "alternate", lambda *a, **k: real(*a, **dict(k, max_rounds=1, tol=0.0)))
     df, markers = _gear_study()
     with pytest.warns(pymixnn.FallbackWarning, match="Newton gear did not converge"):
-        res = _gear_fit(df, markers, seed=1, max_steps=50)
+        res = _scenario_fit(df, markers, threads=1, seed=1, max_steps=50)
     assert res.run.gear == "svi" and res.info["steps"] > 0
     assert res.run.fallbacks["genomic_rounds_exhausted"] == 1
     assert res.run.fallbacks["newton_gear_to_svi"] == 1
@@ -370,7 +351,7 @@ def test_newton_gear_genomic_fallback_to_svi(monkeypatch):
 
     monkeypatch.setattr(stages, "newton_gear", lambda *a, **k: None)
     with pytest.warns(pymixnn.FallbackWarning, match="Newton gear did not converge"):
-        ref = _gear_fit(df, markers, seed=1, max_steps=50)
+        ref = _scenario_fit(df, markers, threads=1, seed=1, max_steps=50)
     pd.testing.assert_frame_equal(res.params, ref.params)
 
 
