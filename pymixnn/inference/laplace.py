@@ -236,6 +236,8 @@ class LocalPosteriors:
         self.fallbacks = fallbacks  # where those are counted too (``mode_shortened_steps``)
         # Hessian rows in one vectorized pass (SVI's minibatch updates: BATCHED_ROWS_MIN)
         self.batched_rows = False
+        # (theta, vi_iter, loc, scale_tril) of the last refresh of every individual (centred)
+        self._centred_at: tuple | None = None
 
     def refresh(
         self,
@@ -265,10 +267,23 @@ class LocalPosteriors:
         if idx is None:
             self.loc, self.scale_tril = eta, tril
             self.visited[:] = True
+            self._centred_at = (theta.clone(), vi_iter, eta, tril)
         else:
             self.loc[idx], self.scale_tril[idx] = eta, tril
             self.visited[idx] = True
+            self._centred_at = None
         return iterations
+
+    def centred(self, theta: torch.Tensor, vi_iter: int, tol: float) -> bool:
+        """Whether the posteriors are those of a refresh of every individual with ``vi_iter``
+        variational steps at a theta within ``tol`` of ``theta`` (each entry), untouched since
+        (a shift of loc, or a refresh of some individuals, replaces or edits the tensors)."""
+        if self._centred_at is None:
+            return False
+        at, vi, loc, tril = self._centred_at
+        if vi != vi_iter or loc is not self.loc or tril is not self.scale_tril:
+            return False
+        return bool(at.shape == theta.shape and (theta.detach() - at).abs().max() < tol)
 
     def _mode(
         self, theta: torch.Tensor, eta: torch.Tensor, idx: torch.Tensor | None, max_iter: int, tol: float

@@ -183,6 +183,7 @@ class Program:
         x_pad, y_pad, mask = data.padded()
         as_t = lambda a: torch.as_tensor(a, dtype=dtype, device=device)  # noqa: E731
         self.x, self.mask = as_t(x_pad), torch.as_tensor(mask, device=device)
+        self.mask_all = bool(self.mask.all())  # no padding: cell_log_prob skips the mask
         self.n_individuals, self.n_obs = data.n_individuals, data.n_obs
         self.params = tuple(model.parameters)
         self.transforms = [model.transforms[p] for p in self.params]
@@ -244,8 +245,7 @@ class Program:
     # ---- population parameters ---------------------------------------------------------------
     def omega_tril(self, theta: torch.Tensor) -> torch.Tensor:
         """Cholesky factor L of Omega (d x d), diagonal positive."""
-        lay = self.layout
-        return tril_from_raw(theta[lay.omega], lay.n_random, lay.full_omega)
+        return tril_from_raw(theta[self.layout.omega], self.layout.n_random, self.layout.full_omega)
 
     def error_params(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
         """Observation-model parameters on their natural scale (the family's own names)."""
@@ -357,7 +357,7 @@ class Program:
         mask = self.mask if idx is None else self.mask[idx]
         aux = self.aux if idx is None else {k: v[idx] for k, v in self.aux.items()}
         terms = self.family.log_prob(y, f, self.error_params(theta), aux)
-        return torch.where(mask, terms, torch.zeros_like(terms))
+        return terms if self.mask_all else torch.where(mask, terms, torch.zeros_like(terms))
 
     def log_prior(
         self, theta: torch.Tensor, eta: torch.Tensor, idx: torch.Tensor | None = None

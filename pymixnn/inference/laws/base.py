@@ -55,19 +55,21 @@ def raw_from_tril(L: torch.Tensor, full: bool) -> torch.Tensor:
     return raw
 
 
-# entries of eta from which gaussian_log_prob multiplies by L^-1 instead of solving
-FAST_SOLVE_ENTRIES = 100_000
+# rows of eta (draws x individuals) from which gaussian_log_prob multiplies by L^-1 instead of
+# solving: the importance sampler's slices (about 25,000 rows) and the Laplace modes of 5,000 or
+# more individuals, not an SVI minibatch (4 particles x 512 individuals by default)
+FAST_SOLVE_ROWS = 5_000
 
 
 def gaussian_log_prob(L: torch.Tensor, eta: torch.Tensor) -> torch.Tensor:
     """log N(eta; 0, L L^T) over the last axis."""
-    if L.dim() == 2 and eta.numel() >= FAST_SOLVE_ENTRIES:
+    if L.dim() == 2 and eta.numel() >= FAST_SOLVE_ROWS * L.shape[-1]:
         # one L for all rows: L^-1 once, then a matrix product (solve_triangular broadcast over
         # (draws x individuals) rows copies L into each: the logistic simulation, N = 1,000 x 50
-        # draws, 7.8 of a pass's 56 ms, the product 0.3 ms). Large arrays only (the importance
-        # sampler's): an SVI minibatch keeps solve_triangular's rounding, which its stochastic
-        # path amplifies (an amortized encoder after 1,000 steps: median distance to the modes
-        # 0.79 or 1.33 posterior SDs with one rounding or the other)
+        # draws, 7.8 of a pass's 56 ms, the product 0.3 ms; N = 100, a 312 x 80-row slice of
+        # ll.is, 1.9 -> 0.1 ms). Large arrays only: an SVI minibatch keeps solve_triangular's
+        # rounding, which its stochastic path amplifies (an amortized encoder after 1,000 steps:
+        # median distance to the modes 0.79 or 1.33 posterior SDs with one rounding or the other)
         eye = torch.eye(L.shape[-1], dtype=L.dtype, device=L.device)
         z = eta @ torch.linalg.solve_triangular(L, eye, upper=False).T
     else:
