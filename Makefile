@@ -55,9 +55,12 @@ $(PY):
 
 venv: $(PY)
 
+# compileall: the package's bytecode, as a wheel install writes it (an editable install compiles
+# on import, and keeps nothing where PYTHONDONTWRITEBYTECODE is set)
 $(CORE_STAMP): pyproject.toml | $(PY)
 	$(PIP) install --quiet "$(TORCH_REQ)"
 	$(PIP) install --quiet -e .
+	$(PY) -m compileall -q pymixnn > /dev/null
 	touch $@
 
 install: $(CORE_STAMP)

@@ -4,12 +4,12 @@ Design: logistic growth, 10 observations per individual at t = 0..10, truth A = 
 (log-normal), omega2 = 0.04, 0.0225, 0.04, constant error sigma = 2 (pymixnn.simulate.simulate_logistic,
 the design of ENVIRONMENT.md's peer table). Every method runs its full pipeline: estimates, SEs and
 log-likelihood (pymixnn: Laplace-EM start, Newton steps on the importance-sampling
-log-likelihood, Fisher information, ll.is; gear="auto" runs no SVI up to 20,000 individuals, 100
-SVI steps first beyond; saemix: SAEM, MAP, FIM by linearisation, ll.is; nlme: Lindstrom-Bates
-ML). All start from the same self-start values. Beyond 5,000 individuals pymixnn takes the
-refinement's Newton metric from a subsample (1,000 individuals without SVI, 5,000 after it) and
-the observed information from 10,000 (scaled up), and uses Laplace proposals
-(EstimationOptions: large_n, newton_individuals, fisher_individuals). The theophylline
+log-likelihood, Fisher information, ll.is; gear="auto" runs no SVI up to 10^6 individuals;
+saemix: SAEM, MAP, FIM by linearisation, ll.is; nlme: Lindstrom-Bates
+ML). All start from the same self-start values. pymixnn takes the refinement's Newton metric
+from a subsample (500 individuals without SVI, 5,000 after it); beyond 5,000 individuals it takes
+the observed information from 10,000 (scaled up) and uses Laplace proposals (EstimationOptions:
+large_n, newton_individuals, fisher_individuals). The theophylline
 case (N = 12, `--sizes theo`) is saemix's documented one-compartment oral model with Weight on V.
 "seconds": the fit in a fresh process (the first fit there: lazy imports included);
 "seconds_warm": the same fit again in that process (a session that has fitted before).
@@ -33,6 +33,7 @@ scaling.{csv,json,md} and scaling_time.png, accuracy.{csv,md} and accuracy.png t
 from __future__ import annotations
 
 import argparse
+import compileall
 import datetime as dt
 import json
 import os
@@ -395,6 +396,10 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(worker(method, int(n), int(seed), args.device, args.warm), default=float))
         return
     args.out.mkdir(parents=True, exist_ok=True)
+    # the package's bytecode written once, as an installed package has it: where
+    # PYTHONDONTWRITEBYTECODE is set (these machines) each fresh worker would otherwise compile
+    # every module its first fit imports (about 0.05 s of it)
+    compileall.compile_dir(str(ROOT / "pymixnn"), quiet=1)
     only = set(args.only or ["scaling", "accuracy"])
     methods = [m.strip() for m in args.methods.split(",")]
     record = dict(

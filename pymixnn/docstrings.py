@@ -155,11 +155,11 @@ gear : {"auto", "newton", "svi"}, default "auto"
     posteriors) straight from the Laplace-EM start, as FOCE/Laplace engines do: a few passes over
     the data; a genomic block is updated between its refinements. ``"svi"``: minibatch SVI first,
     then the same Newton refinement (latent classes, grouping levels, genomic blocks with one
-    individual per genotype, encoders, GPUs). ``"auto"`` takes ``"newton"`` for up to 20,000
+    individual per genotype, encoders, GPUs). ``"auto"`` takes ``"newton"`` for up to 10^6
     individuals with a Gaussian law (a mixture's or flow's Gaussian stage too), per-individual
     local posteriors, no grouping level, no genomic block unless genotypes have several
     individuals, a closed-form model and the CPU, else
-    ``"svi"`` (beyond 20,000 SVI's cheap steps pay before the full passes); ``res.run.gear`` says which
+    ``"svi"`` (beyond 10^6, the largest N measured, SVI's steps first); ``res.run.gear`` says which
     ran. A Newton run that does not converge falls back to SVI (counted in ``res.run.fallbacks``
     as ``newton_gear_to_svi``)."""
 

@@ -33,7 +33,13 @@ from pymixnn.inference.program import Program
 from pymixnn.inference.refine import refine_newton
 from pymixnn.inference.svi_options import SVITrace
 
-__all__ = ["NEWTON_GEAR_ROUNDS", "NEWTON_GEAR_WARMUP", "NEWTON_GEAR_METRIC", "newton_gear"]
+__all__ = [
+    "NEWTON_GEAR_ROUNDS",
+    "NEWTON_GEAR_WARMUP",
+    "NEWTON_GEAR_WARMUP_VI",
+    "NEWTON_GEAR_METRIC",
+    "newton_gear",
+]
 
 # refinement rounds of the Newton gear: from the Laplace-EM start the rounds' moves shrink
 # quadratically (theophylline and the logistic simulation at N = 100-10,000: 2 rounds, the
@@ -43,10 +49,16 @@ NEWTON_GEAR_ROUNDS = 10
 # refinement's rounds do the rest (theophylline and the logistic simulation at N = 100: 2 rounds
 # from 3 iterations as from 10, the estimates equal to 5 digits; the start 0.1 s instead of 0.28)
 NEWTON_GEAR_WARMUP = 3
+# variational steps after each of their Laplace modes: none, the start has only to land in the
+# refinement's basin, whose first round re-centres with them (options.proposal_vi; the logistic
+# simulation, N = 1,000: the start 0.26 -> 0.17 s, the estimates equal to 4 digits, the same
+# rounds). The SVI gear keeps 2: its path from the start is what its end point depends on
+NEWTON_GEAR_WARMUP_VI = 0
 # individuals of the refinement's Newton metric (options.newton_individuals, 5,000, for the SVI
 # gear): logistic simulation, N = 10,000, 1,000 against 5,000: the same 2 rounds and estimates
-# (5 digits), the refinement 4.7 s instead of 7.6
-NEWTON_GEAR_METRIC = 1_000
+# (5 digits), the refinement 4.7 s instead of 7.6; 500 against 1,000: the same rounds, passes and
+# estimates at N = 1,000 (the metric 74 -> 44 ms), one pass fewer at 10,000; with 250 a pass more
+NEWTON_GEAR_METRIC = 500
 # block updates per round of a genomic fit: the block's own fixed point at each theta is slow
 # (updates contract by ~0.87: 60,000-marker scale case, 35 updates and 46 s when converging it
 # each round, 9 updates and 17.6 s with one per round, the same causal markers)

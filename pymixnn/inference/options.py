@@ -83,11 +83,13 @@ class EstimationOptions:
     gear: str = "auto"
 
 
-# "auto" takes the Newton gear up to this many individuals. Logistic simulation, 1 thread: at
-# N = 10,000 the Newton gear took 10.7 s, the SVI gear 22.8; at 10^5 67 s against 61, and at 10^6
-# over 600 s against 445: there SVI's 100 steps visit the individuals cheaply before the
-# refinement's full passes (benchmarks/results/scaling.md)
-NEWTON_GEAR_MAX_N = 20_000
+# "auto" takes the Newton gear up to this many individuals (the largest N measured). Logistic
+# simulation, 1 thread: at N = 10,000 the Newton gear took 10.7 s, the SVI gear 22.8; at 10^5 67 s
+# against 61, and at 10^6 over 600 s against 445, when SVI's 100 steps visited the individuals
+# more cheaply than the refinement's passes; with cheaper passes (2026-12-05) 24 s against 27 at
+# 10^5 and 241 s (3.9 GB) against 346 (4.2 GB) at 10^6, the same estimates to 3-4 digits
+# (benchmarks/results/scaling.md)
+NEWTON_GEAR_MAX_N = 1_000_000
 
 
 def choose_gear(

@@ -21,7 +21,7 @@ from pymixnn.inference.laplace import LocalPosteriors
 from pymixnn.inference.level_rounds import converge_levels, level_rounds, level_update
 from pymixnn.inference.levels import LevelBlock
 from pymixnn.inference.marginal import marginal_likelihood
-from pymixnn.inference.newton_gear import NEWTON_GEAR_WARMUP, newton_gear
+from pymixnn.inference.newton_gear import NEWTON_GEAR_WARMUP, NEWTON_GEAR_WARMUP_VI, newton_gear
 from pymixnn.inference.options import EstimationOptions, proposal_vi, sample_sizes
 from pymixnn.inference.program import Program, integrates
 from pymixnn.inference.records import GenomicPosterior
@@ -115,8 +115,9 @@ def gaussian_stage(
     if start_warning(starts):
         warnings.append(start_warning(starts))
     local = LocalPosteriors(program, program.omega_tril(theta), fallbacks)
-    iters = NEWTON_GEAR_WARMUP if ctx.gear == "newton" else options.warmup_iter
-    theta = warmup(program, theta, local, sub, iters, fallbacks, optimizer)
+    newton = ctx.gear == "newton"
+    iters, vi = (NEWTON_GEAR_WARMUP, NEWTON_GEAR_WARMUP_VI) if newton else (options.warmup_iter, 2)
+    theta = warmup(program, theta, local, sub, iters, fallbacks, optimizer, vi_iter=vi)
     if ode and options.refine and genomic is None and levels is None:
         theta, _ = prerefine_ode(program, theta, local, options, sub, warnings=warnings, fallbacks=fallbacks)
     seconds["start"] = time.perf_counter() - t_start

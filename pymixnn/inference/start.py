@@ -157,15 +157,17 @@ def warmup(
     iters: int,
     fallbacks: Fallbacks | None = None,
     optimizer: str = "torch",
+    vi_iter: int = 2,
 ) -> torch.Tensor:
-    """Variational EM on a subsample: local posteriors updated (laplace.py), then closed-form
-    updates of mu, beta (parameters with random effects) and Omega, and the error parameters
-    (:func:`maximize_block` with ``optimizer``)."""
+    """Variational EM on a subsample: local posteriors updated (laplace.py: Newton steps to the
+    modes, then ``vi_iter`` variational steps), then closed-form updates of mu, beta (parameters
+    with random effects) and Omega, and the error parameters (:func:`maximize_block` with
+    ``optimizer``)."""
     lay = program.layout
     Z = program.Z[idx]
     error_block = list(range(lay.error.start, lay.error.stop))
     for _ in range(iters):
-        local.refresh(theta, idx, max_iter=20)
+        local.refresh(theta, idx, max_iter=20, vi_iter=vi_iter)
         m, L = local.loc[idx], local.scale_tril[idx]
         phi = program.phi_population(theta, idx)[:, program.random_index] + m
         resid = torch.empty_like(phi)

@@ -86,7 +86,7 @@ mixnnModel <- function(model, description = NULL, psi0 = NULL, transform.par = N
 #'   output (semi-amortized).
 #' @param gear "auto", "newton" (Newton steps on the marginal likelihood straight from the
 #'   Laplace-EM start, as FOCE/Laplace engines do) or "svi" (minibatch SVI first, then the same
-#'   Newton refinement). "auto" takes "newton" for up to 20,000 individuals with Gaussian random
+#'   Newton refinement). "auto" takes "newton" for up to 10^6 individuals with Gaussian random
 #'   effects (a genomic block is updated between its refinements when genotypes have several
 #'   individuals), per-individual posteriors, no grouping level, a closed-form model and the CPU;
 #'   the fit's

@@ -70,12 +70,16 @@ def gaussian_log_prob(L: torch.Tensor, eta: torch.Tensor) -> torch.Tensor:
         # ll.is, 1.9 -> 0.1 ms). Large arrays only: an SVI minibatch keeps solve_triangular's
         # rounding, which its stochastic path amplifies (an amortized encoder after 1,000 steps:
         # median distance to the modes 0.79 or 1.33 posterior SDs with one rounding or the other)
+        # and ||z||^2 as a product with ones (a reduction over a last axis of 3: 0.32 ms a
+        # 25,000-row slice, the product 0.04)
         eye = torch.eye(L.shape[-1], dtype=L.dtype, device=L.device)
         z = eta @ torch.linalg.solve_triangular(L, eye, upper=False).T
+        quad = (z * z) @ torch.ones(L.shape[-1], dtype=L.dtype, device=L.device)
     else:
         z = torch.linalg.solve_triangular(L, eta.unsqueeze(-1), upper=False).squeeze(-1)
+        quad = (z**2).sum(-1)
     d = L.shape[-1]
-    return -0.5 * (z**2).sum(-1) - torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1) - 0.5 * d * LOG_2PI
+    return -0.5 * quad - torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1) - 0.5 * d * LOG_2PI
 
 
 class LawPlugin:
