@@ -118,10 +118,12 @@ class MixtureLaw(LawPlugin):
 
     def responsibilities(self, L, raw, eta, context=None) -> torch.Tensor:
         w, means, trils = self.components(L, raw)
+        # the softmax along a leading axis of K, then moved last (along a last axis of 2 it took
+        # 20 ms of the bimodal benchmark's ll.is over 1,000 draws x 400 individuals)
         terms = torch.stack(
-            [torch.log(w[k]) + gaussian_log_prob(trils[k], eta - means[k]) for k in range(self.K)], -1
+            [torch.log(w[k]) + gaussian_log_prob(trils[k], eta - means[k]) for k in range(self.K)]
         )
-        return torch.softmax(terms, -1)
+        return torch.softmax(terms, 0).movedim(0, -1)
 
     def sample(self, L, raw, n: int, generator: torch.Generator, context=None) -> torch.Tensor:
         w, means, trils = self.components(L, raw)
@@ -220,7 +222,8 @@ def _points_log_prob(x: torch.Tensor, cov: torch.Tensor) -> torch.Tensor:
     L = torch.linalg.cholesky(cov)
     eye = torch.eye(L.shape[-1], dtype=L.dtype, device=L.device)
     z = x @ torch.linalg.solve_triangular(L, eye, upper=False).T
-    return -0.5 * (z**2).sum(-1) - torch.log(torch.diagonal(L)).sum() - 0.5 * L.shape[-1] * LOG_2PI
+    quad = (z * z) @ torch.ones(L.shape[-1], dtype=L.dtype, device=L.device)  # not a 3-wide sum
+    return -0.5 * quad - torch.log(torch.diagonal(L)).sum() - 0.5 * L.shape[-1] * LOG_2PI
 
 
 def fit_gaussian_mixture(
