@@ -51,7 +51,7 @@ NEWTON_GEAR_ROUNDS = 10
 NEWTON_GEAR_WARMUP = 3
 # variational steps after each of their Laplace modes: none, the start has only to land in the
 # refinement's basin, whose first round re-centres with them (options.proposal_vi; the logistic
-# simulation, N = 1,000: the start 0.26 -> 0.17 s, the estimates equal to 4 digits, the same
+# simulation, N = 1,000: the start 0.26 -> 0.15 s, the estimates equal to 4 digits, the same
 # rounds). The SVI gear keeps 2: its path from the start is what its end point depends on
 NEWTON_GEAR_WARMUP_VI = 0
 # individuals of the refinement's Newton metric (options.newton_individuals, 5,000, for the SVI
