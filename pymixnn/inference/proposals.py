@@ -105,4 +105,13 @@ def scale_draws(std: tuple[torch.Tensor, torch.Tensor], L: torch.Tensor) -> tupl
     (the standardized one less log det L)."""
     u, log_q = std
     log_det = torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1)
-    return torch.einsum("kbj,bij->kbi", u, L), log_q - log_det
+    # L u as d products with L's columns: contiguous (K, B, d), where the batched product
+    # (einsum) left a (B, K, d) layout on which every later per-draw operation, and the
+    # structural model's product with the design (then an expanded bmm), ran strided (the
+    # logistic simulation, N = 1,000: ll.is 0.30 -> 0.27 s)
+    if L.shape[-1] == 0:  # no individual random effects (grouping levels only)
+        return u.clone(), log_q - log_det
+    offset = u[..., 0:1] * L[:, :, 0]
+    for j in range(1, L.shape[-1]):
+        offset = offset.addcmul(u[..., j : j + 1], L[:, :, j])
+    return offset, log_q - log_det

@@ -18,6 +18,7 @@ from pymixnn.inference.encoder import Encoder
 from pymixnn.inference.fallbacks import Fallbacks
 from pymixnn.inference.genomic import GenomicBlock, GenomicSetup, converge_genomic, genomic_update
 from pymixnn.inference.laplace import LocalPosteriors
+from pymixnn.inference.laws.base import FAST_SOLVE_ROWS
 from pymixnn.inference.level_rounds import converge_levels, level_rounds, level_update
 from pymixnn.inference.levels import LevelBlock
 from pymixnn.inference.marginal import marginal_likelihood
@@ -116,6 +117,8 @@ def gaussian_stage(
         warnings.append(start_warning(starts))
     local = LocalPosteriors(program, program.omega_tril(theta), fallbacks)
     newton = ctx.gear == "newton"
+    if newton:
+        program.law.fast_rows = 0  # no SVI minibatch: every pass by L^-1 (LawPlugin.fast_rows)
     iters, vi = (NEWTON_GEAR_WARMUP, NEWTON_GEAR_WARMUP_VI) if newton else (options.warmup_iter, 2)
     theta = warmup(program, theta, local, sub, iters, fallbacks, optimizer, vi_iter=vi)
     if ode and options.refine and genomic is None and levels is None:
@@ -136,6 +139,7 @@ def gaussian_stage(
                 seconds["genomic_export"] = time.perf_counter() - t0
             return stage
         fallbacks.add("newton_gear_to_svi")  # SVI from the same start: fallbacks.py
+        program.law.fast_rows = FAST_SOLVE_ROWS  # SVI's minibatches keep their rounding
         seconds["newton_gear"] = seconds.pop("refine")
 
     t0 = time.perf_counter()
@@ -332,6 +336,9 @@ def law_stage(gauss: Stage, ctx: Context, law, context=None) -> Stage:
     local = LocalPosteriors(program, gauss.program.omega_tril(gauss.theta), ctx.fallbacks)
     local.loc, local.scale_tril = gauss.local.loc.clone(), gauss.local.scale_tril.clone()
     local.visited[:] = True
+    skip = program.law.skip_svi(program.n_individuals, options.svi.batch_size, gauss.trace.steps > 0)
+    if skip and gauss.encoder is None:
+        program.law.fast_rows = 0  # no SVI minibatch in this stage (LawPlugin.fast_rows)
     theta, law_info = program.law.start(
         program,
         theta,
@@ -355,7 +362,6 @@ def law_stage(gauss: Stage, ctx: Context, law, context=None) -> Stage:
         path.append((stage_name, step, full))
     if gauss.encoder is not None:
         encoder = copy.deepcopy(gauss.encoder)
-    skip = program.law.skip_svi(program.n_individuals, options.svi.batch_size, gauss.trace.steps > 0)
     if encoder is not None or not skip:
         steps = min(options.svi.max_steps, LAW_SVI_STEPS)
         law_svi = dataclasses.replace(

@@ -199,3 +199,24 @@ def test_missing_fraction_is_the_posterior_over_the_prior_variance(linear):
     _, var = linear.posterior()
     assert missing_fraction(sampler, linear.theta) == pytest.approx(var.mean() / 0.4**2, rel=1e-6)
     assert 0 < LOUIS_MAX_MISSING < 1
+
+
+def test_scaled_draws_are_l_times_u_in_a_contiguous_layout():
+    """proposals.scale_draws: L u for every draw and individual (the batched product's
+    numbers to rounding) in a (K, B, d) row-major layout, on which the per-draw operations and
+    the structural model's product with the design run unstrided."""
+    from pymixnn.inference.proposals import scale_draws, standard_t_draws
+
+    gen = torch.Generator().manual_seed(2)
+    u, log_q = standard_t_draws(gen, 6, 5, 3, torch.float64, "cpu")
+    L = torch.randn(5, 3, 3, generator=gen, dtype=torch.float64).tril()
+    L.diagonal(dim1=-2, dim2=-1).abs_().add_(0.1)
+    offset, log_q_l = scale_draws((u, log_q), L)
+    assert offset.shape == (6, 5, 3) and offset.is_contiguous()
+    # 1e-14: the same three products summed in another order (|u|, |L| of order 1-10)
+    np.testing.assert_allclose(offset.numpy(), torch.einsum("kbj,bij->kbi", u, L).numpy(), rtol=0, atol=1e-14)
+    log_det = torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1)
+    np.testing.assert_allclose(log_q_l.numpy(), (log_q - log_det).numpy(), rtol=0, atol=0)
+    # no individual random effects (a fit with grouping levels only): empty offsets
+    empty, log_q0 = scale_draws(standard_t_draws(gen, 6, 5, 0, torch.float64, "cpu"), torch.zeros(5, 0, 0))
+    assert empty.shape == (6, 5, 0) and bool(torch.isfinite(log_q0).all())

@@ -128,3 +128,71 @@ def test_reported_rows(linear):
     flow = linear.program(law=Flow(), seed=0)
     assert flow.law.fisher_index(flow.layout) == [0, 1, 2] and gauss.law.fisher_index(gauss.layout) is None
     assert isinstance(program, Program)
+
+
+def test_gaussian_log_prob_paths_agree():
+    """The three ways of gaussian_log_prob give log N(eta; 0, L L') (scipy): the broadcast
+    solve (few rows), the product with L^-1 (``fast_rows`` reached) and, for a diagonal L, the
+    elementwise product, which gives the very numbers of the product with L^-1 (its zeros add
+    nothing), gradient in eta included."""
+    from pymixnn.inference.laws.base import gaussian_log_prob
+
+    gen = torch.Generator().manual_seed(3)
+    eta = torch.randn(7, 40, 3, generator=gen, dtype=D64)
+    full = torch.tensor([[0.5, 0.0, 0.0], [0.2, 0.3, 0.0], [-0.1, 0.4, 0.7]], dtype=D64)
+    diag = torch.diag(torch.tensor([0.5, 0.3, 0.7], dtype=D64))
+    for L in (full, diag):
+        exact = stats.multivariate_normal(np.zeros(3), (L @ L.T).numpy()).logpdf(eta.numpy())
+        slow = gaussian_log_prob(L, eta)  # 280 rows: below FAST_SOLVE_ROWS
+        fast = gaussian_log_prob(L, eta, 0)
+        # 1e-12: three roundings of the same closed form (|log p| < 30)
+        np.testing.assert_allclose(slow.numpy(), exact, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(fast.numpy(), exact, rtol=0, atol=1e-12)
+    e1, e2 = eta.clone().requires_grad_(True), eta.clone().requires_grad_(True)
+    by_product = gaussian_log_prob(diag, e1, 0)
+    elementwise = gaussian_log_prob(diag, e2, 0, diagonal=True)
+    assert torch.equal(by_product, elementwise)
+    (g1,) = torch.autograd.grad(by_product.sum(), e1)
+    (g2,) = torch.autograd.grad(elementwise.sum(), e2)
+    np.testing.assert_allclose(g1.numpy(), g2.numpy(), rtol=1e-15, atol=0)
+    # the plug-ins pass their own: the Gaussian law's diagonal flag follows Omega's structure
+    assert build_law(Gaussian(), 3, False).diagonal and not build_law(Gaussian(), 3, True).diagonal
+
+
+def test_short_em_ends_where_the_winning_start_converges():
+    """fit_gaussian_mixture's short EM (every start SHORT_EM_ITERS iterations, then the best
+    on) ends at the point of the original scheme (each start to convergence, the best kept) on
+    two separated clusters, and its continuation is the same run as one uninterrupted _em."""
+    from pymixnn.inference.laws import mixture
+
+    gen = torch.Generator().manual_seed(5)
+    x = torch.cat(
+        [
+            torch.randn(600, 2, generator=gen, dtype=D64) * 0.3,
+            torch.randn(400, 2, generator=gen, dtype=D64) * 0.2 + torch.tensor([2.0, 1.0], dtype=D64),
+        ]
+    )
+    w, means, cov = mixture.fit_gaussian_mixture(x, 2, torch.Generator().manual_seed(1))
+    order = torch.argsort(-w)
+    # truth 0.6 / 0.4 and the cluster centres: 0.05 covers the sampling error of 1,000 points
+    np.testing.assert_allclose(w[order].numpy(), [0.6, 0.4], atol=0.05)
+    np.testing.assert_allclose(means[order].numpy(), [[0, 0], [2, 1]], atol=0.05)
+    old = mixture.SHORT_EM_ITERS
+    try:
+        mixture.SHORT_EM_ITERS = 200  # every start to convergence: the scheme before
+        w2, means2, cov2 = mixture.fit_gaussian_mixture(x, 2, torch.Generator().manual_seed(1))
+    finally:
+        mixture.SHORT_EM_ITERS = old
+    assert torch.equal(w, w2) and torch.equal(means, means2) and torch.equal(cov, cov2)
+    ridge = torch.zeros(2, 2, dtype=D64)
+    start = (
+        torch.tensor([0.5, 0.5], dtype=D64),
+        x[[0, 999]].clone(),
+        torch.eye(2, dtype=D64).expand(2, 2, 2),
+    )
+    whole = mixture._em(x, start, 50, 1e-9, False, ridge)
+    part = mixture._em(x, start, 3, 1e-9, False, ridge)
+    rest = mixture._em(x, part[1], 47, 1e-9, False, ridge, part[0])
+    assert not part[2] and part[3] == 3 and whole[3] > 3
+    assert whole[2] == rest[2] and whole[3] == part[3] + rest[3]
+    assert all(torch.equal(a, b) for a, b in zip(whole[1], rest[1]))

@@ -17,14 +17,15 @@ class GaussianLaw(LawPlugin):
     conditional = False
     newton_gear = True
 
-    def __init__(self, d: int):
+    def __init__(self, d: int, diagonal: bool = False):
         self.d = d
+        self.diagonal = diagonal  # a diagonal Omega (gaussian_log_prob)
 
     @classmethod
     def build(
         cls, spec, d: int, full_omega: bool, *, context_dim: int = 0, dtype=None, device=None, seed: int = 0
     ) -> GaussianLaw:
-        return cls(d)
+        return cls(d, diagonal=not full_omega)
 
     @classmethod
     def fit(cls, spec, *, gaussian: Any, law_stage, finish, n_individuals: int):
@@ -32,7 +33,7 @@ class GaussianLaw(LawPlugin):
         return finish(gaussian, spec)
 
     def log_prob(self, L, raw, eta, context=None):
-        return gaussian_log_prob(L, eta)
+        return gaussian_log_prob(L, eta, self.fast_rows, self.diagonal)
 
     def sample(self, L, raw, n: int, generator: torch.Generator, context=None) -> torch.Tensor:
         z = torch.randn(n, self.d, generator=generator, dtype=L.dtype).to(L.device)

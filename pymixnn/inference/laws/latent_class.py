@@ -161,7 +161,7 @@ class LatentClassLaw(LawPlugin):
     def within_log_prob(self, L_k, raw, eta) -> torch.Tensor:
         """log density of eta - m_k within a class: Gaussian, or the shared flow."""
         if self.flow is None:
-            return gaussian_log_prob(L_k, eta)
+            return gaussian_log_prob(L_k, eta, self.fast_rows)
         return self.flow.log_prob(L_k, self.flow_raw(raw), eta)
 
     def means(self, delta: torch.Tensor) -> torch.Tensor:
