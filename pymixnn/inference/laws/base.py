@@ -108,10 +108,10 @@ class LawPlugin:
     # shape it from the Gaussian maximum, not from an SVI end point
     newton_gear: ClassVar[bool] = False
 
-    # rows from which log_prob multiplies by L^-1 (gaussian_log_prob): 0 in a Gaussian stage of
-    # the Newton gear (stages.gaussian_stage), which runs no SVI minibatch, so every pass takes
-    # the product (the logistic simulation, N = 1,000: the broadcast solve and its backward were
-    # 30% of a Laplace mode's Newton step, 8.7 ms)
+    # rows from which log_prob multiplies by L^-1 (gaussian_log_prob): 0 in the stages that run
+    # no SVI minibatch (stages.py: the Newton gear's Gaussian stage, a law stage that skips SVI),
+    # so every pass takes the product (the logistic simulation, N = 1,000: the broadcast solve
+    # and its backward were 18% of a Laplace mode's Newton step, 8.2 -> 6.7 ms)
     fast_rows: int = FAST_SOLVE_ROWS
 
     # ---- construction and estimation plan ----------------------------------------------------
