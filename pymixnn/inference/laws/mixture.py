@@ -269,6 +269,7 @@ def fit_gaussian_mixture(
     n, d = x.shape
     eye = torch.eye(d, dtype=x.dtype, device=x.device)
     scale = x.var(0).mean().clamp_min(1e-12)
+    ridge = 1e-6 * scale * eye  # keeps every covariance positive definite
     runs = []
     for _ in range(n_starts):
         centres = [x[torch.randint(n, (1,), generator=generator).item()]]
@@ -276,13 +277,13 @@ def fit_gaussian_mixture(
             dist2 = torch.stack([((x - c) ** 2).sum(-1) for c in centres]).amin(0)
             pick = torch.multinomial((dist2 / dist2.sum()).cpu(), 1, generator=generator).item()
             centres.append(x[pick])
-        cov = (x.T.cov() + 1e-6 * scale * eye).expand(K, d, d).clone()
+        cov = (x.T.cov() + ridge).expand(K, d, d).clone()
         w = torch.full((K,), 1.0 / K, dtype=x.dtype, device=x.device)
         state = (w, torch.stack(centres), cov)
-        runs.append(_em(x, state, min(SHORT_EM_ITERS, iters), tol, shared, 1e-6 * scale * eye))
+        runs.append(_em(x, state, min(SHORT_EM_ITERS, iters), tol, shared, ridge))
     ll, state, done, used = max(runs, key=lambda run: run[0])
     if not done and used < iters:  # on from where it stopped, as one run of ``iters``
-        ll, state, done, used = _em(x, state, iters - used, tol, shared, 1e-6 * scale * eye, ll)
+        ll, state, done, used = _em(x, state, iters - used, tol, shared, ridge, ll)
     return state
 
 
