@@ -37,6 +37,7 @@ import datetime as dt
 import json
 import os
 import platform
+import subprocess
 import time
 from pathlib import Path
 
@@ -107,14 +108,70 @@ def theophylline():
     return rows
 
 
+# nlme's fits of the same models, timed live in this run (R, one process per case): the calls of
+# tests/reference/dynamics/nlme_pk.R (fm1, ML)
+NLME_CALLS = {
+    "phenobarb": (
+        "nlme(conc ~ phenoModel(Subject, time, dose, lCl, lV), data = Phenobarb, "
+        "fixed = lCl + lV ~ 1, random = pdDiag(lCl + lV ~ 1), start = c(-5, 0), "
+        "na.action = NULL, naPattern = ~ !is.na(conc), method = 'ML')"
+    ),
+    "quinidine": (
+        "nlme(conc ~ quinModel(Subject, time, conc, dose, interval, lV, lKa, lCl), "
+        "data = Quinidine, fixed = lV + lKa + lCl ~ 1, random = pdDiag(lV + lCl ~ 1), "
+        "groups = ~ Subject, start = list(fixed = c(5, -0.3, 2)), na.action = NULL, "
+        "naPattern = ~ !is.na(conc), method = 'ML')"
+    ),
+}
+# fit-time rows (pymixnn and nlme, first fit and warm refit, same run), filled by the cases
+TIMES: list[dict] = []
+
+
+def nlme_seconds(case: str, repeats: int = 3) -> tuple[float, float]:
+    """nlme's (first fit, fastest of ``repeats`` refits) seconds in one R process, each fit with
+    its summary and log-likelihood (what pymixnn's fit reports); (nan, nan) without R or nlme."""
+    fit = NLME_CALLS[case]
+    code = (
+        "suppressMessages(library(nlme)); s <- c(); "
+        f"for (i in 1:{1 + repeats}) {{ t0 <- proc.time()[['elapsed']]; fit <- {fit}; "
+        "x <- summary(fit); ll <- logLik(fit); s <- c(s, proc.time()[['elapsed']] - t0) }; cat(s)"
+    )
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    try:
+        proc = subprocess.run(["Rscript", "-e", code], capture_output=True, text=True, env=env, timeout=600)
+        s = [float(v) for v in proc.stdout.split()]
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return float("nan"), float("nan")
+    if proc.returncode != 0 or len(s) != 1 + repeats:
+        return float("nan"), float("nan")
+    return s[0], min(s[1:])
+
+
+def _timed(case: str, fit) -> tuple[object, float]:
+    """(results, seconds of the first fit) of ``fit()``, run twice: the refit's seconds and
+    nlme's (nlme_seconds) go to TIMES."""
+    t0 = time.perf_counter()
+    res = fit()
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    fit()
+    warm = time.perf_counter() - t0
+    nlme_first, nlme_warm = nlme_seconds(case)
+    TIMES.append(
+        dict(case=case, pymixnn_first=first, pymixnn_warm=warm, nlme_first=nlme_first, nlme_warm=nlme_warm)
+    )
+    return res, first
+
+
 def phenobarb():
     import pymixnn
 
     ref = REF["phenobarb"]["fits"]["fm1_ML"]
     data = pymixnn.Data.from_nonmem(pymixnn.datasets.load_nonmem("phenobarb"))
-    t0 = time.perf_counter()
-    res = pymixnn.fit(data, "pk1cpt_iv", init={"CL": 0.005, "V": 1.0}, seed=0, progress=False)
-    sec = time.perf_counter() - t0
+    res, sec = _timed(
+        "phenobarb",
+        lambda: pymixnn.fit(data, "pk1cpt_iv", init={"CL": 0.005, "V": 1.0}, seed=0, progress=False),
+    )
     om = np.diag(res.omega)
     src, rs = "nlme 3.1-162 ML (phenoModel)", ref["wall_time_s"]
     return [
@@ -157,7 +214,7 @@ def quinidine():
 
     ref = REF["quinidine"]["fits"]["fm1_ML"]
     data = pymixnn.Data.from_nonmem(pymixnn.datasets.load_nonmem("quinidine"))
-    res, sec = _quinidine_fit(data, init={"ka": 0.76, "CL": 11.8, "V": 217})
+    res, sec = _timed("quinidine", lambda: _quinidine_fit(data, init={"ka": 0.76, "CL": 11.8, "V": 217})[0])
     om = np.diag(res.omega)
     src, rs = "nlme 3.1-162 ML (quinModel, fm1)", ref["wall_time_s"]
     fe = ref["exp_intercepts"]
@@ -421,24 +478,42 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--full", action="store_true")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    parser.add_argument(
+        "--cases",
+        default=None,
+        help="comma-separated cases to run (e.g. phenobarb,quinidine); their rows replace those "
+        "of the same cases in --out's dynamics.json, the other cases' rows are kept",
+    )
     args = parser.parse_args(argv)
     import torch
 
     torch.set_num_threads(1)
-    cases = (
-        [theophylline, ode_eval]
-        if args.quick
-        else [theophylline, ode_eval, phenobarb, quinidine, quinidine_glyco, pkpd_poisson, pkpd_turnover]
-    )
-    if args.full:
-        cases.append(ode_mm)
+    every = [theophylline, ode_eval, phenobarb, quinidine, quinidine_glyco, pkpd_poisson, pkpd_turnover]
+    every.append(ode_mm)
+    if args.cases:
+        names = args.cases.split(",")
+        unknown = sorted(set(names) - {c.__name__ for c in every})
+        if unknown:
+            parser.error(f"unknown cases {unknown}; the cases are {[c.__name__ for c in every]}")
+        cases = [c for c in every if c.__name__ in names]
+    else:
+        cases = [theophylline, ode_eval] if args.quick else every[:-1]
+        if args.full:
+            cases.append(ode_mm)
     rows = []
     for case in cases:
         rows += case()
         print(f"{case.__name__}: done", flush=True)
-    table = pd.DataFrame(rows)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    kept_from = None
+    if args.cases and (out / "dynamics.json").exists():  # the other cases' rows from the last run
+        old = json.loads((out / "dynamics.json").read_text())
+        ran = {r["case"] for r in rows} | {r["case"] for r in TIMES}
+        rows = [r for r in old["rows"] if r["case"] not in ran] + rows
+        TIMES[:0] = [r for r in old.get("times", []) if r["case"] not in ran]
+        kept_from = old["meta"].get("kept_from") or old["meta"]["date"]
+    table = pd.DataFrame(rows)
     table.to_csv(out / "dynamics.csv", index=False)
     meta = dict(
         date=dt.datetime.now().isoformat(timespec="seconds"),
@@ -448,11 +523,18 @@ def main(argv=None):
         load=os.getloadavg()[0],
         quick=args.quick,
         full=args.full,
+        cases=args.cases,
+        kept_from=kept_from,
     )
-    (out / "dynamics.json").write_text(json.dumps(dict(meta=meta, rows=rows), indent=1))
+    (out / "dynamics.json").write_text(json.dumps(dict(meta=meta, rows=rows, times=TIMES), indent=1))
     lines = [
         f"# Dynamics benchmark ({meta['date']}, 1 torch thread, load {meta['load']:.1f})",
         "",
+        *(
+            [f"Cases run: {args.cases}; the other rows are kept from the run of {kept_from}.", ""]
+            if kept_from
+            else []
+        ),
         "| case | parameter | pymixnn | reference | diff % | reference source | s (pymixnn) "
         "| s (reference) |",
         "|---|---|---|---|---|---|---|---|",
@@ -463,5 +545,21 @@ def main(argv=None):
             f"{r['rel_diff_pct']:+.2f} | {r['reference_source']} | {r['seconds']:.1f} | "
             f"{r['reference_seconds']:.2f} |"
         )
+    if TIMES:
+        lines += [
+            "",
+            "Fit seconds side by side in this run (the fit with its SEs and log-likelihood; first fit "
+            "in the process, and the refit; nlme: its summary and logLik, in one R process, fastest "
+            "of 3 refits):",
+            "",
+            "| case | pymixnn first | pymixnn refit | nlme first | nlme refit | refit ratio |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in TIMES:
+            lines.append(
+                f"| {r['case']} | {r['pymixnn_first']:.2f} | {r['pymixnn_warm']:.2f} | "
+                f"{r['nlme_first']:.2f} | {r['nlme_warm']:.2f} | "
+                f"{r['pymixnn_warm'] / r['nlme_warm']:.1f}x |"
+            )
     (out / "dynamics.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -242,11 +242,20 @@ class EventFunction:
                 for k, v in self._resets.items()
             }
         resets = {k: v[individual] for k, v in self._cache[rkey].items()}
+        P = psi.shape[-1]
         ext = torch.cat([psi, psi.new_zeros(*psi.shape[:-1], 1), psi.new_ones(*psi.shape[:-1], 1)], -1)
         cols = self.dosing.to(psi.device)[d["cmt"]]  # (B, J, 4)
         lead = psi.shape[:-2]
-        lag = ext.gather(-1, cols[..., 0].expand(*lead, *cols.shape[:-1]))
-        amount = ext.gather(-1, cols[..., 1].expand(*lead, *cols.shape[:-1])) * d["amt"]
+        # without a lag-time (bioavailability) parameter the column is the constant 0 (1): then
+        # lag (amount) holds no draws' dimensions, and neither do the (B, T, J) masks built from it
+        if bool((cols[..., 0] == P).all()):
+            lag = psi.new_zeros(cols.shape[:-1])
+        else:
+            lag = ext.gather(-1, cols[..., 0].expand(*lead, *cols.shape[:-1]))
+        if bool((cols[..., 1] == P + 1).all()):
+            amount = d["amt"]
+        else:
+            amount = ext.gather(-1, cols[..., 1].expand(*lead, *cols.shape[:-1])) * d["amt"]
         d["state"] = self.dose_state.to(psi.device)[d["cmt"]].clamp_min(0)
         request = {"time": x[..., 0], "endpoint": x[..., 1].long(), "record": x[..., 3].long()}
         return superpose_boluses(
