@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -252,3 +254,45 @@ def test_latent_class_results_meet_issue_23(tmp_path):
     s = summary["senescence"]
     assert s["recovered_min"] >= 0.95 and s["classify_min"] >= 0.9
     assert "## 5." in text
+
+
+def test_dynamics_cases_replace_their_rows_and_keep_the_others(tmp_path):
+    # --cases runs only the named cases; the rows of the other cases (here a planted
+    # "quinidine" row of an earlier run) are kept, and the table says from which run
+    planted = dict(
+        case="quinidine",
+        parameter="CL",
+        pymixnn=12.3,
+        reference=12.3,
+        rel_diff_pct=0.0,
+        reference_source="planted",
+        seconds=1.0,
+        reference_seconds=float("nan"),
+    )
+    old = dict(meta=dict(date="2000-01-01T00:00:00"), rows=[planted, dict(planted, case="theophylline")])
+    (tmp_path / "dynamics.json").write_text(json.dumps(old))
+    subprocess.run(
+        [sys.executable, "-m", "benchmarks", "dynamics", "--cases", "theophylline", "--out", str(tmp_path)],
+        cwd=ROOT,
+        check=True,
+    )
+    table = pd.read_csv(tmp_path / "dynamics.csv")
+    assert set(table["case"]) == {"quinidine", "theophylline"}
+    assert (table["reference_source"] == "planted").sum() == 1  # the old theophylline row replaced
+    theo = table[table["case"] == "theophylline"].set_index("parameter")
+    # pk1cpt_oral on the dosing records equals the closed form onecpt_oral (the same model): 1% on
+    # the fixed effects (measured 0.4%)
+    assert np.allclose(
+        theo.loc[["ka", "CL", "V"], "pymixnn"], theo.loc[["ka", "CL", "V"], "reference"], rtol=0.01
+    )
+    md = (tmp_path / "dynamics.md").read_text()
+    assert "the other rows are kept from the run of 2000-01-01T00:00:00" in md
+
+
+@pytest.mark.skipif(shutil.which("Rscript") is None, reason="R (Rscript) is not installed")
+def test_nlme_is_timed_live_on_the_same_models():
+    from benchmarks.dynamics import nlme_seconds
+
+    first, refit = nlme_seconds("phenobarb", repeats=1)
+    # nlme's Phenobarbital fit takes 0.1-0.3 s on these machines; finite and under a minute
+    assert 0 < refit < 60 and 0 < first < 60
