@@ -1,5 +1,7 @@
 """Linear compartment models with parameters constant in time: every prediction as a sum over
-inputs, vectorized over individuals, requested times and doses (no loop over events).
+inputs, vectorized over individuals, requested times and doses (no loop over events); for
+boluses with many draws the sum runs as a recurrence over each individual's inputs
+(:func:`_recurrence`: one vectorized step per input, not per event of the engine's kind).
 
 In the eigenbasis of A (A = V diag(lambda) V^-1) each input acts on each mode separately: a bolus q
 gives q e^{lambda u} after u, an infusion of rate q lasting D gives
@@ -287,8 +289,8 @@ def superpose_boluses(
     if counts.dim() == 3 and math.prod(lam.shape[:-2]) * counts.numel() >= RECURRENCE_CELLS:
         modes = _recurrence(lam, coef, start, order, valid, t, counts)
     if modes is None:
-        # e^{lambda u} times the mask of the inputs that count (u set to 0 where it is 0: an exp
-        # of -inf, or of a large negative number, takes a slow path, 3x the time of the exp)
+        # e^{lambda u} times the mask of the inputs that count, u set to 0 where the mask is 0
+        # (an exp of -inf, or of a large negative number, takes a slow path: 3x the time)
         u = torch.where(counts, u, torch.zeros_like(u)).unsqueeze(-2)  # (..., B, T, 1, J)
         decay = torch.exp(lam.unsqueeze(-2).unsqueeze(-1) * u) * counts.unsqueeze(-2)  # (..., B, T, S, J)
         modes = (decay * coef.unsqueeze(-3)).sum(-1)  # (..., B, T, S)
