@@ -109,13 +109,15 @@ class ImportanceSampler:
         self.individuals = individuals
         # second derivatives (Newton steps, observed information) from a fixed random subsample
         # of individuals, scaled up by N / n: the information is a sum over individuals, so
-        # with n in the thousands its relative error is ~1/sqrt(n) (see hessian_rows)
-        n = program.n_individuals
+        # with n in the thousands its relative error is ~1/sqrt(n) (see hessian_rows); with
+        # ``individuals``, a subsample of those
+        n = program.n_individuals if individuals is None else int(individuals.shape[0])
         self.hessian_rows = None
         if hessian_individuals is not None and hessian_individuals < n:
             gen = torch.Generator().manual_seed(int(seed) * 7919 + 17)
+            pick = torch.randperm(n, generator=gen)[: int(hessian_individuals)].sort().values
             self.hessian_rows = (
-                torch.randperm(n, generator=gen)[: int(hessian_individuals)].sort().values.to(program.device)
+                pick.to(program.device) if individuals is None else individuals[pick.to(individuals.device)]
             )
         self.set_posteriors(loc, scale_tril)
         self.seed = int(seed)

@@ -44,9 +44,11 @@ def marginal_likelihood(
     seed: int,
     likelihood: str,
     hessian_individuals: int | None = None,
+    individuals=None,
 ) -> ImportanceSampler:
     """The marginal likelihood at the local posteriors: importance sampling with ``n_samples``
-    draws per individual, or adaptive quadrature when ``likelihood`` asks for it."""
+    draws per individual, or adaptive quadrature when ``likelihood`` asks for it; over the
+    subsample ``individuals`` (a tensor of rows) when given, else over all."""
     q = quadrature_nodes(program.layout.n_random, program.n_obs, likelihood, integrates(program.model))
     if program.layout.n_random == 0:  # nothing to integrate: one draw gives ll_i exactly
         n_samples, q = 1, 0
@@ -58,4 +60,5 @@ def marginal_likelihood(
         seed=seed,
         quadrature=q,
         hessian_individuals=hessian_individuals,
+        individuals=individuals,
     )

@@ -21,6 +21,7 @@ derivatives stop it) is not kept: the caller falls back to SVI from the same sta
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import torch
 
@@ -31,6 +32,7 @@ from pymixnn.inference.level_rounds import alternate
 from pymixnn.inference.options import EstimationOptions
 from pymixnn.inference.program import Program
 from pymixnn.inference.refine import refine_newton
+from pymixnn.inference.rng import stream
 from pymixnn.inference.svi_options import SVITrace
 
 __all__ = [
@@ -39,6 +41,8 @@ __all__ = [
     "NEWTON_GEAR_WARMUP_VI",
     "NEWTON_GEAR_METRIC",
     "newton_gear",
+    "gear_path",
+    "presamples",
 ]
 
 # refinement rounds of the Newton gear: from the Laplace-EM start the rounds' moves shrink
@@ -59,6 +63,19 @@ NEWTON_GEAR_WARMUP_VI = 0
 # (5 digits), the refinement 4.7 s instead of 7.6; 500 against 1,000: the same rounds, passes and
 # estimates at N = 1,000 (the metric 74 -> 44 ms), one pass fewer at 10,000; with 250 a pass more
 NEWTON_GEAR_METRIC = 500
+# from this many individuals the refinement's rounds run first on nested random subsamples
+# (presamples: NEWTON_GEAR_PRESAMPLE individuals, then ten times as many while that is at most a
+# third of N; refine_newton's ``individuals``), then on all from the last one's maximum, which
+# lies within a few of its SEs of the full one: at large N a full pass costs seconds (logistic
+# simulation, 10^5 individuals x 20 draws: 1.9 s; 10^6: 19 s), and from the Laplace-EM start the
+# rounds took 10 of them; from the subsample's maximum, 5 at 10^5 and 4 at 10^6 (one round; the
+# 10^6 fit 415 -> 204 s, and 171 s with the metric below and the cheaper mode search,
+# benchmarks/results/scaling.md). Rounds over this many individuals or
+# more also take their Newton metric from options.newton_individuals (5,000) instead of
+# NEWTON_GEAR_METRIC: the metric costs the same whatever N, and the better one saves a step
+# (10^5: the first full round 4 -> 3 passes of 1.9 s, for a metric of 0.7 s instead of 0.1)
+NEWTON_GEAR_PRESAMPLE_MIN = 30_000
+NEWTON_GEAR_PRESAMPLE = 10_000
 # block updates per round of a genomic fit: the block's own fixed point at each theta is slow
 # (updates contract by ~0.87: 60,000-marker scale case, 35 updates and 46 s when converging it
 # each round, 9 updates and 17.6 s with one per round, the same causal markers)
@@ -89,23 +106,35 @@ def newton_gear(
         newton_individuals=NEWTON_GEAR_METRIC if metric is None else min(metric, NEWTON_GEAR_METRIC),
     )
 
-    def refine(start: torch.Tensor, centred: bool) -> tuple[torch.Tensor, int]:
+    # rounds over NEWTON_GEAR_PRESAMPLE_MIN individuals or more: the metric from more (see there)
+    wide_options = dataclasses.replace(rounds_options, newton_individuals=metric)
+
+    def refine(
+        start: torch.Tensor, centred: bool, individuals=None, path=trace.refine
+    ) -> tuple[torch.Tensor, int]:
+        count = program.n_individuals if individuals is None else individuals.shape[0]
         return refine_newton(
             program,
             start,
             local,
-            rounds_options,
+            wide_options if count >= NEWTON_GEAR_PRESAMPLE_MIN else rounds_options,
             k_opt,
             centred=centred,
             warnings=warnings,
             fallbacks=fallbacks,
-            path=trace.refine,
+            path=path,
+            individuals=individuals,
         )
 
     block = None
+    start = theta  # the full rounds' start (after the subsample's rounds when they run)
     try:
         if genomic is None:
-            new, rounds = refine(theta, False)
+            t0 = time.perf_counter()
+            for rows in presamples(program.n_individuals, options.seed):
+                start, _ = refine(start, False, rows.to(program.device), trace.presample)
+            trace.presample_seconds = time.perf_counter() - t0
+            new, rounds = refine(start, False)
         else:
             # the block from every individual's posterior at the start
             local.refresh(theta, None, max_iter=20)
@@ -123,7 +152,7 @@ def newton_gear(
             )
     except FloatingPointError:
         new, rounds = None, 0  # not finite at the start: SVI starts from there with its own safeguards
-    path = [theta] + [th for _, th in trace.refine]
+    path = [start if genomic is None else theta] + [th for _, th in trace.refine]
     moved = float((path[-1] - path[-2]).abs().max()) if len(path) > 1 else float("inf")
     if (
         new is None
@@ -135,3 +164,30 @@ def newton_gear(
             program.set_offsets(None, None)
         return None
     return new, rounds, trace, warnings, block
+
+
+def presamples(n: int, seed: int) -> list[torch.Tensor]:
+    """The nested random subsamples (sorted rows) of the rounds before the full ones: of
+    NEWTON_GEAR_PRESAMPLE individuals, then ten times as many, while a subsample is at most a
+    third of n (10^5 individuals: 10^4; 10^6: 10^4, then 10^5); none below
+    NEWTON_GEAR_PRESAMPLE_MIN."""
+    if n < NEWTON_GEAR_PRESAMPLE_MIN:
+        return []
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(stream(seed, "presample")))
+    sizes, size = [], NEWTON_GEAR_PRESAMPLE
+    while 3 * size <= n:
+        sizes.append(size)
+        size *= 10
+    return [order[:size].sort().values for size in sizes]
+
+
+def gear_path(trace: SVITrace, seconds: dict) -> list:
+    """The Newton gear's path of theta (Stage.path: the start, the subsample's rounds, the
+    rounds on all); ``seconds``: the subsample's rounds taken out of the refinement's."""
+    if trace.presample:
+        seconds.update(presample=trace.presample_seconds, refine=seconds["refine"] - trace.presample_seconds)
+    return (
+        [("start", 0, trace.theta[0][1])]
+        + [("presample", r, th) for r, th in trace.presample]
+        + [("refine", r, th) for r, th in trace.refine]
+    )

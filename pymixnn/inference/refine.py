@@ -39,25 +39,32 @@ def refine_newton(
     warnings: list[str],
     fallbacks: Fallbacks,
     path: list | None = None,
+    individuals: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, int]:
     """Rounds of re-centring and chord-Newton maximization (ImportanceSampler.maximize_report)
     until theta moves less than ``options.refine_tol``; returns theta and the rounds run. A round
     stopped by non-finite derivatives adds a warning; rejected steps are counted. ``path``: a
-    list that gets (round, theta) after each round (the parameters' convergence trace)."""
-    bar = tqdm(total=options.refine_rounds, desc="refine", leave=False, disable=not options.svi.progress)
+    list that gets (round, theta) after each round (the parameters' convergence trace).
+    ``individuals``: the rounds on that subsample only (the Newton gear's pre-refinement at
+    large N, newton_gear.py), with draws of their own stream."""
+    desc = "refine" if individuals is None else f"refine ({individuals.shape[0]:,} individuals)"
+    bar = tqdm(total=options.refine_rounds, desc=desc, leave=False, disable=not options.svi.progress)
     rounds, metric = 0, None
+    seed = stream(options.seed, "proposals" if individuals is None else "presample")
     for rounds in range(1, options.refine_rounds + 1):  # noqa: B007 - the count is returned
         bar.update(1)
         if not centred:
-            local.refresh(theta, None, max_iter=50, vi_iter=proposal_vi(options, program.n_individuals))
+            vi = proposal_vi(options, program.n_individuals)
+            local.refresh(theta, individuals, max_iter=50, vi_iter=vi)
         centred = False
         sampler = marginal_likelihood(
             program,
             local,
             k_opt,
-            stream(options.seed, "proposals"),
+            seed,
             options.likelihood,
             options.newton_individuals,
+            individuals,
         )
         ode = integrates(program.model)
         if ode:

@@ -26,6 +26,7 @@ STREAMS: dict[str, int] = {
     "moments": 3000,  # Monte Carlo moments of eta under a flow
     "prerefine": 4000,  # an ODE model's pre-refinement on the start subsample (its t draws)
     "encoder": 5000,  # local="amortized": the encoder's initial weights
+    "presample": 6000,  # the Newton gear's pre-refinement at large N: its subsample and draws
 }
 
 

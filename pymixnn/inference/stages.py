@@ -22,7 +22,7 @@ from pymixnn.inference.laws.base import FAST_SOLVE_ROWS
 from pymixnn.inference.level_rounds import converge_levels, level_rounds, level_update
 from pymixnn.inference.levels import LevelBlock
 from pymixnn.inference.marginal import marginal_likelihood
-from pymixnn.inference.newton_gear import NEWTON_GEAR_WARMUP, NEWTON_GEAR_WARMUP_VI, newton_gear
+from pymixnn.inference.newton_gear import NEWTON_GEAR_WARMUP, NEWTON_GEAR_WARMUP_VI, gear_path, newton_gear
 from pymixnn.inference.options import EstimationOptions, proposal_vi, sample_sizes
 from pymixnn.inference.program import Program, integrates
 from pymixnn.inference.records import GenomicPosterior
@@ -132,7 +132,7 @@ def gaussian_stage(
         if out is not None:
             theta, rounds, trace, more, block = out
             stage = Stage(program, theta, local, trace, rounds, seconds, warnings + more, starts=starts)
-            stage.path = [("start", 0, trace.theta[0][1])] + [("refine", r, th) for r, th in trace.refine]
+            stage.path = gear_path(trace, seconds)
             if block is not None:
                 t0 = time.perf_counter()
                 stage.genomic = block.export()

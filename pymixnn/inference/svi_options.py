@@ -32,3 +32,7 @@ class SVITrace:
     converged: bool = False
     theta: list = field(default_factory=list)
     refine: list = field(default_factory=list)
+    # the Newton gear's rounds on a subsample before the full ones (newton_gear.py): (round,
+    # theta) after each, and their seconds
+    presample: list = field(default_factory=list)
+    presample_seconds: float = 0.0

@@ -76,9 +76,11 @@ class ChecksMixin:
         Returns
         -------
         pandas.DataFrame
-            One row per recorded point: ``stage`` ("svi" every 50 SVI steps, "refine" after each
-            refinement round, a law's stages labelled with the law, "final"), ``step`` and one
-            column per reported parameter (natural scale, saemix names).
+            One row per recorded point: ``stage`` ("start"; "svi" every 50 SVI steps;
+            "presample" after each refinement round on a subsample, the Newton gear beyond
+            30,000 individuals; "refine" after each refinement round; a law's stages labelled
+            with the law; "final"), ``step`` and one column per reported parameter (natural
+            scale, saemix names).
         """
         from pymixnn.results.gof import trace_table
 

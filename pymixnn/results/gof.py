@@ -233,9 +233,10 @@ def eta_covariates_figure(res, covariates: list[str], kind: str = "map", data: p
 
 
 def trace_table(res) -> pd.DataFrame:
-    """The population parameters along the fit: one row per recorded point (``stage``: "svi"
-    every 50 steps, "refine" after each refinement round, a law stage's points labelled with
-    the law, then "final"), ``step`` (SVI step or refinement round) and one column per reported
+    """The population parameters along the fit: one row per recorded point (``stage``: "start",
+    "svi" every 50 steps, "presample" after each round on a subsample (the Newton gear at large
+    N), "refine" after each refinement round, a law stage's points labelled with the law, then
+    "final"), ``step`` (SVI step or refinement round) and one column per reported
     parameter (saemix names, natural scale)."""
     rec = getattr(res.estimation, "trace", None)
     if not rec:

@@ -97,3 +97,31 @@ def test_validation_messages_unchanged():
         r"earlier rows have 2\)",
     ):
         Data.from_pandas(df.assign(w=[1, 1, 2, 5, 3, 3]), time_unit="h", **kwargs)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_repeated_rows_found_as_pandas_finds_them(seed):
+    """checks._duplicated (a hash of each row, pandas' exact check on the rows whose hash repeats)
+    flags exactly the rows ``DataFrame.duplicated`` flags: repeats of id, x and y, with -0.0
+    equal to 0.0, rows that differ in one column only not flagged."""
+    from pymixnn.data.checks import _duplicated
+
+    rng = np.random.default_rng(seed)
+    n = 5_000
+    frame = pd.DataFrame(
+        {
+            "id": rng.integers(0, 300, n).astype(str),
+            "t": rng.integers(0, 4, n).astype(float),
+            "dose": rng.choice([0.0, -0.0, 1.5], n),
+            "y": rng.integers(0, 3, n).astype(float),
+        },
+        index=rng.permutation(n) + 7,
+    )
+    codes, _ = pd.factorize(frame["id"], sort=True)
+    want = frame.duplicated(subset=["id", "t", "dose", "y"]).to_numpy()
+    got = _duplicated(frame, codes, ["t", "dose", "y"], "id")
+    assert 0 < want.sum() < n and np.array_equal(got, want)
+    # no repeats: nothing flagged (every hash unique, or candidates cleared by the exact check)
+    unique = frame.loc[~want]
+    codes, _ = pd.factorize(unique["id"], sort=True)
+    assert not _duplicated(unique, codes, ["t", "dose", "y"], "id").any()

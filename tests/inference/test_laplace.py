@@ -1,7 +1,10 @@
 """Local posteriors: for a linear Gaussian model the Laplace approximation is the exact posterior."""
 
 import numpy as np
+import pytest
+import torch
 
+from pymixnn.inference import laplace
 from pymixnn.inference.laplace import LocalPosteriors
 
 
@@ -24,3 +27,58 @@ def test_variational_steps_keep_the_exact_posterior(linear):
     mean, var = linear.posterior()
     np.testing.assert_allclose(local.loc[:, 0].numpy(), mean, atol=1e-9)
     np.testing.assert_allclose((local.scale_tril[:, 0, 0] ** 2).numpy(), var, rtol=1e-9)
+
+
+def _eigen_floor(neg_hess, floor=1e-8):
+    """The Newton matrix by the eigenvalue floor applied to every matrix (the definition)."""
+    vals, vecs = torch.linalg.eigh(neg_hess)
+    top = vals.abs().amax(-1, keepdim=True).clamp_min(1.0)
+    vals = torch.maximum(vals.abs(), floor * top)
+    return (vecs * vals.unsqueeze(-2)) @ vecs.transpose(-1, -2)
+
+
+@pytest.mark.parametrize("d", [1, 2, 3, 5])
+def test_positive_definite_floor_only_where_it_binds(d):
+    """Matrices the floor leaves alone (found by Cholesky) come back as they are, the others by
+    the eigenvalue floor: every one equals the definition to rounding."""
+    g = torch.Generator().manual_seed(d)
+    a = torch.randn(400, d, d, generator=g, dtype=torch.float64)
+    a = a @ a.transpose(-1, -2) + 0.1 * torch.eye(d, dtype=torch.float64)  # positive definite
+    a[:50] = -a[:50]  # negative definite: the floor flips them
+    v = torch.randn(50, d, 1, generator=g, dtype=torch.float64)
+    a[50:100] = v @ v.transpose(-1, -2)  # rank one: singular for d > 1
+    a[100:150] *= 1e-12  # tiny: the floor is 1e-8 of max(1, the largest eigenvalue)
+    a[150:160] = torch.diag_embed(torch.tensor([1.0] + [1e-9] * (d - 1), dtype=torch.float64))
+    assert a.shape[0] < laplace.FAST_PD_MIN  # small batches: every matrix decomposed, bit for bit
+    assert torch.equal(laplace._positive_definite(a), _eigen_floor(a))
+    a = a.repeat(laplace.FAST_PD_MIN // a.shape[0] + 1, 1, 1)  # a batch that takes the fast path
+    got, want = laplace._positive_definite(a), _eigen_floor(a)
+    scale = want.abs().amax((-1, -2), keepdim=True)
+    # rounding of an eigendecomposition of a matrix of up to 5 x 5: ~1e-15 of its largest entry
+    assert float(((got - want).abs() / scale).max()) < 1e-13
+    assert float(torch.linalg.eigvalsh(got).min()) > 0
+    assert torch.equal(got[200:400], a[200:400])  # well conditioned: untouched
+    np.testing.assert_allclose(
+        laplace._positive_definite(a[0]), want[0], rtol=0, atol=1e-13 * float(scale[0])
+    )
+
+
+def test_closed_form_backtracking_takes_the_current_value_from_the_derivatives(linear, monkeypatch):
+    """A closed-form model's mode search evaluates the trial points only (the current point's
+    value is the derivatives' pass's), and reaches the same modes."""
+    program = linear.program()
+    calls = []
+    real = program.log_joint
+
+    def counting(theta, eta, idx=None):
+        if not torch.is_grad_enabled():
+            calls.append(tuple(eta.shape[:-1]))
+        return real(theta, eta, idx)
+
+    monkeypatch.setattr(program, "log_joint", counting)
+    local = LocalPosteriors(program, program.omega_tril(linear.theta))
+    local.refresh(linear.theta, None, max_iter=20, vi_iter=0)
+    n = program.n_individuals
+    assert calls and all(shape == (n,) or len(shape) == 1 for shape in calls)  # no (2, B) stacks
+    mean, _ = linear.posterior()
+    np.testing.assert_allclose(local.loc[:, 0].numpy(), mean, atol=1e-9)
