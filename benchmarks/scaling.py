@@ -9,7 +9,8 @@ saemix: SAEM, MAP, FIM by linearisation, ll.is; nlme: Lindstrom-Bates
 ML). All start from the same self-start values. pymixnn takes the refinement's Newton metric
 from a subsample (500 individuals without SVI, 5,000 after it and in rounds over 30,000 or
 more); from 30,000 individuals its rounds run first on nested random subsamples (10,000, then
-100,000 at 10^6), then on all; beyond 5,000 individuals it takes
+100,000 at 10^6; one round each), then on all, and a round stops on the predicted Newton
+decrement (newton.PREDICTED_STOP_MIN); beyond 5,000 individuals it takes
 the observed information from 10,000 (scaled up) and uses Laplace proposals (EstimationOptions:
 large_n, newton_individuals, fisher_individuals; newton_gear.py). The theophylline
 case (N = 12, `--sizes theo`) is saemix's documented one-compartment oral model with Weight on V.

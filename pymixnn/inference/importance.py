@@ -65,6 +65,10 @@ SLICE_CELLS = 250_000
 # sampler, all draws of a fit up to 10,000 individuals x 20 draws x 3 random effects (with
 # 20 million, 160 MB, the fit of 10^6 individuals peaked at 4.45 GB instead of 4.07)
 DRAW_CACHE_CELLS = 4_000_000
+# that limit for the refinement's samplers (refine.refine_newton), whose rounds take several
+# passes each: all draws of 10^6 individuals x 20 draws x 3 random effects (~680 MB with their
+# log-densities): generating them was ~2 s of each 19 s pass; the fit's peak 2.39 -> 2.64 GB
+REFINE_DRAW_CACHE_CELLS = 64_000_000
 # largest scale factor w = sqrt(nu / chi2) of a t draw for such a model (the proposal is then the
 # t law with w clipped, its density exact: proposals.t_draws): the solver steps a
 # batch together, and a draw 10 Laplace SDs out (w ~ 4, 0.7% of t4 draws) gives parameters
@@ -122,9 +126,9 @@ class ImportanceSampler:
         self.set_posteriors(loc, scale_tril)
         self.seed = int(seed)
         self._metric: ImportanceSampler | None = None  # fewer draws for the Newton metric
-        # chunk -> its standardized t draws (standard_t_draws), up to DRAW_CACHE_CELLS entries
+        # chunk -> its standardized t draws (standard_t_draws), up to ``cache_cells`` entries
         self._draw_cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-        self._cached_cells = 0
+        self._cached_cells, self.cache_cells = 0, DRAW_CACHE_CELLS
         # theta -> (loc, scale_tril) of the local posteriors re-centred there, called after each
         # accepted Newton step of :meth:`maximize_report` (an ODE model's refinement): the
         # centre m_i + S_i grad follows the posterior mode to first order only, and for a
@@ -195,7 +199,7 @@ class ImportanceSampler:
             std = standard_t_draws(
                 gen, self.n_samples, idx.shape[0], L.shape[-1], L.dtype, L.device, self.max_scale
             )
-            if self._cached_cells + std[0].numel() <= DRAW_CACHE_CELLS:
+            if self._cached_cells + std[0].numel() <= self.cache_cells:
                 self._draw_cache[c] = std
                 self._cached_cells += std[0].numel()
         return scale_draws(std, L)
@@ -255,6 +259,7 @@ class ImportanceSampler:
         tol: float = 1e-7,
         decrement_tol: float = 1e-4,
         hessian: torch.Tensor | None = None,
+        predict: bool = False,
     ) -> MaximizeResult:
         """argmax_theta sum_i log L_i(theta) by Newton steps (theta is short).
 
@@ -266,14 +271,22 @@ class ImportanceSampler:
         Stops when the Newton decrement g' (-H)^-1 g falls below ``decrement_tol``: twice the
         gain still to be had, and the squared distance to the maximum in standard-error units
         (1e-4: within 0.01 SE whatever N, which a criterion on the step or the gain is not);
-        that last step is taken without a pass, the value updated by its predicted gain.
+        that last step is taken without a pass, the value updated by its predicted gain (with
+        ``predict``, also when the next decrement, predicted from the last two, is below it:
+        newton.PREDICTED_STOP_MIN).
         For a model solved by an ODE solver a step moves no entry of theta by more than
         ``newton.ODE_MAX_STEP`` (the decrement is that of the full step).
         Returns the end point, whether non-finite derivatives stopped the steps (the last finite
         point is kept), how many full steps backtracking rejected and how many were shortened.
         ``hessian``: the first metric (an earlier round's), instead of a new one at theta."""
         return newton_maximize(
-            self, theta, max_iter=max_iter, tol=tol, decrement_tol=decrement_tol, hessian=hessian
+            self,
+            theta,
+            max_iter=max_iter,
+            tol=tol,
+            decrement_tol=decrement_tol,
+            hessian=hessian,
+            predict=predict,
         )
 
     def _newton_hessian(self, theta: torch.Tensor) -> torch.Tensor:

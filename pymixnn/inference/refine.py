@@ -12,9 +12,10 @@ import torch
 from tqdm.auto import tqdm
 
 from pymixnn.inference.fallbacks import Fallbacks
-from pymixnn.inference.importance import METRIC_DRAWS, ImportanceSampler
+from pymixnn.inference.importance import METRIC_DRAWS, REFINE_DRAW_CACHE_CELLS, ImportanceSampler
 from pymixnn.inference.laplace import LocalPosteriors
 from pymixnn.inference.marginal import marginal_likelihood, quadrature_nodes
+from pymixnn.inference.newton import PREDICTED_STOP_MIN
 from pymixnn.inference.options import EstimationOptions, proposal_vi
 from pymixnn.inference.program import Program, integrates
 from pymixnn.inference.rng import stream
@@ -66,10 +67,12 @@ def refine_newton(
             options.newton_individuals,
             individuals,
         )
+        sampler.cache_cells = REFINE_DRAW_CACHE_CELLS  # the round's passes reuse its draws
         ode = integrates(program.model)
         if ode:
             sampler.recentre = _recentre(local, None)
-        out = sampler.maximize_report(theta, hessian=metric)
+        count = program.n_individuals if individuals is None else individuals.shape[0]
+        out = sampler.maximize_report(theta, hessian=metric, predict=count >= PREDICTED_STOP_MIN)
         fallbacks.add("newton_rejected_steps", out.rejected_steps)
         move = float((out.theta - theta).abs().max())
         # the next round starts from this round's last metric (a chord: renewed when its steps

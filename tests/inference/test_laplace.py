@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from pymixnn.inference import laplace
+from pymixnn.inference import mode_derivatives
 from pymixnn.inference.laplace import LocalPosteriors
 
 
@@ -49,17 +49,17 @@ def test_positive_definite_floor_only_where_it_binds(d):
     a[50:100] = v @ v.transpose(-1, -2)  # rank one: singular for d > 1
     a[100:150] *= 1e-12  # tiny: the floor is 1e-8 of max(1, the largest eigenvalue)
     a[150:160] = torch.diag_embed(torch.tensor([1.0] + [1e-9] * (d - 1), dtype=torch.float64))
-    assert a.shape[0] < laplace.FAST_PD_MIN  # small batches: every matrix decomposed, bit for bit
-    assert torch.equal(laplace._positive_definite(a), _eigen_floor(a))
-    a = a.repeat(laplace.FAST_PD_MIN // a.shape[0] + 1, 1, 1)  # a batch that takes the fast path
-    got, want = laplace._positive_definite(a), _eigen_floor(a)
+    assert a.shape[0] < mode_derivatives.FAST_PD_MIN  # small batches: every matrix decomposed, bit for bit
+    assert torch.equal(mode_derivatives.positive_definite(a), _eigen_floor(a))
+    a = a.repeat(mode_derivatives.FAST_PD_MIN // a.shape[0] + 1, 1, 1)  # a batch that takes the fast path
+    got, want = mode_derivatives.positive_definite(a), _eigen_floor(a)
     scale = want.abs().amax((-1, -2), keepdim=True)
     # rounding of an eigendecomposition of a matrix of up to 5 x 5: ~1e-15 of its largest entry
     assert float(((got - want).abs() / scale).max()) < 1e-13
     assert float(torch.linalg.eigvalsh(got).min()) > 0
     assert torch.equal(got[200:400], a[200:400])  # well conditioned: untouched
     np.testing.assert_allclose(
-        laplace._positive_definite(a[0]), want[0], rtol=0, atol=1e-13 * float(scale[0])
+        mode_derivatives.positive_definite(a[0]), want[0], rtol=0, atol=1e-13 * float(scale[0])
     )
 
 

@@ -67,4 +67,7 @@ def test_the_run_records_the_subsample_rounds(fits):
     # the subsample's rounds come between the start and the rounds on all individuals
     first_refine = stages.index("refine")
     assert "presample" in stages[1:first_refine] and "presample" not in stages[first_refine:]
+    # one round on the subsample (NEWTON_GEAR_PRESAMPLE_ROUNDS): its maximum need only be
+    # near the full one, which the full rounds then reach
+    assert stages.count("presample") == gear.NEWTON_GEAR_PRESAMPLE_ROUNDS == 1
     assert "presample" not in set(b.parameter_trace()["stage"])

@@ -285,13 +285,13 @@ def test_ode_mode_derivatives_by_central_differences_match_autograd(monkeypatch)
     """For an ODE model with up to FD_MAX_DIM random effects the local posteriors' gradient and
     Hessian in eta come from a central-difference stencil solved in one batch (no double backward
     through the solver). They match autograd's: the stencil's points share the solver's steps."""
-    import pymixnn.inference.laplace as laplace
+    import pymixnn.inference.mode_derivatives as derivatives
 
     program, theta, local = _program_at_modes()
     eta = torch.stack([local.loc + 0.3, local.loc - 0.2])  # off the mode; a leading draw dimension
-    v1, g1, h1 = laplace._gradient_and_hessian(program, theta, eta, None)
-    monkeypatch.setattr(laplace, "integrates", lambda model: False)  # the autograd path
-    v2, g2, h2 = laplace._gradient_and_hessian(program, theta, eta, None)
+    v1, g1, h1 = derivatives.gradient_and_hessian(program, theta, eta, None)
+    monkeypatch.setattr(derivatives, "integrates", lambda model: False)  # the autograd path
+    v2, g2, h2 = derivatives.gradient_and_hessian(program, theta, eta, None)
     # measured 2e-10 (values), 4e-7 (gradient) and 2e-7 (Hessian) relative: truncation h^2 = 1e-8
     # times the third and fourth derivatives, rounding 1e-14 / h^2
     np.testing.assert_allclose(v1.numpy(), v2.numpy(), rtol=1e-9)
@@ -365,19 +365,19 @@ def test_ode_derivatives_with_many_random_effects_stencil_and_gauss_newton(monke
     Hessian (the predictions' Jacobian from 1 + 2d points, the observation terms by autograd):
     its gradient is autograd's, and at the mode its Laplace scales are close to the exact ones
     (the residual-weighted curvature of the predictions is left out)."""
-    import pymixnn.inference.laplace as laplace
+    import pymixnn.inference.mode_derivatives as derivatives
 
     times = {i: [0.05 * i, 1, 2, 4, 6 + i // 3, 12, 24] for i in range(1, 13)}
     data = pymixnn.Data.from_nonmem(_records(times))
     program, theta, local = _program_of(data, random=("ka", "V", "Vmax", "Km"))
-    assert laplace.GAUSS_NEWTON_MIN_DIM <= program.layout.n_random <= laplace.FD_MAX_DIM
+    assert derivatives.GAUSS_NEWTON_MIN_DIM <= program.layout.n_random <= derivatives.FD_MAX_DIM
     mode = local.loc.clone()  # by the stencil's exact Newton steps
     eta = torch.stack([mode + 0.2, mode - 0.1])  # off the mode, a leading draw dimension
-    v1, g1, h1 = laplace._gradient_and_hessian(program, theta, eta, None, gauss_newton=True)
-    _, _, gn_mode = laplace._gradient_and_hessian(program, theta, mode, None, gauss_newton=True)
-    monkeypatch.setattr(laplace, "integrates", lambda model: False)  # the autograd path
-    v2, g2, h2 = laplace._gradient_and_hessian(program, theta, eta, None)
-    _, g_mode, h_mode = laplace._gradient_and_hessian(program, theta, mode, None)
+    v1, g1, h1 = derivatives.gradient_and_hessian(program, theta, eta, None, gauss_newton=True)
+    _, _, gn_mode = derivatives.gradient_and_hessian(program, theta, mode, None, gauss_newton=True)
+    monkeypatch.setattr(derivatives, "integrates", lambda model: False)  # the autograd path
+    v2, g2, h2 = derivatives.gradient_and_hessian(program, theta, eta, None)
+    _, g_mode, h_mode = derivatives.gradient_and_hessian(program, theta, mode, None)
     # one solve for the value; central differences for the gradient (measured 3e-9 relative on
     # the turnover model: truncation h^2 = 1e-8 times the third derivatives)
     np.testing.assert_allclose(v1.numpy(), v2.numpy(), rtol=1e-9)
