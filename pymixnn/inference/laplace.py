@@ -58,7 +58,7 @@ class LocalPosteriors:
         self.ode = ode
         self.shortened_steps = 0  # Newton steps to the mode cut to ODE_MODE_MAX_SD (ODE models)
         self.fallbacks = fallbacks  # where those are counted too (``mode_shortened_steps``)
-        # Hessian rows in one vectorized pass (SVI's minibatch updates: BATCHED_ROWS_MIN)
+        # Hessian rows in one vectorized pass (SVI's minibatch updates: mode_derivatives.BATCHED_ROWS_MIN)
         self.batched_rows = False
         # (theta, vi_iter, loc, scale_tril) of the last refresh of every individual (centred)
         self._centred_at: tuple | None = None

@@ -196,7 +196,7 @@ def _guard(grad: torch.Tensor, hess: torch.Tensor):
     return grad, 0.5 * (hess + hess.transpose(-1, -2))
 
 
-# below this many matrices _positive_definite decomposes each (a few ms): small fits keep their
+# below this many matrices positive_definite decomposes each (a few ms): small fits keep their
 # Newton matrices bit for bit (the fast path agrees to ~3e-15, but amplified over an encoder's
 # 1,000 SGD steps that moved test_amortized's new individuals from 99% to 94% within 0.1 SD)
 FAST_PD_MIN = 4096
