@@ -179,7 +179,7 @@ class ImportanceSampler:
         """Proposal centre m_i(theta): one Newton step from the stored mode (differentiable in
         theta); the stored mode itself when the sampler is re-centred after every step."""
         m0 = self.loc[idx]
-        if self.recentre is not None:
+        if self.recentre is not None or not self.program.law.moving_centre:
             return m0
         with torch.enable_grad():
             m = m0.detach().requires_grad_(True)

@@ -168,6 +168,12 @@ def prerefine_ode(
     return theta, rounds
 
 
+# a flow's L-BFGS round stops once an iteration gains less than this many units of log-likelihood
+# (summed over individuals; it stopped at a change of 1e-10 per individual): far below ll.is's
+# Monte Carlo error and the gains compared between laws
+LBFGS_GAIN_TOL = 1e-3
+
+
 def refine_lbfgs(
     program: Program,
     theta: torch.Tensor,
@@ -225,7 +231,7 @@ def _lbfgs_round(
         max_iter=max_iter,
         history_size=20,
         line_search_fn="strong_wolfe",
-        tolerance_change=1e-10,
+        tolerance_change=LBFGS_GAIN_TOL * scale,
     )
 
     def closure():
