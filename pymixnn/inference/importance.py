@@ -177,7 +177,8 @@ class ImportanceSampler:
 
     def centre(self, theta: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """Proposal centre m_i(theta): one Newton step from the stored mode (differentiable in
-        theta); the stored mode itself when the sampler is re-centred after every step."""
+        theta); the stored mode itself when the sampler is re-centred after every step, or when
+        the law's density is not smooth enough for that step (``LawPlugin.moving_centre``)."""
         m0 = self.loc[idx]
         if self.recentre is not None or not self.program.law.moving_centre:
             return m0
