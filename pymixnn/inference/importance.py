@@ -139,6 +139,7 @@ class ImportanceSampler:
         # function, and a step is no longer limited by the first-order centre's reach
         self.recentre: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None
         self.recentred = 0
+        self.moving_centre = True  # False: the stored modes are the centres (see ``centre``)
         self.quadrature = int(quadrature)
         if self.quadrature:
             self.nodes, self.log_node_weights = quadrature_rule(
@@ -178,9 +179,9 @@ class ImportanceSampler:
     def centre(self, theta: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """Proposal centre m_i(theta): one Newton step from the stored mode (differentiable in
         theta); the stored mode itself when the sampler is re-centred after every step, or when
-        the law's density is not smooth enough for that step (``LawPlugin.moving_centre``)."""
+        ``moving_centre`` is off (refine.refine_lbfgs)."""
         m0 = self.loc[idx]
-        if self.recentre is not None or not self.program.law.moving_centre:
+        if self.recentre is not None or not self.moving_centre:
             return m0
         with torch.enable_grad():
             m = m0.detach().requires_grad_(True)

@@ -200,6 +200,13 @@ def refine_lbfgs(
         sampler = marginal_likelihood(
             program, local, k_opt, stream(options.seed, "proposals"), options.likelihood
         )
+        # the proposals stay at the modes found above: a spline flow's density is only C1 in eta,
+        # so the centre one Newton step from the mode (ImportanceSampler.centre) jumps with theta
+        # where a knot crosses it (bimodal benchmark: a move of 1e-5 in theta moved an
+        # individual's centre by 0.01 and its log L_i by 0.02, and the line searches took 25-40
+        # passes each). The Fisher information and ll.is keep that centre (a Hessian at one
+        # point; with fixed proposals theophylline's flow Hessian from 64 draws was indefinite)
+        sampler.moving_centre = False
         scale = 1.0 / program.n_individuals
         new_theta, before, after = _lbfgs_round(program, sampler, theta, scale, max_iter, fallbacks)
         if not (math.isfinite(after) and after <= before):

@@ -107,10 +107,6 @@ class LawPlugin:
     # (options.choose_gear): the law's own stages (start, SVI unless skipped, refiner) then
     # shape it from the Gaussian maximum, not from an SVI end point
     newton_gear: ClassVar[bool] = False
-    # whether the importance sampler's proposal centre moves with theta (one Newton step from the
-    # stored mode, ImportanceSampler.centre): that step takes the gradient of log g in eta, which
-    # must be continuous in theta (see FlowLaw)
-    moving_centre: ClassVar[bool] = True
 
     # rows from which log_prob multiplies by L^-1 (gaussian_log_prob): 0 in the stages that run
     # no SVI minibatch (stages.py: the Newton gear's Gaussian stage, a law stage that skips SVI),

@@ -195,12 +195,6 @@ class FlowLaw(LawPlugin):
     # its start is fitted on draws of the Gaussian fit's local posteriors, wherever they come
     # from (bimodal benchmark, N = 500: ll -13716.30 after the Newton gear, -13716.44 after SVI)
     newton_gear = True
-    # a rational spline is C1: the gradient of its log-determinant in eta jumps where a knot
-    # crosses the point, so a centre one Newton step from the mode jumped with theta (bimodal
-    # benchmark: a move of 1e-5 in theta moved an individual's centre by 0.01 and its log L_i by
-    # 0.02, and L-BFGS's line searches took 25-40 passes each); the centre stays at the mode
-    # found at the start of each refinement round
-    moving_centre = False
 
     def __init__(self, spec: Flow, d: int, context_dim: int, *, dtype, device, seed: int):
         self.spec, self.d, self.context_dim = spec, d, context_dim
