@@ -126,7 +126,9 @@ likelihood : {"auto", "is", "gq"}, default "auto"
     effects out: importance sampling (saemix's ll.is), adaptive Gauss-Hermite quadrature
     (saemix's ll.gq, lme4's nAGQ: 25, 15 or 7 nodes per random effect for 1, 2 or 3 of them), or
     quadrature for one or two random effects unless the nodes would cost more than 2e7
-    evaluations ("auto").
+    evaluations ("auto"; with three, the reported log-likelihood, and the SEs where the
+    posteriors are wide, by the 7^3 rule wherever its 343 nodes are no more than ll.is's draws,
+    unless ``is_samples`` is given).
 device : {"cpu", "cuda", "cuda:N", "auto"}, default "cpu"
     Where torch computes.
 dtype : {"float32", "float64"}, optional

@@ -246,7 +246,7 @@ def test_summary_table(theo_fit):
         "97.5%",
         "beta_Weight(V)",
         "omega2.CL",
-        "ll.is",
+        "ll.gq",  # three random effects: the reported log-likelihood by the 7^3 rule
         "AIC",
         "BIC",
     ):

@@ -89,8 +89,8 @@ def test_subsampled_hessian_estimates_the_full_one(fitted):
 
 
 def test_subsampled_newton_metric_reaches_the_same_maximum(fitted):
-    """The refinement's Newton steps use the full-data gradient; a subsampled Hessian (with 20
-    draws per individual where the sampler has more) only shapes the steps. Both runs stop at
+    """The refinement's Newton steps use the full-data gradient; a subsampled Hessian (Louis'
+    identity on a small rule, see below) only shapes the steps. Both runs stop at
     a Newton decrement below 1e-4 (0.01 SE from the maximum), so they must agree within
     0.03 SE on every entry of theta, and their values within 1e-3."""
     program, theta, local = fitted
@@ -109,7 +109,9 @@ def test_subsampled_newton_metric_reaches_the_same_maximum(fitted):
     # and the maximum is a maximum: the full gradient's Newton decrement there is tiny
     g = exact.gradient(th_exact)
     assert float(g @ torch.linalg.solve(-exact.hessian(th_exact), g)) < 1e-4
-    assert sub._metric is not None and sub._metric.n_samples == 20
+    # its metric: Louis' identity on the 3^3 rule (three random effects, every parameter random:
+    # importance.METRIC_RULE_NODES), over the subsample's rows
+    assert sub._metric is not None and sub._metric.quadrature == 3 and sub._metric.n_samples == 27
 
 
 def test_subsample_of_all_individuals_is_the_exact_computation(fitted):
@@ -120,7 +122,7 @@ def test_subsample_of_all_individuals_is_the_exact_computation(fitted):
         program, local.loc, local.scale_tril, n_samples=10, seed=1, hessian_individuals=5000
     )
     assert b.hessian_rows is None
-    ga, ha = a.difference_hessian(theta, None)  # the metric: differences of the gradient
+    ga, ha = a.gradient(theta), a._newton_hessian(theta)  # the metric (Louis' on the small rule)
     gb, hb = b.gradient(theta), b._newton_hessian(theta)
     assert torch.equal(ga, gb) and torch.equal(ha, hb)
     np.testing.assert_equal(a.total(theta), b.total(theta))

@@ -141,7 +141,8 @@ def test_flow_results_api(bimodal, tmp_path):
     png = f.plot_random_effects(tmp_path / "re.png", truth={"A": np.log(bimodal[1].attrs["psi"]["A"])})
     assert png.stat().st_size > 10_000
     text = str(f.summary())
-    assert "normalizing-flow random effects" in text and "ll.is" in text
+    # three random effects: the log-likelihood by the 7^3 rule (marginal.reported_quadrature_nodes)
+    assert "normalizing-flow random effects" in text and "ll.gq" in text
     assert "Mixture components" in str(m.summary())
     # save/load keeps the law: the same density draws after reloading
     path = f.save(tmp_path / "flow.json")

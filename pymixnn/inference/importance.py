@@ -17,10 +17,9 @@ With ``quadrature=Q`` the draws are replaced by adaptive Gauss-Hermite quadratur
 the same moving centre and Laplace scale, with their weights. For one or two random effects this is
 deterministic and, for smooth posteriors, exact to many digits with 15-25 nodes per dimension.
 
-The two strategies differ only in :meth:`ImportanceSampler.draws` (the points and log-weights of
-each individual's integral), the Monte Carlo variance (0 for quadrature) and the Newton metric's
-draws; everything else (moving centre, chunks, maximization, derivatives) is shared, so one class
-serves both and marginal.py chooses between them in one place.
+The two strategies differ only in :meth:`ImportanceSampler.draws` (points and log-weights), the
+Monte Carlo variance (0 for quadrature) and the Newton metric; the rest is shared (marginal.py
+chooses).
 """
 
 from __future__ import annotations
@@ -49,6 +48,11 @@ ODE_METRIC_NODES = 3
 # with its 15 x 15 rule, before Louis' metric below: the refinement 2.0 -> 1.1 s, 35 passes
 # instead of 26, the same estimates to 5 digits)
 METRIC_NODES = 5
+# importance draws, up to METRIC_RULE_DIM random effects, Louis' identity applying: the metric
+# by it on a METRIC_RULE_NODES^d rule (theophylline: 18 ms instead of the differences' 54; the
+# logistic simulation, N = 100: 23 instead of 44; the same passes, estimates to 1e-5)
+METRIC_RULE_NODES = 3
+METRIC_RULE_DIM = 3
 # cells (draws x observation slots) per chunk for such a model: its autograd graph holds every
 # solver step (Michaelis-Menten, 1,000 individuals x 49 nodes x 10 observations in one chunk:
 # 9.7 GB for the Hessian, and the fit was killed for memory on a 24 GB machine; 100,000 cells
@@ -59,11 +63,10 @@ ODE_CHUNK_CELLS = 100_000
 # 5,000 draws: 0.25 s in one 4-million-cell piece, 0.14 s in 250,000-cell slices; 32 MB arrays
 # are read from memory at each operation, 2 MB ones from the cache)
 SLICE_CELLS = 250_000
-# standardized draws (entries) a sampler keeps between passes (each pass of the refinement and
-# of the Fisher information uses the same draws, scaled by the current posteriors): generating
-# them was 10% of a pass (logistic simulation, N = 1,000, 50 draws); 32 MB in float64 per
-# sampler, all draws of a fit up to 10,000 individuals x 20 draws x 3 random effects (with
-# 20 million, 160 MB, the fit of 10^6 individuals peaked at 4.45 GB instead of 4.07)
+# standardized draws (entries) a sampler keeps between passes (the refinement's and the Fisher
+# information's passes reuse them): generating them was 10% of a pass (logistic simulation,
+# N = 1,000, 50 draws); 32 MB per sampler (with 20 million, 160 MB, the fit of 10^6
+# individuals peaked at 4.45 GB instead of 4.07)
 DRAW_CACHE_CELLS = 4_000_000
 # that limit for the refinement's samplers (refine.refine_newton), whose rounds take several
 # passes each: all draws of 10^6 individuals x 20 draws x 3 random effects (~680 MB with their
@@ -281,15 +284,8 @@ class ImportanceSampler:
         Returns the end point, whether non-finite derivatives stopped the steps (the last finite
         point is kept), how many full steps backtracking rejected and how many were shortened.
         ``hessian``: the first metric (an earlier round's), instead of a new one at theta."""
-        return newton_maximize(
-            self,
-            theta,
-            max_iter=max_iter,
-            tol=tol,
-            decrement_tol=decrement_tol,
-            hessian=hessian,
-            predict=predict,
-        )
+        kw = dict(max_iter=max_iter, tol=tol, decrement_tol=decrement_tol, hessian=hessian)
+        return newton_maximize(self, theta, predict=predict, **kw)
 
     def _newton_hessian(self, theta: torch.Tensor) -> torch.Tensor:
         """The Hessian for a Newton step: with at most ``METRIC_DRAWS`` draws per individual
@@ -298,23 +294,26 @@ class ImportanceSampler:
         exact metric costs a slower (linear) contraction, not another answer (the logistic
         simulation, N = 100: the refinement's 1,000-draw Hessians took 3.2 of its 4.5 s, with 20
         draws it took 1.2 s, the same estimates to 6 digits). A quadrature rule shrinks likewise,
-        to ``METRIC_NODES`` nodes per dimension (``ODE_METRIC_NODES`` for a model solved by an
-        ODE solver). The
-        metric comes from differences of the gradient (:meth:`difference_hessian`: a row of the
-        double backward pass costs ~2.5 gradient passes, N = 1,000), or, on a quadrature rule
+        to ``METRIC_NODES`` (``ODE_METRIC_NODES``) nodes per dimension. The metric comes from
+        differences of the gradient (:meth:`difference_hessian`: a row of the double backward
+        pass costs ~2.5 gradient passes, N = 1,000), or, on a quadrature rule
         where Louis' identity applies (hessians.louis_applies), from the whole rule by Louis'
         identity: the quadrature likelihood's exact Hessian, with no derivative of the
         structural model (Phenobarb: 8 passes of the refinement instead of 35, 1.1 -> 0.74 s).
-        With importance draws Louis' metric is noisier than differences (the logistic
-        simulation, N = 100: 5 renewals of the metric instead of 1), so they keep differences."""
+        On the draws themselves Louis' metric is noisier than differences (the logistic
+        simulation, N = 100: 5 renewals of the metric instead of 1): with importance draws it
+        is taken on a small rule instead (METRIC_RULE_NODES), else from differences."""
         ode = integrates(self.program.model)
+        louis = louis_applies(self.program)
         coarse: dict[str, int] | None = None
-        if self.quadrature and louis_applies(self.program):
+        if self.quadrature and louis:
             return louis_hessian(self, theta, None, self.hessian_rows)[1]
         if self.quadrature:
             nodes = ODE_METRIC_NODES if ode else METRIC_NODES
             if self.quadrature > nodes:
                 coarse = dict(n_samples=1, quadrature=nodes)
+        elif louis and self.loc.shape[-1] <= METRIC_RULE_DIM:
+            coarse = dict(n_samples=1, quadrature=METRIC_RULE_NODES)
         elif self.n_samples > METRIC_DRAWS:
             coarse = dict(n_samples=METRIC_DRAWS)
         sampler = self
@@ -329,6 +328,8 @@ class ImportanceSampler:
                     **coarse,
                 )
             sampler = self._metric
+        if sampler.quadrature and louis:
+            return louis_hessian(sampler, theta, None, self.hessian_rows)[1]
         return sampler.difference_hessian(theta, self.hessian_rows)[1]
 
     def difference_hessian(

@@ -38,7 +38,8 @@ class EstimationOptions:
     warmup_individuals: int = 2000
     # marginal likelihood: "is" (importance sampling, saemix's ll.is), "gq" (adaptive
     # Gauss-Hermite quadrature, saemix's ll.gq / lme4's nAGQ) or "auto" (gq for one or two random
-    # effects when the Q^d nodes x observations stay below 2e7, else is); see marginal.py
+    # effects when the Q^d nodes x observations stay below 2e7, else is; with three, gq for the
+    # reported log-likelihood where its nodes are no more than ll.is's draws); see marginal.py
     likelihood: str = "auto"
     # large N: second derivatives from a fixed random subsample of individuals (the information
     # is additive over individuals): the refinement's Newton metric from ``newton_individuals``

@@ -119,6 +119,7 @@ def gaussian_stage(
     newton = ctx.gear == "newton"
     if newton:
         program.law.fast_rows = 0  # no SVI minibatch: every pass by L^-1 (LawPlugin.fast_rows)
+        local.confirm = False  # no SVI path: no pass that only confirms a mode (laplace.py)
     iters, vi = (NEWTON_GEAR_WARMUP, NEWTON_GEAR_WARMUP_VI) if newton else (options.warmup_iter, 2)
     theta = warmup(program, theta, local, sub, iters, fallbacks, optimizer, vi_iter=vi)
     if ode and options.refine and genomic is None and levels is None:
@@ -140,6 +141,7 @@ def gaussian_stage(
             return stage
         fallbacks.add("newton_gear_to_svi")  # SVI from the same start: fallbacks.py
         program.law.fast_rows = FAST_SOLVE_ROWS  # SVI's minibatches keep their rounding
+        local.confirm = True
         seconds["newton_gear"] = seconds.pop("refine")
 
     t0 = time.perf_counter()

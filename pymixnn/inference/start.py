@@ -15,6 +15,7 @@ from pymixnn.inference.laws.base import raw_from_tril
 from pymixnn.inference.program import Program, integrates
 from pymixnn.model import transforms as tr
 from pymixnn.model.named import Model
+from pymixnn.model.observation.continuous import Normal
 
 __all__ = ["initial_theta", "maximize_block", "warmup", "best_start", "pooled_start", "start_warning"]
 
@@ -188,7 +189,13 @@ def warmup(
             theta[lay.omega] = raw_from_tril(chol, True)
         else:
             theta[lay.omega] = torch.log(torch.sqrt(torch.diagonal(omega)))
-        if error_block:
+        if (
+            error_block
+            and optimizer == "newton"
+            and (raw := _constant_error(program, theta, local.loc[idx], idx))
+        ):
+            theta[lay.error] = raw
+        elif error_block:
             theta = maximize_block(
                 program,
                 theta,
@@ -201,6 +208,23 @@ def warmup(
                 optimizer=optimizer,
             )
     return theta
+
+
+def _constant_error(program: Program, theta: torch.Tensor, eta: torch.Tensor, idx: torch.Tensor):
+    """log a at its maximum given eta for a constant-error Gaussian model without censored rows,
+    in closed form (the root mean squared residual): the Newton gear's warm-up M-step (its
+    Newton iteration took 10-25 ms of passes per iteration: theophylline, Phenobarb); None for
+    any other observation or error model."""
+    family = program.family
+    if type(family) is not Normal or family.error != "constant" or "censored" in program.aux:
+        return None
+    with torch.no_grad():
+        phi = program.record_phi(theta, program.individual_phi(theta, eta, idx), idx)
+        f = program.prediction(program.psi(phi), idx)
+        mask = program.mask[idx]
+        mse = torch.where(mask, (program.y[idx] - f) ** 2, torch.zeros_like(f)).sum() / mask.sum()
+    raw = 0.5 * torch.log(mse).reshape(1)
+    return raw if bool(torch.isfinite(raw).all()) and float(mse) > 0 else None
 
 
 def best_start(

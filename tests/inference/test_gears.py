@@ -160,21 +160,60 @@ def test_a_newton_fit_builds_no_torch_optimizer():
 
 
 def test_information_by_louis_where_the_data_inform_the_individuals(newton, monkeypatch):
-    """The observed information by Louis' identity (hessians.louis_hessian) where the posterior
-    variances are small against Omega (logistic simulation, N = 100: fraction 0.09), autograd's
-    Hessian where they are not (theophylline: 0.32 for V; reporting.finish)."""
+    """The observed information by Louis' identity (hessians.louis_hessian) on the draws where
+    the posterior variances are small against Omega (logistic simulation, N = 100: fraction
+    0.09); where they are not (theophylline: 0.32 for V; reporting.finish), on the 7^3
+    quadrature rule of three random effects (no Monte Carlo error), else autograd's Hessian
+    (here: the user gave is_samples, which keeps the draws)."""
     import pymixnn.inference.reporting as reporting
     from pymixnn.simulate import simulate_logistic
 
-    assert "Louis" not in newton.info["se_method"]
+    assert "Louis" in newton.info["se_method"] and "quadrature (7 nodes" in newton.info["se_method"]
     df = simulate_logistic(n_individuals=100, n_obs=10, seed=0)
     kw = dict(id="id", x="t", y="y", seed=0, progress=False)
     louis = pymixnn.fit(df, "logistic", **kw)
-    assert "Louis" in louis.info["se_method"]
+    assert "Louis" in louis.info["se_method"] and "t4 draws" in louis.info["se_method"]
     monkeypatch.setattr(reporting, "LOUIS_MAX_MISSING", -1.0)
-    auto = pymixnn.fit(df, "logistic", **kw)
+    # ll.is's own 5,000 draws at N = 100 (sample_sizes): the same refinement and Fisher draws
+    auto = pymixnn.fit(df, "logistic", is_samples=5000, **kw)
     assert "Louis" not in auto.info["se_method"]
     np.testing.assert_array_equal(louis.params["estimate"], auto.params["estimate"])
     # two Monte Carlo estimates of the same information from 200 draws per individual (SDs of
     # an SE over seeds: 0.5% autograd, 0.2% Louis): measured at most 0.9% apart
     np.testing.assert_allclose(louis.params["se"], auto.params["se"], rtol=0.025)
+
+
+def test_warmup_takes_a_constant_error_in_closed_form():
+    """The Newton gear's warm-up M-step for a constant-error Gaussian model's log a is the root
+    mean squared residual at the individuals' eta (start._constant_error): the maximum that the
+    Newton iteration on that block reaches (measured 8e-9 apart: its last step, taken without
+    a pass, lands quadratically close; 1e-6 is 0.003% of the SE of log a, 0.035); none for a
+    proportional error model or with censored rows, which keep the iteration."""
+    from pymixnn.data.table import Data
+    from pymixnn.inference.program import Program
+    from pymixnn.inference.start import _constant_error, maximize_block
+    from pymixnn.model.covariates import CovariateDesign
+    from pymixnn.model.named import named
+    from pymixnn.simulate import simulate_logistic
+
+    frame = simulate_logistic(n_individuals=40, n_obs=10, seed=5)
+    data = Data.from_pandas(frame, id="id", x="t", y="y")
+
+    def program(**options):
+        model = named("logistic", **options)
+        design = CovariateDesign.build({}, data.covariates, model.parameters)
+        return Program(model, data, design, device=torch.device("cpu"), dtype=torch.float64)
+
+    prog = program()
+    lay = prog.layout
+    theta = torch.tensor(
+        [np.log(100), np.log(5), np.log(1.5), np.log(0.2), np.log(0.15), np.log(0.2), 0.0],
+        dtype=torch.float64,
+    )
+    eta = 0.1 * torch.randn(40, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    idx = torch.arange(40)
+    raw = _constant_error(prog, theta, eta, idx)
+    block = list(range(lay.error.start, lay.error.stop))
+    newton = maximize_block(prog, theta, block, eta, idx, prior=False, optimizer="newton")
+    assert raw is not None and abs(float(raw[0] - newton[lay.error][0])) < 1e-6
+    assert _constant_error(program(error="proportional"), theta, eta, idx) is None
