@@ -55,9 +55,10 @@ def reported_quadrature_nodes(
     1,000) and of theophylline, the 7^3 rule is within 0.0002, 0.004 and 0.0008 units of the
     converged rules (9^3-15^3), where ll.is's 5,000 draws have Monte Carlo SEs of 0.078, 0.25
     and 0.027 (and the 500 draws that N = 1,000 gets, 0.78); it took 0.020 s against ll.is's
-    0.26 s at N = 100, and 0.005 s against 0.05 s on theophylline. The refinement and the
-    Fisher information keep their draws (a rule of 343 nodes per individual costs more than
-    their 20-200 draws: the refinement at N = 1,000 took 2.8 s instead of 0.6 s)."""
+    0.26 s at N = 100, and 0.005 s against 0.05 s on theophylline. The refinement keeps its
+    draws (a rule of 343 nodes per individual costs more than its 20-200 draws: at N = 1,000 it
+    took 2.8 s instead of 0.6 s); the Fisher information takes this rule only where the
+    posteriors are wide (reporting.finish: Louis' identity on draws errs there)."""
     q = quadrature_nodes(n_random, n_obs, likelihood, integrates)
     if q or likelihood != "auto" or n_random != 3:
         return q
