@@ -34,7 +34,12 @@ from pymixnn.inference.hessians import autograd_hessian, difference_hessian, lou
 from pymixnn.inference.newton import MaximizeResult, newton_maximize
 from pymixnn.inference.offsets import offset_expectation
 from pymixnn.inference.program import Program, integrates
-from pymixnn.inference.proposals import quadrature_draws, quadrature_rule, scale_draws, standard_t_draws
+from pymixnn.inference.proposals import (
+    quadrature_rule,
+    scale_draws,
+    standard_quadrature_draws,
+    standard_t_draws,
+)
 
 __all__ = ["ImportanceSampler", "ISResult", "MaximizeResult"]
 
@@ -197,7 +202,12 @@ class ImportanceSampler:
         (proposals.py: the quadrature rule's nodes, or chunk c's antithetic t draws)."""
         L = self.scale_tril[idx]
         if self.quadrature:
-            return quadrature_draws(self.nodes, self.log_node_weights, L)
+            # the rule's nodes for this many individuals, kept (the same for every chunk)
+            std = self._draw_cache.get(-1)
+            if std is None or std[0].shape[1] != idx.shape[0]:
+                std = standard_quadrature_draws(self.nodes, self.log_node_weights, idx.shape[0])
+                self._draw_cache[-1] = std
+            return scale_draws(std, L)
         std = self._draw_cache.get(c)
         if std is None or std[0].shape[1] != idx.shape[0]:
             gen = torch.Generator(device=self.program.device).manual_seed(self.seed * 1_000_003 + c)

@@ -11,7 +11,15 @@ import math
 import numpy as np
 import torch
 
-__all__ = ["NU", "quadrature_rule", "quadrature_draws", "t_draws", "standard_t_draws", "scale_draws"]
+__all__ = [
+    "NU",
+    "quadrature_rule",
+    "quadrature_draws",
+    "standard_quadrature_draws",
+    "t_draws",
+    "standard_t_draws",
+    "scale_draws",
+]
 
 NU = 4.0
 
@@ -31,19 +39,21 @@ def quadrature_rule(q: int, d: int, dtype, device) -> tuple[torch.Tensor, torch.
 def quadrature_draws(nodes: torch.Tensor, log_node_weights: torch.Tensor, L: torch.Tensor):
     """Offsets L z_k (K, B, d) of the nodes and the normal log-density of the proposal, less
     log(K w_k): then logsumexp(log p - log_q) - log K is log sum_k w_k p(y, eta_k) / q(eta_k)."""
+    return scale_draws(standard_quadrature_draws(nodes, log_node_weights, L.shape[0]), L)
+
+
+def standard_quadrature_draws(
+    nodes: torch.Tensor, log_node_weights: torch.Tensor, n_rows: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The draws of :func:`quadrature_draws` for scale I (the nodes for each of ``n_rows``
+    individuals, (K, B, d)) and their log-density less log(K w_k), (K, B): like
+    :func:`standard_t_draws`, computed once and scaled at each pass by :func:`scale_draws`."""
     d = nodes.shape[-1]
     n_samples = nodes.shape[0]
-    z = nodes.unsqueeze(1).expand(-1, L.shape[0], -1)
-    offset = z.unsqueeze(-2).mul(L).sum(-1)
-    log_det = torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1)
     log_q = (
-        -0.5 * (z**2).sum(-1)
-        - 0.5 * d * math.log(2 * math.pi)
-        - log_det
-        - log_node_weights.unsqueeze(-1)
-        - math.log(n_samples)
+        -0.5 * (nodes**2).sum(-1) - 0.5 * d * math.log(2 * math.pi) - log_node_weights - math.log(n_samples)
     )
-    return offset, log_q
+    return nodes.unsqueeze(1).expand(-1, n_rows, -1), log_q.unsqueeze(-1).expand(-1, n_rows).contiguous()
 
 
 def t_draws(gen: torch.Generator, n_samples: int, L: torch.Tensor, max_scale: float = math.inf):

@@ -192,7 +192,7 @@ def warmup(
         if (
             error_block
             and optimizer == "newton"
-            and (raw := _constant_error(program, theta, local.loc[idx], idx))
+            and (raw := _constant_error(program, theta, local.loc[idx], idx)) is not None
         ):
             theta[lay.error] = raw
         elif error_block:
@@ -293,6 +293,11 @@ def pooled_start(
     if not block:
         return theta
     eta0 = torch.zeros(idx.shape[0], lay.n_random, dtype=program.dtype, device=program.device)
+    if optimizer == "newton" and (raw := _constant_error(program, theta, eta0, idx)) is not None:
+        # the Newton iteration from the error's maximum at the start's fixed effects: from the
+        # generic start (a = 1) the error's steps took most of it (Phenobarb, a = 13: 12 steps)
+        theta = theta.clone()
+        theta[lay.error] = raw
     return maximize_block(
         program, theta, block, eta0, idx, prior=False, fallbacks=fallbacks, optimizer=optimizer
     )

@@ -101,3 +101,23 @@ def test_reported_loglik_of_three_random_effects_is_the_rule():
     local.refresh(theta, None, max_iter=50, vi_iter=0)
     fine = ImportanceSampler(program, local.loc, local.scale_tril, n_samples=1, seed=0, quadrature=15)
     assert abs(float(fine.evaluate(theta).loglik.sum()) - res.loglik) < 0.005
+
+
+def test_quadrature_draws_are_the_scaled_nodes_and_their_normal_density():
+    """The rule's points for scale L (proposals.quadrature_draws: the standardized nodes, kept
+    by the sampler, scaled at each pass) are L z_k, and their log_q is the N(0, L L') density
+    less log(K w_k), so that exp(log p - log_q) / K sums to sum_k w_k p / q: to rounding."""
+    import math
+
+    import torch
+
+    from pymixnn.inference.proposals import quadrature_draws, quadrature_rule
+
+    nodes, log_w = quadrature_rule(5, 2, torch.float64, torch.device("cpu"))
+    L = torch.tensor([[[0.5, 0.0], [0.2, 0.3]], [[1.5, 0.0], [-0.4, 0.7]]], dtype=torch.float64)
+    offset, log_q = quadrature_draws(nodes, log_w, L)
+    assert offset.shape == (25, 2, 2) and log_q.shape == (25, 2)
+    np.testing.assert_allclose(offset.numpy(), torch.einsum("bij,kj->kbi", L, nodes).numpy(), rtol=1e-14)
+    normal = torch.distributions.MultivariateNormal(torch.zeros(2, dtype=torch.float64), scale_tril=L)
+    expected = normal.log_prob(offset) - log_w.unsqueeze(-1) - math.log(25)
+    np.testing.assert_allclose(log_q.numpy(), expected.numpy(), rtol=1e-12)

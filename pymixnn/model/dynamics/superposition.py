@@ -294,8 +294,8 @@ def superpose_boluses(
         u = torch.where(counts, u, torch.zeros_like(u)).unsqueeze(-2)  # (..., B, T, 1, J)
         decay = torch.exp(lam.unsqueeze(-2).unsqueeze(-1) * u) * counts.unsqueeze(-2)  # (..., B, T, S, J)
         modes = (decay * coef.unsqueeze(-3)).sum(-1)  # (..., B, T, S)
-    if not several:
-        return modes.sum(-1)  # (..., B, T)
+    if not several:  # (..., B, T); one mode: no reduction (a sum over a last axis of 1 is a slow copy)
+        return modes.squeeze(-1) if S == 1 else modes.sum(-1)
     x = (V.unsqueeze(-3) @ modes.unsqueeze(-1)).squeeze(-1)
     out = system.outputs(x, psi0.unsqueeze(-2))  # (..., B, T, n_outputs)
     e = endpoint_map.to(lam.device)[request["endpoint"].clamp_min(0)]
