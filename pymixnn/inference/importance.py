@@ -30,16 +30,12 @@ from dataclasses import dataclass
 
 import torch
 
+from pymixnn.inference import proposals
 from pymixnn.inference.hessians import autograd_hessian, difference_hessian, louis_applies, louis_hessian
 from pymixnn.inference.newton import MaximizeResult, newton_maximize
 from pymixnn.inference.offsets import offset_expectation
 from pymixnn.inference.program import Program, integrates
-from pymixnn.inference.proposals import (
-    quadrature_rule,
-    scale_draws,
-    standard_quadrature_draws,
-    standard_t_draws,
-)
+from pymixnn.inference.proposals import quadrature_rule, scale_draws, standard_t_draws
 
 __all__ = ["ImportanceSampler", "ISResult", "MaximizeResult"]
 
@@ -202,10 +198,9 @@ class ImportanceSampler:
         (proposals.py: the quadrature rule's nodes, or chunk c's antithetic t draws)."""
         L = self.scale_tril[idx]
         if self.quadrature:
-            # the rule's nodes for this many individuals, kept (the same for every chunk)
-            std = self._draw_cache.get(-1)
+            std = self._draw_cache.get(-1)  # the rule's nodes for B individuals, every chunk
             if std is None or std[0].shape[1] != idx.shape[0]:
-                std = standard_quadrature_draws(self.nodes, self.log_node_weights, idx.shape[0])
+                std = proposals.standard_quadrature_draws(self.nodes, self.log_node_weights, idx.shape[0])
                 self._draw_cache[-1] = std
             return scale_draws(std, L)
         std = self._draw_cache.get(c)
