@@ -95,12 +95,14 @@ def newton_gear(
     k_opt: int,
     fallbacks: Fallbacks,
     genomic: GenomicSetup | None = None,
+    confirm: bool = True,
 ) -> tuple[torch.Tensor, int, SVITrace, list[str], GenomicBlock | None] | None:
     """Refinement rounds from the start ``theta`` until theta moves less than
     ``options.refine_tol`` (with ``genomic``: alternated with the genomic block's convergence);
     returns (theta, rounds, trace, warnings, genomic block or None), the trace holding no SVI
     step, its ``theta`` the start and its ``refine`` the rounds' path; None when the rounds did
-    not converge (the caller then runs SVI; the program's genomic offsets are cleared)."""
+    not converge (the caller then runs SVI; the program's genomic offsets are cleared).
+    ``confirm=False``: the rounds on all individuals as refine.refine_newton's (a law's start)."""
     trace = SVITrace(converged=True)
     trace.theta.append((0, theta.detach().clone()))
     warnings: list[str] = []
@@ -132,6 +134,7 @@ def newton_gear(
             fallbacks=fallbacks,
             path=path,
             individuals=individuals,
+            confirm=confirm or individuals is not None,
         )
 
     block = None

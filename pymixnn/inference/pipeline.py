@@ -96,6 +96,7 @@ def estimate(
             generator=torch.Generator().manual_seed(options.seed),
             law_context=context,
             gear=gear,
+            gaussian_is_start=fit_law.gaussian_is_start(law),
         )
         gauss = gaussian_stage(ctx, init, observation, genomic, levels)
         estimation = fit_law.fit(

@@ -41,9 +41,12 @@ def refine_newton(
     fallbacks: Fallbacks,
     path: list | None = None,
     individuals: torch.Tensor | None = None,
+    confirm: bool = True,
 ) -> tuple[torch.Tensor, int]:
     """Rounds of re-centring and chord-Newton maximization (ImportanceSampler.maximize_report)
-    until theta moves less than ``options.refine_tol``; returns theta and the rounds run. A round
+    until theta moves less than ``options.refine_tol``; returns theta and the rounds run.
+    ``confirm=False``: also stop after a round whose Newton steps converged (the start of another
+    law's stages, which re-centre and converge themselves: LawPlugin.gaussian_is_start). A round
     stopped by non-finite derivatives adds a warning; rejected steps are counted. ``path``: a
     list that gets (round, theta) after each round (the parameters' convergence trace).
     ``individuals``: the rounds on that subsample only (the Newton gear's pre-refinement at
@@ -86,7 +89,11 @@ def refine_newton(
         theta = out.theta
         if path is not None:
             path.append((rounds, theta.detach().clone()))
-        if move < options.refine_tol or (sampler.recentre is not None and out.converged):
+        if (
+            move < options.refine_tol
+            or (sampler.recentre is not None and out.converged)
+            or (not confirm and out.converged and not out.nonfinite_derivatives)
+        ):
             # re-centred at every step, a round that ends on the Newton decrement has its
             # modes at theta already: another round would only confirm it (Michaelis-Menten,
             # 1,000 individuals: a second round of 47 s moved nothing)

@@ -180,7 +180,7 @@ def finish(stage: Stage, ctx: Context, spec, *, threads: int, t_start: float) ->
     sampler = marginal_likelihood(
         program,
         local,
-        law.fisher_draws(k_opt),
+        law.fisher_draws(k_opt, program.n_individuals),
         stream(options.seed, "fisher"),
         options.likelihood,
         options.fisher_individuals,

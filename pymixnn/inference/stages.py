@@ -40,7 +40,6 @@ __all__ = ["Stage", "Context", "gaussian_stage", "law_stage"]
 # SVI steps of a non-Gaussian law's stage (from the Gaussian fit: it shapes the law; with an
 # encoder, the network's posteriors follow the new law)
 LAW_SVI_STEPS = 400
-
 # With an encoder SVI runs all max_steps: the ELBO's plateau stops it before the network's best fit
 # (logistic simulation, mean amortization gap: N = 1,000, 2.7 nats at the plateau's 650 steps, 0.57
 # after 2,000, 0.50 after 3,000; N = 10,000, 1.17 at the plateau's 3,050 steps, 0.51 after 6,000)
@@ -58,10 +57,10 @@ class Context:
     dtype: torch.dtype
     generator: torch.Generator  # the fit's main stream (subsamples, SVI batches, a mixture's EM)
     fallbacks: Fallbacks = field(default_factory=Fallbacks)
-    # a conditional flow's (N, c) context: the encoder reads it from the Gaussian stage on, so that
-    # its posteriors can follow the law's dependence on it
+    # a conditional flow's (N, c) context: the encoder reads it from the Gaussian stage on
     law_context: np.ndarray | None = None
     gear: str = "svi"  # the Gaussian stage's gear (options.choose_gear)
+    gaussian_is_start: bool = False  # it only starts another law's (LawPlugin.gaussian_is_start)
 
 
 @dataclass
@@ -128,7 +127,8 @@ def gaussian_stage(
     if ctx.gear == "newton":
         t0 = time.perf_counter()
         k_opt = sample_sizes(ctx.data, options, ode)[1]
-        out = newton_gear(program, theta, local, options, k_opt, fallbacks, genomic)
+        confirm = not ctx.gaussian_is_start
+        out = newton_gear(program, theta, local, options, k_opt, fallbacks, genomic, confirm=confirm)
         seconds["refine"] = time.perf_counter() - t0
         if out is not None:
             theta, rounds, trace, more, block = out

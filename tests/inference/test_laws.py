@@ -196,3 +196,70 @@ def test_short_em_ends_where_the_winning_start_converges():
     assert not part[2] and part[3] == 3 and whole[3] > 3
     assert whole[2] == rest[2] and whole[3] == part[3] + rest[3]
     assert all(torch.equal(a, b) for a, b in zip(whole[1], rest[1]))
+
+
+def test_em_starts_side_by_side_are_each_run_alone():
+    """_em with a leading axis of S starts (fit_gaussian_mixture's short EM) is S separate runs:
+    each start's log-likelihood, state, stop and iteration count as when run alone (to rounding:
+    the side-by-side products sum in another order), one of them stopped before the others."""
+    from pymixnn.inference.laws import mixture
+
+    gen = torch.Generator().manual_seed(11)
+    x = torch.cat(
+        [
+            torch.randn(300, 3, generator=gen, dtype=D64) * 0.2 + 5.0,  # far from 0: the centring
+            torch.randn(200, 3, generator=gen, dtype=D64) * 0.1 + torch.tensor([5.6, 5.0, 5.0], dtype=D64),
+        ]
+    )
+    ridge = 1e-6 * torch.eye(3, dtype=D64)
+    starts = [x[[0, 499]], x[[1, 2]], x[[300, 10]]]
+    cov = (x.T.cov() + ridge).expand(2, 3, 3)
+    w = torch.full((2,), 0.5, dtype=D64)
+    batched = mixture._em(
+        x, (w.expand(3, 2), torch.stack(starts), cov.expand(3, 2, 3, 3)), 40, 1e-6, False, ridge
+    )
+    used = []
+    for s, m in enumerate(starts):
+        ll, state, done, it = mixture._em(x, (w, m, cov), 40, 1e-6, False, ridge)
+        assert math.isclose(ll, float(batched[0][s]), rel_tol=1e-12)
+        for alone, side in zip(state, batched[1]):
+            np.testing.assert_allclose(alone.numpy(), side[s].numpy(), rtol=1e-9, atol=1e-12)
+        assert done == bool(batched[2][s]) and it == int(batched[3][s])
+        used.append(it)
+    assert len(set(used)) > 1  # the runs stopped at different iterations
+
+
+def test_gaussian_stage_only_starts_a_mixture():
+    """With a fixed number of components the Gaussian stage only starts the mixture
+    (MixtureLaw.gaussian_is_start): its Newton gear ends after its first converged round, and
+    the mixture reaches the maximum it reaches after a confirmed Gaussian fit. n_components="auto"
+    reports the Gaussian fit (its K = 1 candidate) and keeps the confirming round."""
+    import pymixnn
+    from pymixnn.simulate import NormalMixture1D, simulate_logistic
+
+    assert MixtureLaw.gaussian_is_start(Mixture(n_components=2))
+    assert not MixtureLaw.gaussian_is_start(Mixture(n_components="auto"))
+    assert not GaussianLaw.gaussian_is_start(Gaussian()) and not FlowLaw.gaussian_is_start(Flow())
+    df = simulate_logistic(150, 10, laws={"A": NormalMixture1D.separated(0.4, 4.0, 0.1)}, seed=3)
+
+    kw = dict(id="id", x="t", y="y", seed=1, progress=False)
+
+    def fit():
+        return pymixnn.fit(df, "logistic", random_effects=Mixture(n_components=2), **kw)
+
+    def gaussian_rounds(res):
+        return sum(stage == "refine" for stage in res.estimation.trace["stage"])
+
+    short = fit()
+    old = MixtureLaw.gaussian_is_start
+    try:
+        MixtureLaw.gaussian_is_start = classmethod(lambda cls, spec: False)
+        confirmed = fit()
+    finally:
+        MixtureLaw.gaussian_is_start = old
+    assert short.info["gear"] == "newton" and gaussian_rounds(short) == 1 < gaussian_rounds(confirmed)
+    # the same maximum: each refinement stops within 0.01 SE of it (the Newton decrement 1e-4),
+    # so the estimates agree to a few hundredths of an SE and ll to ~1e-4 (the draws are common)
+    assert abs(short.loglik - confirmed.loglik) < 1e-3
+    gap = (short.params["estimate"] - confirmed.params["estimate"]).abs() / confirmed.params["se"]
+    assert gap.max() < 0.03

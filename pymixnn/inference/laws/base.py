@@ -6,7 +6,8 @@ a plug-in answers every question the estimation pipeline asks about a law, so th
 never branches on the law's class:
 
 * ``fit``: how the law is estimated from the Gaussian fit (one fit, or a choice among several, as
-  a mixture's ``n_components="auto"``);
+  a mixture's ``n_components="auto"``); ``gaussian_is_start``: whether that Gaussian fit only
+  starts the law (never reported), so that its refinement may skip the confirming round;
 * ``start``: its start values from the Gaussian fit; ``skip_svi``: whether its SVI stage can be
   skipped; ``refiner`` and ``refine_draws``: which refinement (refine.py) and with how many draws;
 * ``moments``: E[eta] and Var[eta] under the law; ``reported``: the reported rows and the map from
@@ -122,6 +123,13 @@ class LawPlugin:
         raise NotImplementedError
 
     @classmethod
+    def gaussian_is_start(cls, spec) -> bool:
+        """Whether the Gaussian stage only starts this law's stages (its fit never reported): its
+        Newton gear then ends on the first round whose Newton steps converged, without the
+        round that re-centres the proposals to confirm it (refine.refine_newton's ``confirm``)."""
+        return False
+
+    @classmethod
     def fit(cls, spec, *, gaussian: Any, law_stage: Callable, finish: Callable, n_individuals: int):
         """The Estimation: ``finish(stage, spec)`` of ``law_stage(spec)`` (the law's stages after
         the Gaussian fit ``gaussian``)."""
@@ -212,7 +220,7 @@ class LawPlugin:
         """Entries of theta in the observed information (None: all)."""
         return None
 
-    def fisher_draws(self, k_opt: int) -> int:
+    def fisher_draws(self, k_opt: int, n_individuals: int = 0) -> int:
         return k_opt
 
     def record_extras(self, program: Any, theta: torch.Tensor, result: Any) -> dict:

@@ -342,5 +342,5 @@ class FlowLaw(LawPlugin):
         """mu, beta, omega and error only: the flow's own parameters (hundreds) are held fixed."""
         return list(range(layout.core.stop))
 
-    def fisher_draws(self, k_opt: int) -> int:
+    def fisher_draws(self, k_opt: int, n_individuals: int = 0) -> int:
         return min(k_opt, FLOW_DRAWS)

@@ -239,7 +239,7 @@ class LatentClassLaw(LawPlugin):
     def refine_draws(self, k_opt: int) -> int:
         return k_opt if self.flow is None else min(k_opt, FLOW_DRAWS)
 
-    def fisher_draws(self, k_opt: int) -> int:
+    def fisher_draws(self, k_opt: int, n_individuals: int = 0) -> int:
         return self.refine_draws(k_opt)
 
     def fisher_index(self, layout: Any) -> list[int] | None:
