@@ -127,7 +127,7 @@ def gaussian_stage(
     if ctx.gear == "newton":
         t0 = time.perf_counter()
         k_opt = sample_sizes(ctx.data, options, ode)[1]
-        confirm = not ctx.gaussian_is_start
+        confirm = not ctx.gaussian_is_start or genomic is not None  # a genomic block is reported from it
         out = newton_gear(program, theta, local, options, k_opt, fallbacks, genomic, confirm=confirm)
         seconds["refine"] = time.perf_counter() - t0
         if out is not None:

@@ -46,7 +46,7 @@ class MixtureLaw(LawPlugin):
     @classmethod
     def gaussian_is_start(cls, spec) -> bool:
         """Unless n_components="auto" reports the Gaussian fit as its K = 1 candidate (the bimodal
-        benchmark, N = 500: the Gaussian stage 0.33 -> 0.21 s, the same maximum to 1e-6)."""
+        benchmark, N = 500: the Gaussian stage 0.31 -> 0.21 s, the same maximum to 1e-6)."""
         return spec.n_components != "auto"
 
     @classmethod
@@ -234,18 +234,6 @@ class MixtureLaw(LawPlugin):
         """Posterior component probabilities of each individual: the posterior mean of the
         responsibilities (importance.py), P(component k | y_i)."""
         return dict(responsibilities=result.class_prob.detach().to("cpu", torch.float64).numpy().tolist())
-
-
-def _points_log_prob(x: torch.Tensor, cov: torch.Tensor) -> torch.Tensor:
-    """log N(x; 0, cov) of points x (..., n, d) by one product with L^-1 (solve_triangular
-    broadcast over 10,000 points took 0.57 of the bimodal benchmark's 0.9 s EM start); cov
-    (..., d, d) batched along x's leading axes."""
-    L = torch.linalg.cholesky(cov)
-    eye = torch.eye(L.shape[-1], dtype=L.dtype, device=L.device)
-    z = x @ torch.linalg.solve_triangular(L, eye, upper=False).transpose(-1, -2)
-    quad = (z * z) @ torch.ones(L.shape[-1], dtype=L.dtype, device=L.device)  # not a 3-wide sum
-    log_det = torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1, keepdim=True)
-    return -0.5 * quad - log_det - 0.5 * L.shape[-1] * LOG_2PI
 
 
 # draws of each local posterior for the EM start, fewer when the points would pass START_POINTS
