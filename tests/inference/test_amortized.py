@@ -128,10 +128,11 @@ def test_amortization_gap(amortized, individual):
     # Xeon with AVX-512 FP16 / AMX (1.12 at 1,500 steps, 1.06 at 2,000). Asserted: < 1.5 here,
     # and the refinement's gap < 0.1 (measured 1e-5 on both). The per-individual optimum is
     # never much worse than the encoder (a few 0.01 nat of Monte Carlo noise in the common-draw
-    # difference)
+    # difference of two 64-draw ELBOs: its lowest individual measured above -0.05 on the Intel
+    # machines above, -0.071 on an AMD EPYC (2026-12-06); a broken mode search gives whole nats)
     assert table["gap"].mean() < 1.5
     assert table["gap_refined"].mean() < 0.1
-    assert table["gap"].min() > -0.05
+    assert table["gap"].min() > -0.15
     assert amortized.is_amortized and not individual.is_amortized
     with pytest.raises(ValueError, match="needs the encoder of a fit with local='amortized'"):
         individual.amortization
