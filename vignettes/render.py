@@ -16,8 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -64,13 +66,30 @@ def render_python(path: Path, out: Path) -> Path:
     import nbformat
     from nbclient import NotebookClient
     from nbconvert import HTMLExporter
+    from traitlets.config import Config
 
     work = out / "work" / path.stem
     work.mkdir(parents=True, exist_ok=True)
     nb = jupytext.read(path)
-    NotebookClient(
-        nb, timeout=1800, kernel_name="python3", resources={"metadata": {"path": str(work)}}
-    ).execute()
+    # the kernel talks over Unix sockets in a directory of this render's own, not TCP ports: two
+    # renders started together (the two pytest workers of `make test`) drew the same free port
+    # and one kernel died ("Address already in use", fresh-clone CI of 2026-12-06). The absolute
+    # path serves the kernel (started in ``work``) and this process alike; a short one, since a
+    # socket's path is limited to 107 bytes
+    sockets = tempfile.mkdtemp(prefix="nbk")
+    config = Config()
+    config.KernelManager.transport = "ipc"
+    config.KernelManager.ip = os.path.join(sockets, "k")
+    try:
+        NotebookClient(
+            nb,
+            timeout=1800,
+            kernel_name="python3",
+            resources={"metadata": {"path": str(work)}},
+            config=config,
+        ).execute()
+    finally:
+        shutil.rmtree(sockets, ignore_errors=True)
     nbformat.write(nb, work / f"{path.stem}.ipynb")
     try:
         html, _ = HTMLExporter().from_notebook_node(nb)  # images are embedded (base64)
