@@ -4,7 +4,7 @@
 `python -m benchmarks amortized`, `python -m benchmarks amortized_scale`, `python -m benchmarks neural`,
 `python -m benchmarks spatial_estimator`, `python -m benchmarks spatial_matern`,
 `python -m benchmarks spatial_regression`, `python -m benchmarks latent_class`,
-`python -m benchmarks pcvpc`."""
+`python -m benchmarks pcvpc`, `python -m benchmarks hybrid`."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from benchmarks import (
     discrete,
     dynamics,
     genomic,
+    hybrid,
     latent_class,
     neural,
     pcvpc,
@@ -42,6 +43,7 @@ SUITES = {
     "spatial_regression": spatial_regression.main,
     "latent_class": latent_class.main,
     "pcvpc": pcvpc.main,
+    "hybrid": hybrid.main,
 }
 
 

@@ -19,6 +19,7 @@ from pymixnn.model.dynamics.solve import solve
 from pymixnn.model.genomic import Genomic
 from pymixnn.model.levels import Level
 from pymixnn.model.named import NAMED_MODELS, Model, named
+from pymixnn.model.neural import NeuralTerm
 from pymixnn.model.observation import (
     Bernoulli,
     Binomial,
@@ -79,6 +80,7 @@ __all__ = [
     "Data",
     "Model",
     "ODEModel",
+    "NeuralTerm",
     "solve",
     "named",
     "NAMED_MODELS",

@@ -173,9 +173,15 @@ def _check_amortized(problem: NLME, control: Control) -> None:
         )
 
 
-def fit_problem(problem: NLME, control: Control):
-    """Run the estimation of ``problem`` with the settings ``control``; a `Results`."""
+def fit_problem(problem: NLME, control: Control, start_theta=None):
+    """Run the estimation of ``problem`` with the settings ``control``; a `Results`.
+    ``start_theta``: the population vector to start from (a hybrid fit's final stage)."""
     from pymixnn.results.results import Results  # results imports inference, which imports pyro
+
+    if problem.model.neural:  # hybrid: staged, the networks trained (hybrid.py)
+        from pymixnn.hybrid import fit_hybrid
+
+        return fit_hybrid(problem, control)
 
     model, data = with_solver(problem.model, control.ode_rtol, control.ode_atol), problem.data
     # the estimation's copy: a solve failing at a line-search or sampled point is a NaN, counted
@@ -204,6 +210,7 @@ def fit_problem(problem: NLME, control: Control):
         local=c.local,
         refine_steps=int(c.refine_steps),
         gear=c.gear,
+        start_theta=None if start_theta is None else tuple(float(v) for v in start_theta),
         svi=SVIOptions(
             batch_size=int(c.batch_size),
             max_steps=int(c.max_steps),

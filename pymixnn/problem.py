@@ -232,6 +232,7 @@ class NLME:
             # on the scale of the structural function: log counts, logits of proportions, ...
             response = self.observation.working_response(self.data.y, self.data.aux)
             values.update(model.self_start(self.data.x, response))
+        values.update({p: 0.0 for p in model.neural_parameters})  # a network's random columns
         values.update(model.init or {})
         values.update({str(k): float(v) for k, v in (init or {}).items()})
         missing = [p for p in model.parameters if p not in values]

@@ -53,6 +53,7 @@ def test_six_python_vignettes_exist():
         "04_genomic.py",
         "06_dynamics.py",
         "07_amortized.py",
+        "07_hybrid_dynamics.py",
         "08_neural_estimator.py",
         "08_spatial.py",
         "09_levels.py",
@@ -92,6 +93,10 @@ def check_key(name: str, key: dict) -> None:
         # the encoder's fit is the per-individual one; new individuals near their own modes
         assert key["max_abs_diff_in_se"] < 0.25 and key["new_semi_share_within_0_1_sd"] >= 0.95
         assert abs(key["flow_loglik_diff"]) < 2 and key["flow_modes"] == 2
+    if name == "07_hybrid_dynamics.py":
+        # the learned link as good as the true one on held-out individuals; the hidden state found
+        assert key["link_rmse_neural"] <= 1.10 * key["link_rmse_true"] and key["shape_sigma_ratio"] <= 0.8
+        assert key["pendulum_hidden_corr"] >= 0.9 and key["pendulum_neural_hidden_corr"] >= 0.9
     if name == "08_neural_estimator.py":
         # the truth within 3 posterior SDs; one data set in one forward pass
         assert key["max_abs_z_fixed"] < 3 and key["estimate_ms"] < 100

@@ -104,7 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--encoding", default="utf-8", help="text encoding of DATA.csv (default utf-8; e.g. latin-1, cp1252)"
     )
-    fit.add_argument("--model", help="named model, e.g. logistic, onecpt_oral, pk1cpt_iv (with --nonmem)")
+    fit.add_argument(
+        "--model",
+        help="named model, e.g. logistic, onecpt_oral, pk1cpt_iv (with --nonmem), or FILE.py:NAME, a "
+        "pymixnn.Model in a Python file (an ODEModel, a model with neural terms)",
+    )
     fit.add_argument("--id", help="column identifying individuals (with --nonmem: default ID)")
     fit.add_argument("--x", help="column(s) of the structural model, comma-separated (not with --nonmem)")
     fit.add_argument("--y", "--dv", dest="y", help="response column (with --nonmem: default DV)")

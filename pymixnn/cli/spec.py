@@ -98,7 +98,7 @@ def prepare(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
             check_parameter(model, name, flag)
     df = read_csv(path, args.encoding)
     spec = dict(
-        model=args.model,
+        model=model if ".py:" in args.model else args.model,  # FILE.py:NAME: the Model itself
         id=args.id,
         x=names(args.x),
         y=args.y,
@@ -212,6 +212,8 @@ def check_model(args: argparse.Namespace) -> Model:
     from pymixnn.model.named import NAMED_MODELS, named
 
     nonmem = getattr(args, "nonmem", False)
+    if ".py:" in args.model:  # a model written in Python: FILE.py:NAME
+        return model_from_file(args.model)
     if is_compartment(args.model):
         return compartment_model(args)
     if nonmem:  # NONMEM data: the compartment models are the candidates
@@ -229,6 +231,32 @@ def check_model(args: argparse.Namespace) -> Model:
         if getattr(args, flag[2:].replace("-", "_"), None):
             raise InputError(f"{flag} applies to NONMEM data: add --nonmem and a compartment model")
     return named(args.model)
+
+
+def model_from_file(text: str) -> Model:
+    """``--model FILE.py:NAME``: the pymixnn.Model named NAME in the Python file FILE.py (an
+    ODEModel, a model with neural terms, any model written in Python)."""
+    import importlib.util
+    from pathlib import Path
+
+    from pymixnn.model.spec import Model
+
+    path, _, name = text.rpartition(":")
+    if not Path(path).is_file():
+        raise InputError(f"--model {text!r}: no file {path!r}")
+    spec = importlib.util.spec_from_file_location(f"pymixnn_user_model_{Path(path).stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as err:  # the user's file: say which, and what it raised
+        raise InputError(f"--model {text!r}: running {path!r} raised {type(err).__name__}: {err}") from err
+    model = getattr(module, name, None)
+    if not isinstance(model, Model):
+        raise InputError(
+            f"--model {text!r}: {path!r} has no pymixnn.Model named {name!r}"
+            + (f" ({name} is a {type(model).__name__})" if model is not None else "")
+        )
+    return model
 
 
 def check_parameter(model: Model, name: str, flag: str) -> None:

@@ -36,6 +36,9 @@ class EstimationOptions:
     is_samples: int | None = None
     warmup_iter: int = 10
     warmup_individuals: int = 2000
+    # the whole population vector to start from (the layout of program.py), instead of the pooled
+    # fits of the start values: a hybrid fit's final stage starts where its networks were trained
+    start_theta: tuple | None = None
     # marginal likelihood: "is" (importance sampling, saemix's ll.is), "gq" (adaptive
     # Gauss-Hermite quadrature, saemix's ll.gq / lme4's nAGQ) or "auto" (gq for one or two random
     # effects when the Q^d nodes x observations stay below 2e7, else is; with three, gq for the

@@ -111,7 +111,7 @@ def gaussian_stage(
     sub = torch.randperm(n, generator=generator)[:n_start].sort().values
     sub = sub.to(device)
     optimizer = "newton" if ctx.gear == "newton" else "torch"  # see start.maximize_block
-    theta, starts = best_start(program, ctx.model, init, sub, fallbacks, optimizer)
+    theta, starts = best_start(program, ctx.model, init, sub, fallbacks, optimizer, options.start_theta)
     if start_warning(starts):
         warnings.append(start_warning(starts))
     local = LocalPosteriors(program, program.omega_tril(theta), fallbacks)

@@ -234,13 +234,18 @@ def best_start(
     idx: torch.Tensor,
     fallbacks: Fallbacks | None = None,
     optimizer: str = "torch",
+    trained=None,
 ):
     """theta after the pooled fit from each candidate start (``init``: one dict of start values,
     or a list of (label, dict), the given one first); keeps the one with the highest pooled
     log-likelihood (random effects at zero), the given one unless another beats it by more than
     0.5 (a difference of optimizer tolerance is no reason to leave the user's start). Returns
-    theta and one record per start, the kept one first."""
+    theta and one record per start, the kept one first. ``trained``: a whole theta to start
+    from instead (a hybrid fit's trained values, pymixnn/hybrid.py), no pooled fit."""
     candidates = [("given", init)] if isinstance(init, dict) else list(init)
+    if trained is not None:
+        theta = torch.as_tensor(trained, dtype=program.dtype, device=program.device).clone()
+        return theta, [dict(start="trained", pooled_loglik=math.nan, values=dict(candidates[0][1]))]
     eta0 = torch.zeros(idx.shape[0], program.layout.n_random, dtype=program.dtype, device=program.device)
     records, thetas = [], []
     for label, values in candidates:
@@ -265,9 +270,9 @@ def best_start(
 
 def start_warning(starts: list[dict]) -> str | None:
     """The warning when best_start kept another start than the user's (None when it kept it)."""
-    if starts[0]["start"] == "given":
+    given = next((r for r in starts if r["start"] == "given"), None)
+    if starts[0]["start"] == "given" or given is None:  # none: a hybrid fit's trained start
         return None
-    given = next(r for r in starts if r["start"] == "given")
     return (
         "start values: the given start reached a pooled log-likelihood of "
         f"{given['pooled_loglik']:.2f} against {starts[0]['pooled_loglik']:.2f} "

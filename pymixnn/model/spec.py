@@ -76,6 +76,11 @@ class Model:
     dynamics : object, optional
         The dynamic system of a compartment or ODE model (:mod:`pymixnn.model.dynamics`; set by
         :func:`pymixnn.ODEModel` and the named ``pk*`` models), None for a closed-form curve.
+    neural : dict of str to NeuralTerm, optional
+        Neural terms by name (:class:`pymixnn.NeuralTerm`); the function is then
+        ``f(psi, x, neural)`` and ``neural[name](z)`` evaluates a term for each individual. Their
+        random inputs and weights are appended to ``parameters`` (``<name>.u1``, ...; identity
+        transform, random effects, start 0).
 
     Returns
     -------
@@ -97,6 +102,7 @@ class Model:
     self_start: SelfStart | None = field(default=None, compare=False)
     time: int | str | None = None
     dynamics: Any = field(default=None, compare=False)
+    neural: Mapping[str, Any] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not callable(self.function):
@@ -106,6 +112,7 @@ class Model:
             raise ValueError("Model needs at least one parameter name")
         if len(set(params)) != len(params):
             raise ValueError(f"parameter names must be unique, got {list(params)}")
+        params = self._neural_columns(params)
         object.__setattr__(self, "parameters", params)
 
         if self.transforms is None or isinstance(self.transforms, (str, int)):
@@ -119,9 +126,11 @@ class Model:
                     f"parameters are {list(params)}"
                 )
             trans = {p: tr.check(self.transforms.get(p, "identity")) for p in params}
+        for p in self.neural_parameters:  # a network's random input or weight: on its own scale
+            trans[p] = "identity"
         object.__setattr__(self, "transforms", trans)
 
-        random = params if self.random is None else tuple(self.random)
+        random = params if self.random is None else tuple(self.random) + tuple(self.neural_parameters)
         unknown = set(random) - set(params)
         if unknown:
             raise ValueError(
@@ -158,6 +167,7 @@ class Model:
                     raise ValueError(
                         f"init for {p!r} is {v!r}, outside the support of its {trans[p]!r} transform"
                     )
+            init.update({p: init.get(p, 0.0) for p in self.neural_parameters})
             object.__setattr__(self, "init", init)
         if self.error_init is not None:
             ei = {str(k): float(v) for k, v in self.error_init.items()}
@@ -168,6 +178,35 @@ class Model:
                     f"positive values, got {dict(ei)}"
                 )
             object.__setattr__(self, "error_init", ei)
+
+    def _neural_columns(self, params: tuple[str, ...]) -> tuple[str, ...]:
+        """The neural terms checked, their random columns appended to the parameters (once: a
+        replaced copy already has them), and a closed-form function wrapped to take them."""
+        from pymixnn.model.neural import NeuralFunction, NeuralState, check_neural, neural_parameter_names
+
+        neural = check_neural(self.neural)
+        object.__setattr__(self, "neural", neural or None)
+        if not neural:
+            return params
+        extra = tuple(neural_parameter_names(neural))
+        user = tuple(p for p in params if p not in extra)
+        if self.dynamics is None and not isinstance(self.function, NeuralFunction):
+            object.__setattr__(
+                self, "function", NeuralFunction(self.function, len(user), NeuralState.initial(neural))
+            )
+        return user + extra
+
+    @property
+    def neural_parameters(self) -> tuple[str, ...]:
+        """The individual parameters of the neural terms (random inputs and weights)."""
+        from pymixnn.model.neural import neural_parameter_names
+
+        return tuple(neural_parameter_names(self.neural)) if self.neural else ()
+
+    @property
+    def n_network_weights(self) -> int:
+        """The neural terms' population weights (0 without neural terms)."""
+        return sum(t.n_weights for t in (self.neural or {}).values())
 
     @property
     def error_parameters(self) -> tuple[str, ...]:

@@ -9,6 +9,7 @@ import pandas as pd
 from pymixnn.data.table import Data
 
 __all__ = [
+    "modes_of",
     "amortization_table",
     "encode_individuals",
     "needs_encoder",
@@ -234,9 +235,13 @@ def _newton_steps(res, data: Data, loc, tril, steps: int, vi_iter: int = 0, cont
 
 def new_individual_psi(res, newdata: pd.DataFrame | Data) -> pd.DataFrame:
     """psi (natural scale) of the individuals of ``newdata`` at the encoder's posterior (then the
-    fit's ``refine_steps`` Newton steps): ``Results.individual_params(newdata)``."""
+    fit's ``refine_steps`` Newton steps), or, without an encoder (Gaussian random effects), at
+    their conditional modes given the fitted parameters: ``Results.individual_params(newdata)``."""
     data = new_individuals_data(res, newdata)
-    ids, eta, _ = encode_individuals(res, data)
+    if getattr(res.estimation, "amortized", None) or res.random_effects_law.name != "gaussian":
+        ids, eta, _ = encode_individuals(res, data)
+    else:  # their conditional modes at the fitted parameters (saemix's saemixPredictNewdata)
+        ids, eta, _ = posterior_modes(res, data)
     ev = res.evaluator
     phi = ev.phi_population(new_design_rows(res, data)) + ev.eta_full(eta)
     return pd.DataFrame(ev.psi(phi), index=ids, columns=list(res.model.parameters))
@@ -251,3 +256,19 @@ def posterior_modes(res, newdata: pd.DataFrame, steps: int = 100) -> tuple[pd.In
     loc, tril = _newton_steps(res, data, None, None, steps, context=new_context(res, data))
     cov = (tril @ tril.transpose(-1, -2)).numpy()
     return pd.Index(data.ids, name=data.id_col), loc.numpy(), np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1))
+
+
+def modes_of(res, new, ids) -> np.ndarray | None:
+    """eta (len(ids), d) of the individuals ``ids``, not in the fit, at their conditional modes
+    given the fitted parameters from their records in ``new`` (Gaussian random effects; saemix's
+    ``saemixPredictNewdata``); None when that cannot be (another law, no observation of one)."""
+    if res.random_effects_law.name != "gaussian":
+        return None
+    try:
+        mode_ids, eta, _ = posterior_modes(res, new)
+    except ValueError as err:  # the new records hold no observation at all
+        if "no observation record" not in str(err):
+            raise
+        return None
+    at = pd.Index(mode_ids).get_indexer(list(ids))
+    return eta[at] if (at >= 0).all() else None

@@ -115,8 +115,15 @@ def results_dict(res) -> dict[str, Any]:
         **({"genomic": _genomic_dict(res)} if res.is_genomic else {}),
         **({"levels": _estimates(p[p["kind"] == "level"])} if (p["kind"] == "level").any() else {}),
         **({"spatial": _estimates(p[p["kind"] == "spatial"])} if (p["kind"] == "spatial").any() else {}),
+        **({"neural": _neural_dict(res.hybrid)} if getattr(res, "hybrid", None) is not None else {}),
         "run": run_record(res),
     }
+
+
+def _neural_dict(rec) -> dict:
+    """A hybrid fit's networks: their specs, weights counted in df, the share of the dynamics they
+    carry, and the training stages."""
+    return {"terms": rec.terms, "n_weights": rec.n_weights, "share": float(rec.share), "stages": rec.stages}
 
 
 def _genomic_dict(res) -> dict:
@@ -175,6 +182,7 @@ def save_results(res, path: str | Path) -> Path:
         ),
         "settings": res.settings,
         "info": res.info,
+        **({"hybrid": dataclasses.asdict(res.hybrid)} if getattr(res, "hybrid", None) is not None else {}),
     }
     path = Path(path)
     path.write_text(json.dumps(encode(record)))
@@ -361,7 +369,9 @@ def load_parts(
         )
     if record["format"] not in READABLE_FORMATS:
         raise ValueError(f"{path}: unknown results format {record.get('format')!r}")
-    model = _load_model(record["model"], model, path)
+    from pymixnn.results.hybrid import restore_hybrid
+
+    hybrid, model = restore_hybrid(record.get("hybrid"), _load_model(record["model"], model, path), path)
     dd = record["data"]
     data = data_from_record(dd)
     if dd.get("time_origins"):  # x columns fitted as dates: new dates convert the same way
@@ -393,4 +403,5 @@ def load_parts(
         info=record["info"],
         observation=obs,
         markers=marker_info,
+        hybrid=hybrid,
     )

@@ -25,7 +25,9 @@ class PredictionsMixin:
         and aux columns; for a fit on event data their NONMEM records, doses included), given
         their psi at the encoder's posterior mean in one forward pass, followed by the fit's
         ``refine_steps`` Newton steps towards each one's posterior mode (a fit with
-        ``local="amortized"``; a ValueError otherwise). A string first argument is read as
+        ``local="amortized"``), or else at their conditional modes given the fitted parameters
+        (Newton steps on their own records; Gaussian random effects, as saemix's
+        ``saemixPredictNewdata``). A string first argument is read as
         ``kind`` (``individual_params("mean")``)."""
         if isinstance(newdata, str):
             newdata, kind = None, newdata

@@ -23,6 +23,7 @@ from pymixnn.data.table import Data
 from pymixnn.model.covariates import design_covariates
 from pymixnn.model.dynamics.models import bind_events
 from pymixnn.model.dynamics.solve import request_grid
+from pymixnn.results.amortized import modes_of
 
 __all__ = [
     "RegimenInputs",
@@ -34,6 +35,8 @@ __all__ = [
     "simulate_regimen",
     "plot_regimen",
     "dose_times",
+    "grid_curves",
+    "square_roots",
 ]
 
 _CHUNK_CELLS = 400_000  # grid cells (rows x times) per call of the structural function
@@ -119,9 +122,9 @@ def regimen_phi(
 ) -> np.ndarray:
     """(N, P) phi of the individuals of ``inputs.events`` (rows ``wanted``, default all; others NaN):
     population (covariate model, eta = 0) or individual (the fitted individual's MAP eta; an id
-    that was not fitted gets the encoder's posterior from its own records in ``new`` when the fit
-    has one (``local="amortized"``) and ``new`` holds its observations, else it is an error, as
-    nlme's ``predict(level = 1)`` needs known groups)."""
+    that was not fitted gets, when ``new`` holds its observations, the encoder's posterior from its
+    own records (``local="amortized"``) or its conditional mode at the fitted parameters (Gaussian
+    random effects; saemix's ``saemixPredictNewdata``), else it is an error)."""
     if level not in ("population", "individual"):
         raise ValueError(f"level must be 'population' or 'individual', got {level!r}")
     fm, events = res.evaluator, inputs.events
@@ -172,9 +175,11 @@ def _encoded(res, new, ids: np.ndarray) -> np.ndarray:
             f"individual predictions of ids {unknown[:5]}, not in the fit, need their observations "
             f"(EVID 0 records with {y}) for the encoder: use level='population'"
         )
+    if has_dv and (eta := modes_of(res, new, ids)) is not None:  # their modes at the fitted parameters
+        return eta
     raise ValueError(
-        f"individual predictions need fitted individuals; ids {unknown[:5]} were not in the "
-        "fit: use level='population' (or fit with local='amortized': its encoder reads their records)"
+        f"individual predictions need fitted individuals, or the observations (EVID 0 records with {y}) "
+        f"of ids {unknown[:5]}, which were not in the fit: use level='population'"
     )
 
 
@@ -207,8 +212,12 @@ def predict_events(
     if which == "mean" and res.observation.name != "gaussian":
         import torch
 
+        aux = {}
+        if res.observation.name == "endpoints":  # each record's family: its endpoint's, by name
+            names = [inputs.events.endpoints[int(c)] for c in x[:, 1]]
+            aux["endpoint"] = np.asarray([res.observation.endpoints.index(n) for n in names])
         with torch.no_grad():
-            f = res.observation.mean(*res.evaluator.family_tensors(f, {})).numpy()
+            f = res.observation.mean(*res.evaluator.family_tensors(f, aux)).numpy()
     return pd.DataFrame(
         {
             inputs.id_col: inputs.obs.iloc[:, 0].to_numpy(),
@@ -241,7 +250,7 @@ def default_times(events: EventTable, fallback: float, n: int = 200) -> np.ndarr
     return np.linspace(0.0, float(events.time.max()) + interval, n)
 
 
-def _grid_curves(fm, bound, psi: np.ndarray, individual: np.ndarray, times: np.ndarray, codes) -> np.ndarray:
+def grid_curves(fm, bound, psi: np.ndarray, individual: np.ndarray, times: np.ndarray, codes) -> np.ndarray:
     """(M, T * E) predictions of ``psi`` rows (M, P) for the individuals ``individual`` (M,) of the
     event table of ``bound`` (with the effects of time-varying covariates: FittedModel.record_psi)."""
     template = request_grid(1, times, codes)[0]
@@ -256,7 +265,7 @@ def _grid_curves(fm, bound, psi: np.ndarray, individual: np.ndarray, times: np.n
     return np.concatenate(out) if out else np.zeros((0, len(template)))
 
 
-def _square_roots(cov: np.ndarray) -> np.ndarray:
+def square_roots(cov: np.ndarray) -> np.ndarray:
     """Factors L L^T = cov of (K, d, d) covariances (Cholesky; symmetric roots with negative
     eigenvalues clipped where a matrix is not positive definite)."""
     try:
@@ -293,10 +302,10 @@ def simulate_regimen(
     q = [0.5, (1 - level_pi) / 2, (1 + level_pi) / 2]
 
     phi0 = regimen_phi(res, inputs, "population")
-    typical = _grid_curves(fm, bound, fm.psi(phi0), individuals, times, codes)
+    typical = grid_curves(fm, bound, fm.psi(phi0), individuals, times, codes)
     eta = fm.eta_full(fm.law_draws(int(n_draws), seed=int(seed)))  # (n, P), the same for everyone
     phi = (eta[:, None, :] + phi0[None]).reshape(-1, phi0.shape[1])
-    draws = _grid_curves(fm, bound, fm.psi(phi), np.tile(individuals, int(n_draws)), times, codes)
+    draws = grid_curves(fm, bound, fm.psi(phi), np.tile(individuals, int(n_draws)), times, codes)
     pop = np.quantile(draws.reshape(int(n_draws), N, -1), q, axis=0)  # (3, N, T * E)
 
     ind = np.full((3, N, typical.shape[1]), np.nan)  # curve, lower, upper
@@ -305,16 +314,16 @@ def simulate_regimen(
     cov = getattr(res.estimation, "eta_map_cov", None)
     if len(known):
         phi_map = phi0[known] + fm.eta_full(np.asarray(res.estimation.eta_map))[pos[known]]
-        ind[0, known] = _grid_curves(fm, bound, fm.psi(phi_map), known, times, codes)
+        ind[0, known] = grid_curves(fm, bound, fm.psi(phi_map), known, times, codes)
         if cov is not None and len(res.model.random):
-            L = _square_roots(np.asarray(cov, dtype=np.float64)[pos[known]])  # (K, d, d)
+            L = square_roots(np.asarray(cov, dtype=np.float64)[pos[known]])  # (K, d, d)
             z = np.random.default_rng(int(seed)).standard_normal((int(n_draws), L.shape[-1]))
             eta_i = np.einsum("kij,nj->nki", L, z)  # (n, K, d): N(0, posterior cov) per individual
             phi_i = (
                 phi_map[None]
                 + fm.eta_full(eta_i.reshape(-1, L.shape[-1])).reshape(int(n_draws), len(known), -1)
             ).reshape(-1, phi_map.shape[1])
-            curves = _grid_curves(fm, bound, fm.psi(phi_i), np.tile(known, int(n_draws)), times, codes)
+            curves = grid_curves(fm, bound, fm.psi(phi_i), np.tile(known, int(n_draws)), times, codes)
             band = np.quantile(curves.reshape(int(n_draws), len(known), -1), q[1:], axis=0)
             ind[1, known], ind[2, known] = band[0], band[1]
 

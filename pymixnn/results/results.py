@@ -37,10 +37,12 @@ from pymixnn.results.classes import ClassesMixin
 from pymixnn.results.evaluator import FittedModel
 from pymixnn.results.external import ExternalFit, external_info
 from pymixnn.results.genomic_view import GenomicMixin
+from pymixnn.results.hybrid import HybridMixin
 from pymixnn.results.io import FORMAT_VERSION, load_parts, results_dict, run_from_info, save_results
 from pymixnn.results.law import LawMixin
 from pymixnn.results.levels import LevelsMixin
 from pymixnn.results.predictions import PredictionsMixin
+from pymixnn.results.states import StatesMixin
 from pymixnn.results.summary import Summary, summary_text
 
 __all__ = ["Results", "Summary", "compare_fits", "FORMAT_VERSION"]
@@ -69,7 +71,9 @@ def _versions() -> dict[str, str]:
     }
 
 
-class Results(PredictionsMixin, ChecksMixin, LawMixin, ClassesMixin, GenomicMixin, LevelsMixin):
+class Results(
+    PredictionsMixin, ChecksMixin, LawMixin, ClassesMixin, GenomicMixin, LevelsMixin, HybridMixin, StatesMixin
+):
     """Estimates, uncertainty, likelihood, individual estimates and predictions of one fit.
 
     Made by :func:`pymixnn.fit`, :meth:`pymixnn.NLME.fit`, the R bridges of :mod:`pymixnn.compare`
@@ -345,7 +349,13 @@ class Results(PredictionsMixin, ChecksMixin, LawMixin, ClassesMixin, GenomicMixi
         keeps its marker effects, genetic values and tables; its marker matrix is not saved: pass
         the same ``markers=`` (anything ``Genomic(markers=...)`` accepts) to predict new
         genotypes again."""
-        return cls(**load_parts(path, model=model, observation=observation, markers=markers))
+        parts = load_parts(path, model=model, observation=observation, markers=markers)
+        hybrid = parts.pop("hybrid")
+        res = cls(**parts)
+        if hybrid is not None:  # a fit with neural terms: its trained networks, counted in df
+            res.hybrid = hybrid
+            res.apply_network_parameters()
+        return res
 
 
 def compare_fits(*results: Results, names: list[str] | None = None) -> pd.DataFrame:

@@ -61,6 +61,7 @@ def summary_text(res) -> str:
             + f", {info['seconds']:.2f} s of fitting"
         ),
     ]
+    head[2:2] = res.neural_summary_lines() if hasattr(res, "neural_summary_lines") else []
     law = res.random_effects_law
     if law.name != "gaussian":
         head.insert(2, law.describe() + (f"; {res.df_modelwc} free parameters" if law.name == "flow" else ""))

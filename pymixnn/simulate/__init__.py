@@ -20,7 +20,9 @@ The simulators live in :mod:`pymixnn.simulate.nlme` (the Gaussian model above, l
 :mod:`pymixnn.simulate.laws` (non-Gaussian laws of one random effect), :mod:`pymixnn.simulate.fields`
 (Matérn random fields at fixed locations, and exactly at 10^4-10^6 random sites) and
 :mod:`pymixnn.simulate.pkpd`
-(PK/PD event records: a dose, a concentration and a response endpoint); all are importable from here.
+(PK/PD event records: a dose, a concentration and a response endpoint) and
+:mod:`pymixnn.simulate.hybrid` (an exposure-response link to learn, a pendulum observed through its
+angle); all are importable from here.
 
 >>> from pymixnn.simulate import simulate_logistic
 >>> df = simulate_logistic(n_individuals=3, n_obs=4, seed=1)
@@ -38,6 +40,7 @@ from pymixnn.simulate.classes import CLASS_TRUTH, simulate_latent_classes
 from pymixnn.simulate.discrete import simulate_censored_pk, simulate_senescence
 from pymixnn.simulate.fields import simulate_field_growth, simulate_matern, simulate_matern_sites
 from pymixnn.simulate.genomic import simulate_genomic, simulate_markers
+from pymixnn.simulate.hybrid import PENDULUM_TRUTH, emax_link, simulate_emax_link, simulate_pendulum
 from pymixnn.simulate.laws import NormalMixture1D, RandomEffectLaw1D, SkewNormal1D
 from pymixnn.simulate.nlme import (
     logistic,
@@ -50,6 +53,10 @@ from pymixnn.simulate.pkpd import PKPD_TRUTH, simulate_pkpd
 
 __all__ = [
     "simulate_nlme",
+    "simulate_emax_link",
+    "simulate_pendulum",
+    "emax_link",
+    "PENDULUM_TRUTH",
     "simulate_matern",
     "simulate_matern_sites",
     "simulate_field_growth",

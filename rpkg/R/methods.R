@@ -252,7 +252,8 @@ residuals.mixnnFit <- function(object, type = c("response", "pearson"), level = 
 #' @param x A `mixnnFit`.
 #' @param y Unused.
 #' @param type "gof", "gof_npde", "npde", "individuals", "vpc", "random_effects",
-#'   "eta_covariates", "trace" or "classes".
+#'   "eta_covariates", "trace", "classes" or "neural_terms" (a fit with neural terms: each
+#'   learned function over the inputs seen along the fitted trajectories).
 #' @param file PNG path for the Python-drawn plots.
 #' @param ... Passed to the Python plot method (e.g. `n_sim = 100L` for the VPC or NPDE,
 #'   `prediction_corrected = TRUE` for the VPC, `covariates = c("Weight")` or `data = df` for
@@ -260,7 +261,8 @@ residuals.mixnnFit <- function(object, type = c("response", "pearson"), level = 
 #' @return The PNG path (Python plots) or `x`, invisibly.
 #' @export
 plot.mixnnFit <- function(x, y, type = c("gof", "gof_npde", "npde", "individuals", "vpc",
-                                         "random_effects", "eta_covariates", "trace", "classes"),
+                                         "random_effects", "eta_covariates", "trace", "classes",
+                                         "neural_terms"),
                           file = NULL, ...) {
   type <- match.arg(type)
   if (type == "gof") {
@@ -288,7 +290,7 @@ plot.mixnnFit <- function(x, y, type = c("gof", "gof_npde", "npde", "individuals
   f <- switch(type, individuals = py$plot_individuals, vpc = py$plot_vpc,
               random_effects = py$plot_random_effects, classes = py$plot_classes,
               gof_npde = py$plot_gof, npde = py$plot_npde, eta_covariates = py$plot_eta_covariates,
-              trace = py$plot_trace)
+              trace = py$plot_trace, neural_terms = py$plot_neural_terms)
   .py_do(f, c(list(file), args))
   if (requireNamespace("png", quietly = TRUE)) {
     img <- png::readPNG(file)

@@ -183,6 +183,13 @@ mixnnControl <- function(seed = 0L, batch_size = 512L, max_steps = 4000L, lr = 0
 #'   (rows dropped by `dropna`, a fit that did not converge, ...) is an R warning of class
 #'   `pymixnn_warning` (and e.g. `pymixnn_ConvergenceWarning`); Python errors are R errors of
 #'   class `pymixnn_error`, their hints in R syntax.
+#' @section Neural terms: A Python model with neural terms (`pymixnn_module()$NeuralTerm(...)`,
+#'   e.g. an `ODEModel` whose right-hand side takes `neural`) is fitted in stages (mechanistic
+#'   parameters, then the networks, then everything, then the networks frozen and the model
+#'   refitted); `fit$neural_terms` holds each learned function on a grid of its inputs
+#'   (population, and per individual with random inputs or weights), `fit$neural_share` the share
+#'   of the fitted dynamics the networks carry, `plot(fit, type = "neural_terms")` draws them;
+#'   the SEs are conditional on the trained networks, and AIC/BIC count their weights.
 #' @section Event data: A compartment model is fitted to NONMEM-style records (doses and
 #'   observations in one table, see [mixnnEvents()]); its parameters (e.g. CL and V of
 #'   "pk1cpt_iv") take initial values from `init = list(CL = , V = )` or a [mixnnModel()]'s
@@ -470,5 +477,7 @@ new_mixnnFit <- function(py, call = NULL) {
     class_selection = if (classes) .df(py$class_selection()),
     level_effects = stats::setNames(lapply(py$level_names, function(l) .df(py$level_effects(l))),
                                     unlist(py$level_names)),
+    neural_terms = if (!is.null(py$hybrid)) .df(py$neural_terms, rownames = FALSE),
+    neural_share = if (!is.null(py$hybrid)) py$hybrid$share,
     info = py$info), class = "mixnnFit")
 }

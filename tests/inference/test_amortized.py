@@ -165,10 +165,12 @@ def test_new_individuals_in_one_forward_pass(amortized, individual, newcomers):
     pred = amortized.predict(newcomers, level="population")
     rmse = lambda p: float(np.sqrt(np.mean((p - newcomers.y) ** 2)))  # noqa: E731
     assert rmse(ipred) < 0.4 * rmse(pred)
-    # a fit without encoder: new individuals keep eta = 0, and newdata is an error
+    # a fit without encoder: predict keeps eta = 0 for new individuals; individual_params(newdata)
+    # gives their conditional modes at that fit's parameters (the same Newton path, to 1e-10)
     assert np.allclose(individual.predict(newcomers, level="individual"), individual.predict(newcomers))
-    with pytest.raises(ValueError, match="newdata needs the encoder of a fit with local='amortized'"):
-        individual.individual_params(newcomers)
+    _, own_mode, _ = posterior_modes(individual, newcomers)
+    own = np.log(individual.individual_params(newcomers).to_numpy()) - individual.estimation.mu
+    assert np.allclose(own, own_mode, atol=1e-10)
     # the old positional use of kind still works
     assert individual.individual_params("map").shape == (N, 3)
 

@@ -105,11 +105,18 @@ def test_predict_at_new_event_records(theo):
     np.testing.assert_allclose(
         np.sort(again["prediction"]), np.sort(res.predict(level="individual").to_numpy()), rtol=1e-12
     )
-    # a new individual: population only (nlme's level = 1 needs known groups)
+    # a new individual: with its observations, its conditional mode at the fitted parameters
+    # (saemix's saemixPredictNewdata), nearer its own data than the population curve; without
+    # them, population only (nlme's level = 1 needs known groups)
     stranger = new[new["Id"] == 2].assign(Id=99)
-    assert np.isfinite(res.predict(stranger, level="population")["prediction"]).all()
-    with pytest.raises(ValueError, match=r"ids \[99\] were not in the fit"):
-        res.predict(stranger, level="individual")
+    pop99 = res.predict(stranger, level="population")
+    ind99 = res.predict(stranger, level="individual")
+    assert np.isfinite(pop99["prediction"]).all()
+    dv = stranger.loc[stranger["EVID"] == 0, "DV"].to_numpy()  # the records' order (one individual)
+    err = lambda p: float(np.sqrt(np.mean((p["prediction"].to_numpy() - dv) ** 2)))  # noqa: E731
+    assert err(ind99) < err(pop99)
+    with pytest.raises(ValueError, match=r"ids \[99\], which were not in the fit"):
+        res.predict(stranger.drop(columns="DV"), level="individual")
     with pytest.raises(ValueError, match="Weight"):
         res.predict(new.drop(columns="Weight"))
 

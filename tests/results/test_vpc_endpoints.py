@@ -289,3 +289,17 @@ def test_individual_fits_have_a_panel_per_endpoint(truth_fit, tmp_path, monkeypa
         int(((res["ID"] == i) & (res["endpoint"] == e)).sum()) for i in (1, 2) for e in ("cp", "count")
     ]
     assert counts == expected
+
+
+def test_event_predictions_take_each_endpoints_own_mean(truth_fit, records):
+    # predict() on event records of a fit with a Gaussian cp and a Poisson count endpoint: each
+    # record's E[y] by its own endpoint's family (this raised KeyError 'endpoint' before)
+    new = records[records["ID"] <= 3]
+    mean = truth_fit.predict(new, level="population")
+    linear = truth_fit.predict(new, level="population", which="linear")
+    cp, count = mean["endpoint"] == "cp", mean["endpoint"] == "count"
+    assert cp.any() and count.any()
+    np.testing.assert_allclose(mean.loc[cp, "prediction"], linear.loc[cp, "prediction"], rtol=1e-12)
+    np.testing.assert_allclose(
+        mean.loc[count, "prediction"], np.exp(linear.loc[count, "prediction"]), rtol=1e-12
+    )

@@ -24,6 +24,7 @@ from pymixnn.model.dynamics.bound import EventFunction
 from pymixnn.model.dynamics.compartments import COMPARTMENT_MODELS, compartment_system, start_compartmental
 from pymixnn.model.dynamics.ode import ODESolveFailure, ODESystem, SolverStats
 from pymixnn.model.dynamics.system import Dosing, System
+from pymixnn.model.neural import NeuralRHS, NeuralState, UserColumns, check_neural, neural_parameter_names
 from pymixnn.model.spec import Model
 from pymixnn.validation import InputError
 from pymixnn.validation.errors import show_value
@@ -129,6 +130,7 @@ def ODEModel(
     start: Mapping[str, float] | None = None,
     name: str | None = None,
     max_steps: int = 2000,
+    neural: Mapping[str, Any] | None = None,
     **options: Any,
 ) -> Model:
     """An ODE structural model, solved on dosing records (:meth:`pymixnn.Data.from_nonmem`).
@@ -165,6 +167,10 @@ def ODEModel(
         The solver's step budget between two read times (a solve that needs more fails: an error
         naming the individual at the initial values, a non-finite evaluation counted in
         ``ode_failures`` during a fit).
+    neural : dict of str to NeuralTerm, optional
+        Neural terms (:class:`pymixnn.NeuralTerm`) by name: ``rhs`` is then
+        ``rhs(t, state, psi, covariates, neural)`` and ``neural[name](z)`` evaluates a term for
+        each individual; outputs and initial states still read the model's own parameters.
     **options
         Other :class:`pymixnn.Model` fields (``transforms``, ``random``, ``error``, ...).
 
@@ -196,6 +202,14 @@ def ODEModel(
     unknown = sorted({s for s in dose_to.values()} - set(states)) + sorted(set(init or {}) - set(states))
     if unknown:
         raise InputError(f"ODEModel: unknown states {unknown}; states are {list(states)}")
+    terms = check_neural(neural)
+    extra = tuple(neural_parameter_names(terms))
+    if terms:  # the network's random columns follow the model's parameters in psi
+        state = NeuralState.initial(terms)
+        n_user = len(parameters)
+        rhs = NeuralRHS(rhs, n_user, state)
+        outputs = {k: UserColumns(v, n_user) for k, v in outputs.items()}
+        init = {k: UserColumns(v, n_user, initial=True) for k, v in (init or {}).items()}
     dosing: dict[int, Dosing] = {}
     for key, table in dict(tlag=tlag, F=F, rate=rate, duration=duration).items():
         for cmt, pname in _per_compartment(table).items():
@@ -206,7 +220,7 @@ def ODEModel(
             dosing[cmt] = replace(dosing.get(cmt, Dosing()), **{key: pname})
     system = ODESystem(
         states=states,
-        parameters=parameters,
+        parameters=parameters + extra,
         dose_to=dose_to,
         dosing=dosing,
         endpoints=tuple(str(e) for e in outputs),
@@ -221,7 +235,8 @@ def ODEModel(
     label = name or getattr(rhs, "__name__", None) or "ode"
     fields: dict[str, Any] = dict(
         function=_needs_events(label),
-        parameters=parameters,
+        parameters=parameters + extra,
+        neural=terms or None,
         init=start,
         name=label if name else None,
         x_names=X_NAMES,

@@ -1,0 +1,28 @@
+# A model with a neural term fitted from R (issue 20): the model built in Python through
+# pymixnn_module(), its learned link returned as a data.frame.
+
+test_that("mixnn() fits a model with a neural term and returns the learned function", {
+  skip_if_no_pymixnn()
+  pm <- pymixnn_module()
+  reticulate::py_run_string(paste(
+    "import torch",
+    "def emax_link(psi, x, neural):",
+    "    c = x[..., :1]",
+    "    return psi[..., 0] + (neural['link'](c) - neural['link'](torch.zeros_like(c)))[..., 0]",
+    sep = "\n"))
+  # no penalty: E0 and the link near C = 0 trade off under the "minimal" one (guide/hybrid.md)
+  model <- pm$Model(reticulate::py$emax_link, list("E0"), init = list(E0 = 12), transforms = "log",
+                    neural = list(link = pm$NeuralTerm(1L, hidden = list(8L), penalty = NULL)))
+  df <- pymixnn:::.df(pm$simulate$simulate_emax_link(60L, seed = 1L), rownames = FALSE)
+  fit <- mixnn(df, model, id = "id", x = "c", y = "y",
+               control = mixnnControl(seed = 1L, max_steps = 400L, progress = FALSE))
+  expect_s3_class(fit, "mixnnFit")
+  expect_identical(names(fixef(fit)), "E0")
+  # E0 is 10 in the simulation; 400 steps on 60 individuals: within 10%
+  expect_equal(unname(fixef(fit)), 10, tolerance = 0.10)
+  expect_true(all(c("term", "level", "z1", "g1") %in% names(fit$neural_terms)))
+  expect_true(fit$neural_share > 0 && fit$neural_share < 1)
+  # the network's 25 weights are counted in the degrees of freedom (E0, omega2.E0, a: 3)
+  expect_identical(as.integer(fit$df), 28L)
+  expect_output(print(summary(fit)), "conditional on the trained networks")
+})
