@@ -103,7 +103,7 @@ def fit_hybrid(problem: NLME, control: Control):
             theta = start_theta(
                 program, full, problem.start_candidates(), len(extra), log_sd_new, int(control.seed)
             )
-        theta, loc, sd, records, ranges = _train(program, state, theta, control, extra, inputs_)
+        theta, loc, sd, records = _train(program, state, theta, control, extra, inputs_)
 
     N = problem.data.n_individuals
     trained = state.copy()
@@ -116,7 +116,7 @@ def fit_hybrid(problem: NLME, control: Control):
         problem.observation,
         int(control.seed),
     )
-    share = dynamics_share(
+    share, ranges = dynamics_share(
         final, trained, np.asarray(res.estimation.theta), np.asarray(res.estimation.eta_map)
     )
     psi = np.asarray(res.estimation.psi_mean)
@@ -167,12 +167,14 @@ def _train(program, state, theta, control: Control, extra: list, random_inputs: 
     )
     cols = [program.params.index(p) for p in extra]
     inputs = [program.params.index(p) for p in random_inputs]
-    records, ranges = [], {}
+    records = []
+    # the inputs seen along the trajectories at the start values: the networks' standardization
+    # (not after the mechanistic stage, whose fit without the terms can move far: a pendulum
+    # without its restoring force fitted its release angle at a sixth of the truth)
+    record_inputs(program, state, theta, loc)
     for stage in ("mechanistic", "network", "all"):
         steps = max(options.max_steps // 3, 50) if ode and stage == "mechanistic" else options.max_steps
         stage_options = dataclasses.replace(options, max_steps=steps)
         theta, loc, sd, rec = train_hybrid(program, state, theta, loc, sd, stage, stage_options, cols, inputs)
         records.append(rec.to_dict())
-        if stage == "mechanistic":  # the inputs seen along the mechanistic fit: standardization
-            ranges = record_inputs(program, state, theta, loc)
-    return theta, loc, sd, records, ranges
+    return theta, loc, sd, records

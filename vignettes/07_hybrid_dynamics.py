@@ -138,7 +138,10 @@ hybrid.neural_terms.head()
 # random effect, so the network can bend the link per individual.
 
 # %%
-shapes = simulate_emax_link(100 if QUICK else 200, ec50_sd=0.7, a=0.2, seed=1)
+# quick mode: 150 individuals, no penalty (measured there: residual SD ratio 0.78, Spearman 0.72);
+# full size: 200 individuals, the default "minimal" penalty (benchmarks/hybrid.md: 0.76, 0.83)
+shapes = simulate_emax_link(150 if QUICK else 200, ec50_sd=0.7, a=0.2, seed=1)
+penalty = None if QUICK else "minimal"
 shape_fits = {
     k: pymixnn.fit(
         shapes,
@@ -147,7 +150,7 @@ shape_fits = {
             ["E0"],
             init={"E0": 12},
             transforms="log",
-            neural={"link": pymixnn.NeuralTerm(1, random_inputs=k)},
+            neural={"link": pymixnn.NeuralTerm(1, random_inputs=k, penalty=penalty)},
         ),
         id="id",
         x="c",
@@ -275,11 +278,13 @@ KEY.update(
         "pendulum_neural_seconds": npend_seconds,
     }
 )
+Path("key_numbers.json").write_text(json.dumps(KEY, indent=1))
+print(KEY)
 # the network within 10% of the true link's held-out error and 30% below the model without it
 assert KEY["link_rmse_neural"] <= 1.10 * KEY["link_rmse_true"]
 assert KEY["link_rmse_neural"] <= 0.70 * KEY["link_rmse_none"]
 assert KEY["link_max_abs_error"] < 1.0  # measured 0.53 (N = 120) on a link spanning 0-6.7
-assert KEY["shape_sigma_ratio"] <= 0.8 and abs(KEY["shape_spearman"]) >= 0.7
+assert KEY["shape_sigma_ratio"] <= 0.8 and abs(KEY["shape_spearman"]) >= (0.65 if QUICK else 0.8)
 assert KEY["pendulum_hidden_corr"] >= 0.9 and KEY["pendulum_neural_hidden_corr"] >= 0.9
 Path("key_numbers.json").write_text(json.dumps(KEY, indent=1))
 KEY

@@ -285,21 +285,23 @@ def hybrid_program(model, data, design, observation, seed: int) -> Program:
     )
 
 
-def dynamics_share(program: Program, state: NeuralState, theta: np.ndarray, eta: np.ndarray) -> float:
+def dynamics_share(program: Program, state: NeuralState, theta: np.ndarray, eta: np.ndarray) -> tuple:
     """The share of the fitted dynamics the neural terms carry: ||g - g0|| / ||g|| over every
     evaluation of the right-hand side (an ODE) or of the curve (closed form) along the
-    individuals' fitted trajectories, g with the terms and g0 with their outputs at zero."""
-    state.recorder.reset()
-    state.recorder.share = True
+    individuals' fitted trajectories, g with the terms and g0 with their outputs at zero; and each
+    term's input range along them {name: (low, high)}."""
+    rec = state.recorder
+    rec.reset()
+    rec.share = rec.inputs = True
     try:
         with torch.no_grad():
-            program.log_likelihood(
-                torch.as_tensor(theta, dtype=program.dtype), torch.as_tensor(eta, dtype=program.dtype), None
-            )
-        total, part = state.recorder.total, state.recorder.neural_part
+            t, e = (torch.as_tensor(v, dtype=program.dtype) for v in (theta, eta))
+            program.log_likelihood(t, e, None)
+        total, part = rec.total, rec.neural_part
+        ranges = {name: (rec.low.get(name), rec.high.get(name)) for name in state.terms}
     finally:
-        state.recorder.reset()
-    return float(np.sqrt(part / total)) if total > 0 else float("nan")
+        rec.reset()
+    return (float(np.sqrt(part / total)) if total > 0 else float("nan")), ranges
 
 
 def start_theta(

@@ -92,8 +92,7 @@ def gaussian_stage(
     genomic: GenomicSetup | None = None,
     levels: LevelSetup | None = None,
 ) -> Stage:
-    """Start values, Laplace-EM warm-up, SVI and refinement for Gaussian random effects (a model
-    without individual random effects: regression.py)."""
+    """Start values, Laplace-EM warm-up, SVI, refinement of Gaussian random effects (none: regression.py)."""
     if not ctx.model.random:
         return regression_stage(ctx, init, observation, levels)
     t_start = time.perf_counter()
@@ -120,8 +119,9 @@ def gaussian_stage(
         program.law.fast_rows = 0  # no SVI minibatch: every pass by L^-1 (LawPlugin.fast_rows)
         local.confirm = False  # no SVI path: no pass that only confirms a mode (laplace.py)
     iters, vi = (NEWTON_GEAR_WARMUP, NEWTON_GEAR_WARMUP_VI) if newton else (options.warmup_iter, 2)
+    iters = iters if options.start_theta is None else 1  # a hybrid fit's trained start: 1 EM iteration
     theta = warmup(program, theta, local, sub, iters, fallbacks, optimizer, vi_iter=vi)
-    if ode and options.refine and genomic is None and levels is None:
+    if ode and options.refine and genomic is None and levels is None and options.start_theta is None:
         theta, _ = prerefine_ode(program, theta, local, options, sub, warnings=warnings, fallbacks=fallbacks)
     seconds["start"] = time.perf_counter() - t_start
     if ctx.gear == "newton":
