@@ -90,7 +90,8 @@ class NeuralTerm:
 
     Examples
     --------
-    >>> NeuralTerm(1, hidden=(16,)).n_weights
+    >>> import pymixnn
+    >>> pymixnn.NeuralTerm(1, hidden=(16,)).n_weights
     49
     """
 
