@@ -90,10 +90,9 @@ class TrainingRecord:
         )
 
 
-def record_inputs(program: Program, state: NeuralState, theta: np.ndarray, eta: np.ndarray) -> dict:
+def record_inputs(program: Program, state: NeuralState, theta: np.ndarray, eta: np.ndarray) -> None:
     """One evaluation at ``theta`` and the individuals' ``eta``: the networks' inputs seen along the
-    trajectories set each term's centre (mean) and scale (standard deviation, 1 when constant);
-    returns each term's observed input range {name: (low, high)}."""
+    trajectories set each term's centre (mean) and scale (standard deviation, 1 when constant)."""
     state.recorder.reset()
     state.recorder.inputs = True
     with torch.no_grad():
@@ -107,10 +106,7 @@ def record_inputs(program: Program, state: NeuralState, theta: np.ndarray, eta: 
         sd = np.sqrt(np.maximum(np.asarray(s2) / n - mean**2, 0.0))
         state.center[name] = torch.as_tensor(mean, dtype=torch.float64)
         state.scale[name] = torch.as_tensor(np.where(sd > 1e-12, sd, 1.0), dtype=torch.float64)
-    rec = state.recorder
-    ranges = {name: (rec.low.get(name), rec.high.get(name)) for name in state.terms}
-    rec.reset()
-    return ranges
+    state.recorder.reset()
 
 
 def _theta_masks(program: Program, neural_cols: list[int], inputs: list[int]) -> torch.Tensor:

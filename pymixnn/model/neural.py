@@ -269,11 +269,11 @@ class NeuralState:
             {k: torch.ones(t.n_inputs, **f64) for k, t in terms.items()},
         )
 
-    def copy(self, detach: bool = True) -> NeuralState:
-        take = (lambda t: t.detach().clone()) if detach else (lambda t: t)  # noqa: E731
+    def copy(self) -> NeuralState:
+        """A detached copy of the weights, centres and scales (a fresh recorder)."""
         return NeuralState(
             dict(self.terms),
-            {k: take(v) for k, v in self.weights.items()},
+            {k: v.detach().clone() for k, v in self.weights.items()},
             {k: v.clone() for k, v in self.center.items()},
             {k: v.clone() for k, v in self.scale.items()},
         )
