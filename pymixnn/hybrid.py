@@ -130,6 +130,7 @@ def fit_hybrid(problem: NLME, control: Control):
         high={k: None if ranges.get(k, (None, None))[1] is None else np.asarray(ranges[k][1]) for k in terms},
         random=random,
         random_names=extra,
+        population=np.array([float(res.fixed_effects[p]) for p in extra]),
         share=share,
         stages=records,
         seconds=time.perf_counter() - t_start,

@@ -109,19 +109,27 @@ def record_inputs(program: Program, state: NeuralState, theta: np.ndarray, eta: 
     state.recorder.reset()
 
 
-def _theta_masks(program: Program, neural_cols: list[int], inputs: list[int]) -> torch.Tensor:
-    """1 where theta trains: not the neural columns' mu, not the random inputs' log sd."""
+def _theta_masks(program: Program, neural_cols: list[int], inputs: list[int], stage: str) -> torch.Tensor:
+    """1 where theta trains: never the neural columns' mu nor the random inputs' log sd; before
+    stage "all" none of the neural columns' Omega rows (their effects sit at zero there, where
+    the prior alone would shrink their sd to nothing: random_weights started stage "all" with sd
+    e^-40 and an ELBO of -1e21)."""
     lay = program.layout
     mask = torch.ones(lay.size, dtype=program.dtype, device=program.device)
     for j in neural_cols:
         mask[lay.mu.start + j] = 0.0
     random = [program.params[k] for k in program.random_index]
-    for j in inputs:
+    rows, cols = torch.tril_indices(lay.n_random, lay.n_random)
+    for j in neural_cols:
+        if stage == "all" and j not in inputs:
+            continue
+        diagonal_only = stage == "all"
         r = random.index(program.params[j])
-        if lay.full_omega:
-            rows, cols = torch.tril_indices(lay.n_random, lay.n_random)
-            r = int(torch.nonzero((rows == r) & (cols == r))[0, 0])
-        mask[lay.omega.start + r] = 0.0
+        if not lay.full_omega:
+            mask[lay.omega.start + r] = 0.0
+            continue
+        at = (rows == r) & (cols == r) if diagonal_only else (rows == r)
+        mask[lay.omega.start + torch.nonzero(at)[:, 0]] = 0.0
     return mask
 
 
@@ -151,7 +159,7 @@ def train_hybrid(
     record = TrainingRecord(stage=stage, n_holdout=n_val)
 
     theta = torch.tensor(theta0, dtype=dt, device=dev, requires_grad=stage != "network")
-    mask = _theta_masks(program, neural_cols, input_cols)
+    mask = _theta_masks(program, neural_cols, input_cols, stage)
     loc = torch.tensor(loc0, dtype=dt, device=dev, requires_grad=True)
     log_sd = torch.tensor(np.log(np.maximum(sd0, 1e-6)), dtype=dt, device=dev, requires_grad=True)
     learn = stage != "mechanistic"  # stage 1: the networks at their start (output zero)

@@ -26,7 +26,8 @@ GRID_1D, GRID_2D, GRID_EACH, MAX_INDIVIDUAL_LINES = 101, 21, 51, 60
 @dataclass
 class HybridRecord:
     """A hybrid fit's networks (numpy) and stages. ``random`` (N, r): each individual's estimated
-    random inputs and weights (conditional means) in ``random_names`` order."""
+    random inputs and weights (conditional means) in ``random_names`` order; ``population`` (r,):
+    their values at eta = 0 (the final stage's fixed effects of those columns; None: zero)."""
 
     terms: dict
     weights: dict
@@ -39,6 +40,7 @@ class HybridRecord:
     share: float
     stages: list = field(default_factory=list)
     seconds: float = 0.0
+    population: np.ndarray | None = None
 
     def state(self) -> NeuralState:
         f64 = dict(dtype=torch.float64)
@@ -55,6 +57,14 @@ class HybridRecord:
 
     def columns(self, name: str) -> list[int]:
         return [j for j, p in enumerate(self.random_names) if p.startswith(f"{name}.")]
+
+    def typical(self, name: str) -> torch.Tensor | None:
+        """Term ``name``'s random columns at eta = 0 (the population network), None when it has none."""
+        cols = self.columns(name)
+        if not cols:
+            return None
+        at = np.zeros(len(self.random_names)) if self.population is None else np.asarray(self.population)
+        return torch.as_tensor(at[cols], dtype=torch.float64)
 
 
 def _grid(term: NeuralTerm, low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -96,13 +106,13 @@ class HybridMixin:
 
     def neural_term(self, name: str, z, individual=None) -> np.ndarray:
         """Term ``name`` at inputs ``z`` (n, n_inputs): the population network (random inputs and
-        weights at zero) or, with ``individual`` (an id), that individual's."""
+        weights at their fixed effects, eta = 0) or, with ``individual`` (an id), that individual's."""
         rec = self._need_hybrid()
         if name not in rec.terms:
             raise ValueError(f"no neural term {name!r}; terms are {sorted(rec.terms)}")
         z = np.atleast_2d(np.asarray(z, dtype=float))
         state = rec.state()
-        random = None
+        random = rec.typical(name)
         if individual is not None:
             ids = list(self.data.ids)
             if individual not in ids:
@@ -126,14 +136,13 @@ class HybridMixin:
             z, varied = _grid(term, np.asarray(low, float), np.asarray(high, float))
             zt = torch.as_tensor(z, dtype=torch.float64)
             cols = rec.columns(name)
-            levels = [("population", None)] + (
+            levels = [("population", rec.typical(name))] + (
                 [(i, rec.random[n, cols]) for n, i in enumerate(self.data.ids)] if cols else []
             )
             for level, r in levels:
                 with torch.no_grad():
-                    g = state.evaluate(
-                        name, zt, None if r is None else torch.as_tensor(r, dtype=torch.float64)
-                    )
+                    r = None if r is None else torch.as_tensor(r, dtype=torch.float64)
+                    g = state.evaluate(name, zt, r)
                 frame = pd.DataFrame(z, columns=[f"z{j + 1}" for j in range(term.n_inputs)])
                 for j in range(term.n_outputs):
                     frame[f"g{j + 1}"] = g[:, j].numpy()

@@ -40,15 +40,19 @@ def simulate_emax_link(
     a: float = 0.5,
     seed: int = 0,
     id_start: int = 1,
+    emax_sd: float = 0.0,
 ) -> pd.DataFrame:
-    """Columns id, c, y; ``attrs``: ``truth`` (E0, Emax, EC50, a, omega2) and ``psi`` (E0, EC50
-    per individual); ``ec50_sd`` the sd of log EC50 (individual shapes), ``a`` the error sd."""
+    """Columns id, c, y; ``attrs``: ``truth`` (E0, Emax, EC50, a, omega2) and ``psi`` (E0, Emax,
+    EC50 per individual); ``ec50_sd`` the sd of log EC50 (individual shapes), ``emax_sd`` the sd
+    of log Emax (individual amplitudes; drawn from a stream of their own, so the other draws do
+    not depend on it), ``a`` the error sd."""
     rng = np.random.default_rng(seed)
     eta = rng.standard_normal((n_individuals, 2))
     e0 = 10.0 * np.exp(0.2 * eta[:, 0])
     ec50 = 2.0 * np.exp(ec50_sd * eta[:, 1])
+    emax = 8.0 * np.exp(emax_sd * np.random.default_rng([seed, 1]).standard_normal(n_individuals))
     c = np.sort(rng.uniform(0.0, 10.0, (n_individuals, n_obs)), axis=1)
-    y = e0[:, None] + emax_link(c, 8.0, ec50[:, None]) + a * rng.standard_normal(c.shape)
+    y = e0[:, None] + emax_link(c, emax[:, None], ec50[:, None]) + a * rng.standard_normal(c.shape)
     ids = np.arange(id_start, id_start + n_individuals)
     df = pd.DataFrame({"id": np.repeat(ids, n_obs), "c": c.ravel(), "y": y.ravel()})
     df.attrs["truth"] = {
@@ -56,9 +60,9 @@ def simulate_emax_link(
         "Emax": 8.0,
         "EC50": 2.0,
         "a": a,
-        "omega2": {"E0": 0.04, "EC50": ec50_sd**2},
+        "omega2": {"E0": 0.04, "Emax": emax_sd**2, "EC50": ec50_sd**2},
     }
-    df.attrs["psi"] = pd.DataFrame({"E0": e0, "EC50": ec50}, index=pd.Index(ids, name="id"))
+    df.attrs["psi"] = pd.DataFrame({"E0": e0, "Emax": emax, "EC50": ec50}, index=pd.Index(ids, name="id"))
     return df
 
 
