@@ -1,0 +1,135 @@
+"""Collectives of a data-parallel fit (torch.distributed): each process owns a contiguous block of
+the individuals, and every sum over individuals is the sum of the processes' partial sums.
+
+The sums are made deterministic and bitwise identical on every process: the partial sums are
+gathered (``all_gather``) and added in rank order, instead of gloo's ``all_reduce``, whose
+order depends on its algorithm. Every decision taken on a reduced value (a Newton step accepted,
+a stopping rule) is then the same on every process, which a collective needs: a process taking
+another branch would wait forever at the next one.
+
+:class:`Serial` (one process, no process group) is the identity everywhere, so a fit without
+``distributed=True`` runs exactly the code it ran before.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["Shard", "Serial", "Collective", "shard_bounds"]
+
+
+def shard_bounds(n: int, world: int, rank: int) -> tuple[int, int]:
+    """Rows [lo, hi) of process ``rank`` among ``world`` for n individuals: contiguous blocks in
+    the data's order, sizes differing by at most one (the first n % world one larger)."""
+    if world < 1 or not 0 <= rank < world:
+        raise ValueError(f"rank {rank} is not in a world of {world} processes")
+    base, extra = divmod(int(n), int(world))
+    lo = rank * base + min(rank, extra)
+    return lo, lo + base + (1 if rank < extra else 0)
+
+
+@dataclass(frozen=True)
+class Shard:
+    """The rows [lo, hi) of n_global individuals that this process owns."""
+
+    lo: int
+    hi: int
+    n_global: int
+
+    @property
+    def n_local(self) -> int:
+        return self.hi - self.lo
+
+    @property
+    def whole(self) -> bool:
+        return self.lo == 0 and self.hi == self.n_global
+
+    def local(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The global ``rows`` this process owns, as local row numbers, and their positions in
+        ``rows`` (to slice a tensor drawn for all of them)."""
+        keep = (rows >= self.lo) & (rows < self.hi)
+        positions = torch.nonzero(keep)[:, 0]
+        return rows[positions] - self.lo, positions
+
+
+class Serial:
+    """One process: every collective is the identity."""
+
+    rank, world = 0, 1
+    distributed = False
+
+    def shard(self, n: int) -> Shard:
+        return Shard(0, int(n), int(n))
+
+    def sum(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tensors
+
+    def sum_float(self, x: float) -> float:
+        return x
+
+    def all(self, flag: bool) -> bool:
+        return bool(flag)
+
+    def gather_rows(self, t: torch.Tensor) -> torch.Tensor:
+        return t
+
+
+class Collective(Serial):
+    """The processes of an initialized ``torch.distributed`` group (gloo on CPU)."""
+
+    distributed = True
+
+    def __init__(self, timeout: float | None = None) -> None:
+        import torch.distributed as dist
+
+        if not dist.is_available() or not dist.is_initialized():
+            raise RuntimeError(
+                "distributed=True needs an initialized torch.distributed process group: start the "
+                "fit under torchrun (torchrun --standalone --nproc-per-node=K -m pymixnn fit ...), "
+                "or call torch.distributed.init_process_group first"
+            )
+        self._dist = dist
+        self.rank, self.world = dist.get_rank(), dist.get_world_size()
+        self.timeout = None if timeout is None else dt.timedelta(seconds=float(timeout))
+
+    def shard(self, n: int) -> Shard:
+        return Shard(*shard_bounds(n, self.world, self.rank), int(n))
+
+    def _gather(self, flat: torch.Tensor) -> list[torch.Tensor]:
+        parts = [torch.empty_like(flat) for _ in range(self.world)]
+        self._dist.all_gather(parts, flat.contiguous())
+        return parts
+
+    def sum(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Each tensor summed over the processes, in rank order (one all_gather for all)."""
+        if not tensors:
+            return ()
+        dtype = tensors[0].dtype
+        flat = torch.cat([t.detach().reshape(-1).to(dtype) for t in tensors])
+        parts = self._gather(flat)
+        total = parts[0].clone()
+        for p in parts[1:]:
+            total = total + p
+        out, at = [], 0
+        for t in tensors:
+            out.append(total[at : at + t.numel()].reshape(t.shape).to(t.dtype))
+            at += t.numel()
+        return tuple(out)
+
+    def sum_float(self, x: float) -> float:
+        return float(self.sum(torch.tensor([float(x)], dtype=torch.float64))[0][0])
+
+    def all(self, flag: bool) -> bool:
+        return bool(self.sum(torch.tensor([0.0 if flag else 1.0], dtype=torch.float64))[0][0] == 0.0)
+
+    def gather_rows(self, t: torch.Tensor) -> torch.Tensor:
+        """The processes' blocks of rows (dim 0) concatenated in rank order: the global array."""
+        sizes = self._gather(torch.tensor([t.shape[0]], dtype=torch.int64))
+        n_max = int(max(int(s[0]) for s in sizes))
+        pad = torch.zeros((n_max, *t.shape[1:]), dtype=t.dtype, device=t.device)
+        pad[: t.shape[0]] = t
+        parts = self._gather(pad)
+        return torch.cat([p[: int(s[0])] for p, s in zip(parts, sizes)])
