@@ -143,23 +143,21 @@ hybrid.neural_terms.head()
 # full size: 200 individuals, the default "minimal" penalty (benchmarks/hybrid.md: 0.76, 0.83)
 shapes = simulate_emax_link(150 if QUICK else 200, ec50_sd=0.7, a=0.2, seed=1)
 penalty = None if QUICK else "minimal"
-shape_fits = {
-    k: pymixnn.fit(
-        shapes,
-        pymixnn.Model(
-            hybrid_curve,
-            ["E0"],
-            init={"E0": 12},
-            transforms="log",
-            neural={"link": pymixnn.NeuralTerm(1, random_inputs=k, penalty=penalty)},
-        ),
-        id="id",
-        x="c",
-        y="y",
-        **FIT,
-    )  # fmt: skip
-    for k in (0, 1)
-}
+
+
+def link_fit(data: pd.DataFrame, **term):
+    """The emax data fitted with the link a NeuralTerm of C (``term``: its settings)."""
+    model = pymixnn.Model(
+        hybrid_curve,
+        ["E0"],
+        init={"E0": 12},
+        transforms="log",
+        neural={"link": pymixnn.NeuralTerm(1, **term)},
+    )
+    return pymixnn.fit(data, model, id="id", x="c", y="y", **FIT)
+
+
+shape_fits = {k: link_fit(shapes, random_inputs=k, penalty=penalty) for k in (0, 1)}
 sigma0, sigma1 = (float(shape_fits[k].sigma.iloc[0]) for k in (0, 1))
 u = shape_fits[1].individual_params()["link.u1"].to_numpy()
 rho = float(pd.Series(u).corr(pd.Series(np.log(shapes.attrs["psi"]["EC50"].to_numpy())), method="spearman"))
@@ -180,23 +178,7 @@ display(Image(str(FIG / "emax_shapes.png")))
 
 # %%
 amps = simulate_emax_link(150, emax_sd=0.3, a=0.2, seed=1)
-amp_fits = {
-    rw: pymixnn.fit(
-        amps,
-        pymixnn.Model(
-            hybrid_curve,
-            ["E0"],
-            init={"E0": 12},
-            transforms="log",
-            neural={"link": pymixnn.NeuralTerm(1, hidden=(4,), random_weights=rw, penalty=None)},
-        ),
-        id="id",
-        x="c",
-        y="y",
-        **FIT,
-    )  # fmt: skip
-    for rw in (False, True)
-}
+amp_fits = {rw: link_fit(amps, hidden=(4,), random_weights=rw, penalty=None) for rw in (False, True)}
 ends = np.array([[0.0], [10.0]])
 amplitude = np.array(
     [np.ptp(amp_fits[True].neural_term("link", ends, individual=i)) for i in amps["id"].unique()]
