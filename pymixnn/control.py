@@ -67,6 +67,7 @@ class Control:
     local: str = "individual"
     refine_steps: int = 0
     gear: str = "auto"
+    distributed: bool = False
 
     def __post_init__(self) -> None:
         check_settings(dropna=False, **self.as_dict())

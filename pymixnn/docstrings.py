@@ -163,7 +163,13 @@ gear : {"auto", "newton", "svi"}, default "auto"
     individuals, a closed-form model and the CPU, else
     ``"svi"`` (beyond 10^6, the largest N measured, SVI's steps first); ``res.run.gear`` says which
     ran. A Newton run that does not converge falls back to SVI (counted in ``res.run.fallbacks``
-    as ``newton_gear_to_svi``)."""
+    as ``newton_gear_to_svi``).
+distributed : bool, default False
+    Data-parallel over the processes of an initialized ``torch.distributed`` group (started by
+    ``torchrun``; gloo on the CPU): each process keeps the rows of its block of individuals, and
+    every sum over individuals (log-likelihood, gradients, Hessians, the start's sums) is the
+    sum of the processes' parts, added in rank order, so every process returns the same
+    estimates. So far the Gaussian law by the Newton gear, closed-form models."""
 
 
 def _entries(block: str) -> dict[str, str]:

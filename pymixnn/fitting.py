@@ -94,6 +94,7 @@ def fit(
     local: str = UNSET,
     refine_steps: int = UNSET,
     gear: str = UNSET,
+    distributed: bool = UNSET,
 ):
     """Fit a nonlinear mixed-effects model by minibatch stochastic variational inference.
 
@@ -146,6 +147,7 @@ def fit(
             local=local,
             refine_steps=refine_steps,
             gear=gear,
+            distributed=distributed,
         ).items()
         if v is not UNSET
     }
@@ -211,6 +213,7 @@ def fit_problem(problem: NLME, control: Control, start_theta=None):
         refine_steps=int(c.refine_steps),
         gear=c.gear,
         start_theta=None if start_theta is None else tuple(float(v) for v in start_theta),
+        distributed=bool(c.distributed),
         svi=SVIOptions(
             batch_size=int(c.batch_size),
             max_steps=int(c.max_steps),

@@ -18,7 +18,24 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Shard", "Serial", "Collective", "shard_bounds"]
+__all__ = [
+    "Shard",
+    "Serial",
+    "Collective",
+    "collective",
+    "shard_bounds",
+    "SUBSAMPLE_REFUSED",
+    "NO_SVI_FALLBACK",
+]
+
+SUBSAMPLE_REFUSED = (
+    "a data-parallel fit does not yet take a subsample of individuals (the Newton metric or the "
+    "information on a subsample, the ODE pre-refinement): N <= 500 only"
+)
+NO_SVI_FALLBACK = (
+    "the Newton gear did not converge, and a data-parallel fit has no SVI fallback yet: fit without "
+    "distributed=True"
+)
 
 
 def shard_bounds(n: int, world: int, rank: int) -> tuple[int, int]:
@@ -46,6 +63,22 @@ class Shard:
     @property
     def whole(self) -> bool:
         return self.lo == 0 and self.hi == self.n_global
+
+    def chunks(self, n: int, size: int):
+        """(chunk number, first and last local row, columns) of the global chunks of ``size``
+        rows over n individuals that hold rows of this process; columns (chunk width, first and
+        last column of these rows) when the chunk is not whole here (its draws are then drawn
+        for the whole chunk and sliced, so that they are the single process's), else None."""
+        for c, start in enumerate(range(0, n, size)):
+            end = min(start + size, n)
+            lo, hi = max(start, self.lo), min(end, self.hi)
+            if lo < hi:
+                whole = lo == start and hi == end
+                yield c, lo - self.lo, hi - self.lo, None if whole else (end - start, lo - start, hi - start)
+
+    def own(self, rows: torch.Tensor) -> torch.Tensor:
+        """The global ``rows`` this process owns as local rows (``rows`` itself when whole)."""
+        return rows if self.whole else self.local(rows)[0]
 
     def local(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The global ``rows`` this process owns, as local row numbers, and their positions in
@@ -75,6 +108,9 @@ class Serial:
 
     def gather_rows(self, t: torch.Tensor) -> torch.Tensor:
         return t
+
+    def no_fallback(self, message: str) -> None:
+        """A fallback the data-parallel fit does not take: its error (none here)."""
 
 
 class Collective(Serial):
@@ -125,6 +161,9 @@ class Collective(Serial):
     def all(self, flag: bool) -> bool:
         return bool(self.sum(torch.tensor([0.0 if flag else 1.0], dtype=torch.float64))[0][0] == 0.0)
 
+    def no_fallback(self, message: str) -> None:
+        raise RuntimeError(message)
+
     def gather_rows(self, t: torch.Tensor) -> torch.Tensor:
         """The processes' blocks of rows (dim 0) concatenated in rank order: the global array."""
         sizes = self._gather(torch.tensor([t.shape[0]], dtype=torch.int64))
@@ -133,3 +172,8 @@ class Collective(Serial):
         pad[: t.shape[0]] = t
         parts = self._gather(pad)
         return torch.cat([p[: int(s[0])] for p, s in zip(parts, sizes)])
+
+
+def collective(distributed: bool) -> Serial:
+    """The collectives of a fit: over the initialized process group, or :class:`Serial`."""
+    return Collective() if distributed else Serial()

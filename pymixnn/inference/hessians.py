@@ -122,6 +122,7 @@ def autograd_hessian(
         grad += g.detach()
         block = block.detach()
         hess += block if index is None else block[:, rows_of]
+    grad, hess = sampler.program.comm.sum(grad, hess)
     return _scaled(sampler, rows, grad, hess)
 
 
@@ -140,7 +141,12 @@ def missing_fraction(sampler: ImportanceSampler, theta: torch.Tensor) -> float:
     scales) relative to the law's base variance (Omega's diagonal)."""
     L = sampler.program.omega_tril(theta.detach())
     base = (L @ L.T).diagonal()
-    posterior = sampler.covariance.diagonal(dim1=-2, dim2=-1).mean(0)
+    variances = sampler.covariance.diagonal(dim1=-2, dim2=-1)
+    comm = sampler.program.comm
+    if comm.distributed:  # the mean over every process's individuals
+        posterior = comm.sum(variances.sum(0))[0] / sampler.program.n_individuals
+    else:
+        posterior = variances.mean(0)
     return float((posterior / base).max())
 
 
@@ -263,4 +269,5 @@ def louis_hessian(
         grad += g.detach()
         block = torch.stack(lines).detach()
         hess += block if index is None else block[:, rows_of]
+    grad, hess = sampler.program.comm.sum(grad, hess)
     return _scaled(sampler, rows, grad, hess)

@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
 import torch
 
 from pymixnn.inference import proposals
+from pymixnn.inference.collective import SUBSAMPLE_REFUSED
 from pymixnn.inference.hessians import autograd_hessian, difference_hessian, louis_applies, louis_hessian
+from pymixnn.inference.is_result import ISResult
 from pymixnn.inference.newton import MaximizeResult, newton_maximize
 from pymixnn.inference.offsets import offset_expectation
 from pymixnn.inference.program import Program, integrates
@@ -82,20 +83,6 @@ REFINE_DRAW_CACHE_CELLS = 64_000_000
 ODE_MAX_T_SCALE = 1.5
 
 
-@dataclass
-class ISResult:
-    """Per-individual log-likelihood, its Monte Carlo variance, and moments of psi under p(eta|y)."""
-
-    loglik: torch.Tensor  # (N,)
-    mc_variance: torch.Tensor  # (N,) variance of each log L_i estimate (delta method)
-    psi_mean: torch.Tensor  # (N, P) conditional mean of psi
-    psi_sd: torch.Tensor  # (N, P)
-    eta_mean: torch.Tensor  # (N, d)
-    # (N, K) posterior class probabilities of a law with classes (mixture components, latent
-    # classes): the posterior mean of its responsibilities, which is P(k | y_i) exactly
-    class_prob: torch.Tensor | None = None
-
-
 class ImportanceSampler:
     """Fixed-draw importance sampler over individuals, in chunks that bound memory."""
 
@@ -132,6 +119,8 @@ class ImportanceSampler:
         self._metric: ImportanceSampler | None = None  # fewer draws for the Newton metric
         # chunk -> its standardized t draws (standard_t_draws), up to ``cache_cells`` entries
         self._draw_cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        # a data-parallel fit: chunk -> (its width, first and last column of this process's rows)
+        self._columns: dict[int, tuple[int, int, int]] = {}
         self._cached_cells, self.cache_cells = 0, DRAW_CACHE_CELLS
         # theta -> (loc, scale_tril) of the local posteriors re-centred there, called after each
         # accepted Newton step of :meth:`maximize_report` (an ODE model's refinement): the
@@ -168,6 +157,8 @@ class ImportanceSampler:
     def chunks(self, rows: torch.Tensor | None = None) -> Iterator[tuple[int, torch.Tensor]]:
         """(chunk number, individuals) over all individuals, or over ``rows`` (a subsample: its
         chunks are numbered from 1,000,000 so their draws differ from the full pass's)."""
+        if (rows is not None or self.individuals is not None) and not self.program.shard.whole:
+            raise NotImplementedError(SUBSAMPLE_REFUSED)
         if rows is not None:
             for c, start in enumerate(range(0, rows.shape[0], self.chunk)):
                 yield 1_000_000 + c, rows[start : start + self.chunk]
@@ -176,9 +167,10 @@ class ImportanceSampler:
             for c, start in enumerate(range(0, self.individuals.shape[0], self.chunk)):
                 yield c, self.individuals[start : start + self.chunk]
             return
-        n = self.program.n_individuals
-        for c, start in enumerate(range(0, n, self.chunk)):
-            yield c, torch.arange(start, min(start + self.chunk, n), device=self.program.device)
+        for c, lo, hi, columns in self.program.shard.chunks(self.program.n_individuals, self.chunk):
+            if columns is not None:  # a data-parallel fit: this process's rows of chunk c
+                self._columns[c] = columns
+            yield c, torch.arange(lo, hi, device=self.program.device)
 
     def centre(self, theta: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """Proposal centre m_i(theta): one Newton step from the stored mode (differentiable in
@@ -203,12 +195,13 @@ class ImportanceSampler:
                 std = proposals.standard_quadrature_draws(self.nodes, self.log_node_weights, idx.shape[0])
                 self._draw_cache[-1] = std
             return scale_draws(std, L)
+        width, a, b = self._columns.get(c, (idx.shape[0], 0, idx.shape[0]))
         std = self._draw_cache.get(c)
         if std is None or std[0].shape[1] != idx.shape[0]:
             gen = torch.Generator(device=self.program.device).manual_seed(self.seed * 1_000_003 + c)
-            std = standard_t_draws(
-                gen, self.n_samples, idx.shape[0], L.shape[-1], L.dtype, L.device, self.max_scale
-            )
+            std = standard_t_draws(gen, self.n_samples, width, L.shape[-1], L.dtype, L.device, self.max_scale)
+            if width != idx.shape[0]:  # this process's columns of the chunk's draws
+                std = (std[0][:, a:b].contiguous(), std[1][:, a:b].contiguous())
             if self._cached_cells + std[0].numel() <= self.cache_cells:
                 self._draw_cache[c] = std
                 self._cached_cells += std[0].numel()
@@ -252,7 +245,8 @@ class ImportanceSampler:
     def total(self, theta: torch.Tensor, rows: torch.Tensor | None = None) -> float:
         """sum_i log L_i over all individuals, or over ``rows`` only (not rescaled)."""
         with torch.no_grad():
-            return float(sum(self.chunk_loglik(theta, c, idx).sum() for c, idx in self.chunks(rows)))
+            value = float(sum(self.chunk_loglik(theta, c, idx).sum() for c, idx in self.chunks(rows)))
+        return self.program.comm.sum_float(value)
 
     def maximize(
         self, theta: torch.Tensor, *, max_iter: int = 50, tol: float = 1e-7, decrement_tol: float = 1e-4
@@ -363,7 +357,8 @@ class ImportanceSampler:
                 value = self.chunk_loglik(th, c, idx).sum()
                 grad += torch.autograd.grad(value, th)[0]
             total += float(value.detach())
-        return total, grad
+        comm = self.program.comm
+        return comm.sum_float(total), comm.sum(grad)[0]
 
     def gradient(self, theta: torch.Tensor) -> torch.Tensor:
         """Gradient of sum_i log L_i, accumulated over chunks."""

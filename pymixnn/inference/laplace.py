@@ -52,7 +52,7 @@ class LocalPosteriors:
     """Means and Cholesky factors of q(eta_i) for all individuals."""
 
     def __init__(self, program: Program, omega_tril: torch.Tensor, fallbacks: Fallbacks | None = None):
-        n, d = program.n_individuals, program.layout.n_random
+        n, d = program.n_local, program.layout.n_random
         self.program = program
         self.loc = torch.zeros(n, d, dtype=program.dtype, device=program.device)
         self.scale_tril = omega_tril.detach().expand(n, d, d).clone()

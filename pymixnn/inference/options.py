@@ -39,6 +39,8 @@ class EstimationOptions:
     # the whole population vector to start from (the layout of program.py), instead of the pooled
     # fits of the start values: a hybrid fit's final stage starts where its networks were trained
     start_theta: tuple | None = None
+    # data-parallel over the processes of an initialized torch.distributed group (collective.py)
+    distributed: bool = False
     # marginal likelihood: "is" (importance sampling, saemix's ll.is), "gq" (adaptive
     # Gauss-Hermite quadrature, saemix's ll.gq / lme4's nAGQ) or "auto" (gq for one or two random
     # effects when the Q^d nodes x observations stay below 2e7, else is; with three, gq for the

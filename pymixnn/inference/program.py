@@ -16,9 +16,6 @@ effects ``eta`` have shape ``(..., B, d)`` for a batch of B individuals and any 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +23,16 @@ import numpy as np
 import torch
 
 from pymixnn.data.table import Data
+from pymixnn.inference.collective import Serial
 from pymixnn.inference.laws import build_law, tril_from_raw
+from pymixnn.inference.watch import (
+    FunctionWatch,
+    StructuralFunctionError,
+    current_watch,
+    first_line,
+    function_name,
+    watch_structural_function,
+)
 from pymixnn.model import transforms as tr
 from pymixnn.model.covariates import CovariateDesign, record_deviations
 from pymixnn.model.named import Model
@@ -49,67 +55,6 @@ def integrates(model) -> bool:
     over the events (``System.stepwise``: as costly per evaluation); the fit then counts passes."""
     system = model.dynamics
     return bool(getattr(system, "integrates", False) or getattr(system, "stepwise", False))
-
-
-class StructuralFunctionError(ValueError):
-    """The user's structural function raised during the fit, or returned NaN before the fit
-    failed; the message names the function, the individual and the parameter values psi."""
-
-
-def _function_name(model: Model) -> str:
-    return getattr(model.function, "__name__", None) or model.name or "custom"
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0] if text else ''}"
-
-
-class FunctionWatch:
-    """Where the structural function first returned NaN at an observed cell, for finite psi.
-
-    Such NaNs are not errors by themselves: importance sampling, the Laplace line searches and
-    SVI draw eta far in the tails, where a legitimate model can give NaN (onecpt_oral at ka = k,
-    inf - inf or inf / inf after an overflow), and those draws are rejected or given weight 0.
-    So the watch only records the first one (individual, psi, x), and the error is raised by
-    :func:`watch_structural_function` when the fit then fails, naming it next to the failure
-    (whose own first line it keeps: a NaN seen earlier need not be the cause). Never recorded:
-    +-inf (an overflow), NaN where psi itself is not finite, and padding cells. An exception
-    raised by the function is always an error, raised at once (:meth:`Program.prediction`)."""
-
-    def __init__(self) -> None:
-        self.first: dict[str, Any] | None = None
-
-    def error(self, err: BaseException) -> StructuralFunctionError:
-        rec = self.first
-        return StructuralFunctionError(
-            f"the fit failed ({_first_line(err)}) after the structural function "
-            f"{rec['function']} returned NaN for individual {rec['id']!r} at psi "
-            f"{rec['psi']} (x = {rec['x']}); make it finite over the support of its parameters "
-            "(e.g. guard the expression with torch.where), or change transforms= or init="
-        )
-
-
-_WATCH: ContextVar[FunctionWatch | None] = ContextVar("pymixnn_function_watch", default=None)
-
-
-@contextmanager
-def watch_structural_function() -> Iterator[FunctionWatch]:
-    """Programs created inside share one :class:`FunctionWatch`; an exception leaving the block
-    after the structural function returned NaN becomes a :class:`StructuralFunctionError` naming
-    it (the original exception chained). Scoped to the block: nothing outlives the fit."""
-    watch = FunctionWatch()
-    token = _WATCH.set(watch)
-    try:
-        yield watch
-    except StructuralFunctionError:
-        raise
-    except Exception as err:
-        if watch.first is None:
-            raise
-        raise watch.error(err) from err
-    finally:
-        _WATCH.reset(token)
 
 
 @dataclass(frozen=True)
@@ -174,9 +119,10 @@ class Program:
         context: np.ndarray | None = None,
         seed: int = 0,
         observation: Observation | None = None,
+        comm: Serial | None = None,
     ):
         self.model, self.ids = model, data.ids  # ids: for messages about one individual
-        self.watch = _WATCH.get() or FunctionWatch()
+        self.watch = current_watch()
         self.family = bind(observation if observation is not None else Normal(), model)
         self.device, self.dtype = device, dtype
         x_pad, y_pad, mask = data.padded()
@@ -241,6 +187,22 @@ class Program:
         # without: phi's ``offset_coords``); the likelihood adds E over it of each ll_i (offset_curvature)
         self.offset_var: torch.Tensor | None = None
         self.offset_coords: list[int] | None = None
+        # a data-parallel fit (collective.py): this process keeps the rows of its own individuals;
+        # n_individuals and n_obs stay global (they choose sample sizes, K, the chunks' draws)
+        self.comm = comm if comm is not None else Serial()
+        self.shard = self.comm.shard(self.n_individuals)
+        self.n_local = self.shard.n_local
+        if not self.shard.whole:
+            self._keep_rows(slice(self.shard.lo, self.shard.hi))
+
+    def _keep_rows(self, rows: slice) -> None:
+        """Keep the per-individual tensors of ``rows`` only (this process's shard)."""
+        self.ids = self.ids[rows]
+        self.x, self.mask, self.y = self.x[rows], self.mask[rows], self.y[rows]
+        self.aux = {k: v[rows] for k, v in self.aux.items()}
+        self.Z = self.Z[rows]
+        self.D = None if self.D is None else self.D[rows]
+        self.context = None if self.context is None else self.context[rows]
 
     # ---- population parameters ---------------------------------------------------------------
     def omega_tril(self, theta: torch.Tensor) -> torch.Tensor:
@@ -256,7 +218,7 @@ class Program:
         lay = self.layout
         mu = theta[lay.mu]
         if lay.n_beta == 0:
-            n = self.n_individuals if idx is None else idx.shape[0]
+            n = self.n_local if idx is None else idx.shape[0]
             phi = mu.expand(n, -1)
         else:
             Z = self.Z if idx is None else self.Z[idx]
@@ -322,7 +284,7 @@ class Program:
         where = tuple(int(k) for k in torch.nonzero(bad)[0])
         b, t = where[-2], where[-1]
         self.watch.first = dict(
-            function=_function_name(self.model),
+            function=function_name(self.model),
             id=self._individual(b, idx),
             psi=self._psi_text(psi[where[:-1]]),
             x=[float(v) for v in x[b, t]],
@@ -342,7 +304,7 @@ class Program:
         if not where:
             where = f" on psi of shape {tuple(psi.unsqueeze(-2).shape)} and x of shape {tuple(x.shape)}"
         return StructuralFunctionError(
-            f"the structural function {_function_name(self.model)} raised {_first_line(err)}{where}"
+            f"the structural function {function_name(self.model)} raised {first_line(err)}{where}"
         )
 
     def log_likelihood(self, theta: torch.Tensor, eta: torch.Tensor, idx: torch.Tensor | None):
@@ -376,7 +338,7 @@ class Program:
         """-tr(Omega^-1 C_i) / 2 per individual, (B,): the expected change of log N(eta_i; 0,
         Omega) over the posterior uncertainty of a genomic fit's offsets (0 without)."""
         if self.offset_cov is None:
-            n = self.n_individuals if idx is None else idx.shape[0]
+            n = self.n_local if idx is None else idx.shape[0]
             return torch.zeros(n, dtype=theta.dtype, device=theta.device)
         C = self.offset_cov if idx is None else self.offset_cov[idx]
         Linv = torch.linalg.inv(self.omega_tril(theta))

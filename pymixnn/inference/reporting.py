@@ -3,6 +3,7 @@ convergence evidence, and the numpy :class:`Estimation` record (no torch object 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 
@@ -168,7 +169,7 @@ def finish(stage: Stage, ctx: Context, spec, *, threads: int, t_start: float) ->
     t0 = time.perf_counter()
     vi_iter = proposal_vi(options, program.n_individuals)
     if not (
-        local.centred(theta, vi_iter, options.refine_tol)
+        program.comm.all(local.centred(theta, vi_iter, options.refine_tol))
         and program.offset is None
         and program.offset_var is None
     ):
@@ -255,6 +256,14 @@ def finish(stage: Stage, ctx: Context, spec, *, threads: int, t_start: float) ->
         reported=options.is_samples is None,
     )
     result = final.evaluate(theta)
+    loc, scale_tril = local.loc, local.scale_tril
+    if program.comm.distributed:  # every process's individuals, in the data's order
+        gather = program.comm.gather_rows
+        result = dataclasses.replace(
+            result,
+            **{k: gather(v) for k, v in vars(result).items() if isinstance(v, torch.Tensor)},
+        )
+        loc, scale_tril = gather(loc), gather(scale_tril)
     K = final.n_samples
     seconds["loglik"] = time.perf_counter() - t0
 
@@ -343,8 +352,8 @@ def finish(stage: Stage, ctx: Context, spec, *, threads: int, t_start: float) ->
             k: float(v)
             for k, v in zip(lay.error_names, program.family.reported(theta[lay.error], program.model))
         },
-        eta_map=_numpy(local.loc - shift),
-        eta_map_cov=_numpy(local.scale_tril @ local.scale_tril.transpose(-1, -2)),
+        eta_map=_numpy(loc - shift),
+        eta_map_cov=_numpy(scale_tril @ scale_tril.transpose(-1, -2)),
         eta_mean=_numpy(result.eta_mean - shift),
         psi_mean=_numpy(result.psi_mean),
         psi_sd=_numpy(result.psi_sd),

@@ -14,6 +14,7 @@ import torch
 
 from pymixnn.data.table import Data
 from pymixnn.inference.amortized import amortize_local, distil, program_encoder
+from pymixnn.inference.collective import NO_SVI_FALLBACK, collective
 from pymixnn.inference.encoder import Encoder
 from pymixnn.inference.fallbacks import Fallbacks
 from pymixnn.inference.genomic import GenomicBlock, GenomicSetup, converge_genomic, genomic_update
@@ -99,16 +100,14 @@ def gaussian_stage(
     options, device, generator, fallbacks = ctx.options, ctx.device, ctx.generator, ctx.fallbacks
     seconds: dict[str, float] = {}
     warnings: list[str] = []
-    program = Program(
-        ctx.model, ctx.data, ctx.design, device=device, dtype=ctx.dtype, observation=observation
-    )
+    program = Program(ctx.model, ctx.data, ctx.design, device=device, dtype=ctx.dtype,
+                      observation=observation, comm=collective(options.distributed))  # fmt: skip
     n = program.n_individuals
     ode = integrates(ctx.model)
     n_start = options.warmup_individuals
     if ode:
         n_start = min(n_start, options.ode_start_individuals)
-    sub = torch.randperm(n, generator=generator)[:n_start].sort().values
-    sub = sub.to(device)
+    sub = program.shard.own(torch.randperm(n, generator=generator)[:n_start].sort().values).to(device)
     optimizer = "newton" if ctx.gear == "newton" else "torch"  # see start.maximize_block
     theta, starts = best_start(program, ctx.model, init, sub, fallbacks, optimizer, options.start_theta)
     if start_warning(starts):
@@ -139,6 +138,7 @@ def gaussian_stage(
                 stage.genomic = block.export()
                 seconds["genomic_export"] = time.perf_counter() - t0
             return stage
+        program.comm.no_fallback(NO_SVI_FALLBACK)  # a data-parallel fit: an error
         fallbacks.add("newton_gear_to_svi")  # SVI from the same start: fallbacks.py
         program.law.fast_rows = FAST_SOLVE_ROWS  # SVI's minibatches keep their rounding
         local.confirm = True

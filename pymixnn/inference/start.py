@@ -114,23 +114,26 @@ class _Block:
             value = value + self.program.log_prior(full, self.eta).sum()
         return value
 
+    # values, gradients and Hessians summed over the processes of a data-parallel fit (each
+    # holds its own individuals' rows of eta and idx; collective.py)
     def total(self, x: torch.Tensor) -> float:
         with torch.no_grad():
-            return float(self._value(x))
+            return self.program.comm.sum_float(float(self._value(x)))
 
     def value_and_gradient(self, x: torch.Tensor) -> tuple[float, torch.Tensor]:
         x = x.detach().requires_grad_(True)
         with torch.enable_grad():
             value = self._value(x)
             (grad,) = torch.autograd.grad(value, x)
-        return float(value.detach()), grad
+        comm = self.program.comm
+        return comm.sum_float(float(value.detach())), comm.sum(grad)[0]
 
     def _newton_hessian(self, x: torch.Tensor) -> torch.Tensor:
         x = x.detach().requires_grad_(True)
         with torch.enable_grad():
             (grad,) = torch.autograd.grad(self._value(x), x, create_graph=True)
             rows = [torch.autograd.grad(grad[j], x, retain_graph=True)[0] for j in range(x.shape[0])]
-        return torch.stack(rows).detach()
+        return self.program.comm.sum(torch.stack(rows).detach())[0]
 
 
 def _maximize_block_newton(program, theta, block, eta, idx, prior, max_iter, fallbacks) -> torch.Tensor:
@@ -167,6 +170,8 @@ def warmup(
     lay = program.layout
     Z = program.Z[idx]
     error_block = list(range(lay.error.start, lay.error.stop))
+    comm = program.comm  # a data-parallel fit: ``idx`` this process's rows of the subsample
+    n_sub = idx.shape[0] if not comm.distributed else int(comm.sum_float(float(idx.shape[0])))
     for _ in range(iters):
         local.refresh(theta, idx, max_iter=20, vi_iter=vi_iter)
         m, L = local.loc[idx], local.scale_tril[idx]
@@ -176,12 +181,13 @@ def warmup(
             on_p = (program.S[:, p] > 0).nonzero().flatten()
             X = torch.cat([torch.ones_like(phi[:, :1]), Z[:, on_p]], dim=1)
             # normal equations (LAPACK's least-squares drivers are not bit-reproducible here)
-            coef = torch.linalg.solve(X.T @ X, X.T @ phi[:, j]).flatten()
+            coef = torch.linalg.solve(*comm.sum(X.T @ X, X.T @ phi[:, j])).flatten()
             theta[p] = coef[0]
             if on_p.numel():
                 theta[lay.beta.start + on_p] = coef[1:]
             resid[:, j] = phi[:, j] - X @ coef
-        omega = (resid.T @ resid + (L @ L.transpose(-1, -2)).sum(0)) / idx.shape[0]
+        (scatter,) = comm.sum(resid.T @ resid + (L @ L.transpose(-1, -2)).sum(0))
+        omega = scatter / n_sub
         chol = torch.linalg.cholesky(
             omega + 1e-10 * torch.eye(omega.shape[0], dtype=omega.dtype, device=omega.device)
         )
@@ -222,7 +228,10 @@ def _constant_error(program: Program, theta: torch.Tensor, eta: torch.Tensor, id
         phi = program.record_phi(theta, program.individual_phi(theta, eta, idx), idx)
         f = program.prediction(program.psi(phi), idx)
         mask = program.mask[idx]
-        mse = torch.where(mask, (program.y[idx] - f) ** 2, torch.zeros_like(f)).sum() / mask.sum()
+        squares, count = program.comm.sum(
+            torch.where(mask, (program.y[idx] - f) ** 2, torch.zeros_like(f)).sum(), mask.sum()
+        )
+        mse = squares / count
     raw = 0.5 * torch.log(mse).reshape(1)
     return raw if bool(torch.isfinite(raw).all()) and float(mse) > 0 else None
 
@@ -251,7 +260,7 @@ def best_start(
     for label, values in candidates:
         theta = pooled_start(program, initial_theta(program, model, values), idx, fallbacks, optimizer)
         with torch.no_grad():
-            score = float(program.log_likelihood(theta, eta0, idx).sum())
+            score = program.comm.sum_float(float(program.log_likelihood(theta, eta0, idx).sum()))
         thetas.append(theta)
         records.append(
             dict(

@@ -49,9 +49,14 @@ def check_settings(
     local: Any = "individual",
     refine_steps: Any = 0,
     gear: Any = "auto",
+    distributed: Any = False,
 ) -> None:
     """Every algorithm setting of :func:`pymixnn.fit`: kind, range and known names. A device
     "cuda" (or "cuda:N") is checked against the CUDA devices torch finds."""
+    if not isinstance(distributed, (bool, np.bool_)):
+        raise InputError(
+            f"distributed must be True or False (data-parallel over torch.distributed), got {distributed!r}"
+        )
     if not (is_real(lr) and math.isfinite(lr) and lr > 0):
         raise InputError(f"lr must be a finite number > 0 (the SVI step size, e.g. lr=0.02), got {lr!r}")
     for name, value in dict(batch_size=batch_size, max_steps=max_steps, num_particles=num_particles).items():
