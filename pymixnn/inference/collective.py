@@ -24,14 +24,9 @@ __all__ = [
     "Collective",
     "collective",
     "shard_bounds",
-    "SUBSAMPLE_REFUSED",
     "NO_SVI_FALLBACK",
 ]
 
-SUBSAMPLE_REFUSED = (
-    "a data-parallel fit does not yet take a subsample of individuals (the Newton metric or the "
-    "information on a subsample, the ODE pre-refinement): N <= 500 only"
-)
 NO_SVI_FALLBACK = (
     "the Newton gear did not converge, and a data-parallel fit has no SVI fallback yet: fit without "
     "distributed=True"
@@ -75,6 +70,24 @@ class Shard:
             if lo < hi:
                 whole = lo == start and hi == end
                 yield c, lo - self.lo, hi - self.lo, None if whole else (end - start, lo - start, hi - start)
+
+    def chunks_of(self, rows: torch.Tensor, size: int, first: int = 0):
+        """(chunk number, local rows, columns) of the chunks of ``size`` of the sorted global
+        ``rows`` (a subsample), numbered from ``first``, as :meth:`chunks`: the owned rows of a
+        chunk are contiguous in it, since the rows are sorted."""
+        for c, start in enumerate(range(0, rows.shape[0], size)):
+            part = rows[start : start + size]
+            if self.whole:
+                yield first + c, part, None
+                continue
+            a = int(torch.searchsorted(part, self.lo))
+            b = int(torch.searchsorted(part, self.hi))
+            if a < b:
+                yield (
+                    first + c,
+                    part[a:b] - self.lo,
+                    None if b - a == part.shape[0] else (part.shape[0], a, b),
+                )
 
     def own(self, rows: torch.Tensor) -> torch.Tensor:
         """The global ``rows`` this process owns as local rows (``rows`` itself when whole)."""

@@ -30,7 +30,6 @@ from collections.abc import Callable, Iterator
 import torch
 
 from pymixnn.inference import proposals
-from pymixnn.inference.collective import SUBSAMPLE_REFUSED
 from pymixnn.inference.hessians import autograd_hessian, difference_hessian, louis_applies, louis_hessian
 from pymixnn.inference.is_result import ISResult
 from pymixnn.inference.newton import MaximizeResult, newton_maximize
@@ -157,20 +156,18 @@ class ImportanceSampler:
     def chunks(self, rows: torch.Tensor | None = None) -> Iterator[tuple[int, torch.Tensor]]:
         """(chunk number, individuals) over all individuals, or over ``rows`` (a subsample: its
         chunks are numbered from 1,000,000 so their draws differ from the full pass's)."""
-        if (rows is not None or self.individuals is not None) and not self.program.shard.whole:
-            raise NotImplementedError(SUBSAMPLE_REFUSED)
-        if rows is not None:
-            for c, start in enumerate(range(0, rows.shape[0], self.chunk)):
-                yield 1_000_000 + c, rows[start : start + self.chunk]
-            return
-        if self.individuals is not None:
-            for c, start in enumerate(range(0, self.individuals.shape[0], self.chunk)):
-                yield c, self.individuals[start : start + self.chunk]
-            return
-        for c, lo, hi, columns in self.program.shard.chunks(self.program.n_individuals, self.chunk):
+        shard = self.program.shard
+        subsample = rows if rows is not None else self.individuals
+        parts = (
+            shard.chunks_of(subsample, self.chunk, 1_000_000 if rows is not None else 0)
+            if subsample is not None
+            else ((c, torch.arange(lo, hi, device=self.program.device), cols)
+                  for c, lo, hi, cols in shard.chunks(self.program.n_individuals, self.chunk))
+        )  # fmt: skip
+        for c, idx, columns in parts:
             if columns is not None:  # a data-parallel fit: this process's rows of chunk c
                 self._columns[c] = columns
-            yield c, torch.arange(lo, hi, device=self.program.device)
+            yield c, idx
 
     def centre(self, theta: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """Proposal centre m_i(theta): one Newton step from the stored mode (differentiable in

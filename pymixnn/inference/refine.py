@@ -59,7 +59,8 @@ def refine_newton(
         bar.update(1)
         if not centred:
             vi = proposal_vi(options, program.n_individuals)
-            local.refresh(theta, individuals, max_iter=50, vi_iter=vi)
+            own = None if individuals is None else program.shard.own(individuals)  # this process's
+            local.refresh(theta, own, max_iter=50, vi_iter=vi)
         centred = False
         sampler = marginal_likelihood(
             program,

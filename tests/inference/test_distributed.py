@@ -73,3 +73,12 @@ def test_one_process_equals_the_plain_fit_exactly(plain, tmp_path):
 def test_distributed_refuses_what_it_does_not_support_yet(tmp_path):
     with pytest.raises(RuntimeError, match="initialized torch.distributed process group"):
         pymixnn.fit(simulate_logistic(20, seed=3), "logistic", distributed=True, **FIT)
+
+
+def test_two_processes_with_a_subsampled_newton_metric(tmp_path):
+    # N = 1,200 > 500: the Newton metric and the information from 500 individuals drawn from
+    # all (ImportanceSampler.hessian_rows), split between the processes like every chunk
+    plain_fit = _numbers(pymixnn.fit(simulate_logistic(1200, seed=3), "logistic", **FIT))
+    ranks = _distributed(tmp_path, 2, 1200)
+    for key in ("estimate", "se", "loglik", "theta"):
+        np.testing.assert_allclose(ranks[0][key], plain_fit[key], rtol=1e-8, atol=0, err_msg=key)
