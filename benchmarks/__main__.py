@@ -4,7 +4,7 @@
 `python -m benchmarks amortized`, `python -m benchmarks amortized_scale`, `python -m benchmarks neural`,
 `python -m benchmarks spatial_estimator`, `python -m benchmarks spatial_matern`,
 `python -m benchmarks spatial_regression`, `python -m benchmarks latent_class`,
-`python -m benchmarks pcvpc`, `python -m benchmarks hybrid`."""
+`python -m benchmarks pcvpc`, `python -m benchmarks hybrid`, `python -m benchmarks distributed`."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from benchmarks import (
     amortized,
     amortized_scale,
     discrete,
+    distributed,
     dynamics,
     genomic,
     hybrid,
@@ -30,6 +31,7 @@ from benchmarks import (
 
 SUITES = {
     "pipeline": pipeline.main,
+    "distributed": distributed.main,
     "random_effects": random_effects.main,
     "discrete": discrete.main,
     "genomic": genomic.main,

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import sys
 import warnings
+from contextlib import contextmanager
 
 from pymixnn.cli.messages import InputError, cli_text, fail, warning_printer
 from pymixnn.cli.neural import run_amortize, run_estimate
@@ -57,7 +58,37 @@ from pymixnn.cli.spatial import run_spatial_estimate, run_spatial_estimator
 from pymixnn.cli.spec import DEMO as DEMO  # the demo's fit arguments, as before the split
 from pymixnn.cli.spec import prepare
 
-__all__ = ["main", "InputError"]
+__all__ = ["main", "InputError", "process_group"]
+
+# seconds a process waits at a collective for the others before it stops with an error
+PROCESS_TIMEOUT = 60
+
+
+@contextmanager
+def process_group(distributed: bool):
+    """The torch.distributed process group of ``--distributed`` (torchrun's environment; gloo on
+    the CPU, NCCL with CUDA), destroyed afterwards; yields this process's rank (0 without)."""
+    if not distributed:
+        yield 0
+        return
+    import datetime as dt
+    import os
+
+    import torch
+    import torch.distributed as dist
+
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        raise InputError(
+            "--distributed runs under torchrun: torchrun --standalone --nproc-per-node=K -m pymixnn "
+            "fit ... --distributed (one machine), or torchrun --nnodes=M --rdzv-endpoint=HOST:PORT ..."
+        )
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    dist.init_process_group(backend, timeout=dt.timedelta(seconds=PROCESS_TIMEOUT))
+    try:
+        yield dist.get_rank()
+    finally:
+        dist.destroy_process_group()
+
 
 # former private name, kept for callers of pymixnn.cli._cli_text
 _cli_text = cli_text
@@ -107,7 +138,12 @@ def _main(argv: list[str] | None) -> int:
             df, spec = prepare(args)
             import pymixnn
 
-            res = pymixnn.fit(df, spec.pop("model"), **spec, seed=args.seed, progress=not args.no_progress)
+            with process_group(getattr(args, "distributed", False)) as rank:
+                res = pymixnn.fit(
+                    df, spec.pop("model"), **spec, seed=args.seed, progress=not args.no_progress
+                )
+            if rank:  # a data-parallel fit: process 0 prints and writes, the others hold the same results
+                return 0
         except ValueError as err:  # input errors (validation.InputError and other ValueErrors)
             return fail(err, lines)  # a TypeError or anything else is a bug: its traceback, exit 1
         except OSError as err:  # a file that vanished or cannot be read after the checks

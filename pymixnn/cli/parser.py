@@ -203,6 +203,13 @@ def build_parser() -> argparse.ArgumentParser:
         "SVI first (svi), or chosen by the problem (auto, default)",
     )
     fit.add_argument(
+        "--distributed",
+        action="store_true",
+        help="data-parallel over the processes torchrun started (torchrun --standalone "
+        "--nproc-per-node=K -m pymixnn fit ... --distributed): each process fits its block of "
+        "individuals' part of every sum; process 0 prints and writes the results",
+    )
+    fit.add_argument(
         "--refine-steps",
         metavar="K",
         help="with --local amortized: K Newton steps per individual from the encoder's output",

@@ -138,6 +138,8 @@ def prepare(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     spec["local"] = args.local
     if args.gear != "auto":
         spec["gear"] = args.gear
+    if getattr(args, "distributed", False):
+        spec["distributed"] = True
     if args.refine_steps is not None:
         if not args.refine_steps.isdigit():
             raise InputError(f"--refine-steps {args.refine_steps!r}: give a non-negative integer")

@@ -68,7 +68,7 @@ def full_gradient(sampler: ImportanceSampler, theta: torch.Tensor) -> torch.Tens
         with torch.enable_grad():
             (g,) = torch.autograd.grad(sampler.chunk_loglik(th, c, idx).sum(), th)
         grad += g
-    return grad
+    return sampler.program.comm.sum(grad)[0]  # every process's individuals
 
 
 def information_diagnostics(

@@ -27,6 +27,8 @@ def _numbers(res) -> dict:
         eta_map=np.asarray(res.estimation.eta_map),
         loglik_individual=np.asarray(res.estimation.loglik_individual),
         gear=res.run.gear,
+        # the convergence evidence: the Newton decrement of the gradient over every individual
+        decrement=np.array([res.estimation.diagnostics["newton_decrement"]]),
     )
 
 
@@ -58,6 +60,7 @@ def test_two_processes_equal_the_plain_fit(plain, tmp_path):
         # the order of additions (~1e-16 relative), which the Newton steps do not amplify
         for key in ("estimate", "se", "loglik", "theta"):
             np.testing.assert_allclose(r[key], plain[key], rtol=1e-8, atol=0, err_msg=key)
+        np.testing.assert_allclose(r["decrement"], plain["decrement"], rtol=1e-6, err_msg="decrement")
         np.testing.assert_allclose(r["eta_map"], plain["eta_map"], rtol=1e-7, atol=1e-10)
     # every process returns the same numbers, bit for bit (sums added in rank order)
     for key in ("estimate", "se", "loglik", "theta", "eta_map"):
@@ -66,7 +69,7 @@ def test_two_processes_equal_the_plain_fit(plain, tmp_path):
 
 def test_one_process_equals_the_plain_fit_exactly(plain, tmp_path):
     (r,) = _distributed(tmp_path, 1, 200)
-    for key in ("estimate", "se", "loglik", "theta", "eta_map", "loglik_individual"):
+    for key in ("estimate", "se", "loglik", "theta", "eta_map", "loglik_individual", "decrement"):
         assert np.array_equal(r[key], plain[key]), key
 
 
@@ -76,9 +79,12 @@ def test_distributed_refuses_what_it_does_not_support_yet(tmp_path):
 
 
 def test_two_processes_with_a_subsampled_newton_metric(tmp_path):
-    # N = 1,200 > 500: the Newton metric and the information from 500 individuals drawn from
-    # all (ImportanceSampler.hessian_rows), split between the processes like every chunk
-    plain_fit = _numbers(pymixnn.fit(simulate_logistic(1200, seed=3), "logistic", **FIT))
-    ranks = _distributed(tmp_path, 2, 1200)
+    # N = 12,000: the Newton metric from 500 individuals and the information from 10,000 drawn from
+    # all (ImportanceSampler.hessian_rows), split between the processes like every chunk, and the
+    # gradient of the convergence evidence over every individual (reporting.full_gradient)
+    plain_fit = _numbers(pymixnn.fit(simulate_logistic(12_000, seed=3), "logistic", **FIT))
+    ranks = _distributed(tmp_path, 2, 12_000)
     for key in ("estimate", "se", "loglik", "theta"):
         np.testing.assert_allclose(ranks[0][key], plain_fit[key], rtol=1e-8, atol=0, err_msg=key)
+    # the decrement is a difference of nearly equal sums (a gradient ~0 at the maximum): 1e-6
+    np.testing.assert_allclose(ranks[0]["decrement"], plain_fit["decrement"], rtol=1e-6, err_msg="decrement")

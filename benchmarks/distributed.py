@@ -1,0 +1,132 @@
+"""Data-parallel fitting (``distributed=True``) against the single-process fit of the same data:
+the logistic simulation (seed 3), N individuals, 1 process x 1 thread against K processes x 1
+thread started by torchrun on this machine (gloo), one after the other; seconds of the fit (the
+data simulated in every process beforehand), peak RSS per process, and the largest relative
+difference of the estimates, SEs and log-likelihood from the single process's.
+
+    python -m benchmarks distributed                  # N = 10^6, 2 processes
+    python -m benchmarks distributed --individuals 200000 --nproc 2 --out /tmp/b
+
+Writes distributed.csv, distributed.json and distributed.md to --out (default benchmarks/results).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+__all__ = ["main"]
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def worker(n: int, results: str) -> None:
+    """One process's fit (under torchrun when WORLD_SIZE is set): its record in ``results``."""
+    import torch
+
+    torch.set_num_threads(1)
+    import pymixnn
+    from pymixnn.simulate import simulate_logistic
+
+    df = simulate_logistic(n, seed=3)
+    distributed = "WORLD_SIZE" in os.environ
+    if distributed:
+        import torch.distributed as dist
+
+        dist.init_process_group("gloo")
+    t0 = time.perf_counter()
+    res = pymixnn.fit(
+        df, "logistic", id="id", x="t", y="y", seed=0, progress=False, threads=1, distributed=distributed
+    )
+    out = dict(
+        rank=int(os.environ.get("RANK", 0)),
+        processes=int(os.environ.get("WORLD_SIZE", 1)),
+        seconds=time.perf_counter() - t0,
+        loglik=res.loglik,
+        estimate=[r["estimate"] for r in res.estimation.table],
+        se=[r["se"] for r in res.estimation.table],
+        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        gear=res.run.gear,
+    )
+    (Path(results) / f"rank{out['rank']}.json").write_text(json.dumps(out))
+    if distributed:
+        dist.destroy_process_group()
+
+
+def _run(cmd: list[str]) -> list[dict]:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    with tempfile.TemporaryDirectory() as results:
+        done = subprocess.run(
+            [*cmd, "--results", results], env=env, capture_output=True, text=True, check=False
+        )
+        rows = [json.loads(p.read_text()) for p in sorted(Path(results).glob("rank*.json"))]
+    if done.returncode or not rows:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    return sorted(rows, key=lambda r: r["rank"])
+
+
+def _rel(a, b) -> float:
+    return max(abs(x - y) / max(abs(y), 1e-300) for x, y in zip(a, b))
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks distributed")
+    ap.add_argument("--individuals", dest="n", type=int, default=1_000_000)
+    ap.add_argument("--nproc", type=int, default=2)
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--results", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.worker:
+        return worker(args.n, args.results)
+    me = [sys.executable, "-m", "benchmarks.distributed", "--worker", "--individuals", str(args.n)]
+    single = _run(me)[0]
+    torchrun = Path(sys.executable).with_name("torchrun")
+    many = _run([str(torchrun), "--standalone", f"--nproc-per-node={args.nproc}", *me[1:]])
+    rows = [dict(single, speedup=1.0)]
+    for r in many:
+        r.update(
+            speedup=single["seconds"] / max(x["seconds"] for x in many),
+            max_rel_diff_estimate=_rel(r["estimate"], single["estimate"]),
+            max_rel_diff_se=_rel(r["se"], single["se"]),
+            rel_diff_loglik=_rel([r["loglik"]], [single["loglik"]]),
+        )
+        rows.append(r)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = dict(
+        date=dt.datetime.now().isoformat(timespec="seconds"),
+        machine=f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+        "1 torch thread per process",
+        n_individuals=args.n,
+    )
+    table = pd.DataFrame([{k: v for k, v in r.items() if k not in ("estimate", "se")} for r in rows])
+    table.to_csv(out / "distributed.csv", index=False)
+    (out / "distributed.json").write_text(json.dumps(dict(meta=meta, records=rows), indent=2))
+    lines = [
+        f"# Data-parallel fit, logistic N = {args.n:,} ({meta['date']}; {meta['machine']})",
+        "",
+        "`python -m benchmarks distributed`",
+        "",
+        "| " + " | ".join(table.columns) + " |",
+        "|" + "---|" * len(table.columns),
+    ]
+    for _, r in table.iterrows():
+        lines.append("| " + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in r) + " |")
+    (out / "distributed.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
