@@ -91,6 +91,9 @@ mixnnModel <- function(model, description = NULL, psi0 = NULL, transform.par = N
 #'   individuals), per-individual posteriors, no grouping level, a closed-form model and the CPU;
 #'   the fit's
 #'   `info$gear` says which ran.
+#' @param distributed `TRUE`: data-parallel over the processes of an initialized
+#'   torch.distributed group (Python processes started by `torchrun`; see the README's "Beyond
+#'   one machine"); the Gaussian law by the Newton gear, closed-form models so far.
 #' @return A list of settings: the fields of `pymixnn.Control`, then `dropna`.
 #' @export
 mixnnControl <- function(seed = 0L, batch_size = 512L, max_steps = 4000L, lr = 0.02,
@@ -98,14 +101,14 @@ mixnnControl <- function(seed = 0L, batch_size = 512L, max_steps = 4000L, lr = 0
                          likelihood = "auto", device = "cpu", dtype = NULL, threads = NULL,
                          progress = interactive(), dropna = FALSE, ode_rtol = 1e-6,
                          ode_atol = 1e-8, local = "individual", refine_steps = 0L,
-                         gear = "auto") {
+                         gear = "auto", distributed = FALSE) {
   int <- function(v) if (is.null(v)) NULL else as.integer(v)
   list(seed = int(seed), batch_size = int(batch_size), max_steps = int(max_steps),
        lr = as.numeric(lr), num_particles = int(num_particles), refine = isTRUE(refine),
        is_samples = int(is_samples), likelihood = likelihood, device = device, dtype = dtype,
        threads = int(threads), progress = isTRUE(progress), dropna = isTRUE(dropna),
        ode_rtol = as.numeric(ode_rtol), ode_atol = as.numeric(ode_atol), local = local,
-       refine_steps = int(refine_steps), gear = gear)
+       refine_steps = int(refine_steps), gear = gear, distributed = isTRUE(distributed))
 }
 
 #' Fit a nonlinear mixed-effects model with pymixnn
