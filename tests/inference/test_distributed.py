@@ -4,16 +4,18 @@ against the plain fit of the same data (issue 25, acceptance point 1)."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
 import pymixnn
 from pymixnn.simulate import simulate_logistic
 
 FIT = dict(id="id", x="t", y="y", seed=0, progress=False)
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _numbers(res) -> dict:
@@ -32,18 +34,40 @@ def _numbers(res) -> dict:
     )
 
 
-def _worker(rank: int, world: int, path: str, out: str, n: int) -> None:
-    os.environ["OMP_NUM_THREADS"] = "1"
-    dist.init_process_group("gloo", init_method=f"file://{path}", rank=rank, world_size=world)
-    try:
-        res = pymixnn.fit(simulate_logistic(n, seed=3), "logistic", distributed=True, **FIT)
-        np.save(f"{out}/{rank}.npy", _numbers(res), allow_pickle=True)
-    finally:
-        dist.destroy_process_group()
+# each process a fresh interpreter started here (not torch.multiprocessing.spawn, whose children
+# re-run the parent's main module: under pytest-xdist the worker's, where the resource tracker's
+# lock failed in CI: "'_thread.RLock' object has no attribute '_recursion_count'")
+WORKER = """
+import os, sys
+import numpy as np
+import torch.distributed as dist
+import pymixnn
+from pymixnn.simulate import simulate_logistic
+sys.path.insert(0, sys.argv[5])
+from test_distributed import FIT, _numbers
+rank, world, path, out, n = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[6])
+dist.init_process_group("gloo", init_method=f"file://{path}", rank=rank, world_size=world)
+try:
+    res = pymixnn.fit(simulate_logistic(n, seed=3), "logistic", distributed=True, **FIT)
+    np.save(f"{out}/{rank}.npy", _numbers(res), allow_pickle=True)
+finally:
+    dist.destroy_process_group()
+"""
 
 
 def _distributed(tmp_path, world: int, n: int) -> list[dict]:
-    mp.spawn(_worker, args=(world, str(tmp_path / "init"), str(tmp_path), n), nprocs=world, join=True)
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    here = str(Path(__file__).resolve().parent)
+    args = [str(tmp_path / "init"), str(tmp_path), here, str(n)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(r), str(world), *args], env=env, stderr=subprocess.PIPE
+        )
+        for r in range(world)
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err.decode()[-3000:]
     return [np.load(tmp_path / f"{r}.npy", allow_pickle=True).item() for r in range(world)]
 
 
