@@ -13,7 +13,6 @@ another branch would wait forever at the next one.
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 
 import torch
@@ -131,7 +130,7 @@ class Collective(Serial):
 
     distributed = True
 
-    def __init__(self, timeout: float | None = None) -> None:
+    def __init__(self) -> None:
         import torch.distributed as dist
 
         if not dist.is_available() or not dist.is_initialized():
@@ -142,7 +141,6 @@ class Collective(Serial):
             )
         self._dist = dist
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
-        self.timeout = None if timeout is None else dt.timedelta(seconds=float(timeout))
 
     def shard(self, n: int) -> Shard:
         return Shard(*shard_bounds(n, self.world, self.rank), int(n))

@@ -20,9 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _numbers(res) -> dict:
     return dict(
-        estimate=res.estimation.table_frame()["estimate"].to_numpy()
-        if hasattr(res.estimation, "table_frame")
-        else np.array([r["estimate"] for r in res.estimation.table]),
+        estimate=np.array([r["estimate"] for r in res.estimation.table]),
         se=np.array([r["se"] for r in res.estimation.table]),
         loglik=np.array([res.loglik]),
         theta=np.asarray(res.estimation.theta),
