@@ -97,6 +97,7 @@ def check_key(name: str, key: dict) -> None:
         # the learned link as good as the true one on held-out individuals; the hidden state found
         assert key["link_rmse_neural"] <= 1.10 * key["link_rmse_true"] and key["shape_sigma_ratio"] <= 0.8
         assert key["pendulum_hidden_corr"] >= 0.9 and key["pendulum_neural_hidden_corr"] >= 0.9
+        assert key["pendulum_force_center"] == 0.0 and key["pendulum_force_scale"] > 0.1  # a flat input
         assert key["amplitude_sigma_ratio"] <= 0.6  # random weights carry individual amplitudes
     if name == "08_neural_estimator.py":
         # the truth within 3 posterior SDs; one data set in one forward pass

@@ -45,6 +45,10 @@ WEIGHT_DECAY = 1e-4
 PENALTY_START, PENALTY_FLOOR, PENALTY_STEP = 1.0, 1e-4, 10.0
 VALIDATION_DRAWS = 8
 LR_FINAL = 1 / 20
+# an input whose sd along the start's trajectories is below this share of its root mean square is
+# taken as unexplored there (a pure tanh unit saturates beyond |z| ~ 3: at sd < 0.1 rms a move of
+# the input to 0 would already be 10 standard deviations)
+SPREAD_MIN = 0.1
 # an improvement of the validation score (per held-out individual): 0.1% of its size, at least 1e-3
 IMPROVEMENT = 1e-3
 
@@ -92,7 +96,11 @@ class TrainingRecord:
 
 def record_inputs(program: Program, state: NeuralState, theta: np.ndarray, eta: np.ndarray) -> None:
     """One evaluation at ``theta`` and the individuals' ``eta``: the networks' inputs seen along the
-    trajectories set each term's centre (mean) and scale (standard deviation, 1 when constant)."""
+    trajectories set each term's centre (mean) and scale (standard deviation). An input that hardly
+    moves there (sd below SPREAD_MIN of its root mean square: a pendulum's angle with no restoring
+    force stays at its release angle) has no range to learn from: its centre is 0 and its scale its
+    root mean square (1 when that is 0), so that the fitted trajectories' values, unknown yet, do not
+    reach the first layer at (theta - mean) / 1e-8 and saturate every unit."""
     state.recorder.reset()
     state.recorder.inputs = True
     with torch.no_grad():
@@ -103,9 +111,12 @@ def record_inputs(program: Program, state: NeuralState, theta: np.ndarray, eta: 
         if not n:
             continue
         mean = np.asarray(s1) / n
-        sd = np.sqrt(np.maximum(np.asarray(s2) / n - mean**2, 0.0))
-        state.center[name] = torch.as_tensor(mean, dtype=torch.float64)
-        state.scale[name] = torch.as_tensor(np.where(sd > 1e-12, sd, 1.0), dtype=torch.float64)
+        rms = np.sqrt(np.maximum(np.asarray(s2) / n, 0.0))
+        sd = np.sqrt(np.maximum(rms**2 - mean**2, 0.0))
+        flat = sd <= SPREAD_MIN * rms
+        state.center[name] = torch.as_tensor(np.where(flat, 0.0, mean), dtype=torch.float64)
+        scale = np.where(flat, np.where(rms > 0, rms, 1.0), sd)
+        state.scale[name] = torch.as_tensor(scale, dtype=torch.float64)
     state.recorder.reset()
 
 

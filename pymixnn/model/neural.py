@@ -11,8 +11,9 @@ effects fed to the network (parameters ``<name>.u1``, ...), ``random_weights=Tru
 effect per weight of the last layer (``<name>.w1``, ...): individual-specific shapes.
 
 The inputs are standardized inside the network by a centre and a scale fixed before training
-(from the inputs seen along the mechanistic fit), so that a concentration in mg/L and a time in
-days both reach the first layer on the scale of 1.
+(their mean and sd along the trajectories at the start values; an input that hardly moves there,
+its root mean square around 0), so that a concentration in mg/L and a time in days both reach the
+first layer on the scale of 1.
 
 >>> import torch
 >>> term = NeuralTerm(1, hidden=(8,))
