@@ -8,6 +8,11 @@ difference of the estimates, SEs and log-likelihood from the single process's.
     python -m benchmarks distributed --individuals 200000 --nproc 2 --out /tmp/b
 
 Writes distributed.csv, distributed.json and distributed.md to --out (default benchmarks/results).
+
+``--genotypes G [G ...]`` (issue 25, point 3): instead, a genomic fit per G: G genotypes x 3
+scenarios (3G growth curves, simulate_genomic, seed 6) with ``--markers`` markers (default 60,000;
+simulate_markers, seed 5) on A (ridge prior), 1 process against ``--nproc``; each process builds
+the data and the marker matrix itself. Writes distributed_genomic.{csv,json,md}.
 """
 
 from __future__ import annotations
@@ -31,7 +36,21 @@ __all__ = ["main"]
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def worker(n: int, results: str) -> None:
+def _genomic_data(genotypes: int, markers: int):
+    import pymixnn
+    from pymixnn.simulate import simulate_genomic, simulate_markers
+
+    matrix = simulate_markers(genotypes, markers, seed=5)
+    df = simulate_genomic(matrix, n_scenarios=3, seed=6)
+    kw = dict(
+        covariates={"A": ["scenario"]},
+        genotype="genotype",
+        genomic=pymixnn.Genomic(matrix, params=["A"], prior="ridge"),
+    )
+    return df, kw
+
+
+def worker(n: int, results: str, genotypes: int = 0, markers: int = 0) -> None:
     """One process's fit (under torchrun when WORLD_SIZE is set): its record in ``results``."""
     import torch
 
@@ -39,7 +58,12 @@ def worker(n: int, results: str) -> None:
     import pymixnn
     from pymixnn.simulate import simulate_logistic
 
-    df = simulate_logistic(n, seed=3)
+    rss_data = 0.0
+    if genotypes:
+        df, kw = _genomic_data(genotypes, markers)
+        rss_data = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    else:
+        df, kw = simulate_logistic(n, seed=3), {}
     distributed = "WORLD_SIZE" in os.environ
     if distributed:
         import torch.distributed as dist
@@ -47,8 +71,9 @@ def worker(n: int, results: str) -> None:
         dist.init_process_group("gloo")
     t0 = time.perf_counter()
     res = pymixnn.fit(
-        df, "logistic", id="id", x="t", y="y", seed=0, progress=False, threads=1, distributed=distributed
-    )
+        df, "logistic", id="id", x="t", y="y", seed=0, progress=False, threads=1, distributed=distributed,
+        **kw,
+    )  # fmt: skip
     out = dict(
         rank=int(os.environ.get("RANK", 0)),
         processes=int(os.environ.get("WORLD_SIZE", 1)),
@@ -59,6 +84,9 @@ def worker(n: int, results: str) -> None:
         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         gear=res.run.gear,
     )
+    if genotypes:
+        out.update(genotypes=genotypes, markers=markers, individuals=len(res.individual_params()))
+        out["peak_rss_mb_data"] = rss_data  # after simulating the data and markers, before the fit
     (Path(results) / f"rank{out['rank']}.json").write_text(json.dumps(out))
     if distributed:
         dist.destroy_process_group()
@@ -80,20 +108,12 @@ def _rel(a, b) -> float:
     return max(abs(x - y) / max(abs(y), 1e-300) for x, y in zip(a, b))
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m benchmarks distributed")
-    ap.add_argument("--individuals", dest="n", type=int, default=1_000_000)
-    ap.add_argument("--nproc", type=int, default=2)
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
-    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--results", help=argparse.SUPPRESS)
-    args = ap.parse_args(argv)
-    if args.worker:
-        return worker(args.n, args.results)
-    me = [sys.executable, "-m", "benchmarks.distributed", "--worker", "--individuals", str(args.n)]
+def _compare(me: list[str], nproc: int) -> list[dict]:
+    """The worker ``me`` as one process, then as ``nproc`` under torchrun: rows with the speed-up
+    and the largest relative differences from the single process."""
     single = _run(me)[0]
     torchrun = Path(sys.executable).with_name("torchrun")
-    many = _run([str(torchrun), "--standalone", f"--nproc-per-node={args.nproc}", *me[1:]])
+    many = _run([str(torchrun), "--standalone", f"--nproc-per-node={nproc}", *me[1:]])
     rows = [dict(single, speedup=1.0)]
     for r in many:
         r.update(
@@ -103,29 +123,57 @@ def main(argv: list[str] | None = None) -> None:
             rel_diff_loglik=_rel([r["loglik"]], [single["loglik"]]),
         )
         rows.append(r)
-    out = Path(args.out)
+    return rows
+
+
+def _write(rows: list[dict], out: Path, stem: str, title: str, command: str, meta: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    meta = dict(
-        date=dt.datetime.now().isoformat(timespec="seconds"),
-        machine=f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-        "1 torch thread per process",
-        n_individuals=args.n,
-    )
     table = pd.DataFrame([{k: v for k, v in r.items() if k not in ("estimate", "se")} for r in rows])
-    table.to_csv(out / "distributed.csv", index=False)
-    (out / "distributed.json").write_text(json.dumps(dict(meta=meta, records=rows), indent=2))
+    table.to_csv(out / f"{stem}.csv", index=False)
+    (out / f"{stem}.json").write_text(json.dumps(dict(meta=meta, records=rows), indent=2))
     lines = [
-        f"# Data-parallel fit, logistic N = {args.n:,} ({meta['date']}; {meta['machine']})",
+        f"# {title} ({meta['date']}; {meta['machine']})",
         "",
-        "`python -m benchmarks distributed`",
+        f"`{command}`",
         "",
         "| " + " | ".join(table.columns) + " |",
         "|" + "---|" * len(table.columns),
     ]
     for _, r in table.iterrows():
         lines.append("| " + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in r) + " |")
-    (out / "distributed.md").write_text("\n".join(lines) + "\n")
+    (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks distributed")
+    ap.add_argument("--individuals", dest="n", type=int, default=1_000_000)
+    ap.add_argument("--nproc", type=int, default=2)
+    ap.add_argument("--genotypes", type=int, nargs="+", help="genomic fits of G genotypes x 3 scenarios")
+    ap.add_argument("--markers", type=int, default=60_000)
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--results", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.worker:
+        return worker(args.n, args.results, (args.genotypes or [0])[0], args.markers)
+    meta = dict(
+        date=dt.datetime.now().isoformat(timespec="seconds"),
+        machine=f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+        "1 torch thread per process",
+    )
+    me = [sys.executable, "-m", "benchmarks.distributed", "--worker"]
+    if args.genotypes:
+        rows = []
+        for g in args.genotypes:
+            rows += _compare([*me, "--genotypes", str(g), "--markers", str(args.markers)], args.nproc)
+        title = f"Data-parallel genomic fit, G genotypes x 3 scenarios x {args.markers:,} markers"
+        command = f"python -m benchmarks distributed --genotypes {' '.join(map(str, args.genotypes))}"
+        return _write(rows, Path(args.out), "distributed_genomic", title, command, meta)
+    meta["n_individuals"] = args.n
+    rows = _compare([*me, "--individuals", str(args.n)], args.nproc)
+    title = f"Data-parallel fit, logistic N = {args.n:,}"
+    _write(rows, Path(args.out), "distributed", title, "python -m benchmarks distributed", meta)
 
 
 if __name__ == "__main__":

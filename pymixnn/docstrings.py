@@ -169,7 +169,8 @@ distributed : bool, default False
     ``torchrun``; gloo on the CPU): each process keeps the rows of its block of individuals, and
     every sum over individuals (log-likelihood, gradients, Hessians, the start's sums) is the
     sum of the processes' parts, added in rank order, so every process returns the same
-    estimates. So far the Gaussian law by the Newton gear, closed-form models."""
+    estimates. So far the Gaussian law by the Newton gear, closed-form models, a genomic block
+    (its cells' pseudo-observations summed over the processes; each holds the marker matrix)."""
 
 
 def _entries(block: str) -> dict[str, str]:

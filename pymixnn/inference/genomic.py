@@ -114,7 +114,11 @@ class GenomicBlock:
         self.M = int(self.Xg.shape[1])
         self.inv = torch.as_tensor(inverse, dtype=torch.long, device=dev)  # genotype of each cell
         self.XXt = (self.Xg @ self.Xg.T).to(torch.float64)[self.inv][:, self.inv]
-        self.cell_of = torch.as_tensor(setup.individual_cell, dtype=torch.long, device=dev)
+        # a data-parallel fit (collective.py): this process's individuals only; the cells' pseudo
+        # data are summed over the processes, so the marker algebra is the same on every one
+        self.comm, shard = program.comm, program.shard
+        own = np.asarray(setup.individual_cell)[shard.lo : shard.hi]
+        self.cell_of = torch.as_tensor(own, dtype=torch.long, device=dev)
         level = torch.as_tensor(setup.cell_level, dtype=torch.long, device=dev)
         self.level_masks = [(level == lv) for lv in range(1, setup.n_levels)]
         self.X_levels = [self.Xg[self.inv[mask]] for mask in self.level_masks]  # marker rows per level
@@ -163,6 +167,7 @@ class GenomicBlock:
         wsum = torch.zeros(self.n_cells, len(self.pos), dtype=torch.float64, device=z.device)
         wsum.index_add_(0, self.cell_of, w)
         zsum = torch.zeros_like(wsum).index_add_(0, self.cell_of, w * z)
+        wsum, zsum = self.comm.sum(wsum, zsum)
         return zsum / wsum, 1.0 / wsum
 
     # ---- closed-form variational update ------------------------------------------------------
@@ -297,7 +302,7 @@ class GenomicBlock:
 
     def _apply(self, new_cells: torch.Tensor, local) -> None:
         program = self.program
-        n, P = program.n_individuals, len(program.params)
+        n, P = program.n_local, len(program.params)
         offset = torch.zeros(n, P, dtype=program.dtype, device=program.device)
         offset[:, self.pos] = new_cells[self.cell_of].to(program.dtype)
         old = self.offset if self.offset is not None else torch.zeros_like(offset)
@@ -324,7 +329,7 @@ class GenomicBlock:
             cell_level=np.asarray(self.setup.cell_level),
             n_levels=self.setup.n_levels,
             individual_cell=np.asarray(self.setup.individual_cell),
-            offset=self.offset.detach().to("cpu", torch.float64).numpy(),
+            offset=self.comm.gather_rows(self.offset.detach()).to("cpu", torch.float64).numpy(),
             per_param=[],
         )
         np_ = lambda t: t.detach().to("cpu", torch.float64).numpy()  # noqa: E731

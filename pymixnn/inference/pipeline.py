@@ -86,7 +86,7 @@ def estimate(
         replicated=genomic is None or genomic.replicated,
     )
     if options.distributed:
-        _check_distributed(law, gear, model, genomic, levels, options)
+        _check_distributed(law, gear, model, levels, options)
     with isolated_rng(options.seed, device), threads(n_threads), watch_structural_function():
         ctx = Context(
             model,
@@ -112,14 +112,14 @@ def estimate(
     return dataclasses.replace(estimation, seconds=seconds, run=estimation.run.replace(seconds=dict(seconds)))
 
 
-def _check_distributed(law, gear: str, model, genomic, levels, options: EstimationOptions) -> None:
-    """What a data-parallel fit supports so far: the Gaussian law by the Newton gear, a
-    closed-form model, per-individual local posteriors (the refusal names the setting)."""
+def _check_distributed(law, gear: str, model, levels, options: EstimationOptions) -> None:
+    """What a data-parallel fit supports so far: the Gaussian law by the Newton gear (with a
+    genomic block), a closed-form model, per-individual local posteriors (the refusal names the
+    setting)."""
     refused = [
         (plugin(law) is not plugin(Gaussian()), f"the random-effects law {type(law).__name__}"),
         (gear != "newton", f"gear {gear!r} (only the Newton gear is distributed so far)"),
         (integrates(model), "an ODE or event-loop model"),
-        (genomic is not None, "a genomic block"),
         (levels is not None, "grouping levels"),
         (options.local != "individual", f"local={options.local!r}"),
     ]

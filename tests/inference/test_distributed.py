@@ -46,17 +46,41 @@ from test_distributed import FIT, _numbers
 rank, world, path, out, n = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[6])
 dist.init_process_group("gloo", init_method=f"file://{path}", rank=rank, world_size=world)
 try:
-    res = pymixnn.fit(simulate_logistic(n, seed=3), "logistic", distributed=True, **FIT)
-    np.save(f"{out}/{rank}.npy", _numbers(res), allow_pickle=True)
+    if sys.argv[7] == "genomic":
+        from test_distributed import genomic_fit, _genomic_numbers
+        numbers = _genomic_numbers(genomic_fit(distributed=True))
+    else:
+        numbers = _numbers(pymixnn.fit(simulate_logistic(n, seed=3), "logistic", distributed=True, **FIT))
+    np.save(f"{out}/{rank}.npy", numbers, allow_pickle=True)
 finally:
     dist.destroy_process_group()
 """
 
 
-def _distributed(tmp_path, world: int, n: int) -> list[dict]:
+def genomic_fit(**kw):
+    """40 genotypes x 3 scenarios (120 growth curves), 150 markers on A (horseshoe)."""
+    from pymixnn.simulate import simulate_genomic, simulate_markers
+
+    markers = simulate_markers(40, 150, seed=5)
+    df = simulate_genomic(markers, n_scenarios=3, seed=6)
+    genomic = pymixnn.Genomic(markers, params=["A"], prior="horseshoe")
+    return pymixnn.fit(
+        df, "logistic", covariates={"A": ["scenario"]}, genotype="genotype", genomic=genomic, **FIT, **kw
+    )
+
+
+def _genomic_numbers(res) -> dict:
+    out = _numbers(res)
+    effects = res.marker_effects
+    out.update(effect=effects["effect"].to_numpy(), effect_sd=effects["sd"].to_numpy())
+    out.update(inclusion=effects["inclusion"].to_numpy(), offset=np.asarray(res.estimation.genomic["offset"]))
+    return out
+
+
+def _distributed(tmp_path, world: int, n: int, case: str = "logistic") -> list[dict]:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     here = str(Path(__file__).resolve().parent)
-    args = [str(tmp_path / "init"), str(tmp_path), here, str(n)]
+    args = [str(tmp_path / "init"), str(tmp_path), here, str(n), case]
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", WORKER, str(r), str(world), *args], env=env, stderr=subprocess.PIPE
@@ -110,3 +134,15 @@ def test_two_processes_with_a_subsampled_newton_metric(tmp_path):
         np.testing.assert_allclose(ranks[0][key], plain_fit[key], rtol=1e-8, atol=0, err_msg=key)
     # the decrement is a difference of nearly equal sums (a gradient ~0 at the maximum): 1e-6
     np.testing.assert_allclose(ranks[0]["decrement"], plain_fit["decrement"], rtol=1e-6, err_msg="decrement")
+
+
+def test_two_processes_fit_a_genomic_block_like_one(tmp_path):
+    # the cells' pseudo-observations summed over the processes (GenomicBlock.pseudo), the marker
+    # algebra then the same on each; the offsets and marker effects equal the plain fit's
+    plain_fit = _genomic_numbers(genomic_fit())
+    ranks = _distributed(tmp_path, 2, 0, "genomic")
+    for r in ranks:
+        for key in ("estimate", "se", "loglik", "theta", "effect", "effect_sd", "inclusion", "offset"):
+            np.testing.assert_allclose(r[key], plain_fit[key], rtol=1e-8, atol=1e-12, err_msg=key)
+    for key in ("estimate", "se", "loglik", "effect", "offset"):
+        assert np.array_equal(ranks[0][key], ranks[1][key]), key
