@@ -11,14 +11,17 @@ Writes distributed.csv, distributed.json and distributed.md to --out (default be
 
 ``--genotypes G [G ...]`` (issue 25, point 3): instead, a genomic fit per G: G genotypes x 3
 scenarios (3G growth curves, simulate_genomic, seed 6) with ``--markers`` markers (default 60,000;
-simulate_markers, seed 5) on A (ridge prior), 1 process against ``--nproc``; each process builds
-the data and the marker matrix itself. Writes distributed_genomic.{csv,json,md}.
+simulate_markers, seed 5) on A (ridge prior), 1 process against ``--nproc``; the study simulated
+once and loaded by each process (records and the float32 marker matrix), whose memory before the
+fit and peak during it (VmHWM reset after loading) are reported. Writes
+distributed_genomic.{csv,json,md}.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import gc
 import json
 import os
 import platform
@@ -29,6 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 __all__ = ["main"]
@@ -36,21 +40,38 @@ __all__ = ["main"]
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _genomic_data(genotypes: int, markers: int):
-    import pymixnn
+def _save_genomic(genotypes: int, markers: int, where: Path) -> None:
+    """The study simulated once (here, not in every process): markers (.npy, float32) and records."""
     from pymixnn.simulate import simulate_genomic, simulate_markers
 
     matrix = simulate_markers(genotypes, markers, seed=5)
-    df = simulate_genomic(matrix, n_scenarios=3, seed=6)
+    simulate_genomic(matrix, n_scenarios=3, seed=6).to_pickle(where / "records.pkl")
+    np.save(where / "markers.npy", matrix.to_numpy())
+    (where / "names.json").write_text(json.dumps([list(matrix.index), list(matrix.columns)]))
+
+
+def _load_genomic(where: Path):
+    import pymixnn
+
+    rows, cols = json.loads((where / "names.json").read_text())
+    matrix = pd.DataFrame(np.load(where / "markers.npy"), index=pd.Index(rows, name="genotype"), columns=cols)
     kw = dict(
         covariates={"A": ["scenario"]},
         genotype="genotype",
         genomic=pymixnn.Genomic(matrix, params=["A"], prior="ridge"),
     )
-    return df, kw
+    return pd.read_pickle(where / "records.pkl"), kw
 
 
-def worker(n: int, results: str, genotypes: int = 0, markers: int = 0) -> None:
+def _status_mb(field: str) -> float:
+    """A field of /proc/self/status (VmRSS: now, VmHWM: the peak since the last reset), MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def worker(n: int, results: str, data: str | None = None) -> None:
     """One process's fit (under torchrun when WORLD_SIZE is set): its record in ``results``."""
     import torch
 
@@ -58,10 +79,11 @@ def worker(n: int, results: str, genotypes: int = 0, markers: int = 0) -> None:
     import pymixnn
     from pymixnn.simulate import simulate_logistic
 
-    rss_data = 0.0
-    if genotypes:
-        df, kw = _genomic_data(genotypes, markers)
-        rss_data = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if data:
+        df, kw = _load_genomic(Path(data))
+        gc.collect()
+        Path("/proc/self/clear_refs").write_text("5")  # the peak RSS from here on: the fit's
+        rss_data = _status_mb("VmRSS")
     else:
         df, kw = simulate_logistic(n, seed=3), {}
     distributed = "WORLD_SIZE" in os.environ
@@ -84,9 +106,11 @@ def worker(n: int, results: str, genotypes: int = 0, markers: int = 0) -> None:
         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         gear=res.run.gear,
     )
-    if genotypes:
-        out.update(genotypes=genotypes, markers=markers, individuals=len(res.individual_params()))
-        out["peak_rss_mb_data"] = rss_data  # after simulating the data and markers, before the fit
+    if data:
+        g, m = kw["genomic"].markers.shape
+        out.update(genotypes=g, markers=m, individuals=len(res.individual_params()))
+        # the records and marker matrix loaded, before the fit; the peak during the fit
+        out.update(rss_mb_data=rss_data, peak_rss_mb_fit=_status_mb("VmHWM"))
     (Path(results) / f"rank{out['rank']}.json").write_text(json.dumps(out))
     if distributed:
         dist.destroy_process_group()
@@ -154,9 +178,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--results", help=argparse.SUPPRESS)
+    ap.add_argument("--data", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
-        return worker(args.n, args.results, (args.genotypes or [0])[0], args.markers)
+        return worker(args.n, args.results, args.data)
     meta = dict(
         date=dt.datetime.now().isoformat(timespec="seconds"),
         machine=f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
@@ -166,7 +191,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.genotypes:
         rows = []
         for g in args.genotypes:
-            rows += _compare([*me, "--genotypes", str(g), "--markers", str(args.markers)], args.nproc)
+            with tempfile.TemporaryDirectory() as where:
+                _save_genomic(g, args.markers, Path(where))
+                rows += _compare([*me, "--data", where], args.nproc)
         title = f"Data-parallel genomic fit, G genotypes x 3 scenarios x {args.markers:,} markers"
         command = f"python -m benchmarks distributed --genotypes {' '.join(map(str, args.genotypes))}"
         return _write(rows, Path(args.out), "distributed_genomic", title, command, meta)

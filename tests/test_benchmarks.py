@@ -314,3 +314,18 @@ def test_nlme_is_timed_live_on_the_same_models():
     first, refit = nlme_seconds("phenobarb", repeats=1)
     # nlme's Phenobarbital fit takes 0.1-0.3 s on these machines; finite and under a minute
     assert 0 < refit < 60 and 0 < first < 60
+
+
+def test_distributed_genomic_quick(tmp_path):
+    # the genomic scale case of issue 25 (point 3) on 40 genotypes x 500 markers: 1 process against
+    # 2 under torchrun, equal estimates (sums in another order: 1e-8), the fit's own peak memory
+    subprocess.run(
+        [sys.executable, "-m", "benchmarks.distributed", "--genotypes", "40", "--markers", "500",
+         "--out", str(tmp_path)],
+        cwd=ROOT, check=True, capture_output=True,
+    )  # fmt: skip
+    table = pd.read_csv(tmp_path / "distributed_genomic.csv")
+    assert table["processes"].tolist() == [1, 2, 2] and (table["individuals"] == 120).all()
+    assert (table["max_rel_diff_estimate"].iloc[1:] < 1e-8).all()
+    assert (table["peak_rss_mb_fit"] >= table["rss_mb_data"]).all()
+    assert "G genotypes x 3 scenarios x 500 markers" in (tmp_path / "distributed_genomic.md").read_text()
