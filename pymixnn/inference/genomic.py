@@ -29,6 +29,12 @@ Markers are float32 (the big block), the n_cells x n_cells algebra float64. At t
 offsets are fixed at their posterior mean for the refinement, SEs and log-likelihood of theta
 (estimates conditional on the marker effects' posterior mean).
 
+A data-parallel fit (collective.py) splits both the individuals and the markers between the
+processes: the cells' pseudo-observations and the products over markers (XX', X D X', the horseshoe's
+sums) are summed over them, so the n_cells x n_cells algebra is the same on every process; each
+keeps its block of marker columns (their means, variances and local scales), gathered for the
+results.
+
 The block holds its offsets (``offset``, (N, P)) and their uncertainty term (``offset_cov``); it
 never writes into the Program: the caller hands them over with ``Program.set_offsets`` after each
 update.
@@ -41,6 +47,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from pymixnn.inference.collective import shard_bounds
+from pymixnn.inference.genomic_predictive import predictive
 from pymixnn.inference.records import GenomicParamPosterior, GenomicPosterior
 
 __all__ = ["GenomicSetup", "GenomicBlock", "predictive", "genomic_update", "converge_genomic", "GENOMIC_TOL"]
@@ -110,13 +118,19 @@ class GenomicBlock:
         # which is (n_cells / n_geno)^2 times cheaper than on the cells' rows
         geno, inverse = np.unique(cells, return_inverse=True)
         self.genotype_rows = geno  # rows of G with phenotyped cells
-        self.Xg = torch.as_tensor(np.ascontiguousarray(setup.G[geno]), dtype=torch.float32, device=dev)
-        self.M = int(self.Xg.shape[1])
+        # a data-parallel fit splits the markers too: each process holds its block of columns;
+        # the products over markers (X D X', XX') are summed over the processes, the per-marker
+        # work (means, variances, local scales) stays local and is gathered for the results
+        self.comm = program.comm
+        self.M = int(setup.G.shape[1])
+        lo, hi = shard_bounds(self.M, self.comm.world, self.comm.rank)
+        self.Xg = torch.as_tensor(np.ascontiguousarray(setup.G[geno, lo:hi]), dtype=torch.float32, device=dev)
         self.inv = torch.as_tensor(inverse, dtype=torch.long, device=dev)  # genotype of each cell
-        self.XXt = (self.Xg @ self.Xg.T).to(torch.float64)[self.inv][:, self.inv]
+        (xxt,) = self.comm.sum((self.Xg @ self.Xg.T).to(torch.float64))
+        self.XXt = xxt[self.inv][:, self.inv]
         # a data-parallel fit (collective.py): this process's individuals only; the cells' pseudo
         # data are summed over the processes, so the marker algebra is the same on every one
-        self.comm, shard = program.comm, program.shard
+        shard = program.shard
         own = np.asarray(setup.individual_cell)[shard.lo : shard.hi]
         self.cell_of = torch.as_tensor(own, dtype=torch.long, device=dev)
         level = torch.as_tensor(setup.cell_level, dtype=torch.long, device=dev)
@@ -175,7 +189,7 @@ class GenomicBlock:
         var = float(y.var()) if y.numel() > 1 else 1.0
         var = max(var, 1e-8)
         st = dict(
-            D=torch.full((self.M,), 0.5 * var / self.M, dtype=torch.float64, device=y.device),
+            D=torch.full((self.Xg.shape[1],), 0.5 * var / self.M, dtype=torch.float64, device=y.device),
             D_levels=[0.1 * var / self.M for _ in self.level_masks],
             s2u=0.25 * var if self.setup.residual else 0.0,
         )
@@ -185,8 +199,8 @@ class GenomicBlock:
                 A=A,
                 inv_tau2=2.0 * self.M / var,
                 inv_xi=1.0 / (1.0 / A**2 + 2.0 * self.M / var),
-                inv_lambda2=torch.ones(self.M, dtype=torch.float64, device=y.device),
-                inv_nu=torch.full((self.M,), 0.5, dtype=torch.float64, device=y.device),
+                inv_lambda2=torch.ones(self.Xg.shape[1], dtype=torch.float64, device=y.device),
+                inv_nu=torch.full((self.Xg.shape[1],), 0.5, dtype=torch.float64, device=y.device),
             )
         return st
 
@@ -198,7 +212,7 @@ class GenomicBlock:
             K = float(D[0]) * self.XXt.clone()
         else:
             if "Kg" not in st:  # X D X' until D changes (_hyper): the next update starts with it
-                st["Kg"] = _weighted_gram(self.Xg, D.to(torch.float32)).to(torch.float64)
+                (st["Kg"],) = self.comm.sum(_weighted_gram(self.Xg, D.to(torch.float32)).to(torch.float64))
             K = st["Kg"][self.inv][:, self.inv]
         for mask, d_l in zip(self.level_masks, st["D_levels"]):
             both = mask.unsqueeze(0) & mask.unsqueeze(1)
@@ -246,14 +260,15 @@ class GenomicBlock:
             for _ in range(3):  # the local/global scales' own fixed point, given E[gamma^2]
                 st["inv_lambda2"] = 1.0 / (st["inv_nu"] + 0.5 * e2 * st["inv_tau2"])
                 st["inv_nu"] = 1.0 / (1.0 + st["inv_lambda2"])
-                st["inv_tau2"] = 0.5 * (M + 1) / (st["inv_xi"] + 0.5 * float((e2 * st["inv_lambda2"]).sum()))
+                total = self.comm.sum_float(float((e2 * st["inv_lambda2"]).sum()))
+                st["inv_tau2"] = 0.5 * (M + 1) / (st["inv_xi"] + 0.5 * total)
                 st["inv_xi"] = 1.0 / (1.0 / st["A"] ** 2 + st["inv_tau2"])
             st["D"] = 1.0 / (st["inv_lambda2"] * st["inv_tau2"])
             st.pop("Kg", None)
         new_levels = []
         for lv, d_l in enumerate(st["D_levels"]):
             if "S_levels" in post:
-                e2l = float((post["m_levels"][lv] ** 2 + post["S_levels"][lv]).sum())
+                e2l = self.comm.sum_float(float((post["m_levels"][lv] ** 2 + post["S_levels"][lv]).sum()))
             else:
                 mask = self.level_masks[lv]
                 a = post["alpha"][mask]
@@ -333,12 +348,14 @@ class GenomicBlock:
             per_param=[],
         )
         np_ = lambda t: t.detach().to("cpu", torch.float64).numpy()  # noqa: E731
+        cols = lambda t: np_(self.comm.gather_rows(t.detach()))  # noqa: E731  (every marker's)
         for st in self.state:
             post = self._posterior(st, st["y"], st["R"], diag=True)
+            (main,) = self.comm.sum((self.Xg @ post["m"].to(torch.float32)).to(torch.float64))
             rec = dict(
-                mean=np_(post["m"]),
-                sd=np.sqrt(np_(post["S"])),
-                D=np_(st["D"]),
+                mean=cols(post["m"]),
+                sd=np.sqrt(cols(post["S"])),
+                D=cols(st["D"]),
                 D_levels=list(st["D_levels"]),
                 s2u=float(st["s2u"]),
                 Kinv=np_(post["Kinv"]),
@@ -346,11 +363,11 @@ class GenomicBlock:
                 y=np_(st["y"]),
                 R=np_(st["R"]),
                 fitted=np_(post["fitted"]),
-                main_cells=np_((self.Xg @ post["m"].to(torch.float32)).to(torch.float64)[self.inv]),
+                main_cells=np_(main[self.inv]),
                 u=np_(post["u"]),
                 u_sd=np.sqrt(np.clip(np_(post["u_var"]), 0, None)),
-                levels_mean=[np_(a) for a in post["m_levels"]],
-                levels_sd=[np.sqrt(np_(a)) for a in post["S_levels"]],
+                levels_mean=[cols(a) for a in post["m_levels"]],
+                levels_sd=[np.sqrt(cols(a)) for a in post["S_levels"]],
             )
             if self.setup.prior == "horseshoe":
                 # 1 - kappa_j: the share of marker j's effect the prior lets through (data
@@ -358,7 +375,7 @@ class GenomicBlock:
                 w_g = self.B.T @ (1.0 / (st["R"] + st["s2u"]))  # sum of the cells' weights per genotype
                 data_prec = (self.Xg.to(torch.float64) ** 2).T @ w_g
                 prior_prec = st["inv_lambda2"] * st["inv_tau2"]
-                rec["inclusion"] = np_(data_prec / (data_prec + prior_prec))
+                rec["inclusion"] = cols(data_prec / (data_prec + prior_prec))
                 rec["tau"] = float(st["inv_tau2"]) ** -0.5
             out["per_param"].append(GenomicParamPosterior(**rec))
         return GenomicPosterior(**out)
@@ -386,33 +403,3 @@ def converge_genomic(
             break
     local.refresh(theta, None, max_iter=20)
     return theta, first
-
-
-def predictive(
-    G: np.ndarray,
-    rec: dict,
-    G_train: np.ndarray,
-    cell_level: np.ndarray,
-    level: int = 0,
-    new_genotype: bool = True,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Predicted genetic values (mean, variance) for genotypes with standardized markers ``G``
-    (n_new, M) at interaction level ``level``, exact under the Gaussian posterior given the prior
-    scales: mean = k' K^-1 y, variance = x' D x - k' K^-1 k (+ s2_u for a genotype not in the
-    data). ``G_train`` are the training cells' marker rows, ``cell_level`` their levels."""
-    G = np.asarray(G, dtype=np.float32)
-    D = rec["D"].astype(np.float32)
-    GD = G * D
-    k = (GD @ G_train.T).astype(np.float64)  # (n_new, n_cells)
-    prior_var = (GD * G).sum(1).astype(np.float64)
-    if level > 0:
-        d_l = rec["D_levels"][level - 1]
-        same = (cell_level == level).astype(np.float64)
-        kl = d_l * (G @ G_train.T).astype(np.float64) * same
-        k = k + kl
-        prior_var = prior_var + d_l * (G.astype(np.float64) ** 2).sum(1)
-    mean = k @ rec["alpha"]
-    var = prior_var - np.einsum("ij,jk,ik->i", k, rec["Kinv"], k)
-    if new_genotype:
-        var = var + rec["s2u"]
-    return mean, np.clip(var, 0.0, None)

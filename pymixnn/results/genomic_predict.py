@@ -84,7 +84,7 @@ def _predictive_by_scenario(res, G: np.ndarray, scenario):
     """Per prediction scenario: (scenario, phi0 = the population parameters (n, P) at its
     covariates, {parameter: (column k, predictive mean, predictive variance)} of the new
     genotypes' genetic values)."""
-    from pymixnn.inference.genomic import predictive
+    from pymixnn.inference.genomic_predictive import predictive
 
     gen = genomic_posterior(res)
     G_train = require_marker_matrix(res, "prediction").values[np.asarray(gen["cell_genotype"])]

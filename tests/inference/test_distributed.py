@@ -137,12 +137,19 @@ def test_two_processes_with_a_subsampled_newton_metric(tmp_path):
 
 
 def test_two_processes_fit_a_genomic_block_like_one(tmp_path):
-    # the cells' pseudo-observations summed over the processes (GenomicBlock.pseudo), the marker
-    # algebra then the same on each; the offsets and marker effects equal the plain fit's
+    # the individuals and the markers both split: the cells' pseudo-observations and the products
+    # over markers (XX', X D X') summed over the processes, the per-marker work local and gathered
     plain_fit = _genomic_numbers(genomic_fit())
     ranks = _distributed(tmp_path, 2, 0, "genomic")
     for r in ranks:
-        for key in ("estimate", "se", "loglik", "theta", "effect", "effect_sd", "inclusion", "offset"):
-            np.testing.assert_allclose(r[key], plain_fit[key], rtol=1e-8, atol=1e-12, err_msg=key)
+        # the marker products are float32 (7 digits), here summed from two halves in another
+        # order: measured 2e-9 relative (theta, estimates), 1e-8 (SEs), 3e-7 of the largest
+        # marker effect, 1e-5 relative on the offsets
+        for key in ("estimate", "se", "loglik", "theta"):
+            np.testing.assert_allclose(r[key], plain_fit[key], rtol=1e-7, atol=0, err_msg=key)
+        for key in ("effect", "effect_sd", "inclusion", "offset"):
+            scale = np.abs(plain_fit[key]).max()
+            np.testing.assert_allclose(r[key], plain_fit[key], rtol=1e-4, atol=1e-5 * scale, err_msg=key)
+    # every process returns the same numbers, bit for bit (sums added in rank order)
     for key in ("estimate", "se", "loglik", "effect", "offset"):
         assert np.array_equal(ranks[0][key], ranks[1][key]), key
