@@ -43,6 +43,7 @@ import concurrent.futures as cf
 import datetime as dt
 import json
 import multiprocessing as mp
+import os
 import platform
 import resource
 import time
@@ -401,8 +402,7 @@ def main(argv: list[str] | None = None) -> None:
         rows = kept + rows
     meta = dict(
         date=dt.datetime.now().isoformat(timespec="seconds"),
-        machine=f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} cores seen; "
-        "1 torch thread per fit",
+        machine=f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores; 1 thread per fit",
         torch=torch.__version__,
     )
     pd.DataFrame(rows).to_csv(out / "hybrid.csv", index=False)

@@ -170,7 +170,7 @@ distributed : bool, default False
     every sum over individuals (log-likelihood, gradients, Hessians, the start's sums) is the
     sum of the processes' parts, added in rank order, so every process returns the same
     estimates. So far the Gaussian law by the Newton gear, closed-form models, a genomic block
-    (its cells' pseudo-observations summed over the processes; each holds the marker matrix)."""
+    (the marker columns split between the processes too; each reads the whole marker matrix)."""
 
 
 def _entries(block: str) -> dict[str, str]:
