@@ -118,9 +118,7 @@ class GenomicBlock:
         # which is (n_cells / n_geno)^2 times cheaper than on the cells' rows
         geno, inverse = np.unique(cells, return_inverse=True)
         self.genotype_rows = geno  # rows of G with phenotyped cells
-        # a data-parallel fit splits the markers too: each process holds its block of columns;
-        # the products over markers (X D X', XX') are summed over the processes, the per-marker
-        # work (means, variances, local scales) stays local and is gathered for the results
+        # a data-parallel fit (module docstring): this process's marker columns and individuals
         self.comm = program.comm
         self.M = int(setup.G.shape[1])
         lo, hi = shard_bounds(self.M, self.comm.world, self.comm.rank)
@@ -128,8 +126,6 @@ class GenomicBlock:
         self.inv = torch.as_tensor(inverse, dtype=torch.long, device=dev)  # genotype of each cell
         (xxt,) = self.comm.sum((self.Xg @ self.Xg.T).to(torch.float64))
         self.XXt = xxt[self.inv][:, self.inv]
-        # a data-parallel fit (collective.py): this process's individuals only; the cells' pseudo
-        # data are summed over the processes, so the marker algebra is the same on every one
         shard = program.shard
         own = np.asarray(setup.individual_cell)[shard.lo : shard.hi]
         self.cell_of = torch.as_tensor(own, dtype=torch.long, device=dev)
