@@ -154,7 +154,7 @@ def _fit_pkpd(kind: str, out: str) -> dict:
             link_range_high=high,
             share=res.hybrid.share,
             network_weights=res.hybrid.n_weights,
-            stages=_stages(res),
+            stages=_stages(res, out, "pkpd"),
         )
         res.plot_neural_terms(
             Path(out) / "hybrid_pkpd_link.png",
@@ -340,8 +340,12 @@ def _measured(fn, arg, out: str) -> dict:
     return row
 
 
-def _stages(res) -> str:
-    """The training stages of a hybrid fit: steps run, the kept step, why each stopped."""
+def _stages(res, out: str | None = None, name: str = "") -> str:
+    """The training stages of a hybrid fit: steps run, the kept step, why each stopped; with
+    ``out``, every stage's record (validation scores, penalty weights, the population parameters it
+    kept) to hybrid_<name>_stages.json there."""
+    if out is not None:
+        Path(out, f"hybrid_{name}_stages.json").write_text(json.dumps(res.hybrid.stages, indent=1))
     return "; ".join(
         f"{s['stage']} {s['steps']} (kept {s['best_step']}, {s['stopped']})" for s in res.hybrid.stages
     )

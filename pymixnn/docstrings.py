@@ -169,8 +169,10 @@ distributed : bool, default False
     ``torchrun``; gloo on the CPU): each process keeps the rows of its block of individuals, and
     every sum over individuals (log-likelihood, gradients, Hessians, the start's sums) is the
     sum of the processes' parts, added in rank order, so every process returns the same
-    estimates. So far the Gaussian law by the Newton gear, closed-form models, a genomic block
-    (the marker columns split between the processes too; each reads the whole marker matrix)."""
+    estimates. So far the Gaussian law by the Newton gear or by minibatch SVI (each process
+    draws its own minibatches, theta's gradients summed), closed-form models, a genomic block by
+    the Newton gear (the marker columns split between the processes too; each reads the whole
+    marker matrix)."""
 
 
 def _entries(block: str) -> dict[str, str]:

@@ -146,8 +146,8 @@ def _log_sd(program, theta: np.ndarray) -> np.ndarray:
 
 
 def _train(program, state, theta, control: Control, extra: list, random_inputs: list):
-    """Stages 1-3 (inference/hybrid.py): the kept theta, local posteriors (mean, sd), the stage
-    records and each term's input range along the mechanistic fit."""
+    """Stages 1-3 (inference/hybrid.py): the kept theta, local posteriors (mean, sd) and the stage
+    records (each with the population parameters it kept, natural scale: ``"fixed"``)."""
     from pymixnn.inference.hybrid import TrainingOptions, record_inputs, train_hybrid
     from pymixnn.inference.program import integrates
 
@@ -177,5 +177,5 @@ def _train(program, state, theta, control: Control, extra: list, random_inputs: 
         steps = max(options.max_steps // 3, 50) if ode and stage == "mechanistic" else options.max_steps
         stage_options = dataclasses.replace(options, max_steps=steps)
         theta, loc, sd, rec = train_hybrid(program, state, theta, loc, sd, stage, stage_options, cols, inputs)
-        records.append(rec.to_dict())
+        records.append({**rec.to_dict(), "fixed": _natural(program, theta)})
     return theta, loc, sd, records

@@ -27,8 +27,8 @@ __all__ = [
 ]
 
 NO_SVI_FALLBACK = (
-    "the Newton gear did not converge, and a data-parallel fit has no SVI fallback yet: fit without "
-    "distributed=True"
+    "the Newton gear did not converge, and a data-parallel fit with a genomic block has no SVI "
+    "fallback yet: fit without distributed=True"
 )
 
 

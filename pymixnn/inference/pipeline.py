@@ -86,7 +86,7 @@ def estimate(
         replicated=genomic is None or genomic.replicated,
     )
     if options.distributed:
-        _check_distributed(law, gear, model, levels, options)
+        _check_distributed(law, gear, model, levels, options, genomic is not None)
     with isolated_rng(options.seed, device), threads(n_threads), watch_structural_function():
         ctx = Context(
             model,
@@ -112,13 +112,13 @@ def estimate(
     return dataclasses.replace(estimation, seconds=seconds, run=estimation.run.replace(seconds=dict(seconds)))
 
 
-def _check_distributed(law, gear: str, model, levels, options: EstimationOptions) -> None:
+def _check_distributed(law, gear: str, model, levels, options: EstimationOptions, genomic: bool) -> None:
     """What a data-parallel fit supports so far: the Gaussian law by the Newton gear (with a
-    genomic block), a closed-form model, per-individual local posteriors (the refusal names the
-    setting)."""
+    genomic block) or by minibatch SVI (without), a closed-form model, per-individual local
+    posteriors (the refusal names the setting)."""
     refused = [
         (plugin(law) is not plugin(Gaussian()), f"the random-effects law {type(law).__name__}"),
-        (gear != "newton", f"gear {gear!r} (only the Newton gear is distributed so far)"),
+        (gear == "svi" and genomic, "a genomic block updated along SVI (gear 'svi'; the Newton gear is)"),
         (integrates(model), "an ODE or event-loop model"),
         (levels is not None, "grouping levels"),
         (options.local != "individual", f"local={options.local!r}"),

@@ -138,7 +138,8 @@ def gaussian_stage(
                 stage.genomic = block.export()
                 seconds["genomic_export"] = time.perf_counter() - t0
             return stage
-        program.comm.no_fallback(NO_SVI_FALLBACK)  # a data-parallel fit: an error
+        if genomic is not None:  # a data-parallel SVI has no genomic block yet: an error
+            program.comm.no_fallback(NO_SVI_FALLBACK)
         fallbacks.add("newton_gear_to_svi")  # SVI from the same start: fallbacks.py
         program.law.fast_rows = FAST_SOLVE_ROWS  # SVI's minibatches keep their rounding
         local.confirm = True
@@ -221,47 +222,19 @@ def gaussian_stage(
 
     _, k_opt = sample_sizes(ctx.data, options, integrates(ctx.model))
     t0 = time.perf_counter()
-    rounds = 0
+    rounds, notes = 0, dict(warnings=warnings, fallbacks=fallbacks, path=trace.refine)
     if options.refine and block is not None:
         # a genomic fit: the Laplace-EM start predates the genotype offsets, so it is no
         # candidate; the local posteriors were just refreshed at the SVI end point
-        theta, rounds = refine_newton(
-            program,
-            theta,
-            local,
-            options,
-            k_opt,
-            centred=True,
-            warnings=warnings,
-            fallbacks=fallbacks,
-            path=trace.refine,
-        )
+        theta, rounds = refine_newton(program, theta, local, options, k_opt, centred=True, **notes)
     elif options.refine and lblock is not None:
         refine = lambda th: refine_newton(  # noqa: E731
-            program,
-            th,
-            local,
-            options,
-            k_opt,
-            centred=True,
-            warnings=warnings,
-            fallbacks=fallbacks,
-            path=trace.refine,
+            program, th, local, options, k_opt, centred=True, **notes
         )
         theta, rounds = level_rounds(lblock, program, theta, local, refine, warnings, fallbacks)
     elif options.refine:
         theta, centred = _safeguard(program, theta, theta_start, local, ctx, k_opt, warnings)
-        theta, rounds = refine_newton(
-            program,
-            theta,
-            local,
-            options,
-            k_opt,
-            centred=centred,
-            warnings=warnings,
-            fallbacks=fallbacks,
-            path=trace.refine,
-        )
+        theta, rounds = refine_newton(program, theta, local, options, k_opt, centred=centred, **notes)
     seconds["refine"] = time.perf_counter() - t0
     stage = Stage(program, theta, local, trace, rounds, seconds, warnings, starts=starts, amortized=amortized)
     stage.path = [("svi", step, th) for step, th in trace.theta] + [
@@ -295,8 +268,9 @@ def _safeguard(
         rows = torch.randperm(n, generator=ctx.generator)[: options.score_individuals]
         rows = rows.sort().values.to(ctx.device)
     scores = []
+    own = None if rows is None else program.shard.own(rows)  # a data-parallel fit: this process's
     for candidate in (theta_start, theta):  # the SVI end point last: usually kept
-        local.refresh(candidate, rows, max_iter=50, vi_iter=proposal_vi(options, n))
+        local.refresh(candidate, own, max_iter=50, vi_iter=proposal_vi(options, n))
         scores.append(
             marginal_likelihood(
                 program, local, k_opt, stream(options.seed, "proposals"), options.likelihood

@@ -70,19 +70,24 @@ def maximize_block(
         return _maximize_block_newton(program, theta, block, eta, idx, prior, max_iter, fallbacks)
     free = theta[block].clone().requires_grad_(True)
     opt = torch.optim.LBFGS([free], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe")
+    comm = program.comm  # a data-parallel fit: values and gradients summed over the processes
+    rows = eta.shape[-2] if comm.world == 1 else comm.sum_float(float(eta.shape[-2]))
 
     def objective():
         full = theta.index_put((torch.tensor(block, device=theta.device),), free)
         value = program.log_likelihood(full, eta, idx).sum()
         if prior:
             value = value + program.log_prior(full, eta).sum()
-        return -value / eta.shape[-2]
+        return -value / rows
 
     def closure():
         opt.zero_grad()
         loss = objective()
         loss.backward()
-        return loss
+        if comm.world == 1:
+            return loss
+        (free.grad,) = comm.sum(free.grad)
+        return torch.tensor(comm.sum_float(float(loss.detach())), dtype=loss.dtype)
 
     with torch.enable_grad():
         opt.step(closure)

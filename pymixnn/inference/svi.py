@@ -24,6 +24,7 @@ from pyro.infer import SVI, Trace_ELBO
 from pyro.optim import ClippedAdam
 from tqdm.auto import tqdm
 
+from pymixnn.inference.collective import shard_bounds
 from pymixnn.inference.encoder import Encoder
 from pymixnn.inference.fallbacks import Fallbacks
 from pymixnn.inference.laplace import LocalPosteriors
@@ -67,10 +68,11 @@ def pyro_model(program: Program, theta0: torch.Tensor, idx: torch.Tensor) -> Non
     theta = pyro.param("theta", theta0)
     L = program.omega_tril(theta)
     d = L.shape[-1]
-    if program.layout.n_law:
-        # the flow's ridge towards the Gaussian model (a prior on the law's parameters, once per step)
+    if program.layout.n_law and program.comm.rank == 0:
+        # the flow's ridge towards the Gaussian model (a prior on the law's parameters, once per
+        # step: on process 0 only in a data-parallel fit, whose gradients are summed)
         pyro.factor("law_penalty", -program.law_penalty(theta))
-    with pyro.plate("individuals", program.n_individuals, subsample=idx):
+    with pyro.plate("individuals", program.n_local, subsample=idx):
         if program.layout.n_law or program.law.conditional:
             law = RandomEffectsLaw(program, theta, idx)
         else:
@@ -85,7 +87,7 @@ def pyro_model(program: Program, theta0: torch.Tensor, idx: torch.Tensor) -> Non
 
 
 def pyro_guide(program: Program, local: LocalPosteriors, idx: torch.Tensor) -> None:
-    with pyro.plate("individuals", program.n_individuals, subsample=idx):
+    with pyro.plate("individuals", program.n_local, subsample=idx):
         pyro.sample("eta", dist.MultivariateNormal(local.loc[idx], scale_tril=local.scale_tril[idx]))
 
 
@@ -94,7 +96,7 @@ def amortized_guide(program: Program, encoder: Encoder, idx: torch.Tensor) -> No
     trained with theta by the ELBO's reparameterized gradient."""
     pyro.module("encoder", encoder.net)
     loc, tril = encoder(idx)
-    with pyro.plate("individuals", program.n_individuals, subsample=idx):
+    with pyro.plate("individuals", program.n_local, subsample=idx):
         pyro.sample("eta", dist.MultivariateNormal(loc, scale_tril=tril))
 
 
@@ -132,9 +134,30 @@ def run_svi(
     whole groups (genotypes); ``callback(theta)`` runs every ``options.window`` steps (the genomic
     block's update); ``fallbacks`` counts the steps whose non-finite gradient components were
     zeroed; ``encoder``: amortized local posteriors (encoder.py), trained with theta, instead of
-    the per-individual ones in ``local`` (then left as they are)."""
-    n = program.n_individuals
-    batch = min(options.batch_size, n)
+    the per-individual ones in ``local`` (then left as they are).
+
+    A data-parallel fit (``program.comm`` over several processes): each process draws its own
+    minibatches from its own individuals (its share of the batch, with its own random numbers),
+    its ELBO scaled to its shard; theta's gradients and the losses are summed across the
+    processes, so every process takes the same Adam step (the shards' sum is unbiased for the
+    whole ELBO's gradient)."""
+    comm = program.comm
+    if comm.world > 1:
+        if groups is not None or callback is not None or encoder is not None:
+            raise ValueError("a data-parallel SVI has no genomic block, levels or encoder yet")
+        seed = int(generator.initial_seed()) * 1_000_003 + comm.rank
+        with torch.random.fork_rng(devices=[]):  # the draws of this process's ELBO, its own
+            torch.manual_seed(seed)
+            own = torch.Generator().manual_seed(seed)  # ctx's generator left as on every process
+            return _run_svi(program, theta0, local, options, own, groups, callback, fallbacks, encoder)
+    return _run_svi(program, theta0, local, options, generator, groups, callback, fallbacks, encoder)
+
+
+def _run_svi(program, theta0, local, options, generator, groups, callback, fallbacks, encoder):
+    comm = program.comm
+    n = program.n_local
+    lo, hi = shard_bounds(min(options.batch_size, program.n_individuals), comm.world, comm.rank)
+    batch = min(hi - lo, n)
     decay = (options.lr_final / options.lr) ** (1.0 / max(options.max_steps, 1))
     if encoder is None:
         optim = ClippedAdam({"lr": options.lr, "lrd": decay, "clip_norm": 10.0})
@@ -153,7 +176,7 @@ def run_svi(
         param = pyro.param("theta", theta0.detach().clone())
         # a draw far in a tail can overflow the structural model; its non-finite gradient
         # components are dropped for that step instead of poisoning Adam's moments
-        param.unconstrained().register_hook(lambda g: _zero_nonfinite(g, fallbacks))
+        param.unconstrained().register_hook(lambda g: comm.sum(_zero_nonfinite(g, fallbacks))[0])
         if encoder is None:
             guide = lambda idx: pyro_guide(program, local, idx)  # noqa: E731
         else:
@@ -179,7 +202,7 @@ def run_svi(
                     local.refresh(theta, idx, max_iter=iters, vi_iter=1 if warm else 2)
                 finally:
                     local.batched_rows = False
-            loss = svi.step(idx)
+            loss = comm.sum_float(svi.step(idx))
             trace.elbo.append(-loss / program.n_obs)
             current = pyro.param("theta").detach()
             recent.append(current.clone())
