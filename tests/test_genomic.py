@@ -319,18 +319,22 @@ def test_newton_gear_alternates_refinement_and_block_updates():
 @pytest.mark.slow
 def test_newton_gear_finds_the_svi_gears_maximum():
     df, markers = _gear_study()
-    one, svi = (
-        _scenario_fit(df, markers, threads=1, seed=1),
-        _scenario_fit(df, markers, threads=1, seed=1, gear="svi"),
-    )
-    assert svi.run.gear == "svi" and svi.info["steps"] > 0
+    one = _scenario_fit(df, markers, threads=1, seed=1)
+    svi = {s: _scenario_fit(df, markers, threads=1, seed=s, gear="svi") for s in (1, 2)}
+    assert all(r.run.gear == "svi" and r.info["steps"] > 0 for r in svi.values())
     se = one.params.loc["A", "se"]
-    # the same maximum as SVI's within its seed spread (measured 0.13 SE from SVI's seed 1, 0.06
-    # from its seed 2; 0.14 and 0.40 on 60 genotypes x 200 markers), the same markers found (top
-    # 10 of A: 9 in common with either)
-    assert abs(one.params.loc["A", "estimate"] - svi.params.loc["A", "estimate"]) < 1.5 * se
-    top = lambda r: set(r.top_markers(10)["marker"])  # noqa: E731
-    assert len(top(one) & top(svi)) >= 8
+    # the Newton gear's end point is at least as high as SVI's (measured: -6073.35 against -6076.61
+    # from SVI's seed 1, which stops short of the maximum with A 1.8 SE off, and -6073.70 from seed
+    # 2); 0.5 covers the importance-sampling log-likelihoods' Monte Carlo error (a few hundredths)
+    for r in svi.values():
+        assert one.loglik >= r.loglik - max(0.5, 5 * (one.loglik_se + r.loglik_se))
+    # where SVI reaches the same height (seed 2, within 1), the same maximum: A 0.05 SE apart
+    # (0.5 SE bar), the same markers found (top 10 of A: at least 8 in common)
+    r = svi[2]
+    assert abs(one.loglik - r.loglik) < 1.0
+    assert abs(one.params.loc["A", "estimate"] - r.params.loc["A", "estimate"]) < 0.5 * se
+    top = lambda res: set(res.top_markers(10)["marker"])  # noqa: E731
+    assert len(top(one) & top(r)) >= 8
 
 
 def test_newton_gear_genomic_fallback_to_svi(monkeypatch):
