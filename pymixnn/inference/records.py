@@ -225,6 +225,8 @@ class RunInfo(_Record):
     # likelihood from the Laplace-EM start) or "svi" (minibatch SVI, then the refinement); None
     # in files written before gears existed (all "svi")
     gear: str | None = None
+    # the processes of a data-parallel fit (Control(distributed=True)); 1 otherwise
+    processes: int = 1
 
 
 def _as_record(cls, value):

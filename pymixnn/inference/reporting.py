@@ -339,6 +339,7 @@ def finish(stage: Stage, ctx: Context, spec, *, threads: int, t_start: float) ->
         fallbacks=fallbacks.snapshot(),
         fallback_warnings=fallback_warnings,
         gear="svi" if fallbacks.counts["newton_gear_to_svi"] else ctx.gear,
+        processes=int(program.comm.world),
     )
     return Estimation(
         table=table,

@@ -149,6 +149,7 @@ class Results(
             "converged": est.converged,
             "refine_rounds": est.refine_rounds,
             "gear": getattr(getattr(est, "run", None), "gear", None),
+            "processes": getattr(getattr(est, "run", None), "processes", 1),
             "is_samples": est.is_samples,
             "se_method": est.se_method,
             "warnings": est.warnings,

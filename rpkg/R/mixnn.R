@@ -92,8 +92,10 @@ mixnnModel <- function(model, description = NULL, psi0 = NULL, transform.par = N
 #'   the fit's
 #'   `info$gear` says which ran.
 #' @param distributed `TRUE`: data-parallel over the processes of an initialized
-#'   torch.distributed group (Python processes started by `torchrun`; see the README's "Beyond
-#'   one machine"); the Gaussian law by the Newton gear, closed-form models so far.
+#'   torch.distributed group (Python processes started by `torchrun`, or R processes that each
+#'   join it through reticulate, `reticulate::import("torch.distributed")$init_process_group(...)`;
+#'   see the README's "Beyond one machine"); the Gaussian law by the Newton gear or SVI,
+#'   closed-form models so far. `info$processes` says how many took part.
 #' @return A list of settings: the fields of `pymixnn.Control`, then `dropna`.
 #' @export
 mixnnControl <- function(seed = 0L, batch_size = 512L, max_steps = 4000L, lr = 0.02,

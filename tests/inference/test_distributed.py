@@ -27,6 +27,7 @@ def _numbers(res) -> dict:
         eta_map=np.asarray(res.estimation.eta_map),
         loglik_individual=np.asarray(res.estimation.loglik_individual),
         gear=res.run.gear,
+        processes=res.info["processes"],
         # the convergence evidence: the Newton decrement of the gradient over every individual
         decrement=np.array([res.estimation.diagnostics["newton_decrement"]]),
     )
@@ -103,6 +104,7 @@ def test_two_processes_equal_the_plain_fit(plain, tmp_path):
     ranks = _distributed(tmp_path, 2, 200)
     for r in ranks:
         assert r["gear"] == plain["gear"] == "newton"
+        assert r["processes"] == 2 and plain["processes"] == 1
         # the issue's 1e-8 relative: the processes' partial sums differ from one sum only in
         # the order of additions (~1e-16 relative), which the Newton steps do not amplify
         for key in ("estimate", "se", "loglik", "theta"):
@@ -133,7 +135,7 @@ def test_two_processes_run_minibatch_svi(plain_svi, tmp_path):
     # relative (1e-5 on the log-likelihood) is the stopping rule's reach, not a loose bar
     ranks = _distributed(tmp_path, 2, 200, "svi")
     for r in ranks:
-        assert r["gear"] == plain_svi["gear"] == "svi"
+        assert r["gear"] == plain_svi["gear"] == "svi" and r["processes"] == 2
         for key in ("estimate", "se", "theta"):
             np.testing.assert_allclose(r[key], plain_svi[key], rtol=1e-4, atol=0, err_msg=key)
         np.testing.assert_allclose(r["loglik"], plain_svi["loglik"], rtol=1e-5, atol=0)
