@@ -68,6 +68,7 @@ class Control:
     refine_steps: int = 0
     gear: str = "auto"
     distributed: bool = False
+    neural_steps: int | None = None
 
     def __post_init__(self) -> None:
         check_settings(dropna=False, **self.as_dict())

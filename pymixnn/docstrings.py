@@ -172,7 +172,13 @@ distributed : bool, default False
     estimates. So far the Gaussian law by the Newton gear or by minibatch SVI (each process
     draws its own minibatches, theta's gradients summed), closed-form models, a genomic block by
     the Newton gear (the marker columns split between the processes too; each reads the whole
-    marker matrix)."""
+    marker matrix).
+neural_steps : int, optional
+    A model with neural terms (:class:`pymixnn.NeuralTerm`): the most steps of each training
+    stage (the network stage and the joint one; the mechanistic stage of an ODE model a third of
+    them). Default: ``max_steps``, at most 600 for a model solved by an ODE solver, where each
+    step is a whole solve; early stopping on the held-out individuals may end a stage sooner.
+    ``res.hybrid.stages`` records the steps run."""
 
 
 def _entries(block: str) -> dict[str, str]:

@@ -95,6 +95,7 @@ def fit(
     refine_steps: int = UNSET,
     gear: str = UNSET,
     distributed: bool = UNSET,
+    neural_steps: int | None = UNSET,
 ):
     """Fit a nonlinear mixed-effects model by minibatch stochastic variational inference.
 
@@ -148,6 +149,7 @@ def fit(
             refine_steps=refine_steps,
             gear=gear,
             distributed=distributed,
+            neural_steps=neural_steps,
         ).items()
         if v is not UNSET
     }

@@ -37,8 +37,9 @@ HOLDOUT = 0.2
 # a model solved by an ODE solver (each evaluation a whole solve, ~0.2-0.5 s for 20-200
 # individuals of a 3-state PK/PD model at rtol 1e-6): stages 1-3 solve at rtol 1e-3 / atol 1e-5
 # at most (the final stage at the fit's own tolerances) and run at most ODE_TRAIN_STEPS steps
-# each (the mechanistic stage a third of them: the final stage refits), their validation score
-# every 10 steps, the held-out posteriors updated every 4th step
+# each unless Control(neural_steps=) says otherwise (the mechanistic stage a third of them: the
+# final stage refits), their validation score every 10 steps, the held-out posteriors updated
+# every 4th step
 TRAIN_RTOL, TRAIN_ATOL, ODE_TRAIN_STEPS = 1e-3, 1e-5, 600
 LOG_SD_WEIGHTS = np.log(0.1)  # random last-layer weights start with sd 0.1 (the inputs with sd 1)
 
@@ -139,6 +140,14 @@ def fit_hybrid(problem: NLME, control: Control):
     return res
 
 
+def _stage_steps(control: Control, ode: bool) -> int:
+    """The most steps of a training stage: ``neural_steps`` when given, else ``max_steps`` (at
+    most ODE_TRAIN_STEPS for an ODE model)."""
+    if control.neural_steps is not None:
+        return int(control.neural_steps)
+    return min(int(control.max_steps), ODE_TRAIN_STEPS) if ode else int(control.max_steps)
+
+
 def _log_sd(program, theta: np.ndarray) -> np.ndarray:
     """Each random effect's prior log sd under ``theta``."""
     L = program.omega_tril(torch.as_tensor(theta, dtype=program.dtype)).detach().cpu().numpy()
@@ -156,7 +165,7 @@ def _train(program, state, theta, control: Control, extra: list, random_inputs: 
     sd = np.tile(np.exp(_log_sd(program, theta)), (N, 1))
     ode = integrates(program.model)
     options = TrainingOptions(
-        max_steps=min(int(control.max_steps), ODE_TRAIN_STEPS) if ode else int(control.max_steps),
+        max_steps=_stage_steps(control, ode),
         window=10 if ode else 25,
         holdout_every=4 if ode else 1,
         lr=float(control.lr),

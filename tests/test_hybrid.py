@@ -159,6 +159,19 @@ def test_minimal_penalty_keeps_the_network_small(data, hybrid):
     assert all(w[0] == 1.0 and w[-1] < 1.0 for w in weights)  # lowered along each stage
 
 
+def test_neural_steps_sets_the_stages_length(data, hybrid):
+    # the default closed-form stages run up to max_steps (4000) and stop early; neural_steps=40
+    # caps each (a third, at least 50, for an ODE model's mechanistic stage only)
+    assert max(s["steps"] for s in hybrid.hybrid.stages) > 40
+    short = pymixnn.fit(data[0], link_model(penalty=None), **FIT, neural_steps=40)
+    assert [s["steps"] for s in short.hybrid.stages] == [40, 40, 40]
+    # each stage's record keeps the population parameters it ended with (natural scale)
+    first = short.hybrid.stages[0]["fixed"]
+    assert set(first) >= {"E0"} and 5.0 < first["E0"] < 20.0  # E0's truth: 10
+    with pytest.raises(InputError, match="neural_steps must be a positive integer"):
+        pymixnn.fit(data[0], link_model(), **FIT, neural_steps=0)
+
+
 def test_hybrid_fit_is_reproducible_and_leaves_the_model(data, hybrid):
     model = link_model(penalty=None)
     before = model.function.state.weights["link"].clone()

@@ -50,12 +50,18 @@ def check_settings(
     refine_steps: Any = 0,
     gear: Any = "auto",
     distributed: Any = False,
+    neural_steps: Any = None,
 ) -> None:
     """Every algorithm setting of :func:`pymixnn.fit`: kind, range and known names. A device
     "cuda" (or "cuda:N") is checked against the CUDA devices torch finds."""
     if not isinstance(distributed, (bool, np.bool_)):
         raise InputError(
             f"distributed must be True or False (data-parallel over torch.distributed), got {distributed!r}"
+        )
+    if neural_steps is not None and not (is_integer(neural_steps) and neural_steps >= 1):
+        raise InputError(
+            f"neural_steps must be a positive integer (steps per training stage of a model with "
+            f"neural terms) or None for the default, got {neural_steps!r}"
         )
     if not (is_real(lr) and math.isfinite(lr) and lr > 0):
         raise InputError(f"lr must be a finite number > 0 (the SVI step size, e.g. lr=0.02), got {lr!r}")

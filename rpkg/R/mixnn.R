@@ -96,6 +96,8 @@ mixnnModel <- function(model, description = NULL, psi0 = NULL, transform.par = N
 #'   join it through reticulate, `reticulate::import("torch.distributed")$init_process_group(...)`;
 #'   see the README's "Beyond one machine"); the Gaussian law by the Newton gear or SVI,
 #'   closed-form models so far. `info$processes` says how many took part.
+#' @param neural_steps A model with neural terms: the most steps of each training stage
+#'   (default `NULL`: `max_steps`, at most 600 for an ODE model, each step a whole solve).
 #' @return A list of settings: the fields of `pymixnn.Control`, then `dropna`.
 #' @export
 mixnnControl <- function(seed = 0L, batch_size = 512L, max_steps = 4000L, lr = 0.02,
@@ -103,14 +105,15 @@ mixnnControl <- function(seed = 0L, batch_size = 512L, max_steps = 4000L, lr = 0
                          likelihood = "auto", device = "cpu", dtype = NULL, threads = NULL,
                          progress = interactive(), dropna = FALSE, ode_rtol = 1e-6,
                          ode_atol = 1e-8, local = "individual", refine_steps = 0L,
-                         gear = "auto", distributed = FALSE) {
+                         gear = "auto", distributed = FALSE, neural_steps = NULL) {
   int <- function(v) if (is.null(v)) NULL else as.integer(v)
   list(seed = int(seed), batch_size = int(batch_size), max_steps = int(max_steps),
        lr = as.numeric(lr), num_particles = int(num_particles), refine = isTRUE(refine),
        is_samples = int(is_samples), likelihood = likelihood, device = device, dtype = dtype,
        threads = int(threads), progress = isTRUE(progress), dropna = isTRUE(dropna),
        ode_rtol = as.numeric(ode_rtol), ode_atol = as.numeric(ode_atol), local = local,
-       refine_steps = int(refine_steps), gear = gear, distributed = isTRUE(distributed))
+       refine_steps = int(refine_steps), gear = gear, distributed = isTRUE(distributed),
+       neural_steps = int(neural_steps))
 }
 
 #' Fit a nonlinear mixed-effects model with pymixnn
