@@ -119,7 +119,7 @@ def _rmse(pred: pd.DataFrame, data: pd.DataFrame, endpoint: str) -> float:
     return float(np.sqrt(np.mean((pred.loc[rows, "prediction"].to_numpy() - y) ** 2)))
 
 
-def _fit_pkpd(kind: str, out: str) -> dict:
+def _fit_pkpd(kind: str, out: str, neural_steps: int | None = None) -> dict:
     import torch
 
     import pymixnn
@@ -134,6 +134,7 @@ def _fit_pkpd(kind: str, out: str) -> dict:
         pymixnn.Data.from_nonmem(train),
         pkpd_model(kind),
         error={"cp": "proportional", "pca": "constant"},
+        neural_steps=neural_steps,
         **FIT,
     )
     row = dict(case="pkpd", model=kind, seconds=time.perf_counter() - t0, loglik=res.loglik, aic=res.aic)
@@ -338,8 +339,10 @@ CASES = {
 }
 
 
-def _measured(fn, arg, out: str) -> dict:
-    row = fn(arg, out)
+def _measured(fn, arg, out: str, neural_steps: int | None = None) -> dict:
+    row = fn(arg, out, neural_steps) if neural_steps and fn is _fit_pkpd else fn(arg, out)
+    if neural_steps and fn is _fit_pkpd:
+        row["neural_steps"] = neural_steps
     row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return row
 
@@ -355,7 +358,9 @@ def _stages(res, out: str | None = None, name: str = "") -> str:
     )
 
 
-def run(cases: list[str], out: str, models: list[str] | None = None) -> list[dict]:
+def run(
+    cases: list[str], out: str, models: list[str] | None = None, neural_steps: int | None = None
+) -> list[dict]:
     rows = []
     ctx = mp.get_context("spawn")
     for case in cases:
@@ -363,7 +368,7 @@ def run(cases: list[str], out: str, models: list[str] | None = None) -> list[dic
             if models and str(arg) not in models:
                 continue
             with cf.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
-                row = pool.submit(_measured, fn, arg, out).result()
+                row = pool.submit(_measured, fn, arg, out, neural_steps).result()
             print(json.dumps(row), flush=True)
             rows.append(row)
     return rows
@@ -395,10 +400,15 @@ def main(argv: list[str] | None = None) -> None:
         nargs="+",
         help="only these fits of the cases (pkpd, pendulum: true, misspecified, neural)",
     )
+    ap.add_argument(
+        "--neural-steps",
+        type=int,
+        help="the PK/PD network fit's steps per training stage (Control(neural_steps=); default 600)",
+    )
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = run(args.cases, str(out), args.models)
+    rows = run(args.cases, str(out), args.models, args.neural_steps)
     old = out / "hybrid.json"
     if old.exists():
         records = json.loads(old.read_text())["records"]
