@@ -340,9 +340,10 @@ CASES = {
 
 
 def _measured(fn, arg, out: str, neural_steps: int | None = None) -> dict:
-    row = fn(arg, out, neural_steps) if neural_steps and fn is _fit_pkpd else fn(arg, out)
-    if neural_steps and fn is _fit_pkpd:
-        row["neural_steps"] = neural_steps
+    if neural_steps and fn is _fit_pkpd:  # --neural-steps: the PK/PD fits only
+        row = dict(fn(arg, out, neural_steps), neural_steps=neural_steps)
+    else:
+        row = fn(arg, out)
     row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return row
 
