@@ -57,6 +57,8 @@ __all__ = ["main", "CASES"]
 ROOT = Path(__file__).resolve().parents[1]
 START = {"ka": 0.7, "CL": 0.2, "V": 10.0, "R0": 90.0, "kout": 0.05, "IC50": 1.0}
 FIT = dict(seed=1, progress=False)
+# the PK/PD network fit: two starts (seeds 1 and 2), the higher log-likelihood kept
+NEURAL_STARTS = 2
 
 
 # ---- models ---------------------------------------------------------------------------------------
@@ -119,7 +121,7 @@ def _rmse(pred: pd.DataFrame, data: pd.DataFrame, endpoint: str) -> float:
     return float(np.sqrt(np.mean((pred.loc[rows, "prediction"].to_numpy() - y) ** 2)))
 
 
-def _fit_pkpd(kind: str, out: str, neural_steps: int | None = None) -> dict:
+def _fit_pkpd(kind: str, out: str, settings: dict | None = None) -> dict:
     import torch
 
     import pymixnn
@@ -134,8 +136,7 @@ def _fit_pkpd(kind: str, out: str, neural_steps: int | None = None) -> dict:
         pymixnn.Data.from_nonmem(train),
         pkpd_model(kind),
         error={"cp": "proportional", "pca": "constant"},
-        neural_steps=neural_steps,
-        **FIT,
+        **{**FIT, **(settings or {})},
     )
     row = dict(case="pkpd", model=kind, seconds=time.perf_counter() - t0, loglik=res.loglik, aic=res.aic)
     row["df"] = res.df_modelwc
@@ -160,6 +161,10 @@ def _fit_pkpd(kind: str, out: str, neural_steps: int | None = None) -> dict:
             share=res.hybrid.share,
             network_weights=res.hybrid.n_weights,
             stages=_stages(res, out, "pkpd"),
+            starts="; ".join(
+                f"seed {s['seed']}: {s['loglik']:.1f}" + (" (kept)" if s["kept"] else "")
+                for s in res.hybrid.starts
+            ),
         )
         res.plot_neural_terms(
             Path(out) / "hybrid_pkpd_link.png",
@@ -339,11 +344,17 @@ CASES = {
 }
 
 
-def _measured(fn, arg, out: str, neural_steps: int | None = None) -> dict:
-    if neural_steps and fn is _fit_pkpd:  # --neural-steps: the PK/PD fits only
-        row = dict(fn(arg, out, neural_steps), neural_steps=neural_steps)
+def _measured(fn, arg, out: str, settings: dict) -> dict:
+    """One fit in this process; ``settings`` (the fits' seed, the PK/PD network fit's
+    neural_steps and neural_starts) recorded in its row."""
+    FIT["seed"] = int(settings.get("seed", FIT["seed"]))
+    if fn is _fit_pkpd and arg == "neural":
+        names = ("neural_steps", "neural_starts")
+        extra = {k: v for k, v in settings.items() if k in names and v is not None}
+        row = dict(fn(arg, out, extra), **extra)
     else:
         row = fn(arg, out)
+    row["seed"] = FIT["seed"]
     row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return row
 
@@ -360,7 +371,7 @@ def _stages(res, out: str | None = None, name: str = "") -> str:
 
 
 def run(
-    cases: list[str], out: str, models: list[str] | None = None, neural_steps: int | None = None
+    cases: list[str], out: str, models: list[str] | None = None, settings: dict | None = None
 ) -> list[dict]:
     rows = []
     ctx = mp.get_context("spawn")
@@ -369,7 +380,7 @@ def run(
             if models and str(arg) not in models:
                 continue
             with cf.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
-                row = pool.submit(_measured, fn, arg, out, neural_steps).result()
+                row = pool.submit(_measured, fn, arg, out, dict(settings or {})).result()
             print(json.dumps(row), flush=True)
             rows.append(row)
     return rows
@@ -406,10 +417,18 @@ def main(argv: list[str] | None = None) -> None:
         type=int,
         help="the PK/PD network fit's steps per training stage (Control(neural_steps=); default 600)",
     )
+    ap.add_argument(
+        "--neural-starts",
+        type=int,
+        default=NEURAL_STARTS,
+        help=f"the PK/PD network fit's starts, the highest log-likelihood kept (default {NEURAL_STARTS})",
+    )
+    ap.add_argument("--seed", type=int, default=FIT["seed"], help=f"every fit's seed (default {FIT['seed']})")
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = run(args.cases, str(out), args.models, args.neural_steps)
+    settings = dict(seed=args.seed, neural_steps=args.neural_steps, neural_starts=args.neural_starts)
+    rows = run(args.cases, str(out), args.models, settings)
     old = out / "hybrid.json"
     if old.exists():
         records = json.loads(old.read_text())["records"]

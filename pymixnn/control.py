@@ -69,6 +69,7 @@ class Control:
     gear: str = "auto"
     distributed: bool = False
     neural_steps: int | None = None
+    neural_starts: int = 1
 
     def __post_init__(self) -> None:
         check_settings(dropna=False, **self.as_dict())

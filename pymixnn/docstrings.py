@@ -178,7 +178,13 @@ neural_steps : int, optional
     stage (the network stage and the joint one; the mechanistic stage of an ODE model a third of
     them). Default: ``max_steps``, at most 600 for a model solved by an ODE solver, where each
     step is a whole solve; early stopping on the held-out individuals may end a stage sooner.
-    ``res.hybrid.stages`` records the steps run."""
+    ``res.hybrid.stages`` records the steps run.
+neural_starts : int, default 1
+    A model with neural terms: how many times the whole staged fit runs, start k (0, 1, ...) with
+    seed ``seed + k`` (the networks' initial weights, the minibatches, the held-out individuals
+    all differ), the fit of highest log-likelihood kept (a network's training ends in a local
+    optimum that depends on its start; the likelihood, not held-out data, chooses). Costs k fits;
+    ``res.hybrid.starts`` lists each start's seed and log-likelihood."""
 
 
 def _entries(block: str) -> dict[str, str]:

@@ -96,6 +96,7 @@ def fit(
     gear: str = UNSET,
     distributed: bool = UNSET,
     neural_steps: int | None = UNSET,
+    neural_starts: int = UNSET,
 ):
     """Fit a nonlinear mixed-effects model by minibatch stochastic variational inference.
 
@@ -150,6 +151,7 @@ def fit(
             gear=gear,
             distributed=distributed,
             neural_steps=neural_steps,
+            neural_starts=neural_starts,
         ).items()
         if v is not UNSET
     }

@@ -77,7 +77,33 @@ def _natural(program, theta: np.ndarray) -> dict[str, float]:
 
 
 def fit_hybrid(problem: NLME, control: Control):
-    """Fit ``problem`` (a model with neural terms) by the four stages of the module docstring."""
+    """Fit ``problem`` (a model with neural terms) by the four stages of the module docstring,
+    ``control.neural_starts`` times (start k with seed ``seed + k``), keeping the fit of highest
+    log-likelihood; every start's log-likelihood is in ``res.hybrid.starts``."""
+    best, kept, starts = None, 0, []
+    for k in range(int(control.neural_starts)):
+        seed = int(control.seed) + k
+        res = _fit_once(problem, dataclasses.replace(control, seed=seed) if k else control)
+        loglik = float(res.loglik)
+        share, seconds = float(res.hybrid.share), float(res.hybrid.seconds)
+        starts.append(dict(start=k + 1, seed=seed, loglik=loglik, share=share, seconds=seconds))
+        # a start whose log-likelihood is not finite (nan) never wins over one whose is
+        if best is None or loglik > float(best.loglik) or not np.isfinite(float(best.loglik)):
+            best, kept = res, k
+    for k, s in enumerate(starts):
+        s["kept"] = k == kept
+    if len(starts) > 1:  # the fit's seed is the user's (the kept start's is in the starts table)
+        best.hybrid.starts = starts
+        best.settings.update(seed=int(control.seed), neural_starts=len(starts))
+        best.info["seed"] = int(control.seed)
+        run = getattr(best.estimation, "run", None)
+        if run is not None:
+            best.estimation = dataclasses.replace(best.estimation, run=run.replace(seed=int(control.seed)))
+    return best
+
+
+def _fit_once(problem: NLME, control: Control):
+    """One start: the four stages from ``control.seed``."""
     from pymixnn.fitting import fit_problem
     from pymixnn.inference.hybrid import dynamics_share, hybrid_program, start_theta
     from pymixnn.inference.options import threads

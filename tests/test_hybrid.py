@@ -172,6 +172,26 @@ def test_neural_steps_sets_the_stages_length(data, hybrid):
         pymixnn.fit(data[0], link_model(), **FIT, neural_steps=0)
 
 
+def test_neural_starts_keeps_the_highest_likelihood(data):
+    # two starts (seeds 0 and 1) of short trainings: each start is the one-start fit of its seed,
+    # exactly, and the kept one has the higher log-likelihood
+    short = dict(FIT, neural_steps=40)
+    both = pymixnn.fit(data[0], link_model(penalty=None), **short, neural_starts=2)
+    starts = both.neural_starts
+    assert list(starts["seed"]) == [0, 1] and starts["kept"].sum() == 1
+    kept = starts.loc[starts["kept"]].iloc[0]
+    assert kept["loglik"] == starts["loglik"].max() == both.loglik
+    alone = pymixnn.fit(data[0], link_model(penalty=None), **dict(short, seed=int(kept["seed"])))
+    assert np.array_equal(alone.estimation.theta, both.estimation.theta)
+    other = starts.loc[~starts["kept"]].iloc[0]
+    assert other["loglik"] < kept["loglik"]
+    assert both.settings["seed"] == 0 and both.run.seed == 0 and both.settings["neural_starts"] == 2
+    assert "2 starts (seeds 0-1)" in str(both.summary())
+    assert alone.neural_starts.empty  # one start: no table rows
+    with pytest.raises(InputError, match="neural_starts must be a positive integer"):
+        pymixnn.fit(data[0], link_model(), **FIT, neural_starts=0)
+
+
 def test_hybrid_fit_is_reproducible_and_leaves_the_model(data, hybrid):
     model = link_model(penalty=None)
     before = model.function.state.weights["link"].clone()

@@ -41,6 +41,7 @@ class HybridRecord:
     stages: list = field(default_factory=list)
     seconds: float = 0.0
     population: np.ndarray | None = None
+    starts: list = field(default_factory=list)
 
     def state(self) -> NeuralState:
         f64 = dict(dtype=torch.float64)
@@ -98,6 +99,14 @@ class HybridMixin:
         self.df_modelwc = int(self.df_modelwc) + self.hybrid.n_weights
         self.aic = -2 * self.loglik + 2 * self.df_modelwc
         self.bic = -2 * self.loglik + math.log(self.data.n_individuals) * self.df_modelwc
+
+    @property
+    def neural_starts(self) -> pd.DataFrame:
+        """Control(neural_starts=k > 1): each start's seed, log-likelihood, share of the dynamics
+        the networks carry, seconds, and which was kept (the highest log-likelihood); no rows for
+        one start."""
+        cols = ["start", "seed", "loglik", "share", "seconds", "kept"]
+        return pd.DataFrame(list(self._need_hybrid().starts), columns=cols)
 
     def _need_hybrid(self) -> HybridRecord:
         if self.hybrid is None:
@@ -200,6 +209,13 @@ class HybridMixin:
         state = rec.state()
         lines = [f"neural term {t.describe(n)}" for n, t in state.terms.items()]
         stop = "; ".join(f"{s['stage']} {s['steps']} steps ({s['stopped']})" for s in rec.stages)
+        if rec.starts:
+            kept = next(s for s in rec.starts if s["kept"])
+            logliks = ", ".join(f"{s['loglik']:.2f}" for s in rec.starts)
+            lines.append(
+                f"{len(rec.starts)} starts (seeds {rec.starts[0]['seed']}-{rec.starts[-1]['seed']}), "
+                f"log-likelihoods {logliks}: kept start {kept['start']} (seed {kept['seed']})"
+            )
         return lines + [
             f"networks: {rec.n_weights} weights, counted in AIC/BIC (df {self.df_modelwc}); share of the "
             f"fitted dynamics they carry {100 * rec.share:.1f}%; training: {stop}; {rec.seconds:.1f} s in "

@@ -123,7 +123,13 @@ def results_dict(res) -> dict[str, Any]:
 def _neural_dict(rec) -> dict:
     """A hybrid fit's networks: their specs, weights counted in df, the share of the dynamics they
     carry, and the training stages."""
-    return {"terms": rec.terms, "n_weights": rec.n_weights, "share": float(rec.share), "stages": rec.stages}
+    return {
+        "terms": rec.terms,
+        "n_weights": rec.n_weights,
+        "share": float(rec.share),
+        "stages": rec.stages,
+        **({"starts": rec.starts} if rec.starts else {}),
+    }
 
 
 def _genomic_dict(res) -> dict:

@@ -51,6 +51,7 @@ def check_settings(
     gear: Any = "auto",
     distributed: Any = False,
     neural_steps: Any = None,
+    neural_starts: Any = 1,
 ) -> None:
     """Every algorithm setting of :func:`pymixnn.fit`: kind, range and known names. A device
     "cuda" (or "cuda:N") is checked against the CUDA devices torch finds."""
@@ -62,6 +63,11 @@ def check_settings(
         raise InputError(
             f"neural_steps must be a positive integer (steps per training stage of a model with "
             f"neural terms) or None for the default, got {neural_steps!r}"
+        )
+    if not (is_integer(neural_starts) and neural_starts >= 1):
+        raise InputError(
+            f"neural_starts must be a positive integer (independent trainings of a model with neural "
+            f"terms, the one of highest log-likelihood kept), got {neural_starts!r}"
         )
     if not (is_real(lr) and math.isfinite(lr) and lr > 0):
         raise InputError(f"lr must be a finite number > 0 (the SVI step size, e.g. lr=0.02), got {lr!r}")

@@ -98,6 +98,8 @@ mixnnModel <- function(model, description = NULL, psi0 = NULL, transform.par = N
 #'   closed-form models so far. `info$processes` says how many took part.
 #' @param neural_steps A model with neural terms: the most steps of each training stage
 #'   (default `NULL`: `max_steps`, at most 600 for an ODE model, each step a whole solve).
+#' @param neural_starts A model with neural terms: how many times the staged fit runs (start k
+#'   with seed `seed + k`), the fit of highest log-likelihood kept; `fit$neural_starts` lists them.
 #' @return A list of settings: the fields of `pymixnn.Control`, then `dropna`.
 #' @export
 mixnnControl <- function(seed = 0L, batch_size = 512L, max_steps = 4000L, lr = 0.02,
@@ -105,7 +107,8 @@ mixnnControl <- function(seed = 0L, batch_size = 512L, max_steps = 4000L, lr = 0
                          likelihood = "auto", device = "cpu", dtype = NULL, threads = NULL,
                          progress = interactive(), dropna = FALSE, ode_rtol = 1e-6,
                          ode_atol = 1e-8, local = "individual", refine_steps = 0L,
-                         gear = "auto", distributed = FALSE, neural_steps = NULL) {
+                         gear = "auto", distributed = FALSE, neural_steps = NULL,
+                         neural_starts = 1L) {
   int <- function(v) if (is.null(v)) NULL else as.integer(v)
   list(seed = int(seed), batch_size = int(batch_size), max_steps = int(max_steps),
        lr = as.numeric(lr), num_particles = int(num_particles), refine = isTRUE(refine),
@@ -113,7 +116,7 @@ mixnnControl <- function(seed = 0L, batch_size = 512L, max_steps = 4000L, lr = 0
        threads = int(threads), progress = isTRUE(progress), dropna = isTRUE(dropna),
        ode_rtol = as.numeric(ode_rtol), ode_atol = as.numeric(ode_atol), local = local,
        refine_steps = int(refine_steps), gear = gear, distributed = isTRUE(distributed),
-       neural_steps = int(neural_steps))
+       neural_steps = int(neural_steps), neural_starts = int(neural_starts))
 }
 
 #' Fit a nonlinear mixed-effects model with pymixnn
@@ -198,6 +201,8 @@ mixnnControl <- function(seed = 0L, batch_size = 512L, max_steps = 4000L, lr = 0
 #'   (population, and per individual with random inputs or weights), `fit$neural_share` the share
 #'   of the fitted dynamics the networks carry, `plot(fit, type = "neural_terms")` draws them;
 #'   the SEs are conditional on the trained networks, and AIC/BIC count their weights.
+#'   `mixnnControl(neural_starts = k)` runs the staged fit k times and keeps the highest
+#'   log-likelihood; `fit$neural_starts` lists the starts (no rows for one start).
 #' @section Event data: A compartment model is fitted to NONMEM-style records (doses and
 #'   observations in one table, see [mixnnEvents()]); its parameters (e.g. CL and V of
 #'   "pk1cpt_iv") take initial values from `init = list(CL = , V = )` or a [mixnnModel()]'s
@@ -487,5 +492,6 @@ new_mixnnFit <- function(py, call = NULL) {
                                     unlist(py$level_names)),
     neural_terms = if (!is.null(py$hybrid)) .df(py$neural_terms, rownames = FALSE),
     neural_share = if (!is.null(py$hybrid)) py$hybrid$share,
+    neural_starts = if (!is.null(py$hybrid)) .df(py$neural_starts, rownames = FALSE),
     info = py$info), class = "mixnnFit")
 }

@@ -1,15 +1,19 @@
 # A model with a neural term fitted from R (issue 20): the model built in Python through
 # pymixnn_module(), its learned link returned as a data.frame.
 
-test_that("mixnn() fits a model with a neural term and returns the learned function", {
-  skip_if_no_pymixnn()
-  pm <- pymixnn_module()
+define_emax_link <- function() {
   reticulate::py_run_string(paste(
     "import torch",
     "def emax_link(psi, x, neural):",
     "    c = x[..., :1]",
     "    return psi[..., 0] + (neural['link'](c) - neural['link'](torch.zeros_like(c)))[..., 0]",
     sep = "\n"))
+}
+
+test_that("mixnn() fits a model with a neural term and returns the learned function", {
+  skip_if_no_pymixnn()
+  pm <- pymixnn_module()
+  define_emax_link()
   # no penalty: E0 and the link near C = 0 trade off under the "minimal" one (guide/hybrid.md)
   model <- pm$Model(reticulate::py$emax_link, list("E0"), init = list(E0 = 12), transforms = "log",
                     neural = list(link = pm$NeuralTerm(1L, hidden = list(8L), penalty = NULL)))
@@ -25,4 +29,26 @@ test_that("mixnn() fits a model with a neural term and returns the learned funct
   # the network's 25 weights are counted in the degrees of freedom (E0, omega2.E0, a: 3)
   expect_identical(as.integer(fit$df), 28L)
   expect_output(print(summary(fit)), "conditional on the trained networks")
+})
+
+test_that("mixnnControl(neural_starts = 2) keeps the start of highest log-likelihood", {
+  skip_if_no_pymixnn()
+  pm <- pymixnn_module()
+  define_emax_link()
+  model <- function() pm$Model(reticulate::py$emax_link, list("E0"), init = list(E0 = 12),
+                               transforms = "log",
+                               neural = list(link = pm$NeuralTerm(1L, hidden = list(8L), penalty = NULL)))
+  df <- pymixnn:::.df(pm$simulate$simulate_emax_link(60L, seed = 1L), rownames = FALSE)
+  ctl <- function(...) mixnnControl(seed = 1L, neural_steps = 40L, progress = FALSE, ...)
+  fit <- mixnn(df, model(), id = "id", x = "c", y = "y", control = ctl(neural_starts = 2L))
+  st <- fit$neural_starts
+  expect_identical(as.integer(st$seed), c(1L, 2L))
+  expect_identical(sum(st$kept), 1L)
+  expect_equal(logLik(fit)[[1]], max(st$loglik), tolerance = 1e-12)
+  # the kept start is the one-start fit with its seed, exactly
+  alone <- mixnn(df, model(), id = "id", x = "c", y = "y",
+                 control = mixnnControl(seed = as.integer(st$seed[st$kept]), neural_steps = 40L,
+                                        progress = FALSE))
+  expect_identical(unname(fixef(alone)), unname(fixef(fit)))
+  expect_identical(nrow(alone$neural_starts), 0L)
 })
