@@ -9,6 +9,12 @@ difference of the estimates, SEs and log-likelihood from the single process's.
 
 Writes distributed.csv, distributed.json and distributed.md to --out (default benchmarks/results).
 
+``--shards``: instead, the simulation written once to a Parquet file; one process reads it whole
+(pandas), each of ``--nproc`` reads only its individuals' rows (pymixnn.read_shard, by range) and
+fits with ``shards=True``; memory after reading (the table held) and the peak during the fit
+(VmHWM reset after reading), rows read, seconds of the reading and of the fit. Writes
+distributed_shards.{csv,json,md}.
+
 ``--genotypes G [G ...]`` (issue 25, point 3): instead, a genomic fit per G: G genotypes x 3
 scenarios (3G growth curves, simulate_genomic, seed 6) with ``--markers`` markers (default 60,000;
 simulate_markers, seed 5) on A (ridge prior), 1 process against ``--nproc``; the study simulated
@@ -71,7 +77,7 @@ def _status_mb(field: str) -> float:
     return float("nan")
 
 
-def worker(n: int, results: str, data: str | None = None) -> None:
+def worker(n: int, results: str, data: str | None = None, table: str | None = None) -> None:
     """One process's fit (under torchrun when WORLD_SIZE is set): its record in ``results``."""
     import torch
 
@@ -79,14 +85,20 @@ def worker(n: int, results: str, data: str | None = None) -> None:
     import pymixnn
     from pymixnn.simulate import simulate_logistic
 
+    distributed = "WORLD_SIZE" in os.environ
+    t_read = time.perf_counter()
     if data:
         df, kw = _load_genomic(Path(data))
+    elif table:  # the whole file in one process, its own rows in each of several
+        df = pymixnn.read_shard(table, "id") if distributed else pd.read_parquet(table)
+        kw = dict(shards=True) if distributed else {}
+    else:
+        df, kw = simulate_logistic(n, seed=3), {}
+    t_read = time.perf_counter() - t_read
+    if data or table:
         gc.collect()
         Path("/proc/self/clear_refs").write_text("5")  # the peak RSS from here on: the fit's
         rss_data = _status_mb("VmRSS")
-    else:
-        df, kw = simulate_logistic(n, seed=3), {}
-    distributed = "WORLD_SIZE" in os.environ
     if distributed:
         import torch.distributed as dist
 
@@ -111,6 +123,9 @@ def worker(n: int, results: str, data: str | None = None) -> None:
         out.update(genotypes=g, markers=m, individuals=len(res.individual_params()))
         # the records and marker matrix loaded, before the fit; the peak during the fit
         out.update(rss_mb_data=rss_data, peak_rss_mb_fit=_status_mb("VmHWM"))
+    if table:
+        held = dict(rss_mb_data=rss_data, peak_rss_mb_fit=_status_mb("VmHWM"))
+        out.update(rows_read=len(df), seconds_read=t_read, **held)
     (Path(results) / f"rank{out['rank']}.json").write_text(json.dumps(out))
     if distributed:
         dist.destroy_process_group()
@@ -178,10 +193,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--results", help=argparse.SUPPRESS)
+    ap.add_argument("--shards", action="store_true", help="each process reads its own rows of a Parquet file")
     ap.add_argument("--data", help=argparse.SUPPRESS)
+    ap.add_argument("--table", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
-        return worker(args.n, args.results, args.data)
+        return worker(args.n, args.results, args.data, args.table)
     meta = dict(
         date=dt.datetime.now().isoformat(timespec="seconds"),
         machine=f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
@@ -198,6 +215,19 @@ def main(argv: list[str] | None = None) -> None:
         command = f"python -m benchmarks distributed --genotypes {' '.join(map(str, args.genotypes))}"
         return _write(rows, Path(args.out), "distributed_genomic", title, command, meta)
     meta["n_individuals"] = args.n
+    if args.shards:
+        from pymixnn.simulate import simulate_logistic
+
+        with tempfile.TemporaryDirectory() as where:
+            path = Path(where) / "logistic.parquet"
+            frame = simulate_logistic(args.n, seed=3)
+            frame.attrs = {}
+            frame.to_parquet(path, index=False)
+            del frame
+            rows = _compare([*me, "--table", str(path)], args.nproc)
+        title = f"Data-parallel fit from shards of a Parquet file, logistic N = {args.n:,}"
+        command = "python -m benchmarks distributed --shards"
+        return _write(rows, Path(args.out), "distributed_shards", title, command, meta)
     rows = _compare([*me, "--individuals", str(args.n)], args.nproc)
     title = f"Data-parallel fit, logistic N = {args.n:,}"
     _write(rows, Path(args.out), "distributed", title, "python -m benchmarks distributed", meta)

@@ -12,6 +12,7 @@ import gc as _gc
 
 from pymixnn import datasets
 from pymixnn.control import Control
+from pymixnn.data.shards import read_shard
 from pymixnn.data.table import Data
 from pymixnn.fitting import fit
 from pymixnn.model.dynamics.models import ODEModel
@@ -78,6 +79,7 @@ __all__ = [
     "ConvergenceWarning",
     "FallbackWarning",
     "Data",
+    "read_shard",
     "Model",
     "ODEModel",
     "NeuralTerm",

@@ -70,6 +70,7 @@ class Control:
     distributed: bool = False
     neural_steps: int | None = None
     neural_starts: int = 1
+    shards: bool = False
 
     def __post_init__(self) -> None:
         check_settings(dropna=False, **self.as_dict())

@@ -184,7 +184,15 @@ neural_starts : int, default 1
     seed ``seed + k`` (the networks' initial weights, the minibatches, the held-out individuals
     all differ), the fit of highest log-likelihood kept (a network's training ends in a local
     optimum that depends on its start; the likelihood, not held-out data, chooses). Costs k fits;
-    ``res.hybrid.starts`` lists each start's seed and log-likelihood."""
+    ``res.hybrid.starts`` lists each start's seed and log-likelihood.
+shards : bool, default False
+    With ``distributed=True``: each process passes only its own individuals' rows (read by
+    :func:`pymixnn.read_shard` from a CSV or Parquet file), so that no process holds the whole
+    table. The covariate design, the self-start and the sample sizes are taken from every
+    process's part; with ``read_shard(by="range")`` the fit equals the fit of the whole table.
+    Each process's Results hold its own individuals and the common population estimates. So far
+    the Gaussian law, closed-form models with random effects, no genomic block, levels or
+    spatial field."""
 
 
 def _entries(block: str) -> dict[str, str]:

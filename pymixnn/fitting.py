@@ -97,6 +97,7 @@ def fit(
     distributed: bool = UNSET,
     neural_steps: int | None = UNSET,
     neural_starts: int = UNSET,
+    shards: bool = UNSET,
 ):
     """Fit a nonlinear mixed-effects model by minibatch stochastic variational inference.
 
@@ -152,10 +153,15 @@ def fit(
             distributed=distributed,
             neural_steps=neural_steps,
             neural_starts=neural_starts,
+            shards=shards,
         ).items()
         if v is not UNSET
     }
     control = resolve_control(control, settings)  # the settings are checked before any data work
+    if control.shards:  # each process holds its own individuals (sharding.py)
+        from pymixnn.sharding import sharded_problem
+
+        return fit_problem(sharded_problem(locals(), control), control)
     return fit_problem(problem_of(locals()), control)
 
 
@@ -227,9 +233,10 @@ def fit_problem(problem: NLME, control: Control, start_theta=None):
             progress=c.progress,
         ),
     )
+    shard = getattr(problem, "shard", None)  # read as shards: the estimation sees the whole fit's sizes
     estimation = estimate(
         fit_model,
-        data,
+        data if shard is None else problem.global_data(),
         problem.design,
         problem.start_candidates(),
         options,
@@ -268,6 +275,8 @@ def fit_problem(problem: NLME, control: Control, start_theta=None):
         settings.update(local=c.local, refine_steps=int(c.refine_steps))
     if c.gear != "auto":  # only when chosen: other fits' settings are unchanged
         settings["gear"] = c.gear
+    if shard is not None:  # read as shards: this process's part of the whole fit
+        settings["shard"] = dict(shard)
     if any(problem.fallbacks.values()):  # only when one was taken: other fits' settings are unchanged
         settings["fallbacks"] = dict(problem.fallbacks)
     if getattr(estimation, "run", None) is not None:  # one table of counts: inference's and the problem's
@@ -281,7 +290,9 @@ def fit_problem(problem: NLME, control: Control, start_theta=None):
     res = Results(
         model=model,
         data=data,
-        design=problem.design,
+        design=problem.design
+        if shard is None
+        else problem.design.rows(shard["first"], shard["first"] + shard["n_individuals_here"]),
         estimation=estimation,
         settings=settings,
         observation=problem.observation,

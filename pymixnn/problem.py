@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from pymixnn.control import Control
+from pymixnn.data.markers import individual_markers
 from pymixnn.data.nonmem import event_time_column
 from pymixnn.data.table import Data
 from pymixnn.data.varying import covariate_roles
@@ -183,7 +184,16 @@ class NLME:
         check_design(model, data, obs)
         self.data, self.model, self.observation = data, model, obs
         self.genotype, self.genomic, self.init = genotype, genomic, init
-        self.design = covariate_design(self.covariates, data, covariate_columns, model, is_dynamic(model))
+        self.covariate_columns = covariate_columns
+        self.fallbacks: dict[str, int] = {"start_values_replaced": 0}
+        self._derive(data)
+
+    def _derive(self, source) -> None:
+        """What the problem derives from the data: the covariate design (from ``source``'s
+        covariates and ids: the problem's Data, or every process's of a fit from shards,
+        sharding.py), start values, markers and levels."""
+        data, model, columns = self.data, self.model, self.covariate_columns
+        self.design = covariate_design(self.covariates, source, columns, model, is_dynamic(model))
         if varying_columns(self.design, data.events):  # one parameter row per record
             self.model = model = stepwise(model)
         if self.law.name == "latent_class":  # its membership design, and the names it needs
@@ -192,9 +202,9 @@ class NLME:
             self.context_matrix = (
                 context_matrix(data.covariates, self.context_columns, model) if self.context_columns else None
             )
-        self.fallbacks: dict[str, int] = {"start_values_replaced": 0}
         self.start = self.initial_values()
-        self.markers = _prepare_markers(genomic, genotype, data) if genomic is not None else None
+        genomic = self.genomic
+        self.markers = individual_markers(genomic, self.genotype, data) if genomic is not None else None
         self.level_setup = level_setup(self.levels, data.covariates, data.ids, self.spatial)
 
     # ---- start values ----------------------------------------------------------------------
@@ -230,8 +240,7 @@ class NLME:
         values: dict[str, float] = {}
         if model.self_start is not None:
             # on the scale of the structural function: log counts, logits of proportions, ...
-            response = self.observation.working_response(self.data.y, self.data.aux)
-            values.update(model.self_start(self.data.x, response))
+            values.update(model.self_start(*self._start_data()))
         values.update({p: 0.0 for p in model.neural_parameters})  # a network's random columns
         values.update(model.init or {})
         values.update({str(k): float(v) for k, v in (init or {}).items()})
@@ -253,6 +262,10 @@ class NLME:
                         f"its {model.transforms[p]!r} transform"
                     )
         return {p: float(values[p]) for p in model.parameters}, replaced
+
+    def _start_data(self) -> tuple[np.ndarray, np.ndarray]:
+        """x and the working response the self-start reads (every individual's)."""
+        return self.data.x, self.observation.working_response(self.data.y, self.data.aux)
 
     def _count_replaced(self, replaced: list[tuple[str, float]], values: Mapping[str, float]) -> None:
         if not replaced:
@@ -386,35 +399,3 @@ def _encode_response(data, obs: Observation, y):
     out = frame.copy()
     out[column] = codes
     return out, obs
-
-
-def _prepare_markers(genomic, genotype: str, data: Data) -> dict:
-    """The marker matrix (validated, standardized), each individual's cell (genotype x level of
-    the interaction column) and the levels: numpy and pandas only."""
-    from pymixnn.data.markers import prepare_markers
-
-    ind_genotype = data.covariates[genotype].to_numpy()
-    markers = prepare_markers(
-        genomic.markers, pd.unique(ind_genotype), map=genomic.map, id=genomic.id, genotype_column=genotype
-    )
-    rows = markers.rows(ind_genotype)
-    if genomic.interaction:
-        values = data.covariates[genomic.interaction]
-        levels = sorted(pd.unique(values), key=str)
-        if len(levels) < 2:
-            raise InputError(
-                f"Genomic(interaction={genomic.interaction!r}): the column has a single "
-                f"level {levels!r}; a scenario-by-marker interaction needs two or more"
-            )
-        level = np.array([levels.index(v) for v in values], dtype=np.int64)
-    else:
-        levels, level = [None], np.zeros(len(rows), dtype=np.int64)
-    cells, individual_cell = np.unique(np.stack([rows, level], axis=1), axis=0, return_inverse=True)
-    return dict(
-        matrix=markers,
-        genotype=genotype,
-        levels=list(levels),
-        cells=cells,
-        individual_cell=np.asarray(individual_cell).ravel(),
-        n_genotypes=len(np.unique(rows)),
-    )

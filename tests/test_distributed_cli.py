@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from pymixnn.simulate import simulate_logistic
@@ -56,6 +57,36 @@ def test_one_node_two_processes(csv, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     np.testing.assert_allclose(_estimates(out), plain, rtol=1e-8)
     assert done.stdout.count("Fixed effects") == 1  # process 0 prints the summary, the other one not
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_one_node_two_processes_reading_shards(csv, tmp_path, fmt):
+    # each process reads only its block of individuals (pymixnn.read_shard): the same fit
+    path, plain = csv
+    if fmt == "parquet":
+        path = tmp_path / "logistic.parquet"
+        pd.read_csv(csv[0]).to_parquet(path, index=False)
+    out = tmp_path / "shards.json"
+    cmd = [str(TORCHRUN), "--standalone", "--nproc-per-node=2", "-m", "pymixnn", FIT[0], str(path), *FIT[1:]]
+    done = subprocess.run(
+        [*cmd, "--distributed", "--shards", "--json", str(out)], env=ENV, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    np.testing.assert_allclose(_estimates(out), plain, rtol=1e-8)  # as the whole table's (1e-8: sums' order)
+    record = json.loads(out.read_text())
+    assert record["n_individuals"] == 200 and record["shard"]["n_individuals_here"] == 100
+    assert "read as 2 shards, this process (rank 0) holds 100 individuals" in done.stdout
+
+
+def test_shards_errors_name_the_flag(csv, tmp_path):
+    base = [sys.executable, "-m", "pymixnn", FIT[0], str(csv[0]), *FIT[1:]]
+    done = subprocess.run([*base, "--shards"], env=ENV, capture_output=True, text=True)
+    assert done.returncode == 2 and "add --distributed" in done.stderr
+    done = subprocess.run([*base, "--distributed", "--shards", "--plot", str(tmp_path / "p.png")],
+                          env=ENV, capture_output=True, text=True)  # fmt: skip
+    assert (
+        done.returncode == 2 and "--plot with --shards: each process holds its own individuals" in done.stderr
+    )
 
 
 def test_two_nodes_on_localhost(csv, tmp_path):

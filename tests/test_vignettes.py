@@ -59,6 +59,7 @@ def test_six_python_vignettes_exist():
         "09_levels.py",
         "10_latent_classes.py",
         "11_diagnostics.py",
+        "12_distributed.py",
     ]
     assert (VIGNETTES / "05_from_R.Rmd").exists()
 
@@ -124,6 +125,9 @@ def check_key(name: str, key: dict) -> None:
         # NPDE and CWRES standardised on theophylline; the pcVPC flags the wrong dose-response only
         assert key["npde_p_mean"] > 0.05 and key["npde_p_variance"] > 0.05
         assert key["pcvpc_outside_correct"] <= 5 and key["pcvpc_outside_wrong"] >= 8
+    if name == "12_distributed.py":
+        # two processes, each reading its own shard of the file: the one-process fit
+        assert key["max_rel_diff_csv_range"] < 1e-8 and key["max_rel_diff_whole"] < 1e-8
     if name == "01_theophylline.py":
         # the headline of the vignette: pymixnn and saemix 3.4 agree within half an SE
         assert key["max_abs_z_vs_saemix"] < 0.5 and abs(key["loglik_minus_saemix"]) < 0.5

@@ -210,6 +210,20 @@ def build_parser() -> argparse.ArgumentParser:
         "individuals' part of every sum; process 0 prints and writes the results",
     )
     fit.add_argument(
+        "--shards",
+        action="store_true",
+        help="with --distributed: each process reads only its own individuals' rows of DATA (CSV or "
+        ".parquet; pymixnn.read_shard), none the whole table; process 0 prints and writes the "
+        "population results (--json)",
+    )
+    fit.add_argument(
+        "--shard-by",
+        choices=["range", "hash"],
+        default="range",
+        help="with --shards: contiguous blocks of the sorted ids (range, default: the fit equals the "
+        "whole table's) or crc32(id) modulo the processes (hash)",
+    )
+    fit.add_argument(
         "--refine-steps",
         metavar="K",
         help="with --local amortized: K Newton steps per individual from the encoder's output",

@@ -96,7 +96,7 @@ def prepare(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     ):
         for name in given:
             check_parameter(model, name, flag)
-    df = read_csv(path, args.encoding)
+    df = _read_shard(path, args) if getattr(args, "shards", False) else read_csv(path, args.encoding)
     spec = dict(
         model=model if ".py:" in args.model else args.model,  # FILE.py:NAME: the Model itself
         id=args.id,
@@ -140,6 +140,8 @@ def prepare(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
         spec["gear"] = args.gear
     if getattr(args, "distributed", False):
         spec["distributed"] = True
+    if getattr(args, "shards", False):
+        spec["shards"] = True
     if args.refine_steps is not None:
         if not args.refine_steps.isdigit():
             raise InputError(f"--refine-steps {args.refine_steps!r}: give a non-negative integer")
@@ -163,6 +165,48 @@ def prepare(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
             f"--time {args.time!r} is not a column of {str(path)!r}; its columns are {list(df.columns)}"
         )
     return df, spec
+
+
+# result files of every individual or observation: a process of a fit from shards holds its own
+SHARD_REFUSED = (
+    "plot",
+    "vpc",
+    "pcvpc",
+    "gof",
+    "npde",
+    "cwres",
+    "classes",
+    "eta_covariates",
+    "marker_effects",
+)
+
+
+def _read_shard(path: Path, args: argparse.Namespace):
+    """``--shards``: this process's individuals' rows of the data file (pymixnn.read_shard, torchrun's
+    RANK and WORLD_SIZE), indexed by line number in the file as read_csv's (the header is line 1)."""
+    import pymixnn
+
+    given = [f"--{k.replace('_', '-')}" for k in SHARD_REFUSED if getattr(args, k, None)]
+    refused = [
+        (not args.distributed, "--shards is a data-parallel fit's: add --distributed (under torchrun)"),
+        (args.nonmem or args.markers, "--shards reads a plain long table: not with --nonmem or --markers"),
+        (not args.id, "--shards needs --id (the column that assigns rows to processes)"),
+        (
+            bool(given),
+            f"{', '.join(given)} with --shards: each process holds its own individuals only; "
+            "write the population results with --json",
+        ),
+    ]
+    for bad, message in refused:
+        if bad:
+            raise InputError(message)
+    df = pymixnn.read_shard(path, args.id, by=args.shard_by, format="parquet" if _parquet(path) else "csv")
+    df.index = df.index + 2
+    return df
+
+
+def _parquet(path: Path) -> bool:
+    return path.suffix.lower() in (".parquet", ".pq")
 
 
 def _level(text: str, model: Model) -> Any:

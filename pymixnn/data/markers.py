@@ -41,9 +41,9 @@ import numpy as np
 import pandas as pd
 
 from pymixnn.data.markers_io import first_ids, id_str, read_map, read_markers
-from pymixnn.validation.errors import show_value
+from pymixnn.validation.errors import InputError, show_value
 
-__all__ = ["MarkerMatrix", "prepare_markers", "read_map", "read_markers"]
+__all__ = ["MarkerMatrix", "prepare_markers", "individual_markers", "read_map", "read_markers"]
 
 # Cells (rows x columns) processed at a time: bounds the float64 temporaries to ~32 MB whatever the
 # size of the marker matrix.
@@ -381,4 +381,34 @@ def prepare_markers(
         scale=scale,
         map=marker_map,
         report=report,
+    )
+
+
+def individual_markers(genomic, genotype: str, data) -> dict:
+    """The marker matrix (validated, standardized), each individual's cell (genotype x level of
+    the interaction column) and the levels: numpy and pandas only."""
+    ind_genotype = data.covariates[genotype].to_numpy()
+    markers = prepare_markers(
+        genomic.markers, pd.unique(ind_genotype), map=genomic.map, id=genomic.id, genotype_column=genotype
+    )
+    rows = markers.rows(ind_genotype)
+    if genomic.interaction:
+        values = data.covariates[genomic.interaction]
+        levels = sorted(pd.unique(values), key=str)
+        if len(levels) < 2:
+            raise InputError(
+                f"Genomic(interaction={genomic.interaction!r}): the column has a single "
+                f"level {levels!r}; a scenario-by-marker interaction needs two or more"
+            )
+        level = np.array([levels.index(v) for v in values], dtype=np.int64)
+    else:
+        levels, level = [None], np.zeros(len(rows), dtype=np.int64)
+    cells, individual_cell = np.unique(np.stack([rows, level], axis=1), axis=0, return_inverse=True)
+    return dict(
+        matrix=markers,
+        genotype=genotype,
+        levels=list(levels),
+        cells=cells,
+        individual_cell=np.asarray(individual_cell).ravel(),
+        n_genotypes=len(np.unique(rows)),
     )

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
+from pymixnn.data.shards import block
+
 __all__ = [
     "Shard",
     "Serial",
@@ -35,11 +37,7 @@ NO_SVI_FALLBACK = (
 def shard_bounds(n: int, world: int, rank: int) -> tuple[int, int]:
     """Rows [lo, hi) of process ``rank`` among ``world`` for n individuals: contiguous blocks in
     the data's order, sizes differing by at most one (the first n % world one larger)."""
-    if world < 1 or not 0 <= rank < world:
-        raise ValueError(f"rank {rank} is not in a world of {world} processes")
-    base, extra = divmod(int(n), int(world))
-    lo = rank * base + min(rank, extra)
-    return lo, lo + base + (1 if rank < extra else 0)
+    return block(n, world, rank)
 
 
 @dataclass(frozen=True)
@@ -106,8 +104,12 @@ class Serial:
     rank, world = 0, 1
     distributed = False
 
-    def shard(self, n: int) -> Shard:
+    def shard(self, n: int, local: int | None = None) -> Shard:
         return Shard(0, int(n), int(n))
+
+    def objects(self, obj) -> list:
+        """Every process's ``obj`` (picklable), in rank order."""
+        return [obj]
 
     def sum(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return tensors
@@ -142,8 +144,23 @@ class Collective(Serial):
         self._dist = dist
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
 
-    def shard(self, n: int) -> Shard:
-        return Shard(*shard_bounds(n, self.world, self.rank), int(n))
+    def shard(self, n: int, local: int | None = None) -> Shard:
+        """This process's rows of n individuals: its block of the data (every process holds the
+        whole table), or, with ``local`` < n rows held here (each process read its own shard,
+        pymixnn.read_shard), the processes' rows in rank order."""
+        if local is None or int(local) == int(n):
+            return Shard(*shard_bounds(n, self.world, self.rank), int(n))
+        sizes = [int(s) for s in self.objects(int(local))]
+        if sum(sizes) != int(n):
+            raise RuntimeError(f"the processes hold {sum(sizes)} individuals in all, not {n}")
+        lo = sum(sizes[: self.rank])
+        return Shard(lo, lo + sizes[self.rank], int(n))
+
+    def objects(self, obj) -> list:
+        """Every process's ``obj`` (picklable), in rank order (all_gather_object)."""
+        out = [None] * self.world
+        self._dist.all_gather_object(out, obj)
+        return out
 
     def _gather(self, flat: torch.Tensor) -> list[torch.Tensor]:
         parts = [torch.empty_like(flat) for _ in range(self.world)]

@@ -189,17 +189,23 @@ class Program:
         self.offset_coords: list[int] | None = None
         # a data-parallel fit (collective.py): this process keeps the rows of its own individuals;
         # n_individuals and n_obs stay global (they choose sample sizes, K, the chunks' draws)
+        # data read as shards (pymixnn.read_shard): ``data`` holds this process's individuals only
+        # (its n_individuals and n_obs are the global ones, fitting.GlobalSizes); the covariate
+        # design is every individual's
         self.comm = comm if comm is not None else Serial()
-        self.shard = self.comm.shard(self.n_individuals)
+        self.shard = self.comm.shard(self.n_individuals, local=int(self.x.shape[0]))
         self.n_local = self.shard.n_local
+        self.sharded = not self.shard.whole and self.x.shape[0] == self.n_local
         if not self.shard.whole:
-            self._keep_rows(slice(self.shard.lo, self.shard.hi))
+            self._keep_rows(slice(self.shard.lo, self.shard.hi), held=self.sharded)
 
-    def _keep_rows(self, rows: slice) -> None:
-        """Keep the per-individual tensors of ``rows`` only (this process's shard)."""
-        self.ids = self.ids[rows]
-        self.x, self.mask, self.y = self.x[rows], self.mask[rows], self.y[rows]
-        self.aux = {k: v[rows] for k, v in self.aux.items()}
+    def _keep_rows(self, rows: slice, held: bool = False) -> None:
+        """Keep the per-individual tensors of ``rows`` only (this process's shard); ``held``: the
+        data's tensors hold those rows already (read as shards), the design's are sliced."""
+        if not held:
+            self.ids = self.ids[rows]
+            self.x, self.mask, self.y = self.x[rows], self.mask[rows], self.y[rows]
+            self.aux = {k: v[rows] for k, v in self.aux.items()}
         self.Z = self.Z[rows]
         self.D = None if self.D is None else self.D[rows]
         self.context = None if self.context is None else self.context[rows]

@@ -257,7 +257,8 @@ def finish(stage: Stage, ctx: Context, spec, *, threads: int, t_start: float) ->
     )
     result = final.evaluate(theta)
     loc, scale_tril = local.loc, local.scale_tril
-    if program.comm.distributed:  # every process's individuals, in the data's order
+    if program.comm.distributed and not program.sharded:  # every individual, in the data's order
+        # (read as shards: each process reports its own individuals, the data it holds)
         gather = program.comm.gather_rows
         result = dataclasses.replace(
             result,
@@ -302,7 +303,10 @@ def finish(stage: Stage, ctx: Context, spec, *, threads: int, t_start: float) ->
                 scale=scales[k],
             )
         )
-    loglik, cov_np = float(result.loglik.sum()), _numpy(cov_rep)
+    ll_sum, mc_variance = result.loglik.sum(), result.mc_variance.sum()
+    if program.sharded:  # each process holds its own individuals' terms
+        ll_sum, mc_variance = program.comm.sum(ll_sum, mc_variance)
+    loglik, cov_np = float(ll_sum), _numpy(cov_rep)
     if levels is not None:  # grouping levels: their rows, and the levels integrated out of ll
         table, cov_np = level_table(levels, table, cov_np)
         loglik += levels.loglik_correction
@@ -359,7 +363,7 @@ def finish(stage: Stage, ctx: Context, spec, *, threads: int, t_start: float) ->
         psi_mean=_numpy(result.psi_mean),
         psi_sd=_numpy(result.psi_sd),
         loglik=loglik,
-        loglik_se=float(result.mc_variance.sum().sqrt()),
+        loglik_se=float(mc_variance.sqrt()),
         loglik_individual=_numpy(result.loglik),
         is_samples=K,
         is_samples_fisher=k_fisher,

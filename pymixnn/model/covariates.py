@@ -16,6 +16,7 @@ Effect names follow saemix: ``beta_Weight(V)``; a level gets ``beta_Sex[M](V)``.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -69,10 +70,23 @@ class CovariateDesign:
     columns: list[str]  # covariate column behind each effect
     levels: list[object | None]  # level indicated by each effect (None: continuous)
     reference_levels: dict[str, object]
+    # the mean design row of every individual of the fit, where ``matrix`` holds some of them (a
+    # process's of a fit from shards, :meth:`rows`); None: ``matrix``'s own mean
+    mean_row: list[float] | None = None
 
     @property
     def n_effects(self) -> int:
         return len(self.names)
+
+    def average(self) -> np.ndarray:
+        """(1, n_effects): the fit's average design row."""
+        if self.mean_row is not None:
+            return np.asarray(self.mean_row, dtype=np.float64).reshape(1, -1)
+        return self.matrix.mean(axis=0, keepdims=True) if self.n_effects else np.zeros((1, 0))
+
+    def rows(self, lo: int, hi: int) -> CovariateDesign:
+        """The design of individuals lo..hi-1, keeping the whole fit's average row."""
+        return dataclasses.replace(self, matrix=self.matrix[lo:hi], mean_row=self.average()[0].tolist())
 
     @classmethod
     def build(

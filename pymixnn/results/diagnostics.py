@@ -299,7 +299,7 @@ _DISCRETE = ("poisson", "negative_binomial", "zero_inflated_poisson", "binomial"
 
 def _loglik_row(res) -> dict:
     """A log-likelihood larger than the data allow."""
-    ll, n = float(res.loglik), int(res.data.n_obs)
+    ll, n = float(res.loglik), int(res.nobs)
     if res.observation.name == "gaussian":
         y = np.asarray(res.data.y, dtype=float)
         spread = float(np.std(y if res.model.error != "exponential" else np.log(np.abs(y) + 1e-300)))

@@ -150,8 +150,7 @@ class FittedModel:
 
     def typical_phi(self) -> np.ndarray:
         """(P,) phi at eta = 0 for the average covariate row of the data."""
-        Z = self.design.matrix.mean(axis=0, keepdims=True) if self.design.n_effects else np.zeros((1, 0))
-        return self.phi_population(Z)[0]
+        return self.phi_population(self.design.average())[0]
 
     # ---- the fitted law --------------------------------------------------------------------
     def law_draws(self, n: int, seed: int) -> np.ndarray:

@@ -98,7 +98,7 @@ class HybridMixin:
         """AIC and BIC with the networks' weights counted as parameters."""
         self.df_modelwc = int(self.df_modelwc) + self.hybrid.n_weights
         self.aic = -2 * self.loglik + 2 * self.df_modelwc
-        self.bic = -2 * self.loglik + math.log(self.data.n_individuals) * self.df_modelwc
+        self.bic = -2 * self.loglik + math.log(self.n_individuals) * self.df_modelwc
 
     @property
     def neural_starts(self) -> pd.DataFrame:

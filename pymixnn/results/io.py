@@ -72,8 +72,9 @@ def results_dict(res) -> dict[str, Any]:
     law = res.law or {}
     return {
         "model": res.model.name or getattr(res.model.function, "__name__", "custom"),
-        "n_individuals": int(res.data.n_individuals),
-        "n_obs": int(res.data.n_obs),
+        "n_individuals": int(res.n_individuals),
+        "n_obs": int(res.nobs),
+        **({"shard": dict(res.settings["shard"])} if "shard" in res.settings else {}),
         "fixed_effects": {
             n: {"estimate": _clean(r["estimate"]), "se": _clean(r["se"])} for n, r in fixed.iterrows()
         },

@@ -225,7 +225,7 @@ class Results(
         if levels:  # the level covariances' entries are free parameters too
             self.df_modelwc += int(levels["n_hyper"])
         self.aic = -2 * self.loglik + 2 * self.df_modelwc
-        self.bic = -2 * self.loglik + math.log(self.data.n_individuals) * self.df_modelwc
+        self.bic = -2 * self.loglik + math.log(self.n_individuals) * self.df_modelwc
 
     @property
     def diagnostics(self) -> pd.DataFrame:
@@ -270,11 +270,13 @@ class Results(
 
     @property
     def n_individuals(self) -> int:
-        return self.data.n_individuals
+        """The fit's individuals (a fit from shards: every process's; ``data`` holds this one's)."""
+        return int(self.settings.get("shard", {}).get("n_individuals", self.data.n_individuals))
 
     @property
     def nobs(self) -> int:
-        return self.data.n_obs
+        """The fit's observations (a fit from shards: every process's)."""
+        return int(self.settings.get("shard", {}).get("n_obs", self.data.n_obs))
 
     def conf_int(self, alpha: float = 0.05) -> pd.DataFrame:
         """Wald intervals on each parameter's transformed scale, mapped back to the natural scale."""

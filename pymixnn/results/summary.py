@@ -47,8 +47,8 @@ def summary_text(res) -> str:
             )
         ),
         describe_model(res),
-        f"data: {d.n_individuals} individuals, {d.n_obs} observations; y={d.y_col!r}, "
-        f"x={d.x_cols}" + _covariates_header(res),
+        f"data: {res.n_individuals} individuals, {res.nobs} observations; y={d.y_col!r}, "
+        f"x={d.x_cols}" + _covariates_header(res) + _shard_header(res),
         (
             ("" if info.get("seed") is None else f"seed {info['seed']}, ") + f"{info['seconds']:.1f} s in R"
             if engine
@@ -266,6 +266,18 @@ def _fallback_lines(res) -> list[str]:
     counts = {k: int(v) for k, v in (run.get("fallbacks") or {}).items()} if run else {}
     taken = [f"{k} {v}" for k, v in counts.items() if v > 0]
     return ["Fallbacks: " + ", ".join(taken)] if taken else []
+
+
+def _shard_header(res) -> str:
+    """A fit from shards: what this process holds."""
+    sh = res.settings.get("shard")
+    if not sh:
+        return ""
+    return (
+        f"; read as {sh['world']} shards, this process (rank {sh['rank']}) holds "
+        f"{sh['n_individuals_here']} individuals, {sh['n_obs_here']} observations (the individual "
+        "tables are theirs)"
+    )
 
 
 def _covariates_header(res) -> str:

@@ -52,6 +52,7 @@ def check_settings(
     distributed: Any = False,
     neural_steps: Any = None,
     neural_starts: Any = 1,
+    shards: Any = False,
 ) -> None:
     """Every algorithm setting of :func:`pymixnn.fit`: kind, range and known names. A device
     "cuda" (or "cuda:N") is checked against the CUDA devices torch finds."""
@@ -63,6 +64,15 @@ def check_settings(
         raise InputError(
             f"neural_steps must be a positive integer (steps per training stage of a model with "
             f"neural terms) or None for the default, got {neural_steps!r}"
+        )
+    if not isinstance(shards, (bool, np.bool_)):
+        raise InputError(
+            f"shards must be True or False (each process passes its own individuals), got {shards!r}"
+        )
+    if shards and not distributed:
+        raise InputError(
+            "shards=True is a data-parallel fit's (each process passes its own individuals, "
+            "pymixnn.read_shard): give distributed=True too"
         )
     if not (is_integer(neural_starts) and neural_starts >= 1):
         raise InputError(

@@ -98,6 +98,9 @@ mixnnModel <- function(model, description = NULL, psi0 = NULL, transform.par = N
 #'   closed-form models so far. `info$processes` says how many took part.
 #' @param neural_steps A model with neural terms: the most steps of each training stage
 #'   (default `NULL`: `max_steps`, at most 600 for an ODE model, each step a whole solve).
+#' @param shards With `distributed = TRUE`: each process passes only its own individuals (read
+#'   by [mixnnReadShard()]); the fit's individual tables are then this process's, the population
+#'   estimates every process's (see the README's "Beyond one machine").
 #' @param neural_starts A model with neural terms: how many times the staged fit runs (start k
 #'   with seed `seed + k`), the fit of highest log-likelihood kept; `fit$neural_starts` lists them.
 #' @return A list of settings: the fields of `pymixnn.Control`, then `dropna`.
@@ -108,7 +111,7 @@ mixnnControl <- function(seed = 0L, batch_size = 512L, max_steps = 4000L, lr = 0
                          progress = interactive(), dropna = FALSE, ode_rtol = 1e-6,
                          ode_atol = 1e-8, local = "individual", refine_steps = 0L,
                          gear = "auto", distributed = FALSE, neural_steps = NULL,
-                         neural_starts = 1L) {
+                         neural_starts = 1L, shards = FALSE) {
   int <- function(v) if (is.null(v)) NULL else as.integer(v)
   list(seed = int(seed), batch_size = int(batch_size), max_steps = int(max_steps),
        lr = as.numeric(lr), num_particles = int(num_particles), refine = isTRUE(refine),
@@ -116,7 +119,8 @@ mixnnControl <- function(seed = 0L, batch_size = 512L, max_steps = 4000L, lr = 0
        threads = int(threads), progress = isTRUE(progress), dropna = isTRUE(dropna),
        ode_rtol = as.numeric(ode_rtol), ode_atol = as.numeric(ode_atol), local = local,
        refine_steps = int(refine_steps), gear = gear, distributed = isTRUE(distributed),
-       neural_steps = int(neural_steps), neural_starts = int(neural_starts))
+       neural_steps = int(neural_steps), neural_starts = int(neural_starts),
+       shards = isTRUE(shards))
 }
 
 #' Fit a nonlinear mixed-effects model with pymixnn
@@ -438,6 +442,26 @@ mixnn <- function(data, model, id, x, y, covariates = NULL, random_effects = "ga
 #' @export
 pymixnn_dataset <- function(name) {
   .df(.py_call(pymixnn_module()$datasets$load, name), rownames = FALSE)
+}
+
+#' This process's individuals of a long table on disk (a data-parallel fit from shards)
+#'
+#' Reads a CSV or Parquet file batch by batch and keeps only the rows of this process's
+#' individuals (Python's `pymixnn.read_shard`), so that no process holds the whole table; fit
+#' the result in every process with `mixnnControl(distributed = TRUE, shards = TRUE)`.
+#'
+#' @param file A `.csv` (or `.csv.gz`) or `.parquet` file, one row per observation.
+#' @param id The individual column.
+#' @param rank,world This process and the number of processes (default: torchrun's `RANK`
+#'   and `WORLD_SIZE` environment variables).
+#' @param by `"range"` (contiguous blocks of the sorted ids; the fit then equals the whole
+#'   table's) or `"hash"` (crc32 of the id modulo `world`).
+#' @return A data.frame of this process's rows in the file's order; row names are the rows'
+#'   numbers in the file (0-based).
+#' @export
+mixnnReadShard <- function(file, id, rank = NULL, world = NULL, by = "range") {
+  int <- function(v) if (is.null(v)) NULL else as.integer(v)
+  .df(.py_call(pymixnn_module()$read_shard, file, id, rank = int(rank), world = int(world), by = by))
 }
 
 # isinstance(x, cls) in Python (a Python object of that class), FALSE for R values

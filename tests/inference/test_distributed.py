@@ -3,13 +3,11 @@ against the plain fit of the same data (issue 25, acceptance point 1)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from gloo import fit_numbers, run_workers  # tests/inference is on sys.path (rootdir-relative test imports)
 
 import pymixnn
 from pymixnn.simulate import simulate_logistic
@@ -20,11 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _numbers(res) -> dict:
     return dict(
-        estimate=np.array([r["estimate"] for r in res.estimation.table]),
-        se=np.array([r["se"] for r in res.estimation.table]),
-        loglik=np.array([res.loglik]),
-        theta=np.asarray(res.estimation.theta),
-        eta_map=np.asarray(res.estimation.eta_map),
+        fit_numbers(res),
         loglik_individual=np.asarray(res.estimation.loglik_individual),
         gear=res.run.gear,
         processes=res.info["processes"],
@@ -33,9 +27,7 @@ def _numbers(res) -> dict:
     )
 
 
-# each process a fresh interpreter started here (not torch.multiprocessing.spawn, whose children
-# re-run the parent's main module: under pytest-xdist the worker's, where the resource tracker's
-# lock failed in CI: "'_thread.RLock' object has no attribute '_recursion_count'")
+# each process a fresh interpreter (gloo.py)
 WORKER = """
 import os, sys
 import numpy as np
@@ -80,19 +72,7 @@ def _genomic_numbers(res) -> dict:
 
 
 def _distributed(tmp_path, world: int, n: int, case: str = "logistic") -> list[dict]:
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-    here = str(Path(__file__).resolve().parent)
-    args = [str(tmp_path / "init"), str(tmp_path), here, str(n), case]
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", WORKER, str(r), str(world), *args], env=env, stderr=subprocess.PIPE
-        )
-        for r in range(world)
-    ]
-    for p in procs:
-        _, err = p.communicate(timeout=600)
-        assert p.returncode == 0, err.decode()[-3000:]
-    return [np.load(tmp_path / f"{r}.npy", allow_pickle=True).item() for r in range(world)]
+    return run_workers(WORKER, world, tmp_path, str(n), case)
 
 
 @pytest.fixture(scope="module")
