@@ -144,7 +144,9 @@ in_se = {
 fig, ax = plt.subplots(figsize=(6.5, 3.4))
 for j, (k, v) in enumerate(rel.items()):
     ax.bar(np.arange(len(names)) + 0.27 * (j - 1), np.maximum(v, 1e-17), width=0.27, label=k)
-ax.set(yscale="log", xticks=range(len(names)), xticklabels=names, ylabel="|relative difference| from one process")
+ax.set(
+    yscale="log", xticks=range(len(names)), xticklabels=names, ylabel="|relative difference| from one process"
+)
 ax.axhline(1e-8, color="k", lw=0.8, ls="--")
 ax.text(len(names) - 0.5, 1.5e-8, "1e-8", ha="right", fontsize=8)
 ax.legend(fontsize=7)
