@@ -21,7 +21,13 @@ from pymixnn.simulate import simulate_logistic
 ROOT = Path(__file__).resolve().parents[1]
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 FIT = ["fit", "--model", "logistic", "--id", "id", "--x", "t", "--y", "y", "--no-progress"]
-ENV = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+
+
+def _env() -> dict:
+    """The children's environment, taken when a test runs (conftest.py restores LD_LIBRARY_PATH,
+    which rpy2 changes while the test files are collected)."""
+    return dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+
 
 pytestmark = pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun is not installed next to python")
 
@@ -43,7 +49,7 @@ def csv(tmp_path_factory):
     simulate_logistic(200, seed=3).to_csv(path, index=False)
     plain = path.with_name("plain.json")
     subprocess.run([sys.executable, "-m", "pymixnn", *FIT[:1], str(path), *FIT[1:], "--json", str(plain)],
-                   env=ENV, check=True, capture_output=True)  # fmt: skip
+                   env=_env(), check=True, capture_output=True)  # fmt: skip
     return path, _estimates(plain)
 
 
@@ -52,7 +58,7 @@ def test_one_node_two_processes(csv, tmp_path):
     out = tmp_path / "dist.json"
     cmd = [str(TORCHRUN), "--standalone", "--nproc-per-node=2", "-m", "pymixnn", FIT[0], str(path), *FIT[1:]]
     done = subprocess.run(
-        [*cmd, "--distributed", "--json", str(out)], env=ENV, capture_output=True, text=True
+        [*cmd, "--distributed", "--json", str(out)], env=_env(), capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr[-2000:]
     np.testing.assert_allclose(_estimates(out), plain, rtol=1e-8)
@@ -69,7 +75,7 @@ def test_one_node_two_processes_reading_shards(csv, tmp_path, fmt):
     out = tmp_path / "shards.json"
     cmd = [str(TORCHRUN), "--standalone", "--nproc-per-node=2", "-m", "pymixnn", FIT[0], str(path), *FIT[1:]]
     done = subprocess.run(
-        [*cmd, "--distributed", "--shards", "--json", str(out)], env=ENV, capture_output=True, text=True
+        [*cmd, "--distributed", "--shards", "--json", str(out)], env=_env(), capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr[-2000:]
     np.testing.assert_allclose(_estimates(out), plain, rtol=1e-8)  # as the whole table's (1e-8: sums' order)
@@ -80,10 +86,10 @@ def test_one_node_two_processes_reading_shards(csv, tmp_path, fmt):
 
 def test_shards_errors_name_the_flag(csv, tmp_path):
     base = [sys.executable, "-m", "pymixnn", FIT[0], str(csv[0]), *FIT[1:]]
-    done = subprocess.run([*base, "--shards"], env=ENV, capture_output=True, text=True)
+    done = subprocess.run([*base, "--shards"], env=_env(), capture_output=True, text=True)
     assert done.returncode == 2 and "add --distributed" in done.stderr
     done = subprocess.run([*base, "--distributed", "--shards", "--plot", str(tmp_path / "p.png")],
-                          env=ENV, capture_output=True, text=True)  # fmt: skip
+                          env=_env(), capture_output=True, text=True)  # fmt: skip
     assert (
         done.returncode == 2 and "--plot with --shards: each process holds its own individuals" in done.stderr
     )
@@ -110,7 +116,7 @@ def test_two_nodes_on_localhost(csv, tmp_path):
                 "--json",
                 str(tmp_path / "dist.json"),
             ],
-            env=ENV,
+            env=_env(),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -128,7 +134,7 @@ def test_a_killed_process_stops_the_other_and_is_named(tmp_path):
     simulate_logistic(300_000, seed=3).to_csv(path, index=False)
     out = tmp_path / "dist.json"
     cmd = [str(TORCHRUN), "--standalone", "--nproc-per-node=2", "-m", "pymixnn", FIT[0], str(path), *FIT[1:]]
-    proc = subprocess.Popen([*cmd, "--distributed", "--json", str(out)], env=ENV, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([*cmd, "--distributed", "--json", str(out)], env=_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
     workers: list[int] = []
     for _ in range(100):  # the two workers (children of torchrun)

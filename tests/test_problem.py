@@ -83,6 +83,7 @@ def test_control_fields_and_checks():
         "distributed",
         "neural_steps",
         "neural_starts",
+        "shards",
     ]
     c = pymixnn.Control()
     assert (c.batch_size, c.max_steps, c.lr, c.seed, c.likelihood) == (512, 4000, 0.02, 0, "auto")
